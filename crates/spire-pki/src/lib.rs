@@ -1,0 +1,603 @@
+//! Certificates as SPIRE issues them: self-signed and intermediate X.509 CAs, X509-SVIDs for
+//! the server, agents and workloads, CSRs, serial numbers and key identifiers.
+//!
+//! Facts reproduced from SPIRE 1.13's credential templates: serial numbers are random in
+//! [1, 2^128 - 1]; `notBefore` is ten seconds in the past; `notAfter` is capped at the
+//! issuer's `notAfter`; the subject key ID is the SHA-1 of the public key bits and the
+//! authority key ID is the issuer's subject key ID; CA subjects default to `C=US, O=SPIFFE`
+//! plus `serialNumber=<serial>`, SVID subjects to `C=US, O=SPIRE`; CA key usage is
+//! keyCertSign|cRLSign with a URI SAN of the trust domain ID; leaves carry
+//! digitalSignature|keyEncipherment|keyAgreement and serverAuth+clientAuth, and the first DNS
+//! name also becomes the common name.
+//!
+//! Time is an argument everywhere; this crate never reads the clock.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, PublicKeyData, SanType,
+    SerialNumber, SignatureAlgorithm, SigningKey,
+};
+use spiffe_core::keys::{Curve, PublicKeyKind};
+use spiffe_core::{PrivateKey, PublicKey, SpiffeId, TrustDomain};
+use spire_plugin::{LocalSigner, SignatureKind, Signer};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::FromDer;
+
+/// `notBefore` is backdated by this much to absorb clock skew.
+pub const NOT_BEFORE_CUSHION: Duration = Duration::from_secs(10);
+
+/// Errors from building or reading certificates and CSRs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PkiError {
+    /// The CSR is not DER PKCS#10.
+    #[error("malformed CSR: {0}")]
+    MalformedCsr(String),
+    /// The CSR's self-signature does not verify.
+    #[error("failed to verify CSR signature")]
+    CsrSignature,
+    /// A certificate (the issuer's, usually) is malformed.
+    #[error("malformed certificate: {0}")]
+    MalformedCertificate(String),
+    /// The key type cannot be used for signing certificates.
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(String),
+    /// The signer failed.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// Certificate assembly failed.
+    #[error("failed to create certificate: {0}")]
+    Build(String),
+    /// The SPIFFE ID does not belong to the issuer's trust domain.
+    #[error("invalid X509-SVID ID: {id} is not a member of trust domain {trust_domain}")]
+    WrongTrustDomain {
+        /// The offending ID.
+        id: SpiffeId,
+        /// The issuer's trust domain.
+        trust_domain: TrustDomain,
+    },
+}
+
+/// A random serial number in [1, 2^128 - 1], as SPIRE draws them.
+pub fn new_serial_number() -> u128 {
+    loop {
+        let n: u128 = rand::random();
+        if n != 0 {
+            return n;
+        }
+    }
+}
+
+/// The subject key identifier SPIRE uses: SHA-1 of the subjectPublicKey bits.
+pub fn subject_key_id(spki_der: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let bits = public_key_bits(spki_der)?;
+    Ok(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &bits)
+        .as_ref()
+        .to_vec())
+}
+
+fn public_key_bits(spki_der: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| PkiError::UnsupportedKey(e.to_string()))?;
+    Ok(spki.subject_public_key.data.to_vec())
+}
+
+fn rcgen_algorithm(key: &PublicKey) -> Result<&'static SignatureAlgorithm, PkiError> {
+    match key.kind() {
+        PublicKeyKind::Ec(Curve::P256) => Ok(&rcgen::PKCS_ECDSA_P256_SHA256),
+        PublicKeyKind::Ec(Curve::P384) => Ok(&rcgen::PKCS_ECDSA_P384_SHA384),
+        PublicKeyKind::Rsa { .. } => Ok(&rcgen::PKCS_RSA_SHA256),
+        other => Err(PkiError::UnsupportedKey(other.to_string())),
+    }
+}
+
+/// Adapts a [`Signer`] (and its public key bits) to rcgen.
+struct RcgenSigner {
+    signer: Arc<dyn Signer>,
+    bits: Vec<u8>,
+    algorithm: &'static SignatureAlgorithm,
+}
+
+impl RcgenSigner {
+    fn new(signer: Arc<dyn Signer>) -> Result<Self, PkiError> {
+        let bits = public_key_bits(signer.public_key().spki_der())?;
+        let algorithm = rcgen_algorithm(signer.public_key())?;
+        Ok(Self { signer, bits, algorithm })
+    }
+}
+
+impl PublicKeyData for RcgenSigner {
+    fn der_bytes(&self) -> &[u8] {
+        &self.bits
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+impl SigningKey for RcgenSigner {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.signer.sign(msg, SignatureKind::X509).map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+}
+
+/// A public key that will go into a certificate.
+struct SubjectKey {
+    bits: Vec<u8>,
+    algorithm: &'static SignatureAlgorithm,
+    spki: Vec<u8>,
+}
+
+impl SubjectKey {
+    fn new(key: &PublicKey) -> Result<Self, PkiError> {
+        Ok(Self {
+            bits: public_key_bits(key.spki_der())?,
+            algorithm: rcgen_algorithm(key)?,
+            spki: key.spki_der().to_vec(),
+        })
+    }
+}
+
+impl PublicKeyData for SubjectKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.bits
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+/// A distinguished name as SPIRE's configuration describes it (`ca_subject`), written in Go's
+/// attribute order (C, O, OU, CN, serialNumber).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// `C` values.
+    pub country: Vec<String>,
+    /// `O` values.
+    pub organization: Vec<String>,
+    /// `OU` values.
+    pub organizational_unit: Vec<String>,
+    /// `CN`.
+    pub common_name: String,
+    /// `serialNumber`.
+    pub serial_number: String,
+}
+
+impl Subject {
+    /// SPIRE's default CA subject: `C=US, O=SPIFFE`.
+    pub fn default_ca() -> Self {
+        Self { country: vec!["US".into()], organization: vec!["SPIFFE".into()], ..Self::default() }
+    }
+
+    /// SPIRE's default X509-SVID subject: `C=US, O=SPIRE`.
+    pub fn default_svid() -> Self {
+        Self { country: vec!["US".into()], organization: vec!["SPIRE".into()], ..Self::default() }
+    }
+
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.country.is_empty()
+            && self.organization.is_empty()
+            && self.organizational_unit.is_empty()
+            && self.common_name.is_empty()
+            && self.serial_number.is_empty()
+    }
+
+    fn to_rcgen(&self) -> DistinguishedName {
+        let mut dn = DistinguishedName::new();
+        for c in &self.country {
+            dn.push(DnType::CountryName, go_string(c));
+        }
+        for o in &self.organization {
+            dn.push(DnType::OrganizationName, go_string(o));
+        }
+        for ou in &self.organizational_unit {
+            dn.push(DnType::OrganizationalUnitName, go_string(ou));
+        }
+        if !self.common_name.is_empty() {
+            dn.push(DnType::CommonName, go_string(&self.common_name));
+        }
+        if !self.serial_number.is_empty() {
+            dn.push(DnType::CustomDnType(vec![2, 5, 4, 5]), go_string(&self.serial_number));
+        }
+        dn
+    }
+}
+
+/// Go encodes a name attribute as PrintableString when it can, else UTF8String.
+fn go_string(s: &str) -> DnValue {
+    match rcgen::string::PrintableString::try_from(s) {
+        Ok(p) => DnValue::PrintableString(p),
+        Err(_) => DnValue::Utf8String(s.to_string()),
+    }
+}
+
+fn to_offset(t: SystemTime) -> time::OffsetDateTime {
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// `(notBefore, notAfter)` for a credential issued at `now` for `ttl`, capped at `cap`.
+pub fn capped_lifetime(
+    now: SystemTime,
+    ttl: Duration,
+    cap: Option<SystemTime>,
+) -> (SystemTime, SystemTime) {
+    let not_before = now.checked_sub(NOT_BEFORE_CUSHION).unwrap_or(UNIX_EPOCH);
+    let mut not_after = now + ttl;
+    if let Some(cap) = cap
+        && not_after > cap
+    {
+        not_after = cap;
+    }
+    (not_before, not_after)
+}
+
+fn base_params(
+    id: &SpiffeId,
+    subject_key: &SubjectKey,
+    serial: u128,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, PkiError> {
+    let mut p = CertificateParams::default();
+    p.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
+    let uri = id.to_string().try_into().map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
+    p.subject_alt_names = vec![SanType::URI(uri)];
+    p.key_identifier_method = KeyIdMethod::PreSpecified(subject_key_id(&subject_key.spki)?);
+    p.not_before = to_offset(not_before);
+    p.not_after = to_offset(not_after);
+    Ok(p)
+}
+
+fn strip_leading_zeros(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len().saturating_sub(1));
+    &b[start..]
+}
+
+/// A CA that signs certificates: its certificate and a signer for its key.
+pub struct X509Authority {
+    cert_der: Vec<u8>,
+    trust_domain: TrustDomain,
+    not_after: SystemTime,
+    subject_key_id: Vec<u8>,
+    issuer: Issuer<'static, RcgenSigner>,
+}
+
+impl std::fmt::Debug for X509Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("X509Authority")
+            .field("trust_domain", &self.trust_domain)
+            .field("subject_key_id", &hex(&self.subject_key_id))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lower-case hex, as SPIRE prints authority IDs.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl X509Authority {
+    /// Wraps a CA certificate and the signer of its key. The key must match the certificate.
+    pub fn new(
+        cert_der: Vec<u8>,
+        signer: Arc<dyn Signer>,
+        trust_domain: TrustDomain,
+    ) -> Result<Self, PkiError> {
+        let (_, cert) = X509Certificate::from_der(&cert_der)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        if cert.public_key().raw != signer.public_key().spki_der() {
+            return Err(PkiError::UnsupportedKey("CA key does not match the certificate".into()));
+        }
+        let not_after =
+            UNIX_EPOCH + Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
+        let subject_key_id = cert
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .map_or_else(|| subject_key_id(cert.public_key().raw), Ok)?;
+        let rcgen_cert = rustls_pki_types::CertificateDer::from(cert_der.clone());
+        let issuer = Issuer::from_ca_cert_der(&rcgen_cert, RcgenSigner::new(signer)?)
+            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        Ok(Self { cert_der, trust_domain, not_after, subject_key_id, issuer })
+    }
+
+    /// The CA certificate.
+    pub fn certificate(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The CA's `notAfter`.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// The subject key ID, which SPIRE uses as the local authority ID (in hex).
+    pub fn subject_key_id(&self) -> &[u8] {
+        &self.subject_key_id
+    }
+
+    /// The trust domain.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.trust_domain
+    }
+
+    /// Signs an X509-SVID for `public_key`. `ttl` is capped at the CA's expiry.
+    pub fn sign_x509_svid(&self, req: &SvidRequest<'_>) -> Result<Vec<u8>, PkiError> {
+        if !req.id.is_member_of(&self.trust_domain) {
+            return Err(PkiError::WrongTrustDomain {
+                id: req.id.clone(),
+                trust_domain: self.trust_domain.clone(),
+            });
+        }
+        let key = SubjectKey::new(req.public_key)?;
+        let (nb, na) = capped_lifetime(req.now, req.ttl, Some(self.not_after));
+        let mut p = base_params(req.id, &key, new_serial_number(), nb, na)?;
+        let mut subject = req.subject.cloned().unwrap_or_else(Subject::default_svid);
+        if let Some(first) = req.dns_names.first() {
+            subject.common_name = first.clone();
+        }
+        for dns in req.dns_names {
+            let name = dns.clone().try_into().map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
+            p.subject_alt_names.push(SanType::DnsName(name));
+        }
+        p.distinguished_name = subject.to_rcgen();
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::KeyAgreement,
+        ];
+        p.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&key, &self.issuer).map_err(|e| PkiError::Signing(e.to_string()))?;
+        Ok(cert.der().to_vec())
+    }
+
+    /// Signs an intermediate CA for `public_key` (a downstream server, or our own CA under an
+    /// upstream). SPIRE gives downstream CAs the parent's subject plus `OU=DOWNSTREAM-<n>`.
+    pub fn sign_x509_ca(&self, req: &CaRequest<'_>) -> Result<Vec<u8>, PkiError> {
+        let key = SubjectKey::new(req.public_key)?;
+        let (nb, na) = capped_lifetime(req.now, req.ttl, Some(self.not_after));
+        let serial = new_serial_number();
+        let mut p = base_params(&self.trust_domain.id(), &key, serial, nb, na)?;
+        let mut subject = req.subject.clone();
+        if subject.serial_number.is_empty() {
+            subject.serial_number = serial.to_string();
+        }
+        p.distinguished_name = subject.to_rcgen();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&key, &self.issuer).map_err(|e| PkiError::Signing(e.to_string()))?;
+        Ok(cert.der().to_vec())
+    }
+}
+
+/// What goes into an X509-SVID.
+#[derive(Debug, Clone)]
+pub struct SvidRequest<'a> {
+    /// The SVID's SPIFFE ID.
+    pub id: &'a SpiffeId,
+    /// The subject's public key.
+    pub public_key: &'a PublicKey,
+    /// DNS SANs; the first also becomes the CN.
+    pub dns_names: &'a [String],
+    /// Subject override (SPIRE's `C=US, O=SPIRE` when `None`).
+    pub subject: Option<&'a Subject>,
+    /// Requested lifetime.
+    pub ttl: Duration,
+    /// Issuance time.
+    pub now: SystemTime,
+}
+
+/// What goes into an intermediate CA.
+#[derive(Debug, Clone)]
+pub struct CaRequest<'a> {
+    /// The CA's public key.
+    pub public_key: &'a PublicKey,
+    /// Its subject.
+    pub subject: Subject,
+    /// Requested lifetime.
+    pub ttl: Duration,
+    /// Issuance time.
+    pub now: SystemTime,
+}
+
+/// Builds a self-signed CA certificate for `trust_domain` as SPIRE's CA manager does.
+pub fn self_signed_x509_ca(
+    signer: Arc<dyn Signer>,
+    trust_domain: &TrustDomain,
+    subject: &Subject,
+    ttl: Duration,
+    now: SystemTime,
+) -> Result<Vec<u8>, PkiError> {
+    let key = SubjectKey::new(signer.public_key())?;
+    let (nb, na) = capped_lifetime(now, ttl, None);
+    let serial = new_serial_number();
+    let mut p = base_params(&trust_domain.id(), &key, serial, nb, na)?;
+    let mut subject = subject.clone();
+    if subject.serial_number.is_empty() {
+        subject.serial_number = serial.to_string();
+    }
+    p.distinguished_name = subject.to_rcgen();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let rc = RcgenSigner::new(signer)?;
+    let cert = p.self_signed(&rc).map_err(|e| PkiError::Signing(e.to_string()))?;
+    Ok(cert.der().to_vec())
+}
+
+/// What a CSR asks for, after its signature was checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Csr {
+    /// The requested public key.
+    pub public_key: PublicKey,
+    /// URI SANs in the CSR's extension request.
+    pub uris: Vec<String>,
+    /// DNS SANs in the CSR's extension request.
+    pub dns_names: Vec<String>,
+}
+
+/// Parses a DER PKCS#10 CSR and verifies its self-signature.
+pub fn parse_csr(der: &[u8]) -> Result<Csr, PkiError> {
+    let (rest, csr) = X509CertificationRequest::from_der(der)
+        .map_err(|e| PkiError::MalformedCsr(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(PkiError::MalformedCsr("trailing data".into()));
+    }
+    csr.verify_signature().map_err(|_| PkiError::CsrSignature)?;
+    let info = &csr.certification_request_info;
+    let public_key = PublicKey::from_parsed_spki(&info.subject_pki)
+        .map_err(|e| PkiError::MalformedCsr(e.to_string()))?;
+    let mut uris = Vec::new();
+    let mut dns_names = Vec::new();
+    if let Some(exts) = csr.requested_extensions() {
+        for ext in exts {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::URI(u) => uris.push((*u).to_string()),
+                        GeneralName::DNSName(d) => dns_names.push((*d).to_string()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(Csr { public_key, uris, dns_names })
+}
+
+/// Makes a CSR for `key`; with `id`, the CSR carries it as a URI SAN (SPIRE's agent sends
+/// none, workloads' CSRs carry theirs).
+pub fn make_csr(key: PrivateKey, id: Option<&SpiffeId>) -> Result<Vec<u8>, PkiError> {
+    let signer: Arc<dyn Signer> = Arc::new(LocalSigner::new("csr", key));
+    let rc = RcgenSigner::new(signer)?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    if let Some(id) = id {
+        let uri = id.to_string().try_into().map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
+        p.subject_alt_names = vec![SanType::URI(uri)];
+    }
+    let csr = p.serialize_request(&rc).map_err(|e| PkiError::Signing(e.to_string()))?;
+    Ok(csr.der().to_vec())
+}
+
+/// Facts about a certificate that SPIRE APIs report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// Serial number in decimal, as SPIRE stores agent serials.
+    pub serial_decimal: String,
+    /// `notBefore`, seconds since the epoch.
+    pub not_before: i64,
+    /// `notAfter`, seconds since the epoch.
+    pub not_after: i64,
+    /// Subject key ID (hex), empty when absent.
+    pub subject_key_id: String,
+    /// Subject as an RFC 4514-ish string (Go's `pkix.Name.String()` form).
+    pub subject: String,
+}
+
+/// Reads the facts above from a DER certificate.
+pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, PkiError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    let serial = strip_leading_zeros(cert.raw_serial());
+    let serial_decimal = decimal_from_be(serial);
+    let subject_key_id = cert
+        .iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(hex(k.0)),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Ok(CertificateFacts {
+        serial_decimal,
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        subject_key_id,
+        subject: go_name_string(cert.subject()),
+    })
+}
+
+/// Go's `pkix.Name.String()`: RDNs in reverse order, comma separated, with short names.
+fn go_name_string(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for rdn in name.iter() {
+        for atv in rdn.iter() {
+            let oid = atv.attr_type().to_id_string();
+            let key = match oid.as_str() {
+                "2.5.4.6" => "C".to_string(),
+                "2.5.4.10" => "O".to_string(),
+                "2.5.4.11" => "OU".to_string(),
+                "2.5.4.3" => "CN".to_string(),
+                "2.5.4.5" => "SERIALNUMBER".to_string(),
+                "2.5.4.7" => "L".to_string(),
+                "2.5.4.8" => "ST".to_string(),
+                "2.5.4.9" => "STREET".to_string(),
+                "2.5.4.17" => "POSTALCODE".to_string(),
+                other => other.to_string(),
+            };
+            let value = atv.as_str().unwrap_or_default();
+            parts.push(format!("{key}={}", escape_rdn(value)));
+        }
+    }
+    parts.reverse();
+    parts.join(",")
+}
+
+fn escape_rdn(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == ' ' || c == '#'))
+            || (i + 1 == v.chars().count() && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Big-endian unsigned bytes to decimal.
+pub fn decimal_from_be(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "0".into();
+    }
+    if bytes.len() <= 16 {
+        let mut buf = [0u8; 16];
+        buf[16 - bytes.len()..].copy_from_slice(bytes);
+        return u128::from_be_bytes(buf).to_string();
+    }
+    // Long serials: schoolbook base conversion.
+    let mut digits: Vec<u8> = vec![0];
+    for &b in bytes {
+        let mut carry = b as u32;
+        for d in digits.iter_mut() {
+            let v = (*d as u32) * 256 + carry;
+            *d = (v % 10) as u8;
+            carry = v / 10;
+        }
+        while carry > 0 {
+            digits.push((carry % 10) as u8);
+            carry /= 10;
+        }
+    }
+    digits.iter().rev().map(|d| char::from(b'0' + d)).collect()
+}
+
+#[cfg(test)]
+mod tests;

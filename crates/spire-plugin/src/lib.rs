@@ -1,0 +1,426 @@
+//! Plugin traits for spire-rs, one per SPIRE plugin type, shaped after the services of
+//! SPIRE's plugin SDK so that a host for external (go-plugin) plugins can implement the same
+//! traits as the built-in plugins.
+//!
+//! - Server: [`KeyManager`], [`ServerNodeAttestor`], [`UpstreamAuthority`], [`Notifier`],
+//!   [`BundlePublisher`], [`CredentialComposer`].
+//! - Agent: [`KeyManager`] (same service), [`AgentNodeAttestor`], [`WorkloadAttestor`],
+//!   [`SvidStore`].
+//!
+//! The DataStore is not here: SPIRE only supports its built-in SQL store, which lives in
+//! `spire-datastore`.
+//!
+//! Architecture invariant: this crate depends on `spiffe-core` only; it knows nothing about
+//! the server, the agent, gRPC or configuration files.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use spiffe_core::{JwsAlgorithm, KeyType, PublicKey, SpiffeId, TrustDomain};
+
+mod selector;
+
+pub use selector::{Selector, SelectorError};
+
+/// The status codes a plugin can fail with; they map one to one onto gRPC codes, as the
+/// plugin SDK's errors do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// Bad input from the caller.
+    InvalidArgument,
+    /// The caller is not allowed (e.g. an attestation that failed).
+    PermissionDenied,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// It already exists.
+    AlreadyExists,
+    /// Not in a state that allows the call.
+    FailedPrecondition,
+    /// The plugin does not offer this operation.
+    Unimplemented,
+    /// A dependency is down; retry later.
+    Unavailable,
+    /// Anything else.
+    Internal,
+}
+
+/// An error from a plugin: a code and a message, as the plugin SDK reports them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PluginError {
+    /// What kind of failure.
+    pub code: Code,
+    /// Human-readable message, shown to operators.
+    pub message: String,
+}
+
+impl PluginError {
+    /// Builds an error.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+    /// `InvalidArgument`.
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidArgument, message)
+    }
+    /// `PermissionDenied`.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(Code::PermissionDenied, message)
+    }
+    /// `NotFound`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, message)
+    }
+    /// `Internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Code::Internal, message)
+    }
+    /// `Unimplemented`.
+    pub fn unimplemented(message: impl Into<String>) -> Self {
+        Self::new(Code::Unimplemented, message)
+    }
+    /// Prefixes the message, as SPIRE's plugin wrappers do (`"<plugin>: <message>"`).
+    pub fn prefixed(mut self, prefix: &str) -> Self {
+        self.message = format!("{prefix}: {}", self.message);
+        self
+    }
+}
+
+/// Result alias for plugin calls.
+pub type PluginResult<T> = Result<T, PluginError>;
+
+// === KeyManager ===
+
+/// A public key held by a KeyManager (`spire.plugin.*.keymanager.v1.PublicKey`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedKey {
+    /// The key ID, e.g. `x509-CA-A` or `agent-svid-B`.
+    pub id: String,
+    /// The key type.
+    pub key_type: KeyType,
+    /// The public key.
+    pub public_key: PublicKey,
+    /// A fingerprint that changes whenever the key changes.
+    pub fingerprint: String,
+}
+
+/// What to sign with: the X.509 algorithm that fits the key, or a JWS algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureKind {
+    /// DER ECDSA with the curve's hash, or RSA PKCS#1 v1.5 with SHA-256.
+    X509,
+    /// A JWS algorithm (ECDSA as fixed-length r||s).
+    Jws(JwsAlgorithm),
+}
+
+/// A handle that signs with one managed key. Signing is synchronous because it sits on hot
+/// paths (every SVID and every certificate); a remote KeyManager blocks inside `sign`.
+pub trait Signer: Send + Sync + fmt::Debug {
+    /// The key ID in its KeyManager.
+    fn key_id(&self) -> &str;
+    /// The public key.
+    fn public_key(&self) -> &PublicKey;
+    /// Signs `message`.
+    fn sign(&self, message: &[u8], kind: SignatureKind) -> PluginResult<Vec<u8>>;
+}
+
+/// A [`Signer`] over a key held in this process.
+#[derive(Debug)]
+pub struct LocalSigner {
+    key_id: String,
+    key: spiffe_core::PrivateKey,
+}
+
+impl LocalSigner {
+    /// Wraps `key` under the ID `key_id`.
+    pub fn new(key_id: impl Into<String>, key: spiffe_core::PrivateKey) -> Self {
+        Self { key_id: key_id.into(), key }
+    }
+
+    /// The private key.
+    pub fn private_key(&self) -> &spiffe_core::PrivateKey {
+        &self.key
+    }
+}
+
+impl Signer for LocalSigner {
+    fn key_id(&self) -> &str {
+        &self.key_id
+    }
+    fn public_key(&self) -> &PublicKey {
+        self.key.public_key()
+    }
+    fn sign(&self, message: &[u8], kind: SignatureKind) -> PluginResult<Vec<u8>> {
+        let result = match kind {
+            SignatureKind::X509 => self.key.sign_x509(message),
+            SignatureKind::Jws(alg) => self.key.sign_jws(alg, message),
+        };
+        result.map_err(|e| PluginError::internal(e.to_string()))
+    }
+}
+
+/// `spire.plugin.server.keymanager.v1.KeyManager` and its agent twin.
+#[async_trait]
+pub trait KeyManager: Send + Sync + fmt::Debug {
+    /// Generates (or replaces) the key `key_id`.
+    async fn generate_key(&self, key_id: &str, key_type: KeyType) -> PluginResult<ManagedKey>;
+    /// The key `key_id`, if it exists.
+    async fn get_public_key(&self, key_id: &str) -> PluginResult<Option<ManagedKey>>;
+    /// All keys.
+    async fn get_public_keys(&self) -> PluginResult<Vec<ManagedKey>>;
+    /// A signer for `key_id`; `NotFound` when there is no such key.
+    async fn signer(&self, key_id: &str) -> PluginResult<Arc<dyn Signer>>;
+}
+
+// === NodeAttestor ===
+
+/// The server side's way to send a challenge to the attesting agent and await its response.
+#[async_trait]
+pub trait Challenger: Send {
+    /// Sends `challenge` to the agent; returns its response.
+    async fn challenge(&mut self, challenge: Vec<u8>) -> PluginResult<Vec<u8>>;
+}
+
+/// The attributes of an attested agent (`AgentAttributes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestedAgent {
+    /// The agent's SPIFFE ID.
+    pub agent_id: SpiffeId,
+    /// Selector values; the server gives them the attestor's name as type.
+    pub selector_values: Vec<String>,
+    /// Whether the agent may re-attest (instead of renewing).
+    pub can_reattest: bool,
+}
+
+/// `spire.plugin.server.nodeattestor.v1.NodeAttestor`.
+#[async_trait]
+pub trait ServerNodeAttestor: Send + Sync + fmt::Debug {
+    /// Attests an agent from its payload, challenging it as often as needed.
+    async fn attest(
+        &self,
+        payload: Vec<u8>,
+        challenger: &mut dyn Challenger,
+    ) -> PluginResult<AttestedAgent>;
+}
+
+/// The agent side's channel to the server during attestation.
+#[async_trait]
+pub trait AttestationExchange: Send {
+    /// Sends data (the payload first, then challenge responses) and returns the server's
+    /// next challenge, or `None` when the server has finished.
+    async fn send(&mut self, data: Vec<u8>) -> PluginResult<Option<Vec<u8>>>;
+}
+
+/// `spire.plugin.agent.nodeattestor.v1.NodeAttestor`.
+#[async_trait]
+pub trait AgentNodeAttestor: Send + Sync + fmt::Debug {
+    /// Produces the payload and answers challenges through `exchange`.
+    async fn attest(&self, exchange: &mut dyn AttestationExchange) -> PluginResult<()>;
+}
+
+// === WorkloadAttestor ===
+
+/// `spire.plugin.agent.workloadattestor.v1.WorkloadAttestor`.
+#[async_trait]
+pub trait WorkloadAttestor: Send + Sync + fmt::Debug {
+    /// Selector values (without the plugin-name type) for the process `pid`.
+    async fn attest(&self, pid: i32) -> PluginResult<Vec<String>>;
+}
+
+// === UpstreamAuthority ===
+
+/// What an UpstreamAuthority returns when it mints an intermediate CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamX509Ca {
+    /// The minted CA certificate first, then the chain up to (not including) the roots.
+    pub x509_ca_chain: Vec<Vec<u8>>,
+    /// The upstream roots to publish in the bundle.
+    pub upstream_x509_roots: Vec<Vec<u8>>,
+}
+
+/// A JWT authority as UpstreamAuthority and Notifier plugins see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtKey {
+    /// PKIX public key.
+    pub public_key: PublicKey,
+    /// `kid`.
+    pub key_id: String,
+    /// Seconds since the epoch.
+    pub expires_at: i64,
+}
+
+/// `spire.plugin.server.upstreamauthority.v1.UpstreamAuthority`. The streaming "and
+/// subscribe" halves are modelled by the host polling these calls.
+#[async_trait]
+pub trait UpstreamAuthority: Send + Sync + fmt::Debug {
+    /// Signs `csr` (DER) as an intermediate CA, asking for `preferred_ttl_secs`.
+    async fn mint_x509_ca(&self, csr: &[u8], preferred_ttl_secs: i32)
+    -> PluginResult<UpstreamX509Ca>;
+    /// Publishes a JWT key upstream; returns the upstream JWT keys.
+    async fn publish_jwt_key(&self, key: &JwtKey) -> PluginResult<Vec<JwtKey>>;
+}
+
+// === Notifier, BundlePublisher ===
+
+/// The bundle as plugins see it.
+pub type PluginBundle = spiffe_core::Bundle;
+
+/// `spire.plugin.server.notifier.v1.Notifier`.
+#[async_trait]
+pub trait Notifier: Send + Sync + fmt::Debug {
+    /// The bundle was loaded at start-up; an error stops the server (NotifyAndAdvise).
+    async fn bundle_loaded(&self, bundle: &PluginBundle) -> PluginResult<()>;
+    /// The bundle changed (Notify).
+    async fn bundle_updated(&self, bundle: &PluginBundle) -> PluginResult<()>;
+}
+
+/// `spire.plugin.server.bundlepublisher.v1.BundlePublisher`.
+#[async_trait]
+pub trait BundlePublisher: Send + Sync + fmt::Debug {
+    /// Publishes the current bundle.
+    async fn publish_bundle(&self, bundle: &PluginBundle) -> PluginResult<()>;
+}
+
+// === CredentialComposer ===
+
+/// X.509 attributes a CredentialComposer may change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct X509Attributes {
+    /// Subject attributes as (OID in dotted form, value) pairs.
+    pub subject: Vec<(String, String)>,
+    /// DNS SANs.
+    pub dns_sans: Vec<String>,
+    /// Extra extensions as (OID, critical, DER value).
+    pub extra_extensions: Vec<(String, bool, Vec<u8>)>,
+}
+
+/// `spire.plugin.server.credentialcomposer.v1.CredentialComposer`. Every method defaults to
+/// passing its input through unchanged, which is what `Unimplemented` means to SPIRE.
+#[async_trait]
+pub trait CredentialComposer: Send + Sync + fmt::Debug {
+    /// ComposeServerX509CA.
+    async fn compose_server_x509_ca(&self, a: X509Attributes) -> PluginResult<X509Attributes> {
+        Ok(a)
+    }
+    /// ComposeServerX509SVID.
+    async fn compose_server_x509_svid(&self, a: X509Attributes) -> PluginResult<X509Attributes> {
+        Ok(a)
+    }
+    /// ComposeAgentX509SVID.
+    async fn compose_agent_x509_svid(
+        &self,
+        _id: &SpiffeId,
+        a: X509Attributes,
+    ) -> PluginResult<X509Attributes> {
+        Ok(a)
+    }
+    /// ComposeWorkloadX509SVID.
+    async fn compose_workload_x509_svid(
+        &self,
+        _id: &SpiffeId,
+        a: X509Attributes,
+    ) -> PluginResult<X509Attributes> {
+        Ok(a)
+    }
+    /// ComposeWorkloadJWTSVID: the claims as a JSON object.
+    async fn compose_workload_jwt_svid(
+        &self,
+        _id: &SpiffeId,
+        claims: String,
+    ) -> PluginResult<String> {
+        Ok(claims)
+    }
+}
+
+// === SVIDStore ===
+
+/// An X509-SVID to store (`PutX509SVIDRequest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSvid {
+    /// SPIFFE ID.
+    pub spiffe_id: SpiffeId,
+    /// DER chain, leaf first.
+    pub cert_chain: Vec<Vec<u8>>,
+    /// PKCS#8 private key.
+    pub private_key: Vec<u8>,
+    /// DER CA certificates of the SVID's trust domain.
+    pub bundle: Vec<Vec<u8>>,
+    /// Seconds since the epoch.
+    pub expires_at: i64,
+    /// Federated bundles by trust domain.
+    pub federated_bundles: Vec<(TrustDomain, Vec<Vec<u8>>)>,
+}
+
+/// `spire.plugin.agent.svidstore.v1.SVIDStore`.
+#[async_trait]
+pub trait SvidStore: Send + Sync + fmt::Debug {
+    /// Stores an SVID; `metadata` are the entry's selector values for this store.
+    async fn put_x509_svid(&self, svid: &StoredSvid, metadata: &[String]) -> PluginResult<()>;
+    /// Deletes an SVID.
+    async fn delete_x509_svid(&self, metadata: &[String]) -> PluginResult<()>;
+}
+
+/// The plugin types of SPIRE, with the names used in `plugins {}` and the go-plugin magic
+/// cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PluginType {
+    /// `DataStore`.
+    DataStore,
+    /// `KeyManager`.
+    KeyManager,
+    /// `NodeAttestor`.
+    NodeAttestor,
+    /// `WorkloadAttestor`.
+    WorkloadAttestor,
+    /// `UpstreamAuthority`.
+    UpstreamAuthority,
+    /// `Notifier`.
+    Notifier,
+    /// `BundlePublisher`.
+    BundlePublisher,
+    /// `CredentialComposer`.
+    CredentialComposer,
+    /// `SVIDStore`.
+    SvidStore,
+}
+
+impl PluginType {
+    /// The name as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginType::DataStore => "DataStore",
+            PluginType::KeyManager => "KeyManager",
+            PluginType::NodeAttestor => "NodeAttestor",
+            PluginType::WorkloadAttestor => "WorkloadAttestor",
+            PluginType::UpstreamAuthority => "UpstreamAuthority",
+            PluginType::Notifier => "Notifier",
+            PluginType::BundlePublisher => "BundlePublisher",
+            PluginType::CredentialComposer => "CredentialComposer",
+            PluginType::SvidStore => "SVIDStore",
+        }
+    }
+
+    /// Parses a configuration name.
+    pub fn parse(s: &str) -> Option<PluginType> {
+        [
+            PluginType::DataStore,
+            PluginType::KeyManager,
+            PluginType::NodeAttestor,
+            PluginType::WorkloadAttestor,
+            PluginType::UpstreamAuthority,
+            PluginType::Notifier,
+            PluginType::BundlePublisher,
+            PluginType::CredentialComposer,
+            PluginType::SvidStore,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+impl fmt::Display for PluginType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
