@@ -1,19 +1,32 @@
 //! X509-SVID minting from a CSR: parse and verify the CSR, build the certificate, sign it.
+#![allow(
+    clippy::unwrap_used,
+    reason = "benchmark set-up: a failure should abort the run"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use spiffe_core::{KeyType, PrivateKey, SpiffeId, TrustDomain};
-use spire_pki::{SvidRequest, Subject, X509Authority, make_csr, parse_csr, self_signed_x509_ca};
+use spire_pki::{Subject, SvidRequest, X509Authority, make_csr, parse_csr, self_signed_x509_ca};
 use spire_plugin::{LocalSigner, Signer};
 
 fn mint(c: &mut Criterion) {
     let td = TrustDomain::new("example.org").unwrap();
-    let signer: Arc<dyn Signer> =
-        Arc::new(LocalSigner::new("ca", PrivateKey::generate(KeyType::EcP256).unwrap()));
+    let signer: Arc<dyn Signer> = Arc::new(LocalSigner::new(
+        "ca",
+        PrivateKey::generate(KeyType::EcP256).unwrap(),
+    ));
     let now = SystemTime::now();
-    let ca_der = self_signed_x509_ca(signer.clone(), &td, &Subject::default_ca(), Duration::from_secs(86400), now).unwrap();
+    let ca_der = self_signed_x509_ca(
+        signer.clone(),
+        &td,
+        &Subject::default_ca(),
+        Duration::from_secs(86400),
+        now,
+    )
+    .unwrap();
     let ca = X509Authority::new(ca_der, signer, td).unwrap();
     let csr = make_csr(PrivateKey::generate(KeyType::EcP256).unwrap(), None).unwrap();
     let id = SpiffeId::parse("spiffe://example.org/workload").unwrap();

@@ -76,9 +76,11 @@ pub fn new_serial_number() -> u128 {
 /// The subject key identifier SPIRE uses: SHA-1 of the subjectPublicKey bits.
 pub fn subject_key_id(spki_der: &[u8]) -> Result<Vec<u8>, PkiError> {
     let bits = public_key_bits(spki_der)?;
-    Ok(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &bits)
-        .as_ref()
-        .to_vec())
+    Ok(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &bits)
+            .as_ref()
+            .to_vec(),
+    )
 }
 
 fn public_key_bits(spki_der: &[u8]) -> Result<Vec<u8>, PkiError> {
@@ -107,7 +109,11 @@ impl RcgenSigner {
     fn new(signer: Arc<dyn Signer>) -> Result<Self, PkiError> {
         let bits = public_key_bits(signer.public_key().spki_der())?;
         let algorithm = rcgen_algorithm(signer.public_key())?;
-        Ok(Self { signer, bits, algorithm })
+        Ok(Self {
+            signer,
+            bits,
+            algorithm,
+        })
     }
 }
 
@@ -122,7 +128,9 @@ impl PublicKeyData for RcgenSigner {
 
 impl SigningKey for RcgenSigner {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.signer.sign(msg, SignatureKind::X509).map_err(|_| rcgen::Error::RemoteKeyError)
+        self.signer
+            .sign(msg, SignatureKind::X509)
+            .map_err(|_| rcgen::Error::RemoteKeyError)
     }
 }
 
@@ -171,12 +179,20 @@ pub struct Subject {
 impl Subject {
     /// SPIRE's default CA subject: `C=US, O=SPIFFE`.
     pub fn default_ca() -> Self {
-        Self { country: vec!["US".into()], organization: vec!["SPIFFE".into()], ..Self::default() }
+        Self {
+            country: vec!["US".into()],
+            organization: vec!["SPIFFE".into()],
+            ..Self::default()
+        }
     }
 
     /// SPIRE's default X509-SVID subject: `C=US, O=SPIRE`.
     pub fn default_svid() -> Self {
-        Self { country: vec!["US".into()], organization: vec!["SPIRE".into()], ..Self::default() }
+        Self {
+            country: vec!["US".into()],
+            organization: vec!["SPIRE".into()],
+            ..Self::default()
+        }
     }
 
     /// Whether nothing is set.
@@ -203,7 +219,10 @@ impl Subject {
             dn.push(DnType::CommonName, go_string(&self.common_name));
         }
         if !self.serial_number.is_empty() {
-            dn.push(DnType::CustomDnType(vec![2, 5, 4, 5]), go_string(&self.serial_number));
+            dn.push(
+                DnType::CustomDnType(vec![2, 5, 4, 5]),
+                go_string(&self.serial_number),
+            );
         }
         dn
     }
@@ -250,7 +269,10 @@ fn base_params(
 ) -> Result<CertificateParams, PkiError> {
     let mut p = CertificateParams::default();
     p.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
-    let uri = id.to_string().try_into().map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
+    let uri = id
+        .to_string()
+        .try_into()
+        .map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
     p.subject_alt_names = vec![SanType::URI(uri)];
     p.key_identifier_method = KeyIdMethod::PreSpecified(subject_key_id(&subject_key.spki)?);
     p.not_before = to_offset(not_before);
@@ -259,7 +281,10 @@ fn base_params(
 }
 
 fn strip_leading_zeros(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|&x| x != 0).unwrap_or(b.len().saturating_sub(1));
+    let start = b
+        .iter()
+        .position(|&x| x != 0)
+        .unwrap_or(b.len().saturating_sub(1));
     &b[start..]
 }
 
@@ -296,7 +321,9 @@ impl X509Authority {
         let (_, cert) = X509Certificate::from_der(&cert_der)
             .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
         if cert.public_key().raw != signer.public_key().spki_der() {
-            return Err(PkiError::UnsupportedKey("CA key does not match the certificate".into()));
+            return Err(PkiError::UnsupportedKey(
+                "CA key does not match the certificate".into(),
+            ));
         }
         let not_after =
             UNIX_EPOCH + Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
@@ -310,7 +337,13 @@ impl X509Authority {
         let rcgen_cert = rustls_pki_types::CertificateDer::from(cert_der.clone());
         let issuer = Issuer::from_ca_cert_der(&rcgen_cert, RcgenSigner::new(signer)?)
             .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
-        Ok(Self { cert_der, trust_domain, not_after, subject_key_id, issuer })
+        Ok(Self {
+            cert_der,
+            trust_domain,
+            not_after,
+            subject_key_id,
+            issuer,
+        })
     }
 
     /// The CA certificate.
@@ -349,7 +382,10 @@ impl X509Authority {
             subject.common_name = first.clone();
         }
         for dns in req.dns_names {
-            let name = dns.clone().try_into().map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
+            let name = dns
+                .clone()
+                .try_into()
+                .map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
             p.subject_alt_names.push(SanType::DnsName(name));
         }
         p.distinguished_name = subject.to_rcgen();
@@ -359,10 +395,14 @@ impl X509Authority {
             KeyUsagePurpose::KeyEncipherment,
             KeyUsagePurpose::KeyAgreement,
         ];
-        p.extended_key_usages =
-            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         p.use_authority_key_identifier_extension = true;
-        let cert = p.signed_by(&key, &self.issuer).map_err(|e| PkiError::Signing(e.to_string()))?;
+        let cert = p
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| PkiError::Signing(e.to_string()))?;
         Ok(cert.der().to_vec())
     }
 
@@ -381,7 +421,9 @@ impl X509Authority {
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         p.use_authority_key_identifier_extension = true;
-        let cert = p.signed_by(&key, &self.issuer).map_err(|e| PkiError::Signing(e.to_string()))?;
+        let cert = p
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| PkiError::Signing(e.to_string()))?;
         Ok(cert.der().to_vec())
     }
 }
@@ -436,7 +478,9 @@ pub fn self_signed_x509_ca(
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let rc = RcgenSigner::new(signer)?;
-    let cert = p.self_signed(&rc).map_err(|e| PkiError::Signing(e.to_string()))?;
+    let cert = p
+        .self_signed(&rc)
+        .map_err(|e| PkiError::Signing(e.to_string()))?;
     Ok(cert.der().to_vec())
 }
 
@@ -477,7 +521,11 @@ pub fn parse_csr(der: &[u8]) -> Result<Csr, PkiError> {
             }
         }
     }
-    Ok(Csr { public_key, uris, dns_names })
+    Ok(Csr {
+        public_key,
+        uris,
+        dns_names,
+    })
 }
 
 /// Makes a CSR for `key`; with `id`, the CSR carries it as a URI SAN (SPIRE's agent sends
@@ -488,10 +536,15 @@ pub fn make_csr(key: PrivateKey, id: Option<&SpiffeId>) -> Result<Vec<u8>, PkiEr
     let mut p = CertificateParams::default();
     p.distinguished_name = DistinguishedName::new();
     if let Some(id) = id {
-        let uri = id.to_string().try_into().map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
+        let uri = id
+            .to_string()
+            .try_into()
+            .map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
         p.subject_alt_names = vec![SanType::URI(uri)];
     }
-    let csr = p.serialize_request(&rc).map_err(|e| PkiError::Signing(e.to_string()))?;
+    let csr = p
+        .serialize_request(&rc)
+        .map_err(|e| PkiError::Signing(e.to_string()))?;
     Ok(csr.der().to_vec())
 }
 
@@ -512,8 +565,8 @@ pub struct CertificateFacts {
 
 /// Reads the facts above from a DER certificate.
 pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, PkiError> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
     let serial = strip_leading_zeros(cert.raw_serial());
     let serial_decimal = decimal_from_be(serial);
     let subject_key_id = cert

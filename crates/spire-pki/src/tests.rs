@@ -15,7 +15,8 @@ fn td() -> TrustDomain {
 fn ca(kt: KeyType, ttl: Duration) -> X509Authority {
     let key = PrivateKey::generate(kt).unwrap();
     let signer: Arc<dyn Signer> = Arc::new(LocalSigner::new("x509-CA-A", key));
-    let der = self_signed_x509_ca(signer.clone(), &td(), &Subject::default_ca(), ttl, now()).unwrap();
+    let der =
+        self_signed_x509_ca(signer.clone(), &td(), &Subject::default_ca(), ttl, now()).unwrap();
     X509Authority::new(der, signer, td()).unwrap()
 }
 
@@ -33,13 +34,19 @@ fn self_signed_ca_looks_like_spires() {
     let ku = cert.key_usage().unwrap().unwrap().value;
     assert!(ku.key_cert_sign() && ku.crl_sign() && !ku.digital_signature());
     let facts = certificate_facts(ca.certificate()).unwrap();
-    assert_eq!(facts.subject, format!("SERIALNUMBER={},O=SPIFFE,C=US", facts.serial_decimal));
+    assert_eq!(
+        facts.subject,
+        format!("SERIALNUMBER={},O=SPIFFE,C=US", facts.serial_decimal)
+    );
     assert_eq!(facts.not_before, 1_767_225_600 - 10);
     assert_eq!(facts.not_after, 1_767_225_600 + 86_400);
     let skid = subject_key_id(cert.public_key().raw).unwrap();
     assert_eq!(facts.subject_key_id, hex(&skid));
     assert_eq!(ca.subject_key_id(), skid.as_slice());
-    assert_eq!(x509svid::id_from_der(ca.certificate()).unwrap().to_string(), "spiffe://example.org");
+    assert_eq!(
+        x509svid::id_from_der(ca.certificate()).unwrap().to_string(),
+        "spiffe://example.org"
+    );
     // Self-signed: no authority key identifier, as Go leaves it out.
     assert!(!cert.iter_extensions().any(|e| matches!(
         e.parsed_extension(),
@@ -64,7 +71,7 @@ fn svids_verify_against_the_ca_for_every_key_type() {
                 now: now(),
             })
             .unwrap();
-        let got = x509svid::verify_chain(&[der.clone()], &bundle(&ca), now()).unwrap();
+        let got = x509svid::verify_chain(std::slice::from_ref(&der), &bundle(&ca), now()).unwrap();
         assert_eq!(got, id);
         let facts = certificate_facts(&der).unwrap();
         assert_eq!(facts.subject, "CN=web.example.org,O=SPIRE,C=US");
@@ -77,7 +84,9 @@ fn svids_verify_against_the_ca_for_every_key_type() {
         let akid = cert
             .iter_extensions()
             .find_map(|e| match e.parsed_extension() {
-                ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
                 _ => None,
             })
             .unwrap();
@@ -101,7 +110,10 @@ fn svid_lifetime_is_capped_at_the_ca() {
             now: now(),
         })
         .unwrap();
-    assert_eq!(certificate_facts(&der).unwrap().not_after, 1_767_225_600 + 600);
+    assert_eq!(
+        certificate_facts(&der).unwrap().not_after,
+        1_767_225_600 + 600
+    );
 }
 
 #[test]
@@ -150,8 +162,16 @@ fn intermediate_ca_chains_to_the_root() {
             now: now(),
         })
         .unwrap();
-    assert_eq!(x509svid::verify_chain(&[leaf, ider.clone()], &bundle(&root), now()).unwrap(), id);
-    assert!(certificate_facts(&ider).unwrap().subject.contains("OU=DOWNSTREAM-1"));
+    assert_eq!(
+        x509svid::verify_chain(&[leaf, ider.clone()], &bundle(&root), now()).unwrap(),
+        id
+    );
+    assert!(
+        certificate_facts(&ider)
+            .unwrap()
+            .subject
+            .contains("OU=DOWNSTREAM-1")
+    );
 }
 
 #[test]
@@ -163,20 +183,27 @@ fn csr_round_trip_and_tamper_detection() {
     let csr = parse_csr(&der).unwrap();
     assert_eq!(csr.public_key, public);
     assert_eq!(csr.uris, vec![id.to_string()]);
-    let no_uri = parse_csr(&make_csr(PrivateKey::generate(KeyType::Rsa2048).unwrap(), None).unwrap()).unwrap();
+    let no_uri =
+        parse_csr(&make_csr(PrivateKey::generate(KeyType::Rsa2048).unwrap(), None).unwrap())
+            .unwrap();
     assert!(no_uri.uris.is_empty());
     let mut bad = der.clone();
     let last = bad.len() - 5;
     bad[last] ^= 0xff;
-    assert!(matches!(parse_csr(&bad), Err(PkiError::CsrSignature) | Err(PkiError::MalformedCsr(_))));
+    assert!(matches!(
+        parse_csr(&bad),
+        Err(PkiError::CsrSignature) | Err(PkiError::MalformedCsr(_))
+    ));
     assert!(matches!(parse_csr(b"junk"), Err(PkiError::MalformedCsr(_))));
 }
 
 #[test]
 fn ca_key_must_match_certificate() {
     let root = ca(KeyType::EcP256, Duration::from_secs(600));
-    let other: Arc<dyn Signer> =
-        Arc::new(LocalSigner::new("x", PrivateKey::generate(KeyType::EcP256).unwrap()));
+    let other: Arc<dyn Signer> = Arc::new(LocalSigner::new(
+        "x",
+        PrivateKey::generate(KeyType::EcP256).unwrap(),
+    ));
     assert!(X509Authority::new(root.certificate().to_vec(), other, td()).is_err());
 }
 
@@ -188,7 +215,10 @@ fn decimal_conversion() {
     // 2^128 = 340282366920938463463374607431768211456
     let mut big = vec![1u8];
     big.extend([0u8; 16]);
-    assert_eq!(decimal_from_be(&big), "340282366920938463463374607431768211456");
+    assert_eq!(
+        decimal_from_be(&big),
+        "340282366920938463463374607431768211456"
+    );
 }
 
 #[test]

@@ -58,7 +58,10 @@ pub struct PluginError {
 impl PluginError {
     /// Builds an error.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
     /// `InvalidArgument`.
     pub fn invalid_argument(message: impl Into<String>) -> Self {
@@ -135,7 +138,10 @@ pub struct LocalSigner {
 impl LocalSigner {
     /// Wraps `key` under the ID `key_id`.
     pub fn new(key_id: impl Into<String>, key: spiffe_core::PrivateKey) -> Self {
-        Self { key_id: key_id.into(), key }
+        Self {
+            key_id: key_id.into(),
+            key,
+        }
     }
 
     /// The private key.
@@ -255,8 +261,11 @@ pub struct JwtKey {
 #[async_trait]
 pub trait UpstreamAuthority: Send + Sync + fmt::Debug {
     /// Signs `csr` (DER) as an intermediate CA, asking for `preferred_ttl_secs`.
-    async fn mint_x509_ca(&self, csr: &[u8], preferred_ttl_secs: i32)
-    -> PluginResult<UpstreamX509Ca>;
+    async fn mint_x509_ca(
+        &self,
+        csr: &[u8],
+        preferred_ttl_secs: i32,
+    ) -> PluginResult<UpstreamX509Ca>;
     /// Publishes a JWT key upstream; returns the upstream JWT keys.
     async fn publish_jwt_key(&self, key: &JwtKey) -> PluginResult<Vec<JwtKey>>;
 }

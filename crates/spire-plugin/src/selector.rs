@@ -40,12 +40,17 @@ impl Selector {
         if value.is_empty() {
             return Err(SelectorError::MissingValue);
         }
-        Ok(Self { selector_type: selector_type.to_string(), value: value.to_string() })
+        Ok(Self {
+            selector_type: selector_type.to_string(),
+            value: value.to_string(),
+        })
     }
 
     /// Parses `type:value` (the value may contain further colons).
     pub fn parse(s: &str) -> Result<Self, SelectorError> {
-        let (t, v) = s.split_once(':').ok_or_else(|| SelectorError::NoSeparator(s.to_string()))?;
+        let (t, v) = s
+            .split_once(':')
+            .ok_or_else(|| SelectorError::NoSeparator(s.to_string()))?;
         Self::new(t, v)
     }
 
@@ -82,15 +87,21 @@ mod tests {
         assert_eq!(s.selector_type(), "unix");
         assert_eq!(s.value(), "uid:1000");
         assert_eq!(s.to_string(), "unix:uid:1000");
-        assert_eq!(Selector::parse("nocolon"), Err(SelectorError::NoSeparator("nocolon".into())));
+        assert_eq!(
+            Selector::parse("nocolon"),
+            Err(SelectorError::NoSeparator("nocolon".into()))
+        );
         assert_eq!(Selector::parse(":v"), Err(SelectorError::MissingType));
         assert_eq!(Selector::parse("t:"), Err(SelectorError::MissingValue));
-        assert_eq!(Selector::new("a:b", "c"), Err(SelectorError::TypeContainsColon));
+        assert_eq!(
+            Selector::new("a:b", "c"),
+            Err(SelectorError::TypeContainsColon)
+        );
     }
 
     #[test]
     fn ordering_is_by_type_then_value() {
-        let mut v = vec![
+        let mut v = [
             Selector::parse("b:1").unwrap(),
             Selector::parse("a:2").unwrap(),
             Selector::parse("a:1").unwrap(),

@@ -27,9 +27,9 @@ struct Entry {
 }
 
 fn entry(id: &str, key: PrivateKey) -> PluginResult<Entry> {
-    let key_type = key
-        .key_type()
-        .ok_or_else(|| PluginError::internal(format!("unable to make entry {id:?}: unsupported key type")))?;
+    let key_type = key.key_type().ok_or_else(|| {
+        PluginError::internal(format!("unable to make entry {id:?}: unsupported key type"))
+    })?;
     let public_key = key.public_key().clone();
     let info = ManagedKey {
         id: id.to_string(),
@@ -37,7 +37,10 @@ fn entry(id: &str, key: PrivateKey) -> PluginResult<Entry> {
         fingerprint: fingerprint(public_key.spki_der()),
         public_key,
     };
-    Ok(Entry { signer: Arc::new(LocalSigner::new(id, key)), info })
+    Ok(Entry {
+        signer: Arc::new(LocalSigner::new(id, key)),
+        info,
+    })
 }
 
 /// Keys held in memory, optionally persisted to a SPIRE-format JSON file.
@@ -48,7 +51,9 @@ pub struct LocalKeyManager {
 
 impl std::fmt::Debug for LocalKeyManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalKeyManager").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("LocalKeyManager")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,7 +84,10 @@ struct KeysFile {
 impl LocalKeyManager {
     /// The `memory` KeyManager: keys are lost when the process exits.
     pub fn memory() -> Self {
-        Self { keys: Mutex::new(BTreeMap::new()), path: None }
+        Self {
+            keys: Mutex::new(BTreeMap::new()),
+            path: None,
+        }
     }
 
     /// The server's `disk` KeyManager (`keys_path` is required).
@@ -93,7 +101,9 @@ impl LocalKeyManager {
     /// The agent's `disk` KeyManager (`directory` is required; keys go to `keys.json`).
     pub fn agent_disk(config: &AgentDiskConfig) -> PluginResult<Self> {
         if config.directory.is_empty() {
-            return Err(PluginError::invalid_argument("directory must be configured"));
+            return Err(PluginError::invalid_argument(
+                "directory must be configured",
+            ));
         }
         Self::open(Path::new(&config.directory).join("keys.json"))
     }
@@ -103,20 +113,36 @@ impl LocalKeyManager {
         let keys = match fs::read(&path) {
             Ok(bytes) => load(&bytes)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(PluginError::internal(format!("unable to read {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(PluginError::internal(format!(
+                    "unable to read {}: {e}",
+                    path.display()
+                )));
+            }
         };
-        Ok(Self { keys: Mutex::new(keys), path: Some(path) })
+        Ok(Self {
+            keys: Mutex::new(keys),
+            path: Some(path),
+        })
     }
 
     fn persist(&self, keys: &BTreeMap<String, Entry>) -> PluginResult<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let doc: BTreeMap<&str, String> = keys
             .iter()
-            .map(|(id, e)| (id.as_str(), STANDARD.encode(e.signer.private_key().pkcs8_der())))
+            .map(|(id, e)| {
+                (
+                    id.as_str(),
+                    STANDARD.encode(e.signer.private_key().pkcs8_der()),
+                )
+            })
             .collect();
         let text = go_indent_json(&doc);
-        write_private_file_atomically(path, text.as_bytes())
-            .map_err(|e| PluginError::internal(format!("unable to write keys to {}: {e}", path.display())))
+        write_private_file_atomically(path, text.as_bytes()).map_err(|e| {
+            PluginError::internal(format!("unable to write keys to {}: {e}", path.display()))
+        })
     }
 }
 
@@ -168,7 +194,11 @@ pub fn write_private_file_atomically(path: &Path, data: &[u8]) -> std::io::Resul
     }
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
         fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
@@ -232,24 +262,38 @@ mod tests {
         let sig = signer.sign(b"hello", SignatureKind::X509).unwrap();
         assert!(!sig.is_empty());
         assert_eq!(km.get_public_keys().await.unwrap().len(), 1);
-        assert_eq!(km.signer("b").await.unwrap_err().code, spire_plugin::Code::NotFound);
+        assert_eq!(
+            km.signer("b").await.unwrap_err().code,
+            spire_plugin::Code::NotFound
+        );
     }
 
     #[tokio::test]
     async fn disk_survives_a_restart_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
-        let cfg = ServerDiskConfig { keys_path: path.to_string_lossy().into() };
+        let cfg = ServerDiskConfig {
+            keys_path: path.to_string_lossy().into(),
+        };
         let km = LocalKeyManager::server_disk(&cfg).unwrap();
         let a = km.generate_key("x509-CA-A", KeyType::EcP256).await.unwrap();
-        let b = km.generate_key("JWT-Signer-A", KeyType::Rsa2048).await.unwrap();
+        let b = km
+            .generate_key("JWT-Signer-A", KeyType::Rsa2048)
+            .await
+            .unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let again = LocalKeyManager::server_disk(&cfg).unwrap();
         assert_eq!(again.get_public_key("x509-CA-A").await.unwrap().unwrap(), a);
-        assert_eq!(again.get_public_key("JWT-Signer-A").await.unwrap().unwrap(), b);
+        assert_eq!(
+            again.get_public_key("JWT-Signer-A").await.unwrap().unwrap(),
+            b
+        );
         let text = fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with("{\n\t\"keys\": {\n\t\t\"JWT-Signer-A\": \""), "{text}");
+        assert!(
+            text.starts_with("{\n\t\"keys\": {\n\t\t\"JWT-Signer-A\": \""),
+            "{text}"
+        );
     }
 
     #[test]
@@ -257,12 +301,20 @@ mod tests {
         // Written by spire-server 1.13.3's disk KeyManager.
         let text = include_str!("../../testdata/spire-1.13.3-keys.json");
         let keys = load(text.as_bytes()).unwrap();
-        assert_eq!(keys.keys().cloned().collect::<Vec<_>>(), ["JWT-Signer-A", "x509-CA-A"]);
+        assert_eq!(
+            keys.keys().cloned().collect::<Vec<_>>(),
+            ["JWT-Signer-A", "x509-CA-A"]
+        );
         assert_eq!(keys["x509-CA-A"].info.key_type, KeyType::EcP256);
         // And we write it back byte for byte.
         let doc: BTreeMap<&str, String> = keys
             .iter()
-            .map(|(id, e)| (id.as_str(), STANDARD.encode(e.signer.private_key().pkcs8_der())))
+            .map(|(id, e)| {
+                (
+                    id.as_str(),
+                    STANDARD.encode(e.signer.private_key().pkcs8_der()),
+                )
+            })
             .collect();
         assert_eq!(go_indent_json(&doc), text);
     }
@@ -272,7 +324,12 @@ mod tests {
         assert!(load(b"not json").is_err());
         assert!(load(br#"{"keys": {"a": "!!"}}"#).is_err());
         assert!(load(br#"{"keys": {"a": "AAAA"}}"#).is_err());
-        assert!(LocalKeyManager::server_disk(&ServerDiskConfig { keys_path: String::new() }).is_err());
+        assert!(
+            LocalKeyManager::server_disk(&ServerDiskConfig {
+                keys_path: String::new()
+            })
+            .is_err()
+        );
         assert_eq!(go_indent_json(&BTreeMap::new()), "{\n\t\"keys\": {}\n}");
     }
 }
