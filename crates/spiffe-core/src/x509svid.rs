@@ -359,9 +359,54 @@ pub fn verify_chain(
         anchors: &anchors,
         now,
         used: vec![],
+        anchor: None,
     };
     path.extend(&parsed[0], 0)?;
     Ok(id)
+}
+
+/// Verifies a plain X.509 path (no SPIFFE rules): `leaf`, then `intermediates` in any order,
+/// up to one of `anchors`, with signatures, CA flags, path length and validity at `now`
+/// checked. Returns the path above the leaf, anchor last (DER). Used by attestors that
+/// accept certificates from an external PKI, such as x509pop.
+pub fn verify_x509_path(
+    leaf: &[u8],
+    intermediates: &[Vec<u8>],
+    anchors: &[Vec<u8>],
+    now: SystemTime,
+) -> Result<Vec<Vec<u8>>, X509SvidError> {
+    let leaf_cert = parse_one(leaf, 0)?;
+    let inters: Vec<X509Certificate<'_>> = intermediates
+        .iter()
+        .enumerate()
+        .map(|(i, der)| parse_one(der, i + 1))
+        .collect::<Result<_, _>>()?;
+    let anchor_certs: Vec<X509Certificate<'_>> = anchors
+        .iter()
+        .filter_map(|der| X509Certificate::from_der(der).ok().map(|(_, c)| c))
+        .collect();
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    check_time(&leaf_cert, now)?;
+    let mut path = PathSearch {
+        intermediates: &inters,
+        anchors: &anchor_certs,
+        now,
+        used: vec![],
+        anchor: None,
+    };
+    path.extend(&leaf_cert, 0)?;
+    let mut out: Vec<Vec<u8>> = path
+        .used
+        .iter()
+        .map(|&i| intermediates[i].clone())
+        .collect();
+    if let Some(a) = path.anchor {
+        out.push(anchor_certs[a].as_raw().to_vec());
+    }
+    Ok(out)
 }
 
 fn subject_of(cert: &X509Certificate<'_>) -> String {
@@ -413,6 +458,7 @@ struct PathSearch<'c, 'a> {
     anchors: &'c [X509Certificate<'a>],
     now: i64,
     used: Vec<usize>,
+    anchor: Option<usize>,
 }
 
 impl PathSearch<'_, '_> {
@@ -432,7 +478,7 @@ impl PathSearch<'_, '_> {
                 *best = Some(err);
             }
         };
-        for anchor in self.anchors {
+        for (ai, anchor) in self.anchors.iter().enumerate() {
             if !names_match(cert, anchor) {
                 continue;
             }
@@ -446,7 +492,10 @@ impl PathSearch<'_, '_> {
                 continue;
             }
             match check_issuer(anchor, cas_below, self.now) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.anchor = Some(ai);
+                    return Ok(());
+                }
                 Err(e) => note(e, &mut best),
             }
         }

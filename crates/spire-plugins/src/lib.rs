@@ -7,3 +7,5 @@
 //! `spire-pki`, never on the server or agent crates.
 
 pub mod keymanager;
+pub mod nodeattestor;
+pub mod workloadattestor;

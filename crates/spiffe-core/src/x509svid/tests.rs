@@ -292,3 +292,18 @@ fn pem_round_trip() {
     );
     assert_eq!(id_from_der(&l.der).unwrap().path(), "/a");
 }
+
+#[test]
+fn plain_x509_paths_report_the_chain() {
+    let ca = root(TD);
+    let i1 = testpki::intermediate(&ca, TD);
+    let mut p = leaf_params(&[]);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "node-1");
+    let l = issue(p, Some(&i1));
+    let path = verify_x509_path(&l.der, &[i1.der.clone()], &[ca.der.clone()], now()).unwrap();
+    assert_eq!(path, vec![i1.der.clone(), ca.der.clone()]);
+    let stranger = root("other.org");
+    assert!(verify_x509_path(&l.der, &[i1.der.clone()], &[stranger.der.clone()], now()).is_err());
+    assert!(verify_x509_path(&l.der, &[], &[ca.der.clone()], now()).is_err());
+}

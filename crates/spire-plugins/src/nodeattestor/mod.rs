@@ -1,0 +1,8 @@
+//! NodeAttestor plugins, server and agent halves.
+//!
+//! `join_token` is special on the server (SPIRE's server validates the token itself, without
+//! calling the plugin); here only the agent half exists.
+
+pub mod join_token;
+pub mod template;
+pub mod x509pop;

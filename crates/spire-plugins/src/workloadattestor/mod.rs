@@ -1,0 +1,3 @@
+//! WorkloadAttestor plugins.
+
+pub mod unix;
