@@ -131,6 +131,17 @@ pub mod grpc {
     }
 }
 
+/// `spirers.*`: spire-rs's own protocol extensions (not part of SPIRE's API).
+pub mod spirers {
+    /// `spirers.sync.*`
+    pub mod sync {
+        package! {
+            /// `spirers.sync.v1`: change notices pushed from server to agent.
+            mod v1 = "spirers.sync.v1"
+        }
+    }
+}
+
 /// `spire.*`
 pub mod spire {
     /// `spire.api.*`: the public SPIRE APIs (spire-api-sdk).

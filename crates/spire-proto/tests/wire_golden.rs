@@ -140,7 +140,8 @@ fn facts(fds: &FileDescriptorSet) -> BTreeSet<String> {
     let ours: Vec<_> = fds
         .file
         .iter()
-        .filter(|f| !f.package().starts_with("google."))
+        // spire-rs's own extension packages are not part of SPIRE's wire facts.
+        .filter(|f| !f.package().starts_with("google.") && !f.package().starts_with("spirers."))
         .collect();
     let mut w = Walker {
         messages: HashMap::new(),
