@@ -646,3 +646,115 @@ mod tests {
         }
     }
 }
+
+/// go-spiffe's own wording for rejected IDs. SPIRE's APIs and CLIs pass go-spiffe's errors
+/// through to users, so where spire-rs must print what SPIRE prints it asks these functions
+/// instead of using [`IdError`]'s more specific messages. The classification follows
+/// go-spiffe v2's parser exactly (first offending byte wins).
+pub mod go_compat {
+    const BAD_TD: &str = "trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores";
+    const BAD_PATH: &str =
+        "path segment characters are limited to letters, numbers, dots, dashes, and underscores";
+
+    fn td_char(c: u8) -> bool {
+        matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_')
+    }
+
+    fn path_char(c: u8) -> bool {
+        matches!(c, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_')
+    }
+
+    /// go-spiffe's message for `spiffeid.FromString(s)`, or `None` if it would accept `s`.
+    pub fn id_error(s: &str) -> Option<&'static str> {
+        if s.is_empty() {
+            return Some("cannot be empty");
+        }
+        let Some(rest) = s.strip_prefix("spiffe://") else {
+            return Some("scheme is missing or invalid");
+        };
+        let bytes = rest.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() && bytes[i] != b'/' {
+            if !td_char(bytes[i]) {
+                return Some(BAD_TD);
+            }
+            i += 1;
+        }
+        if i == 0 {
+            return Some("trust domain is missing");
+        }
+        path_error(&rest[i..])
+    }
+
+    /// go-spiffe's message for `spiffeid.ValidatePath(path)`.
+    pub fn path_error(path: &str) -> Option<&'static str> {
+        if path.is_empty() {
+            return None;
+        }
+        if !path.starts_with('/') {
+            return Some("path must have a leading slash");
+        }
+        let bytes = path.as_bytes();
+        let mut start = 0;
+        for (end, &c) in bytes.iter().enumerate() {
+            if c == b'/' {
+                match &path[start..end] {
+                    "/" => return Some("path cannot contain empty segments"),
+                    "/." | "/.." => return Some("path cannot contain dot segments"),
+                    _ => {}
+                }
+                start = end;
+                continue;
+            }
+            if !path_char(c) {
+                return Some(BAD_PATH);
+            }
+        }
+        match &path[start..] {
+            "/" => Some("path cannot have a trailing slash"),
+            "/." | "/.." => Some("path cannot contain dot segments"),
+            _ => None,
+        }
+    }
+
+    /// go-spiffe's message for `spiffeid.TrustDomainFromString(s)`.
+    pub fn trust_domain_error(s: &str) -> Option<&'static str> {
+        if s.is_empty() {
+            return Some("trust domain is missing");
+        }
+        if s.contains(":/") {
+            return id_error(s);
+        }
+        if s.bytes().any(|c| !td_char(c)) {
+            return Some(BAD_TD);
+        }
+        None
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn go_spiffe_classification() {
+            assert_eq!(id_error("spiffe://Example.org/a"), Some(BAD_TD));
+            assert_eq!(id_error("spiffe://example.org?q"), Some(BAD_TD));
+            assert_eq!(id_error("spiffe://example.org/a?q"), Some(BAD_PATH));
+            assert_eq!(
+                id_error("spiffe://example.org/"),
+                Some("path cannot have a trailing slash")
+            );
+            assert_eq!(
+                id_error("spiffe://example.org//a"),
+                Some("path cannot contain empty segments")
+            );
+            assert_eq!(id_error("spiffe:///a"), Some("trust domain is missing"));
+            assert_eq!(id_error("http://x"), Some("scheme is missing or invalid"));
+            assert_eq!(id_error("spiffe://example.org/a"), None);
+            assert_eq!(trust_domain_error("Example"), Some(BAD_TD));
+            assert_eq!(trust_domain_error(""), Some("trust domain is missing"));
+            assert_eq!(trust_domain_error("spiffe://ok/path"), None);
+            assert_eq!(path_error("a"), Some("path must have a leading slash"));
+        }
+    }
+}
