@@ -355,15 +355,7 @@ pub fn sign(
     key_id: &str,
     algorithm: JwsAlgorithm,
 ) -> Result<String, JwtSvidError> {
-    let mut body = Map::new();
-    body.insert("aud".into(), Value::from(claims.audience.to_vec()));
-    body.insert("exp".into(), Value::from(claims.expires_at));
-    body.insert("iat".into(), Value::from(claims.issued_at));
-    body.insert("sub".into(), Value::from(claims.subject.as_str()));
-    if let Some(iss) = claims.issuer {
-        body.insert("iss".into(), Value::from(iss));
-    }
-    sign_raw(&body, key, key_id, algorithm)
+    sign_raw(&claims_map(claims), key, key_id, algorithm)
 }
 
 /// Signs arbitrary claims with the JWT-SVID header. Used by [`sign`] and by tests that need
@@ -374,6 +366,38 @@ pub fn sign_raw(
     key_id: &str,
     algorithm: JwsAlgorithm,
 ) -> Result<String, JwtSvidError> {
+    sign_raw_with(claims, key_id, algorithm, |alg, msg| key.sign_jws(alg, msg))
+}
+
+/// Like [`sign`], with the signature made by `sign` (for keys held by a KeyManager). The
+/// closure receives the algorithm and the JWS signing input and returns the JWS signature.
+pub fn sign_with(
+    claims: &JwtSvidClaims<'_>,
+    key_id: &str,
+    algorithm: JwsAlgorithm,
+    sign: impl FnOnce(JwsAlgorithm, &[u8]) -> Result<Vec<u8>, KeyError>,
+) -> Result<String, JwtSvidError> {
+    sign_raw_with(&claims_map(claims), key_id, algorithm, sign)
+}
+
+fn claims_map(claims: &JwtSvidClaims<'_>) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("aud".into(), Value::from(claims.audience.to_vec()));
+    body.insert("exp".into(), Value::from(claims.expires_at));
+    body.insert("iat".into(), Value::from(claims.issued_at));
+    body.insert("sub".into(), Value::from(claims.subject.as_str()));
+    if let Some(iss) = claims.issuer {
+        body.insert("iss".into(), Value::from(iss));
+    }
+    body
+}
+
+fn sign_raw_with(
+    claims: &Map<String, Value>,
+    key_id: &str,
+    algorithm: JwsAlgorithm,
+    sign: impl FnOnce(JwsAlgorithm, &[u8]) -> Result<Vec<u8>, KeyError>,
+) -> Result<String, JwtSvidError> {
     let mut header = Map::new();
     header.insert("alg".into(), Value::from(algorithm.as_str()));
     header.insert("kid".into(), Value::from(key_id));
@@ -381,9 +405,7 @@ pub fn sign_raw(
     let h = URL_SAFE_NO_PAD.encode(Value::Object(header).to_string());
     let c = URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string());
     let input = format!("{h}.{c}");
-    let sig = key
-        .sign_jws(algorithm, input.as_bytes())
-        .map_err(JwtSvidError::Signing)?;
+    let sig = sign(algorithm, input.as_bytes()).map_err(JwtSvidError::Signing)?;
     Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
 }
 

@@ -585,6 +585,27 @@ pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, PkiError> {
     })
 }
 
+/// The subject of a DER certificate, in the attributes [`Subject`] models.
+pub fn subject_of(der: &[u8]) -> Result<Subject, PkiError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    let mut s = Subject::default();
+    for rdn in cert.subject().iter() {
+        for atv in rdn.iter() {
+            let v = atv.as_str().unwrap_or_default().to_string();
+            match atv.attr_type().to_id_string().as_str() {
+                "2.5.4.6" => s.country.push(v),
+                "2.5.4.10" => s.organization.push(v),
+                "2.5.4.11" => s.organizational_unit.push(v),
+                "2.5.4.3" => s.common_name = v,
+                "2.5.4.5" => s.serial_number = v,
+                _ => {}
+            }
+        }
+    }
+    Ok(s)
+}
+
 /// Go's `pkix.Name.String()`: RDNs in reverse order, comma separated, with short names.
 fn go_name_string(name: &x509_parser::x509::X509Name<'_>) -> String {
     let mut parts: Vec<String> = Vec::new();
