@@ -58,8 +58,7 @@ impl std::fmt::Debug for LocalKeyManager {
 }
 
 /// Configuration of the server's `disk` KeyManager.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct ServerDiskConfig {
     /// Path of the JSON key file.
     #[serde(default)]
@@ -67,8 +66,7 @@ pub struct ServerDiskConfig {
 }
 
 /// Configuration of the agent's `disk` KeyManager.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct AgentDiskConfig {
     /// Directory that holds `keys.json`.
     #[serde(default)]

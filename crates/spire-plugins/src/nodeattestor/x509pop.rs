@@ -153,7 +153,6 @@ fn serial_hex(raw: &[u8]) -> String {
 
 /// `plugin_data` of the server's `x509pop` NodeAttestor.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// `external_pki` (default) or `spiffe`.
     #[serde(default)]
@@ -565,7 +564,6 @@ fn verify_response(key: &PublicKey, challenge: &[u8], response: &Response) -> Re
 
 /// `plugin_data` of the agent's `x509pop` NodeAttestor.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// PEM private key.
     #[serde(default)]

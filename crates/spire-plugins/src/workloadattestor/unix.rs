@@ -11,7 +11,6 @@ use spire_plugin::{PluginError, PluginResult, WorkloadAttestor};
 
 /// `plugin_data` of the `unix` WorkloadAttestor.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UnixConfig {
     /// Also report `path` and `sha256` selectors.
     #[serde(default)]

@@ -1,0 +1,696 @@
+//! `spire.api.server.agent.v1.Agent`: node attestation, agent SVID renewal, and the admin
+//! RPCs over attested agents and join tokens.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use futures::Stream;
+use spiffe_core::SpiffeId;
+use spire_datastore::{
+    AttestedNode, BySelectors, CountNodesRequest, JoinToken, ListNodesRequest, NodeMask,
+    Pagination, RegistrationEntry,
+};
+use spire_plugin::{Challenger, PluginError, PluginResult, Selector};
+use spire_proto::spire::api::server::agent::v1 as pb;
+use spire_proto::spire::api::types;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::convert::{self, proto_id};
+use super::status::{err, err_with};
+use crate::auth::{self, Caller, permission_denied};
+use crate::ratelimit;
+use crate::state::Server;
+
+/// The Agent service.
+#[derive(Debug, Clone)]
+pub struct AgentService {
+    server: Arc<Server>,
+    limits: Arc<ratelimit::RateLimits>,
+}
+
+impl AgentService {
+    /// Serves `server`.
+    pub fn new(server: Arc<Server>, limits: Arc<ratelimit::RateLimits>) -> Self {
+        Self { server, limits }
+    }
+}
+
+/// Maps the API's selector match to the datastore's.
+pub fn match_behavior(m: i32) -> spire_datastore::MatchBehavior {
+    use spire_datastore::MatchBehavior as M;
+    match m {
+        1 => M::Subset,
+        2 => M::Superset,
+        3 => M::Any,
+        _ => M::Exact,
+    }
+}
+
+/// Parses Go's `"2006-01-02 15:04:05 -0700 -07"` time layout, as `-expiresBefore` uses it;
+/// like SPIRE, a value that does not parse is no filter at all.
+pub fn parse_expires_before(s: &str) -> Option<i64> {
+    let mut parts = s.split_whitespace();
+    let date = parts.next()?;
+    let clock = parts.next()?;
+    let offset = parts.next()?;
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+    );
+    let dt = time::OffsetDateTime::parse(&format!("{date} {clock} {offset}"), &fmt).ok()?;
+    Some(dt.unix_timestamp())
+}
+
+fn selector_filter(m: Option<&types::SelectorMatch>) -> Result<Option<BySelectors>, Status> {
+    let Some(m) = m else { return Ok(None) };
+    let selectors = convert::selectors_from_proto(&m.selectors)
+        .map_err(|e| err_with(Code::InvalidArgument, "failed to parse selectors", e))?;
+    Ok(Some(BySelectors {
+        selectors,
+        match_behavior: match_behavior(m.r#match),
+    }))
+}
+
+fn csr_public_key(csr: &[u8]) -> Result<spiffe_core::PublicKey, Status> {
+    spire_pki::parse_csr(csr)
+        .map(|c| c.public_key)
+        .map_err(|e| err_with(Code::InvalidArgument, "failed to parse CSR", e))
+}
+
+/// Signs an agent SVID for the key in `csr`.
+fn sign_agent_svid(server: &Server, id: &SpiffeId, csr: &[u8]) -> Result<Vec<Vec<u8>>, Status> {
+    let key = csr_public_key(csr)?;
+    server
+        .ca
+        .sign_agent_x509_svid(id, &key, SystemTime::now())
+        .map_err(|e| err_with(Code::Internal, "failed to sign X509 SVID", e))
+}
+
+fn x509_svid(id: &SpiffeId, chain: Vec<Vec<u8>>) -> Result<types::X509svid, Status> {
+    let facts = chain
+        .first()
+        .map(|c| spire_pki::certificate_facts(c))
+        .transpose()
+        .map_err(|e| Status::internal(e.to_string()))?;
+    Ok(types::X509svid {
+        id: Some(proto_id(id)),
+        expires_at: facts.map(|f| f.not_after).unwrap_or(0),
+        cert_chain: chain,
+        hint: String::new(),
+    })
+}
+
+/// Relays a NodeAttestor's challenges over the AttestAgent stream.
+struct StreamChallenger<'a> {
+    tx: &'a mpsc::Sender<Result<pb::AttestAgentResponse, Status>>,
+    rx: &'a mut Streaming<pb::AttestAgentRequest>,
+}
+
+#[async_trait]
+impl Challenger for StreamChallenger<'_> {
+    async fn challenge(&mut self, challenge: Vec<u8>) -> PluginResult<Vec<u8>> {
+        let resp = pb::AttestAgentResponse {
+            step: Some(pb::attest_agent_response::Step::Challenge(challenge)),
+        };
+        self.tx.send(Ok(resp)).await.map_err(|e| {
+            PluginError::internal(format!("failed to send challenge to agent: {e}"))
+        })?;
+        let next = self.rx.message().await.map_err(|e| {
+            PluginError::internal(format!("failed to receive challenge from agent: {e}"))
+        })?;
+        match next.and_then(|r| r.step) {
+            Some(pb::attest_agent_request::Step::ChallengeResponse(b)) => Ok(b),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+fn plugin_code(e: &PluginError) -> Code {
+    use spire_plugin::Code as C;
+    match e.code {
+        C::InvalidArgument => Code::InvalidArgument,
+        C::PermissionDenied => Code::PermissionDenied,
+        C::NotFound => Code::NotFound,
+        C::AlreadyExists => Code::AlreadyExists,
+        C::FailedPrecondition => Code::FailedPrecondition,
+        C::Unimplemented => Code::Unimplemented,
+        C::Unavailable => Code::Unavailable,
+        C::Internal => Code::Internal,
+    }
+}
+
+/// The agent ID a join token attests as.
+pub fn join_token_agent_id(server: &Server, token: &str) -> Result<SpiffeId, Status> {
+    server
+        .trust_domain
+        .id_with_path(&format!("/spire/agent/join_token/{token}"))
+        .map_err(|e| err_with(Code::Internal, "failed to create join token ID", e))
+}
+
+async fn attest_join_token(
+    server: &Server,
+    token: &str,
+) -> Result<(SpiffeId, Vec<Selector>, bool), Status> {
+    let found = server
+        .ds
+        .fetch_join_token(token)
+        .await
+        .map_err(|e| err_with(Code::Internal, "failed to fetch join token", e))?;
+    let Some(jt) = found else {
+        return Err(err(
+            Code::InvalidArgument,
+            "failed to attest: join token does not exist or has already been used",
+        ));
+    };
+    server
+        .ds
+        .delete_join_token(token)
+        .await
+        .map_err(|e| err_with(Code::Internal, "failed to delete join token", e))?;
+    if jt.expiry < Server::now_secs() {
+        return Err(err(Code::InvalidArgument, "join token expired"));
+    }
+    Ok((join_token_agent_id(server, token)?, vec![], false))
+}
+
+async fn attest(
+    server: Arc<Server>,
+    limits: Arc<ratelimit::RateLimits>,
+    caller: Caller,
+    rx: &mut Streaming<pb::AttestAgentRequest>,
+    tx: &mpsc::Sender<Result<pb::AttestAgentResponse, Status>>,
+) -> Result<pb::AttestAgentResponse, Status> {
+    let ip = caller.addr.map(|a| a.ip().to_string());
+    ratelimit::limit(&limits.attestation, ip.as_deref(), 1)
+        .await
+        .map_err(|e| {
+            err_with(
+                e.code(),
+                "rejecting request due to attest agent rate limiting",
+                e.message(),
+            )
+        })?;
+    let first = rx
+        .message()
+        .await
+        .map_err(|e| {
+            err_with(
+                Code::InvalidArgument,
+                "failed to receive request from stream",
+                e.message(),
+            )
+        })?
+        .ok_or_else(|| {
+            err_with(
+                Code::InvalidArgument,
+                "failed to receive request from stream",
+                "EOF",
+            )
+        })?;
+    let params = match first.step {
+        Some(pb::attest_agent_request::Step::Params(p)) => Some(p),
+        _ => None,
+    };
+    let malformed = |m: &str| err_with(Code::InvalidArgument, "malformed param", m);
+    let params = params.ok_or_else(|| malformed("missing params"))?;
+    let data = params
+        .data
+        .as_ref()
+        .ok_or_else(|| malformed("missing attestation data"))?;
+    let svid_params = params
+        .params
+        .as_ref()
+        .ok_or_else(|| malformed("missing X509-SVID parameters"))?;
+    if svid_params.csr.is_empty() {
+        return Err(malformed("missing CSR"));
+    }
+    if data.r#type.is_empty() {
+        return Err(malformed("missing attestation data type"));
+    }
+    if data.payload.is_empty() {
+        return Err(malformed("missing attestation data payload"));
+    }
+    let attestor_type = data.r#type.clone();
+
+    let (agent_id, selectors, can_reattest) = if attestor_type == "join_token" {
+        let token = String::from_utf8_lossy(&data.payload).to_string();
+        attest_join_token(&server, &token).await?
+    } else {
+        let Some(attestor) = server.node_attestors.get(&attestor_type).cloned() else {
+            return Err(err_with(
+                Code::FailedPrecondition,
+                "error getting node attestor",
+                format!("could not find node attestor type {attestor_type:?}"),
+            ));
+        };
+        let mut challenger = StreamChallenger { tx, rx };
+        let attested = attestor
+            .attest(data.payload.clone(), &mut challenger)
+            .await
+            .map_err(|e| err(plugin_code(&e), &e.message))?;
+        let mut selectors = Vec::new();
+        for v in &attested.selector_values {
+            if let Ok(s) = Selector::new(&attestor_type, v) {
+                selectors.push(s);
+            }
+        }
+        (attested.agent_id, selectors, attested.can_reattest)
+    };
+
+    if agent_id.path() == "/spire/server" {
+        return Err(err(
+            Code::Internal,
+            "agent ID cannot collide with the server ID",
+        ));
+    }
+    if !agent_id.is_member_of(&server.trust_domain)
+        || !agent_id
+            .path()
+            .starts_with(&format!("/spire/agent/{attestor_type}/"))
+    {
+        tracing::warn!(
+            agent_id = %agent_id,
+            "The node attestor produced an invalid agent ID; future releases will enforce that agent IDs are within the reserved agent namesepace for the node attestor"
+        );
+    }
+    let existing = server
+        .ds
+        .fetch_attested_node(&agent_id)
+        .await
+        .map_err(|e| err_with(Code::Internal, "failed to fetch agent", e))?;
+    if existing.as_ref().is_some_and(AttestedNode::is_banned) {
+        return Err(err(
+            Code::PermissionDenied,
+            "failed to attest: agent is banned",
+        ));
+    }
+    let chain = sign_agent_svid(&server, &agent_id, &svid_params.csr)?;
+    let facts =
+        spire_pki::certificate_facts(&chain[0]).map_err(|e| Status::internal(e.to_string()))?;
+
+    let mut selectors = selectors;
+    selectors.sort();
+    selectors.dedup();
+    server
+        .ds
+        .set_node_selectors(&agent_id, selectors.clone())
+        .await
+        .map_err(|e| err_with(Code::Internal, "failed to update selectors", e))?;
+    let node = AttestedNode {
+        spiffe_id: agent_id.clone(),
+        attestation_data_type: attestor_type.clone(),
+        cert_serial_number: facts.serial_decimal.clone(),
+        cert_not_after: facts.not_after,
+        new_cert_serial_number: String::new(),
+        new_cert_not_after: 0,
+        selectors: vec![],
+        can_reattest,
+    };
+    if existing.is_none() {
+        server
+            .ds
+            .create_attested_node(node.clone())
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to create attested agent", e))?;
+    } else {
+        server
+            .ds
+            .update_attested_node(node.clone(), Some(NodeMask::ALL))
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to update attested agent", e))?;
+    }
+    {
+        let mut ix = server.index.write();
+        let mut node = node;
+        if let Some(old) = existing {
+            node.attestation_data_type = old.attestation_data_type;
+        }
+        ix.upsert_agent(&node, Some(selectors));
+    }
+    server.entries_changed();
+    tracing::info!(
+        address = %caller.addr.map(|a| a.to_string()).unwrap_or_default(),
+        agent_id = %agent_id,
+        node_attestor_type = %attestor_type,
+        "Agent attestation request completed"
+    );
+    Ok(pb::AttestAgentResponse {
+        step: Some(pb::attest_agent_response::Step::Result(
+            pb::attest_agent_response::Result {
+                svid: Some(x509_svid(&agent_id, chain)?),
+                reattestable: can_reattest,
+            },
+        )),
+    })
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[async_trait]
+impl pb::agent_server::Agent for AgentService {
+    async fn count_agents(
+        &self,
+        request: Request<pb::CountAgentsRequest>,
+    ) -> Result<Response<pb::CountAgentsResponse>, Status> {
+        let req = request.into_inner();
+        let mut count = CountNodesRequest::default();
+        if let Some(f) = &req.filter {
+            count.by_banned = f.by_banned.as_ref().map(|b| b.value);
+            count.by_can_reattest = f.by_can_reattest.as_ref().map(|b| b.value);
+            if !f.by_attestation_type.is_empty() {
+                count.by_attestation_type = Some(f.by_attestation_type.clone());
+            }
+            if !f.by_expires_before.is_empty() {
+                count.by_expires_before = parse_expires_before(&f.by_expires_before);
+            }
+            count.by_selector_match = selector_filter(f.by_selector_match.as_ref())?;
+        }
+        let n = self
+            .server
+            .ds
+            .count_attested_nodes(count)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to count agents", e))?;
+        Ok(Response::new(pb::CountAgentsResponse { count: n as i32 }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let req = request.into_inner();
+        let mut list = ListNodesRequest {
+            fetch_selectors: req.output_mask.as_ref().is_none_or(|m| m.selectors),
+            ..Default::default()
+        };
+        if let Some(f) = &req.filter {
+            list.by_banned = f.by_banned.as_ref().map(|b| b.value);
+            list.by_can_reattest = f.by_can_reattest.as_ref().map(|b| b.value);
+            if !f.by_attestation_type.is_empty() {
+                list.by_attestation_type = Some(f.by_attestation_type.clone());
+            }
+            if !f.by_expires_before.is_empty() {
+                list.by_expires_before = parse_expires_before(&f.by_expires_before);
+            }
+            list.by_selector_match = selector_filter(f.by_selector_match.as_ref())?;
+        }
+        if req.page_size > 0 {
+            list.pagination = Some(Pagination {
+                token: req.page_token.clone(),
+                page_size: req.page_size as u32,
+            });
+        }
+        let resp = self
+            .server
+            .ds
+            .list_attested_nodes(list)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to list agents", e))?;
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents: resp
+                .nodes
+                .iter()
+                .map(|n| convert::agent_to_proto(n, req.output_mask.as_ref()))
+                .collect(),
+            next_page_token: resp.pagination.map(|p| p.token).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<types::Agent>, Status> {
+        let req = request.into_inner();
+        let id = agent_id_from_proto(&self.server, req.id.as_ref())?;
+        let node = self
+            .server
+            .ds
+            .fetch_attested_node(&id)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to fetch agent", e))?
+            .ok_or_else(|| err(Code::NotFound, "agent not found"))?;
+        let mut node = node;
+        node.selectors = self
+            .server
+            .ds
+            .get_node_selectors(&id, spire_datastore::DataConsistency::RequireCurrent)
+            .await
+            .map_err(|e| {
+                err_with(
+                    Code::Internal,
+                    "failed to get selectors from agent",
+                    format!("failed to get node selectors: {e}"),
+                )
+            })?;
+        Ok(Response::new(convert::agent_to_proto(
+            &node,
+            req.output_mask.as_ref(),
+        )))
+    }
+
+    async fn delete_agent(
+        &self,
+        request: Request<pb::DeleteAgentRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        let req = request.into_inner();
+        let id = agent_id_from_proto(&self.server, req.id.as_ref())?;
+        match self.server.ds.delete_attested_node(&id).await {
+            Ok(_) => {
+                tracing::info!(spiffe_id = %id, "Agent deleted");
+                let _ = self.server.reload_agent(&id).await;
+                Ok(Response::new(pbjson_types::Empty {}))
+            }
+            Err(spire_datastore::DataStoreError::NotFound(_)) => {
+                Err(err(Code::NotFound, "agent not found"))
+            }
+            Err(e) => Err(err_with(Code::Internal, "failed to remove agent", e)),
+        }
+    }
+
+    async fn ban_agent(
+        &self,
+        request: Request<pb::BanAgentRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        let req = request.into_inner();
+        let id = agent_id_from_proto(&self.server, req.id.as_ref())?;
+        let banned = AttestedNode {
+            spiffe_id: id.clone(),
+            attestation_data_type: String::new(),
+            cert_serial_number: String::new(),
+            cert_not_after: 0,
+            new_cert_serial_number: String::new(),
+            new_cert_not_after: 0,
+            selectors: vec![],
+            can_reattest: false,
+        };
+        let mask = NodeMask {
+            cert_serial_number: true,
+            new_cert_serial_number: true,
+            ..Default::default()
+        };
+        match self
+            .server
+            .ds
+            .update_attested_node(banned, Some(mask))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(spiffe_id = %id, "Agent banned");
+                let _ = self.server.reload_agent(&id).await;
+                Ok(Response::new(pbjson_types::Empty {}))
+            }
+            Err(spire_datastore::DataStoreError::NotFound(_)) => {
+                Err(err(Code::NotFound, "agent not found"))
+            }
+            Err(e) => Err(err_with(Code::Internal, "failed to ban agent", e)),
+        }
+    }
+
+    type AttestAgentStream = ResponseStream<pb::AttestAgentResponse>;
+
+    async fn attest_agent(
+        &self,
+        request: Request<Streaming<pb::AttestAgentRequest>>,
+    ) -> Result<Response<Self::AttestAgentStream>, Status> {
+        let caller = auth::caller(&request)?;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let server = self.server.clone();
+        let limits = self.limits.clone();
+        tokio::spawn(async move {
+            let result = attest(server, limits, caller, &mut inbound, &tx).await;
+            let _ = tx.send(result).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn renew_agent(
+        &self,
+        request: Request<pb::RenewAgentRequest>,
+    ) -> Result<Response<pb::RenewAgentResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let req = request.into_inner();
+        let ip = caller.addr.map(|a| a.ip().to_string());
+        ratelimit::limit(&self.limits.attestation, ip.as_deref(), 1)
+            .await
+            .map_err(|e| {
+                err_with(
+                    e.code(),
+                    "rejecting request due to renew agent rate limiting",
+                    e.message(),
+                )
+            })?;
+        let id = caller
+            .id
+            .clone()
+            .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
+        let node = self
+            .server
+            .ds
+            .fetch_attested_node(&id)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to fetch agent", e))?
+            .ok_or_else(|| err(Code::NotFound, "agent not found"))?;
+        if node.can_reattest {
+            return Err(permission_denied(
+                "agent must reattest instead of renew",
+                types::permission_denied_details::Reason::AgentMustReattest,
+            ));
+        }
+        tracing::info!(caller_id = %id, "Renewing agent SVID");
+        let params = req
+            .params
+            .ok_or_else(|| err(Code::InvalidArgument, "params cannot be nil"))?;
+        if params.csr.is_empty() {
+            return Err(err(Code::InvalidArgument, "missing CSR"));
+        }
+        let chain = sign_agent_svid(&self.server, &id, &params.csr)?;
+        let facts =
+            spire_pki::certificate_facts(&chain[0]).map_err(|e| Status::internal(e.to_string()))?;
+        let mut update = node;
+        update.new_cert_serial_number = facts.serial_decimal;
+        update.new_cert_not_after = facts.not_after;
+        let mask = NodeMask {
+            new_cert_serial_number: true,
+            new_cert_not_after: true,
+            ..Default::default()
+        };
+        match self
+            .server
+            .ds
+            .update_attested_node(update, Some(mask))
+            .await
+        {
+            Ok(_) => {}
+            Err(spire_datastore::DataStoreError::NotFound(_)) => {
+                return Err(err(Code::NotFound, "agent not found"));
+            }
+            Err(e) => return Err(err_with(Code::Internal, "failed to update agent", e)),
+        }
+        let _ = self.server.reload_agent(&id).await;
+        Ok(Response::new(pb::RenewAgentResponse {
+            svid: Some(x509_svid(&id, chain)?),
+        }))
+    }
+
+    async fn create_join_token(
+        &self,
+        request: Request<pb::CreateJoinTokenRequest>,
+    ) -> Result<Response<types::JoinToken>, Status> {
+        let req = request.into_inner();
+        if req.ttl < 1 {
+            return Err(err(
+                Code::InvalidArgument,
+                "ttl is required, you must provide one",
+            ));
+        }
+        let alias = match &req.agent_id {
+            Some(p) => {
+                let id = convert::id_from_proto(Some(p))
+                    .and_then(|id| {
+                        convert::verify_workload(&self.server.trust_domain, &id).map(|_| id)
+                    })
+                    .map_err(|e| err_with(Code::InvalidArgument, "invalid agent ID", e))?;
+                Some(id)
+            }
+            None => None,
+        };
+        let token = if req.token.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            req.token.clone()
+        };
+        let expiry = Server::now_secs() + i64::from(req.ttl);
+        self.server
+            .ds
+            .create_join_token(JoinToken {
+                token: token.clone(),
+                expiry,
+            })
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to create token", e))?;
+        if let Some(alias) = alias {
+            let parent = join_token_agent_id(&self.server, &token)?;
+            let selector = Selector::new("spiffe_id", parent.as_str()).map_err(|e| {
+                err_with(
+                    Code::Internal,
+                    "failed to create join token registration entry",
+                    e,
+                )
+            })?;
+            let entry = RegistrationEntry::new(alias, parent, vec![selector]);
+            let created = self
+                .server
+                .ds
+                .create_registration_entry(entry)
+                .await
+                .map_err(|e| {
+                    err_with(
+                        Code::Internal,
+                        "failed to create join token registration entry",
+                        e,
+                    )
+                })?;
+            self.server.index.write().upsert_entry(created);
+            self.server.entries_changed();
+        }
+        Ok(Response::new(types::JoinToken {
+            value: token,
+            expires_at: expiry,
+        }))
+    }
+
+    async fn post_status(
+        &self,
+        _request: Request<pb::PostStatusRequest>,
+    ) -> Result<Response<pb::PostStatusResponse>, Status> {
+        Err(Status::unimplemented("unimplemented"))
+    }
+}
+
+fn agent_id_from_proto(server: &Server, p: Option<&types::Spiffeid>) -> Result<SpiffeId, Status> {
+    convert::id_from_proto(p)
+        .and_then(|id| convert::verify_agent(&server.trust_domain, &id).map(|_| id))
+        .map_err(|e| err_with(Code::InvalidArgument, "invalid agent ID", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_before_uses_gos_layout() {
+        assert_eq!(
+            parse_expires_before("2026-01-01 00:00:00 +0000 UTC"),
+            Some(1_767_225_600)
+        );
+        assert_eq!(
+            parse_expires_before("2026-01-01 01:00:00 +0100 CET"),
+            Some(1_767_225_600)
+        );
+        assert_eq!(parse_expires_before("tomorrow"), None);
+    }
+}

@@ -1,0 +1,378 @@
+//! `spire.api.server.bundle.v1.Bundle`: our trust bundle and federated bundles.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use spiffe_core::TrustDomain;
+use spire_datastore::{BundleMask, DataStoreError, DeleteMode, Pagination, StoredBundle};
+use spire_proto::spire::api::server::bundle::v1 as pb;
+use spire_proto::spire::api::types;
+use tonic::{Code, Request, Response, Status};
+
+use super::convert;
+use super::status::{ds_code, err, err_with, item_status, ok};
+use crate::state::Server;
+
+/// The Bundle service.
+#[derive(Debug, Clone)]
+pub struct BundleService {
+    server: Arc<Server>,
+}
+
+impl BundleService {
+    /// Serves `server`.
+    pub fn new(server: Arc<Server>) -> Self {
+        Self { server }
+    }
+
+    async fn changed(&self) {
+        if let Err(e) = self.server.refresh_bundles().await {
+            tracing::warn!(error = %e, "Failed to reload bundles after a change");
+        }
+    }
+
+    /// Validates a federated bundle's trust domain: parseable and not ours.
+    fn federated_td(&self, s: &str, ours_msg: &str) -> Result<TrustDomain, types::Status> {
+        let td = convert::parse_td(s).map_err(|e| {
+            item_status(
+                Code::InvalidArgument,
+                "trust domain argument is not valid",
+                Some(&e),
+            )
+        })?;
+        if td == self.server.trust_domain {
+            return Err(item_status(Code::InvalidArgument, ours_msg, None));
+        }
+        Ok(td)
+    }
+
+    fn convert_bundle(b: &types::Bundle) -> Result<StoredBundle, types::Status> {
+        convert::bundle_from_proto(b)
+            .map_err(|e| item_status(Code::InvalidArgument, "failed to convert bundle", Some(&e)))
+    }
+}
+
+fn out(b: &StoredBundle, mask: Option<&types::BundleMask>) -> types::Bundle {
+    convert::mask_bundle(convert::bundle_to_proto(b), mask)
+}
+
+#[async_trait]
+impl pb::bundle_server::Bundle for BundleService {
+    async fn get_bundle(
+        &self,
+        r: Request<pb::GetBundleRequest>,
+    ) -> Result<Response<types::Bundle>, Status> {
+        let req = r.into_inner();
+        let b = match self.server.own_bundle() {
+            Some(b) => b,
+            None => self
+                .server
+                .ds
+                .fetch_bundle(&self.server.trust_domain)
+                .await
+                .map_err(|e| err_with(Code::Internal, "failed to fetch bundle", e))?
+                .ok_or_else(|| err(Code::NotFound, "bundle not found"))?,
+        };
+        Ok(Response::new(out(&b, req.output_mask.as_ref())))
+    }
+
+    async fn count_bundles(
+        &self,
+        _r: Request<pb::CountBundlesRequest>,
+    ) -> Result<Response<pb::CountBundlesResponse>, Status> {
+        let n = self
+            .server
+            .ds
+            .count_bundles()
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to count bundles", e))?;
+        Ok(Response::new(pb::CountBundlesResponse { count: n as i32 }))
+    }
+
+    async fn append_bundle(
+        &self,
+        r: Request<pb::AppendBundleRequest>,
+    ) -> Result<Response<types::Bundle>, Status> {
+        let req = r.into_inner();
+        if req.jwt_authorities.is_empty() && req.x509_authorities.is_empty() {
+            return Err(err(Code::InvalidArgument, "no authorities to append"));
+        }
+        let jwt = convert::jwt_authorities_from_proto(&req.jwt_authorities)
+            .map_err(|e| err_with(Code::InvalidArgument, "failed to convert JWT authority", e))?;
+        let x509 = convert::x509_authorities_from_proto(&req.x509_authorities).map_err(|e| {
+            err_with(
+                Code::InvalidArgument,
+                "failed to convert X.509 authority",
+                e,
+            )
+        })?;
+        let mut b = StoredBundle::new(self.server.trust_domain.clone());
+        b.root_cas = x509;
+        b.jwt_signing_keys = jwt;
+        let stored = self
+            .server
+            .ds
+            .append_bundle(b)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to append bundle", e))?;
+        self.changed().await;
+        Ok(Response::new(out(&stored, req.output_mask.as_ref())))
+    }
+
+    async fn publish_jwt_authority(
+        &self,
+        r: Request<pb::PublishJwtAuthorityRequest>,
+    ) -> Result<Response<pb::PublishJwtAuthorityResponse>, Status> {
+        let req = r.into_inner();
+        let key = req
+            .jwt_authority
+            .ok_or_else(|| err(Code::InvalidArgument, "missing JWT authority"))?;
+        let parsed = convert::jwt_authorities_from_proto(std::slice::from_ref(&key))
+            .map_err(|e| err_with(Code::InvalidArgument, "invalid JWT authority", e))?;
+        let mut b = StoredBundle::new(self.server.trust_domain.clone());
+        b.jwt_signing_keys = parsed;
+        let stored = self
+            .server
+            .ds
+            .append_bundle(b)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to publish JWT key", e))?;
+        self.changed().await;
+        Ok(Response::new(pb::PublishJwtAuthorityResponse {
+            jwt_authorities: convert::bundle_to_proto(&stored).jwt_authorities,
+        }))
+    }
+
+    async fn list_federated_bundles(
+        &self,
+        r: Request<pb::ListFederatedBundlesRequest>,
+    ) -> Result<Response<pb::ListFederatedBundlesResponse>, Status> {
+        let req = r.into_inner();
+        let pagination = (req.page_size > 0).then(|| Pagination {
+            token: req.page_token.clone(),
+            page_size: req.page_size as u32,
+        });
+        let resp = self
+            .server
+            .ds
+            .list_bundles(pagination)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to list bundles", e))?;
+        Ok(Response::new(pb::ListFederatedBundlesResponse {
+            bundles: resp
+                .bundles
+                .iter()
+                .filter(|b| b.trust_domain != self.server.trust_domain)
+                .map(|b| out(b, req.output_mask.as_ref()))
+                .collect(),
+            next_page_token: resp.pagination.map(|p| p.token).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_federated_bundle(
+        &self,
+        r: Request<pb::GetFederatedBundleRequest>,
+    ) -> Result<Response<types::Bundle>, Status> {
+        let req = r.into_inner();
+        let td = convert::parse_td(&req.trust_domain).map_err(|e| {
+            err_with(
+                Code::InvalidArgument,
+                "trust domain argument is not valid",
+                e,
+            )
+        })?;
+        if td == self.server.trust_domain {
+            return Err(err(
+                Code::InvalidArgument,
+                "getting a federated bundle for the server's own trust domain is not allowed",
+            ));
+        }
+        let b = match self.server.federated_bundle(&td) {
+            Some(b) => b,
+            None => self
+                .server
+                .ds
+                .fetch_bundle(&td)
+                .await
+                .map_err(|e| err_with(Code::Internal, "failed to fetch bundle", e))?
+                .ok_or_else(|| err(Code::NotFound, "bundle not found"))?,
+        };
+        Ok(Response::new(out(&b, req.output_mask.as_ref())))
+    }
+
+    async fn batch_create_federated_bundle(
+        &self,
+        r: Request<pb::BatchCreateFederatedBundleRequest>,
+    ) -> Result<Response<pb::BatchCreateFederatedBundleResponse>, Status> {
+        let req = r.into_inner();
+        let mut results = Vec::new();
+        for b in &req.bundle {
+            let result = async {
+                self.federated_td(
+                    &b.trust_domain,
+                    "creating a federated bundle for the server's own trust domain is not allowed",
+                )?;
+                let stored = Self::convert_bundle(b)?;
+                match self.server.ds.create_bundle(stored).await {
+                    Ok(s) => Ok(s),
+                    Err(DataStoreError::AlreadyExists(_)) => Err(item_status(
+                        Code::AlreadyExists,
+                        "bundle already exists",
+                        None,
+                    )),
+                    Err(e) => Err(item_status(
+                        Code::Internal,
+                        "unable to create bundle",
+                        Some(&e),
+                    )),
+                }
+            }
+            .await;
+            results.push(match result {
+                Ok(s) => pb::batch_create_federated_bundle_response::Result {
+                    status: Some(ok()),
+                    bundle: Some(out(&s, req.output_mask.as_ref())),
+                },
+                Err(st) => pb::batch_create_federated_bundle_response::Result {
+                    status: Some(st),
+                    bundle: None,
+                },
+            });
+        }
+        self.changed().await;
+        Ok(Response::new(pb::BatchCreateFederatedBundleResponse {
+            results,
+        }))
+    }
+
+    async fn batch_update_federated_bundle(
+        &self,
+        r: Request<pb::BatchUpdateFederatedBundleRequest>,
+    ) -> Result<Response<pb::BatchUpdateFederatedBundleResponse>, Status> {
+        let req = r.into_inner();
+        let mask = req.input_mask.as_ref().map(|m| BundleMask {
+            root_cas: m.x509_authorities,
+            jwt_signing_keys: m.jwt_authorities,
+            refresh_hint: m.refresh_hint,
+            sequence_number: m.sequence_number,
+        });
+        let mut results = Vec::new();
+        for b in &req.bundle {
+            let result = async {
+                self.federated_td(
+                    &b.trust_domain,
+                    "updating a federated bundle for the server's own trust domain is not allowed",
+                )?;
+                let stored = Self::convert_bundle(b)?;
+                match self.server.ds.update_bundle(stored, mask).await {
+                    Ok(s) => Ok(s),
+                    Err(DataStoreError::NotFound(_)) => {
+                        Err(item_status(Code::NotFound, "bundle not found", None))
+                    }
+                    Err(e) => Err(item_status(
+                        Code::Internal,
+                        "failed to update bundle",
+                        Some(&e),
+                    )),
+                }
+            }
+            .await;
+            results.push(match result {
+                Ok(s) => pb::batch_update_federated_bundle_response::Result {
+                    status: Some(ok()),
+                    bundle: Some(out(&s, req.output_mask.as_ref())),
+                },
+                Err(st) => pb::batch_update_federated_bundle_response::Result {
+                    status: Some(st),
+                    bundle: None,
+                },
+            });
+        }
+        self.changed().await;
+        Ok(Response::new(pb::BatchUpdateFederatedBundleResponse {
+            results,
+        }))
+    }
+
+    async fn batch_set_federated_bundle(
+        &self,
+        r: Request<pb::BatchSetFederatedBundleRequest>,
+    ) -> Result<Response<pb::BatchSetFederatedBundleResponse>, Status> {
+        let req = r.into_inner();
+        let mut results = Vec::new();
+        for b in &req.bundle {
+            let result = async {
+                self.federated_td(
+                    &b.trust_domain,
+                    "setting a federated bundle for the server's own trust domain is not allowed",
+                )?;
+                let stored = Self::convert_bundle(b)?;
+                self.server
+                    .ds
+                    .set_bundle(stored)
+                    .await
+                    .map_err(|e| item_status(Code::Internal, "failed to set bundle", Some(&e)))
+            }
+            .await;
+            results.push(match result {
+                Ok(s) => pb::batch_set_federated_bundle_response::Result {
+                    status: Some(ok()),
+                    bundle: Some(out(&s, req.output_mask.as_ref())),
+                },
+                Err(st) => pb::batch_set_federated_bundle_response::Result {
+                    status: Some(st),
+                    bundle: None,
+                },
+            });
+        }
+        self.changed().await;
+        Ok(Response::new(pb::BatchSetFederatedBundleResponse {
+            results,
+        }))
+    }
+
+    async fn batch_delete_federated_bundle(
+        &self,
+        r: Request<pb::BatchDeleteFederatedBundleRequest>,
+    ) -> Result<Response<pb::BatchDeleteFederatedBundleResponse>, Status> {
+        let req = r.into_inner();
+        let mode = match req.mode {
+            0 => DeleteMode::Restrict,
+            1 => DeleteMode::Delete,
+            2 => DeleteMode::Dissociate,
+            other => {
+                return Err(err_with(
+                    Code::InvalidArgument,
+                    "failed to parse deletion mode",
+                    format!("unhandled delete mode {other:?}"),
+                ));
+            }
+        };
+        let mut results = Vec::new();
+        for t in req.trust_domains {
+            let status = match self.federated_td(
+                &t,
+                "removing the bundle for the server trust domain is not allowed",
+            ) {
+                Err(st) => st,
+                Ok(td) => match self.server.ds.delete_bundle(&td, mode).await {
+                    Ok(()) => ok(),
+                    Err(DataStoreError::NotFound(_)) => {
+                        item_status(Code::NotFound, "bundle not found", None)
+                    }
+                    Err(e) => {
+                        item_status(ds_code(&e), "failed to delete federated bundle", Some(&e))
+                    }
+                },
+            };
+            results.push(pb::batch_delete_federated_bundle_response::Result {
+                status: Some(status),
+                trust_domain: t,
+            });
+        }
+        self.changed().await;
+        Ok(Response::new(pb::BatchDeleteFederatedBundleResponse {
+            results,
+        }))
+    }
+}

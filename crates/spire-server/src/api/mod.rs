@@ -1,0 +1,14 @@
+//! The gRPC services.
+
+pub mod agent;
+pub mod bundle;
+pub mod convert;
+pub mod debug;
+pub mod entry;
+pub mod health;
+pub mod localauthority;
+pub mod logger;
+pub mod status;
+pub mod svid;
+pub mod sync;
+pub mod trustdomain;

@@ -1,0 +1,366 @@
+//! `spire.api.server.svid.v1.SVID`: SVIDs for agents' entries, minting for admins, and
+//! intermediate CAs for downstream servers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use spiffe_core::SpiffeId;
+use spire_datastore::RegistrationEntry;
+use spire_pki::PkiError;
+use spire_proto::spire::api::server::svid::v1 as pb;
+use spire_proto::spire::api::types;
+use tonic::{Code, Request, Response, Status};
+
+use super::convert::{self, proto_id};
+use super::status::{err, err_with, item_status, ok};
+use crate::auth;
+use crate::ratelimit::{self, RateLimits};
+use crate::state::Server;
+
+/// The SVID service.
+#[derive(Debug, Clone)]
+pub struct SvidService {
+    server: Arc<Server>,
+    limits: Arc<RateLimits>,
+}
+
+impl SvidService {
+    /// Serves `server`.
+    pub fn new(server: Arc<Server>, limits: Arc<RateLimits>) -> Self {
+        Self { server, limits }
+    }
+}
+
+fn parse_csr(csr: &[u8], signature_msg: &str) -> Result<spire_pki::Csr, (Code, String, String)> {
+    spire_pki::parse_csr(csr).map_err(|e| match e {
+        PkiError::CsrSignature => (
+            Code::InvalidArgument,
+            signature_msg.to_string(),
+            e.to_string(),
+        ),
+        other => (
+            Code::InvalidArgument,
+            "malformed CSR".to_string(),
+            other.to_string(),
+        ),
+    })
+}
+
+/// SPIRE's `CheckForWildcardOverlap`: `*.example.org` next to `a.example.org` is refused.
+fn check_wildcard_overlap(names: &[String]) -> Result<(), String> {
+    for w in names.iter().filter(|n| n.starts_with("*.")) {
+        let suffix = &w[1..];
+        for n in names.iter().filter(|n| !n.starts_with("*.")) {
+            if let Some(label) = n.strip_suffix(suffix)
+                && !label.is_empty()
+                && !label.contains('.')
+            {
+                return Err(format!("name {n:?} overlaps with wildcard name {w:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ttl(secs: i32) -> Duration {
+    Duration::from_secs(secs.max(0) as u64)
+}
+
+impl SvidService {
+    fn authorized_entries(
+        &self,
+        caller: &auth::Caller,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Arc<RegistrationEntry>>, Status> {
+        let caller_id = caller
+            .id
+            .as_ref()
+            .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
+        let authorized = self
+            .server
+            .index
+            .read()
+            .authorized_entries(caller_id.as_str());
+        Ok(authorized
+            .into_iter()
+            .filter(|e| ids.contains(&e.entry_id.as_str()))
+            .map(|e| (e.entry_id.clone(), e))
+            .collect())
+    }
+
+    fn new_x509_svid(
+        &self,
+        p: &pb::NewX509svidParams,
+        entries: &HashMap<String, Arc<RegistrationEntry>>,
+        now: SystemTime,
+    ) -> pb::batch_new_x509svid_response::Result {
+        let fail = |code: Code, msg: &str, cause: Option<String>| {
+            pb::batch_new_x509svid_response::Result {
+                status: Some(item_status(
+                    code,
+                    msg,
+                    cause.as_ref().map(|c| c as &dyn std::fmt::Display),
+                )),
+                svid: None,
+            }
+        };
+        if p.entry_id.is_empty() {
+            return fail(Code::InvalidArgument, "missing entry ID", None);
+        }
+        if p.csr.is_empty() {
+            return fail(Code::InvalidArgument, "missing CSR", None);
+        }
+        let Some(entry) = entries.get(&p.entry_id) else {
+            return fail(Code::NotFound, "entry not found or not authorized", None);
+        };
+        let csr = match parse_csr(&p.csr, "invalid CSR signature") {
+            Ok(c) => c,
+            Err((code, msg, cause)) => return fail(code, &msg, Some(cause)),
+        };
+        match self.server.ca.sign_workload_x509_svid(
+            &entry.spiffe_id,
+            &csr.public_key,
+            &entry.dns_names,
+            ttl(entry.x509_svid_ttl),
+            now,
+        ) {
+            Ok(chain) => {
+                let expires_at = spire_pki::certificate_facts(&chain[0])
+                    .map(|f| f.not_after)
+                    .unwrap_or(0);
+                tracing::debug!(
+                    registration_id = %entry.entry_id,
+                    revision_number = entry.revision_number,
+                    spiffe_id = %entry.spiffe_id,
+                    "Signed X509 SVID"
+                );
+                pb::batch_new_x509svid_response::Result {
+                    status: Some(ok()),
+                    svid: Some(types::X509svid {
+                        id: Some(proto_id(&entry.spiffe_id)),
+                        cert_chain: chain,
+                        expires_at,
+                        hint: String::new(),
+                    }),
+                }
+            }
+            Err(e) => fail(
+                Code::Internal,
+                "failed to sign X509-SVID",
+                Some(e.to_string()),
+            ),
+        }
+    }
+
+    fn mint_jwt(
+        &self,
+        id: Option<&types::Spiffeid>,
+        audience: &[String],
+        ttl_secs: i32,
+    ) -> Result<types::Jwtsvid, Status> {
+        let id: SpiffeId = convert::id_from_proto(id)
+            .and_then(|id| convert::verify_workload(&self.server.trust_domain, &id).map(|_| id))
+            .map_err(|e| err_with(Code::InvalidArgument, "invalid SPIFFE ID", e))?;
+        if audience.is_empty() {
+            return Err(err(
+                Code::InvalidArgument,
+                "at least one audience is required",
+            ));
+        }
+        let now = SystemTime::now();
+        let (token, expires_at) = self
+            .server
+            .ca
+            .sign_workload_jwt_svid(&id, audience, ttl(ttl_secs), now)
+            .map_err(|e| err_with(Code::Internal, "failed to sign JWT-SVID", e))?;
+        tracing::debug!(spiffe_id = %id, "Server CA successfully signed JWT SVID");
+        Ok(types::Jwtsvid {
+            token,
+            id: Some(proto_id(&id)),
+            expires_at,
+            issued_at: Server::now_secs(),
+            hint: String::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl pb::svid_server::Svid for SvidService {
+    async fn mint_x509svid(
+        &self,
+        request: Request<pb::MintX509svidRequest>,
+    ) -> Result<Response<pb::MintX509svidResponse>, Status> {
+        let req = request.into_inner();
+        if req.csr.is_empty() {
+            return Err(err(Code::InvalidArgument, "missing CSR"));
+        }
+        let csr = parse_csr(&req.csr, "failed to verify CSR signature")
+            .map_err(|(code, msg, cause)| err_with(code, &msg, cause))?;
+        let uri = match csr.uris.as_slice() {
+            [] => return Err(err(Code::InvalidArgument, "CSR URI SAN is required")),
+            [one] => one,
+            _ => return Err(err(Code::InvalidArgument, "only one URI SAN is expected")),
+        };
+        let id = convert::parse_id(uri)
+            .and_then(|id| convert::verify_workload(&self.server.trust_domain, &id).map(|_| id))
+            .map_err(|e| err_with(Code::InvalidArgument, "CSR URI SAN is invalid", e))?;
+        for d in &csr.dns_names {
+            convert::validate_dns_name(d)
+                .map_err(|e| err_with(Code::InvalidArgument, "CSR DNS name is invalid", e))?;
+        }
+        check_wildcard_overlap(&csr.dns_names).map_err(|e| {
+            err_with(
+                Code::InvalidArgument,
+                "CSR DNS name contains a wildcard that covers another non-wildcard name",
+                e,
+            )
+        })?;
+        let chain = self
+            .server
+            .ca
+            .sign_workload_x509_svid(
+                &id,
+                &csr.public_key,
+                &csr.dns_names,
+                ttl(req.ttl),
+                SystemTime::now(),
+            )
+            .map_err(|e| err_with(Code::Internal, "failed to sign X509-SVID", e))?;
+        let expires_at = spire_pki::certificate_facts(&chain[0])
+            .map(|f| f.not_after)
+            .unwrap_or(0);
+        Ok(Response::new(pb::MintX509svidResponse {
+            svid: Some(types::X509svid {
+                id: Some(proto_id(&id)),
+                cert_chain: chain,
+                expires_at,
+                hint: String::new(),
+            }),
+        }))
+    }
+
+    async fn mint_jwtsvid(
+        &self,
+        request: Request<pb::MintJwtsvidRequest>,
+    ) -> Result<Response<pb::MintJwtsvidResponse>, Status> {
+        let req = request.into_inner();
+        let svid = self.mint_jwt(req.id.as_ref(), &req.audience, req.ttl)?;
+        Ok(Response::new(pb::MintJwtsvidResponse { svid: Some(svid) }))
+    }
+
+    async fn batch_new_x509svid(
+        &self,
+        request: Request<pb::BatchNewX509svidRequest>,
+    ) -> Result<Response<pb::BatchNewX509svidResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let req = request.into_inner();
+        if req.params.is_empty() {
+            return Err(err(Code::InvalidArgument, "missing parameters"));
+        }
+        let ip = caller.addr.map(|a| a.ip().to_string());
+        ratelimit::limit(
+            &self.limits.x509_signing,
+            ip.as_deref(),
+            req.params.len() as u32,
+        )
+        .await
+        .map_err(|e| {
+            err_with(
+                e.code(),
+                "rejecting request due to certificate signing rate limiting",
+                e.message(),
+            )
+        })?;
+        let ids: Vec<&str> = req.params.iter().map(|p| p.entry_id.as_str()).collect();
+        let entries = self.authorized_entries(&caller, &ids)?;
+        let now = SystemTime::now();
+        let results = req
+            .params
+            .iter()
+            .map(|p| self.new_x509_svid(p, &entries, now))
+            .collect();
+        Ok(Response::new(pb::BatchNewX509svidResponse { results }))
+    }
+
+    async fn new_jwtsvid(
+        &self,
+        request: Request<pb::NewJwtsvidRequest>,
+    ) -> Result<Response<pb::NewJwtsvidResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let req = request.into_inner();
+        let ip = caller.addr.map(|a| a.ip().to_string());
+        ratelimit::limit(&self.limits.jwt_signing, ip.as_deref(), 1)
+            .await
+            .map_err(|e| {
+                err_with(
+                    e.code(),
+                    "rejecting request due to JWT signing request rate limiting",
+                    e.message(),
+                )
+            })?;
+        let entries = self.authorized_entries(&caller, &[req.entry_id.as_str()])?;
+        let entry = entries
+            .get(&req.entry_id)
+            .ok_or_else(|| err(Code::NotFound, "entry not found or not authorized"))?;
+        let svid = self.mint_jwt(
+            Some(&proto_id(&entry.spiffe_id)),
+            &req.audience,
+            entry.jwt_svid_ttl,
+        )?;
+        Ok(Response::new(pb::NewJwtsvidResponse { svid: Some(svid) }))
+    }
+
+    async fn new_downstream_x509ca(
+        &self,
+        request: Request<pb::NewDownstreamX509caRequest>,
+    ) -> Result<Response<pb::NewDownstreamX509caResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let req = request.into_inner();
+        let ip = caller.addr.map(|a| a.ip().to_string());
+        ratelimit::limit(&self.limits.attestation, ip.as_deref(), 1)
+            .await
+            .map_err(|e| {
+                err_with(
+                    e.code(),
+                    "rejecting request due to downstream CA signing rate limit",
+                    e.message(),
+                )
+            })?;
+        let is_downstream = caller
+            .id
+            .as_ref()
+            .is_some_and(|id| self.server.index.read().is_downstream(id.as_str()));
+        if !is_downstream {
+            return Err(err(Code::Internal, "caller is not a downstream workload"));
+        }
+        let csr = parse_csr(&req.csr, "invalid CSR signature")
+            .map_err(|(code, msg, cause)| err_with(code, &msg, cause))?;
+        let chain = self
+            .server
+            .ca
+            .sign_downstream_x509_ca(&csr.public_key, ttl(req.preferred_ttl), SystemTime::now())
+            .map_err(|e| err_with(Code::Internal, "failed to sign downstream X.509 CA", e))?;
+        let bundle = self
+            .server
+            .own_bundle()
+            .ok_or_else(|| err(Code::NotFound, "bundle not found"))?;
+        Ok(Response::new(pb::NewDownstreamX509caResponse {
+            ca_cert_chain: chain,
+            x509_authorities: bundle.root_cas.into_iter().map(|r| r.der).collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_overlap() {
+        let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_wildcard_overlap(&n(&["*.a.org", "b.a.org"])).is_err());
+        assert!(check_wildcard_overlap(&n(&["*.a.org", "c.b.a.org", "a.org"])).is_ok());
+    }
+}

@@ -1,0 +1,332 @@
+//! `spire.api.server.trustdomain.v1.TrustDomain`: federation relationships.
+//! `RefreshBundle` answers Unimplemented until the federation client exists.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use spire_datastore::{
+    BundleEndpointProfile, DataStoreError, FederationRelationship, FederationRelationshipMask,
+    Pagination,
+};
+use spire_proto::spire::api::server::trustdomain::v1 as pb;
+use spire_proto::spire::api::types;
+use tonic::{Code, Request, Response, Status};
+
+use super::convert;
+use super::status::{err, err_with, item_status, ok};
+use crate::state::Server;
+
+/// The TrustDomain service.
+#[derive(Debug, Clone)]
+pub struct TrustDomainService {
+    server: Arc<Server>,
+}
+
+impl TrustDomainService {
+    /// Serves `server`.
+    pub fn new(server: Arc<Server>) -> Self {
+        Self { server }
+    }
+
+    async fn changed(&self) {
+        if let Err(e) = self.server.refresh_bundles().await {
+            tracing::warn!(error = %e, "Failed to reload bundles after a change");
+        }
+    }
+}
+
+/// SPIRE's `ProtoToFederationRelationship`.
+fn relationship_from_proto(
+    f: &types::FederationRelationship,
+) -> Result<FederationRelationship, String> {
+    use types::federation_relationship::BundleEndpointProfile as P;
+    let trust_domain = convert::parse_td(&f.trust_domain)
+        .map_err(|e| format!("failed to parse trust domain: {e}"))?;
+    let url = url::Url::parse(&f.bundle_endpoint_url)
+        .map_err(|e| format!("failed to parse bundle endpoint URL: {e}"))?;
+    if url.scheme() != "https" {
+        return Err("bundle endpoint URL must use the https scheme".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("bundle endpoint URL must specify the host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("bundle endpoint URL must not contain user info".into());
+    }
+    let profile = match &f.bundle_endpoint_profile {
+        Some(P::HttpsSpiffe(p)) => BundleEndpointProfile::HttpsSpiffe {
+            endpoint_spiffe_id: convert::parse_id(&p.endpoint_spiffe_id)
+                .map_err(|e| format!("failed to parse endpoint SPIFFE ID: {e}"))?,
+        },
+        Some(P::HttpsWeb(_)) => BundleEndpointProfile::HttpsWeb,
+        None => return Err("unsupported bundle endpoint profile type: <nil>".into()),
+    };
+    let bundle = match &f.trust_domain_bundle {
+        Some(b) => {
+            let stored = convert::bundle_from_proto(b)
+                .map_err(|e| format!("failed to parse bundle: {e}"))?;
+            if stored.trust_domain != trust_domain {
+                return Err(format!(
+                    "trust domain bundle ({:?}) must match the trust domain of the federation relationship ({:?})",
+                    b.trust_domain,
+                    trust_domain.name()
+                ));
+            }
+            Some(stored)
+        }
+        None => None,
+    };
+    Ok(FederationRelationship {
+        trust_domain,
+        bundle_endpoint_url: url,
+        bundle_endpoint_profile: profile,
+        trust_domain_bundle: bundle,
+    })
+}
+
+fn to_proto(
+    fr: &FederationRelationship,
+    mask: Option<&types::FederationRelationshipMask>,
+) -> types::FederationRelationship {
+    let mut out = convert::relationship_to_proto(fr);
+    if let Some(m) = mask {
+        if !m.bundle_endpoint_url {
+            out.bundle_endpoint_url.clear();
+        }
+        if !m.bundle_endpoint_profile {
+            out.bundle_endpoint_profile = None;
+        }
+        if !m.trust_domain_bundle {
+            out.trust_domain_bundle = None;
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl pb::trust_domain_server::TrustDomain for TrustDomainService {
+    async fn list_federation_relationships(
+        &self,
+        r: Request<pb::ListFederationRelationshipsRequest>,
+    ) -> Result<Response<pb::ListFederationRelationshipsResponse>, Status> {
+        let req = r.into_inner();
+        let pagination = (req.page_size > 0).then(|| Pagination {
+            token: req.page_token.clone(),
+            page_size: req.page_size as u32,
+        });
+        let resp = self
+            .server
+            .ds
+            .list_federation_relationships(pagination)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to list federation relationships", e))?;
+        Ok(Response::new(pb::ListFederationRelationshipsResponse {
+            federation_relationships: resp
+                .relationships
+                .iter()
+                .map(|f| to_proto(f, req.output_mask.as_ref()))
+                .collect(),
+            next_page_token: resp.pagination.map(|p| p.token).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_federation_relationship(
+        &self,
+        r: Request<pb::GetFederationRelationshipRequest>,
+    ) -> Result<Response<types::FederationRelationship>, Status> {
+        let req = r.into_inner();
+        let td = convert::parse_td(&req.trust_domain)
+            .map_err(|e| err_with(Code::InvalidArgument, "failed to parse trust domain", e))?;
+        let fr = self
+            .server
+            .ds
+            .fetch_federation_relationship(&td)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to fetch federation relationship", e))?
+            .ok_or_else(|| err(Code::NotFound, "federation relationship does not exist"))?;
+        Ok(Response::new(to_proto(&fr, req.output_mask.as_ref())))
+    }
+
+    async fn batch_create_federation_relationship(
+        &self,
+        r: Request<pb::BatchCreateFederationRelationshipRequest>,
+    ) -> Result<Response<pb::BatchCreateFederationRelationshipResponse>, Status> {
+        let req = r.into_inner();
+        let mut results = Vec::new();
+        for f in &req.federation_relationships {
+            let result = async {
+                let fr = relationship_from_proto(f).map_err(|e| {
+                    item_status(
+                        Code::InvalidArgument,
+                        "failed to convert federation relationship",
+                        Some(&e),
+                    )
+                })?;
+                if fr.trust_domain == self.server.trust_domain {
+                    return Err(item_status(
+                        Code::InvalidArgument,
+                        "unable to create federation relationship for server trust domain",
+                        None,
+                    ));
+                }
+                self.server
+                    .ds
+                    .create_federation_relationship(fr)
+                    .await
+                    .map_err(|e| {
+                        item_status(
+                            Code::Internal,
+                            "failed to create federation relationship",
+                            Some(&e),
+                        )
+                    })
+            }
+            .await;
+            results.push(match result {
+                Ok(fr) => {
+                    tracing::debug!(trust_domain_id = %fr.trust_domain, "Federation relationship created");
+                    pb::batch_create_federation_relationship_response::Result {
+                        status: Some(ok()),
+                        federation_relationship: Some(to_proto(&fr, req.output_mask.as_ref())),
+                    }
+                }
+                Err(st) => pb::batch_create_federation_relationship_response::Result {
+                    status: Some(st),
+                    federation_relationship: None,
+                },
+            });
+        }
+        self.changed().await;
+        Ok(Response::new(
+            pb::BatchCreateFederationRelationshipResponse { results },
+        ))
+    }
+
+    async fn batch_update_federation_relationship(
+        &self,
+        r: Request<pb::BatchUpdateFederationRelationshipRequest>,
+    ) -> Result<Response<pb::BatchUpdateFederationRelationshipResponse>, Status> {
+        let req = r.into_inner();
+        let mask = match &req.input_mask {
+            Some(m) => FederationRelationshipMask {
+                bundle_endpoint_url: m.bundle_endpoint_url,
+                bundle_endpoint_profile: m.bundle_endpoint_profile,
+                trust_domain_bundle: m.trust_domain_bundle,
+            },
+            None => FederationRelationshipMask::ALL,
+        };
+        let mut results = Vec::new();
+        for f in &req.federation_relationships {
+            let result = async {
+                let fr = relationship_from_proto(f).map_err(|e| {
+                    item_status(
+                        Code::InvalidArgument,
+                        "failed to convert federation relationship",
+                        Some(&e),
+                    )
+                })?;
+                self.server
+                    .ds
+                    .update_federation_relationship(fr, mask)
+                    .await
+                    .map_err(|e| {
+                        item_status(
+                            Code::Internal,
+                            "failed to update federation relationship",
+                            Some(&e),
+                        )
+                    })
+            }
+            .await;
+            results.push(match result {
+                Ok(fr) => pb::batch_update_federation_relationship_response::Result {
+                    status: Some(ok()),
+                    federation_relationship: Some(to_proto(&fr, req.output_mask.as_ref())),
+                },
+                Err(st) => pb::batch_update_federation_relationship_response::Result {
+                    status: Some(st),
+                    federation_relationship: None,
+                },
+            });
+        }
+        self.changed().await;
+        Ok(Response::new(
+            pb::BatchUpdateFederationRelationshipResponse { results },
+        ))
+    }
+
+    async fn batch_delete_federation_relationship(
+        &self,
+        r: Request<pb::BatchDeleteFederationRelationshipRequest>,
+    ) -> Result<Response<pb::BatchDeleteFederationRelationshipResponse>, Status> {
+        let req = r.into_inner();
+        let mut results = Vec::new();
+        for t in req.trust_domains {
+            if t.is_empty() {
+                results.push(pb::batch_delete_federation_relationship_response::Result {
+                    trust_domain: t,
+                    status: Some(item_status(
+                        Code::InvalidArgument,
+                        "missing trust domain",
+                        None,
+                    )),
+                });
+                continue;
+            }
+            let td = match convert::parse_td(&t) {
+                Ok(td) => td,
+                Err(e) => {
+                    results.push(pb::batch_delete_federation_relationship_response::Result {
+                        trust_domain: t,
+                        status: Some(item_status(
+                            Code::InvalidArgument,
+                            "failed to parse trust domain",
+                            Some(&e),
+                        )),
+                    });
+                    continue;
+                }
+            };
+            let status = match self.server.ds.delete_federation_relationship(&td).await {
+                Ok(()) => ok(),
+                Err(DataStoreError::NotFound(_)) => {
+                    item_status(Code::NotFound, "federation relationship not found", None)
+                }
+                Err(e) => item_status(
+                    Code::Internal,
+                    "failed to delete federation relationship",
+                    Some(&e),
+                ),
+            };
+            results.push(pb::batch_delete_federation_relationship_response::Result {
+                trust_domain: td.name().to_string(),
+                status: Some(status),
+            });
+        }
+        Ok(Response::new(
+            pb::BatchDeleteFederationRelationshipResponse { results },
+        ))
+    }
+
+    async fn refresh_bundle(
+        &self,
+        r: Request<pb::RefreshBundleRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        let req = r.into_inner();
+        let td = convert::parse_td(&req.trust_domain)
+            .map_err(|e| err_with(Code::InvalidArgument, "failed to parse trust domain", e))?;
+        let known = self
+            .server
+            .ds
+            .fetch_federation_relationship(&td)
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to refresh bundle", e))?;
+        if known.is_none() {
+            return Err(err(
+                Code::NotFound,
+                &format!("no relationship with trust domain {:?}", td.name()),
+            ));
+        }
+        Err(Status::unimplemented("bundle refresh is not available yet"))
+    }
+}

@@ -1,0 +1,843 @@
+//! The CA manager: two slots (A and B) for the X.509 CA and two for the JWT key, a journal
+//! in the datastore, and SPIRE's rotation rules. Keys live in the KeyManager under SPIRE's
+//! names (`x509-CA-A`, `x509-CA-B`, `JWT-Signer-A`, `JWT-Signer-B`), so a restart — of ours
+//! or of reference SPIRE on the same database and key file — resumes the same authorities.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use spiffe_core::{KeyType, PublicKey, TrustDomain};
+use spire_datastore::{DataStore, JwtSigningKey, RootCa, StoredBundle};
+use spire_pki::{Subject, X509Authority};
+use spire_plugin::KeyManager;
+use spire_proto::journal::{JwtKeyEntry, Status, X509caEntry};
+use tokio::sync::Mutex;
+
+use super::journal::Journal;
+use super::rotation::{self, RotationStep, SlotsView};
+use super::{Ca, JwtKey, X509Ca};
+
+/// Errors of the CA manager.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// The KeyManager failed.
+    #[error("{0}")]
+    KeyManager(#[from] spire_plugin::PluginError),
+    /// The datastore failed.
+    #[error("{0}")]
+    Datastore(#[from] spire_datastore::DataStoreError),
+    /// Certificate assembly failed.
+    #[error("{0}")]
+    Pki(#[from] spire_pki::PkiError),
+    /// The journal could not be loaded.
+    #[error("failed to load journal from datastore: {0}")]
+    Journal(#[from] super::journal::JournalError),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Settings of the CA manager.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Our trust domain.
+    pub trust_domain: TrustDomain,
+    /// Lifetime of each X.509 CA and JWT key.
+    pub ca_ttl: Duration,
+    /// Key type of X.509 CAs.
+    pub x509_key_type: KeyType,
+    /// Key type of JWT keys.
+    pub jwt_key_type: KeyType,
+    /// Subject of X.509 CAs.
+    pub ca_subject: Subject,
+}
+
+/// A view of one slot, as the LocalAuthority API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotState {
+    /// `A` or `B`.
+    pub slot_id: &'static str,
+    /// Journal status.
+    pub status: Status,
+    /// Subject key ID (X.509, hex) or `kid` (JWT); empty for a never-used slot.
+    pub authority_id: String,
+    /// Subject key ID of the upstream signer, when any.
+    pub upstream_authority_id: String,
+    /// Expiry, Unix seconds.
+    pub not_after: i64,
+}
+
+#[derive(Debug)]
+struct X509Slot {
+    id: &'static str,
+    issued_at: SystemTime,
+    ca: Option<Arc<X509Ca>>,
+    status: Status,
+    authority_id: String,
+    upstream_authority_id: String,
+    not_after: SystemTime,
+}
+
+#[derive(Debug)]
+struct JwtSlot {
+    id: &'static str,
+    issued_at: SystemTime,
+    key: Option<Arc<JwtKey>>,
+    status: Status,
+    authority_id: String,
+    not_after: SystemTime,
+}
+
+fn other(id: &str) -> &'static str {
+    if id == "A" { "B" } else { "A" }
+}
+
+fn slot_name(id: &str) -> &'static str {
+    if id == "B" { "B" } else { "A" }
+}
+
+impl X509Slot {
+    fn empty(id: &'static str) -> Self {
+        Self {
+            id,
+            issued_at: UNIX_EPOCH,
+            ca: None,
+            status: Status::Unknown,
+            authority_id: String::new(),
+            upstream_authority_id: String::new(),
+            not_after: UNIX_EPOCH,
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.ca.is_none() || self.status == Status::Old
+    }
+    fn reset(&mut self) {
+        self.ca = None;
+        self.status = Status::Old;
+    }
+    fn km_key_id(&self) -> String {
+        format!("x509-CA-{}", self.id)
+    }
+    fn state(&self) -> SlotState {
+        SlotState {
+            slot_id: self.id,
+            status: self.status,
+            authority_id: self.authority_id.clone(),
+            upstream_authority_id: self.upstream_authority_id.clone(),
+            not_after: secs(self.not_after),
+        }
+    }
+}
+
+impl JwtSlot {
+    fn empty(id: &'static str) -> Self {
+        Self {
+            id,
+            issued_at: UNIX_EPOCH,
+            key: None,
+            status: Status::Unknown,
+            authority_id: String::new(),
+            not_after: UNIX_EPOCH,
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.key.is_none() || self.status == Status::Old
+    }
+    fn reset(&mut self) {
+        self.key = None;
+        self.status = Status::Old;
+    }
+    fn km_key_id(&self) -> String {
+        format!("JWT-Signer-{}", self.id)
+    }
+    fn state(&self) -> SlotState {
+        SlotState {
+            slot_id: self.id,
+            status: self.status,
+            authority_id: self.authority_id.clone(),
+            upstream_authority_id: String::new(),
+            not_after: secs(self.not_after),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    x509_current: X509Slot,
+    x509_next: X509Slot,
+    jwt_current: JwtSlot,
+    jwt_next: JwtSlot,
+    journal: Journal,
+}
+
+/// Called whenever the stored trust bundle changed.
+pub type BundleChanged = Arc<dyn Fn() + Send + Sync>;
+
+/// The CA manager.
+pub struct CaManager {
+    config: ManagerConfig,
+    ds: Arc<dyn DataStore>,
+    km: Arc<dyn KeyManager>,
+    ca: Arc<Ca>,
+    bundle_changed: BundleChanged,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for CaManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaManager")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn from_secs(s: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(s.max(0) as u64)
+}
+
+/// Go's `time.Time` default string for log fields: `2006-01-02 15:04:05 +0000 UTC`.
+pub fn go_time(t: SystemTime) -> String {
+    let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(secs(t)) else {
+        return String::new();
+    };
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second] +0000 UTC"
+    );
+    dt.format(&fmt).unwrap_or_default()
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Prepared => "PREPARED",
+        Status::Active => "ACTIVE",
+        Status::Old => "OLD",
+        _ => "UNKNOWN",
+    }
+}
+
+impl CaManager {
+    /// Loads the journal and the keys and restores the slots, as SPIRE does at start-up.
+    pub async fn load(
+        config: ManagerConfig,
+        ds: Arc<dyn DataStore>,
+        km: Arc<dyn KeyManager>,
+        ca: Arc<Ca>,
+        bundle_changed: BundleChanged,
+        now: SystemTime,
+    ) -> Result<Arc<Self>, ManagerError> {
+        tracing::debug!(
+            subsystem_name = "ca_manager",
+            "Loading journal from datastore"
+        );
+        let mut candidate_ids = Vec::new();
+        for key in km.get_public_keys().await? {
+            if let Ok(skid) = spire_pki::subject_key_id(key.public_key.spki_der()) {
+                candidate_ids.push(spire_pki::hex(&skid));
+            }
+        }
+        let journal = Journal::load(ds.clone(), &candidate_ids).await?;
+        let entries = journal.entries().clone();
+        tracing::info!(
+            jwt_keys = entries.jwt_keys.len(),
+            x509_cas = entries.x509_c_as.len(),
+            subsystem_name = "ca_manager",
+            "Journal loaded"
+        );
+        let bundle = ds.fetch_bundle(&config.trust_domain).await?;
+        let (roots, kids): (HashSet<Vec<u8>>, HashSet<String>) = match &bundle {
+            Some(b) => (
+                b.root_cas.iter().map(|r| r.der.clone()).collect(),
+                b.jwt_signing_keys.iter().map(|k| k.kid.clone()).collect(),
+            ),
+            None => (HashSet::new(), HashSet::new()),
+        };
+        let filter = bundle.is_some();
+
+        let mut manager_state = State {
+            x509_current: X509Slot::empty("A"),
+            x509_next: X509Slot::empty("B"),
+            jwt_current: JwtSlot::empty("A"),
+            jwt_next: JwtSlot::empty("B"),
+            journal,
+        };
+        // X.509: newest first; the newest ACTIVE becomes current, the newest other the next.
+        let mut current: Option<X509Slot> = None;
+        let mut next: Option<X509Slot> = None;
+        for entry in entries.x509_c_as.iter().rev() {
+            if filter && !roots.contains(&entry.certificate) {
+                continue;
+            }
+            let Some(slot) = load_x509_slot(km.as_ref(), &config.trust_domain, entry, now).await?
+            else {
+                continue;
+            };
+            if slot.status == Status::Active {
+                if current.is_none() {
+                    current = Some(slot);
+                }
+            } else if next.is_none() {
+                next = Some(slot);
+            }
+            if current.is_some() && next.is_some() {
+                break;
+            }
+        }
+        (manager_state.x509_current, manager_state.x509_next) = match (current, next) {
+            (Some(c), Some(n)) => (c, n),
+            (Some(c), None) => {
+                let n = X509Slot::empty(other(c.id));
+                (c, n)
+            }
+            (None, Some(n)) => {
+                let e = X509Slot::empty(other(n.id));
+                (n, e)
+            }
+            (None, None) => (X509Slot::empty("A"), X509Slot::empty("B")),
+        };
+
+        let mut current: Option<JwtSlot> = None;
+        let mut next: Option<JwtSlot> = None;
+        for entry in entries.jwt_keys.iter().rev() {
+            if filter && !kids.contains(&entry.kid) {
+                continue;
+            }
+            let Some(slot) = load_jwt_slot(km.as_ref(), entry, now).await? else {
+                continue;
+            };
+            if slot.status == Status::Active {
+                if current.is_none() {
+                    current = Some(slot);
+                }
+            } else if next.is_none() {
+                next = Some(slot);
+            }
+            if current.is_some() && next.is_some() {
+                break;
+            }
+        }
+        (manager_state.jwt_current, manager_state.jwt_next) = match (current, next) {
+            (Some(c), Some(n)) => (c, n),
+            (Some(c), None) => {
+                let n = JwtSlot::empty(other(c.id));
+                (c, n)
+            }
+            (None, Some(n)) => {
+                let e = JwtSlot::empty(other(n.id));
+                (n, e)
+            }
+            (None, None) => (JwtSlot::empty("A"), JwtSlot::empty("B")),
+        };
+
+        let me = Arc::new(Self {
+            config,
+            ds,
+            km,
+            ca,
+            bundle_changed,
+            state: Mutex::new(manager_state),
+        });
+        {
+            let mut st = me.state.lock().await;
+            if let Some(ca) = &st.x509_current.ca {
+                let ca = ca.clone();
+                if now
+                    <= rotation::activation_threshold(
+                        st.x509_current.issued_at,
+                        ca.authority.not_after(),
+                    )
+                {
+                    me.activate_x509(&mut st, now).await;
+                }
+            }
+            if let Some(key) = &st.jwt_current.key {
+                let key = key.clone();
+                if now <= rotation::activation_threshold(st.jwt_current.issued_at, key.not_after) {
+                    me.activate_jwt(&mut st).await;
+                }
+            }
+        }
+        Ok(me)
+    }
+}
+
+async fn load_x509_slot(
+    km: &dyn KeyManager,
+    trust_domain: &TrustDomain,
+    entry: &X509caEntry,
+    now: SystemTime,
+) -> Result<Option<X509Slot>, ManagerError> {
+    let unusable = |why: &str| {
+        tracing::warn!(
+            error = why,
+            local_authority_id = %entry.authority_id,
+            slot = %entry.slot_id,
+            subsystem_name = "ca_manager",
+            "X509CA slot unusable"
+        );
+    };
+    if entry.slot_id.is_empty() {
+        unusable("no slot id");
+        return Ok(None);
+    }
+    if entry.not_after < secs(now) {
+        unusable("slot expired");
+        return Ok(None);
+    }
+    let slot_id = slot_name(&entry.slot_id);
+    let key_id = format!("x509-CA-{slot_id}");
+    let signer = match km.signer(&key_id).await {
+        Ok(s) => s,
+        Err(e) if e.code == spire_plugin::Code::NotFound => {
+            unusable("no key manager key");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let authority =
+        match X509Authority::new(entry.certificate.clone(), signer, trust_domain.clone()) {
+            Ok(a) => a,
+            Err(_) => {
+                unusable("public key does not match key manager key");
+                return Ok(None);
+            }
+        };
+    let not_after = authority.not_after();
+    Ok(Some(X509Slot {
+        id: slot_id,
+        issued_at: from_secs(entry.issued_at),
+        ca: Some(Arc::new(X509Ca {
+            authority,
+            upstream_chain: entry.upstream_chain.clone(),
+        })),
+        status: Status::try_from(entry.status).unwrap_or(Status::Unknown),
+        authority_id: entry.authority_id.clone(),
+        upstream_authority_id: entry.upstream_authority_id.clone(),
+        not_after,
+    }))
+}
+
+async fn load_jwt_slot(
+    km: &dyn KeyManager,
+    entry: &JwtKeyEntry,
+    now: SystemTime,
+) -> Result<Option<JwtSlot>, ManagerError> {
+    let unusable = |why: &str| {
+        tracing::warn!(
+            error = why,
+            local_authority_id = %entry.authority_id,
+            slot = %entry.slot_id,
+            subsystem_name = "ca_manager",
+            "JWT key slot unusable"
+        );
+    };
+    if entry.slot_id.is_empty() {
+        unusable("no slot id");
+        return Ok(None);
+    }
+    if entry.not_after < secs(now) {
+        unusable("slot expired");
+        return Ok(None);
+    }
+    let slot_id = slot_name(&entry.slot_id);
+    let signer = match km.signer(&format!("JWT-Signer-{slot_id}")).await {
+        Ok(s) => s,
+        Err(e) if e.code == spire_plugin::Code::NotFound => {
+            unusable("no key manager key");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stored = PublicKey::from_spki_der(&entry.public_key)
+        .map_err(|e| ManagerError::Other(e.to_string()))?;
+    if &stored != signer.public_key() {
+        unusable("public key does not match key manager key");
+        return Ok(None);
+    }
+    let not_after = from_secs(entry.not_after);
+    Ok(Some(JwtSlot {
+        id: slot_id,
+        issued_at: from_secs(entry.issued_at),
+        key: Some(Arc::new(JwtKey {
+            signer,
+            kid: entry.kid.clone(),
+            not_after,
+        })),
+        status: Status::try_from(entry.status).unwrap_or(Status::Unknown),
+        authority_id: entry.authority_id.clone(),
+        not_after,
+    }))
+}
+
+impl CaManager {
+    /// One rotation check (SPIRE runs it every 10 s).
+    pub async fn rotate(&self, now: SystemTime) -> Result<(), ManagerError> {
+        let mut st = self.state.lock().await;
+        let view = SlotsView {
+            current: (!st.x509_current.is_empty())
+                .then_some((st.x509_current.issued_at, st.x509_current.not_after)),
+            next_prepared: !st.x509_next.is_empty(),
+        };
+        for step in rotation::plan(view, now) {
+            match step {
+                RotationStep::PrepareAndActivateCurrent => {
+                    self.prepare_x509(&mut st, now).await?;
+                    self.activate_x509(&mut st, now).await;
+                }
+                RotationStep::PrepareNext => self.prepare_x509(&mut st, now).await?,
+                RotationStep::Rotate => self.rotate_x509_locked(&mut st, now).await,
+            }
+        }
+        let view = SlotsView {
+            current: (!st.jwt_current.is_empty())
+                .then_some((st.jwt_current.issued_at, st.jwt_current.not_after)),
+            next_prepared: !st.jwt_next.is_empty(),
+        };
+        for step in rotation::plan(view, now) {
+            match step {
+                RotationStep::PrepareAndActivateCurrent => {
+                    self.prepare_jwt(&mut st, now).await?;
+                    self.activate_jwt(&mut st).await;
+                }
+                RotationStep::PrepareNext => self.prepare_jwt(&mut st, now).await?,
+                RotationStep::Rotate => self.rotate_jwt_locked(&mut st).await,
+            }
+        }
+        Ok(())
+    }
+
+    async fn prepare_x509(&self, st: &mut State, now: SystemTime) -> Result<(), ManagerError> {
+        let into_current = st.x509_current.is_empty();
+        let slot = if into_current {
+            &mut st.x509_current
+        } else {
+            &mut st.x509_next
+        };
+        tracing::debug!(
+            slot = slot.id,
+            subsystem_name = "ca_manager",
+            "Preparing X509 CA"
+        );
+        slot.reset();
+        let key_id = slot.km_key_id();
+        let slot_id = slot.id;
+        self.km
+            .generate_key(&key_id, self.config.x509_key_type)
+            .await?;
+        let signer = self.km.signer(&key_id).await?;
+        let cert = spire_pki::self_signed_x509_ca(
+            signer.clone(),
+            &self.config.trust_domain,
+            &self.config.ca_subject,
+            self.config.ca_ttl,
+            now,
+        )?;
+        let authority = X509Authority::new(cert.clone(), signer, self.config.trust_domain.clone())?;
+        self.append_bundle(
+            vec![RootCa {
+                der: cert.clone(),
+                tainted: false,
+            }],
+            vec![],
+        )
+        .await?;
+        let authority_id = spire_pki::hex(authority.subject_key_id());
+        let not_after = authority.not_after();
+        let slot = if into_current {
+            &mut st.x509_current
+        } else {
+            &mut st.x509_next
+        };
+        *slot = X509Slot {
+            id: slot_id,
+            issued_at: now,
+            ca: Some(Arc::new(X509Ca {
+                authority,
+                upstream_chain: vec![],
+            })),
+            status: Status::Prepared,
+            authority_id: authority_id.clone(),
+            upstream_authority_id: String::new(),
+            not_after,
+        };
+        let entry = X509caEntry {
+            slot_id: slot_id.to_string(),
+            issued_at: secs(now),
+            certificate: cert,
+            upstream_chain: vec![],
+            status: Status::Prepared as i32,
+            authority_id: authority_id.clone(),
+            not_after: secs(not_after),
+            upstream_authority_id: String::new(),
+        };
+        if let Err(e) = st.journal.append_x509_ca(entry).await {
+            tracing::error!(error = %e, slot = slot_id, subsystem_name = "ca_manager", "Unable to append X509 CA to journal");
+        }
+        tracing::info!(
+            expiration = %go_time(not_after),
+            issued_at = %go_time(now),
+            local_authority_id = %authority_id,
+            self_signed = true,
+            slot = slot_id,
+            subsystem_name = "ca_manager",
+            upstream_authority_id = "",
+            "X509 CA prepared"
+        );
+        Ok(())
+    }
+
+    async fn activate_x509(&self, st: &mut State, now: SystemTime) {
+        let slot = &mut st.x509_current;
+        let Some(ca) = slot.ca.clone() else { return };
+        tracing::info!(
+            expiration = %go_time(slot.not_after),
+            issued_at = %go_time(slot.issued_at),
+            local_authority_id = %slot.authority_id,
+            slot = slot.id,
+            subsystem_name = "ca_manager",
+            upstream_authority_id = %slot.upstream_authority_id,
+            "X509 CA activated"
+        );
+        slot.status = Status::Active;
+        let authority_id = slot.authority_id.clone();
+        let ttl = slot
+            .not_after
+            .duration_since(now)
+            .unwrap_or_default()
+            .as_secs_f64();
+        if let Err(e) = st
+            .journal
+            .update_x509_ca_status(&authority_id, Status::Active)
+            .await
+        {
+            tracing::error!(error = %e, subsystem_name = "ca_manager", "Failed to update to activated status on X509CA journal entry");
+        }
+        tracing::debug!(
+            subsystem_name = "ca_manager",
+            trust_domain_id = %self.config.trust_domain.id_string(),
+            ttl = ttl,
+            "Successfully rotated X.509 CA"
+        );
+        self.ca.set_x509_ca(ca);
+    }
+
+    async fn rotate_x509_locked(&self, st: &mut State, now: SystemTime) {
+        std::mem::swap(&mut st.x509_current, &mut st.x509_next);
+        st.x509_next.reset();
+        let old = st.x509_next.authority_id.clone();
+        if let Err(e) = st.journal.update_x509_ca_status(&old, Status::Old).await {
+            tracing::error!(error = %e, subsystem_name = "ca_manager", "Failed to update status on X509CA journal entry");
+        }
+        self.activate_x509(st, now).await;
+    }
+
+    async fn prepare_jwt(&self, st: &mut State, now: SystemTime) -> Result<(), ManagerError> {
+        let into_current = st.jwt_current.is_empty();
+        let slot = if into_current {
+            &mut st.jwt_current
+        } else {
+            &mut st.jwt_next
+        };
+        tracing::debug!(
+            slot = slot.id,
+            subsystem_name = "ca_manager",
+            "Preparing JWT key"
+        );
+        slot.reset();
+        let key_id = slot.km_key_id();
+        let slot_id = slot.id;
+        let not_after = now + self.config.ca_ttl;
+        self.km
+            .generate_key(&key_id, self.config.jwt_key_type)
+            .await?;
+        let signer = self.km.signer(&key_id).await?;
+        let kid = new_key_id();
+        let pkix = signer.public_key().spki_der().to_vec();
+        self.append_bundle(
+            vec![],
+            vec![JwtSigningKey {
+                kid: kid.clone(),
+                pkix: pkix.clone(),
+                not_after: secs(not_after),
+                tainted: false,
+            }],
+        )
+        .await?;
+        let slot = if into_current {
+            &mut st.jwt_current
+        } else {
+            &mut st.jwt_next
+        };
+        *slot = JwtSlot {
+            id: slot_id,
+            issued_at: now,
+            key: Some(Arc::new(JwtKey {
+                signer,
+                kid: kid.clone(),
+                not_after,
+            })),
+            status: Status::Prepared,
+            authority_id: kid.clone(),
+            not_after,
+        };
+        let entry = JwtKeyEntry {
+            slot_id: slot_id.to_string(),
+            issued_at: secs(now),
+            not_after: secs(not_after),
+            kid: kid.clone(),
+            public_key: pkix,
+            status: Status::Prepared as i32,
+            authority_id: kid.clone(),
+        };
+        if let Err(e) = st.journal.append_jwt_key(entry).await {
+            tracing::error!(error = %e, slot = slot_id, subsystem_name = "ca_manager", "Unable to append JWT key to journal");
+        }
+        tracing::info!(
+            expiration = %go_time(not_after),
+            issued_at = %go_time(now),
+            local_authority_id = %kid,
+            slot = slot_id,
+            subsystem_name = "ca_manager",
+            "JWT key prepared"
+        );
+        Ok(())
+    }
+
+    async fn activate_jwt(&self, st: &mut State) {
+        let slot = &mut st.jwt_current;
+        let Some(key) = slot.key.clone() else { return };
+        tracing::info!(
+            expiration = %go_time(slot.not_after),
+            issued_at = %go_time(slot.issued_at),
+            local_authority_id = %slot.authority_id,
+            slot = slot.id,
+            subsystem_name = "ca_manager",
+            "JWT key activated"
+        );
+        slot.status = Status::Active;
+        let authority_id = slot.authority_id.clone();
+        if let Err(e) = st
+            .journal
+            .update_jwt_key_status(&authority_id, Status::Active)
+            .await
+        {
+            tracing::error!(error = %e, subsystem_name = "ca_manager", "Failed to update to activated status on JWTKey journal entry");
+        }
+        self.ca.set_jwt_key(key);
+    }
+
+    async fn rotate_jwt_locked(&self, st: &mut State) {
+        std::mem::swap(&mut st.jwt_current, &mut st.jwt_next);
+        st.jwt_next.reset();
+        let old = st.jwt_next.authority_id.clone();
+        if let Err(e) = st.journal.update_jwt_key_status(&old, Status::Old).await {
+            tracing::error!(error = %e, subsystem_name = "ca_manager", "Failed to update status on JWTKey journal entry");
+        }
+        self.activate_jwt(st).await;
+    }
+
+    async fn append_bundle(
+        &self,
+        roots: Vec<RootCa>,
+        jwt: Vec<JwtSigningKey>,
+    ) -> Result<(), ManagerError> {
+        let mut b = StoredBundle::new(self.config.trust_domain.clone());
+        b.root_cas = roots;
+        b.jwt_signing_keys = jwt;
+        self.ds.append_bundle(b).await?;
+        (self.bundle_changed)();
+        Ok(())
+    }
+
+    // === LocalAuthority API ===
+
+    /// `(current, next)` X.509 slot states.
+    pub async fn x509_slots(&self) -> (SlotState, SlotState) {
+        let st = self.state.lock().await;
+        (st.x509_current.state(), st.x509_next.state())
+    }
+
+    /// `(current, next)` JWT slot states.
+    pub async fn jwt_slots(&self) -> (SlotState, SlotState) {
+        let st = self.state.lock().await;
+        (st.jwt_current.state(), st.jwt_next.state())
+    }
+
+    /// Prepares the next X.509 authority now; returns its state.
+    pub async fn prepare_x509_now(&self, now: SystemTime) -> Result<SlotState, ManagerError> {
+        let mut st = self.state.lock().await;
+        self.prepare_x509(&mut st, now).await?;
+        Ok(st.x509_next.state())
+    }
+
+    /// Activates the prepared X.509 authority; returns the new current state.
+    pub async fn rotate_x509_now(&self, now: SystemTime) -> SlotState {
+        let mut st = self.state.lock().await;
+        self.rotate_x509_locked(&mut st, now).await;
+        st.x509_current.state()
+    }
+
+    /// Prepares the next JWT authority now.
+    pub async fn prepare_jwt_now(&self, now: SystemTime) -> Result<SlotState, ManagerError> {
+        let mut st = self.state.lock().await;
+        self.prepare_jwt(&mut st, now).await?;
+        Ok(st.jwt_next.state())
+    }
+
+    /// Activates the prepared JWT authority.
+    pub async fn rotate_jwt_now(&self) -> SlotState {
+        let mut st = self.state.lock().await;
+        self.rotate_jwt_locked(&mut st).await;
+        st.jwt_current.state()
+    }
+
+    /// Prunes certificates and keys that expired more than a day ago from our bundle.
+    pub async fn prune_bundle(&self, now: SystemTime) -> Result<(), ManagerError> {
+        let before = now
+            .checked_sub(Duration::from_secs(24 * 3600))
+            .unwrap_or(UNIX_EPOCH);
+        if self
+            .ds
+            .prune_bundle(&self.config.trust_domain, secs(before))
+            .await?
+        {
+            tracing::debug!(
+                subsystem_name = "ca_manager",
+                "Expired certificates were successfully pruned from bundle"
+            );
+            (self.bundle_changed)();
+        }
+        Ok(())
+    }
+
+    /// Prunes journals whose authorities all expired more than two weeks ago.
+    pub async fn prune_journals(&self, now: SystemTime) -> Result<(), ManagerError> {
+        let before = now
+            .checked_sub(Duration::from_secs(14 * 24 * 3600))
+            .unwrap_or(UNIX_EPOCH);
+        self.ds.prune_ca_journals(secs(before)).await?;
+        Ok(())
+    }
+
+    /// Status names as SPIRE logs them.
+    pub fn status_name(s: Status) -> &'static str {
+        status_name(s)
+    }
+}
+
+/// A random 32-character `kid` from `[a-zA-Z0-9]`, as SPIRE makes them.
+pub fn new_key_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let bytes: [u8; 32] = rand::random();
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}

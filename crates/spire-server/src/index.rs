@@ -1,0 +1,435 @@
+//! The in-memory index of registration entries and attested agents.
+//!
+//! It answers, without touching the database, the questions asked on every agent call:
+//! which entries may agent X see (descendants of its ID and of the node aliases its node
+//! selectors satisfy), is this caller a current agent, does this ID have an admin or
+//! downstream entry. It is built once at start-up by streaming the tables and then kept
+//! current from our own writes and from the `*_events` tables (writes of other servers).
+//!
+//! No I/O and no clock: callers pass `now` where expiry matters.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use spiffe_core::SpiffeId;
+use spire_datastore::{AttestedNode, RegistrationEntry};
+use spire_plugin::Selector;
+
+/// What the index knows of an attested agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRecord {
+    /// Serial number (decimal) of the current agent SVID; empty when banned.
+    pub cert_serial_number: String,
+    /// Serial number of an SVID issued by RenewAgent and not used yet.
+    pub new_cert_serial_number: String,
+    /// NotAfter of the current SVID, Unix seconds.
+    pub cert_not_after: i64,
+    /// NotAfter of the new SVID.
+    pub new_cert_not_after: i64,
+    /// Whether the agent re-attests instead of renewing.
+    pub can_reattest: bool,
+    /// Node attestor name.
+    pub attestation_type: String,
+    /// Node selectors.
+    pub selectors: Arc<HashSet<Selector>>,
+}
+
+impl AgentRecord {
+    /// From a datastore node (its selectors field is ignored; see [`EntryIndex::set_agent_selectors`]).
+    pub fn from_node(node: &AttestedNode, selectors: Arc<HashSet<Selector>>) -> Self {
+        Self {
+            cert_serial_number: node.cert_serial_number.clone(),
+            new_cert_serial_number: node.new_cert_serial_number.clone(),
+            cert_not_after: node.cert_not_after,
+            new_cert_not_after: node.new_cert_not_after,
+            can_reattest: node.can_reattest,
+            attestation_type: node.attestation_data_type.clone(),
+            selectors,
+        }
+    }
+
+    /// Banned agents have no current serial number.
+    pub fn is_banned(&self) -> bool {
+        self.cert_serial_number.is_empty()
+    }
+}
+
+/// The index. Not synchronised: the server wraps it in a lock.
+#[derive(Debug)]
+pub struct EntryIndex {
+    server_id: String,
+    entries: HashMap<String, Arc<RegistrationEntry>>,
+    by_parent: HashMap<String, BTreeSet<String>>,
+    by_spiffe_id: HashMap<String, BTreeSet<String>>,
+    aliases_by_selector: HashMap<Selector, BTreeSet<String>>,
+    agents: HashMap<String, AgentRecord>,
+    revision: u64,
+}
+
+fn remove_from(map: &mut HashMap<String, BTreeSet<String>>, key: &str, id: &str) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(id);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+impl EntryIndex {
+    /// An empty index for the trust domain whose server ID is `server_id`
+    /// (`spiffe://<td>/spire/server`, the parent of node aliases).
+    pub fn new(server_id: &SpiffeId) -> Self {
+        Self {
+            server_id: server_id.to_string(),
+            entries: HashMap::new(),
+            by_parent: HashMap::new(),
+            by_spiffe_id: HashMap::new(),
+            aliases_by_selector: HashMap::new(),
+            agents: HashMap::new(),
+            revision: 0,
+        }
+    }
+
+    /// A counter that grows with every change; agents watching for changes compare it.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Number of entries.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Number of agents.
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Inserts or replaces an entry.
+    pub fn upsert_entry(&mut self, entry: RegistrationEntry) {
+        self.remove_entry(&entry.entry_id);
+        let id = entry.entry_id.clone();
+        let parent = entry.parent_id.to_string();
+        if parent == self.server_id {
+            for s in &entry.selectors {
+                self.aliases_by_selector
+                    .entry(s.clone())
+                    .or_default()
+                    .insert(id.clone());
+            }
+        }
+        self.by_parent.entry(parent).or_default().insert(id.clone());
+        self.by_spiffe_id
+            .entry(entry.spiffe_id.to_string())
+            .or_default()
+            .insert(id.clone());
+        self.entries.insert(id, Arc::new(entry));
+        self.revision += 1;
+    }
+
+    /// Removes an entry; returns it if it was there.
+    pub fn remove_entry(&mut self, entry_id: &str) -> Option<Arc<RegistrationEntry>> {
+        let old = self.entries.remove(entry_id)?;
+        let parent = old.parent_id.to_string();
+        if parent == self.server_id {
+            for s in &old.selectors {
+                if let Some(set) = self.aliases_by_selector.get_mut(s) {
+                    set.remove(entry_id);
+                    if set.is_empty() {
+                        self.aliases_by_selector.remove(s);
+                    }
+                }
+            }
+        }
+        remove_from(&mut self.by_parent, &parent, entry_id);
+        remove_from(&mut self.by_spiffe_id, old.spiffe_id.as_str(), entry_id);
+        self.revision += 1;
+        Some(old)
+    }
+
+    /// An entry by ID.
+    pub fn entry(&self, entry_id: &str) -> Option<&Arc<RegistrationEntry>> {
+        self.entries.get(entry_id)
+    }
+
+    /// Entries whose SPIFFE ID is `id`.
+    pub fn entries_by_spiffe_id(&self, id: &str) -> Vec<Arc<RegistrationEntry>> {
+        self.by_spiffe_id
+            .get(id)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|i| self.entries.get(i).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether some entry for `id` has `admin` set.
+    pub fn is_admin(&self, id: &str) -> bool {
+        self.entries_by_spiffe_id(id).iter().any(|e| e.admin)
+    }
+
+    /// Whether some entry for `id` has `downstream` set.
+    pub fn is_downstream(&self, id: &str) -> bool {
+        self.entries_by_spiffe_id(id).iter().any(|e| e.downstream)
+    }
+
+    /// Inserts or replaces an agent, keeping its selectors if `selectors` is `None`.
+    pub fn upsert_agent(&mut self, node: &AttestedNode, selectors: Option<Vec<Selector>>) {
+        let id = node.spiffe_id.to_string();
+        let selectors = match selectors {
+            Some(s) => Arc::new(s.into_iter().collect()),
+            None => self
+                .agents
+                .get(&id)
+                .map(|a| a.selectors.clone())
+                .unwrap_or_default(),
+        };
+        self.agents
+            .insert(id, AgentRecord::from_node(node, selectors));
+        self.revision += 1;
+    }
+
+    /// Replaces an agent's selectors (no-op for unknown agents).
+    pub fn set_agent_selectors(&mut self, agent_id: &str, selectors: Vec<Selector>) {
+        if let Some(a) = self.agents.get_mut(agent_id) {
+            a.selectors = Arc::new(selectors.into_iter().collect());
+            self.revision += 1;
+        }
+    }
+
+    /// Removes an agent.
+    pub fn remove_agent(&mut self, agent_id: &str) -> Option<AgentRecord> {
+        let old = self.agents.remove(agent_id);
+        if old.is_some() {
+            self.revision += 1;
+        }
+        old
+    }
+
+    /// An agent by SPIFFE ID.
+    pub fn agent(&self, agent_id: &str) -> Option<&AgentRecord> {
+        self.agents.get(agent_id)
+    }
+
+    /// Mutable access to an agent (e.g. to promote a new serial number).
+    pub fn agent_mut(&mut self, agent_id: &str) -> Option<&mut AgentRecord> {
+        self.revision += 1;
+        self.agents.get_mut(agent_id)
+    }
+
+    /// The node aliases whose selectors are all among `selectors`.
+    fn aliases_for(&self, selectors: &HashSet<Selector>) -> Vec<&Arc<RegistrationEntry>> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut out = Vec::new();
+        for s in selectors {
+            let Some(ids) = self.aliases_by_selector.get(s) else {
+                continue;
+            };
+            for id in ids {
+                if !seen.insert(id.as_str()) {
+                    continue;
+                }
+                if let Some(e) = self.entries.get(id)
+                    && e.selectors.iter().all(|sel| selectors.contains(sel))
+                {
+                    out.push(e);
+                }
+            }
+        }
+        out
+    }
+
+    fn push_descendants<'a>(
+        &'a self,
+        parent: &str,
+        seen_parents: &mut HashSet<&'a str>,
+        out: &mut Vec<Arc<RegistrationEntry>>,
+    ) {
+        let mut stack: Vec<&'a str> = Vec::new();
+        if let Some((k, _)) = self.by_parent.get_key_value(parent) {
+            stack.push(k.as_str());
+        } else {
+            return;
+        }
+        while let Some(p) = stack.pop() {
+            if !seen_parents.insert(p) {
+                continue;
+            }
+            let Some(children) = self.by_parent.get(p) else {
+                continue;
+            };
+            for id in children {
+                if let Some(e) = self.entries.get(id) {
+                    out.push(e.clone());
+                    if let Some((k, _)) = self.by_parent.get_key_value(e.spiffe_id.as_str()) {
+                        stack.push(k.as_str());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The entries agent `agent_id` is authorized for: the descendants of its own ID and of
+    /// every node alias its selectors satisfy (aliases themselves excluded), each once, sorted
+    /// by entry ID.
+    pub fn authorized_entries(&self, agent_id: &str) -> Vec<Arc<RegistrationEntry>> {
+        let mut seen_parents: HashSet<&str> = HashSet::new();
+        let mut out = Vec::new();
+        self.push_descendants(agent_id, &mut seen_parents, &mut out);
+        if let Some(agent) = self.agents.get(agent_id) {
+            for alias in self.aliases_for(&agent.selectors) {
+                self.push_descendants(alias.spiffe_id.as_str(), &mut seen_parents, &mut out);
+            }
+        }
+        out.sort_by(|a, b| a.entry_id.cmp(&b.entry_id));
+        out.dedup_by(|a, b| a.entry_id == b.entry_id);
+        out
+    }
+
+    /// Drops agents whose SVID (current and new) expired before `now`; returns how many.
+    pub fn prune_expired_agents(&mut self, now: i64) -> usize {
+        let before = self.agents.len();
+        self.agents
+            .retain(|_, a| a.cert_not_after >= now || a.new_cert_not_after >= now);
+        let pruned = before - self.agents.len();
+        if pruned > 0 {
+            self.revision += 1;
+        }
+        pruned
+    }
+
+    /// Every entry (unordered).
+    pub fn all_entries(&self) -> impl Iterator<Item = &Arc<RegistrationEntry>> {
+        self.entries.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> SpiffeId {
+        SpiffeId::parse(&format!("spiffe://example.org{s}")).unwrap()
+    }
+
+    fn entry(eid: &str, spiffe: &str, parent: &str, sel: &[&str]) -> RegistrationEntry {
+        let mut e = RegistrationEntry::new(
+            id(spiffe),
+            id(parent),
+            sel.iter().map(|s| Selector::parse(s).unwrap()).collect(),
+        );
+        e.entry_id = eid.to_string();
+        e
+    }
+
+    fn node(agent: &str) -> AttestedNode {
+        AttestedNode {
+            spiffe_id: id(agent),
+            attestation_data_type: "join_token".into(),
+            cert_serial_number: "1".into(),
+            cert_not_after: 100,
+            new_cert_serial_number: String::new(),
+            new_cert_not_after: 0,
+            selectors: vec![],
+            can_reattest: false,
+        }
+    }
+
+    fn ids(v: &[Arc<RegistrationEntry>]) -> Vec<&str> {
+        v.iter().map(|e| e.entry_id.as_str()).collect()
+    }
+
+    #[test]
+    fn descendants_and_aliases() {
+        let mut ix = EntryIndex::new(&id("/spire/server"));
+        ix.upsert_agent(
+            &node("/spire/agent/a"),
+            Some(vec![
+                Selector::parse("k8s:ns:x").unwrap(),
+                Selector::parse("k8s:c:1").unwrap(),
+            ]),
+        );
+        ix.upsert_entry(entry("1", "/web", "/spire/agent/a", &["unix:uid:1"]));
+        ix.upsert_entry(entry("2", "/web/child", "/web", &["unix:uid:2"]));
+        // An alias that the agent satisfies, and one it does not.
+        ix.upsert_entry(entry("3", "/cluster", "/spire/server", &["k8s:ns:x"]));
+        ix.upsert_entry(entry(
+            "4",
+            "/other-cluster",
+            "/spire/server",
+            &["k8s:ns:x", "k8s:c:2"],
+        ));
+        ix.upsert_entry(entry("5", "/via-alias", "/cluster", &["unix:uid:3"]));
+        ix.upsert_entry(entry("6", "/via-other", "/other-cluster", &["unix:uid:4"]));
+        ix.upsert_entry(entry("7", "/elsewhere", "/spire/agent/b", &["unix:uid:5"]));
+        assert_eq!(
+            ids(&ix.authorized_entries(&id("/spire/agent/a").to_string())),
+            ["1", "2", "5"]
+        );
+        // An agent the index does not know gets only its direct descendants.
+        assert_eq!(
+            ids(&ix.authorized_entries(&id("/spire/agent/b").to_string())),
+            ["7"]
+        );
+        // Removing the alias removes what hung below it.
+        ix.remove_entry("3");
+        assert_eq!(
+            ids(&ix.authorized_entries(&id("/spire/agent/a").to_string())),
+            ["1", "2"]
+        );
+    }
+
+    #[test]
+    fn cycles_do_not_loop() {
+        let mut ix = EntryIndex::new(&id("/spire/server"));
+        ix.upsert_entry(entry("1", "/b", "/a", &["x:1"]));
+        ix.upsert_entry(entry("2", "/a", "/b", &["x:2"]));
+        assert_eq!(
+            ids(&ix.authorized_entries(&id("/a").to_string())),
+            ["1", "2"]
+        );
+    }
+
+    #[test]
+    fn updates_move_entries_between_parents() {
+        let mut ix = EntryIndex::new(&id("/spire/server"));
+        ix.upsert_entry(entry("1", "/w", "/spire/agent/a", &["x:1"]));
+        let r = ix.revision();
+        ix.upsert_entry(entry("1", "/w", "/spire/agent/b", &["x:1"]));
+        assert!(ix.revision() > r);
+        assert!(
+            ix.authorized_entries(&id("/spire/agent/a").to_string())
+                .is_empty()
+        );
+        assert_eq!(
+            ids(&ix.authorized_entries(&id("/spire/agent/b").to_string())),
+            ["1"]
+        );
+        assert_eq!(ix.entry_count(), 1);
+    }
+
+    #[test]
+    fn admin_and_downstream_lookups() {
+        let mut ix = EntryIndex::new(&id("/spire/server"));
+        let mut e = entry("1", "/admin", "/spire/agent/a", &["x:1"]);
+        e.admin = true;
+        ix.upsert_entry(e);
+        let mut d = entry("2", "/down", "/spire/agent/a", &["x:1"]);
+        d.downstream = true;
+        ix.upsert_entry(d);
+        assert!(ix.is_admin(id("/admin").as_str()));
+        assert!(!ix.is_admin(id("/down").as_str()));
+        assert!(ix.is_downstream(id("/down").as_str()));
+    }
+
+    #[test]
+    fn agents_expire() {
+        let mut ix = EntryIndex::new(&id("/spire/server"));
+        ix.upsert_agent(&node("/spire/agent/a"), None);
+        assert!(ix.agent(id("/spire/agent/a").as_str()).is_some());
+        assert_eq!(ix.prune_expired_agents(50), 0);
+        assert_eq!(ix.prune_expired_agents(101), 1);
+        assert_eq!(ix.agent_count(), 0);
+    }
+}

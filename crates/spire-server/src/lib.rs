@@ -1,0 +1,21 @@
+//! spire-server as a library; the binary is a thin shell over it.
+//!
+//! - [`run`]: assembles everything and runs until a signal.
+//! - [`catalog`]: plugins from `plugins {}`.
+//! - [`ca`]: signing, the CA manager (slots A/B, journal) and the pure rotation rules.
+//! - [`index`]: the in-memory index of entries and agents (authorization, sync).
+//! - [`auth`]: caller identification and SPIRE's authorization policy.
+//! - [`api`]: the gRPC services.
+//! - [`endpoints`]: the UNIX socket and TLS listeners.
+//! - [`cli`]: the `run` and `validate` commands.
+
+pub mod api;
+pub mod auth;
+pub mod ca;
+pub mod catalog;
+pub mod cli;
+pub mod endpoints;
+pub mod index;
+pub mod ratelimit;
+pub mod run;
+pub mod state;

@@ -1,0 +1,328 @@
+//! `spire-server run`: assembles the plugins, CA, index and listeners, and runs the
+//! background loops (CA rotation, server SVID rotation, pruning, change following).
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use parking_lot::RwLock;
+use spiffe_core::{KeyType, PrivateKey};
+use spire_config::ServerConfig;
+use spire_log::LogHandle;
+use spire_pki::Subject;
+use spire_tls::{SharedBundles, SvidResolver};
+use tokio::sync::watch;
+
+use crate::ca::manager::{CaManager, ManagerConfig};
+use crate::ca::{Ca, CaSettings};
+use crate::catalog;
+use crate::endpoints;
+use crate::index::EntryIndex;
+use crate::state::{ApiSettings, Bundles, Revisions, Server};
+
+/// Errors that stop the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Plugins.
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
+    /// The CA manager.
+    #[error(transparent)]
+    Ca(#[from] crate::ca::manager::ManagerError),
+    /// The datastore.
+    #[error(transparent)]
+    Datastore(#[from] spire_datastore::DataStoreError),
+    /// The listeners.
+    #[error(transparent)]
+    Endpoints(#[from] endpoints::EndpointsError),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn ca_subject(config: &ServerConfig) -> Subject {
+    let s = &config.ca_subject;
+    if s.country.is_empty() && s.organization.is_empty() && s.common_name.is_empty() {
+        return Subject::default_ca();
+    }
+    Subject {
+        country: s.country.clone(),
+        organization: s.organization.clone(),
+        organizational_unit: vec![],
+        common_name: s.common_name.clone(),
+        serial_number: String::new(),
+    }
+}
+
+fn bind_address(config: &ServerConfig) -> Result<SocketAddr, RunError> {
+    (config.bind_address.as_str(), config.bind_port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            RunError::Other(format!(
+                "could not resolve bind address \"{}:{}\": {e}",
+                config.bind_address, config.bind_port
+            ))
+        })?
+        .next()
+        .ok_or_else(|| {
+            RunError::Other(format!(
+                "could not resolve bind address \"{}:{}\"",
+                config.bind_address, config.bind_port
+            ))
+        })
+}
+
+/// Signs a fresh server SVID and installs it for TLS; returns when it should next rotate.
+fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
+    let key = PrivateKey::generate(KeyType::EcP256).map_err(|e| RunError::Other(e.to_string()))?;
+    let now = SystemTime::now();
+    let chain = server
+        .ca
+        .sign_server_x509_svid(key.public_key(), now)
+        .map_err(|e| RunError::Other(format!("failed to sign server SVID: {e}")))?;
+    let facts =
+        spire_pki::certificate_facts(&chain[0]).map_err(|e| RunError::Other(e.to_string()))?;
+    server
+        .svid
+        .set(&chain, key.pkcs8_der())
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    server.svid_chain.store(Arc::new(chain));
+    tracing::debug!(
+        expiration = %crate::ca::manager::go_time(SystemTime::UNIX_EPOCH + Duration::from_secs(facts.not_after.max(0) as u64)),
+        spiffe_id = %server.server_id,
+        subsystem_name = "svid_rotator",
+        "Signed X509 SVID"
+    );
+    // Rotate at half life.
+    let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(facts.not_after.max(0) as u64);
+    let half = not_after.duration_since(now).unwrap_or_default() / 2;
+    Ok(now + half)
+}
+
+/// Follows the `*_events` tables so writes by other servers sharing the database reach our
+/// index (our own writes are applied directly too).
+async fn follow_events(server: Arc<Server>, mut last_entry: u64, mut last_node: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let req = spire_datastore::ListEventsRequest {
+            greater_than_event_id: last_entry,
+            ..Default::default()
+        };
+        if let Ok(events) = server.ds.list_registration_entry_events(req).await {
+            for ev in events {
+                last_entry = last_entry.max(ev.event_id);
+                if let Err(e) = server.reload_entry(&ev.entry_id).await {
+                    tracing::warn!(error = %e, entry_id = %ev.entry_id, "Failed to follow entry change");
+                }
+            }
+        }
+        let req = spire_datastore::ListEventsRequest {
+            greater_than_event_id: last_node,
+            ..Default::default()
+        };
+        if let Ok(events) = server.ds.list_attested_node_events(req).await {
+            for ev in events {
+                last_node = last_node.max(ev.event_id);
+                if let Ok(id) = spiffe_core::SpiffeId::parse(&ev.spiffe_id) {
+                    let _ = server.reload_agent(&id).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
+    let td = config.trust_domain.clone();
+    let server_id = td
+        .id_with_path("/spire/server")
+        .map_err(|e| RunError::Other(e.to_string()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| RunError::Other(format!("unable to create data directory: {e}")))?;
+    let tcp_addr = bind_address(&config)?;
+
+    // x509pop's spiffe mode trusts our own X.509 authorities.
+    let own_roots: Arc<ArcSwap<Vec<Vec<u8>>>> = Arc::new(ArcSwap::from_pointee(Vec::new()));
+    let roots_for_plugin = own_roots.clone();
+    let cat = catalog::load(
+        &config,
+        &td,
+        Arc::new(move || roots_for_plugin.load().as_ref().clone()),
+    )
+    .await?;
+
+    let ca = Arc::new(Ca::new(
+        td.clone(),
+        CaSettings {
+            x509_svid_ttl: config.default_x509_svid_ttl,
+            jwt_svid_ttl: config.default_jwt_svid_ttl,
+            agent_ttl: config.agent_ttl,
+            svid_subject: Subject::default_svid(),
+            jwt_issuer: config.jwt_issuer.clone(),
+        },
+    ));
+    let bundle_dirty = Arc::new(tokio::sync::Notify::new());
+    let notify = bundle_dirty.clone();
+    let ca_manager = CaManager::load(
+        ManagerConfig {
+            trust_domain: td.clone(),
+            ca_ttl: config.ca_ttl,
+            x509_key_type: config.ca_key_type,
+            jwt_key_type: config.jwt_key_type,
+            ca_subject: ca_subject(&config),
+        },
+        cat.ds.clone(),
+        cat.km.clone(),
+        ca.clone(),
+        Arc::new(move || notify.notify_one()),
+        SystemTime::now(),
+    )
+    .await?;
+
+    let (changes, _) = watch::channel(Revisions::default());
+    let server = Arc::new(Server {
+        trust_domain: td.clone(),
+        server_id: server_id.clone(),
+        ds: cat.ds.clone(),
+        ca: ca.clone(),
+        ca_manager: ca_manager.clone(),
+        index: RwLock::new(EntryIndex::new(&server_id)),
+        node_attestors: cat.node_attestors,
+        bundles: ArcSwap::from_pointee(Bundles::default()),
+        tls_bundles: SharedBundles::new(spiffe_core::BundleSet::new()),
+        svid: SvidResolver::new(),
+        svid_chain: ArcSwap::from_pointee(Vec::new()),
+        log,
+        settings: ApiSettings {
+            default_join_token_ttl: Duration::from_secs(600),
+            admin_ids: config
+                .admin_ids
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<HashSet<_>>(),
+            rate_limit_attestation: config.ratelimit.attestation,
+            rate_limit_signing: config.ratelimit.signing,
+        },
+        started: Instant::now(),
+        changes,
+    });
+
+    // The CA must be active before anything is signed.
+    ca_manager.rotate(SystemTime::now()).await?;
+    server.refresh_bundles().await?;
+    own_roots.store(Arc::new(
+        server
+            .own_bundle()
+            .map(|b| b.root_cas.into_iter().map(|r| r.der).collect())
+            .unwrap_or_default(),
+    ));
+
+    let last_entry_event = server
+        .ds
+        .latest_registration_entry_event_id()
+        .await?
+        .unwrap_or(0);
+    let last_node_event = server
+        .ds
+        .latest_attested_node_event_id()
+        .await?
+        .unwrap_or(0);
+    tracing::info!(
+        subsystem_name = "endpoints",
+        "Building in-memory entry cache"
+    );
+    server.load_index().await?;
+    tracing::info!(
+        subsystem_name = "endpoints",
+        "Completed building in-memory entry cache"
+    );
+
+    tracing::debug!(subsystem_name = "svid_rotator", "Rotating server SVID");
+    let mut next_svid_rotation = rotate_server_svid(&server)?;
+
+    // Background loops.
+    {
+        let server = server.clone();
+        let own_roots = own_roots.clone();
+        tokio::spawn(async move {
+            loop {
+                bundle_dirty.notified().await;
+                if let Err(e) = server.refresh_bundles().await {
+                    tracing::warn!(error = %e, "Failed to reload bundles");
+                }
+                own_roots.store(Arc::new(
+                    server
+                        .own_bundle()
+                        .map(|b| b.root_cas.into_iter().map(|r| r.der).collect())
+                        .unwrap_or_default(),
+                ));
+            }
+        });
+    }
+    {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let mut last_prune = Instant::now();
+            loop {
+                tick.tick().await;
+                let now = SystemTime::now();
+                if let Err(e) = server.ca_manager.rotate(now).await {
+                    tracing::error!(error = %e, subsystem_name = "ca_manager", "Unable to rotate CA");
+                }
+                if now >= next_svid_rotation {
+                    tracing::debug!(subsystem_name = "svid_rotator", "Rotating server SVID");
+                    match rotate_server_svid(&server) {
+                        Ok(next) => next_svid_rotation = next,
+                        Err(e) => {
+                            tracing::error!(error = %e, subsystem_name = "svid_rotator", "Could not rotate server SVID")
+                        }
+                    }
+                }
+                if last_prune.elapsed() >= Duration::from_secs(3600) {
+                    last_prune = Instant::now();
+                    let _ = server.ca_manager.prune_bundle(now).await;
+                    let _ = server.ca_manager.prune_journals(now).await;
+                    let _ = server.ds.prune_join_tokens(Server::now_secs()).await;
+                    server
+                        .index
+                        .write()
+                        .prune_expired_agents(Server::now_secs() - 3600);
+                }
+            }
+        });
+    }
+    tokio::spawn(follow_events(
+        server.clone(),
+        last_entry_event,
+        last_node_event,
+    ));
+
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    endpoints::serve(
+        server.clone(),
+        tcp_addr,
+        config.socket_path.clone(),
+        shutdown,
+    )
+    .await?;
+    tracing::info!("Server stopped gracefully");
+    Ok(())
+}
