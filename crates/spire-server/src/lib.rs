@@ -15,6 +15,7 @@ pub mod ca;
 pub mod catalog;
 pub mod cli;
 pub mod endpoints;
+pub mod health_http;
 pub mod index;
 pub mod ratelimit;
 pub mod run;

@@ -1,12 +1,20 @@
-//! The `spire-server` binary.
+//! The `spire-server` binary: SPIRE's command set, with `run` and `validate` from this crate
+//! and every client command from `spire-cli`.
 
 use std::io;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut cli = spire_goflag::Cli::new("spire-server", env!("CARGO_PKG_VERSION"));
-    cli.command(&["run"], spire_server::cli::RunCommand);
-    cli.command(&["validate"], spire_server::cli::ValidateCommand);
+    let cli = spire_cli::server_cli(vec![
+        (
+            vec!["run".to_string()],
+            Box::new(spire_server::cli::RunCommand),
+        ),
+        (
+            vec!["validate".to_string()],
+            Box::new(spire_server::cli::ValidateCommand),
+        ),
+    ]);
     let (mut stdin, mut stdout, mut stderr) = (io::stdin(), io::stdout(), io::stderr());
     let outcome = cli.run(
         &args,
@@ -16,5 +24,9 @@ fn main() {
             stderr: &mut stderr,
         },
     );
+    if let Some(e) = outcome.error {
+        use std::io::Write as _;
+        let _ = writeln!(io::stderr(), "{e}");
+    }
     std::process::exit(outcome.code);
 }

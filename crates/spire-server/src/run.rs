@@ -137,6 +137,16 @@ async fn follow_events(server: Arc<Server>, mut last_entry: u64, mut last_node: 
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
+    // SPIRE tightens a permissive umask so data files are not group/world writable.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    if old.bits() & 0o027 != 0o027 {
+        tracing::warn!(
+            "Current umask {:#06o} is too permissive; setting umask 0027",
+            old.bits()
+        );
+    } else {
+        nix::sys::stat::umask(old);
+    }
     let td = config.trust_domain.clone();
     let server_id = td
         .id_with_path("/spire/server")
@@ -263,6 +273,8 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
             }
         });
     }
+    let prune_nodes_expired_for = config.prune_attested_nodes_expired_for;
+    let prune_tofu_nodes = config.prune_tofu_nodes;
     {
         let server = server.clone();
         tokio::spawn(async move {
@@ -288,6 +300,17 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
                     let _ = server.ca_manager.prune_bundle(now).await;
                     let _ = server.ca_manager.prune_journals(now).await;
                     let _ = server.ds.prune_join_tokens(Server::now_secs()).await;
+                    let _ = server
+                        .ds
+                        .prune_registration_entries(Server::now_secs())
+                        .await;
+                    if let Some(expired_for) = prune_nodes_expired_for {
+                        let before = Server::now_secs() - expired_for.as_secs() as i64;
+                        let _ = server
+                            .ds
+                            .prune_attested_expired_nodes(before, prune_tofu_nodes)
+                            .await;
+                    }
                     server
                         .index
                         .write()
