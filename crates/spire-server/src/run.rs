@@ -141,7 +141,7 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     if old.bits() & 0o027 != 0o027 {
         tracing::warn!(
-            "Current umask {:#06o} is too permissive; setting umask 0027",
+            "Current umask {:04o} is too permissive; setting umask 0027",
             old.bits()
         );
     } else {
