@@ -1,0 +1,529 @@
+//! The agent's life: load or obtain an agent SVID (node attestation), start the cache manager
+//! and the Workload API, run until a signal or a fatal error.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use spiffe_core::{Bundle, BundleSet, KeyType, TrustDomain};
+use spire_config::{AgentConfig, TrustBundleSource};
+use spire_plugin::{AgentNodeAttestor, WorkloadAttestor};
+use spire_plugins::nodeattestor::join_token::JoinTokenAgent;
+use spire_plugins::nodeattestor::x509pop::{AgentConfig as X509PopConfig, X509PopAgent};
+use spire_plugins::workloadattestor::unix::{UnixAttestor, UnixConfig};
+use spire_tls::SharedBundles;
+
+use crate::attest::{AttestError, attest};
+use crate::client::{self, ClientError};
+use crate::core::backoff::Backoff;
+use crate::core::entry::to_unix;
+use crate::core::rotation::RotationStrategy;
+use crate::endpoints::{self, EndpointError};
+use crate::keys::{KeyStoreError, SvidKeyStore};
+use crate::manager::{AgentCreds, Manager, ManagerConfig, ManagerError, validity};
+use crate::peertracker::ProcFs;
+use crate::storage::{Storage, StorageError};
+use crate::trustbundle::{self, Format, TrustBundleError};
+use crate::workload::{WorkloadApi, WorkloadApiConfig};
+use crate::workload_attestor::WorkloadAttestation;
+
+/// The version reported in logs.
+pub const VERSION: &str = "1.13.3";
+
+const BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(5);
+const BOOTSTRAP_MAX_ELAPSED: Duration = Duration::from_secs(60);
+
+/// Agent failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The configuration cannot be used.
+    #[error("{0}")]
+    Config(String),
+    /// The data directory or its file failed.
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    /// The key store failed.
+    #[error("{0}")]
+    Keys(#[from] KeyStoreError),
+    /// The bootstrap bundle could not be had.
+    #[error("{0}")]
+    TrustBundle(#[from] TrustBundleError),
+    /// Attestation failed.
+    #[error("{0}")]
+    Attest(#[from] AttestError),
+    /// The manager failed.
+    #[error("{0}")]
+    Manager(#[from] ManagerError),
+    /// A socket failed.
+    #[error("{0}")]
+    Endpoint(#[from] EndpointError),
+    /// The stored state is inconsistent.
+    #[error("{0}")]
+    State(String),
+    /// A client could not be set up.
+    #[error("{0}")]
+    Client(#[from] ClientError),
+}
+
+/// Which key store holds the agent SVID key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyManagerKind {
+    /// `memory`.
+    Memory,
+    /// `disk` with its `directory`.
+    Disk(String),
+}
+
+/// Everything the agent needs, resolved from the configuration.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Trust domain.
+    pub trust_domain: TrustDomain,
+    /// `host:port`.
+    pub server_address: String,
+    /// `data_dir`.
+    pub data_dir: PathBuf,
+    /// `socket_path`.
+    pub socket_path: PathBuf,
+    /// `admin_socket_path`.
+    pub admin_socket_path: Option<PathBuf>,
+    /// Bootstrap trust.
+    pub trust_bundle: TrustBundleSource,
+    /// `trust_bundle_format`.
+    pub trust_bundle_format: Format,
+    /// `retry_bootstrap`.
+    pub retry_bootstrap: bool,
+    /// Node attestor name and plugin.
+    pub node_attestor: (String, Arc<dyn AgentNodeAttestor>),
+    /// KeyManager.
+    pub key_manager: KeyManagerKind,
+    /// WorkloadAttestors.
+    pub workload_attestors: Vec<(String, Arc<dyn WorkloadAttestor>)>,
+    /// Manager settings.
+    pub manager: ManagerConfig,
+    /// Workload API settings.
+    pub workload_api: WorkloadApiConfig,
+}
+
+fn plugin_data<T: serde::de::DeserializeOwned + Default>(
+    p: &spire_config::PluginConfig,
+) -> Result<T, AgentError> {
+    let data = p
+        .data
+        .load()
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+    match data {
+        None => Ok(T::default()),
+        Some(d) => d.decode().map_err(|e| {
+            AgentError::Config(format!("failed to configure plugin \"{}\": {e}", p.name))
+        }),
+    }
+}
+
+impl AgentSettings {
+    /// Resolves a loaded `agent.conf` (built-in plugins only).
+    pub fn from_config(c: &AgentConfig) -> Result<Self, AgentError> {
+        let mut node_attestor: Option<(String, Arc<dyn AgentNodeAttestor>)> = None;
+        let mut key_manager = None;
+        let mut workload_attestors: Vec<(String, Arc<dyn WorkloadAttestor>)> = Vec::new();
+        for p in &c.plugins.plugins {
+            if !p.enabled {
+                continue;
+            }
+            if p.is_external() {
+                return Err(AgentError::Config(format!(
+                    "external plugins are not supported yet: {} \"{}\"",
+                    p.plugin_type, p.name
+                )));
+            }
+            match (p.plugin_type.as_str(), p.name.as_str()) {
+                ("KeyManager", "memory") => key_manager = Some(KeyManagerKind::Memory),
+                ("KeyManager", "disk") => {
+                    #[derive(serde::Deserialize, Default)]
+                    struct Disk {
+                        #[serde(default)]
+                        directory: String,
+                    }
+                    let d: Disk = plugin_data(p)?;
+                    if d.directory.is_empty() {
+                        return Err(AgentError::Config(
+                            "failed to configure plugin \"disk\": directory must be configured"
+                                .into(),
+                        ));
+                    }
+                    key_manager = Some(KeyManagerKind::Disk(d.directory));
+                }
+                ("NodeAttestor", "join_token") => {
+                    let token = c.join_token.clone().unwrap_or_default();
+                    if token.is_empty() {
+                        return Err(AgentError::Config(
+                            "join_token NodeAttestor requires a join token".into(),
+                        ));
+                    }
+                    let plugin = JoinTokenAgent::new(token)
+                        .map_err(|e| AgentError::Config(e.to_string()))?;
+                    node_attestor = Some(("join_token".into(), Arc::new(plugin)));
+                }
+                ("NodeAttestor", "x509pop") => {
+                    let cfg: X509PopConfig = plugin_data(p)?;
+                    let plugin = X509PopAgent::new(&cfg).map_err(|e| {
+                        AgentError::Config(format!("failed to configure plugin \"x509pop\": {e}"))
+                    })?;
+                    node_attestor = Some(("x509pop".into(), Arc::new(plugin)));
+                }
+                ("WorkloadAttestor", "unix") => {
+                    let cfg: UnixConfig = plugin_data(p)?;
+                    workload_attestors.push(("unix".into(), Arc::new(UnixAttestor::new(cfg))));
+                }
+                (t, n) => {
+                    return Err(AgentError::Config(format!(
+                        "unsupported built-in plugin {t} \"{n}\""
+                    )));
+                }
+            }
+        }
+        // A join token given in the agent section implies the join_token attestor.
+        if let Some(token) = c.join_token.as_ref().filter(|t| !t.is_empty()) {
+            let plugin = JoinTokenAgent::new(token.clone())
+                .map_err(|e| AgentError::Config(e.to_string()))?;
+            node_attestor = Some(("join_token".into(), Arc::new(plugin)));
+        }
+        let node_attestor = node_attestor.ok_or_else(|| {
+            AgentError::Config("a NodeAttestor plugin (or a join token) is required".into())
+        })?;
+        let key_manager = key_manager
+            .ok_or_else(|| AgentError::Config("a KeyManager plugin is required".into()))?;
+        if workload_attestors.is_empty() {
+            return Err(AgentError::Config(
+                "at least one WorkloadAttestor plugin is required".into(),
+            ));
+        }
+        let workload_key_type = match c.workload_x509_svid_key_type {
+            KeyType::Rsa2048 => KeyType::Rsa2048,
+            _ => KeyType::EcP256,
+        };
+        let server_address = if c.server_address.contains(':') && !c.server_address.starts_with('[')
+        {
+            format!("[{}]:{}", c.server_address, c.server_port)
+        } else {
+            format!("{}:{}", c.server_address, c.server_port)
+        };
+        Ok(Self {
+            trust_domain: c.trust_domain.clone(),
+            server_address: server_address.clone(),
+            data_dir: c.data_dir.clone(),
+            socket_path: c.socket_path.clone(),
+            admin_socket_path: c.admin_socket_path.clone(),
+            trust_bundle: c.trust_bundle.clone(),
+            trust_bundle_format: match c.trust_bundle_format {
+                spire_config::TrustBundleFormat::Spiffe => Format::Spiffe,
+                _ => Format::Pem,
+            },
+            retry_bootstrap: c.retry_bootstrap,
+            manager: ManagerConfig {
+                trust_domain: c.trust_domain.clone(),
+                server_address,
+                sync_interval: if c.experimental.sync_interval.is_zero() {
+                    Duration::from_secs(5)
+                } else {
+                    c.experimental.sync_interval
+                },
+                use_sync_authorized_entries: c.experimental.use_sync_authorized_entries,
+                workload_key_type,
+                rotation: RotationStrategy::new(c.availability_target),
+                x509_svid_cache_max_size: c.x509_svid_cache_max_size,
+                jwt_svid_cache_max_size: c.jwt_svid_cache_max_size,
+                node_attestor_name: node_attestor.0.clone(),
+                use_push: true,
+            },
+            node_attestor,
+            key_manager,
+            workload_attestors,
+            workload_api: WorkloadApiConfig {
+                allow_unauthenticated_verifiers: c.allow_unauthenticated_verifiers,
+                allowed_foreign_jwt_claims: c
+                    .allowed_foreign_jwt_claims
+                    .iter()
+                    .cloned()
+                    .collect::<HashSet<_>>(),
+            },
+        })
+    }
+}
+
+fn bundle_from_ders(td: &TrustDomain, ders: &[Vec<u8>]) -> Bundle {
+    let mut b = Bundle::new(td.clone());
+    for d in ders {
+        b.add_x509_authority(d.clone());
+    }
+    b
+}
+
+/// Loads the stored SVID or attests; returns the credentials and bundle.
+async fn attest_or_load(
+    s: &AgentSettings,
+    storage: &Storage,
+    keys: &SvidKeyStore,
+) -> Result<(AgentCreds, Bundle), AgentError> {
+    let data = storage.load();
+    let insecure = matches!(s.trust_bundle, TrustBundleSource::InsecureBootstrap);
+    let bundle_ders = if !data.bundle.is_empty() {
+        Some(data.bundle.clone())
+    } else {
+        match &s.trust_bundle {
+            TrustBundleSource::InsecureBootstrap => None,
+            TrustBundleSource::Path(p) => Some(trustbundle::from_path(
+                &s.trust_domain,
+                p,
+                s.trust_bundle_format,
+            )?),
+            TrustBundleSource::Url { url, unix_socket } => Some(
+                trustbundle::from_url(
+                    &s.trust_domain,
+                    url,
+                    unix_socket.as_deref(),
+                    s.trust_bundle_format,
+                )
+                .await?,
+            ),
+        }
+    };
+    match &bundle_ders {
+        None => tracing::info!(subsystem_name = "attestor", "Bundle is not found"),
+        Some(_) => {
+            tracing::info!(subsystem_name = "attestor", trust_domain_id = %s.trust_domain.id_string(), "Bundle loaded")
+        }
+    }
+    let all_keys = keys.keys().await?;
+    let svid = data.svid.clone();
+    let svid_key = svid.first().and_then(|leaf| {
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        let spki = cert.public_key().raw.to_vec();
+        all_keys.iter().find(|k| {
+            k.private_key()
+                .map(|pk| pk.public_key().spki_der() == spki.as_slice())
+                .unwrap_or(false)
+        })
+    });
+    let expired = svid
+        .first()
+        .and_then(|leaf| validity(leaf).ok())
+        .is_some_and(|(_, na)| SystemTime::now() + Duration::from_secs(1) >= na);
+    match (svid.is_empty(), svid_key, expired) {
+        (false, Some(key), false) => {
+            let Some(ders) = bundle_ders else {
+                return Err(AgentError::State(
+                    "SVID loaded but no bundle in cache".into(),
+                ));
+            };
+            tracing::info!(subsystem_name = "attestor", spiffe_id = %leaf_id(&svid), "SVID loaded");
+            return Ok((
+                AgentCreds {
+                    chain: svid,
+                    key: key.clone(),
+                    reattestable: data.reattestable,
+                },
+                bundle_from_ders(&s.trust_domain, &ders),
+            ));
+        }
+        (false, Some(_), true) => {
+            tracing::warn!(
+                subsystem_name = "attestor",
+                "SVID key recovered, but SVID is expired. Generating new keypair"
+            )
+        }
+        (false, None, _) if all_keys.is_empty() => {
+            tracing::warn!(
+                subsystem_name = "attestor",
+                "SVID recovered, but no keys found. Generating new keypair"
+            )
+        }
+        (false, None, _) => {
+            tracing::warn!(
+                subsystem_name = "attestor",
+                "SVID recovered, but no SVID key found. Generating new keypair"
+            )
+        }
+        (true, _, _) if !all_keys.is_empty() => {
+            tracing::warn!(
+                subsystem_name = "attestor",
+                "Keys recovered, but no SVID found. Generating new keypair"
+            )
+        }
+        _ => {}
+    }
+    let key = keys.generate(None).await?;
+    tracing::info!(
+        subsystem_name = "attestor",
+        "SVID is not found. Starting node attestation"
+    );
+    if insecure && bundle_ders.is_none() {
+        tracing::warn!(
+            subsystem_name = "attestor",
+            "Insecure bootstrap enabled; skipping server certificate verification"
+        );
+    }
+    let mut set = BundleSet::new();
+    if let Some(ders) = &bundle_ders {
+        set.insert(bundle_from_ders(&s.trust_domain, ders));
+    }
+    let connector = client::connector(
+        &s.trust_domain,
+        SharedBundles::new(set),
+        None,
+        bundle_ders.is_none(),
+    )?;
+    let csr = spire_pki::make_csr(key.private_key()?, None)
+        .map_err(|e| AttestError::Csr(e.to_string()))?;
+    let attested = attest(
+        &s.server_address,
+        connector,
+        &s.node_attestor.0,
+        s.node_attestor.1.as_ref(),
+        csr,
+    )
+    .await?;
+    tracing::info!(
+        subsystem_name = "attestor",
+        reattestable = attested.reattestable,
+        spiffe_id = %leaf_id(&attested.svid),
+        "Node attestation was successful"
+    );
+    Ok((
+        AgentCreds {
+            chain: attested.svid,
+            key,
+            reattestable: attested.reattestable,
+        },
+        attested.bundle,
+    ))
+}
+
+fn leaf_id(chain: &[Vec<u8>]) -> String {
+    chain
+        .first()
+        .and_then(|c| spiffe_core::x509svid::id_from_der(c).ok())
+        .map(|id| id.to_string())
+        .unwrap_or_default()
+}
+
+fn is_permission_denied(e: &AgentError) -> bool {
+    let status = match e {
+        AgentError::Attest(a) => a.status(),
+        AgentError::Client(c) => c.status(),
+        _ => None,
+    };
+    status.is_some_and(|s| s.code() == tonic::Code::PermissionDenied)
+}
+
+/// Runs the agent until `shutdown` completes or a fatal error.
+pub async fn run(
+    s: AgentSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    tracing::info!(data_dir = %s.data_dir.display(), version = VERSION, "Starting agent");
+    std::fs::create_dir_all(&s.data_dir)
+        .map_err(|e| AgentError::State(format!("failed to create data directory: {e}")))?;
+    let storage = Arc::new(Storage::open(&s.data_dir)?);
+    let keys = Arc::new(match &s.key_manager {
+        KeyManagerKind::Memory => SvidKeyStore::memory(),
+        KeyManagerKind::Disk(dir) => SvidKeyStore::disk(dir)?,
+    });
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+
+    let mut backoff = Backoff::new(BOOTSTRAP_BACKOFF).with_max_elapsed(BOOTSTRAP_MAX_ELAPSED);
+    let (creds, bundle) = loop {
+        let r = attest_or_load(&s, &storage, &keys).await;
+        match r {
+            Ok(v) => break v,
+            Err(e) if !s.retry_bootstrap || is_permission_denied(&e) => return Err(e),
+            Err(e) => {
+                let Some(wait) = backoff.next(rand::random()) else {
+                    return Err(e);
+                };
+                tracing::warn!(error = %e, retry_interval = ?wait, "Failed to retrieve attestation result");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.clone() => return Ok(()),
+                }
+            }
+        }
+    };
+
+    let manager = Manager::new(
+        s.manager.clone(),
+        storage.clone(),
+        keys.clone(),
+        s.node_attestor.1.clone(),
+        creds,
+        bundle,
+    )?;
+    let mut backoff = Backoff::new(BOOTSTRAP_BACKOFF).with_max_elapsed(BOOTSTRAP_MAX_ELAPSED);
+    loop {
+        match manager.initialize().await {
+            Ok(()) => break,
+            Err(e) if !s.retry_bootstrap || e.should_reattest() || e.should_shutdown() => {
+                return Err(e.into());
+            }
+            Err(e) => {
+                let Some(wait) = backoff.next(rand::random()) else {
+                    return Err(e.into());
+                };
+                tracing::warn!(error = %e, retry_interval = ?wait, "Failed to initialize manager");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.clone() => return Ok(()),
+                }
+            }
+        }
+    }
+
+    let attestation = Arc::new(WorkloadAttestation::new(
+        s.workload_attestors.clone(),
+        ProcFs::default(),
+    ));
+    let api = WorkloadApi::new(manager.clone(), attestation, s.workload_api.clone());
+    let listener = endpoints::bind(&s.socket_path, 0o777)?;
+    tracing::info!(
+        subsystem_name = "endpoints",
+        address = %s.socket_path.display(),
+        network = "unix",
+        "Starting Workload and SDS APIs"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let workload = tokio::spawn(endpoints::serve_workload_api(
+        listener,
+        api,
+        stopped(stop_rx.clone()),
+    ));
+    let admin = match &s.admin_socket_path {
+        Some(path) => {
+            let l = endpoints::bind(path, 0o770)?;
+            tracing::info!(subsystem_name = "endpoints", address = %path.display(), network = "unix", "Starting Admin APIs");
+            Some(tokio::spawn(endpoints::serve_admin_api(
+                l,
+                manager.clone(),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+
+    let result = tokio::select! {
+        r = manager.run() => r.map_err(AgentError::from),
+        _ = shutdown => Ok(()),
+    };
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), workload).await;
+    if let Some(a) = admin {
+        let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
+    }
+    let _ = std::fs::remove_file(&s.socket_path);
+    let _ = to_unix(SystemTime::now());
+    result
+}

@@ -1,0 +1,147 @@
+//! Workload attestation: the caller's selectors from every WorkloadAttestor plugin, cached
+//! per process lifetime (PID plus start time), and the PID-reuse guard applied after every
+//! attestation, cached or not.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use spire_plugin::{Selector, WorkloadAttestor};
+
+use crate::core::workload_cache::{AttestationCache, ProcessKey};
+use crate::peertracker::{CallerInfo, PeerError, ProcFs};
+
+/// How many processes' selectors are kept.
+pub const CACHE_ENTRIES: usize = 4096;
+/// How long a process's selectors are reused.
+pub const CACHE_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// Attestation failures, mapped to gRPC statuses by the Workload API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkloadAttestError {
+    /// The caller could not be identified or has changed.
+    #[error("could not verify existence of the original caller: {0}")]
+    Caller(#[from] PeerError),
+}
+
+/// The agent's WorkloadAttestor plugins.
+#[derive(Debug)]
+pub struct WorkloadAttestation {
+    plugins: Vec<(String, Arc<dyn WorkloadAttestor>)>,
+    proc_fs: ProcFs,
+    cache: Mutex<AttestationCache>,
+}
+
+impl WorkloadAttestation {
+    /// Attests with `plugins` (name, plugin).
+    pub fn new(plugins: Vec<(String, Arc<dyn WorkloadAttestor>)>, proc_fs: ProcFs) -> Self {
+        Self {
+            plugins,
+            proc_fs,
+            cache: Mutex::new(AttestationCache::new(CACHE_ENTRIES, CACHE_MAX_AGE)),
+        }
+    }
+
+    /// The selectors of the caller, sorted.
+    pub async fn attest(&self, caller: &CallerInfo) -> Result<Vec<Selector>, WorkloadAttestError> {
+        if caller.pid <= 0 {
+            return Err(PeerError::NoCredentials.into());
+        }
+        let key = caller.start_time.map(|start_time| ProcessKey {
+            pid: caller.pid,
+            start_time,
+            uid: caller.uid,
+            gid: caller.gid,
+        });
+        let now = SystemTime::now();
+        if let Some(k) = &key
+            && let Some(selectors) = self.cache.lock().get(k, now)
+        {
+            self.proc_fs.check_alive(caller)?;
+            return Ok(selectors);
+        }
+        let mut selectors = Vec::new();
+        let mut complete = true;
+        for (name, plugin) in &self.plugins {
+            match plugin.attest(caller.pid).await {
+                Ok(values) => {
+                    for v in values {
+                        match Selector::new(name, &v) {
+                            Ok(s) => selectors.push(s),
+                            Err(e) => {
+                                tracing::warn!(
+                                    subsystem_name = "workload_attestor",
+                                    attestor = name.as_str(),
+                                    error = %e,
+                                    "Invalid selector from workload attestor"
+                                );
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    complete = false;
+                    tracing::error!(
+                        subsystem_name = "workload_attestor",
+                        pid = caller.pid,
+                        error = %e,
+                        "Failed to collect all selectors for PID"
+                    );
+                }
+            }
+        }
+        selectors.sort();
+        selectors.dedup();
+        self.proc_fs.check_alive(caller)?;
+        if complete && let Some(k) = key {
+            self.cache.lock().put(k, selectors.clone(), now);
+        }
+        tracing::debug!(
+            subsystem_name = "workload_attestor",
+            pid = caller.pid,
+            selectors = ?selectors.iter().map(|s| format!("{}:{}", s.selector_type(), s.value())).collect::<Vec<_>>(),
+            "PID attested to have selectors"
+        );
+        Ok(selectors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spire_plugins::workloadattestor::unix::{UnixAttestor, UnixConfig};
+
+    #[tokio::test]
+    async fn attests_self_and_caches() {
+        let me = std::process::id() as i32;
+        let proc_fs = ProcFs::default();
+        let info = CallerInfo {
+            pid: me,
+            uid: std::fs::metadata(format!("/proc/{me}"))
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+                .unwrap(),
+            gid: std::fs::metadata(format!("/proc/{me}"))
+                .map(|m| std::os::unix::fs::MetadataExt::gid(&m))
+                .unwrap(),
+            start_time: Some(proc_fs.start_time(me).unwrap()),
+        };
+        let w = WorkloadAttestation::new(
+            vec![(
+                "unix".into(),
+                Arc::new(UnixAttestor::new(UnixConfig::default())) as Arc<dyn WorkloadAttestor>,
+            )],
+            proc_fs,
+        );
+        let s = w.attest(&info).await.unwrap();
+        assert!(s.iter().any(|s| s.value() == format!("uid:{}", info.uid)));
+        assert_eq!(w.cache.lock().len(), 1);
+        assert_eq!(w.attest(&info).await.unwrap(), s);
+        let mut reused = info.clone();
+        reused.start_time = Some(1);
+        assert!(w.attest(&reused).await.is_err());
+        let mut none = info;
+        none.pid = 0;
+        assert!(w.attest(&none).await.is_err());
+    }
+}

@@ -1,0 +1,436 @@
+//! Test fixtures: the REFERENCE spire-server 1.13.3 and OUR spire-agent binary, each on
+//! temporary directories and loopback ports, plus Workload API clients.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use spire_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The reference binaries' directory: `SPIRE_REF_BIN_DIR`, else the build script's answer.
+pub fn ref_bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("SPIRE_REF_BIN_DIR") {
+        let p = PathBuf::from(d);
+        assert!(
+            p.join("spire-server").is_file(),
+            "SPIRE_REF_BIN_DIR={} has no spire-server binary",
+            p.display()
+        );
+        return p;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/build-reference.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "reference SPIRE unavailable: cannot run {}: {e}",
+                script.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "reference SPIRE unavailable: {} failed; set SPIRE_REF_BIN_DIR to a directory with spire-server 1.13.3",
+        script.display()
+    );
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    assert!(
+        dir.join("spire-server").is_file(),
+        "reference SPIRE unavailable: no spire-server in {}",
+        dir.display()
+    );
+    dir
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A reference spire-server.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub socket: PathBuf,
+    bin: PathBuf,
+    conf: PathBuf,
+    child: Option<Child>,
+    runs: usize,
+}
+
+impl Server {
+    /// Starts a server; `extra_server` goes into `server {}`, `extra_plugins` into
+    /// `plugins {}`.
+    pub fn start(extra_server: &str, extra_plugins: &str) -> Server {
+        let bin = ref_bin_dir().join("spire-server");
+        let dir = tempfile::Builder::new()
+            .prefix("srv")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = free_port();
+        let socket = dir.path().join("api.sock");
+        let data = dir.path().join("data");
+        let conf = dir.path().join("server.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"server {{
+    bind_address = "127.0.0.1"
+    bind_port = "{port}"
+    socket_path = "{socket}"
+    trust_domain = "example.org"
+    data_dir = "{data}"
+    log_level = "DEBUG"
+    {extra_server}
+}}
+plugins {{
+    DataStore "sql" {{
+        plugin_data {{
+            database_type = "sqlite3"
+            connection_string = "{data}/datastore.sqlite3"
+        }}
+    }}
+    KeyManager "disk" {{
+        plugin_data {{ keys_path = "{data}/keys.json" }}
+    }}
+    NodeAttestor "join_token" {{
+        plugin_data {{}}
+    }}
+    {extra_plugins}
+}}
+"#,
+                socket = socket.display(),
+                data = data.display(),
+            ),
+        )
+        .unwrap();
+        let mut s = Server {
+            dir,
+            port,
+            socket,
+            bin,
+            conf,
+            child: None,
+            runs: 0,
+        };
+        s.run();
+        s
+    }
+
+    fn run(&mut self) {
+        self.runs += 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("server{}.log", self.runs)))
+            .unwrap();
+        let child = Command::new(&self.bin)
+            .arg("run")
+            .arg("-config")
+            .arg(&self.conf)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let start = Instant::now();
+        loop {
+            let ok = Command::new(&self.bin)
+                .args(["healthcheck", "-socketPath"])
+                .arg(&self.socket)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "reference server did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .arg("-socketPath")
+            .arg(&self.socket)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "spire-server {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    pub fn token(&self) -> String {
+        let out = self.cli(&["token", "generate"]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("Token: "))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub fn bundle_path(&self) -> PathBuf {
+        let p = self.dir.path().join("bundle.pem");
+        std::fs::write(&p, self.cli(&["bundle", "show"])).unwrap();
+        p
+    }
+
+    /// Creates an entry; returns its ID.
+    pub fn entry(&self, parent: &str, id: &str, selector: &str) -> String {
+        let out = self.cli(&[
+            "entry",
+            "create",
+            "-parentID",
+            parent,
+            "-spiffeID",
+            id,
+            "-selector",
+            selector,
+        ]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("Entry ID         : "))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub fn delete_entry(&self, id: &str) {
+        self.cli(&["entry", "delete", "-entryID", id]);
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        for i in 1..=self.runs {
+            s += &std::fs::read_to_string(self.dir.path().join(format!("server{i}.log")))
+                .unwrap_or_default();
+        }
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Our spire-agent binary.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub data_dir: PathBuf,
+    conf: PathBuf,
+    child: Option<Child>,
+    runs: usize,
+}
+
+pub fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+impl Agent {
+    /// Writes agent.conf with `node_attestor` (a `NodeAttestor` block) and `extra_agent`
+    /// lines; does not start.
+    pub fn new(server: &Server, extra_agent: &str, node_attestor: &str) -> Agent {
+        let dir = tempfile::Builder::new()
+            .prefix("agt")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let socket = dir.path().join("api.sock");
+        let data_dir = dir.path().join("data");
+        let conf = dir.path().join("agent.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"agent {{
+    data_dir = "{data}"
+    log_level = "DEBUG"
+    server_address = "127.0.0.1"
+    server_port = "{port}"
+    socket_path = "{socket}"
+    trust_bundle_path = "{bundle}"
+    trust_domain = "example.org"
+    {extra_agent}
+}}
+plugins {{
+    {node_attestor}
+    KeyManager "disk" {{
+        plugin_data {{ directory = "{data}" }}
+    }}
+    WorkloadAttestor "unix" {{
+        plugin_data {{}}
+    }}
+}}
+"#,
+                data = data_dir.display(),
+                port = server.port,
+                socket = socket.display(),
+                bundle = server.bundle_path().display(),
+            ),
+        )
+        .unwrap();
+        Agent {
+            dir,
+            socket,
+            data_dir,
+            conf,
+            child: None,
+            runs: 0,
+        }
+    }
+
+    pub fn start(&mut self) {
+        self.runs += 1;
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("agent{}.log", self.runs))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_spire-agent"))
+            .arg("run")
+            .arg("-config")
+            .arg(&self.conf)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// The log of the current run.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("agent{}.log", self.runs)))
+            .unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "agent log lacks {needle:?} after {timeout:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits for the process to exit; returns whether it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Our own Workload API client (the generated client over the Unix socket, with the
+/// security header).
+pub async fn own_client(
+    socket: PathBuf,
+) -> SpiffeWorkloadApiClient<
+    tonic::service::interceptor::InterceptedService<
+        Channel,
+        impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone,
+    >,
+> {
+    let path = socket;
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .unwrap();
+    SpiffeWorkloadApiClient::with_interceptor(channel, |mut req: tonic::Request<()>| {
+        req.metadata_mut()
+            .insert("workload.spiffe.io", "true".parse().unwrap());
+        Ok(req)
+    })
+}
+
+/// Fetches the first X509-SVID with the crates.io `spiffe` client.
+pub async fn spiffe_fetch(socket: &Path) -> Result<spiffe::X509Svid, String> {
+    let client = spiffe::WorkloadApiClient::connect_to(format!("unix://{}", socket.display()))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    client.fetch_x509_svid().await.map_err(|e| format!("{e:?}"))
+}
