@@ -11,6 +11,7 @@
 
 mod support;
 
+mod authz;
 mod backends;
 mod lifecycle;
 mod mint;
