@@ -50,18 +50,72 @@ pub fn match_behavior(m: i32) -> spire_datastore::MatchBehavior {
     }
 }
 
-/// Parses Go's `"2006-01-02 15:04:05 -0700 -07"` time layout, as `-expiresBefore` uses it;
-/// like SPIRE, a value that does not parse is no filter at all.
+/// Parses `-expiresBefore` as SPIRE does, with Go's `time.Parse` and the layout
+/// `"2006-01-02 15:04:05 -0700 -07"`: fixed-width fields, an optional fraction of a second,
+/// and two offsets of which the last (hours only) wins. Like SPIRE, a value that does not
+/// parse (or parses to Go's zero time) is no filter at all.
 pub fn parse_expires_before(s: &str) -> Option<i64> {
-    let mut parts = s.split_whitespace();
-    let date = parts.next()?;
-    let clock = parts.next()?;
-    let offset = parts.next()?;
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
-    );
-    let dt = time::OffsetDateTime::parse(&format!("{date} {clock} {offset}"), &fmt).ok()?;
-    Some(dt.unix_timestamp())
+    fn num(b: &[u8], at: usize, width: usize) -> Option<i32> {
+        let digits = b.get(at..at + width)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    }
+    fn lit(b: &[u8], at: usize, c: u8) -> Option<()> {
+        (b.get(at) == Some(&c)).then_some(())
+    }
+    fn sign(b: &[u8], at: usize) -> Option<i32> {
+        match b.get(at) {
+            Some(b'+') => Some(1),
+            Some(b'-') => Some(-1),
+            _ => None,
+        }
+    }
+    let b = s.as_bytes();
+    let year = num(b, 0, 4)?;
+    lit(b, 4, b'-')?;
+    let month = num(b, 5, 2)?;
+    lit(b, 7, b'-')?;
+    let day = num(b, 8, 2)?;
+    lit(b, 10, b' ')?;
+    let hour = num(b, 11, 2)?;
+    lit(b, 13, b':')?;
+    let minute = num(b, 14, 2)?;
+    lit(b, 16, b':')?;
+    let second = num(b, 17, 2)?;
+    let mut at = 19;
+    if matches!(b.get(at), Some(b'.' | b',')) && b.get(at + 1).is_some_and(u8::is_ascii_digit) {
+        at += 1;
+        while b.get(at).is_some_and(u8::is_ascii_digit) {
+            at += 1;
+        }
+    }
+    lit(b, at, b' ')?;
+    // The first offset is checked, then overridden by the second.
+    sign(b, at + 1)?;
+    let (first_h, first_m) = (num(b, at + 2, 2)?, num(b, at + 4, 2)?);
+    if first_h > 24 || first_m > 60 {
+        return None;
+    }
+    lit(b, at + 6, b' ')?;
+    let offset_sign = sign(b, at + 7)?;
+    let offset_h = num(b, at + 8, 2)?;
+    if offset_h > 24 || b.len() != at + 10 {
+        return None;
+    }
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, u8::try_from(day).ok()?).ok()?;
+    let clock = time::Time::from_hms(
+        u8::try_from(hour).ok()?,
+        u8::try_from(minute).ok()?,
+        u8::try_from(second).ok()?,
+    )
+    .ok()?;
+    let offset = time::UtcOffset::from_whole_seconds(offset_sign * offset_h * 3600).ok()?;
+    let unix = date.with_time(clock).assume_offset(offset).unix_timestamp();
+    // Go's zero time (0001-01-01 00:00:00 UTC) means "no filter" to SPIRE.
+    (unix != -62_135_596_800).then_some(unix)
 }
 
 fn selector_filter(m: Option<&types::SelectorMatch>) -> Result<Option<BySelectors>, Status> {
@@ -684,13 +738,30 @@ mod tests {
     #[test]
     fn expires_before_uses_gos_layout() {
         assert_eq!(
-            parse_expires_before("2026-01-01 00:00:00 +0000 UTC"),
+            parse_expires_before("2026-01-01 00:00:00 +0000 +00"),
             Some(1_767_225_600)
+        );
+        // The last offset (hours only) wins, as in Go.
+        assert_eq!(
+            parse_expires_before("2026-01-01 00:00:00 -0700 +05"),
+            Some(1_767_207_600)
         );
         assert_eq!(
-            parse_expires_before("2026-01-01 01:00:00 +0100 CET"),
+            parse_expires_before("2026-01-01 00:00:00.5 +0000 +00"),
             Some(1_767_225_600)
         );
-        assert_eq!(parse_expires_before("tomorrow"), None);
+        for bad in [
+            "tomorrow",
+            "2026-01-01 00:00:00 +0000 UTC",
+            "2026-01-01 01:00:00 +0100 CET",
+            "2026-1-01 00:00:00 +0000 +00",
+            "2026-01-01 24:00:00 +0000 +00",
+            "2026-02-30 00:00:00 +0000 +00",
+            "2026-01-01 00:00:00 +0000 +00 extra",
+            "2026-01-01 00:00:00 +00:00 +00",
+            "0001-01-01 00:00:00 +0000 +00",
+        ] {
+            assert_eq!(parse_expires_before(bad), None, "{bad}");
+        }
     }
 }

@@ -126,43 +126,94 @@ pub fn verify_agent(td: &TrustDomain, id: &SpiffeId) -> Result<(), String> {
     Ok(())
 }
 
-/// SPIRE's `x509util.ValidateLabel` for entry DNS names.
+/// SPIRE's `x509util.ValidateLabel` for entry and CSR DNS names, with its messages.
+///
+/// SPIRE checks the name with an IDNA profile whose only mapping is an NFC check, so on
+/// ASCII input only label emptiness, hyphen placement, lengths and punycode (`xn--`)
+/// labels are checked: underscores, spaces and upper-case letters pass. Decoded punycode
+/// labels are not checked against the IDNA tables (disallowed code points, bidi and joiner
+/// rules) as SPIRE does.
 pub fn validate_dns_name(name: &str) -> Result<(), String> {
     if !name.is_ascii() {
-        return Err("name must be ASCII".into());
+        return Err("name must be ascii".into());
     }
-    let stars = name.matches('*').count();
-    let rest = match stars {
+    let rest = match name.matches('*').count() {
         0 => name,
         1 => name
             .strip_prefix("*.")
-            .ok_or("wildcard must be the first label")?,
-        _ => return Err("name can have at most one wildcard".into()),
+            .ok_or("wildcard must be first label")?,
+        _ => return Err("too many wildcards".into()),
     };
-    let rest = rest.trim();
-    if rest.is_empty() {
+    // Go's strings.TrimSpace, on ASCII.
+    let domain =
+        rest.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'));
+    if domain.is_empty() {
         return Err("empty or only whitespace".into());
     }
-    if rest.ends_with('.') {
-        return Err("domain name ends with dot".into());
+    if domain.ends_with('.') {
+        return Err("domain ends with dot".into());
     }
-    if rest.len() > 255 {
-        return Err("domain length exceeds 255 characters".into());
-    }
-    for label in rest.split('.') {
-        if label.is_empty() {
-            return Err("label is empty".into());
-        }
-        if label.len() > 63 {
-            return Err(format!("label length exceeded: {label:?}"));
-        }
+    idna_to_ascii(domain)
+}
+
+/// x/net/idna's `ToASCII` under SPIRE's profile (DNS lengths and hyphens checked) for an
+/// ASCII domain that does not end with a dot; the first problem found wins.
+fn idna_to_ascii(domain: &str) -> Result<(), String> {
+    use spire_goflag::strconv::quote;
+    fn label_problem(label: &str) -> bool {
         let b = label.as_bytes();
-        if b[0] == b'-' || b[b.len() - 1] == b'-' {
-            return Err(format!("label does not match regex: {label:?}"));
+        b.is_empty() || (b.len() > 4 && &b[2..4] == b"--") || b[0] == b'-' || b[b.len() - 1] == b'-'
+    }
+    let mut bad: Option<String> = None;
+    let mut labels = Vec::new();
+    for label in domain.split('.') {
+        if label.is_empty() {
+            bad.get_or_insert_with(|| domain.to_string());
+            labels.push(String::new());
+            continue;
         }
-        if !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-') {
-            return Err(format!("label does not match regex: {label:?}"));
+        let checked = match label.strip_prefix("xn--") {
+            Some(encoded) => match super::punycode::decode(encoded) {
+                Some(u) => u,
+                None => {
+                    bad.get_or_insert_with(|| encoded.to_string());
+                    labels.push(label.to_string());
+                    continue;
+                }
+            },
+            None => label.to_string(),
+        };
+        if bad.is_none() && label_problem(&checked) {
+            bad = Some(checked.clone());
         }
+        labels.push(checked);
+    }
+    for label in &mut labels {
+        if !label.is_ascii() {
+            match super::punycode::encode(label) {
+                Some(e) => *label = format!("xn--{e}"),
+                None => {
+                    bad.get_or_insert_with(|| label.clone());
+                }
+            }
+        }
+        if bad.is_none() && (label.is_empty() || label.len() > 63) {
+            bad = Some(label.clone());
+        }
+    }
+    let result = labels.join(".");
+    if bad.is_none() && result.len() > 253 {
+        bad = Some(result.clone());
+    }
+    if let Some(label) = bad {
+        return Err(format!("idna error\nidna: invalid label {}", quote(&label)));
+    }
+    if result != domain {
+        return Err(format!(
+            "input domain name {} does not match idna output {}: label mismatch after idna",
+            quote(domain),
+            quote(&result)
+        ));
     }
     Ok(())
 }
@@ -604,7 +655,7 @@ mod tests {
             r#type: "a".into(),
             value: "x".into(),
         }];
-        e.dns_names = vec!["bad_label".into()];
+        e.dns_names = vec!["-bad-label".into()];
         assert!(
             entry_from_proto(&td(), &e, None)
                 .unwrap_err()
@@ -664,13 +715,56 @@ mod tests {
 
     #[test]
     fn dns_labels() {
-        for ok in ["a", "a.b", "*.a.b", "a-b.c", "xn--80ak6aa92e.com"] {
+        for ok in [
+            "a",
+            "a.b",
+            "*.a.b",
+            "a-b.c",
+            "xn--80ak6aa92e.com",
+            "a_b",
+            "A.B",
+            " a.b ",
+            "a b.c",
+            "a\tb",
+        ] {
             assert!(validate_dns_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "", "a.", "a..b", "-a", "a-", "a*.b", "*.*.b", "a_b", "é.com",
+        for (bad, msg) in [
+            ("", "empty or only whitespace"),
+            ("  ", "empty or only whitespace"),
+            ("a.", "domain ends with dot"),
+            ("a*.b", "wildcard must be first label"),
+            ("*.*.b", "too many wildcards"),
+            ("é.com", "name must be ascii"),
+            ("a..b", "idna error\nidna: invalid label \"a..b\""),
+            (".a", "idna error\nidna: invalid label \".a\""),
+            ("-a.b", "idna error\nidna: invalid label \"-a\""),
+            ("a.b-", "idna error\nidna: invalid label \"b-\""),
+            ("ab--c.d", "idna error\nidna: invalid label \"ab--c\""),
+            (
+                "XN--80ak6aa92e.com",
+                "idna error\nidna: invalid label \"XN--80ak6aa92e\"",
+            ),
+            ("xn--zz", "idna error\nidna: invalid label \"zz\""),
+            ("xn---abc.com", "idna error\nidna: invalid label \"-abc\""),
+            ("a.xn--.com", "idna error\nidna: invalid label \"\""),
+            ("*", "wildcard must be first label"),
+            ("*.", "empty or only whitespace"),
+            (
+                "xn--a-",
+                "input domain name \"xn--a-\" does not match idna output \"a\": label mismatch after idna",
+            ),
+            (
+                "xn--80AK6AA92E.com",
+                "input domain name \"xn--80AK6AA92E.com\" does not match idna output \"xn--80ak6aa92e.com\": label mismatch after idna",
+            ),
         ] {
-            assert!(validate_dns_name(bad).is_err(), "{bad}");
+            assert_eq!(validate_dns_name(bad).unwrap_err(), msg, "{bad:?}");
         }
+        let long = "a".repeat(64);
+        assert_eq!(
+            validate_dns_name(&format!("{long}.b")).unwrap_err(),
+            format!("idna error\nidna: invalid label \"{long}\"")
+        );
     }
 }

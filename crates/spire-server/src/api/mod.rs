@@ -8,6 +8,7 @@ pub mod entry;
 pub mod health;
 pub mod localauthority;
 pub mod logger;
+mod punycode;
 pub mod status;
 pub mod svid;
 pub mod sync;

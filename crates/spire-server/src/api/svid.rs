@@ -48,17 +48,21 @@ fn parse_csr(csr: &[u8], signature_msg: &str) -> Result<spire_pki::Csr, (Code, S
     })
 }
 
-/// SPIRE's `CheckForWildcardOverlap`: `*.example.org` next to `a.example.org` is refused.
+/// SPIRE's `CheckForWildcardOverlap`: a name whose first label, replaced by `*`, is also in
+/// the list (`a.example.org` next to `*.example.org`) is refused. SPIRE walks a Go map, so
+/// with several overlaps the one it names varies; we name the first in CSR order.
 fn check_wildcard_overlap(names: &[String]) -> Result<(), String> {
-    for w in names.iter().filter(|n| n.starts_with("*.")) {
-        let suffix = &w[1..];
-        for n in names.iter().filter(|n| !n.starts_with("*.")) {
-            if let Some(label) = n.strip_suffix(suffix)
-                && !label.is_empty()
-                && !label.contains('.')
-            {
-                return Err(format!("name {n:?} overlaps with wildcard name {w:?}"));
-            }
+    let set: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    for name in names.iter().filter(|n| !n.starts_with('*')) {
+        let wildcard = match name.split_once('.') {
+            Some((_, rest)) => format!("*.{rest}"),
+            None => "*".to_string(),
+        };
+        if set.contains(wildcard.as_str()) {
+            return Err(format!(
+                "name {} overlaps with an existing wildcard name in the list: wildcard overlap",
+                spire_goflag::strconv::quote(name)
+            ));
         }
     }
     Ok(())
@@ -362,5 +366,6 @@ mod tests {
         let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(check_wildcard_overlap(&n(&["*.a.org", "b.a.org"])).is_err());
         assert!(check_wildcard_overlap(&n(&["*.a.org", "c.b.a.org", "a.org"])).is_ok());
+        assert!(check_wildcard_overlap(&n(&["*", "a"])).is_err());
     }
 }

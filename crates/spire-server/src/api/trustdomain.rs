@@ -35,6 +35,100 @@ impl TrustDomainService {
     }
 }
 
+/// What SPIRE's checks see of a URL, split the way Go's `url.Parse` splits it.
+#[derive(Debug, PartialEq, Eq)]
+struct GoUrl<'a> {
+    /// Lower-cased; empty when there is none.
+    scheme: String,
+    /// The user info, when the authority has an `@`.
+    user: Option<&'a str>,
+    /// Empty when there is no authority (`https:x`, `https:///x`).
+    host: &'a str,
+}
+
+/// Splits `raw` like Go's `url.Parse`, with its errors for what commonly goes wrong
+/// (control characters, a missing scheme, bad ports and IPv6 brackets, bad escapes in the
+/// host) worded as Go words them. WHATWG parsing (the url crate, which stores the URL)
+/// differs: it finds a host in `https:///x` or `https:x` and reports other errors.
+fn go_url(raw: &str) -> Result<GoUrl<'_>, String> {
+    let fail = |e: &str| Err(format!("parse {}: {e}", spire_goflag::strconv::quote(raw)));
+    if raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return fail("net/url: invalid control character in URL");
+    }
+    let rest = raw.split_once('#').map_or(raw, |(r, _)| r);
+    let mut scheme = String::new();
+    let mut rest = rest;
+    for (i, c) in rest.char_indices() {
+        match c {
+            'a'..='z' | 'A'..='Z' => {}
+            '0'..='9' | '+' | '-' | '.' if i > 0 => {}
+            ':' if i == 0 => return fail("missing protocol scheme"),
+            ':' => {
+                scheme = rest[..i].to_ascii_lowercase();
+                rest = &rest[i + 1..];
+                break;
+            }
+            _ => break,
+        }
+    }
+    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+    let no_authority = GoUrl {
+        scheme: scheme.clone(),
+        user: None,
+        host: "",
+    };
+    let Some(after) = rest.strip_prefix("//") else {
+        return Ok(no_authority);
+    };
+    if scheme.is_empty() && after.starts_with('/') {
+        return Ok(no_authority);
+    }
+    let authority = after.split_once('/').map_or(after, |(a, _)| a);
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let port = if let Some(inner) = host.strip_prefix('[') {
+        let Some(close) = inner.rfind(']') else {
+            return fail("missing ']' in host");
+        };
+        &inner[close + 1..]
+    } else {
+        host.rfind(':').map_or("", |i| &host[i..])
+    };
+    let valid_port = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()));
+    if !valid_port {
+        return fail(&format!(
+            "invalid port {} after host",
+            spire_goflag::strconv::quote(port)
+        ));
+    }
+    // Go unescapes the host left to right: bad escapes and characters it would have to
+    // escape are errors.
+    let b = host.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'%' {
+            let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                let end = (i + 3).min(host.len());
+                return fail(&format!(
+                    "invalid URL escape {}",
+                    spire_goflag::strconv::quote(host.get(i..end).unwrap_or("%"))
+                ));
+            }
+        } else if matches!(c, b' ' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}') {
+            return fail(&format!(
+                "invalid character {} in host name",
+                spire_goflag::strconv::quote(&char::from(c).to_string())
+            ));
+        }
+    }
+    Ok(GoUrl { scheme, user, host })
+}
+
 /// SPIRE's `ProtoToFederationRelationship`.
 fn relationship_from_proto(
     f: &types::FederationRelationship,
@@ -42,17 +136,18 @@ fn relationship_from_proto(
     use types::federation_relationship::BundleEndpointProfile as P;
     let trust_domain = convert::parse_td(&f.trust_domain)
         .map_err(|e| format!("failed to parse trust domain: {e}"))?;
-    let url = url::Url::parse(&f.bundle_endpoint_url)
-        .map_err(|e| format!("failed to parse bundle endpoint URL: {e}"))?;
-    if url.scheme() != "https" {
+    let parse_err = |e: &dyn std::fmt::Display| format!("failed to parse bundle endpoint URL: {e}");
+    let go = go_url(&f.bundle_endpoint_url).map_err(|e| parse_err(&e))?;
+    if go.scheme != "https" {
         return Err("bundle endpoint URL must use the https scheme".into());
     }
-    if url.host_str().is_none_or(str::is_empty) {
+    if go.host.is_empty() {
         return Err("bundle endpoint URL must specify the host".into());
     }
-    if !url.username().is_empty() || url.password().is_some() {
+    if go.user.is_some() {
         return Err("bundle endpoint URL must not contain user info".into());
     }
+    let url = url::Url::parse(&f.bundle_endpoint_url).map_err(|e| parse_err(&e))?;
     let profile = match &f.bundle_endpoint_profile {
         Some(P::HttpsSpiffe(p)) => BundleEndpointProfile::HttpsSpiffe {
             endpoint_spiffe_id: convert::parse_id(&p.endpoint_spiffe_id)
@@ -328,5 +423,55 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
             ));
         }
         Err(Status::unimplemented("bundle refresh is not available yet"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_like_go() {
+        let ok = |raw: &str, scheme: &str, user: Option<&str>, host: &str| {
+            assert_eq!(
+                go_url(raw).unwrap(),
+                GoUrl {
+                    scheme: scheme.into(),
+                    user,
+                    host
+                },
+                "{raw}"
+            );
+        };
+        ok("https://h:1/x?q#f", "https", None, "h:1");
+        ok("HTTPS://u:p@h/x", "https", Some("u:p"), "h");
+        ok("https://@h", "https", Some(""), "h");
+        ok("https:///x", "https", None, "");
+        ok("https:h", "https", None, "");
+        ok("https://[::1]:8443/x", "https", None, "[::1]:8443");
+        ok("h/x", "", None, "");
+        ok("", "", None, "");
+        let err = |raw: &str, msg: &str| assert_eq!(go_url(raw).unwrap_err(), msg, "{raw}");
+        err(
+            "https://host:port/x",
+            "parse \"https://host:port/x\": invalid port \":port\" after host",
+        );
+        err(
+            "https://[::1/x",
+            "parse \"https://[::1/x\": missing ']' in host",
+        );
+        err("://x", "parse \"://x\": missing protocol scheme");
+        err(
+            "https://a b/x",
+            "parse \"https://a b/x\": invalid character \" \" in host name",
+        );
+        err(
+            "https://a%zzb/",
+            "parse \"https://a%zzb/\": invalid URL escape \"%zz\"",
+        );
+        err(
+            "https://a\tb",
+            "parse \"https://a\\tb\": net/url: invalid control character in URL",
+        );
     }
 }
