@@ -110,7 +110,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 "$agent" api fetch x509 -socketPath "$wsock"
-openssl verify -CAfile "$work/bundle.0.pem" "$work/svid.0.pem" 2>/dev/null || true
+openssl verify -CAfile "$work/bundle.0.pem" "$work/svid.0.pem"
 
 echo "==> and a JWT-SVID for audience 'quickstart'"
 "$agent" api fetch jwt -socketPath "$wsock" -audience quickstart

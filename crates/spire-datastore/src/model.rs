@@ -275,12 +275,49 @@ pub struct FederationRelationship {
     /// The federated trust domain (stored by name).
     pub trust_domain: TrustDomain,
     /// URL of its bundle endpoint.
-    pub bundle_endpoint_url: url::Url,
+    pub bundle_endpoint_url: BundleEndpointUrl,
     /// Endpoint profile.
     pub bundle_endpoint_profile: BundleEndpointProfile,
     /// The trust domain's bundle: on create/update, `Some` overwrites the stored
     /// bundle; on reads, the stored bundle if any.
     pub trust_domain_bundle: Option<StoredBundle>,
+}
+
+/// A bundle endpoint URL as the operator wrote it.
+///
+/// SPIRE stores and prints the URL in Go's rendering, which keeps the host's case, an
+/// explicit default port and dot segments; `url::Url` would normalise all of those. So the
+/// text is kept as given, and only checked to be a parseable absolute URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleEndpointUrl {
+    text: String,
+    url: url::Url,
+}
+
+impl BundleEndpointUrl {
+    /// Parses `text`, keeping it unchanged for storage and display.
+    pub fn parse(text: &str) -> std::result::Result<Self, url::ParseError> {
+        Ok(Self {
+            url: url::Url::parse(text)?,
+            text: text.to_owned(),
+        })
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed (normalised) URL, for fetching.
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+}
+
+impl std::fmt::Display for BundleEndpointUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Which federation relationship fields an update writes.

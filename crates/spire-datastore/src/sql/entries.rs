@@ -686,10 +686,22 @@ async fn create_in_tx(
         now,
     )
     .await?;
+    let mut bundles = bundles;
+    bundles.sort_by_key(|(bundle_row_id, _)| *bundle_row_id);
     entry.federates_with = bundles.into_iter().map(|(_, td)| td).collect();
     entry.revision_number = 0;
     entry.created_at = timefmt::round_to_secs(now);
+    sort_children_as_read_back(&mut entry);
     Ok(entry)
+}
+
+/// SPIRE answers a create or update with the entry read back without an ORDER BY; on
+/// SQLite that walks the unique indexes, so selectors come back sorted by type then value,
+/// DNS names by value and federated trust domains by bundle row. We answer in that order on
+/// every backend.
+fn sort_children_as_read_back(entry: &mut RegistrationEntry) {
+    entry.selectors.sort();
+    entry.dns_names.sort();
 }
 
 /// Validate, look up a similar entry, else create it and write its event.
@@ -854,7 +866,8 @@ pub(crate) async fn update(
         now,
     )
     .await?;
-    let updated = reload(tx, row_id, cur).await?;
+    let mut updated = reload(tx, row_id, cur).await?;
+    sort_children_as_read_back(&mut updated);
     misc::insert_entry_event(tx, &updated.entry_id, now).await?;
     Ok(updated)
 }

@@ -302,7 +302,7 @@ fn fr_row(r: &DbRow) -> Result<FrRow> {
 }
 
 async fn fr_from_row(tx: &mut Tx, row: FrRow) -> Result<FederationRelationship> {
-    let url = url::Url::parse(&row.url)
+    let url = crate::model::BundleEndpointUrl::parse(&row.url)
         .map_err(|e| DataStoreError::Unknown(format!("unable to parse URL: {e}")))?;
     let trust_domain = TrustDomain::new(&row.trust_domain).map_err(DataStoreError::sql)?;
     let profile = match row.profile.as_str() {

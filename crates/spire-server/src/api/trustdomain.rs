@@ -129,6 +129,120 @@ fn go_url(raw: &str) -> Result<GoUrl<'_>, String> {
     Ok(GoUrl { scheme, user, host })
 }
 
+/// Go's `shouldEscape` for paths (`fragment == false`) and fragments.
+fn go_should_escape(c: u8, fragment: bool) -> bool {
+    if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~') {
+        return false;
+    }
+    if matches!(
+        c,
+        b'$' | b'&' | b'+' | b',' | b'/' | b':' | b';' | b'=' | b'?' | b'@'
+    ) {
+        return !fragment && c == b'?';
+    }
+    !(fragment && matches!(c, b'!' | b'(' | b')' | b'*'))
+}
+
+/// Go's `EscapedPath`/`EscapedFragment`: the raw text when it is a valid encoding, else
+/// the decoded text escaped again.
+fn go_escaped(raw: &str, fragment: bool) -> String {
+    let valid = raw.bytes().all(|c| {
+        matches!(
+            c,
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'['
+                | b']'
+                | b'%'
+        ) || !go_should_escape(c, fragment)
+    });
+    if valid {
+        return raw.to_owned();
+    }
+    let b = raw.as_bytes();
+    let mut decoded = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| {
+            b.get(j)
+                .and_then(|c| char::from(*c).to_digit(16))
+                .and_then(|d| u8::try_from(d).ok())
+        };
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                decoded.push(h << 4 | l);
+                i += 3;
+            }
+            (c, _, _) => {
+                decoded.push(c);
+                i += 1;
+            }
+        }
+    }
+    let mut out = String::with_capacity(decoded.len() * 3);
+    for c in decoded {
+        if go_should_escape(c, fragment) {
+            out.push_str(&format!("%{c:02X}"));
+        } else {
+            out.push(char::from(c));
+        }
+    }
+    out
+}
+
+/// What Go's `url.URL.String()` prints for a URL `go_url` accepted: scheme lower-cased,
+/// path and fragment escaped as Go escapes them, the rest as given. SPIRE stores that.
+fn go_url_string(raw: &str) -> String {
+    let (rest, fragment) = match raw.split_once('#') {
+        Some((r, f)) => (r, Some(f)),
+        None => (raw, None),
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let (scheme, rest) = match rest.split_once(':') {
+        Some((s, r)) => (s.to_ascii_lowercase(), r),
+        None => (String::new(), rest),
+    };
+    let (authority, path) = match rest.strip_prefix("//") {
+        Some(after) => match after.find('/') {
+            Some(i) => (Some(&after[..i]), &after[i..]),
+            None => (Some(after), ""),
+        },
+        None => (None, rest),
+    };
+    let mut out = String::with_capacity(raw.len() + 8);
+    if !scheme.is_empty() {
+        out.push_str(&scheme);
+        out.push(':');
+    }
+    if let Some(a) = authority {
+        out.push_str("//");
+        out.push_str(a);
+    }
+    out.push_str(&go_escaped(path, false));
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    if let Some(f) = fragment.filter(|f| !f.is_empty()) {
+        out.push('#');
+        out.push_str(&go_escaped(f, true));
+    }
+    out
+}
+
 /// SPIRE's `ProtoToFederationRelationship`.
 fn relationship_from_proto(
     f: &types::FederationRelationship,
@@ -147,7 +261,8 @@ fn relationship_from_proto(
     if go.user.is_some() {
         return Err("bundle endpoint URL must not contain user info".into());
     }
-    let url = url::Url::parse(&f.bundle_endpoint_url).map_err(|e| parse_err(&e))?;
+    let url = spire_datastore::BundleEndpointUrl::parse(&go_url_string(&f.bundle_endpoint_url))
+        .map_err(|e| parse_err(&e))?;
     let profile = match &f.bundle_endpoint_profile {
         Some(P::HttpsSpiffe(p)) => BundleEndpointProfile::HttpsSpiffe {
             endpoint_spiffe_id: convert::parse_id(&p.endpoint_spiffe_id)
@@ -429,6 +544,29 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_print_like_go() {
+        // Expected values printed by Go 1.25's url.Parse(raw).String().
+        for (raw, want) in [
+            (
+                "HTTPS://example.com/a/../b?q=1#frag",
+                "https://example.com/a/../b?q=1#frag",
+            ),
+            ("https://example.com/a b", "https://example.com/a%20b"),
+            ("https://Example.COM:443/x", "https://Example.COM:443/x"),
+            ("https://h/a%2fb", "https://h/a%2fb"),
+            ("https://h/a%20b c", "https://h/a%20b%20c"),
+            ("https://h/\u{fc}", "https://h/%C3%BC"),
+            ("https://h/x?a b#f g", "https://h/x?a b#f%20g"),
+            ("https://h/x#", "https://h/x"),
+            ("https://h", "https://h"),
+            ("https://h/(x)!*'", "https://h/(x)!*'"),
+            ("https://h/a#b(c)!d e", "https://h/a#b(c)!d%20e"),
+        ] {
+            assert_eq!(go_url_string(raw), want, "{raw}");
+        }
+    }
 
     #[test]
     fn urls_split_like_go() {
