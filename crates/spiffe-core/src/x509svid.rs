@@ -176,6 +176,26 @@ fn malformed(index: usize, e: impl std::fmt::Display) -> X509SvidError {
     }
 }
 
+/// Every URI SAN of a DER certificate, in order (no SPIFFE rules applied).
+pub fn uri_sans_from_der(der: &[u8]) -> Result<Vec<String>, X509SvidError> {
+    let cert = parse_one(der, 0)?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| malformed(0, e))?;
+    Ok(san
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::URI(u) => Some((*u).to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// The SPIFFE ID of a certificate's single URI SAN.
 pub fn id_from_certificate(cert: &X509Certificate<'_>) -> Result<SpiffeId, X509SvidError> {
     let san = cert

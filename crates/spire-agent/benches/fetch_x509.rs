@@ -67,12 +67,13 @@ fn bench(c: &mut Criterion) {
     let (ca_der, svid) = pki(&td);
     let mut bundle = Bundle::new(td.clone());
     bundle.add_x509_authority(ca_der);
-    let agent_key = PrivateKey::generate(KeyType::EcP256).unwrap();
+    // The manager presents this chain, so the key must be the chain's.
+    let agent_key = PrivateKey::from_pkcs8_der(&svid.key_pkcs8).unwrap();
     let creds = AgentCreds {
         chain: svid.chain.clone(),
         key: SlotKey {
             id: "agent-svid-A".into(),
-            pkcs8: agent_key.pkcs8_der().to_vec(),
+            signer: Arc::new(spire_plugin::LocalSigner::new("agent-svid-A", agent_key)),
         },
         reattestable: false,
     };
@@ -93,6 +94,8 @@ fn bench(c: &mut Criterion) {
                 jwt_svid_cache_max_size: 1000,
                 node_attestor_name: "join_token".into(),
                 use_push: false,
+                rebootstrap_mode: Default::default(),
+                rebootstrap_delay: Duration::from_secs(600),
             },
             storage,
             Arc::new(spire_agent::keys::SvidKeyStore::memory()),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use spiffe_core::{Bundle, BundleSet, KeyType, TrustDomain};
-use spire_config::{AgentConfig, TrustBundleSource};
+use spire_config::{AgentConfig, RebootstrapMode, TrustBundleSource};
 use spire_plugin::{AgentNodeAttestor, WorkloadAttestor};
 use spire_plugins::nodeattestor::join_token::JoinTokenAgent;
 use spire_plugins::nodeattestor::x509pop::{AgentConfig as X509PopConfig, X509PopAgent};
@@ -17,11 +17,14 @@ use spire_tls::SharedBundles;
 use crate::attest::{AttestError, attest};
 use crate::client::{self, ClientError};
 use crate::core::backoff::Backoff;
+use crate::core::bootstrap::{Disagreement, ModeCheck, check_mode, disagreement};
 use crate::core::entry::to_unix;
 use crate::core::rotation::RotationStrategy;
 use crate::endpoints::{self, EndpointError};
 use crate::keys::{KeyStoreError, SvidKeyStore};
-use crate::manager::{AgentCreds, Manager, ManagerConfig, ManagerError, validity};
+use crate::manager::{
+    AgentCreds, Manager, ManagerConfig, ManagerError, bootstrap_succeeded, validity,
+};
 use crate::peertracker::ProcFs;
 use crate::storage::{Storage, StorageError};
 use crate::trustbundle::{self, Format, TrustBundleError};
@@ -33,6 +36,11 @@ pub const VERSION: &str = "1.13.3";
 
 const BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(5);
 const BOOTSTRAP_MAX_ELAPSED: Duration = Duration::from_secs(60);
+/// How long start-up retries go on when rebootstrapping is enabled.
+const REBOOTSTRAP_MAX_ELAPSED: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// SPIRE's refusal of `rebootstrap_mode = "always"` for an agent that cannot re-attest.
+const REBOOTSTRAP_NOT_ALLOWED: &str = "you have requested rebootstrap support but the NodeAttestor plugin or the spire server configuration is not allowing it";
 
 /// Agent failures.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +73,9 @@ pub enum AgentError {
     /// A client could not be set up.
     #[error("{0}")]
     Client(#[from] ClientError),
+    /// Rebootstrapping was requested but cannot be done, or is due now.
+    #[error("{0}")]
+    Rebootstrap(&'static str),
 }
 
 /// Which key store holds the agent SVID key.
@@ -83,6 +94,10 @@ pub struct AgentSettings {
     pub trust_domain: TrustDomain,
     /// `host:port`.
     pub server_address: String,
+    /// `server_address` as configured.
+    pub server_host: String,
+    /// `server_port`.
+    pub server_port: u16,
     /// `data_dir`.
     pub data_dir: PathBuf,
     /// `socket_path`.
@@ -95,6 +110,10 @@ pub struct AgentSettings {
     pub trust_bundle_format: Format,
     /// `retry_bootstrap`.
     pub retry_bootstrap: bool,
+    /// `rebootstrap_mode`.
+    pub rebootstrap_mode: RebootstrapMode,
+    /// `rebootstrap_delay`.
+    pub rebootstrap_delay: Duration,
     /// Node attestor name and plugin.
     pub node_attestor: (String, Arc<dyn AgentNodeAttestor>),
     /// KeyManager.
@@ -213,6 +232,8 @@ impl AgentSettings {
         Ok(Self {
             trust_domain: c.trust_domain.clone(),
             server_address: server_address.clone(),
+            server_host: c.server_address.clone(),
+            server_port: c.server_port,
             data_dir: c.data_dir.clone(),
             socket_path: c.socket_path.clone(),
             admin_socket_path: c.admin_socket_path.clone(),
@@ -222,6 +243,8 @@ impl AgentSettings {
                 _ => Format::Pem,
             },
             retry_bootstrap: c.retry_bootstrap,
+            rebootstrap_mode: c.rebootstrap_mode,
+            rebootstrap_delay: c.rebootstrap_delay,
             manager: ManagerConfig {
                 trust_domain: c.trust_domain.clone(),
                 server_address,
@@ -237,6 +260,8 @@ impl AgentSettings {
                 jwt_svid_cache_max_size: c.jwt_svid_cache_max_size,
                 node_attestor_name: node_attestor.0.clone(),
                 use_push: true,
+                rebootstrap_mode: c.rebootstrap_mode,
+                rebootstrap_delay: c.rebootstrap_delay,
             },
             node_attestor,
             key_manager,
@@ -261,6 +286,87 @@ fn bundle_from_ders(td: &TrustDomain, ders: &[Vec<u8>]) -> Bundle {
     b
 }
 
+/// SPIRE's `GetBundle`: the bundle from the configured source (none with
+/// `insecure_bootstrap`), counting the attempt in the bootstrap bookkeeping.
+async fn bootstrap_bundle(
+    s: &AgentSettings,
+    storage: &Storage,
+) -> Result<Option<Vec<Vec<u8>>>, AgentError> {
+    let now = SystemTime::now();
+    let state = storage.update_bootstrap(|st| {
+        st.fetching_bundle(now);
+        st.clone()
+    })?;
+    match &s.trust_bundle {
+        TrustBundleSource::InsecureBootstrap => Ok(None),
+        TrustBundleSource::Path(p) => Ok(Some(trustbundle::from_path(
+            &s.trust_domain,
+            p,
+            s.trust_bundle_format,
+        )?)),
+        TrustBundleSource::Url { url, unix_socket } => {
+            let started = time::OffsetDateTime::from(state.start_time.unwrap_or(now))
+                .replace_nanosecond(0)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+            let mut url = url.clone();
+            if unix_socket.is_some() {
+                let mode = if state.is_bootstrap() {
+                    "bootstrap"
+                } else {
+                    "rebootstrap"
+                };
+                url = trustbundle::with_query(
+                    &url,
+                    &[
+                        ("spire-attest-mode", mode.to_string()),
+                        (
+                            "spire-connection-attempts",
+                            state.connection_attempts.to_string(),
+                        ),
+                        ("spire-attest-start-time", started.clone()),
+                        ("spire-server-address", s.server_host.clone()),
+                        ("spire-server-port", s.server_port.to_string()),
+                        ("spiffe-trust-domain", s.trust_domain.name().to_string()),
+                    ],
+                )?;
+            }
+            let attempt = if state.is_bootstrap() {
+                "attestation"
+            } else {
+                "reattestation"
+            };
+            tracing::info!(
+                Logger = "TrustBundleSources",
+                "Server {attempt} attempt {}. Started {started}.",
+                state.connection_attempts
+            );
+            tracing::debug!(
+                Logger = "TrustBundleSources",
+                "Server attestation url: {url} from: {}",
+                unix_socket
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+            Ok(Some(
+                trustbundle::from_url(
+                    &s.trust_domain,
+                    &url,
+                    unix_socket.as_deref(),
+                    s.trust_bundle_format,
+                    &trustbundle::Roots::System,
+                )
+                .await?,
+            ))
+        }
+    }
+}
+
 /// Loads the stored SVID or attests; returns the credentials and bundle.
 async fn attest_or_load(
     s: &AgentSettings,
@@ -272,23 +378,7 @@ async fn attest_or_load(
     let bundle_ders = if !data.bundle.is_empty() {
         Some(data.bundle.clone())
     } else {
-        match &s.trust_bundle {
-            TrustBundleSource::InsecureBootstrap => None,
-            TrustBundleSource::Path(p) => Some(trustbundle::from_path(
-                &s.trust_domain,
-                p,
-                s.trust_bundle_format,
-            )?),
-            TrustBundleSource::Url { url, unix_socket } => Some(
-                trustbundle::from_url(
-                    &s.trust_domain,
-                    url,
-                    unix_socket.as_deref(),
-                    s.trust_bundle_format,
-                )
-                .await?,
-            ),
-        }
+        bootstrap_bundle(s, storage).await?
     };
     match &bundle_ders {
         None => tracing::info!(subsystem_name = "attestor", "Bundle is not found"),
@@ -301,11 +391,7 @@ async fn attest_or_load(
     let svid_key = svid.first().and_then(|leaf| {
         let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
         let spki = cert.public_key().raw.to_vec();
-        all_keys.iter().find(|k| {
-            k.private_key()
-                .map(|pk| pk.public_key().spki_der() == spki.as_slice())
-                .unwrap_or(false)
-        })
+        all_keys.iter().find(|k| k.spki_der() == spki.as_slice())
     });
     let expired = svid
         .first()
@@ -375,7 +461,7 @@ async fn attest_or_load(
         None,
         bundle_ders.is_none(),
     )?;
-    let csr = spire_pki::make_csr(key.private_key()?, None)
+    let csr = spire_pki::make_csr_with_signer(key.signer.clone(), None)
         .map_err(|e| AttestError::Csr(e.to_string()))?;
     let attested = attest(
         &s.server_address,
@@ -409,6 +495,64 @@ fn leaf_id(chain: &[Vec<u8>]) -> String {
         .unwrap_or_default()
 }
 
+/// SPIRE's check of `rebootstrap_mode` against a stored SVID: `always` is refused and
+/// `auto` disabled (with a warning) when the SVID cannot be re-attested.
+fn check_rebootstrap_mode(storage: &Storage, mode: &mut RebootstrapMode) -> Result<(), AgentError> {
+    let data = storage.load();
+    if data.svid.is_empty() {
+        return Ok(());
+    }
+    match check_mode(*mode, data.reattestable) {
+        ModeCheck::Keep => Ok(()),
+        ModeCheck::Disable => {
+            tracing::warn!("{REBOOTSTRAP_NOT_ALLOWED}. Disabling");
+            *mode = RebootstrapMode::Never;
+            Ok(())
+        }
+        ModeCheck::Refuse => Err(AgentError::Rebootstrap(REBOOTSTRAP_NOT_ALLOWED)),
+    }
+}
+
+/// Attestation failed because the server's certificate does not chain to the bundle used:
+/// on a first bootstrap the agent simply tries again (fetching the bundle again); on a
+/// rebootstrap it waits out `rebootstrap_delay` and then drops the stored bundle, so the
+/// next attempt uses the configured trust bundle source.
+fn attestation_disagrees(
+    storage: &Storage,
+    mode: RebootstrapMode,
+    delay: Duration,
+) -> Result<(), AgentError> {
+    let state = storage.load().bootstrap_state();
+    if state.is_bootstrap() {
+        tracing::info!("Trust Bandle and Server dont agree.... bootstrapping again");
+        return Ok(());
+    }
+    if mode == RebootstrapMode::Never {
+        return Ok(());
+    }
+    let now = SystemTime::now();
+    let start = storage.update_bootstrap(|st| st.start_time(now))?;
+    match disagreement(start, now, delay) {
+        Disagreement::Wait { time_left } => tracing::info!(
+            "time left" = %spire_config::format_go_duration(time_left),
+            "Trust Bandle and Server dont agree.... Ignoring for now."
+        ),
+        Disagreement::Rebootstrap => {
+            tracing::warn!("Trust Bandle and Server dont agree.... rebootstrapping");
+            storage.store_bundle(&[])?;
+        }
+    }
+    Ok(())
+}
+
+fn is_unknown_authority(e: &AgentError) -> bool {
+    match e {
+        AgentError::Attest(a) => a.is_unknown_authority(),
+        AgentError::Client(c) => c.is_unknown_authority(),
+        _ => false,
+    }
+}
+
 fn is_permission_denied(e: &AgentError) -> bool {
     let status = match e {
         AgentError::Attest(a) => a.status(),
@@ -433,13 +577,35 @@ pub async fn run(
     });
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
 
-    let mut backoff = Backoff::new(BOOTSTRAP_BACKOFF).with_max_elapsed(BOOTSTRAP_MAX_ELAPSED);
+    // SPIRE's `SetStorage`: settle the bootstrap use, then check the mode against the
+    // stored SVID's re-attestability.
+    storage.update_bootstrap(|_| ())?;
+    let mut mode = s.rebootstrap_mode;
+    check_rebootstrap_mode(&storage, &mut mode)?;
+    let max_elapsed = if mode == RebootstrapMode::Never {
+        BOOTSTRAP_MAX_ELAPSED
+    } else {
+        REBOOTSTRAP_MAX_ELAPSED
+    };
+
+    let mut backoff = Backoff::new(BOOTSTRAP_BACKOFF).with_max_elapsed(max_elapsed);
     let (creds, bundle) = loop {
         let r = attest_or_load(&s, &storage, &keys).await;
         match r {
-            Ok(v) => break v,
-            Err(e) if !s.retry_bootstrap || is_permission_denied(&e) => return Err(e),
+            Ok(v) if !s.retry_bootstrap => break v,
+            Ok(v) => {
+                bootstrap_succeeded(&storage, false)?;
+                check_rebootstrap_mode(&storage, &mut mode)?;
+                break v;
+            }
+            Err(e) if !s.retry_bootstrap => return Err(e),
             Err(e) => {
+                if is_unknown_authority(&e) {
+                    attestation_disagrees(&storage, mode, s.rebootstrap_delay)?;
+                }
+                if is_permission_denied(&e) {
+                    return Err(e);
+                }
                 let Some(wait) = backoff.next(rand::random()) else {
                     return Err(e);
                 };
@@ -452,22 +618,49 @@ pub async fn run(
         }
     };
 
+    let mut manager_config = s.manager.clone();
+    manager_config.rebootstrap_mode = mode;
+    manager_config.rebootstrap_delay = s.rebootstrap_delay;
     let manager = Manager::new(
-        s.manager.clone(),
+        manager_config,
         storage.clone(),
         keys.clone(),
         s.node_attestor.1.clone(),
         creds,
         bundle,
     )?;
-    let mut backoff = Backoff::new(BOOTSTRAP_BACKOFF).with_max_elapsed(BOOTSTRAP_MAX_ELAPSED);
+    let mut backoff = Backoff::new(BOOTSTRAP_BACKOFF).with_max_elapsed(max_elapsed);
     loop {
         match manager.initialize().await {
-            Ok(()) => break,
+            Ok(()) => {
+                if s.retry_bootstrap {
+                    bootstrap_succeeded(&storage, true)?;
+                }
+                break;
+            }
             Err(e) if !s.retry_bootstrap || e.should_reattest() || e.should_shutdown() => {
                 return Err(e.into());
             }
             Err(e) => {
+                if e.is_unknown_authority() && mode != RebootstrapMode::Never {
+                    let now = SystemTime::now();
+                    let start = storage.update_bootstrap(|st| st.start_time(now))?;
+                    match disagreement(start, now, s.rebootstrap_delay) {
+                        Disagreement::Wait { time_left } => tracing::info!(
+                            "time left" = %spire_config::format_go_duration(time_left),
+                            "Trust Bandle and Server dont agree.... Ignoring for now."
+                        ),
+                        Disagreement::Rebootstrap => {
+                            tracing::info!(
+                                "Trust Bandle and Server dont agree.... rebootstrapping"
+                            );
+                            storage.force_rebootstrap(now)?;
+                            return Err(AgentError::Rebootstrap(
+                                "Agent needs to rebootstrap. shutting down",
+                            ));
+                        }
+                    }
+                }
                 let Some(wait) = backoff.next(rand::random()) else {
                     return Err(e.into());
                 };
@@ -485,7 +678,7 @@ pub async fn run(
         ProcFs::default(),
     ));
     let api = WorkloadApi::new(manager.clone(), attestation, s.workload_api.clone());
-    let listener = endpoints::bind(&s.socket_path, 0o777)?;
+    let listener = endpoints::bind_logged(&s.socket_path, 0o777, "spire agent UDS")?;
     tracing::info!(
         subsystem_name = "endpoints",
         address = %s.socket_path.display(),
@@ -503,7 +696,7 @@ pub async fn run(
     ));
     let admin = match &s.admin_socket_path {
         Some(path) => {
-            let l = endpoints::bind(path, 0o770)?;
+            let l = endpoints::bind_logged(path, 0o770, "admin UDS")?;
             tracing::info!(subsystem_name = "endpoints", address = %path.display(), network = "unix", "Starting Admin APIs");
             Some(tokio::spawn(endpoints::serve_admin_api(
                 l,

@@ -49,6 +49,14 @@ impl AttestError {
             _ => None,
         }
     }
+
+    /// Whether the server's certificate does not chain to the bundle used.
+    pub fn is_unknown_authority(&self) -> bool {
+        match self {
+            AttestError::Client(c) => c.is_unknown_authority(),
+            _ => false,
+        }
+    }
 }
 
 struct Exchange {

@@ -143,6 +143,15 @@ impl ClientError {
         )
     }
 
+    /// Whether the server's certificate does not chain to the agent's bundle (SPIRE's
+    /// `x509util.IsUnknownAuthorityError`).
+    pub fn is_unknown_authority(&self) -> bool {
+        match self {
+            ClientError::Status { status, .. } => spire_tls::is_unknown_authority(status),
+            _ => spire_tls::is_unknown_authority(self),
+        }
+    }
+
     /// Whether the server does not know the RPC (reference SPIRE and our extensions).
     pub fn is_unimplemented(&self) -> bool {
         self.status()
@@ -186,17 +195,19 @@ pub fn channel(address: &str, connector: TlsConnector) -> Result<Channel, Client
 }
 
 /// A TLS connector verifying the server as `spiffe://<td>/spire/server` against `bundles`,
-/// presenting `svid` when given; `insecure` skips verification (`insecure_bootstrap`).
+/// presenting `svid` when given; `insecure` (`insecure_bootstrap`) skips chain verification
+/// but still requires the server's certificate to name `spiffe://<td>/spire/server`, as
+/// SPIRE does.
 pub fn connector(
     trust_domain: &TrustDomain,
     bundles: Arc<dyn BundleProvider>,
     svid: Option<Arc<SvidResolver>>,
     insecure: bool,
 ) -> Result<TlsConnector, ClientError> {
+    let server_id = server_id(trust_domain)?;
     let verifier = if insecure {
-        PeerVerifier::insecure()
+        PeerVerifier::insecure_bootstrap(server_id)
     } else {
-        let server_id = server_id(trust_domain)?;
         PeerVerifier::new(bundles, Authorize::Id(server_id))
     };
     let config =

@@ -1,9 +1,11 @@
 //! The agent's sockets: the public Workload API socket (with gRPC health) and the optional
 //! admin socket (`spire.agent.debug.v1.Debug`).
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
 
 use spire_proto::grpc::health::v1::health_server::HealthServer;
 use spire_proto::spire::agent::debug::v1 as debugv1;
@@ -20,29 +22,33 @@ use crate::workload::{HealthService, WorkloadApi};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndpointError {
-    /// The socket could not be created.
-    #[error("create UDS listener: {0}")]
-    Listen(std::io::Error),
-    /// Permissions could not be set.
-    #[error("unable to change UDS permissions: {0}")]
-    Chmod(std::io::Error),
+    /// The socket could not be set up.
+    #[error(transparent)]
+    Bind(#[from] spire_uds::BindError),
     /// Serving failed.
     #[error("{0}")]
     Serve(#[from] tonic::transport::Error),
 }
 
+/// Mode of directories created for the agent's sockets (SPIRE's `prepareEndpoints`).
+pub const SOCKET_DIR_MODE: u32 = 0o755;
+
+/// Creates the parent directories (0755, as SPIRE), removes a stale socket, binds and sets
+/// `mode`; `what` names the directory in the log line SPIRE prints when it creates it
+/// (`spire agent UDS` or `admin UDS`).
+pub fn bind_logged(path: &Path, mode: u32, what: &str) -> Result<UnixListener, EndpointError> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        tracing::info!(dir = %dir.display(), "Creating {what} directory");
+    }
+    Ok(spire_uds::bind(path, SOCKET_DIR_MODE, mode)?)
+}
+
 /// Creates the parent directories, removes a stale socket, binds and sets `mode`.
 pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, EndpointError> {
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(parent).map_err(EndpointError::Listen)?;
-    }
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path).map_err(EndpointError::Listen)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(EndpointError::Chmod)?;
-    Ok(listener)
+    Ok(spire_uds::bind(path, SOCKET_DIR_MODE, mode)?)
 }
 
 /// Serves the Workload API and health on `listener` until `shutdown` completes.
@@ -59,16 +65,67 @@ pub async fn serve_workload_api(
     Ok(())
 }
 
+/// How long a `GetInfo` answer is reused (SPIRE's `cacheExpiry`).
+pub const GET_INFO_CACHE: Duration = Duration::from_secs(5);
+
+/// Go's zero `time.Time` as Unix seconds: what SPIRE reports as the last sync before any.
+const GO_ZERO_UNIX: i64 = -62_135_596_800;
+
 /// `spire.agent.debug.v1.Debug`.
 #[derive(Debug, Clone)]
 pub struct DebugService {
     manager: Arc<Manager>,
+    cached: Arc<Mutex<Option<(Instant, debugv1::GetInfoResponse)>>>,
 }
 
 impl DebugService {
     /// Reports on `manager`.
     pub fn new(manager: Arc<Manager>) -> Self {
-        Self { manager }
+        Self {
+            manager,
+            cached: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The agent SVID's verified chain, leaf first and the bundle's authority last, as
+    /// SPIRE reports it.
+    fn svid_chain(&self) -> Result<Vec<debugv1::get_info_response::Cert>, Status> {
+        let chain = self.manager.agent_svid();
+        let leaf = chain.first().ok_or_else(|| {
+            Status::internal("failed to verify agent SVID: no certificates found")
+        })?;
+        let authorities = self
+            .manager
+            .bundle()
+            .map(|b| b.x509_ders())
+            .unwrap_or_default();
+        let above = spiffe_core::x509svid::verify_x509_path(
+            leaf,
+            &chain[1..],
+            &authorities,
+            SystemTime::now(),
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "Failed to verify agent SVID");
+            Status::internal(format!("failed to verify agent SVID: {e}"))
+        })?;
+        let mut out = Vec::with_capacity(1 + above.len());
+        for der in std::iter::once(leaf).chain(above.iter()) {
+            let facts =
+                spire_pki::certificate_facts(der).map_err(|e| Status::internal(e.to_string()))?;
+            let id = spiffe_core::x509svid::id_from_der(der)
+                .ok()
+                .map(|id| types::Spiffeid {
+                    trust_domain: id.trust_domain_name().to_string(),
+                    path: id.path().to_string(),
+                });
+            out.push(debugv1::get_info_response::Cert {
+                id,
+                expires_at: facts.not_after,
+                subject: facts.subject,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -78,38 +135,31 @@ impl debugv1::debug_server::Debug for DebugService {
         &self,
         _req: Request<debugv1::GetInfoRequest>,
     ) -> Result<Response<debugv1::GetInfoResponse>, Status> {
-        let mut svid_chain = Vec::new();
-        for der in self.manager.agent_svid() {
-            let facts =
-                spire_pki::certificate_facts(&der).map_err(|e| Status::internal(e.to_string()))?;
-            let id = spiffe_core::x509svid::id_from_der(&der)
-                .ok()
-                .map(|id| types::Spiffeid {
-                    trust_domain: id.trust_domain_name().to_string(),
-                    path: id.path().to_string(),
-                });
-            svid_chain.push(debugv1::get_info_response::Cert {
-                id,
-                expires_at: facts.not_after,
-                subject: facts.subject,
-            });
+        if let Some((at, resp)) = self.cached.lock().as_ref()
+            && at.elapsed() < GET_INFO_CACHE
+        {
+            return Ok(Response::new(resp.clone()));
         }
-        let x509 = i32::try_from(self.manager.x509_svid_count()).unwrap_or(i32::MAX);
+        let svid_chain = self.svid_chain()?;
+        let x509 = i32::try_from(self.manager.x509_svid_count())
+            .map_err(|_| Status::internal("out of range value for X.509 SVIDs count"))?;
         #[allow(deprecated, reason = "SPIRE still fills the deprecated svids_count")]
         let resp = debugv1::GetInfoResponse {
             svid_chain,
-            uptime: i32::try_from(self.manager.uptime().as_secs()).unwrap_or(i32::MAX),
+            uptime: i32::try_from(self.manager.uptime().as_secs())
+                .map_err(|_| Status::internal("invalid value for uptime"))?,
             svids_count: x509,
             last_sync_success: self
                 .manager
                 .last_sync()
                 .map(crate::core::entry::to_unix)
-                .unwrap_or(0),
+                .unwrap_or(GO_ZERO_UNIX),
             cached_x509_svids_count: x509,
             cached_jwt_svids_count: i32::try_from(self.manager.jwt_svid_count())
-                .unwrap_or(i32::MAX),
+                .map_err(|_| Status::internal("out of range value for JWT SVIDs count"))?,
             cached_svidstore_x509_svids_count: 0,
         };
+        *self.cached.lock() = Some((Instant::now(), resp.clone()));
         Ok(Response::new(resp))
     }
 }

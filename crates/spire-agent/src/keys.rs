@@ -2,25 +2,23 @@
 //! `agent-svid-B` (a rotation writes the slot not in use, so the current key survives until
 //! the new SVID is in place).
 //!
-//! The TLS stack needs the key itself, while `spire_plugin::KeyManager` only hands out
-//! signers. For the built-in `disk` KeyManager the key is read back from the KeyManager's
-//! own file (SPIRE's `keys.json` format); the `memory` KeyManager is reproduced here, since
-//! its keys never leave the process anyway.
+//! The key never leaves the KeyManager: CSRs are signed and TLS handshakes are answered
+//! through the KeyManager's [`Signer`], which `spire_tls::SvidResolver::set_signer` and
+//! `spire_pki::make_csr_with_signer` accept.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use parking_lot::Mutex;
-use spiffe_core::{KeyType, PrivateKey};
-use spire_plugin::KeyManager as _;
+use spiffe_core::KeyType;
+use spire_plugin::{KeyManager, Signer};
 use spire_plugins::keymanager::LocalKeyManager;
 
 /// Key ID of slot A.
 pub const SLOT_A: &str = "agent-svid-A";
 /// Key ID of slot B.
 pub const SLOT_B: &str = "agent-svid-B";
+
+/// The agent SVID key type (SPIRE's `keymanager.ForSVID`).
+pub const SVID_KEY_TYPE: KeyType = KeyType::EcP256;
 
 /// Errors of the SVID key store.
 #[derive(Debug, thiserror::Error)]
@@ -29,121 +27,57 @@ pub enum KeyStoreError {
     /// The KeyManager failed.
     #[error("{0}")]
     KeyManager(#[from] spire_plugin::PluginError),
-    /// The key file could not be read back.
-    #[error("unable to read key {id:?} back from {path}: {reason}")]
-    ReadBack {
-        /// Key ID.
-        id: String,
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Key generation failed.
-    #[error("unable to generate key: {0}")]
-    Generate(String),
 }
 
-/// A key in a slot: its ID and PKCS#8 DER.
-#[derive(Clone)]
+/// A key in a slot: its ID and a signer for it.
+#[derive(Debug, Clone)]
 pub struct SlotKey {
     /// `agent-svid-A` or `agent-svid-B`.
     pub id: String,
-    /// PKCS#8 DER.
-    pub pkcs8: Vec<u8>,
-}
-
-impl std::fmt::Debug for SlotKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlotKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
+    /// Signs with the key inside the KeyManager.
+    pub signer: Arc<dyn Signer>,
 }
 
 impl SlotKey {
-    /// The parsed key.
-    pub fn private_key(&self) -> Result<PrivateKey, KeyStoreError> {
-        PrivateKey::from_pkcs8_der(&self.pkcs8).map_err(|e| KeyStoreError::Generate(e.to_string()))
+    /// The key's PKIX public key (DER).
+    pub fn spki_der(&self) -> &[u8] {
+        self.signer.public_key().spki_der()
     }
 }
 
-/// Where the agent SVID keys live.
-#[derive(Debug)]
-pub enum SvidKeyStore {
-    /// The `memory` KeyManager.
-    Memory(Mutex<BTreeMap<String, Vec<u8>>>),
-    /// The `disk` KeyManager writing `<directory>/keys.json`.
-    Disk {
-        /// The KeyManager.
-        km: LocalKeyManager,
-        /// Its key file.
-        path: PathBuf,
-    },
+/// Where the agent SVID keys live: the agent's KeyManager.
+#[derive(Debug, Clone)]
+pub struct SvidKeyStore {
+    km: Arc<dyn KeyManager>,
 }
 
 impl SvidKeyStore {
-    /// The `memory` KeyManager.
-    pub fn memory() -> Self {
-        SvidKeyStore::Memory(Mutex::new(BTreeMap::new()))
+    /// Keys in `km`.
+    pub fn new(km: Arc<dyn KeyManager>) -> Self {
+        Self { km }
     }
 
-    /// The `disk` KeyManager over `directory`.
+    /// The `memory` KeyManager.
+    pub fn memory() -> Self {
+        Self::new(Arc::new(LocalKeyManager::memory()))
+    }
+
+    /// The `disk` KeyManager over `directory` (`<directory>/keys.json`).
     pub fn disk(directory: &str) -> Result<Self, KeyStoreError> {
         let config = spire_plugins::keymanager::AgentDiskConfig {
             directory: directory.to_string(),
         };
-        let km = LocalKeyManager::agent_disk(&config)?;
-        Ok(SvidKeyStore::Disk {
-            km,
-            path: PathBuf::from(directory).join("keys.json"),
-        })
-    }
-
-    fn read_back(path: &PathBuf, id: &str) -> Result<Option<Vec<u8>>, KeyStoreError> {
-        let err = |reason: String| KeyStoreError::ReadBack {
-            id: id.to_string(),
-            path: path.clone(),
-            reason,
-        };
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(err(e.to_string())),
-        };
-        #[derive(serde::Deserialize)]
-        struct KeysFile {
-            #[serde(default)]
-            keys: BTreeMap<String, String>,
-        }
-        let file: KeysFile = serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
-        match file.keys.get(id) {
-            None => Ok(None),
-            Some(b64) => STANDARD
-                .decode(b64.as_bytes())
-                .map(Some)
-                .map_err(|e| err(e.to_string())),
-        }
+        Ok(Self::new(Arc::new(LocalKeyManager::agent_disk(&config)?)))
     }
 
     /// The SVID keys present, A before B.
     pub async fn keys(&self) -> Result<Vec<SlotKey>, KeyStoreError> {
         let mut out = Vec::new();
         for id in [SLOT_A, SLOT_B] {
-            let pkcs8 = match self {
-                SvidKeyStore::Memory(m) => m.lock().get(id).cloned(),
-                SvidKeyStore::Disk { km, path } => {
-                    if km.get_public_key(id).await?.is_none() {
-                        None
-                    } else {
-                        Self::read_back(path, id)?
-                    }
-                }
-            };
-            if let Some(pkcs8) = pkcs8 {
+            if self.km.get_public_key(id).await?.is_some() {
                 out.push(SlotKey {
                     id: id.to_string(),
-                    pkcs8,
+                    signer: self.km.signer(id).await?,
                 });
             }
         }
@@ -157,36 +91,10 @@ impl SvidKeyStore {
         } else {
             SLOT_A
         };
-        let pkcs8 = match self {
-            SvidKeyStore::Memory(m) => {
-                let key = PrivateKey::generate(KeyType::EcP256)
-                    .map_err(|e| KeyStoreError::Generate(e.to_string()))?;
-                let der = key.pkcs8_der().to_vec();
-                m.lock().insert(id.to_string(), der.clone());
-                der
-            }
-            SvidKeyStore::Disk { km, path } => {
-                let managed = km.generate_key(id, KeyType::EcP256).await?;
-                let der = Self::read_back(path, id)?.ok_or_else(|| KeyStoreError::ReadBack {
-                    id: id.to_string(),
-                    path: path.clone(),
-                    reason: "key missing after generation".into(),
-                })?;
-                let key = PrivateKey::from_pkcs8_der(&der)
-                    .map_err(|e| KeyStoreError::Generate(e.to_string()))?;
-                if key.public_key() != &managed.public_key {
-                    return Err(KeyStoreError::ReadBack {
-                        id: id.to_string(),
-                        path: path.clone(),
-                        reason: "key file does not match the KeyManager".into(),
-                    });
-                }
-                der
-            }
-        };
+        self.km.generate_key(id, SVID_KEY_TYPE).await?;
         Ok(SlotKey {
             id: id.to_string(),
-            pkcs8,
+            signer: self.km.signer(id).await?,
         })
     }
 }
@@ -194,6 +102,7 @@ impl SvidKeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spire_plugin::SignatureKind;
 
     #[tokio::test]
     async fn slots_alternate_and_disk_persists() {
@@ -205,12 +114,24 @@ mod tests {
         assert_eq!(a.id, SLOT_A);
         let b = store.generate(Some(SLOT_A)).await.unwrap();
         assert_eq!(b.id, SLOT_B);
+        assert_ne!(a.spki_der(), b.spki_der());
+        // A KeyManager opened again on the same directory has the same keys.
         let again = SvidKeyStore::disk(&d).unwrap();
         let keys = again.keys().await.unwrap();
         assert_eq!(keys.len(), 2);
-        assert_eq!(keys[0].pkcs8, a.pkcs8);
-        assert_eq!(keys[1].pkcs8, b.pkcs8);
-        assert!(keys[0].private_key().is_ok());
+        assert_eq!(keys[0].spki_der(), a.spki_der());
+        assert_eq!(keys[1].spki_der(), b.spki_der());
+        let es256 = SignatureKind::Jws(spiffe_core::keys::JwsAlgorithm::ES256);
+        let sig = keys[0].signer.sign(b"msg", es256).unwrap();
+        assert!(a.signer.public_key().verify_jws(
+            spiffe_core::keys::JwsAlgorithm::ES256,
+            b"msg",
+            &sig
+        ));
+        // Rotating from B writes A again, with a new key.
+        let a2 = again.generate(Some(SLOT_B)).await.unwrap();
+        assert_eq!(a2.id, SLOT_A);
+        assert_ne!(a2.spki_der(), a.spki_der());
 
         let mem = SvidKeyStore::memory();
         let k = mem.generate(Some(SLOT_B)).await.unwrap();

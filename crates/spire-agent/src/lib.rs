@@ -6,8 +6,8 @@
 //!
 //! Module map:
 //! - [`core`]: the sans-IO decisions (rotation, sync protocol, entry/SVID cache with LRU
-//!   eviction, JWT cache, attestation cache, backoff). Takes `now` and random draws as
-//!   arguments; no I/O.
+//!   eviction, JWT cache, attestation cache, backoff, bootstrap bookkeeping and the
+//!   rebootstrap decision). Takes `now` and random draws as arguments; no I/O.
 //! - [`client`]: the gRPC client to the server (mutual TLS via `spire-tls`).
 //! - [`attest`]: node attestation (`Agent/AttestAgent` + `Bundle/GetBundle`).
 //! - [`manager`]: the async shell: sync loop, push stream, SVID issuance, agent SVID
@@ -15,7 +15,8 @@
 //! - [`workload`], [`workload_attestor`], [`peertracker`], [`endpoints`]: the Workload API
 //!   and admin sockets, caller identification and the PID-reuse guard.
 //! - [`storage`], [`keys`], [`trustbundle`]: the data directory (`agent-data.json`), the
-//!   agent SVID key slots, the bootstrap bundle.
+//!   agent SVID key slots (signers into the KeyManager; keys never leave it), the bootstrap
+//!   bundle (file, or `trust_bundle_url` over https or a UNIX socket).
 //! - [`agent`]: start-up and the run loop; [`logging`]: logrus-format logs; [`cli`]: the
 //!   `run` and `validate` commands.
 //!
@@ -28,7 +29,6 @@ pub mod cli;
 pub mod client;
 pub mod core;
 pub mod endpoints;
-pub mod h2fix;
 pub mod keys;
 pub mod logging;
 pub mod manager;

@@ -19,12 +19,13 @@ use tokio::sync::{Notify, watch};
 use crate::attest::{AttestError, attest};
 use crate::client::{self, ClientError, ServerClient};
 use crate::core::backoff::{Backoff, SizeLimit};
+use crate::core::bootstrap::{Disagreement, RebootstrapMode, disagreement};
 use crate::core::cache::{Cache, SelectorSet, SubscriberId, WorkloadUpdate};
 use crate::core::entry::{Entry, X509SvidRecord, from_unix};
 use crate::core::jwt_cache::{CachedJwtSvid, JwtCache};
 use crate::core::rotation::{AgentSvidAction, RotationStrategy, jwt_expired, x509_expired};
 use crate::keys::{KeyStoreError, SlotKey, SvidKeyStore};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 
 /// SPIRE's default sync interval, also the cap on the first interval.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(5);
@@ -58,6 +59,10 @@ pub struct ManagerConfig {
     pub node_attestor_name: String,
     /// Whether to try the `spirers.sync.v1` push stream.
     pub use_push: bool,
+    /// `rebootstrap_mode` (after the start-up check against re-attestability).
+    pub rebootstrap_mode: RebootstrapMode,
+    /// `rebootstrap_delay`.
+    pub rebootstrap_delay: Duration,
 }
 
 /// The agent's own credentials.
@@ -90,6 +95,15 @@ pub enum ManagerError {
     /// TLS setup failed.
     #[error("{0}")]
     Tls(String),
+    /// The agent data file failed.
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    /// Synchronisation failed in a way the agent does not recover from.
+    #[error("failed to sync with SPIRE Server: {0}")]
+    SyncFailed(Box<ManagerError>),
+    /// The agent forgot its SVID and bundle and stops, to bootstrap again on its next start.
+    #[error("shutting down for rebootstrapping")]
+    Rebootstrap,
     /// The agent SVID expired and could not be replaced.
     #[error("current SVID has already expired and {action} failed: {cause}")]
     Expired {
@@ -110,6 +124,15 @@ impl ManagerError {
         }
     }
 
+    /// Whether the server's certificate does not chain to the agent's bundle.
+    pub fn is_unknown_authority(&self) -> bool {
+        match self {
+            ManagerError::Client(c) => c.is_unknown_authority(),
+            ManagerError::Attest(a) => a.is_unknown_authority(),
+            _ => false,
+        }
+    }
+
     /// Whether the agent is banned.
     pub fn should_shutdown(&self) -> bool {
         match self {
@@ -118,6 +141,25 @@ impl ManagerError {
             _ => false,
         }
     }
+}
+
+/// SPIRE's `SetSuccess`: bootstrapping is over; logs how long it took. With
+/// `only_if_running`, nothing happens unless a bootstrap or a disagreement with the server
+/// is under way (`SetSuccessIfRunning`).
+pub fn bootstrap_succeeded(storage: &Storage, only_if_running: bool) -> Result<(), StorageError> {
+    let now = SystemTime::now();
+    let success = storage
+        .update_bootstrap(|st| (!only_if_running || st.running()).then(|| st.succeeded(now)))?;
+    if let Some(ok) = success {
+        tracing::info!(
+            Logger = "TrustBundleSources",
+            "Success after {} attempts={}",
+            spire_config::format_go_duration(ok.elapsed),
+            ok.attempts
+        );
+        tracing::info!(Logger = "TrustBundleSources", "Setting use.");
+    }
+    Ok(())
 }
 
 fn pki(e: impl std::fmt::Display) -> ManagerError {
@@ -191,7 +233,7 @@ impl Manager {
     ) -> Result<Arc<Self>, ManagerError> {
         let resolver = SvidResolver::new();
         resolver
-            .set(&creds.chain, &creds.key.pkcs8)
+            .set_signer(&creds.chain, creds.key.signer.clone())
             .map_err(|e| ManagerError::Tls(e.to_string()))?;
         let mut set = BundleSet::new();
         set.insert(bundle.clone());
@@ -240,6 +282,11 @@ impl Manager {
     /// The current agent SVID chain.
     pub fn agent_svid(&self) -> Vec<Vec<u8>> {
         self.creds.lock().chain.clone()
+    }
+
+    /// The trust domain's bundle.
+    pub fn bundle(&self) -> Option<Arc<Bundle>> {
+        self.cache.lock().bundle()
     }
 
     /// When the last sync succeeded.
@@ -560,13 +607,25 @@ impl Manager {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.sync_now.notified() => {}
             }
-            match self.synchronize().await {
+            let result = self.synchronize().await;
+            if result.is_ok() {
+                bootstrap_succeeded(&self.storage, true)?;
+            }
+            match result {
                 Ok(()) => {
                     backoff.reset();
                     wait = backoff.next(rand::random()).unwrap_or(interval);
                     if self.x509_svid_count() == 0 {
                         wait = wait.min(DEFAULT_SYNC_INTERVAL);
                     }
+                }
+                Err(e) if e.is_unknown_authority() => {
+                    self.server_disagrees(e)?;
+                    backoff.reset();
+                    wait = backoff
+                        .next(rand::random())
+                        .unwrap_or(interval)
+                        .min(DEFAULT_SYNC_INTERVAL);
                 }
                 Err(e) if e.should_reattest() || e.should_shutdown() => {
                     tracing::error!(subsystem_name = "manager", error = %e, "Synchronize failed");
@@ -576,6 +635,37 @@ impl Manager {
                     tracing::error!(subsystem_name = "manager", error = %e, "Synchronize failed");
                     wait = backoff.next(rand::random()).unwrap_or(max);
                 }
+            }
+        }
+    }
+
+    /// The server's certificate no longer chains to our bundle (SPIRE's synchronizer):
+    /// fatal with `rebootstrap_mode = "never"`; else tolerated for `rebootstrap_delay`, after
+    /// which the agent forgets its SVID and bundle and stops, to bootstrap again.
+    #[allow(
+        clippy::print_stdout,
+        reason = "SPIRE prints these two lines on stdout, not through its logger"
+    )]
+    fn server_disagrees(&self, e: ManagerError) -> Result<(), ManagerError> {
+        if self.cfg.rebootstrap_mode == RebootstrapMode::Never {
+            tracing::info!(subsystem_name = "manager", error = %e, "Synchronize failed, non-recoverable error");
+            return Err(ManagerError::SyncFailed(Box::new(e)));
+        }
+        let now = SystemTime::now();
+        let start = self.storage.update_bootstrap(|st| st.start_time(now))?;
+        match disagreement(start, now, self.cfg.rebootstrap_delay) {
+            Disagreement::Wait { time_left } => {
+                println!(
+                    "Trust Bandle and Server dont agree.... Ignoring for now. Rebootstrap timeout left: {}",
+                    spire_config::format_go_duration(time_left)
+                );
+                Ok(())
+            }
+            Disagreement::Rebootstrap => {
+                print!("Trust Bandle and Server dont agree.... rebootstrapping");
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                self.storage.force_rebootstrap(now)?;
+                Err(ManagerError::Rebootstrap)
             }
         }
     }
@@ -660,7 +750,7 @@ impl Manager {
 
     fn install_creds(&self, creds: AgentCreds) -> Result<(), ManagerError> {
         self.resolver
-            .set(&creds.chain, &creds.key.pkcs8)
+            .set_signer(&creds.chain, creds.key.signer.clone())
             .map_err(|e| ManagerError::Tls(e.to_string()))?;
         self.store_svid(&creds.chain, creds.reattestable);
         *self.creds.lock() = creds;
@@ -673,7 +763,7 @@ impl Manager {
         tracing::debug!(subsystem_name = "svid_rotator", "Rotating agent SVID");
         let current = self.creds.lock().key.id.clone();
         let key = self.keys.generate(Some(&current)).await?;
-        let csr = spire_pki::make_csr(key.private_key()?, None).map_err(pki)?;
+        let csr = spire_pki::make_csr_with_signer(key.signer.clone(), None).map_err(pki)?;
         let chain = self.client.renew_agent(csr).await?;
         tracing::info!(
             subsystem_name = "svid_rotator",
@@ -697,7 +787,7 @@ impl Manager {
             .ok_or_else(|| ManagerError::Pki("bundle not found".into()))?;
         let current = self.creds.lock().key.id.clone();
         let key = self.keys.generate(Some(&current)).await?;
-        let csr = spire_pki::make_csr(key.private_key()?, None).map_err(pki)?;
+        let csr = spire_pki::make_csr_with_signer(key.signer.clone(), None).map_err(pki)?;
         let mut set = BundleSet::new();
         set.insert((*bundle).clone());
         let connector =

@@ -6,14 +6,8 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
-use tonic::transport::server::Connected;
-
-use crate::h2fix::AuthorityFixer;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,133 +120,37 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// A Unix stream with the caller recorded at accept time. Reads go through
-/// [`AuthorityFixer`] so that gRPC C-core clients are accepted.
-#[derive(Debug)]
-pub struct TrackedStream {
-    inner: UnixStream,
-    info: CallerInfo,
-    fixer: AuthorityFixer,
-    ready: Vec<u8>,
-    ready_pos: usize,
-    eof: bool,
-}
-
-impl TrackedStream {
-    /// Records the peer of `inner`.
-    pub fn new(inner: UnixStream, proc_fs: &ProcFs) -> Self {
-        let info = match inner.peer_cred() {
-            Ok(cred) => {
-                let pid = cred.pid().unwrap_or(0);
-                CallerInfo {
-                    pid,
-                    uid: cred.uid(),
-                    gid: cred.gid(),
-                    start_time: (pid > 0).then(|| proc_fs.start_time(pid).ok()).flatten(),
-                }
-            }
-            Err(_) => CallerInfo {
-                pid: 0,
-                uid: u32::MAX,
-                gid: u32::MAX,
-                start_time: None,
-            },
-        };
-        Self {
-            inner,
-            info,
-            fixer: AuthorityFixer::default(),
-            ready: Vec::new(),
-            ready_pos: 0,
-            eof: false,
-        }
-    }
-}
-
-impl Connected for TrackedStream {
-    type ConnectInfo = CallerInfo;
-    fn connect_info(&self) -> CallerInfo {
-        self.info.clone()
-    }
-}
-
-impl AsyncRead for TrackedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        loop {
-            if this.ready_pos < this.ready.len() {
-                let n = buf.remaining().min(this.ready.len() - this.ready_pos);
-                buf.put_slice(&this.ready[this.ready_pos..this.ready_pos + n]);
-                this.ready_pos += n;
-                if this.ready_pos == this.ready.len() {
-                    this.ready.clear();
-                    this.ready_pos = 0;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            if this.eof {
-                return Poll::Ready(Ok(()));
-            }
-            let mut tmp = [0u8; 8192];
-            let mut rb = ReadBuf::new(&mut tmp);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {
-                    let filled = rb.filled();
-                    if filled.is_empty() {
-                        this.eof = true;
-                        continue;
-                    }
-                    this.fixer.feed(filled, &mut this.ready)?;
-                }
+/// The caller on the other end of `stream`, from `SO_PEERCRED` and `/proc` at accept time.
+pub fn caller_info(stream: &UnixStream, proc_fs: &ProcFs) -> CallerInfo {
+    match stream.peer_cred() {
+        Ok(cred) => {
+            let pid = cred.pid().unwrap_or(0);
+            CallerInfo {
+                pid,
+                uid: cred.uid(),
+                gid: cred.gid(),
+                start_time: (pid > 0).then(|| proc_fs.start_time(pid).ok()).flatten(),
             }
         }
+        Err(_) => CallerInfo {
+            pid: 0,
+            uid: u32::MAX,
+            gid: u32::MAX,
+            start_time: None,
+        },
     }
 }
 
-impl AsyncWrite for TrackedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+/// A connection with its caller recorded at accept time; reads go through
+/// `spire_uds`'s `:authority` fix so that gRPC C-core clients are accepted.
+pub type TrackedStream = spire_uds::UdsStream<CallerInfo>;
 
 /// Accepted connections of `listener`, tracked.
 pub fn incoming(
     listener: UnixListener,
     proc_fs: ProcFs,
-) -> impl futures::Stream<Item = io::Result<TrackedStream>> {
-    futures::stream::unfold((listener, proc_fs), |(listener, proc_fs)| async move {
-        let item = listener
-            .accept()
-            .await
-            .map(|(s, _)| TrackedStream::new(s, &proc_fs));
-        Some((item, (listener, proc_fs)))
-    })
+) -> impl futures::Stream<Item = io::Result<TrackedStream>> + Send + 'static {
+    spire_uds::incoming_with(listener, move |s: &UnixStream| caller_info(s, &proc_fs))
 }
 
 #[cfg(test)]
@@ -274,8 +172,7 @@ mod tests {
         let _client = UnixStream::connect(&path).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let proc_fs = ProcFs::default();
-        let tracked = TrackedStream::new(server, &proc_fs);
-        let info = tracked.connect_info();
+        let info = caller_info(&server, &proc_fs);
         assert_eq!(info.pid, std::process::id() as i32);
         assert!(info.start_time.is_some());
         assert_eq!(proc_fs.check_alive(&info), Ok(()));

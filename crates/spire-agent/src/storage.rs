@@ -7,11 +7,14 @@
 //! mode 0600.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+
+use crate::core::bootstrap::BootstrapState;
 
 /// The file name in the data directory.
 pub const DATA_FILE: &str = "agent-data.json";
@@ -142,6 +145,41 @@ impl AgentData {
     }
 }
 
+/// Go's `time.Time` JSON (RFC 3339 with nanoseconds), `None` for the zero time.
+fn parse_go_time(text: &str) -> Option<SystemTime> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    // Go's zero time (year 1) and anything before the epoch mean "not set".
+    (t.unix_timestamp() >= 0).then(|| SystemTime::from(t))
+}
+
+fn format_go_time(t: Option<SystemTime>) -> String {
+    t.and_then(|t| {
+        time::OffsetDateTime::from(t)
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_else(zero_time)
+}
+
+impl AgentData {
+    /// The bootstrap bookkeeping, with SPIRE's reading of an unspecified use.
+    pub fn bootstrap_state(&self) -> BootstrapState {
+        BootstrapState::load(
+            self.bootstrap_use,
+            parse_go_time(&self.bootstrap_start_time),
+            self.connection_attempts,
+            !self.bundle.is_empty(),
+        )
+    }
+
+    fn set_bootstrap_state(&mut self, state: &BootstrapState) {
+        self.bootstrap_use = state.use_;
+        self.bootstrap_start_time = format_go_time(state.start_time);
+        self.connection_attempts = state.connection_attempts;
+    }
+}
+
 /// The data file of one data directory.
 #[derive(Debug)]
 pub struct Storage {
@@ -212,6 +250,35 @@ impl Storage {
     pub fn store_bundle(&self, bundle: &[Vec<u8>]) -> Result<(), StorageError> {
         self.update(|d| d.bundle = bundle.to_vec())
     }
+
+    /// Applies `f` to the bootstrap bookkeeping and stores the result (when it changed);
+    /// returns what `f` returned.
+    pub fn update_bootstrap<R>(
+        &self,
+        f: impl FnOnce(&mut BootstrapState) -> R,
+    ) -> Result<R, StorageError> {
+        let before = self.data.lock().bootstrap_state();
+        let mut after = before.clone();
+        let out = f(&mut after);
+        if after != before || self.data.lock().bootstrap_use != after.use_ {
+            self.update(|d| d.set_bootstrap_state(&after))?;
+        }
+        Ok(out)
+    }
+
+    /// SPIRE's `SetForceRebootstrap`: the bootstrap clock restarts at `now`, and the SVID
+    /// and bundle are forgotten, so that the next start attests again with the configured
+    /// trust bundle.
+    pub fn force_rebootstrap(&self, now: SystemTime) -> Result<(), StorageError> {
+        self.update(|d| {
+            let mut state = d.bootstrap_state();
+            state.force_rebootstrap(now);
+            d.set_bootstrap_state(&state);
+            d.svid.clear();
+            d.reattestable = false;
+            d.bundle.clear();
+        })
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +320,45 @@ mod tests {
         s.delete_svid().unwrap();
         let text = std::fs::read_to_string(dir.path().join(DATA_FILE)).unwrap();
         assert!(text.starts_with("{\"svid\":null,\"bundle\":[\""), "{text}");
+    }
+
+    #[test]
+    fn bootstrap_state_round_trips_and_force_rebootstrap_forgets() {
+        use crate::core::bootstrap::{USE_BOOTSTRAP, USE_REBOOTSTRAP};
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        let c = cert();
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_250);
+        // Nothing stored and no bundle: a first bootstrap, persisted as such.
+        let state = s.update_bootstrap(|st| st.clone()).unwrap();
+        assert_eq!(state.use_, USE_BOOTSTRAP);
+        assert_eq!(s.load().bootstrap_use, USE_BOOTSTRAP);
+        s.update_bootstrap(|st| st.fetching_bundle(t0)).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(DATA_FILE)).unwrap();
+        assert!(
+            text.contains(
+                "\"bootstrap_use\":1,\"bootstrap_start_time\":\"2023-11-14T22:13:20.25Z\",\"connection_attempts\":1"
+            ),
+            "{text}"
+        );
+        let again = Storage::open(dir.path()).unwrap();
+        assert_eq!(again.load().bootstrap_state().start_time, Some(t0));
+        s.store_svid(std::slice::from_ref(&c), true).unwrap();
+        s.store_bundle(std::slice::from_ref(&c)).unwrap();
+        s.force_rebootstrap(t0).unwrap();
+        let d = Storage::open(dir.path()).unwrap().load();
+        assert!(d.svid.is_empty() && d.bundle.is_empty() && !d.reattestable);
+        assert_eq!(d.bootstrap_use, USE_REBOOTSTRAP);
+        assert_eq!(d.connection_attempts, 0);
+        assert_eq!(d.bootstrap_state().start_time, Some(t0));
+        // An unspecified use with a bundle on file is a rebootstrap.
+        let mut fresh = AgentData {
+            bundle: vec![c],
+            ..AgentData::default()
+        };
+        assert_eq!(fresh.bootstrap_state().use_, USE_REBOOTSTRAP);
+        fresh.bundle.clear();
+        assert_eq!(fresh.bootstrap_state().start_time, None);
     }
 
     #[test]

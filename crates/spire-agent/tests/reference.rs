@@ -378,39 +378,10 @@ async fn short_ttls_rotate_before_expiry() {
     wait_svid(&agent, "spiffe://example.org/rot", Duration::from_secs(10)).await;
 }
 
-fn x509pop_material(
-    dir: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(vec![]).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "x509pop test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let node_key = KeyPair::generate().unwrap();
-    let mut node_params = CertificateParams::new(vec![]).unwrap();
-    node_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "node-1");
-    node_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let node = node_params.signed_by(&node_key, &issuer).unwrap();
-    let ca_path = dir.join("ca.pem");
-    let cert_path = dir.join("node.pem");
-    let key_path = dir.join("node.key");
-    std::fs::write(&ca_path, ca.pem()).unwrap();
-    std::fs::write(&cert_path, node.pem()).unwrap();
-    std::fs::write(&key_path, node_key.serialize_pem()).unwrap();
-    (ca_path, cert_path, key_path)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x509pop_attests_and_reattests_after_evict() {
     let material = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = x509pop_material(material.path());
+    let (ca, cert, key) = support::x509pop_material(material.path());
     let server = Server::start(
         "",
         &format!(
@@ -503,7 +474,7 @@ with WorkloadApiClient() as client:
         .await
         .unwrap();
     // grpcio (C-core) sends the percent-encoded socket path as `:authority`, which h2
-    // rejects; `spire_agent::h2fix` rewrites it. Without that, this fails with RST_STREAM.
+    // rejects; `spire_uds::h2fix` rewrites it. Without that, this fails with RST_STREAM.
     assert!(
         out.status.success(),
         "py-spiffe failed:\n{}",

@@ -531,7 +531,15 @@ pub fn parse_csr(der: &[u8]) -> Result<Csr, PkiError> {
 /// Makes a CSR for `key`; with `id`, the CSR carries it as a URI SAN (SPIRE's agent sends
 /// none, workloads' CSRs carry theirs).
 pub fn make_csr(key: PrivateKey, id: Option<&SpiffeId>) -> Result<Vec<u8>, PkiError> {
-    let signer: Arc<dyn Signer> = Arc::new(LocalSigner::new("csr", key));
+    make_csr_with_signer(Arc::new(LocalSigner::new("csr", key)), id)
+}
+
+/// Makes a CSR signed by `signer` (a KeyManager key that never leaves its KeyManager); with
+/// `id`, the CSR carries it as a URI SAN.
+pub fn make_csr_with_signer(
+    signer: Arc<dyn Signer>,
+    id: Option<&SpiffeId>,
+) -> Result<Vec<u8>, PkiError> {
     let rc = RcgenSigner::new(signer)?;
     let mut p = CertificateParams::default();
     p.distinguished_name = DistinguishedName::new();

@@ -1,10 +1,10 @@
-//! The two listeners: the UNIX socket (every service; every caller is local) and the TCP
-//! port (agent-facing services over TLS with the server's SVID, client certificates
-//! optional and verified against our bundles when given).
+//! The two listeners: the UNIX socket (every service; every caller is local; served through
+//! `spire_uds` so that gRPC C-core clients are accepted too) and the TCP port (agent-facing
+//! services over TLS with the server's SVID, client certificates optional and verified
+//! against our bundles when given).
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use spire_proto::spirers::sync::v1::sync_server::SyncServer;
 use spire_tls::{Authorize, PeerVerifier, TlsAcceptor};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::api;
 use crate::auth::AuthLayer;
@@ -48,29 +48,15 @@ pub enum EndpointsError {
 /// are paged, but generous limits avoid the size cliff users hit).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
-/// Binds the UNIX socket: parent directory 0750, socket 0770, a stale socket replaced.
+/// Binds the UNIX socket as SPIRE does: parent directory 0750, socket 0770, a stale socket
+/// replaced.
 fn bind_unix(path: &Path) -> Result<UnixListener, EndpointsError> {
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            EndpointsError::Listen(format!("unable to create socket directory: {e}"))
-        })?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(EndpointsError::Listen(format!(
-                "unable to remove stale socket: {e}"
-            )));
-        }
-    }
-    let l = UnixListener::bind(path)
-        .map_err(|e| EndpointsError::Listen(format!("error creating UDS listener: {e}")))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o770))
-        .map_err(|e| EndpointsError::Listen(format!("unable to change UDS permissions: {e}")))?;
-    Ok(l)
+    spire_uds::bind(path, 0o750, 0o770).map_err(|e| {
+        EndpointsError::Listen(match e {
+            spire_uds::BindError::Listen(e) => format!("error creating UDS listener: {e}"),
+            other => other.to_string(),
+        })
+    })
 }
 
 /// Serves both listeners until `shutdown` resolves.
@@ -183,10 +169,9 @@ pub async fn serve(
     });
     let mut stop_uds = stop_rx.clone();
     let mut stop_tcp = stop_rx;
-    let uds_fut =
-        uds_router.serve_with_incoming_shutdown(UnixListenerStream::new(uds), async move {
-            let _ = stop_uds.wait_for(|s| *s).await;
-        });
+    let uds_fut = uds_router.serve_with_incoming_shutdown(spire_uds::incoming(uds), async move {
+        let _ = stop_uds.wait_for(|s| *s).await;
+    });
     let tcp_fut =
         tcp_router.serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), async move {
             let _ = stop_tcp.wait_for(|s| *s).await;

@@ -2,10 +2,16 @@
 //!
 //! - Crypto provider: aws-lc-rs, installed once by [`provider`].
 //! - Certificates presented: [`SvidResolver`] holds the current X509-SVID and key and can be
-//!   swapped at any time (rotation without restarting listeners).
+//!   swapped at any time (rotation without restarting listeners). The key is either a PKCS#8
+//!   key in this process or a `spire_plugin::Signer`, so that keys held by a KeyManager are
+//!   used without ever leaving it.
 //! - Peer verification: SPIFFE rules via `spiffe-core` (X509-SVID structure, path to the
 //!   bundle of the peer's trust domain), never web-PKI host names. [`PeerVerifier`] checks
 //!   the peer against a bundle source and, optionally, an expected SPIFFE ID.
+//!
+//! - Web PKI (only for fetching `trust_bundle_url` over https): [`web_client_config`] over
+//!   [`system_roots`], the platform's roots as Go finds them (`SSL_CERT_FILE`,
+//!   `SSL_CERT_DIR`, then the usual files).
 //!
 //! Architecture invariant: no other crate constructs a `rustls::ServerConfig` or
 //! `rustls::ClientConfig`.
@@ -19,10 +25,13 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureAlgorithm, SignatureScheme};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer, UnixTime};
+use spiffe_core::keys::{Curve, JwsAlgorithm, PublicKeyKind};
 use spiffe_core::{BundleSet, SpiffeId, TrustDomain, X509BundleSource, x509svid};
+use spire_plugin::{SignatureKind, Signer};
 
+pub use rustls_pki_types::{CertificateDer, ServerName};
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// Errors building TLS configuration.
@@ -58,6 +67,142 @@ pub fn certified_key(chain: &[Vec<u8>], pkcs8: &[u8]) -> Result<Arc<CertifiedKey
     Ok(Arc::new(CertifiedKey::new(certs, signing)))
 }
 
+/// A certificate chain to present whose private key is reachable only through `signer`
+/// (a KeyManager key). The leaf's public key must be the signer's.
+pub fn certified_key_with_signer(
+    chain: &[Vec<u8>],
+    signer: Arc<dyn Signer>,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let key = SignerKey::new(signer)?;
+    let certs = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.clone()))
+        .collect();
+    let certified = CertifiedKey::new(certs, Arc::new(key));
+    certified
+        .keys_match()
+        .map_err(|e| TlsError::Key(format!("certificate does not match the signer: {e}")))?;
+    Ok(Arc::new(certified))
+}
+
+/// The TLS signature schemes a key can make, most preferred first, with what to ask its
+/// signer for. ECDSA signatures in TLS are DER, as in X.509; RSA ones are the raw
+/// signature, as in JWS.
+fn schemes_for(kind: PublicKeyKind) -> &'static [(SignatureScheme, SignatureKind)] {
+    match kind {
+        PublicKeyKind::Ec(Curve::P256) => {
+            &[(SignatureScheme::ECDSA_NISTP256_SHA256, SignatureKind::X509)]
+        }
+        PublicKeyKind::Ec(Curve::P384) => {
+            &[(SignatureScheme::ECDSA_NISTP384_SHA384, SignatureKind::X509)]
+        }
+        PublicKeyKind::Ec(_) => &[],
+        PublicKeyKind::Rsa { .. } => &[
+            (
+                SignatureScheme::RSA_PSS_SHA256,
+                SignatureKind::Jws(JwsAlgorithm::PS256),
+            ),
+            (
+                SignatureScheme::RSA_PSS_SHA384,
+                SignatureKind::Jws(JwsAlgorithm::PS384),
+            ),
+            (
+                SignatureScheme::RSA_PSS_SHA512,
+                SignatureKind::Jws(JwsAlgorithm::PS512),
+            ),
+            (
+                SignatureScheme::RSA_PKCS1_SHA256,
+                SignatureKind::Jws(JwsAlgorithm::RS256),
+            ),
+            (
+                SignatureScheme::RSA_PKCS1_SHA384,
+                SignatureKind::Jws(JwsAlgorithm::RS384),
+            ),
+            (
+                SignatureScheme::RSA_PKCS1_SHA512,
+                SignatureKind::Jws(JwsAlgorithm::RS512),
+            ),
+        ],
+    }
+}
+
+/// A rustls signing key over a `spire_plugin::Signer`.
+#[derive(Debug)]
+struct SignerKey {
+    signer: Arc<dyn Signer>,
+    algorithm: SignatureAlgorithm,
+    schemes: &'static [(SignatureScheme, SignatureKind)],
+}
+
+impl SignerKey {
+    fn new(signer: Arc<dyn Signer>) -> Result<Self, TlsError> {
+        let kind = signer.public_key().kind();
+        let schemes = schemes_for(kind);
+        if schemes.is_empty() {
+            return Err(TlsError::Key(format!(
+                "{kind} keys cannot sign TLS handshakes"
+            )));
+        }
+        let algorithm = match kind {
+            PublicKeyKind::Rsa { .. } => SignatureAlgorithm::RSA,
+            PublicKeyKind::Ec(_) => SignatureAlgorithm::ECDSA,
+        };
+        Ok(Self {
+            signer,
+            algorithm,
+            schemes,
+        })
+    }
+}
+
+impl rustls::sign::SigningKey for SignerKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        self.schemes
+            .iter()
+            .find(|(scheme, _)| offered.contains(scheme))
+            .map(|&(scheme, kind)| {
+                Box::new(SchemeSigner {
+                    signer: self.signer.clone(),
+                    scheme,
+                    kind,
+                }) as Box<dyn rustls::sign::Signer>
+            })
+    }
+
+    fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
+        Some(SubjectPublicKeyInfoDer::from(
+            self.signer.public_key().spki_der(),
+        ))
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+/// One handshake's signer: a scheme chosen for a [`SignerKey`].
+#[derive(Debug)]
+struct SchemeSigner {
+    signer: Arc<dyn Signer>,
+    scheme: SignatureScheme,
+    kind: SignatureKind,
+}
+
+impl rustls::sign::Signer for SchemeSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        self.signer.sign(message, self.kind).map_err(|e| {
+            rustls::Error::General(format!(
+                "unable to sign with key {:?}: {e}",
+                self.signer.key_id()
+            ))
+        })
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        self.scheme
+    }
+}
+
 /// The X509-SVID this process presents, swappable while connections are served.
 #[derive(Debug)]
 pub struct SvidResolver {
@@ -81,6 +226,13 @@ impl SvidResolver {
     /// Replaces the presented SVID.
     pub fn set(&self, chain: &[Vec<u8>], pkcs8: &[u8]) -> Result<(), TlsError> {
         let key = certified_key(chain, pkcs8)?;
+        self.current.store(Arc::new(Some(key)));
+        Ok(())
+    }
+
+    /// Replaces the presented SVID with one whose key is reachable only through `signer`.
+    pub fn set_signer(&self, chain: &[Vec<u8>], signer: Arc<dyn Signer>) -> Result<(), TlsError> {
+        let key = certified_key_with_signer(chain, signer)?;
         self.current.store(Arc::new(Some(key)));
         Ok(())
     }
@@ -158,14 +310,14 @@ pub enum Authorize {
     MemberOf(TrustDomain),
 }
 
-/// Verifies peers by SPIFFE rules against a [`BundleProvider`], with an optional clock
-/// override for tests.
+/// Verifies peers by SPIFFE rules against a [`BundleProvider`].
 #[derive(Debug)]
 pub struct PeerVerifier {
     bundles: Arc<dyn BundleProvider>,
     authorize: Authorize,
     client_auth_required: bool,
-    insecure: bool,
+    /// `insecure_bootstrap`: no chain verification, only this URI SAN is required.
+    insecure_expecting: Option<SpiffeId>,
 }
 
 impl PeerVerifier {
@@ -175,17 +327,19 @@ impl PeerVerifier {
             bundles,
             authorize,
             client_auth_required: false,
-            insecure: false,
+            insecure_expecting: None,
         })
     }
 
-    /// A server verifier that accepts any certificate (SPIRE's `insecure_bootstrap`).
-    pub fn insecure() -> Arc<Self> {
+    /// A server verifier for SPIRE's `insecure_bootstrap`: the chain is not verified, but
+    /// the leaf must carry exactly one URI SAN, `expected` (a soft check that the agent
+    /// reached its trust domain's server, not a security feature).
+    pub fn insecure_bootstrap(expected: SpiffeId) -> Arc<Self> {
         Arc::new(Self {
             bundles: SharedBundles::new(BundleSet::new()),
-            authorize: Authorize::Any,
+            authorize: Authorize::Id(expected.clone()),
             client_auth_required: false,
-            insecure: true,
+            insecure_expecting: Some(expected),
         })
     }
 
@@ -203,8 +357,8 @@ impl PeerVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<(), rustls::Error> {
-        if self.insecure {
-            return Ok(());
+        if let Some(expected) = &self.insecure_expecting {
+            return check_insecure_bootstrap_peer(end_entity, expected);
         }
         let mut chain = Vec::with_capacity(1 + intermediates.len());
         chain.push(end_entity.to_vec());
@@ -224,16 +378,106 @@ impl PeerVerifier {
     }
 }
 
+/// Whether `err`, or an error it wraps, says that the peer's certificate does not chain to
+/// the trusted bundle: what Go reports as "x509: certificate signed by unknown authority"
+/// and SPIRE's agent reacts to (`x509util.IsUnknownAuthorityError`, rebootstrapping). A
+/// signature that does not verify with a same-named authority counts too, as in Go.
+pub fn is_unknown_authority(err: &(dyn std::error::Error + 'static)) -> bool {
+    const MAX_DEPTH: usize = 32;
+    let mut current = Some(err);
+    let mut depth = 0;
+    while let Some(e) = current {
+        if depth >= MAX_DEPTH {
+            return false;
+        }
+        depth += 1;
+        if names_unknown_authority(e) {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps; look at that one too.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && names_unknown_authority(inner)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+fn names_unknown_authority(e: &(dyn std::error::Error + 'static)) -> bool {
+    let svid_error = |e: &(dyn std::error::Error + 'static)| {
+        let inner = e
+            .downcast_ref::<VerifyError>()
+            .map(|v| &v.0)
+            .or_else(|| e.downcast_ref::<x509svid::X509SvidError>());
+        matches!(
+            inner,
+            Some(
+                x509svid::X509SvidError::UnknownAuthority
+                    | x509svid::X509SvidError::BadSignature { .. }
+            )
+        )
+    };
+    if svid_error(e) {
+        return true;
+    }
+    if let Some(rustls::Error::InvalidCertificate(cert_error)) = e.downcast_ref::<rustls::Error>() {
+        return match cert_error {
+            rustls::CertificateError::UnknownIssuer => true,
+            rustls::CertificateError::Other(rustls::OtherError(inner)) => svid_error(&**inner),
+            _ => false,
+        };
+    }
+    e.to_string()
+        .contains("certificate signed by unknown authority")
+}
+
+/// SPIRE's insecure bootstrap check: exactly one URI SAN, the expected server ID.
+fn check_insecure_bootstrap_peer(
+    end_entity: &CertificateDer<'_>,
+    expected: &SpiffeId,
+) -> Result<(), rustls::Error> {
+    let uris = x509svid::uri_sans_from_der(end_entity).map_err(invalid_certificate)?;
+    let want = expected.to_string();
+    if uris.len() == 1 && uris[0] == want {
+        return Ok(());
+    }
+    let got: Vec<String> = uris.iter().map(|u| format!("{u:?}")).collect();
+    Err(rustls::Error::General(format!(
+        "expected server SPIFFE ID {want:?}; got [{}]",
+        got.join(" ")
+    )))
+}
+
+/// A verification failure carried inside a rustls error. rustls prints the errors it carries
+/// with `Debug`; this one prints its message, so that logs read
+/// "invalid peer certificate: Other(OtherError(x509svid: could not verify leaf certificate:
+/// certificate signed by unknown authority))".
+#[derive(thiserror::Error)]
+#[error(transparent)]
+struct VerifyError(x509svid::X509SvidError);
+
+impl fmt::Debug for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+fn invalid_certificate(e: x509svid::X509SvidError) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(VerifyError(e)),
+    )))
+}
+
 fn verify_with(
     chain: &[Vec<u8>],
     bundles: &dyn X509BundleSource,
     now: SystemTime,
 ) -> Result<SpiffeId, rustls::Error> {
-    x509svid::verify_chain(chain, bundles, now).map_err(|e| {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-            Arc::new(e),
-        )))
-    })
+    x509svid::verify_chain(chain, bundles, now).map_err(invalid_certificate)
 }
 
 impl ServerCertVerifier for PeerVerifier {
@@ -352,6 +596,49 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The platform's trusted roots for web PKI, found as Go's `crypto/x509` finds them on
+/// Linux: `SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else the distribution's bundle files
+/// and directories. Unreadable or malformed entries are skipped; no roots at all is an
+/// error.
+pub fn system_roots() -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why = found
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(TlsError::Config(format!(
+            "no trusted root certificates found on this system{}{why}",
+            if why.is_empty() { "" } else { ": " }
+        )));
+    }
+    Ok(found.certs)
+}
+
+/// Client configuration for ordinary HTTPS servers (`trust_bundle_url`): server
+/// certificates are verified by host name against `roots` (see [`system_roots`]); no
+/// client certificate. No ALPN is offered: the caller speaks HTTP/1.1, which every server
+/// accepts without negotiation.
+pub fn web_client_config(
+    roots: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(roots.iter().cloned());
+    if added == 0 {
+        return Err(TlsError::Config(
+            "none of the trusted root certificates could be used".into(),
+        ));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 

@@ -102,6 +102,25 @@ fn two_uri_sans() {
 }
 
 #[test]
+fn uri_sans_are_listed_in_order() {
+    let ca = root(TD);
+    let l = issue(
+        leaf_params(&["spiffe://example.org/a", "https://example.org/b"]),
+        Some(&ca),
+    );
+    assert_eq!(
+        uri_sans_from_der(&l.der).unwrap(),
+        vec![
+            "spiffe://example.org/a".to_string(),
+            "https://example.org/b".to_string()
+        ]
+    );
+    let none = issue(leaf_params(&[]), Some(&ca));
+    assert!(uri_sans_from_der(&none.der).unwrap().is_empty());
+    assert!(uri_sans_from_der(b"junk").is_err());
+}
+
+#[test]
 fn uri_san_not_a_spiffe_id() {
     let ca = root(TD);
     let l = leaf(&ca, "https://example.org/a");
@@ -301,9 +320,23 @@ fn plain_x509_paths_report_the_chain() {
     p.distinguished_name
         .push(rcgen::DnType::CommonName, "node-1");
     let l = issue(p, Some(&i1));
-    let path = verify_x509_path(&l.der, &[i1.der.clone()], &[ca.der.clone()], now()).unwrap();
+    let path = verify_x509_path(
+        &l.der,
+        std::slice::from_ref(&i1.der),
+        std::slice::from_ref(&ca.der),
+        now(),
+    )
+    .unwrap();
     assert_eq!(path, vec![i1.der.clone(), ca.der.clone()]);
     let stranger = root("other.org");
-    assert!(verify_x509_path(&l.der, &[i1.der.clone()], &[stranger.der.clone()], now()).is_err());
-    assert!(verify_x509_path(&l.der, &[], &[ca.der.clone()], now()).is_err());
+    assert!(
+        verify_x509_path(
+            &l.der,
+            std::slice::from_ref(&i1.der),
+            std::slice::from_ref(&stranger.der),
+            now()
+        )
+        .is_err()
+    );
+    assert!(verify_x509_path(&l.der, &[], std::slice::from_ref(&ca.der), now()).is_err());
 }

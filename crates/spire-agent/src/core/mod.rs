@@ -7,6 +7,7 @@
 //! and feeds the results back in. Tests drive these types with a fake clock.
 
 pub mod backoff;
+pub mod bootstrap;
 pub mod cache;
 pub mod entry;
 pub mod jwt_cache;

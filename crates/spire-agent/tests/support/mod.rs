@@ -87,12 +87,17 @@ impl Server {
     /// Starts a server; `extra_server` goes into `server {}`, `extra_plugins` into
     /// `plugins {}`.
     pub fn start(extra_server: &str, extra_plugins: &str) -> Server {
+        Self::start_on(free_port(), extra_server, extra_plugins)
+    }
+
+    /// Starts a server on `port` (a second server with its own CA on the first one's
+    /// port stands for a server whose CA changed).
+    pub fn start_on(port: u16, extra_server: &str, extra_plugins: &str) -> Server {
         let bin = ref_bin_dir().join("spire-server");
         let dir = tempfile::Builder::new()
             .prefix("srv")
             .tempdir_in("/tmp")
             .unwrap();
-        let port = free_port();
         let socket = dir.path().join("api.sock");
         let data = dir.path().join("data");
         let conf = dir.path().join("server.conf");
@@ -256,12 +261,15 @@ impl Drop for Server {
     }
 }
 
-/// Our spire-agent binary.
+/// Our spire-agent binary (or the reference one).
 pub struct Agent {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
+    pub admin_socket: PathBuf,
     pub data_dir: PathBuf,
     conf: PathBuf,
+    bin: PathBuf,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     runs: usize,
 }
@@ -275,11 +283,25 @@ impl Agent {
     /// Writes agent.conf with `node_attestor` (a `NodeAttestor` block) and `extra_agent`
     /// lines; does not start.
     pub fn new(server: &Server, extra_agent: &str, node_attestor: &str) -> Agent {
+        let bootstrap = format!("trust_bundle_path = \"{}\"", server.bundle_path().display());
+        Self::with_bootstrap(server, &bootstrap, extra_agent, node_attestor)
+    }
+
+    /// Like [`Agent::new`] with `bootstrap` (`trust_bundle_path = ...`,
+    /// `insecure_bootstrap = true`, `trust_bundle_url = ...`) in place of the bundle path.
+    pub fn with_bootstrap(
+        server: &Server,
+        bootstrap: &str,
+        extra_agent: &str,
+        node_attestor: &str,
+    ) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix("agt")
             .tempdir_in("/tmp")
             .unwrap();
-        let socket = dir.path().join("api.sock");
+        // SPIRE refuses an admin socket under the Workload API socket's directory.
+        let socket = dir.path().join("public/api.sock");
+        let admin_socket = dir.path().join("admin/admin.sock");
         let data_dir = dir.path().join("data");
         let conf = dir.path().join("agent.conf");
         std::fs::write(
@@ -291,7 +313,7 @@ impl Agent {
     server_address = "127.0.0.1"
     server_port = "{port}"
     socket_path = "{socket}"
-    trust_bundle_path = "{bundle}"
+    {bootstrap}
     trust_domain = "example.org"
     {extra_agent}
 }}
@@ -308,33 +330,76 @@ plugins {{
                 data = data_dir.display(),
                 port = server.port,
                 socket = socket.display(),
-                bundle = server.bundle_path().display(),
             ),
         )
         .unwrap();
         Agent {
             dir,
             socket,
+            admin_socket,
             data_dir,
             conf,
+            bin: PathBuf::from(env!("CARGO_BIN_EXE_spire-agent")),
+            env: Vec::new(),
             child: None,
             runs: 0,
         }
+    }
+
+    /// Replaces `from` with `to` in agent.conf (before the next start).
+    pub fn edit_conf(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.conf).unwrap();
+        assert!(text.contains(from), "agent.conf lacks {from:?}:\n{text}");
+        std::fs::write(&self.conf, text.replace(from, to)).unwrap();
+    }
+
+    /// Runs the reference spire-agent instead of ours.
+    pub fn reference(mut self) -> Agent {
+        self.bin = ref_bin_dir().join("spire-agent");
+        self
+    }
+
+    /// Sets an environment variable for the agent process.
+    pub fn env(mut self, key: &str, value: &str) -> Agent {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     pub fn start(&mut self) {
         self.runs += 1;
         let log =
             std::fs::File::create(self.dir.path().join(format!("agent{}.log", self.runs))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_spire-agent"))
+        let child = Command::new(&self.bin)
             .arg("run")
             .arg("-config")
             .arg(&self.conf)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn wait_exit_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// The agent's data file.
+    pub fn data(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.data_dir.join("agent-data.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
     }
 
     pub fn pid(&self) -> u32 {
@@ -400,6 +465,19 @@ impl Drop for Agent {
     }
 }
 
+/// A tonic channel over the UNIX socket at `path`.
+pub async fn uds_channel(path: PathBuf) -> Channel {
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
 /// Our own Workload API client (the generated client over the Unix socket, with the
 /// security header).
 pub async fn own_client(
@@ -433,4 +511,49 @@ pub async fn spiffe_fetch(socket: &Path) -> Result<spiffe::X509Svid, String> {
         .await
         .map_err(|e| format!("{e:?}"))?;
     client.fetch_x509_svid().await.map_err(|e| format!("{e:?}"))
+}
+
+/// x509pop material: a CA (for the server) and a node certificate and key (for the agent).
+pub fn x509pop_material(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(vec![]).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "x509pop test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let node_key = KeyPair::generate().unwrap();
+    let mut node_params = CertificateParams::new(vec![]).unwrap();
+    node_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "node-1");
+    node_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let node = node_params.signed_by(&node_key, &issuer).unwrap();
+    let ca_path = dir.join("ca.pem");
+    let cert_path = dir.join("node.pem");
+    let key_path = dir.join("node.key");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    std::fs::write(&cert_path, node.pem()).unwrap();
+    std::fs::write(&key_path, node_key.serialize_pem()).unwrap();
+    (ca_path, cert_path, key_path)
+}
+
+/// The server-side x509pop plugin block for `ca`.
+pub fn x509pop_server(ca: &Path) -> String {
+    format!(
+        "NodeAttestor \"x509pop\" {{\n plugin_data {{ ca_bundle_path = \"{}\" }}\n }}",
+        ca.display()
+    )
+}
+
+/// The agent-side x509pop plugin block.
+pub fn x509pop_agent(cert: &Path, key: &Path) -> String {
+    format!(
+        "NodeAttestor \"x509pop\" {{\n plugin_data {{\n private_key_path = \"{}\"\n certificate_path = \"{}\"\n }}\n }}",
+        key.display(),
+        cert.display()
+    )
 }

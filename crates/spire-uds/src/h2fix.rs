@@ -1,5 +1,5 @@
 //! Makes HTTP/2 requests from gRPC C-core clients (grpcio for Python, Ruby, C++) acceptable
-//! to h2 on the Unix sockets.
+//! to h2 on UNIX sockets.
 //!
 //! C-core sends the percent-encoded socket path as `:authority` (`tmp%2Fspire%2Fapi.sock`);
 //! the `http` crate rejects a `%` in a host, so h2 resets every such request with
