@@ -1,0 +1,39 @@
+//! The conformance and interoperability suite: black-box scenarios that drive spire-server
+//! and spire-agent only through their public surfaces (CLI, server socket, Workload API
+//! socket, admin socket, log lines, files written). The implementation under test is chosen
+//! at run time:
+//!
+//! - `SUBJECT=spire-rs` (default) or `SUBJECT=reference`;
+//! - `SERVER_SUBJECT` / `AGENT_SUBJECT` override one side, to run mixed pairs.
+//!
+//! Under `CI=true` the scenarios run only when one of those is set explicitly (as
+//! `conformance/run.sh` does), so the workspace's plain `cargo test` in CI skips them.
+//!
+//! Scenarios whose point is a pairing (`interop`, `db_compat`) pit the subject against
+//! reference SPIRE 1.13.3, which is the judge of behaviour. See `conformance/README.md`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::print_stdout,
+    reason = "test code: a failed expectation is a failed scenario, and progress goes to stderr"
+)]
+
+mod support;
+
+mod agent_cli;
+mod clients;
+mod config_parity;
+mod db_compat;
+mod debug_endpoints;
+mod entries;
+mod evict_ban;
+mod force_rotation;
+mod interop;
+mod join_token;
+mod restarts;
+mod rotation;
+mod sync_entries;
+mod x509pop;

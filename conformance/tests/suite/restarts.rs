@@ -1,0 +1,87 @@
+//! Restarts of either side: the agent keeps serving while its server is down and
+//! reconnects when it is back; a restarted agent resumes from its data directory without
+//! attesting again, and its used join token stays refused.
+
+use crate::support::{
+    Agent, AgentOpts, Attestor, Scenario, ServerOpts, agent_subject, id, join_token_pair,
+    server::agent_id as listed_id, server_subject, uid_selector, wait_agent_listed,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart() {
+    let Some(sc) = Scenario::start("restarts::server_restart") else {
+        return;
+    };
+    let (mut server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts::default(),
+        AgentOpts::default(),
+    )
+    .await;
+    let before = id("/before-restart");
+    server.workload_entry(&agent_id, &before, &uid_selector());
+    agent.wait_x509(&before, 60).await;
+
+    server.stop();
+    // The agent serves from its cache while the server is away.
+    agent.wait_x509(&before, 10).await;
+
+    server.start().await;
+    let after = id("/after-restart");
+    server.workload_entry(&agent_id, &after, &uid_selector());
+    agent.wait_x509(&after, 90).await;
+    agent.wait_x509(&before, 10).await;
+    assert_eq!(server.agent_ids(), vec![agent_id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_restart() {
+    let Some(sc) = Scenario::start("restarts::agent_restart") else {
+        return;
+    };
+    let (server, mut agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts::default(),
+        AgentOpts::default(),
+    )
+    .await;
+    let wl = id("/workload");
+    server.workload_entry(&agent_id, &wl, &uid_selector());
+    agent.wait_x509(&wl, 60).await;
+    wait_agent_listed(&server, &agent_id, 30).await;
+
+    // Restart: the join token is spent, so only the stored SVID can bring the agent back.
+    agent.stop();
+    agent.start();
+    agent.wait_healthy().await;
+    agent.wait_x509(&wl, 60).await;
+    let ids: Vec<String> = server.agents().iter().map(listed_id).collect();
+    assert_eq!(
+        ids,
+        vec![agent_id.clone()],
+        "still exactly one agent, the same one"
+    );
+    let wl2 = id("/after-agent-restart");
+    server.workload_entry(&agent_id, &wl2, &uid_selector());
+    agent.wait_x509(&wl2, 60).await;
+
+    // The used token is refused to a fresh agent.
+    let token = agent_id.rsplit('/').next().unwrap().to_string();
+    let mut fresh = Agent::new(
+        &sc,
+        "fresh-agent",
+        agent_subject(),
+        &server,
+        &Attestor::JoinToken(token),
+        AgentOpts::default(),
+    );
+    fresh.start();
+    fresh
+        .wait_log("join token does not exist or has already been used", 60)
+        .await;
+    assert_eq!(server.agents().len(), 1);
+}
