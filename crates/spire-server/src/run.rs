@@ -75,6 +75,31 @@ fn bind_address(config: &ServerConfig) -> Result<SocketAddr, RunError> {
         })
 }
 
+/// How often the server SVID rotator looks at its SVID at the least (SPIRE's interval).
+const SVID_ROTATOR_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether the server's SVID chains to a tainted root of its own bundle.
+fn server_svid_signed_by_tainted(server: &Server) -> bool {
+    let Some(bundle) = server.own_bundle() else {
+        return false;
+    };
+    let tainted: Vec<Vec<u8>> = bundle
+        .root_cas
+        .into_iter()
+        .filter(|r| r.tainted)
+        .map(|r| r.der)
+        .collect();
+    if tainted.is_empty() {
+        return false;
+    }
+    let chain = server.svid_chain.load();
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return false;
+    };
+    spiffe_core::x509svid::verify_x509_path(leaf, intermediates, &tainted, SystemTime::now())
+        .is_ok()
+}
+
 /// Signs a fresh server SVID and installs it for TLS; returns when it should next rotate.
 fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
     let key = PrivateKey::generate(KeyType::EcP256).map_err(|e| RunError::Other(e.to_string()))?;
@@ -256,6 +281,39 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
 
     // Background loops.
     {
+        // The server SVID rotates at half life (checked at least every 5 s, SPIRE's
+        // rotator interval, so short TTLs are honoured) or when its authority is tainted.
+        let server = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let wait = next_svid_rotation
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .min(SVID_ROTATOR_INTERVAL);
+                tokio::time::sleep(wait).await;
+                let now = SystemTime::now();
+                let tainted = server_svid_signed_by_tainted(&server);
+                if now < next_svid_rotation && !tainted {
+                    continue;
+                }
+                if tainted {
+                    tracing::info!(
+                        subsystem_name = "svid_rotator",
+                        "Server SVID signed by a tainted authority; rotating"
+                    );
+                }
+                tracing::debug!(subsystem_name = "svid_rotator", "Rotating server SVID");
+                match rotate_server_svid(&server) {
+                    Ok(next) => next_svid_rotation = next,
+                    Err(e) => {
+                        tracing::error!(error = %e, subsystem_name = "svid_rotator", "Could not rotate server SVID");
+                        next_svid_rotation = now + Duration::from_secs(1);
+                    }
+                }
+            }
+        });
+    }
+    {
         let server = server.clone();
         let own_roots = own_roots.clone();
         tokio::spawn(async move {
@@ -285,15 +343,6 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
                 let now = SystemTime::now();
                 if let Err(e) = server.ca_manager.rotate(now).await {
                     tracing::error!(error = %e, subsystem_name = "ca_manager", "Unable to rotate CA");
-                }
-                if now >= next_svid_rotation {
-                    tracing::debug!(subsystem_name = "svid_rotator", "Rotating server SVID");
-                    match rotate_server_svid(&server) {
-                        Ok(next) => next_svid_rotation = next,
-                        Err(e) => {
-                            tracing::error!(error = %e, subsystem_name = "svid_rotator", "Could not rotate server SVID")
-                        }
-                    }
                 }
                 if last_prune.elapsed() >= Duration::from_secs(3600) {
                     last_prune = Instant::now();

@@ -1,36 +1,52 @@
 //! `spire.api.server.debug.v1.Debug`: the server's SVID chain, uptime and counts.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use spire_datastore::{CountEntriesRequest, CountNodesRequest};
 use spire_proto::spire::api::server::debug::v1 as pb;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::convert::proto_id;
+use super::status::{err, err_with};
 use crate::state::Server;
+
+/// How long SPIRE serves the same `GetInfo` answer.
+const CACHE_FOR: Duration = Duration::from_secs(5);
 
 /// The Debug service.
 #[derive(Debug, Clone)]
 pub struct DebugService {
     server: Arc<Server>,
+    cached: Arc<tokio::sync::Mutex<Option<(Instant, pb::GetInfoResponse)>>>,
 }
 
 impl DebugService {
     /// Serves `server`.
     pub fn new(server: Arc<Server>) -> Self {
-        Self { server }
+        Self {
+            server,
+            cached: Arc::default(),
+        }
     }
-}
 
-#[async_trait]
-impl pb::debug_server::Debug for DebugService {
-    async fn get_info(
-        &self,
-        _r: Request<pb::GetInfoRequest>,
-    ) -> Result<Response<pb::GetInfoResponse>, Status> {
+    /// The server's SVID chain as verified against its own bundle, root included.
+    fn svid_chain(&self) -> Result<Vec<pb::get_info_response::Cert>, Status> {
+        let bundle = self
+            .server
+            .own_bundle()
+            .ok_or_else(|| err(Code::NotFound, "trust domain bundle not found"))?;
+        let roots: Vec<Vec<u8>> = bundle.root_cas.into_iter().map(|r| r.der).collect();
         let chain = self.server.svid_chain.load();
-        let svid_chain = chain
-            .iter()
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| err(Code::Internal, "failed verification against bundle"))?;
+        let above =
+            spiffe_core::x509svid::verify_x509_path(leaf, intermediates, &roots, SystemTime::now())
+                .map_err(|e| err_with(Code::Internal, "failed verification against bundle", e))?;
+        Ok(std::iter::once(leaf)
+            .chain(above.iter())
             .filter_map(|der| {
                 let facts = spire_pki::certificate_facts(der).ok()?;
                 let id = spiffe_core::x509svid::id_from_der(der).ok();
@@ -40,17 +56,44 @@ impl pb::debug_server::Debug for DebugService {
                     subject: facts.subject,
                 })
             })
-            .collect();
-        let (agents, entries) = {
-            let ix = self.server.index.read();
-            (ix.agent_count(), ix.entry_count())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl pb::debug_server::Debug for DebugService {
+    async fn get_info(
+        &self,
+        _r: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::GetInfoResponse>, Status> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, answer)) = cached.as_ref()
+            && at.elapsed() < CACHE_FOR
+        {
+            return Ok(Response::new(answer.clone()));
+        }
+        // SPIRE counts from the datastore; its bundle count includes our own bundle.
+        let ds = &self.server.ds;
+        let agents = ds
+            .count_attested_nodes(CountNodesRequest::default())
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to count agents", e))?;
+        let entries = ds
+            .count_registration_entries(CountEntriesRequest::default())
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to count entries", e))?;
+        let bundles = ds
+            .count_bundles()
+            .await
+            .map_err(|e| err_with(Code::Internal, "failed to count bundles", e))?;
+        let answer = pb::GetInfoResponse {
+            svid_chain: self.svid_chain()?,
+            uptime: i32::try_from(self.server.started.elapsed().as_secs()).unwrap_or(i32::MAX),
+            agents_count: i32::try_from(agents).unwrap_or(i32::MAX),
+            federated_bundles_count: i32::try_from(bundles).unwrap_or(i32::MAX),
+            entries_count: i32::try_from(entries).unwrap_or(i32::MAX),
         };
-        Ok(Response::new(pb::GetInfoResponse {
-            svid_chain,
-            uptime: self.server.started.elapsed().as_secs() as i32,
-            agents_count: agents as i32,
-            federated_bundles_count: self.server.bundles.load().federated.len() as i32,
-            entries_count: entries as i32,
-        }))
+        *cached = Some((Instant::now(), answer.clone()));
+        Ok(Response::new(answer))
     }
 }
