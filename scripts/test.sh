@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of spire-rs the way CI does: starts PostgreSQL and MariaDB on loopback,
 # builds reference SPIRE 1.13.3 (cached) for the differential and interop tests, installs
-# py-spiffe for the independent-client tests, then runs the whole workspace's tests.
+# py-spiffe for the independent-client tests, then runs the whole workspace's tests and
+# the conformance suite (reference, spire-rs and both mixed pairs).
 #
-# Usage: scripts/test.sh [extra cargo test args]
+# Usage: scripts/test.sh [extra cargo test args]   (passed to the workspace's cargo test)
 # Needs: root on Debian (to apt-get install mariadb-server and sqlite3 the first time),
 # Go (for reference SPIRE), Rust 1.95.
 set -euo pipefail
@@ -20,13 +21,21 @@ log "reference SPIRE in $SPIRE_REF_BIN_DIR"
 eval "$(scripts/test-databases.sh start)"
 export SPIRE_RS_REQUIRE_DBS=1
 
-# py-spiffe, an independent Workload API client.
-if python3 -c 'import spiffe' 2>/dev/null || python3 -m pip install --quiet spiffe >&2; then
-    export SPIRE_RS_REQUIRE_PY=1
-fi
+# py-spiffe and go-spiffe, independent Workload API clients: required, not skipped.
+conformance/pyclient/setup.sh
+export SPIRE_RS_REQUIRE_PY=1 SPIRE_RS_REQUIRE_CLIENTS=1
 
 # The Go module cache holds SPIRE's example configs that the config tests read.
 GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE)}"
 export GOMODCACHE
 
-cargo test --workspace --locked "$@"
+# Unit, integration and differential tests of every crate.
+SPIRE_CONFORMANCE=off cargo test --workspace --locked "$@"
+
+# The conformance suite: reference SPIRE (keeps the scenarios honest), then our server and
+# agent together and each of them paired with the reference other half.
+cargo build --locked -p spire-server -p spire-agent
+SPIRE_RS_BIN_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
+export SPIRE_RS_BIN_DIR
+conformance/run.sh all
+

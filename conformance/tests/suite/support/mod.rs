@@ -180,15 +180,10 @@ pub struct Scenario {
     path: PathBuf,
 }
 
-/// Whether this run selects the suite. Always, except under CI (`CI=true`) without an
-/// explicit `SUBJECT`, `SERVER_SUBJECT` or `AGENT_SUBJECT`: the workspace's plain
-/// `cargo test` in CI then leaves the suite to `conformance/run.sh`.
+/// Whether this run selects the suite: always, unless `SPIRE_CONFORMANCE=off` (for a quick
+/// `cargo test --workspace` that leaves the scenarios to `conformance/run.sh`).
 pub fn selected() -> bool {
-    let explicit = ["SUBJECT", "SERVER_SUBJECT", "AGENT_SUBJECT"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    explicit || !ci
+    std::env::var("SPIRE_CONFORMANCE").map_or(true, |v| v != "off")
 }
 
 impl Scenario {
@@ -197,7 +192,7 @@ impl Scenario {
     pub fn start(name: &str) -> Option<Scenario> {
         if !selected() {
             eprintln!(
-                "conformance scenario {name} not run: CI=true and no SUBJECT set (use conformance/run.sh)"
+                "conformance scenario {name} not run: SPIRE_CONFORMANCE=off (use conformance/run.sh)"
             );
             return None;
         }
