@@ -549,7 +549,10 @@ async fn reference_server_shares_our_database() {
         store
             .create_federation_relationship(FederationRelationship {
                 trust_domain: td("other.org"),
-                bundle_endpoint_url: spire_datastore::BundleEndpointUrl::parse("https://other.org:8443/bundle").unwrap(),
+                bundle_endpoint_url: spire_datastore::BundleEndpointUrl::parse(
+                    "https://other.org:8443/bundle",
+                )
+                .unwrap(),
                 bundle_endpoint_profile: BundleEndpointProfile::HttpsWeb,
                 trust_domain_bundle: Some(other),
             })

@@ -523,7 +523,10 @@ async fn federation_relationships() {
         b.refresh_hint = 42;
         let web = FederationRelationship {
             trust_domain: td("web.org"),
-            bundle_endpoint_url: spire_datastore::BundleEndpointUrl::parse("https://web.org:8443/bundle").unwrap(),
+            bundle_endpoint_url: spire_datastore::BundleEndpointUrl::parse(
+                "https://web.org:8443/bundle",
+            )
+            .unwrap(),
             bundle_endpoint_profile: BundleEndpointProfile::HttpsWeb,
             trust_domain_bundle: Some(b.clone()),
         };
@@ -544,7 +547,8 @@ async fn federation_relationships() {
         );
         let sp = FederationRelationship {
             trust_domain: td("spiffe.org"),
-            bundle_endpoint_url: spire_datastore::BundleEndpointUrl::parse("https://spiffe.org/b").unwrap(),
+            bundle_endpoint_url: spire_datastore::BundleEndpointUrl::parse("https://spiffe.org/b")
+                .unwrap(),
             bundle_endpoint_profile: BundleEndpointProfile::HttpsSpiffe {
                 endpoint_spiffe_id: id("spiffe://spiffe.org/spire/server"),
             },
@@ -615,7 +619,8 @@ async fn federation_relationships() {
 
         // Update only the profile: the URL stays.
         let mut upd = sp.clone();
-        upd.bundle_endpoint_url = spire_datastore::BundleEndpointUrl::parse("https://ignored.example/").unwrap();
+        upd.bundle_endpoint_url =
+            spire_datastore::BundleEndpointUrl::parse("https://ignored.example/").unwrap();
         upd.bundle_endpoint_profile = BundleEndpointProfile::HttpsWeb;
         let got = store
             .update_federation_relationship(
@@ -630,7 +635,8 @@ async fn federation_relationships() {
         assert_eq!(got.bundle_endpoint_profile, BundleEndpointProfile::HttpsWeb);
         assert_eq!(got.bundle_endpoint_url, sp.bundle_endpoint_url, "[{n}]");
         let mut upd = got.clone();
-        upd.bundle_endpoint_url = spire_datastore::BundleEndpointUrl::parse("https://new.spiffe.org/b2").unwrap();
+        upd.bundle_endpoint_url =
+            spire_datastore::BundleEndpointUrl::parse("https://new.spiffe.org/b2").unwrap();
         upd.trust_domain_bundle = Some(StoredBundle::new(td("spiffe.org")));
         let got = store
             .update_federation_relationship(upd.clone(), FederationRelationshipMask::ALL)
