@@ -199,6 +199,10 @@ impl Command for RunCommand {
                 return 1;
             }
         };
+        if let Err(e) = crate::catalog::check(&config) {
+            let _ = writeln!(io.stderr, "{e}");
+            return 1;
+        }
         let settings = match AgentSettings::from_config(&config) {
             Ok(s) => s,
             Err(e) => {
@@ -283,8 +287,10 @@ impl Command for ValidateCommand {
     }
 
     fn run(&self, args: &[String], io: &mut Io<'_>) -> i32 {
-        match load("validate", args, io) {
-            Ok(_) => {
+        let result = load("validate", args, io)
+            .and_then(|c| crate::catalog::check(&c).map_err(|e| e.to_string()));
+        match result {
+            Ok(()) => {
                 let _ = writeln!(io.stdout, "SPIRE agent configuration file is valid.");
                 0
             }

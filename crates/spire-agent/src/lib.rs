@@ -7,7 +7,8 @@
 //! Module map:
 //! - [`core`]: the sans-IO decisions (rotation, sync protocol, entry/SVID cache with LRU
 //!   eviction, JWT cache, attestation cache, backoff, bootstrap bookkeeping and the
-//!   rebootstrap decision). Takes `now` and random draws as arguments; no I/O.
+//!   rebootstrap decision, tainted authorities). Takes `now` and random draws as arguments;
+//!   no I/O.
 //! - [`client`]: the gRPC client to the server (mutual TLS via `spire-tls`).
 //! - [`attest`]: node attestation (`Agent/AttestAgent` + `Bundle/GetBundle`).
 //! - [`manager`]: the async shell: sync loop, push stream, SVID issuance, agent SVID
@@ -18,13 +19,15 @@
 //!   agent SVID key slots (signers into the KeyManager; keys never leave it), the bootstrap
 //!   bundle (file, or `trust_bundle_url` over https or a UNIX socket).
 //! - [`agent`]: start-up and the run loop; [`logging`]: logrus-format logs; [`cli`]: the
-//!   `run` and `validate` commands.
+//!   `run` and `validate` commands; [`catalog`]: which plugins this build has (checked by
+//!   both).
 //!
 //! Architecture invariant: only [`core`] decides; the other modules carry out its decisions
 //! and never hold rotation, staleness or retry policy of their own.
 
 pub mod agent;
 pub mod attest;
+pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod core;

@@ -39,12 +39,10 @@ type TextNorm<'a> = &'a dyn Fn(&str) -> String;
 type JsonNorm<'a> = &'a dyn Fn(&mut serde_json::Value);
 
 /// Cases (by name prefix) whose difference is accepted, with the reason.
-const KNOWN: &[(&str, &str)] = &[
-    (
-        "federation refresh -id fedx.test",
-        "RefreshBundle answers Unimplemented: our server has no federation bundle client yet",
-    ),
-];
+const KNOWN: &[(&str, &str)] = &[(
+    "federation refresh -id fedx.test",
+    "RefreshBundle answers Unimplemented: our server has no federation bundle client yet",
+)];
 
 /// One server and the CLI pointed at it.
 struct Side {

@@ -582,6 +582,11 @@ pub fn server_config(
 
 /// Client configuration: verifies the server with `server`, presents `svid` when set,
 /// negotiates `h2`.
+///
+/// A client presenting an SVID never resumes TLS sessions: a resumed session carries the
+/// client identity of the handshake it came from, so after the SVID is swapped (rotation,
+/// re-attestation) the server would go on seeing the old one. SPIRE's agent (Go, no
+/// `ClientSessionCache`) never resumes either.
 pub fn client_config(
     server: Arc<PeerVerifier>,
     svid: Option<Arc<SvidResolver>>,
@@ -592,7 +597,11 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(server);
     let mut config = match svid {
-        Some(r) => builder.with_client_cert_resolver(r),
+        Some(r) => {
+            let mut c = builder.with_client_cert_resolver(r);
+            c.resumption = rustls::client::Resumption::disabled();
+            c
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];

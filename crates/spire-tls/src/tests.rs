@@ -437,3 +437,31 @@ async fn rotation_takes_effect_for_new_handshakes() {
     resolver.set(&[cert], k2.pkcs8_der()).unwrap();
     assert!(handshake(server, client).await.is_ok());
 }
+
+/// A client whose SVID was swapped presents the new one on its next connection, even to a
+/// server that offers session resumption (a resumed TLS 1.3 session carries the identity of
+/// the connection it came from, so the server would still see the old SVID).
+#[tokio::test]
+async fn a_swapped_client_svid_is_presented_on_the_next_connection() {
+    let p = pki();
+    let server = server_config(
+        svid(&p, "/spire/server"),
+        Some(PeerVerifier::new(p.bundles.clone(), Authorize::Any).require_client_auth()),
+    )
+    .unwrap();
+    let (first_cert, first_signer) = signer_svid(&p, "/spire/agent/first", KeyType::EcP256);
+    let resolver = SvidResolver::new();
+    resolver.set_signer(&[first_cert], first_signer).unwrap();
+    let client = client_config(
+        PeerVerifier::new(p.bundles.clone(), Authorize::Id(server_id())),
+        Some(resolver.clone()),
+    )
+    .unwrap();
+    let peer = handshake(server.clone(), client.clone()).await.unwrap();
+    assert_eq!(peer.unwrap().path(), "/spire/agent/first");
+
+    let (second_cert, second_signer) = signer_svid(&p, "/spire/agent/second", KeyType::EcP256);
+    resolver.set_signer(&[second_cert], second_signer).unwrap();
+    let peer = handshake(server, client).await.unwrap();
+    assert_eq!(peer.unwrap().path(), "/spire/agent/second");
+}

@@ -13,10 +13,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use spiffe_core::x509svid::X509SvidError;
 use spiffe_core::{Bundle, TrustDomain};
 use spire_plugin::Selector;
 
 use crate::core::entry::{Entry, X509SvidRecord};
+use crate::core::taint::signed_by_any;
 
 /// SPIRE's default `x509_svid_cache_max_size`.
 pub const DEFAULT_SVID_CACHE_MAX_SIZE: usize = 1000;
@@ -61,6 +63,15 @@ pub struct StaleEntry {
     pub entry: Arc<Entry>,
     /// Expiry of the SVID currently held; `None` when there is none (a creation).
     pub svid_expires_at: Option<SystemTime>,
+}
+
+/// The result of [`Cache::drop_tainted_svids`].
+#[derive(Debug, Default)]
+pub struct TaintedSvids {
+    /// Entries whose SVID was dropped.
+    pub dropped: Vec<String>,
+    /// Entries whose SVID could not be checked, and why.
+    pub errors: Vec<(String, X509SvidError)>,
 }
 
 /// The result of [`Cache::update_entries`].
@@ -430,6 +441,40 @@ impl Cache {
             self.stale.remove(&id);
         }
         (self.subscribers_for(&sets), unknown)
+    }
+
+    /// Entries that hold an SVID, ordered by ID.
+    pub fn svid_entry_ids(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.svids.keys().cloned().collect();
+        out.sort();
+        out
+    }
+
+    /// SPIRE's `processTaintedSVIDs`: drops the SVIDs of `ids` that chain to one of the
+    /// tainted `authorities` at `now`, so that they are minted again (entries without an SVID
+    /// become stale at the next [`Cache::refresh_stale_for_subscribers`]). Subscribers are
+    /// not notified: they keep the SVID they have until its replacement arrives.
+    pub fn drop_tainted_svids(
+        &mut self,
+        ids: &[String],
+        authorities: &[Vec<u8>],
+        now: SystemTime,
+    ) -> TaintedSvids {
+        let mut out = TaintedSvids::default();
+        for id in ids {
+            let Some(svid) = self.svids.get(id) else {
+                continue;
+            };
+            match signed_by_any(&svid.chain, authorities, now) {
+                Ok(true) => {
+                    self.svids.remove(id);
+                    out.dropped.push(id.clone());
+                }
+                Ok(false) => {}
+                Err(e) => out.errors.push((id.clone(), e)),
+            }
+        }
+        out
     }
 
     /// Marks the SVIDs of `ids` stale (forced rotation, e.g. a tainted authority).
@@ -828,6 +873,55 @@ mod tests {
         assert_eq!(c.entry_count(), 3);
         assert_eq!(c.entries().len(), 3);
         assert_eq!(c.identities().len(), 2);
+    }
+
+    #[test]
+    fn svids_of_a_tainted_authority_are_dropped_and_minted_again() {
+        use crate::core::taint::testing::{ca, svid as chain, t};
+        let old = ca(t(0));
+        let new = ca(t(0));
+        let record = |chain: Vec<Vec<u8>>| X509SvidRecord {
+            chain,
+            key_pkcs8: vec![],
+            not_before: t(10),
+            not_after: t(610),
+        };
+        let mut c = Cache::new(td(), Bundle::new(td()), 0);
+        c.update_entries(
+            &entries(&[
+                entry("a", "/a", &["unix:uid:1"], 1),
+                entry("b", "/b", &["unix:uid:1"], 1),
+            ]),
+            own_bundles(),
+            &mut never,
+        );
+        c.update_svids(vec![
+            ("a".into(), record(chain(&old, t(10)))),
+            ("b".into(), record(chain(&new, t(10)))),
+        ]);
+        let sub = c.subscribe(&sel(&["unix:uid:1"]), 0);
+        assert!(c.stale_entries().is_empty());
+        assert_eq!(c.svid_entry_ids(), ["a", "b"]);
+
+        let out = c.drop_tainted_svids(
+            &["a".into(), "b".into(), "gone".into()],
+            &[old.certificate().to_vec()],
+            t(20),
+        );
+        assert_eq!(out.dropped, ["a"]);
+        assert!(out.errors.is_empty());
+        assert_eq!(c.svid_entry_ids(), ["b"]);
+        // The next SVID sync mints it again, as a creation.
+        c.refresh_stale_for_subscribers();
+        let stale = c.stale_entries();
+        assert_eq!(stale.len(), 1);
+        assert_eq!(stale[0].entry.id, "a");
+        assert_eq!(stale[0].svid_expires_at, None);
+        // An SVID that cannot be judged (expired) is kept and reported.
+        let out = c.drop_tainted_svids(&["b".into()], &[new.certificate().to_vec()], t(5000));
+        assert!(out.dropped.is_empty());
+        assert_eq!(out.errors.len(), 1);
+        c.unsubscribe(sub);
     }
 
     #[test]

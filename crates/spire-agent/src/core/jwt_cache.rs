@@ -1,7 +1,7 @@
 //! The JWT-SVID cache: one token per (SPIFFE ID, audience set), least recently used evicted
 //! beyond `jwt_svid_cache_max_size`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use spiffe_core::SpiffeId;
@@ -106,16 +106,23 @@ impl JwtCache {
         self.map.insert(key, (svid, self.tick));
     }
 
-    /// Drops tokens signed by one of `key_ids` (tainted JWT authorities).
-    pub fn remove_signed_by(&mut self, key_ids: &[String]) -> usize {
-        let before = self.map.len();
+    /// Drops tokens signed by one of `key_ids` (tainted JWT authorities); returns how many
+    /// were dropped per key ID.
+    pub fn remove_signed_by(&mut self, key_ids: &[String]) -> BTreeMap<String, usize> {
+        let mut removed = BTreeMap::new();
         self.map.retain(|_, (svid, _)| {
             let kid = spiffe_core::JwtSvid::parse_insecure(&svid.token)
                 .ok()
                 .and_then(|j| j.key_id().map(str::to_string));
-            !kid.is_some_and(|k| key_ids.contains(&k))
+            match kid {
+                Some(k) if key_ids.contains(&k) => {
+                    *removed.entry(k).or_insert(0) += 1;
+                    false
+                }
+                _ => true,
+            }
         });
-        before - self.map.len()
+        removed
     }
 }
 
@@ -161,6 +168,38 @@ mod tests {
         c.set(&id, &["a".into()], svid(4));
         assert_eq!(c.len(), 2);
         assert_eq!(c.get(&id, &["a".into()]), Some(svid(4)));
-        assert_eq!(c.remove_signed_by(&["k".into()]), 0);
+        assert!(c.remove_signed_by(&["k".into()]).is_empty());
+    }
+
+    #[test]
+    fn tokens_signed_by_tainted_keys_are_dropped() {
+        let key = spiffe_core::PrivateKey::generate(spiffe_core::KeyType::EcP256).unwrap();
+        let token = |kid: &str, sub: &str| {
+            let mut claims = serde_json::Map::new();
+            claims.insert("sub".into(), sub.into());
+            claims.insert("aud".into(), "a".into());
+            claims.insert("exp".into(), 4_000_000_000u64.into());
+            CachedJwtSvid {
+                token: spiffe_core::jwt::sign_raw(
+                    &claims,
+                    &key,
+                    kid,
+                    spiffe_core::JwsAlgorithm::ES256,
+                )
+                .unwrap(),
+                issued_at: UNIX_EPOCH,
+                expires_at: UNIX_EPOCH + Duration::from_secs(4_000_000_000),
+            }
+        };
+        let w1 = SpiffeId::parse("spiffe://example.org/w1").unwrap();
+        let w2 = SpiffeId::parse("spiffe://example.org/w2").unwrap();
+        let mut c = JwtCache::new(0);
+        c.set(&w1, &["a".into()], token("old", w1.as_str()));
+        c.set(&w1, &["b".into()], token("old", w1.as_str()));
+        c.set(&w2, &["a".into()], token("new", w2.as_str()));
+        let removed = c.remove_signed_by(&["old".into(), "older".into()]);
+        assert_eq!(removed.into_iter().collect::<Vec<_>>(), [("old".into(), 2)]);
+        assert!(c.get(&w1, &["a".into()]).is_none());
+        assert!(c.get(&w2, &["a".into()]).is_some());
     }
 }

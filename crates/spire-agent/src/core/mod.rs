@@ -13,4 +13,5 @@ pub mod entry;
 pub mod jwt_cache;
 pub mod rotation;
 pub mod sync;
+pub mod taint;
 pub mod workload_cache;

@@ -184,6 +184,37 @@ mod tests {
         assert!(x509_expired(t(3601), t(3600)));
     }
 
+    /// `rotation::short_ttls`: agent SVIDs of a 10 s TTL, backdated 10 s by the server as
+    /// SPIRE does (a 20 s lifetime), checked every 5 s ± 10% (the rotator's backoff after a
+    /// success). Whatever the jitter draws, every check rotates, long before expiry.
+    #[test]
+    fn short_agent_svids_rotate_well_before_expiry() {
+        use crate::core::backoff::Backoff;
+        let s = RotationStrategy::default();
+        for (check_jitter, rotation_jitter) in
+            [(0.0, 0.0), (0.999, 0.0), (0.0, 0.999), (0.999, 0.999)]
+        {
+            let mut backoff = Backoff::new(Duration::from_secs(5));
+            let mut now = t(0);
+            // Issued at t(0): valid from t(0) - 10 s to t(0) + 10 s.
+            let (mut not_before, mut not_after) = (t(0) - Duration::from_secs(10), t(10));
+            let mut rotations = 0;
+            for _ in 0..20 {
+                backoff.reset();
+                now += backoff.next(check_jitter).unwrap();
+                assert!(now < not_after, "checked after expiry");
+                let action =
+                    s.agent_svid_action(now, not_before, not_after, false, false, rotation_jitter);
+                if action == AgentSvidAction::Renew {
+                    rotations += 1;
+                    not_before = now - Duration::from_secs(10);
+                    not_after = now + Duration::from_secs(10);
+                }
+            }
+            assert_eq!(rotations, 20);
+        }
+    }
+
     #[test]
     fn agent_action() {
         let s = RotationStrategy::default();
