@@ -66,7 +66,7 @@ mkdir -p "$(dirname "$out")"
         echo "$row"
     done
     echo
-    echo "## Known deviations"
+    echo "## Deviations"
     echo
     if [[ -f "$here/deviations.md" ]]; then
         cat "$here/deviations.md"
