@@ -1,15 +1,15 @@
-//! Benchmark harness for spire-rs against reference SPIRE.
-//!
-//! Each scenario starts the server binary under test on a temp dir (SQLite, disk
-//! KeyManager, the same configuration for both implementations), drives it over its UNIX
-//! socket with tonic clients, and reports medians over repeated runs. With `--reference`
-//! the same scenario runs against reference SPIRE too and the ratio is printed.
+//! Benchmark harness: reference SPIRE and spire-rs, in turn, with the same configuration
+//! (SQLite datastore, ec-p256, the same TTLs), driven over their real sockets and ports by
+//! tonic clients in this process.
 //!
 //! ```text
-//! spire-bench server [--entries N] [--runs R] [--mint-secs S] [--concurrency C]
-//!                    [--ours PATH] [--reference PATH]
+//! spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --large] [--reference-dir DIR]
+//!             [--ours-dir DIR] [--out FILE] [--cache-dir DIR] [size overrides]
 //! ```
-//! Output is a Markdown table on stdout (copied into bench/RESULTS.md).
+//! Scenarios: footprint, workload, signing, propagation, scale, coldstart. The report
+//! (Markdown) goes to stdout and, with `--out`, to a file; text in that file below the
+//! "kept" marker survives a rewrite. Exits non-zero if any scenario failed (in `--smoke`,
+//! also if any spire-rs figure is missing).
 
 #![allow(
     clippy::print_stdout,
@@ -17,341 +17,357 @@
     reason = "a command-line report"
 )]
 
+mod clients;
+mod procs;
+mod relay;
+mod report;
+mod scenarios;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use hyper_util::rt::TokioIo;
-use spiffe_core::{KeyType, PrivateKey, SpiffeId};
-use spire_proto::spire::api::server::bundle::v1::GetBundleRequest;
-use spire_proto::spire::api::server::bundle::v1::bundle_client::BundleClient;
-use spire_proto::spire::api::server::entry::v1::entry_client::EntryClient;
-use spire_proto::spire::api::server::entry::v1::{BatchCreateEntryRequest, ListEntriesRequest};
-use spire_proto::spire::api::server::svid::v1::MintX509svidRequest;
-use spire_proto::spire::api::server::svid::v1::svid_client::SvidClient;
-use spire_proto::spire::api::types;
-use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
 
-struct Server {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    child: Child,
+use crate::procs::Implementation;
+use crate::report::Section;
+use crate::scenarios::{Ctx, Sizes};
+
+const SCENARIOS: [&str; 6] = [
+    "footprint",
+    "workload",
+    "signing",
+    "propagation",
+    "scale",
+    "coldstart",
+];
+
+/// The line of RESULTS.md after which text is kept when the harness rewrites the file.
+const KEEP_MARKER: &str = "<!-- Text below this line is written by hand and kept when the harness rewrites this file. -->";
+
+const USAGE: &str = "usage: spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --large]
+        [--reference-dir DIR] [--ours-dir DIR] [--out FILE] [--cache-dir DIR]
+        [--work-dir DIR] [--calls N] [--sign-secs S] [--samples N] [--entries N] [--agent-entries N]
+        [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M]
+scenarios: footprint, workload, signing, propagation, scale, coldstart";
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// Progress on stderr, stamped with the time since the harness started.
+pub(crate) fn log(msg: &str) {
+    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("[{t:7.1}s] {msg}");
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn channel(path: &Path) -> Result<Channel> {
-    let path = path.to_path_buf();
-    Ok(Endpoint::try_from("http://[::]:50051")?
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-        }))
-        .await?)
-}
-
-async fn start(bin: &Path) -> Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let d = dir.path().display();
-    let socket = dir.path().join("api.sock");
-    let conf = format!(
-        r#"server {{
-    bind_address = "127.0.0.1"
-    bind_port = "{port}"
-    socket_path = "{sock}"
-    trust_domain = "example.org"
-    data_dir = "{d}/data"
-    log_level = "WARN"
-}}
-plugins {{
-    DataStore "sql" {{
-        plugin_data {{
-            database_type = "sqlite3"
-            connection_string = "{d}/data/datastore.sqlite3"
-        }}
-    }}
-    KeyManager "disk" {{
-        plugin_data {{
-            keys_path = "{d}/data/keys.json"
-        }}
-    }}
-    NodeAttestor "join_token" {{
-        plugin_data {{}}
-    }}
-}}
-"#,
-        port = free_port()?,
-        sock = socket.display(),
-    );
-    std::fs::write(dir.path().join("server.conf"), conf)?;
-    let child = Command::new(bin)
-        .args(["run", "-config"])
-        .arg(dir.path().join("server.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let server = Server {
-        _dir: dir,
-        socket,
-        child,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(ch) = channel(&server.socket).await
-            && BundleClient::new(ch)
-                .get_bundle(GetBundleRequest::default())
-                .await
-                .is_ok()
-        {
-            return Ok(server);
-        }
-        if Instant::now() > deadline {
-            bail!("{} did not start", bin.display());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn entry(i: usize) -> types::Entry {
-    let id = |p: String| {
-        Some(types::Spiffeid {
-            trust_domain: "example.org".into(),
-            path: p,
-        })
-    };
-    types::Entry {
-        parent_id: id(format!("/spire/agent/bench/{}", i % 100)),
-        spiffe_id: id(format!("/workload/{i}")),
-        selectors: vec![types::Selector {
-            r#type: "unix".into(),
-            value: format!("uid:{i}"),
-        }],
-        ..Default::default()
-    }
-}
-
-/// Per-implementation figures of the server scenario.
-#[derive(Debug, Default, Clone, Copy)]
-struct ServerFigures {
-    create_secs: f64,
-    list_secs: f64,
-    mints_per_sec: f64,
-}
-
-async fn server_scenario(
-    bin: &Path,
-    entries: usize,
-    mint_secs: u64,
-    concurrency: usize,
-) -> Result<ServerFigures> {
-    let server = start(bin).await?;
-    let ch = channel(&server.socket).await?;
-    let mut ec = EntryClient::new(ch.clone()).max_decoding_message_size(1 << 30);
-
-    // BatchCreateEntry in batches of 50, as `spire-server entry create -data` sends them.
-    let t = Instant::now();
-    let mut i = 0;
-    while i < entries {
-        let n = (entries - i).min(50);
-        let batch = (i..i + n).map(entry).collect();
-        let resp = ec
-            .batch_create_entry(BatchCreateEntryRequest {
-                entries: batch,
-                output_mask: None,
-            })
-            .await?;
-        if resp
-            .get_ref()
-            .results
-            .iter()
-            .any(|r| r.status.as_ref().is_some_and(|s| s.code != 0))
-        {
-            bail!("entry creation failed");
-        }
-        i += n;
-    }
-    let create_secs = t.elapsed().as_secs_f64();
-
-    // ListEntries of everything, paged as the CLI pages (pages of 500 entries).
-    let t = Instant::now();
-    let mut token = String::new();
-    let mut listed = 0;
-    loop {
-        let resp = ec
-            .list_entries(ListEntriesRequest {
-                page_size: 500,
-                page_token: token.clone(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        listed += resp.entries.len();
-        if resp.next_page_token.is_empty() || resp.entries.is_empty() {
-            break;
-        }
-        token = resp.next_page_token;
-    }
-    let list_secs = t.elapsed().as_secs_f64();
-    if listed != entries {
-        bail!("listed {listed} of {entries} entries");
-    }
-
-    // MintX509SVID throughput with `concurrency` clients.
-    let id = SpiffeId::parse("spiffe://example.org/bench")?;
-    let csr = spire_pki::make_csr(PrivateKey::generate(KeyType::EcP256)?, Some(&id))?;
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Instant::now() + Duration::from_secs(mint_secs);
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let mut sc = SvidClient::new(ch.clone());
-        let csr = csr.clone();
-        let done = done.clone();
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < stop {
-                if sc
-                    .mint_x509svid(MintX509svidRequest {
-                        csr: csr.clone(),
-                        ttl: 3600,
-                    })
-                    .await
-                    .is_ok()
-                {
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    let t = Instant::now();
-    for task in tasks {
-        task.await?;
-    }
-    let mints_per_sec = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
-    Ok(ServerFigures {
-        create_secs,
-        list_secs,
-        mints_per_sec,
-    })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
+#[derive(Debug)]
 struct Args {
-    entries: usize,
-    runs: usize,
-    mint_secs: u64,
-    concurrency: usize,
-    ours: PathBuf,
-    reference: Option<PathBuf>,
+    scenarios: Vec<String>,
+    smoke: bool,
+    sizes: Sizes,
+    reference_dir: Option<PathBuf>,
+    ours_dir: Option<PathBuf>,
+    out: Option<PathBuf>,
+    cache_dir: PathBuf,
+    work_dir: PathBuf,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        entries: 100_000,
-        runs: 3,
-        mint_secs: 10,
-        concurrency: 8,
-        ours: PathBuf::from("target/release/spire-server"),
-        reference: None,
-    };
-    let mut it = std::env::args().skip(1);
-    match it.next().as_deref() {
-        Some("server") => {}
-        _ => bail!(
-            "usage: spire-bench server [--entries N] [--runs R] [--mint-secs S] [--concurrency C] [--ours PATH] [--reference PATH]"
-        ),
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.iter().any(|a| a == "-h" || a == "--help") || raw.is_empty() {
+        println!("{USAGE}");
+        std::process::exit(if raw.is_empty() { 2 } else { 0 });
     }
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--entries" => a.entries = value.parse()?,
-            "--runs" => a.runs = value.parse()?,
-            "--mint-secs" => a.mint_secs = value.parse()?,
-            "--concurrency" => a.concurrency = value.parse()?,
-            "--ours" => a.ours = PathBuf::from(value),
-            "--reference" => a.reference = Some(PathBuf::from(value)),
-            other => bail!("unknown flag {other}"),
+    let mut it = raw.into_iter();
+    let which = it.next().unwrap_or_default();
+    let scenarios: Vec<String> = if which == "all" {
+        SCENARIOS.iter().map(|s| s.to_string()).collect()
+    } else {
+        which.split(',').map(str::to_string).collect()
+    };
+    for s in &scenarios {
+        if !SCENARIOS.contains(&s.as_str()) {
+            bail!("unknown scenario {s:?}\n{USAGE}");
         }
+    }
+    let rest: Vec<String> = it.collect();
+    let smoke = rest.iter().any(|a| a == "--smoke");
+    let large = rest.iter().any(|a| a == "--large");
+    if smoke && large {
+        bail!("--smoke and --large exclude each other");
+    }
+    let mut a = Args {
+        scenarios,
+        smoke,
+        sizes: if smoke {
+            Sizes::smoke()
+        } else if large {
+            Sizes::large()
+        } else {
+            Sizes::default_run()
+        },
+        reference_dir: None,
+        ours_dir: None,
+        out: None,
+        cache_dir: std::env::temp_dir().join("spire-bench-cache"),
+        work_dir: std::env::temp_dir(),
+    };
+    let mut it = rest
+        .into_iter()
+        .filter(|f| f != "--smoke" && f != "--large");
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let n = || -> Result<usize> {
+            value
+                .parse()
+                .with_context(|| format!("{flag}: not a number: {value:?}"))
+        };
+        let s = &mut a.sizes;
+        match flag.as_str() {
+            "--reference-dir" => a.reference_dir = Some(PathBuf::from(&value)),
+            "--ours-dir" => a.ours_dir = Some(PathBuf::from(&value)),
+            "--out" => a.out = Some(PathBuf::from(&value)),
+            "--cache-dir" => a.cache_dir = PathBuf::from(&value),
+            "--work-dir" => a.work_dir = PathBuf::from(&value),
+            "--calls" => s.latency_calls = n()?,
+            "--sign-secs" => {
+                s.sign_secs = value
+                    .parse()
+                    .with_context(|| format!("--sign-secs: {value:?}"))?
+            }
+            "--samples" => s.propagation_samples = n()?,
+            "--entries" => s.scale_entries = n()?,
+            "--agent-entries" => s.scale_small_agent = n()?,
+            "--svids" => s.footprint_svids = n()?,
+            "--starts" => s.starts = n()?.max(1),
+            "--cold-entries" => s.cold_entries = n()?,
+            "--cold-timeout-min" => s.cold_timeout = Duration::from_secs(60 * n()? as u64),
+            other => bail!("unknown flag {other}\n{USAGE}"),
+        }
+    }
+    if a.sizes.scale_entries < 1 || a.sizes.scale_small_agent < 1 || a.sizes.footprint_svids < 1 {
+        bail!("entry counts must be at least 1");
     }
     Ok(a)
 }
 
-async fn medians(bin: &Path, a: &Args) -> Result<ServerFigures> {
-    let mut runs = Vec::new();
-    for r in 0..a.runs {
-        eprintln!("{}: run {}/{}", bin.display(), r + 1, a.runs);
-        runs.push(server_scenario(bin, a.entries, a.mint_secs, a.concurrency).await?);
+/// Our binaries: `--ours-dir`, else next to this executable (cargo puts all three in the
+/// same target directory), else `target/release`.
+fn ours_dir(arg: Option<&Path>) -> PathBuf {
+    if let Some(d) = arg {
+        return d.to_path_buf();
     }
-    Ok(ServerFigures {
-        create_secs: median(runs.iter().map(|f| f.create_secs).collect()),
-        list_secs: median(runs.iter().map(|f| f.list_secs).collect()),
-        mints_per_sec: median(runs.iter().map(|f| f.mints_per_sec).collect()),
-    })
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+        && dir.join("spire-server").is_file()
+        && dir.join("spire-agent").is_file()
+    {
+        return dir.to_path_buf();
+    }
+    PathBuf::from("target/release")
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn command_output(cmd: &Path, args: &[&str]) -> String {
+    match std::process::Command::new(cmd).args(args).output() {
+        Ok(o) => {
+            let mut s = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if s.is_empty() {
+                s = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            }
+            s
+        }
+        Err(e) => format!("({e})"),
+    }
+}
+
+fn load() -> String {
+    let out = command_output(Path::new("uptime"), &[]);
+    if out.starts_with('(') {
+        read("/proc/loadavg").trim().to_string()
+    } else {
+        out
+    }
+}
+
+fn machine(ctx: &Ctx) -> String {
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("unknown");
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let mem = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .map(|k| format!("{:.1} GiB", k / (1024.0 * 1024.0)))
+        .unwrap_or_else(|| "unknown".into());
+    let os = read("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|s| s.trim_matches('"').to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_string();
+    let mut s = format!(
+        "- CPU: {model}, {cpus} logical CPUs\n- Memory: {mem}\n- OS: {os}, Linux {kernel}\n"
+    );
+    let commit = command_output(Path::new("git"), &["rev-parse", "--short", "HEAD"]);
+    let dirty = !command_output(Path::new("git"), &["status", "--porcelain"]).is_empty();
+    s.push_str(&format!(
+        "- spire-rs: `{}` ({}; source tree at commit {commit}{})\n",
+        ctx.ours.server.display(),
+        command_output(&ctx.ours.server, &["--version"]),
+        if dirty {
+            " with uncommitted changes"
+        } else {
+            ""
+        }
+    ));
+    match &ctx.reference {
+        Some(r) => s.push_str(&format!(
+            "- reference SPIRE: `{}` ({})\n",
+            r.server.display(),
+            command_output(&r.server, &["--version"])
+        )),
+        None => s.push_str("- reference SPIRE: not run (no `--reference-dir`)\n"),
+    }
+    s
+}
+
+fn header(ctx: &Ctx, args: &Args, load_before: &str, took: f64) -> String {
+    let mode = if args.smoke { " (smoke sizes)" } else { "" };
+    let mut s = String::from("# Benchmark results\n\n");
+    s.push_str(&format!(
+        "Written by `spire-bench {}{}` in {:.1} min; see the README's Benchmarks section for \
+         how to run it. Each implementation runs alone on the machine: reference SPIRE \
+         first, then spire-rs, for every scenario. The load generator runs on the same \
+         cores.{mode}\n\n",
+        args.scenarios.join(","),
+        if args.smoke { " --smoke" } else { "" },
+        took / 60.0
+    ));
+    s.push_str("## Machine\n\n");
+    s.push_str(&machine(ctx));
+    s.push_str(&format!(
+        "- Load before the run (`uptime`): {load_before}\n"
+    ));
+    s.push_str(&format!("- Load after the run (`uptime`): {}\n", load()));
+    s.push_str(
+        "\nSame configuration for both implementations: SQLite datastore, disk KeyManager \
+         (server) and memory KeyManager (agent), ec-p256 CA, X509-SVID and workload keys, \
+         X509-SVID TTL 1 h, JWT-SVID TTL 5 min, CA TTL 168 h, join-token attestation, unix \
+         workload attestor, log level WARN, rate limits off. Ratios are spire-rs ÷ \
+         reference whatever the direction of \"better\"; goals are those of the issue.\n\n",
+    );
+    s.push_str(&format!(
+        "Data directories (datastores included) are made under `{}`.\n\n",
+        procs::work_dir().display()
+    ));
+    s.push_str("## Results\n\n");
+    s
+}
+
+/// `generated`, plus the hand-written tail of the existing file at `path`.
+fn with_kept_tail(path: &Path, generated: &str) -> String {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let tail = old
+        .split_once(KEEP_MARKER)
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_else(|| "\n\n## Where spire-rs is behind\n\n(Analysis goes here.)\n".into());
+    format!("{generated}{KEEP_MARKER}{tail}")
+}
+
+async fn run(args: &Args, ctx: &Ctx) -> Vec<Section> {
+    let mut out = Vec::new();
+    for s in SCENARIOS {
+        if !args.scenarios.iter().any(|x| x == s) {
+            continue;
+        }
+        let section = match s {
+            "footprint" => scenarios::footprint::run(ctx).await,
+            "workload" => scenarios::workload::run(ctx).await,
+            "signing" => scenarios::signing::run(ctx).await,
+            "propagation" => scenarios::propagation::run(ctx).await,
+            "scale" => scenarios::scale::run(ctx).await,
+            _ => scenarios::coldstart::run(ctx).await,
+        };
+        log(&format!(
+            "{} finished in {:.1} s",
+            section.title, section.seconds
+        ));
+        out.push(section);
+    }
+    out
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let a = parse_args()?;
-    let ours = medians(&a.ours, &a).await?;
-    let reference = match &a.reference {
-        Some(r) => Some(medians(r, &a).await?),
-        None => None,
+async fn main() -> std::process::ExitCode {
+    match real_main().await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("spire-bench: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the harness; `Ok(false)` when a scenario failed.
+async fn real_main() -> Result<bool> {
+    let started = *START.get_or_init(Instant::now);
+    let args = parse_args()?;
+    procs::set_work_dir(args.work_dir.clone());
+    let ours_dir = ours_dir(args.ours_dir.as_deref());
+    let ours = Implementation::from_dir("spire-rs", &ours_dir).with_context(|| {
+        "build them first: cargo build --release -p spire-server -p spire-agent (or pass --ours-dir)"
+    })?;
+    let reference = match &args.reference_dir {
+        Some(d) => Some(Implementation::from_dir("reference SPIRE", d)?),
+        None => {
+            log("no --reference-dir: reference SPIRE is skipped (its cells say \"not run\")");
+            None
+        }
     };
-    println!(
-        "Server scenario: {} entries, median of {} runs, mint for {} s with {} clients (SQLite, ec-p256).\n",
-        a.entries, a.runs, a.mint_secs, a.concurrency
-    );
-    println!("| metric | reference SPIRE | spire-rs | spire-rs speed-up |");
-    println!("|---|---|---|---|");
-    let row = |name: &str, r: Option<f64>, o: f64, unit: &str, higher_better: bool| {
-        let (rs, ratio) = match r {
-            Some(r) => {
-                let ratio = if higher_better { o / r } else { r / o };
-                (format!("{r:.2} {unit}"), format!("{ratio:.2}x"))
-            }
-            None => ("not run".into(), "-".into()),
-        };
-        println!("| {name} | {rs} | {o:.2} {unit} | {ratio} |");
+    let ctx = Ctx {
+        ours,
+        reference,
+        sizes: args.sizes.clone(),
+        cache_dir: args.cache_dir.clone(),
     };
-    let entries_per_sec = |f: &ServerFigures| a.entries as f64 / f.create_secs;
-    row(
-        "BatchCreateEntry throughput",
-        reference.as_ref().map(entries_per_sec),
-        entries_per_sec(&ours),
-        "entries/s",
-        true,
-    );
-    row(
-        "ListEntries (all, pages of 500)",
-        reference.map(|r| r.list_secs),
-        ours.list_secs,
-        "s",
-        false,
-    );
-    row(
-        "MintX509SVID",
-        reference.map(|r| r.mints_per_sec),
-        ours.mints_per_sec,
-        "SVIDs/s",
-        true,
-    );
-    Ok(())
+    let load_before = load();
+    log(&format!("load: {load_before}"));
+    let sections = run(&args, &ctx).await;
+    let took = started.elapsed().as_secs_f64();
+
+    let mut md = header(&ctx, &args, &load_before, took);
+    for s in &sections {
+        md.push_str(&s.markdown());
+    }
+    println!("{md}");
+    if let Some(path) = &args.out {
+        std::fs::write(path, with_kept_tail(path, &md))
+            .with_context(|| format!("writing {}", path.display()))?;
+        log(&format!("wrote {}", path.display()));
+    }
+
+    let mut failures: Vec<String> = sections.iter().flat_map(Section::failures).collect();
+    if args.smoke {
+        failures.extend(sections.iter().flat_map(Section::missing_ours));
+    }
+    log(&format!("total {:.1} min", took / 60.0));
+    for f in &failures {
+        eprintln!("FAILED: {f}");
+    }
+    Ok(failures.is_empty())
 }
