@@ -86,10 +86,9 @@ impl SvidService {
             .server
             .index
             .read()
-            .authorized_entries(caller_id.as_str());
+            .authorized_subset(caller_id.as_str(), ids);
         Ok(authorized
             .into_iter()
-            .filter(|e| ids.contains(&e.entry_id.as_str()))
             .map(|e| (e.entry_id.clone(), e))
             .collect())
     }
