@@ -1,7 +1,8 @@
 //! Scenario 2, server signing throughput as agents see it: BatchNewX509SVID (batches of 1 and 100)
 //! and NewJWTSVID over the server's TLS port, with the SVIDs of agents attested by join
 //! token, with 1 and 8 concurrent agents (one connection each); compared with the crypto
-//! limit of the machine (P-256 sign + CSR verify, every core busy).
+//! limit of the machine (P-256 sign + CSR verify, every core busy). Also MintX509SVID, the
+//! admin API's signing call, over the UNIX socket with 1 and 8 concurrent clients.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -86,6 +87,8 @@ pub(crate) fn jwt_limit(secs: f64) -> Result<f64> {
 /// One attested agent with the entries it may sign for.
 struct SigningAgent {
     channel: Channel,
+    /// Its own connection to the admin socket, for MintX509SVID.
+    admin: Channel,
     entry_ids: Vec<String>,
 }
 
@@ -93,6 +96,7 @@ struct SigningAgent {
 enum Work {
     X509 { batch: usize },
     Jwt,
+    Mint,
 }
 
 /// Runs `work` from `agents.len()` concurrent clients for `secs` (after a short warm-up);
@@ -111,6 +115,7 @@ async fn throughput(
     server: &Server,
     agents: &[SigningAgent],
     csrs: &Arc<Vec<Vec<u8>>>,
+    mint_csrs: &Arc<Vec<Vec<u8>>>,
     work: Work,
     secs: f64,
 ) -> Result<Throughput> {
@@ -122,11 +127,16 @@ async fn throughput(
     for a in agents {
         let mut client = svidv1::svid_client::SvidClient::new(a.channel.clone())
             .max_decoding_message_size(clients::MAX_MESSAGE);
+        let mut admin = svidv1::svid_client::SvidClient::new(a.admin.clone())
+            .max_decoding_message_size(clients::MAX_MESSAGE);
         let ids = a.entry_ids.clone();
         let csrs = csrs.clone();
+        let mint_csrs = mint_csrs.clone();
         let (measuring, stop, done) = (measuring.clone(), stop.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
+                n = n.wrapping_add(1);
                 let signed = match work {
                     Work::X509 { batch } => {
                         let params = ids
@@ -167,6 +177,21 @@ async fn throughput(
                         .await?;
                         if resp.get_ref().svid.is_none() {
                             bail!("NewJWTSVID: no SVID");
+                        }
+                        1
+                    }
+                    Work::Mint => {
+                        let csr = mint_csrs
+                            .get(n % mint_csrs.len().max(1))
+                            .cloned()
+                            .unwrap_or_default();
+                        let resp = clients::timed(
+                            "MintX509SVID",
+                            admin.mint_x509svid(svidv1::MintX509svidRequest { csr, ttl: 0 }),
+                        )
+                        .await?;
+                        if resp.get_ref().svid.is_none() {
+                            bail!("MintX509SVID: no SVID");
                         }
                         1
                     }
@@ -221,6 +246,7 @@ async fn measure(imp: Implementation, secs: f64, limits: (f64, f64)) -> Result<M
         let entry_ids = admin.create_entries(entries).await?;
         agents.push(SigningAgent {
             channel: clients::agent_channel(&server.address(), &bundle, &svid)?,
+            admin: clients::uds_channel(&server.socket).await?,
             entry_ids,
         });
     }
@@ -274,6 +300,21 @@ async fn measure(imp: Implementation, secs: f64, limits: (f64, f64)) -> Result<M
             })
             .collect::<Result<Vec<_>>>()?,
     );
+    // MintX509SVID takes the SPIFFE ID from the CSR's URI SAN.
+    let mint_csrs = Arc::new(
+        (0..max_batch)
+            .map(|i| {
+                let id = spiffe_core::SpiffeId::parse(&format!(
+                    "spiffe://{}/bench/mint/{i}",
+                    crate::procs::TRUST_DOMAIN
+                ))?;
+                Ok(spire_pki::make_csr(
+                    PrivateKey::generate(KeyType::EcP256)?,
+                    Some(&id),
+                )?)
+            })
+            .collect::<Result<Vec<_>>>()?,
+    );
     let mut m = Metrics::default();
     for batch in BATCHES {
         for n in AGENTS {
@@ -281,6 +322,7 @@ async fn measure(imp: Implementation, secs: f64, limits: (f64, f64)) -> Result<M
                 &server,
                 agents.get(..n).unwrap_or(&agents[..]),
                 &csrs,
+                &mint_csrs,
                 Work::X509 { batch },
                 secs,
             )
@@ -296,12 +338,27 @@ async fn measure(imp: Implementation, secs: f64, limits: (f64, f64)) -> Result<M
             &server,
             agents.get(..n).unwrap_or(&agents[..]),
             &csrs,
+            &mint_csrs,
             Work::Jwt,
             secs,
         )
         .await?;
         m.set(format!("jwt.a{n}"), t.rate);
         m.set(format!("jwt.a{n}.cpu"), t.server_cpu);
+    }
+    for n in AGENTS {
+        let t = throughput(
+            &server,
+            agents.get(..n).unwrap_or(&agents[..]),
+            &csrs,
+            &mint_csrs,
+            Work::Mint,
+            secs,
+        )
+        .await?;
+        m.set(format!("mint.a{n}"), t.rate);
+        m.set(format!("mint.a{n}.limit"), t.rate / limits.1);
+        m.set(format!("mint.a{n}.cpu"), t.server_cpu);
     }
     server.proc.stop().await;
     Ok(m)
@@ -387,14 +444,36 @@ pub(crate) async fn run(ctx: &Ctx) -> Section {
             Unit::Secs,
         ));
     }
+    for n in AGENTS {
+        rows.push(
+            row(
+                format!("mint.a{n}"),
+                format!("MintX509SVID (admin socket), {n} client{}", plural(n)),
+                Unit::Rate("SVIDs/s"),
+            )
+            .goal(Goal::RatioAtLeast(2.0)),
+        );
+        rows.push(row(
+            format!("mint.a{n}.limit"),
+            "… as a fraction of the machine's crypto limit",
+            Unit::Fraction,
+        ));
+        rows.push(row(
+            format!("mint.a{n}.cpu"),
+            "… server CPU time per SVID",
+            Unit::Secs,
+        ));
+    }
     super::section(
         ctx,
         "2. Server signing throughput",
         format!(
             "Agents attested by join token over the server's TLS port; each agent has 100 \
              entries and sends fresh-key CSRs for them over its own mutual-TLS connection, \
-             in a closed loop. {secs:.0} s per row after a warm-up; rate limits off on both \
-             servers (`ratelimit {{ signing = false }}`)."
+             in a closed loop. MintX509SVID runs the same way over the admin UNIX socket, \
+             one connection per client, each CSR carrying its SPIFFE ID as a URI SAN. \
+             {secs:.0} s per row after a warm-up; rate limits off on both servers \
+             (`ratelimit {{ signing = false }}`)."
         ),
         rows,
         notes,
