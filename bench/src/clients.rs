@@ -133,6 +133,20 @@ impl Admin {
         Ok(t.value)
     }
 
+    /// A join token and one entry under its agent ID that matches this process as a
+    /// workload; returns the token, the agent's ID path and the workload selector.
+    pub(crate) async fn token_with_workload_entry(
+        &self,
+        path: &str,
+    ) -> Result<(String, String, types::Selector)> {
+        let token = self.join_token().await?;
+        let parent = join_token_agent_path(&token);
+        let selector = workload_selector()?;
+        self.create_entries(vec![entry(&parent, path, selector.clone())])
+            .await?;
+        Ok((token, parent, selector))
+    }
+
     /// Creates `entries` in one BatchCreateEntry call; returns their IDs in order.
     pub(crate) async fn create_entries(&self, entries: Vec<types::Entry>) -> Result<Vec<String>> {
         let resp = timed(

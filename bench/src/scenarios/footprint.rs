@@ -41,16 +41,7 @@ async fn measure(imp: Implementation, svids: usize, starts: usize, idle: u64) ->
         agent_ready.push(a.wait_ready(Duration::from_secs(60)).await?.as_secs_f64());
         a.proc.stop().await;
     }
-    let token = admin.join_token().await?;
-    let parent = clients::join_token_agent_path(&token);
-    let selector = clients::workload_selector()?;
-    admin
-        .create_entries(vec![clients::entry(
-            &parent,
-            "/bench/fp/0",
-            selector.clone(),
-        )])
-        .await?;
+    let (token, parent, selector) = admin.token_with_workload_entry("/bench/fp/0").await?;
     let mut agent = Agent::spawn(&imp, server.port, &token)?;
     agent_ready.push(
         agent

@@ -15,15 +15,8 @@ use crate::report::{Goal, Metrics, Section, Unit, median, percentile, row};
 async fn measure(imp: Implementation, samples: usize) -> Result<Metrics> {
     let server = Server::start(&imp).await?;
     let admin = Admin::connect(&server.socket).await?;
-    let token = admin.join_token().await?;
-    let parent = clients::join_token_agent_path(&token);
-    let selector = clients::workload_selector()?;
-    admin
-        .create_entries(vec![clients::entry(
-            &parent,
-            "/bench/prop/initial",
-            selector.clone(),
-        )])
+    let (token, parent, selector) = admin
+        .token_with_workload_entry("/bench/prop/initial")
         .await?;
     let agent = Agent::start(&imp, server.port, &token).await?;
     clients::wait_for_svids(&agent.socket, Duration::from_secs(60), |ids| {

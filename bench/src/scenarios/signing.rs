@@ -397,71 +397,63 @@ pub(crate) async fn run(ctx: &Ctx) -> Section {
         ));
     }
     let plural = |n: usize| if n == 1 { "" } else { "s" };
+    // One group of rows per measurement: the rate, then what each key measured of it.
+    let group = |key: String, label: String, unit: &'static str, extras: &[&str]| {
+        let mut rows =
+            vec![row(key.clone(), label, Unit::Rate(unit)).goal(Goal::RatioAtLeast(2.0))];
+        for extra in extras {
+            let r = match *extra {
+                "limit" => row(
+                    format!("{key}.limit"),
+                    "… as a fraction of the machine's crypto limit",
+                    Unit::Fraction,
+                ),
+                "cpu" => row(
+                    format!("{key}.cpu"),
+                    format!("… server CPU time per {}", unit.trim_end_matches("s/s")),
+                    Unit::Secs,
+                ),
+                _ => row(
+                    format!("{key}.load"),
+                    "… CPU share of the load generator",
+                    Unit::Fraction,
+                ),
+            };
+            rows.push(r);
+        }
+        rows
+    };
     let mut rows = Vec::new();
     for batch in BATCHES {
         for n in AGENTS {
-            rows.push(
-                row(
-                    format!("x509.b{batch}.a{n}"),
-                    format!("BatchNewX509SVID, batch {batch}, {n} agent{}", plural(n)),
-                    Unit::Rate("SVIDs/s"),
-                )
-                .goal(Goal::RatioAtLeast(2.0)),
+            let mut g = group(
+                format!("x509.b{batch}.a{n}"),
+                format!("BatchNewX509SVID, batch {batch}, {n} agent{}", plural(n)),
+                "SVIDs/s",
+                &["limit", "cpu", "load"],
             );
-            let mut r = row(
-                format!("x509.b{batch}.a{n}.limit"),
-                "… as a fraction of the machine's crypto limit",
-                Unit::Fraction,
-            );
-            if n > 1 {
-                r = r.goal(Goal::AtLeast(0.7));
+            if n > 1
+                && let Some(limit) = g.get_mut(1)
+            {
+                *limit = limit.clone().goal(Goal::AtLeast(0.7));
             }
-            rows.push(r);
-            rows.push(row(
-                format!("x509.b{batch}.a{n}.cpu"),
-                "… server CPU time per SVID",
-                Unit::Secs,
-            ));
-            rows.push(row(
-                format!("x509.b{batch}.a{n}.load"),
-                "… CPU share of the load generator",
-                Unit::Fraction,
-            ));
+            rows.extend(g);
         }
     }
     for n in AGENTS {
-        rows.push(
-            row(
-                format!("jwt.a{n}"),
-                format!("NewJWTSVID, {n} agent{}", plural(n)),
-                Unit::Rate("JWT-SVIDs/s"),
-            )
-            .goal(Goal::RatioAtLeast(2.0)),
-        );
-        rows.push(row(
-            format!("jwt.a{n}.cpu"),
-            "… server CPU time per JWT-SVID",
-            Unit::Secs,
+        rows.extend(group(
+            format!("jwt.a{n}"),
+            format!("NewJWTSVID, {n} agent{}", plural(n)),
+            "JWT-SVIDs/s",
+            &["cpu"],
         ));
     }
     for n in AGENTS {
-        rows.push(
-            row(
-                format!("mint.a{n}"),
-                format!("MintX509SVID (admin socket), {n} client{}", plural(n)),
-                Unit::Rate("SVIDs/s"),
-            )
-            .goal(Goal::RatioAtLeast(2.0)),
-        );
-        rows.push(row(
-            format!("mint.a{n}.limit"),
-            "… as a fraction of the machine's crypto limit",
-            Unit::Fraction,
-        ));
-        rows.push(row(
-            format!("mint.a{n}.cpu"),
-            "… server CPU time per SVID",
-            Unit::Secs,
+        rows.extend(group(
+            format!("mint.a{n}"),
+            format!("MintX509SVID (admin socket), {n} client{}", plural(n)),
+            "SVIDs/s",
+            &["limit", "cpu"],
         ));
     }
     super::section(
