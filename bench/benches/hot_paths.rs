@@ -117,7 +117,7 @@ fn selectors(i: usize) -> Vec<Selector> {
 fn agent_cache_matching(c: &mut Criterion) {
     let td = TrustDomain::new("example.org").unwrap();
     let mut cache = Cache::new(td.clone(), Bundle::new(td.clone()), 1000);
-    let entries: HashMap<String, Entry> = (0..ENTRIES)
+    let entries: HashMap<String, Arc<Entry>> = (0..ENTRIES)
         .map(|i| {
             let e = Entry {
                 id: format!("entry-{i:06}"),
@@ -131,7 +131,7 @@ fn agent_cache_matching(c: &mut Criterion) {
                 downstream: false,
                 store_svid: false,
             };
-            (e.id.clone(), e)
+            (e.id.clone(), Arc::new(e))
         })
         .collect();
     let mut bundles = BTreeMap::new();

@@ -118,7 +118,7 @@ fn bench(c: &mut Criterion) {
         store_svid: false,
     };
     let mut entries = HashMap::new();
-    entries.insert(entry.id.clone(), entry);
+    entries.insert(entry.id.clone(), std::sync::Arc::new(entry));
     let mut bundles = BTreeMap::new();
     bundles.insert(td.clone(), bundle);
     manager.preload(&entries, bundles, vec![("bench".into(), svid)]);

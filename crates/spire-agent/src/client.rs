@@ -306,7 +306,7 @@ impl ServerClient {
     /// `Entry/SyncAuthorizedEntries` over the mirror of authorized entries.
     pub async fn sync_entries(
         &self,
-        mirror: &mut HashMap<String, Entry>,
+        mirror: &mut HashMap<String, Arc<Entry>>,
     ) -> Result<(SyncStats, Vec<sync::Malformed>), ClientError> {
         let r = self.sync_entries_inner(mirror).await;
         self.released(r)
@@ -314,7 +314,7 @@ impl ServerClient {
 
     async fn sync_entries_inner(
         &self,
-        mirror: &mut HashMap<String, Entry>,
+        mirror: &mut HashMap<String, Arc<Entry>>,
     ) -> Result<(SyncStats, Vec<sync::Malformed>), ClientError> {
         const CTX: &str = "failed to fetch authorized entries";
         let mut client = entryv1::entry_client::EntryClient::new(self.channel()?)
@@ -357,7 +357,7 @@ impl ServerClient {
     /// `Entry/GetAuthorizedEntries` (with `use_sync_authorized_entries = false`).
     pub async fn get_authorized_entries(
         &self,
-        mirror: &mut HashMap<String, Entry>,
+        mirror: &mut HashMap<String, Arc<Entry>>,
     ) -> Result<Vec<sync::Malformed>, ClientError> {
         let r = async {
             let mut client = entryv1::entry_client::EntryClient::new(self.channel()?)

@@ -202,7 +202,7 @@ pub struct Manager {
     client: ServerClient,
     creds: Mutex<AgentCreds>,
     cache: Mutex<Cache>,
-    mirror: tokio::sync::Mutex<HashMap<String, Entry>>,
+    mirror: tokio::sync::Mutex<HashMap<String, Arc<Entry>>>,
     jwt: Mutex<JwtCache>,
     subscribers: Mutex<HashMap<SubscriberId, watch::Sender<u64>>>,
     svid_update: tokio::sync::Mutex<()>,
@@ -453,7 +453,7 @@ impl Manager {
         }
         let store_entries = mirror.values().any(|e| e.store_svid);
         let filtered;
-        let entries: &HashMap<String, Entry> = if store_entries {
+        let entries: &HashMap<String, Arc<Entry>> = if store_entries {
             filtered = mirror
                 .iter()
                 .filter(|(_, e)| !e.store_svid)
@@ -1031,7 +1031,7 @@ impl Manager {
     #[doc(hidden)]
     pub fn preload(
         &self,
-        entries: &HashMap<String, Entry>,
+        entries: &HashMap<String, Arc<Entry>>,
         bundles: std::collections::BTreeMap<TrustDomain, Bundle>,
         svids: Vec<(String, X509SvidRecord)>,
     ) {

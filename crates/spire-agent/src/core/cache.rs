@@ -195,7 +195,7 @@ impl Cache {
     /// `now_ms` stamps nothing here but keeps the signature uniform with subscriptions.
     pub fn update_entries(
         &mut self,
-        entries: &HashMap<String, Entry>,
+        entries: &HashMap<String, Arc<Entry>>,
         bundles: BTreeMap<TrustDomain, Bundle>,
         should_rotate: &mut dyn FnMut(&Entry, &X509SvidRecord) -> bool,
     ) -> EntriesOutcome {
@@ -253,7 +253,7 @@ impl Cache {
                 continue;
             };
             let existing = self.records.get(id).map(|r| r.entry.clone());
-            if existing.as_deref() == Some(new_entry) {
+            if existing.as_ref() == Some(new_entry) {
                 // Unchanged, but a federated bundle it uses may have changed.
                 if new_entry
                     .federates_with
@@ -264,7 +264,8 @@ impl Cache {
                 }
                 continue;
             }
-            let new_entry = Arc::new(new_entry.clone());
+            // The mirror's allocation, shared rather than copied.
+            let new_entry = new_entry.clone();
             let old_sel: SelectorSet = existing
                 .as_ref()
                 .map(|e| e.selectors.iter().cloned().collect())
@@ -654,8 +655,10 @@ mod tests {
         sel(s).into_iter().collect()
     }
 
-    fn entries(list: &[Entry]) -> HashMap<String, Entry> {
-        list.iter().map(|e| (e.id.clone(), e.clone())).collect()
+    fn entries(list: &[Entry]) -> HashMap<String, Arc<Entry>> {
+        list.iter()
+            .map(|e| (e.id.clone(), Arc::new(e.clone())))
+            .collect()
     }
 
     fn own_bundles() -> BTreeMap<TrustDomain, Bundle> {

@@ -10,6 +10,7 @@
 //! touches the network.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use spire_proto::spire::api::server::entry::v1::{
     EntryRevision, SyncAuthorizedEntriesRequest, SyncAuthorizedEntriesResponse,
@@ -119,7 +120,7 @@ fn is_stale(cached: &Entry, revision: i64, created_at: i64) -> bool {
 
 impl EntrySync {
     /// Starts a sync over `mirror`; send [`first_request`] next.
-    pub fn new(mirror: &HashMap<String, Entry>) -> Self {
+    pub fn new(mirror: &HashMap<String, Arc<Entry>>) -> Self {
         Self {
             phase: Phase::First,
             to_remove: mirror.keys().cloned().collect(),
@@ -138,7 +139,7 @@ impl EntrySync {
     /// Feeds one server response; updates `mirror` and says what to do next.
     pub fn on_response(
         &mut self,
-        mirror: &mut HashMap<String, Entry>,
+        mirror: &mut HashMap<String, Arc<Entry>>,
         resp: SyncAuthorizedEntriesResponse,
     ) -> Result<SyncStep, SyncError> {
         match self.phase {
@@ -175,7 +176,7 @@ impl EntrySync {
 
     fn after_revisions(
         &mut self,
-        mirror: &mut HashMap<String, Entry>,
+        mirror: &mut HashMap<String, Arc<Entry>>,
         more: bool,
     ) -> Result<SyncStep, SyncError> {
         if more {
@@ -189,7 +190,7 @@ impl EntrySync {
         Ok(self.next_request(mirror))
     }
 
-    fn next_request(&mut self, mirror: &mut HashMap<String, Entry>) -> SyncStep {
+    fn next_request(&mut self, mirror: &mut HashMap<String, Arc<Entry>>) -> SyncStep {
         if self.need_full.is_empty() {
             return self.finish(mirror);
         }
@@ -203,7 +204,7 @@ impl EntrySync {
         })
     }
 
-    fn process_revisions(&mut self, mirror: &HashMap<String, Entry>, revs: &[EntryRevision]) {
+    fn process_revisions(&mut self, mirror: &HashMap<String, Arc<Entry>>, revs: &[EntryRevision]) {
         for rev in revs {
             if rev.id.is_empty() || rev.revision_number < 0 {
                 self.malformed.push(Malformed {
@@ -220,7 +221,11 @@ impl EntrySync {
         }
     }
 
-    fn process_entries(&mut self, mirror: &mut HashMap<String, Entry>, entries: &[types::Entry]) {
+    fn process_entries(
+        &mut self,
+        mirror: &mut HashMap<String, Arc<Entry>>,
+        entries: &[types::Entry],
+    ) {
         for e in entries {
             let entry = match Entry::from_proto(e) {
                 Ok(entry) => entry,
@@ -240,11 +245,11 @@ impl EntrySync {
                 }
                 Some(_) => {}
             }
-            mirror.insert(entry.id.clone(), entry);
+            insert_shared(mirror, entry);
         }
     }
 
-    fn finish(&mut self, mirror: &mut HashMap<String, Entry>) -> SyncStep {
+    fn finish(&mut self, mirror: &mut HashMap<String, Arc<Entry>>) -> SyncStep {
         self.phase = Phase::Done;
         self.stats.dropped = self.to_remove.len();
         for id in self.to_remove.drain() {
@@ -255,10 +260,22 @@ impl EntrySync {
     }
 }
 
+/// Puts `entry` in the mirror, keeping the allocation already there when nothing changed:
+/// the cache shares the mirror's `Arc`s, so an unchanged entry stays stored once.
+fn insert_shared(mirror: &mut HashMap<String, Arc<Entry>>, entry: Entry) {
+    if mirror
+        .get(&entry.id)
+        .is_some_and(|cached| **cached == entry)
+    {
+        return;
+    }
+    mirror.insert(entry.id.clone(), Arc::new(entry));
+}
+
 /// Replaces the mirror with a full `GetAuthorizedEntries` answer (the pre-1.10 path, used
 /// with `use_sync_authorized_entries = false`). Returns the malformed entries skipped.
 pub fn replace_all(
-    mirror: &mut HashMap<String, Entry>,
+    mirror: &mut HashMap<String, Arc<Entry>>,
     entries: &[types::Entry],
 ) -> Vec<Malformed> {
     let mut out = HashMap::with_capacity(entries.len());
@@ -266,6 +283,10 @@ pub fn replace_all(
     for e in entries {
         match Entry::from_proto(e) {
             Ok(entry) => {
+                let entry = match mirror.get(&entry.id) {
+                    Some(cached) if **cached == entry => cached.clone(),
+                    _ => Arc::new(entry),
+                };
                 out.insert(entry.id.clone(), entry);
             }
             Err(error) => malformed.push(Malformed {
@@ -335,6 +356,30 @@ mod tests {
         assert_eq!(ids, ["keep", "new"]);
         assert_eq!(mirror["keep"].revision_number, 2);
         assert!(s.on_response(&mut mirror, Default::default()).is_err());
+    }
+
+    /// The cache holds the mirror's `Arc`s; an entry that comes back unchanged keeps its
+    /// allocation so it is not stored twice, a changed one gets a new one.
+    #[test]
+    fn unchanged_entries_keep_their_allocation() {
+        let mut mirror = HashMap::new();
+        replace_all(&mut mirror, &[pe("same", 1), pe("changed", 1)]);
+        let (same, changed) = (mirror["same"].clone(), mirror["changed"].clone());
+        replace_all(&mut mirror, &[pe("same", 1), pe("changed", 2)]);
+        assert!(Arc::ptr_eq(&same, &mirror["same"]));
+        assert!(!Arc::ptr_eq(&changed, &mirror["changed"]));
+        let same = mirror["same"].clone();
+        let mut s = EntrySync::new(&mirror);
+        s.on_response(
+            &mut mirror,
+            SyncAuthorizedEntriesResponse {
+                entries: vec![pe("same", 1), pe("changed", 3)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(Arc::ptr_eq(&same, &mirror["same"]));
+        assert_eq!(mirror["changed"].revision_number, 3);
     }
 
     #[test]
