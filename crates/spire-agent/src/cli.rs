@@ -4,7 +4,8 @@ use spire_config::{AgentOverrides, ProcessEnv};
 use spire_goflag::{Command, Flag, FlagSet, Io};
 
 use crate::agent::{AgentSettings, run};
-use crate::logging::{self, LogFormat};
+use crate::logging;
+use spire_log::LogFormat;
 
 /// SPIRE's default configuration path.
 pub const DEFAULT_CONFIG_PATH: &str = "conf/agent/agent.conf";

@@ -1,7 +1,7 @@
 //! Logs as SPIRE writes them: logrus's text format
 //! (`time="2026-01-01T00:00:00Z" level=info msg="X509 CA activated" key=value ...`, fields
 //! sorted by key, values quoted with Go's `%q` when they need it) or its JSON format, to
-//! stderr or a file, with a level that the Logger API can change at run time.
+//! stdout (as SPIRE) or a file, with a level that the Logger API can change at run time.
 //!
 //! Events use `tracing`; the `message` becomes `msg` and every other field is printed as a
 //! logrus field (for example `subsystem_name`, `spiffe_id`, `error`).
@@ -104,7 +104,8 @@ impl LogLevel {
     }
 }
 
-fn level_name(level: &Level) -> &'static str {
+/// logrus's name of a level (`warning`, not `warn`).
+pub fn level_name(level: &Level) -> &'static str {
     match *level {
         Level::ERROR => "error",
         Level::WARN => "warning",
@@ -190,7 +191,7 @@ pub struct LogConfig {
     pub level: LogLevel,
     /// Format.
     pub format: LogFormat,
-    /// A file to append to instead of stderr.
+    /// A file to append to instead of stdout.
     pub file: Option<PathBuf>,
 }
 
@@ -207,13 +208,11 @@ pub fn init(config: &LogConfig) -> Result<LogHandle, LogError> {
                     source,
                 })?,
         ),
-        None => Box::new(io::stderr()),
+        // SPIRE's logger writes to stdout unless a log file is set.
+        None => Box::new(io::stdout()),
     };
     let (filter, handle) = reload::Layer::new(config.level.filter());
-    let layer = LogrusLayer {
-        format: config.format,
-        out: Mutex::new(writer),
-    };
+    let layer = LogrusLayer::new(config.format, writer);
     tracing_subscriber::registry()
         .with(filter)
         .with(layer)
@@ -225,9 +224,29 @@ pub fn init(config: &LogConfig) -> Result<LogHandle, LogError> {
     })
 }
 
-struct LogrusLayer {
+/// The tracing layer writing logrus lines; [`init`] installs it for the server, and the
+/// agent puts it under its own filter and output.
+pub struct LogrusLayer {
     format: LogFormat,
     out: Mutex<Box<dyn io::Write + Send>>,
+}
+
+impl fmt::Debug for LogrusLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogrusLayer")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogrusLayer {
+    /// A layer writing `format` lines to `out`, one write and flush per event.
+    pub fn new(format: LogFormat, out: Box<dyn io::Write + Send>) -> Self {
+        Self {
+            format,
+            out: Mutex::new(out),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -351,6 +370,25 @@ mod tests {
         );
         let line = format_text("t", "debug", "Configured", &BTreeMap::new());
         assert_eq!(line, "time=t level=debug msg=Configured");
+        // Empty values stay bare; URIs and spaces are quoted.
+        let mut f = BTreeMap::new();
+        f.insert(
+            "spiffe_id".to_string(),
+            "spiffe://example.org/w".to_string(),
+        );
+        f.insert("a".to_string(), "has space".to_string());
+        f.insert("empty".to_string(), String::new());
+        let line = format_text(
+            "2024-01-01T00:00:00Z",
+            "info",
+            "Node attestation was successful",
+            &f,
+        );
+        assert_eq!(
+            line,
+            "time=\"2024-01-01T00:00:00Z\" level=info msg=\"Node attestation was successful\" a=\"has space\" empty= spiffe_id=\"spiffe://example.org/w\""
+        );
+        assert_eq!(level_name(&Level::WARN), "warning");
     }
 
     #[test]
