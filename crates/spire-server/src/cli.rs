@@ -147,7 +147,7 @@ impl Command for RunCommand {
             admin_ids = ?config.admin_ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
             data_dir = %config.data_dir.display(),
             launch_log_level = log_level.as_str(),
-            version = env!("CARGO_PKG_VERSION"),
+            version = spire_cli::VERSION,
             "Configured"
         );
         let runtime = match tokio::runtime::Builder::new_multi_thread()
