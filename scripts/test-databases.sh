@@ -6,6 +6,9 @@
 #   scripts/test-databases.sh start [DIR]  same
 #   scripts/test-databases.sh stop [DIR]   stop both servers (data is kept)
 #   scripts/test-databases.sh env [DIR]    print the export lines of running servers
+#   scripts/test-databases.sh pg-start DIR PostgreSQL only (for outage tests: started
+#                                          again, it comes back on the port it had)
+#   scripts/test-databases.sh pg-stop DIR  stop PostgreSQL only
 #
 # DIR defaults to /tmp/spire-rs-dbs. Run as root on Debian: missing packages are
 # installed with apt-get (mariadb-server; postgresql when no PostgreSQL binaries
@@ -22,7 +25,7 @@ set -euo pipefail
 
 cmd="start"
 case "${1:-}" in
-start | stop | env)
+start | stop | env | pg-start | pg-stop)
     cmd="$1"
     shift
     ;;
@@ -134,7 +137,11 @@ pg_start() {
             { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
     fi
     local port
-    port="$(free_port)"
+    if [ -f "$PG_DIR/port" ] && ! port_in_use "$(cat "$PG_DIR/port")"; then
+        port="$(cat "$PG_DIR/port")"
+    else
+        port="$(free_port)"
+    fi
     echo "$port" >"$PG_DIR/port"
     mkdir -p "$PG_DIR/run"
     chown "$PG_USER_OS" "$PG_DIR/run"
@@ -262,5 +269,14 @@ stop)
     ;;
 env)
     print_env
+    ;;
+pg-start)
+    mkdir -p "$DIR"
+    ensure_packages
+    pg_start
+    echo "export SPIRE_RS_TEST_POSTGRES_URL=postgres://spire:spire@127.0.0.1:$(cat "$PG_DIR/port")/spire?sslmode=disable"
+    ;;
+pg-stop)
+    pg_stop
     ;;
 esac

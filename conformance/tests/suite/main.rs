@@ -33,6 +33,7 @@ mod evict_ban;
 mod force_rotation;
 mod interop;
 mod join_token;
+mod limits;
 mod restarts;
 mod rotation;
 mod sync_entries;

@@ -3,7 +3,7 @@
 //! attesting again, and its used join token stays refused.
 
 use crate::support::{
-    Agent, AgentOpts, Attestor, Scenario, ServerOpts, agent_subject, id, join_token_pair,
+    Agent, AgentOpts, Attestor, Scenario, Server, ServerOpts, agent_subject, id, join_token_pair,
     server::agent_id as listed_id, server_subject, uid_selector, wait_agent_listed,
 };
 
@@ -84,4 +84,66 @@ async fn agent_restart() {
         .wait_log("join token does not exist or has already been used", 60)
         .await;
     assert_eq!(server.agents().len(), 1);
+}
+
+/// An agent attested with `-joinToken` restarts from the same `agent.conf` without the flag
+/// (as systemd or Kubernetes restart it), after SIGTERM and after SIGKILL: it loads its SVID
+/// from the data directory and needs no token. An agent with nothing stored and no token
+/// fails only when it must attest, with SPIRE's "join token was not provided".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_restart_without_join_token() {
+    let Some(sc) = Scenario::start("restarts::agent_restart_without_join_token") else {
+        return;
+    };
+    let server = Server::start_new(&sc, "server", server_subject(), ServerOpts::default()).await;
+    let token = server.token(None);
+    let agent_id = id(&format!("/spire/agent/join_token/{token}"));
+    let mut agent = Agent::new(
+        &sc,
+        "agent",
+        agent_subject(),
+        &server,
+        &Attestor::JoinTokenFlag,
+        AgentOpts::default(),
+    );
+    agent.start_with(&["-joinToken", &token]);
+    agent.wait_healthy().await;
+    let wl = id("/workload");
+    server.workload_entry(&agent_id, &wl, &uid_selector());
+    agent.wait_x509(&wl, 60).await;
+
+    // SIGTERM, then a start with no token at all.
+    agent.stop();
+    agent.start();
+    agent.wait_healthy().await;
+    let wl2 = id("/after-sigterm");
+    server.workload_entry(&agent_id, &wl2, &uid_selector());
+    agent.wait_x509(&wl2, 60).await;
+
+    // SIGKILL, then a start with no token at all.
+    agent.kill();
+    agent.start();
+    agent.wait_healthy().await;
+    let wl3 = id("/after-sigkill");
+    server.workload_entry(&agent_id, &wl3, &uid_selector());
+    agent.wait_x509(&wl3, 60).await;
+    assert_eq!(
+        server.agent_ids(),
+        vec![agent_id],
+        "the same agent, never re-attested"
+    );
+
+    // Nothing stored and no token: the attestor says what is missing.
+    let mut fresh = Agent::new(
+        &sc,
+        "fresh-agent",
+        agent_subject(),
+        &server,
+        &Attestor::JoinTokenFlag,
+        AgentOpts::default(),
+    );
+    fresh.start();
+    fresh.wait_log("join token was not provided", 60).await;
+    assert!(!agent.log().contains("join token was not provided"));
+    fresh.kill();
 }

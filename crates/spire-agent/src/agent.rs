@@ -175,15 +175,13 @@ impl AgentSettings {
                     key_manager = Some(KeyManagerKind::Disk(d.directory));
                 }
                 ("NodeAttestor", "join_token") => {
-                    let token = c.join_token.clone().unwrap_or_default();
-                    if token.is_empty() {
-                        return Err(AgentError::Config(
-                            "join_token NodeAttestor requires a join token".into(),
-                        ));
-                    }
-                    let plugin = JoinTokenAgent::new(token)
-                        .map_err(|e| AgentError::Config(e.to_string()))?;
-                    node_attestor = Some(("join_token".into(), Arc::new(plugin)));
+                    // Without a token the plugin is still configured, as SPIRE's is: a
+                    // restart with the SVID on disk needs none (the token set in the
+                    // agent section, if any, is used below).
+                    node_attestor = Some((
+                        "join_token".into(),
+                        Arc::new(JoinTokenAgent::without_token()),
+                    ));
                 }
                 ("NodeAttestor", "x509pop") => {
                     let cfg: X509PopConfig = plugin_data(p)?;

@@ -33,9 +33,14 @@ pub enum AttestError {
     /// The server refused or failed.
     #[error("{0}")]
     Client(#[from] ClientError),
-    /// The plugin failed.
-    #[error("{0}")]
-    Plugin(PluginError),
+    /// The plugin failed; shown as SPIRE's plugin facade prefixes it.
+    #[error("nodeattestor({name}): {error}")]
+    Plugin {
+        /// The plugin's name.
+        name: String,
+        /// What it said.
+        error: PluginError,
+    },
     /// The CSR could not be made.
     #[error("failed to generate CSR for attestation: {0}")]
     Csr(String),
@@ -189,7 +194,10 @@ pub async fn attest(
     if let Err(e) = outcome {
         return Err(match exchange.error.take() {
             Some(c) => AttestError::Client(c),
-            None => AttestError::Plugin(e),
+            None => AttestError::Plugin {
+                name: plugin_name.to_string(),
+                error: e,
+            },
         });
     }
     let Some((svid, reattestable)) = exchange.result.take() else {

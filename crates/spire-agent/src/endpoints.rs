@@ -57,7 +57,9 @@ pub async fn serve_workload_api(
     api: WorkloadApi,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), EndpointError> {
+    // grpc-go's 4 MiB receive limit (tonic's default too), refused with grpc-go's code.
     tonic::transport::Server::builder()
+        .layer(spire_uds::limits::OversizeLayer)
         .add_service(SpiffeWorkloadApiServer::new(api))
         .add_service(HealthServer::new(HealthService))
         .serve_with_incoming_shutdown(incoming(listener, ProcFs::default()), shutdown)
@@ -171,6 +173,7 @@ pub async fn serve_admin_api(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), EndpointError> {
     tonic::transport::Server::builder()
+        .layer(spire_uds::limits::OversizeLayer)
         .add_service(debugv1::debug_server::DebugServer::new(DebugService::new(
             manager,
         )))

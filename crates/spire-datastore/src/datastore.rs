@@ -256,4 +256,9 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
     async fn prune_ca_journals(&self, all_cas_expire_before: i64) -> Result<()>;
     /// Every journal.
     async fn list_ca_journals(&self) -> Result<Vec<CaJournal>>;
+
+    // ---- Health ----
+
+    /// Whether the database answers now, bounded in time: what readiness reports.
+    async fn check_health(&self) -> Result<()>;
 }

@@ -145,13 +145,63 @@ pub fn policy(method: &str) -> Option<Policy> {
             | "CreateJoinToken",
         ) => L_A,
         ("grpc.health.v1.Health", "Check" | "List" | "Watch") => L,
-        ("spire.api.server.trustdomain.v1.TrustDomain", _) => L_A,
-        ("spire.api.server.localauthority.v1.LocalAuthority", _) => L_A,
+        (
+            "spire.api.server.trustdomain.v1.TrustDomain",
+            "ListFederationRelationships"
+            | "GetFederationRelationship"
+            | "BatchCreateFederationRelationship"
+            | "BatchUpdateFederationRelationship"
+            | "BatchDeleteFederationRelationship"
+            | "RefreshBundle",
+        ) => L_A,
+        (
+            "spire.api.server.localauthority.v1.LocalAuthority",
+            "GetJWTAuthorityState"
+            | "PrepareJWTAuthority"
+            | "ActivateJWTAuthority"
+            | "TaintJWTAuthority"
+            | "RevokeJWTAuthority"
+            | "GetX509AuthorityState"
+            | "PrepareX509Authority"
+            | "ActivateX509Authority"
+            | "TaintX509Authority"
+            | "TaintX509UpstreamAuthority"
+            | "RevokeX509Authority"
+            | "RevokeX509UpstreamAuthority",
+        ) => L_A,
         // Our own extension: agents only.
         ("spirers.sync.v1.Sync", "WatchChanges") => AG,
         _ => return None,
     };
     Some(p)
+}
+
+/// The services the policy table knows.
+const SERVICES: &[&str] = &[
+    "spire.api.server.svid.v1.SVID",
+    "spire.api.server.bundle.v1.Bundle",
+    "spire.api.server.debug.v1.Debug",
+    "spire.api.server.entry.v1.Entry",
+    "spire.api.server.logger.v1.Logger",
+    "spire.api.server.agent.v1.Agent",
+    "grpc.health.v1.Health",
+    "spire.api.server.trustdomain.v1.TrustDomain",
+    "spire.api.server.localauthority.v1.LocalAuthority",
+    "spirers.sync.v1.Sync",
+];
+
+/// What gRPC answers for a method no service has, before any authorization (SPIRE's
+/// authorization runs in interceptors, which gRPC only calls for registered methods):
+/// `UNIMPLEMENTED`, with grpc-go's wording.
+pub fn unknown_method(method: &str) -> Status {
+    let path = method.strip_prefix('/').unwrap_or(method);
+    match path.rsplit_once('/') {
+        Some((service, rpc)) if SERVICES.contains(&service) => {
+            Status::unimplemented(format!("unknown method {rpc} for service {service}"))
+        }
+        Some((service, _)) => Status::unimplemented(format!("unknown service {service}")),
+        None => Status::unimplemented(format!("malformed method name: {method:?}")),
+    }
 }
 
 /// Encodes `google.rpc.Status` with one `PermissionDeniedDetails`, as gRPC status details.
@@ -298,7 +348,12 @@ pub async fn authorize(
         }
     };
     let Some(p) = policy(method) else {
-        return Err(deny(None));
+        // A registered method without a policy (SPIRE has one: Agent/PostStatus) is denied;
+        // a method no service has is unimplemented, as gRPC answers before authorizing.
+        if method == "/spire.api.server.agent.v1.Agent/PostStatus" {
+            return Err(deny(None));
+        }
+        return Err(unknown_method(method));
     };
     if p.any || (p.local && caller.local) {
         return Ok(caller);
@@ -464,6 +519,19 @@ mod tests {
             Some(L_A)
         );
         assert_eq!(policy("/bogus"), None);
+    }
+
+    #[test]
+    fn unknown_methods_are_unimplemented_with_grpc_go_wording() {
+        let st = unknown_method("/spire.api.server.entry.v1.Entry/NoSuchRPC");
+        assert_eq!(st.code(), Code::Unimplemented);
+        assert_eq!(
+            st.message(),
+            "unknown method NoSuchRPC for service spire.api.server.entry.v1.Entry"
+        );
+        let st = unknown_method("/no.such.Service/Call");
+        assert_eq!(st.code(), Code::Unimplemented);
+        assert_eq!(st.message(), "unknown service no.such.Service");
     }
 
     #[test]

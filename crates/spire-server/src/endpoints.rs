@@ -24,6 +24,8 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use spire_uds::limits::{MAX_RECV_MESSAGE, OversizeLayer};
+
 use crate::api;
 use crate::auth::AuthLayer;
 use crate::ratelimit::RateLimits;
@@ -43,10 +45,6 @@ pub enum EndpointsError {
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
 }
-
-/// The gRPC message size limit (SPIRE uses gRPC's 4 MiB default for requests; responses
-/// are paged, but generous limits avoid the size cliff users hit).
-const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Binds the UNIX socket as SPIRE does: parent directory 0750, socket 0770, a stale socket
 /// replaced.
@@ -74,14 +72,11 @@ pub async fn serve(
         server.clone(),
         limits.clone(),
     ))
-    .max_decoding_message_size(MAX_MESSAGE)
-    .max_encoding_message_size(MAX_MESSAGE);
+    .max_decoding_message_size(MAX_RECV_MESSAGE);
     let entry = EntryServer::new(api::entry::EntryService::new(server.clone()))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+        .max_decoding_message_size(MAX_RECV_MESSAGE);
     let svid = SvidServer::new(api::svid::SvidService::new(server.clone(), limits.clone()))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+        .max_decoding_message_size(MAX_RECV_MESSAGE);
     let bundle = BundleServer::new(api::bundle::BundleService::new(server.clone()));
     let trustdomain =
         TrustDomainServer::new(api::trustdomain::TrustDomainService::new(server.clone()));
@@ -98,7 +93,10 @@ pub async fn serve(
         subsystem_name = "endpoints",
         "Starting Server APIs"
     );
+    // Message limits as grpc-go's defaults (receive 4 MiB, send any size; tonic's defaults
+    // for every service not set above), refused with grpc-go's code.
     let uds_router = tonic::transport::Server::builder()
+        .layer(OversizeLayer)
         .layer(AuthLayer::new(server.clone()))
         .add_service(agent.clone())
         .add_service(bundle.clone())
@@ -153,6 +151,7 @@ pub async fn serve(
     });
     let tcp_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(60)))
+        .layer(OversizeLayer)
         .layer(AuthLayer::new(server.clone()))
         .add_service(agent)
         .add_service(bundle)

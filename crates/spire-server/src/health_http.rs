@@ -16,13 +16,25 @@ use tokio::net::TcpListener;
 
 use crate::state::Server;
 
-fn state(server: &Server) -> (bool, serde_json::Value) {
+/// (live, ready, details). As in SPIRE, the datastore check counts for both live and
+/// ready (a database that does not answer makes the server neither), the CA for ready.
+async fn state(server: &Server) -> (bool, bool, serde_json::Value) {
     let ca_ready = server.ca.x509_ca().is_some() && server.ca.jwt_key().is_some();
+    let ds = server.ds.check_health().await;
+    let ds_ok = ds.is_ok();
+    let ds_details = match ds {
+        Ok(()) => serde_json::json!({ "live": true, "ready": true }),
+        Err(e) => serde_json::json!({
+            "live": false,
+            "ready": false,
+            "list_bundle_err": e.to_string(),
+        }),
+    };
     let details = serde_json::json!({
-        "server.ca": { "ready": ca_ready },
-        "catalog.datastore": { "ready": true },
+        "server.ca": { "live": true, "ready": ca_ready },
+        "catalog.datastore": ds_details,
     });
-    (ca_ready, details)
+    (ds_ok, ca_ready && ds_ok, details)
 }
 
 fn respond(ok: bool, body: &serde_json::Value) -> Response<Full<Bytes>> {
@@ -58,11 +70,11 @@ pub async fn serve(server: Arc<Server>, config: HealthChecksConfig) -> Result<()
                 let config = config.clone();
                 async move {
                     let path = req.uri().path();
-                    let (ready, details) = state(&server);
                     let resp = if path == config.live_path {
-                        // Live as long as the process answers; details as for ready.
-                        respond(true, &details)
+                        let (live, _, details) = state(&server).await;
+                        respond(live, &details)
                     } else if path == config.ready_path {
+                        let (_, ready, details) = state(&server).await;
                         respond(ready, &details)
                     } else {
                         let mut r =

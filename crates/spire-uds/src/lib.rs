@@ -11,8 +11,11 @@
 //! - Every connection's client-to-server bytes go through [`h2fix::AuthorityFixer`], so that
 //!   gRPC C-core clients (grpcio), which send the percent-encoded socket path as
 //!   `:authority`, are served instead of reset by h2.
+//! - [`limits`]: grpc-go's 4 MiB receive limit and its `RESOURCE_EXHAUSTED` answer, for
+//!   every listener of both programs (the server's TLS port too).
 
 pub mod h2fix;
+pub mod limits;
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};

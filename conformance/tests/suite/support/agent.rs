@@ -12,6 +12,9 @@ use super::{Cmd, Deadline, Impl, Proc, Scenario, Server, TD, run, tail};
 pub enum Attestor {
     /// `join_token = "<token>"`.
     JoinToken(String),
+    /// `NodeAttestor "join_token"` and no token in the configuration: the token, if any,
+    /// comes with `-joinToken` on the command line ([`Agent::start_with`]).
+    JoinTokenFlag,
     /// x509pop with these key and certificate files.
     X509Pop { key: PathBuf, cert: PathBuf },
 }
@@ -65,6 +68,10 @@ impl Agent {
         let (join_token, node_attestor) = match attestor {
             Attestor::JoinToken(t) => (
                 format!("join_token = \"{t}\""),
+                "NodeAttestor \"join_token\" {\n        plugin_data {}\n    }".to_string(),
+            ),
+            Attestor::JoinTokenFlag => (
+                String::new(),
                 "NodeAttestor \"join_token\" {\n        plugin_data {}\n    }".to_string(),
             ),
             Attestor::X509Pop { key, cert } => (
@@ -152,15 +159,25 @@ plugins {{
 
     /// Starts the process (without waiting).
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// Starts the process with extra `run` flags (e.g. `-joinToken T`), without waiting.
+    pub fn start_with(&mut self, flags: &[&str]) {
         assert!(self.proc.is_none(), "agent {} already running", self.label);
         self.runs += 1;
         let conf = self.conf.display().to_string();
-        self.proc = Some(Proc::spawn(
-            &self.bin,
-            &["run", "-config", &conf],
-            self.log_path(self.runs),
-            &[],
-        ));
+        let mut args = vec!["run", "-config", &conf];
+        args.extend_from_slice(flags);
+        self.proc = Some(Proc::spawn(&self.bin, &args, self.log_path(self.runs), &[]));
+    }
+
+    /// SIGKILL (no chance to clean up) and wait.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
     }
 
     /// Waits until `spire-agent healthcheck` passes.

@@ -122,29 +122,11 @@ pub fn spire_rs_bin_dir() -> PathBuf {
     workspace_root().join("target/debug")
 }
 
-/// Reference SPIRE's binaries: `SPIRE_REF_BIN_DIR`, else what
-/// `conformance/build-reference.sh` prints (it builds once into a cache).
+/// Reference SPIRE's binaries, found through the repo's scripts (`SPIRE_REF_BIN_DIR`, else
+/// what `conformance/build-reference.sh` prints; it builds once into a cache).
 pub fn reference_bin_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Ok(d) = std::env::var("SPIRE_REF_BIN_DIR")
-            && !d.is_empty()
-        {
-            return PathBuf::from(d);
-        }
-        let script = workspace_root().join("conformance/build-reference.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed; set SPIRE_REF_BIN_DIR to a directory with reference spire-server and spire-agent 1.13.3",
-            script.display()
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
+    DIR.get_or_init(spire_testsupport::require_reference_bin_dir)
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.

@@ -161,6 +161,11 @@ plugins {{
         self.proc.as_mut().is_some_and(|p| p.exited().is_none())
     }
 
+    /// The running process's PID.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
     /// Every run's log, concatenated.
     pub fn log(&self) -> String {
         (1..=self.runs)

@@ -10,47 +10,16 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use spire_proto::workload::spiffe_workload_api_client::SpiffeWorkloadApiClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// The reference binaries' directory: `SPIRE_REF_BIN_DIR`, else the build script's answer.
+/// The reference binaries' directory, found through the repo's scripts.
 pub fn ref_bin_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("SPIRE_REF_BIN_DIR") {
-        let p = PathBuf::from(d);
-        assert!(
-            p.join("spire-server").is_file(),
-            "SPIRE_REF_BIN_DIR={} has no spire-server binary",
-            p.display()
-        );
-        return p;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/build-reference.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "reference SPIRE unavailable: cannot run {}: {e}",
-                script.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "reference SPIRE unavailable: {} failed; set SPIRE_REF_BIN_DIR to a directory with spire-server 1.13.3",
-        script.display()
-    );
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-    assert!(
-        dir.join("spire-server").is_file(),
-        "reference SPIRE unavailable: no spire-server in {}",
-        dir.display()
-    );
-    dir
+    spire_testsupport::require_reference_bin_dir()
 }
 
 pub fn free_port() -> u16 {

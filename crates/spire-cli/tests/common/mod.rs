@@ -15,52 +15,13 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use spire_goflag::{Cli, Io};
 
-/// Where the reference binaries are: `$SPIRE_REF_BIN_DIR`, else what
-/// `conformance/build-reference.sh` prints.
+/// Where the reference binaries are, found through the repo's scripts.
 pub fn ref_bin_dir() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("SPIRE_REF_BIN_DIR") {
-            let dir = PathBuf::from(dir);
-            assert!(
-                dir.join("spire-server").is_file() && dir.join("spire-agent").is_file(),
-                "SPIRE_REF_BIN_DIR={} does not hold spire-server and spire-agent",
-                dir.display()
-            );
-            return dir;
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../conformance/build-reference.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "reference SPIRE binaries are required: set SPIRE_REF_BIN_DIR or make {} work ({e})",
-                    script.display()
-                )
-            });
-        assert!(
-            out.status.success(),
-            "reference SPIRE binaries are required: {} failed; set SPIRE_REF_BIN_DIR",
-            script.display()
-        );
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        assert!(
-            dir.join("spire-server").is_file(),
-            "{} printed {}, which holds no spire-server",
-            script.display(),
-            dir.display()
-        );
-        dir
-    })
-    .clone()
+    spire_testsupport::require_reference_bin_dir()
 }
 
 pub fn ref_server_bin() -> PathBuf {

@@ -6,10 +6,11 @@
 use sqlx::mysql::MySqlRow;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, MySql, Postgres, Row, Sqlite, Transaction, TypeInfo, ValueRef};
+use sqlx::{AssertSqlSafe, MySql, Postgres, Row, Sqlite, TypeInfo, ValueRef};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::timefmt;
+use super::txn::Txn;
 use crate::error::{DataStoreError, Result};
 
 /// The SQL dialect.
@@ -253,9 +254,9 @@ pub(crate) const GO_ZERO_TIME_UNIX: i64 = -62_135_596_800;
 /// An open transaction on one of the backends.
 #[derive(Debug)]
 pub(crate) enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
-    MySql(Transaction<'static, MySql>),
+    Sqlite(Txn<Sqlite>),
+    Postgres(Txn<Postgres>),
+    MySql(Txn<MySql>),
 }
 
 macro_rules! bind_args {

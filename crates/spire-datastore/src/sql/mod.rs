@@ -9,8 +9,10 @@ pub(crate) mod db;
 mod entries;
 mod misc;
 mod nodes;
+mod reach;
 pub(crate) mod schema;
 pub(crate) mod timefmt;
+mod txn;
 
 use std::sync::Arc;
 
@@ -21,7 +23,9 @@ use sqlx::{ConnectOptions, Executor};
 use time::OffsetDateTime;
 
 use self::db::Tx;
+use self::reach::Reach;
 pub use self::schema::MigrationOutcome;
+use self::txn::Txn;
 use crate::config::{DatabaseType, SqlConfig, parse_mysql_dsn, parse_postgres, parse_sqlite};
 use crate::error::{DataStoreError, Result};
 use crate::model::DataConsistency;
@@ -31,17 +35,18 @@ pub(crate) const IN_CHUNK: usize = 1000;
 
 #[derive(Debug, Clone)]
 enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-    MySql(MySqlPool),
+    /// The pool, and whether its connections must never be closed (in memory).
+    Sqlite(SqlitePool, bool),
+    Postgres(PgPool, Arc<Reach>),
+    MySql(MySqlPool, Arc<Reach>),
 }
 
 impl Pool {
     async fn close(&self) {
         match self {
-            Pool::Sqlite(p) => p.close().await,
-            Pool::Postgres(p) => p.close().await,
-            Pool::MySql(p) => p.close().await,
+            Pool::Sqlite(p, _) => p.close().await,
+            Pool::Postgres(p, _) => p.close().await,
+            Pool::MySql(p, _) => p.close().await,
         }
     }
 
@@ -49,23 +54,37 @@ impl Pool {
         Ok(match self {
             // One writer connection: BEGIN IMMEDIATE takes SQLite's write lock
             // at once, so a transaction never fails upgrading a read lock.
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
-            Pool::MySql(p) => Tx::MySql(p.begin().await?),
+            Pool::Sqlite(p, keep) => {
+                Tx::Sqlite(Txn::begin(p.acquire().await?, "BEGIN IMMEDIATE", *keep).await?)
+            }
+            Pool::Postgres(p, r) => {
+                Tx::Postgres(Txn::begin(r.acquire(p).await?, "BEGIN", false).await?)
+            }
+            Pool::MySql(p, r) => Tx::MySql(Txn::begin(r.acquire(p).await?, "BEGIN", false).await?),
         })
     }
 
     async fn begin_read(&self) -> Result<Tx> {
         Ok(match self {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+            Pool::Sqlite(p, keep) => {
+                Tx::Sqlite(Txn::begin(p.acquire().await?, "BEGIN", *keep).await?)
+            }
             // A snapshot for the page query and its child queries.
-            Pool::Postgres(p) => Tx::Postgres(
-                p.begin_with("BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await?,
+            Pool::Postgres(p, r) => Tx::Postgres(
+                Txn::begin(
+                    r.acquire(p).await?,
+                    "BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                    false,
+                )
+                .await?,
             ),
-            Pool::MySql(p) => Tx::MySql(
-                p.begin_with("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-                    .await?,
+            Pool::MySql(p, r) => Tx::MySql(
+                Txn::begin(
+                    r.acquire(p).await?,
+                    "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+                    false,
+                )
+                .await?,
             ),
         })
     }
@@ -135,9 +154,10 @@ impl SqlStore {
                             .idle_timeout(Some(config.idle_timeout()))
                             .max_lifetime(lifetime)
                             .connect_lazy_with(opts.create_if_missing(false)),
+                        false,
                     ))
                 };
-                (Pool::Sqlite(writer), readers)
+                (Pool::Sqlite(writer, target.in_memory), readers)
             }
             DatabaseType::Postgres => {
                 let mk = |conn: &str| -> Result<PgPool> {
@@ -157,9 +177,12 @@ impl SqlStore {
                 let ro = if config.ro_connection_string.is_empty() {
                     None
                 } else {
-                    Some(Pool::Postgres(mk(&config.ro_connection_string)?))
+                    Some(Pool::Postgres(
+                        mk(&config.ro_connection_string)?,
+                        Arc::default(),
+                    ))
                 };
-                (Pool::Postgres(primary), ro)
+                (Pool::Postgres(primary, Arc::default()), ro)
             }
             DatabaseType::MySql => {
                 let mk = |conn: &str| -> Result<MySqlPool> {
@@ -185,9 +208,12 @@ impl SqlStore {
                 let ro = if config.ro_connection_string.is_empty() {
                     None
                 } else {
-                    Some(Pool::MySql(mk(&config.ro_connection_string)?))
+                    Some(Pool::MySql(
+                        mk(&config.ro_connection_string)?,
+                        Arc::default(),
+                    ))
                 };
-                (Pool::MySql(primary), ro)
+                (Pool::MySql(primary, Arc::default()), ro)
             }
         };
 
@@ -218,6 +244,22 @@ impl SqlStore {
                 migration,
             }),
         })
+    }
+
+    /// Whether the database answers now: a direct connection attempt on networked
+    /// databases (bounded, and failing at once when refused), a trivial read on SQLite.
+    pub async fn check_health(&self) -> Result<()> {
+        match &self.inner.primary {
+            Pool::Postgres(p, r) => r.probe(p).await,
+            Pool::MySql(p, r) => r.probe(p).await,
+            Pool::Sqlite(..) => {
+                let mut tx = self.begin_read(DataConsistency::TolerateStale).await?;
+                let mut q = tx.sql();
+                q.push("SELECT 1");
+                tx.fetch_opt(&q, &[db::Col::Int]).await?;
+                tx.rollback().await
+            }
+        }
     }
 
     /// What [`SqlStore::open`] did to the schema.

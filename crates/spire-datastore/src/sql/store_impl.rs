@@ -660,4 +660,8 @@ impl DataStore for SqlStore {
             misc::list_ca_journals(&mut tx).await
         })
     }
+
+    async fn check_health(&self) -> Result<()> {
+        SqlStore::check_health(self).await
+    }
 }

@@ -358,12 +358,18 @@ impl pb::entry_server::Entry for EntryService {
             }
         }
         if !valid.is_empty() {
-            let created = self
+            // SPIRE creates entry by entry, so a datastore failure (a database outage) is
+            // each entry's result, not the call's.
+            let n = valid.len();
+            let created = match self
                 .server
                 .ds
                 .create_or_return_registration_entries(valid)
                 .await
-                .map_err(|e| err_with(Code::Internal, "failed to create entry", e))?;
+            {
+                Ok(c) => c,
+                Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+            };
             let mut changed = false;
             {
                 let mut ix = self.server.index.write();

@@ -1,4 +1,6 @@
-//! `grpc.health.v1.Health` on the UNIX socket: SERVING once the server has an active CA.
+//! `grpc.health.v1.Health` on the UNIX socket, as SPIRE answers it (what `spire-server
+//! healthcheck` asks): SERVING when the datastore returns our bundle, NOT_SERVING when it
+//! fails (a database outage) or has none; per-service checks are refused.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,11 +24,18 @@ impl HealthService {
         Self { server }
     }
 
-    fn status(&self) -> pb::health_check_response::ServingStatus {
-        if self.server.ca.x509_ca().is_some() && self.server.ca.jwt_key().is_some() {
-            pb::health_check_response::ServingStatus::Serving
-        } else {
-            pb::health_check_response::ServingStatus::NotServing
+    async fn status(&self) -> pb::health_check_response::ServingStatus {
+        use pb::health_check_response::ServingStatus;
+        match self.server.ds.fetch_bundle(&self.server.trust_domain).await {
+            Ok(Some(_)) => ServingStatus::Serving,
+            Ok(None) => {
+                tracing::warn!(reason = "bundle is missing", "Health check failed");
+                ServingStatus::NotServing
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, reason = "unable to fetch bundle", "Health check failed");
+                ServingStatus::NotServing
+            }
         }
     }
 }
@@ -41,10 +50,12 @@ impl pb::health_server::Health for HealthService {
     ) -> Result<Response<pb::HealthCheckResponse>, Status> {
         let service = r.into_inner().service;
         if !service.is_empty() {
-            return Err(Status::not_found("unknown service"));
+            return Err(Status::invalid_argument(
+                "per-service health is not supported",
+            ));
         }
         Ok(Response::new(pb::HealthCheckResponse {
-            status: self.status() as i32,
+            status: self.status().await as i32,
         }))
     }
 
@@ -56,7 +67,7 @@ impl pb::health_server::Health for HealthService {
         statuses.insert(
             String::new(),
             pb::HealthCheckResponse {
-                status: self.status() as i32,
+                status: self.status().await as i32,
             },
         );
         Ok(Response::new(pb::HealthListResponse { statuses }))
@@ -70,7 +81,7 @@ impl pb::health_server::Health for HealthService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let service = r.into_inner().service;
         let st = if service.is_empty() {
-            self.status()
+            self.status().await
         } else {
             pb::health_check_response::ServingStatus::ServiceUnknown
         };

@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use crate::support::*;
 
 /// A channel to the server's TCP port that trusts `bundle` and presents `svid` if given.
-async fn tcp_channel(
+pub(crate) async fn tcp_channel(
     port: u16,
     bundle: &Bundle,
     svid: Option<(&[Vec<u8>], &PrivateKey)>,
@@ -96,7 +96,7 @@ async fn attest(server: &TestServer, bundle: &Bundle) -> (Vec<Vec<u8>>, PrivateK
     )
 }
 
-async fn bundle_of(server: &TestServer) -> Bundle {
+pub(crate) async fn bundle_of(server: &TestServer) -> Bundle {
     let b = server
         .bundles()
         .await

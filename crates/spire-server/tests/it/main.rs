@@ -14,6 +14,8 @@ mod support;
 mod authz;
 mod backends;
 mod lifecycle;
+mod limits;
 mod mint;
+mod outage;
 mod rotation;
 mod validation;

@@ -245,6 +245,11 @@ plugins {{
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// The running server's PID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub async fn channel(&self) -> Channel {
         channel(&self.socket).await.unwrap()
     }
