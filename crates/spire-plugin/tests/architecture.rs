@@ -91,3 +91,53 @@ fn only_spire_tls_builds_rustls_configs() {
     );
     assert!(files.len() > 50, "the scan found the workspace's sources");
 }
+
+/// The `[section]` each line of a manifest is in, with the line.
+fn sectioned_lines(manifest: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            section = t.to_owned();
+        } else {
+            out.push((section.clone(), t.to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn test_support_is_only_ever_a_dev_dependency() {
+    let ws = workspace();
+    let mut manifests = vec![
+        ws.join("bench/Cargo.toml"),
+        ws.join("conformance/Cargo.toml"),
+    ];
+    for e in std::fs::read_dir(ws.join("crates")).unwrap() {
+        let m = e.unwrap().path().join("Cargo.toml");
+        if m.is_file() {
+            manifests.push(m);
+        }
+    }
+    let mut users = 0;
+    for m in &manifests {
+        for (section, line) in sectioned_lines(m) {
+            if line.starts_with("spire-testsupport") {
+                assert_eq!(
+                    section,
+                    "[dev-dependencies]",
+                    "{}: spire-testsupport outside [dev-dependencies]",
+                    m.display()
+                );
+                users += 1;
+            }
+        }
+    }
+    assert!(users > 0, "the scan found the test-support users");
+    assert!(
+        local_deps(&ws.join("crates/spire-testsupport/Cargo.toml")).is_empty(),
+        "spire-testsupport depends on no workspace crate"
+    );
+}
