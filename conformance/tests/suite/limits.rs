@@ -82,12 +82,7 @@ fn assert_exhausted(what: &str, st: &tonic::Status) {
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    spire_testsupport::peak_rss_kib(pid).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,21 +112,19 @@ async fn agent_restart_without_join_token() {
     server.workload_entry(&agent_id, &wl, &uid_selector());
     agent.wait_x509(&wl, 60).await;
 
-    // SIGTERM, then a start with no token at all.
-    agent.stop();
-    agent.start();
-    agent.wait_healthy().await;
-    let wl2 = id("/after-sigterm");
-    server.workload_entry(&agent_id, &wl2, &uid_selector());
-    agent.wait_x509(&wl2, 60).await;
-
-    // SIGKILL, then a start with no token at all.
-    agent.kill();
-    agent.start();
-    agent.wait_healthy().await;
-    let wl3 = id("/after-sigkill");
-    server.workload_entry(&agent_id, &wl3, &uid_selector());
-    agent.wait_x509(&wl3, 60).await;
+    // SIGTERM, then SIGKILL; each time a start with no token at all.
+    for (kill, path) in [(false, "/after-sigterm"), (true, "/after-sigkill")] {
+        if kill {
+            agent.kill();
+        } else {
+            agent.stop();
+        }
+        agent.start();
+        agent.wait_healthy().await;
+        let wl = id(path);
+        server.workload_entry(&agent_id, &wl, &uid_selector());
+        agent.wait_x509(&wl, 60).await;
+    }
     assert_eq!(
         server.agent_ids(),
         vec![agent_id],

@@ -81,6 +81,15 @@ pub fn require_reference_bin_dir() -> PathBuf {
     }
 }
 
+/// A process's peak resident set size (`VmHWM`), in KiB, if it can be read.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// True when the environment variable `name` is `1`.
 pub fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
@@ -89,6 +98,11 @@ pub fn env_flag(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_rss_of_this_process_is_read() {
+        assert!(peak_rss_kib(std::process::id()).is_some_and(|k| k > 0));
+    }
 
     #[test]
     fn workspace_root_holds_the_scripts() {

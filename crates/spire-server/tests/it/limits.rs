@@ -54,14 +54,8 @@ fn assert_oversize(st: &tonic::Status) {
     );
 }
 
-/// The process's peak resident set (VmHWM), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    spire_testsupport::peak_rss_kib(pid).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
