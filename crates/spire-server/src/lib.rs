@@ -4,6 +4,7 @@
 //! - [`catalog`]: plugins from `plugins {}`.
 //! - [`ca`]: signing, the CA manager (slots A/B, journal) and the pure rotation rules.
 //! - [`index`]: the in-memory index of entries and agents (authorization, sync).
+//! - [`events`]: following other servers' writes through the event tables, gaps included.
 //! - [`auth`]: caller identification and SPIRE's authorization policy.
 //! - [`api`]: the gRPC services.
 //! - [`endpoints`]: the UNIX socket and TLS listeners.
@@ -15,6 +16,7 @@ pub mod ca;
 pub mod catalog;
 pub mod cli;
 pub mod endpoints;
+pub mod events;
 pub mod health_http;
 pub mod index;
 pub mod ratelimit;

@@ -127,39 +127,6 @@ fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
     Ok(now + half)
 }
 
-/// Follows the `*_events` tables so writes by other servers sharing the database reach our
-/// index (our own writes are applied directly too).
-async fn follow_events(server: Arc<Server>, mut last_entry: u64, mut last_node: u64) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let req = spire_datastore::ListEventsRequest {
-            greater_than_event_id: last_entry,
-            ..Default::default()
-        };
-        if let Ok(events) = server.ds.list_registration_entry_events(req).await {
-            for ev in events {
-                last_entry = last_entry.max(ev.event_id);
-                if let Err(e) = server.reload_entry(&ev.entry_id).await {
-                    tracing::warn!(error = %e, entry_id = %ev.entry_id, "Failed to follow entry change");
-                }
-            }
-        }
-        let req = spire_datastore::ListEventsRequest {
-            greater_than_event_id: last_node,
-            ..Default::default()
-        };
-        if let Ok(events) = server.ds.list_attested_node_events(req).await {
-            for ev in events {
-                last_node = last_node.max(ev.event_id);
-                if let Ok(id) = spiffe_core::SpiffeId::parse(&ev.spiffe_id) {
-                    let _ = server.reload_agent(&id).await;
-                }
-            }
-        }
-    }
-}
-
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
     // SPIRE tightens a permissive umask so data files are not group/world writable.
@@ -368,10 +335,12 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
             }
         });
     }
-    tokio::spawn(follow_events(
+    // Writes by other servers sharing the database reach our index through the event
+    // tables (our own writes are applied directly too).
+    tokio::spawn(crate::events::follow(
         server.clone(),
-        last_entry_event,
-        last_node_event,
+        crate::events::Cursor::new(last_entry_event),
+        crate::events::Cursor::new(last_node_event),
     ));
 
     let shutdown = async {

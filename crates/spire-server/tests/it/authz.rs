@@ -51,7 +51,10 @@ fn csr_for(key: &PrivateKey, id: Option<&SpiffeId>) -> Vec<u8> {
 }
 
 /// Attests with a fresh join token; returns the agent's SVID chain, key and ID.
-async fn attest(server: &TestServer, bundle: &Bundle) -> (Vec<Vec<u8>>, PrivateKey, String) {
+pub(crate) async fn attest(
+    server: &TestServer,
+    bundle: &Bundle,
+) -> (Vec<Vec<u8>>, PrivateKey, String) {
     let token = server
         .agents()
         .await

@@ -13,6 +13,7 @@ mod support;
 
 mod authz;
 mod backends;
+mod events;
 mod lifecycle;
 mod limits;
 mod mint;
