@@ -179,11 +179,15 @@ impl SvidService {
             .sign_workload_jwt_svid(&id, audience, ttl(ttl_secs), now)
             .map_err(|e| err_with(Code::Internal, "failed to sign JWT-SVID", e))?;
         tracing::debug!(spiffe_id = %id, "Server CA successfully signed JWT SVID");
+        // The token's `iat` and `issued_at` are the same reading of the clock.
+        let issued_at = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         Ok(types::Jwtsvid {
             token,
             id: Some(proto_id(&id)),
             expires_at,
-            issued_at: Server::now_secs(),
+            issued_at,
             hint: String::new(),
         })
     }

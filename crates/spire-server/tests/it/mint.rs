@@ -95,6 +95,12 @@ pub(crate) async fn mint_scenario(mut server: TestServer) {
     let validated =
         JwtSvid::parse_and_validate(&jwt.token, &sb, &["aud-1"], SystemTime::now()).unwrap();
     assert_eq!(validated.id(), &id);
+    assert_eq!(
+        validated.issued_at(),
+        Some(jwt.issued_at),
+        "issued_at is the token's iat"
+    );
+    assert_eq!(validated.expiry(), jwt.expires_at);
     assert!(JwtSvid::parse_and_validate(&jwt.token, &sb, &["other"], SystemTime::now()).is_err());
 }
 
