@@ -343,6 +343,15 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
         crate::events::Cursor::new(last_node_event),
     ));
 
+    if config.health_checks.listener_enabled {
+        let (srv, hc) = (server.clone(), config.health_checks.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::health_http::serve(srv, hc).await {
+                tracing::error!(error = %e, subsystem_name = "health", "Health check listener failed");
+            }
+        });
+    }
+
     let shutdown = async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -84,6 +84,28 @@ fn healthcheck(server: &TestServer) -> (bool, String) {
     )
 }
 
+/// The HTTP status of `GET path` on the health listener.
+async fn http_health(port: u16, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // The listener starts beside the API sockets: allow it a moment on the first call.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "health listener: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap()
+}
+
 async fn grpc_health(server: &TestServer) -> i32 {
     health::health_client::HealthClient::new(server.channel().await)
         .check(health::HealthCheckRequest::default())
@@ -114,6 +136,10 @@ async fn postgres_outage_fails_fast_reports_unhealthy_and_recovers_without_resta
         }),
         "",
     );
+    let health_port = free_port();
+    server.extra_top_level = format!(
+        "health_checks {{\n    listener_enabled = true\n    bind_address = \"127.0.0.1\"\n    bind_port = \"{health_port}\"\n}}"
+    );
     server.start().await;
     let create = |n: u32| entryv1::BatchCreateEntryRequest {
         entries: vec![entry("", "/node", &format!("/workload-{n}"))],
@@ -131,6 +157,8 @@ async fn postgres_outage_fails_fast_reports_unhealthy_and_recovers_without_resta
         grpc_health(&server).await,
         health::health_check_response::ServingStatus::Serving as i32
     );
+    assert_eq!(http_health(health_port, "/live").await, 200);
+    assert_eq!(http_health(health_port, "/ready").await, 200);
 
     pg.run("pg-stop").unwrap();
 
@@ -169,6 +197,9 @@ async fn postgres_outage_fails_fast_reports_unhealthy_and_recovers_without_resta
         grpc_health(&server).await,
         health::health_check_response::ServingStatus::NotServing as i32
     );
+    // As in SPIRE, the datastore check counts for live and ready alike.
+    assert_eq!(http_health(health_port, "/live").await, 500);
+    assert_eq!(http_health(health_port, "/ready").await, 500);
 
     // The database comes back: the same server reads and writes again.
     pg.run("pg-start").unwrap();
@@ -198,5 +229,6 @@ async fn postgres_outage_fails_fast_reports_unhealthy_and_recovers_without_resta
         grpc_health(&server).await,
         health::health_check_response::ServingStatus::Serving as i32
     );
+    assert_eq!(http_health(health_port, "/ready").await, 200);
     server.stop();
 }

@@ -110,6 +110,8 @@ pub struct TestServer {
     pub port: u16,
     pub db: Db,
     pub extra_server_config: String,
+    /// Top-level blocks after `plugins {}` (e.g. `health_checks {}`).
+    pub extra_top_level: String,
     child: Option<Child>,
 }
 
@@ -130,6 +132,7 @@ impl TestServer {
             port: free_port(),
             db,
             extra_server_config: extra_server_config.to_string(),
+            extra_top_level: String::new(),
             dir,
             child: None,
         }
@@ -171,10 +174,12 @@ plugins {{
         plugin_data {{}}
     }}
 }}
+{top}
 "#,
             port = self.port,
             sock = self.socket.display(),
             extra = self.extra_server_config,
+            top = self.extra_top_level,
             kind = self.db.kind,
             conn = self.db.connection_string,
         );
