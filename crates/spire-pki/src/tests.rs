@@ -1,3 +1,5 @@
+//! Unit tests: the certificates we issue, checked against SPIRE's templates and the SPIFFE rules.
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use spiffe_core::{Bundle, KeyType, X509BundleSource, x509svid};

@@ -141,3 +141,137 @@ fn test_support_is_only_ever_a_dev_dependency() {
         "spire-testsupport depends on no workspace crate"
     );
 }
+
+/// The crate layers of ARCHITECTURE.md ("Crate layers"): a crate depends only on crates of
+/// lower layers. A crate missing here fails the test, so a new crate gets a place.
+const LAYERS: &[(&str, u8)] = &[
+    ("spiffe-core", 0),
+    ("spire-proto", 0),
+    ("spire-goflag", 0),
+    ("spire-uds", 0),
+    ("spire-testsupport", 0),
+    ("spire-plugin", 1),
+    ("spire-config", 1),
+    ("spire-log", 1),
+    ("spire-pki", 2),
+    ("spire-tls", 2),
+    ("spire-cli", 2),
+    ("spire-datastore", 2),
+    ("spire-plugins", 3),
+    ("spire-server", 4),
+    ("spire-agent", 4),
+];
+
+fn layer(name: &str) -> u8 {
+    LAYERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, l)| *l)
+        .unwrap_or_else(|| panic!("crate {name} has no layer in LAYERS (and ARCHITECTURE.md)"))
+}
+
+/// Workspace crates in `[dependencies]` (not dev or build) of a manifest.
+fn normal_deps(manifest: &Path) -> Vec<String> {
+    sectioned_lines(manifest)
+        .into_iter()
+        .filter(|(section, _)| section == "[dependencies]")
+        .filter_map(|(_, line)| {
+            let name = line.split('=').next()?.trim().to_owned();
+            (name.starts_with("spire-") || name == "spiffe-core").then_some(name)
+        })
+        .collect()
+}
+
+#[test]
+fn crates_depend_only_on_lower_layers_and_architecture_md_maps_each() {
+    let ws = workspace();
+    let arch = std::fs::read_to_string(ws.join("ARCHITECTURE.md")).unwrap();
+    for e in std::fs::read_dir(ws.join("crates")).unwrap() {
+        let dir = e.unwrap().path();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let own = layer(&name);
+        for dep in normal_deps(&dir.join("Cargo.toml")) {
+            assert!(
+                layer(&dep) < own,
+                "{name} (layer {own}) depends on {dep} (layer {}): against the documented direction",
+                layer(&dep)
+            );
+        }
+        assert!(
+            arch.contains(&format!("### `crates/{name}`")),
+            "ARCHITECTURE.md's code map has no section for crates/{name}"
+        );
+    }
+}
+
+/// Source files under `dir`, with their text.
+fn sources(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    rust_files(dir, &mut files);
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).unwrap();
+            (f, text)
+        })
+        .collect()
+}
+
+#[test]
+fn the_pure_cores_read_no_clock_sleep_or_do_io() {
+    let ws = workspace();
+    let forbidden = [
+        "SystemTime::now",
+        "Instant::now",
+        "Utc::now",
+        "OffsetDateTime::now",
+        "sleep(",
+        "std::fs",
+        "tokio::fs",
+        "std::net",
+        "tokio::net",
+        "std::process",
+        "std::env::var",
+        "tokio::time",
+    ];
+    let mut offenders = Vec::new();
+    let mut scanned = 0;
+    for dir in ["crates/spiffe-core/src", "crates/spire-agent/src/core"] {
+        for (file, text) in sources(&ws.join(dir)) {
+            scanned += 1;
+            // Test modules may set up what they like.
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            if file.file_name().is_some_and(|n| n == "tests.rs") {
+                continue;
+            }
+            for f in forbidden {
+                if code.contains(f) {
+                    offenders.push(format!("{}: {f}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(scanned > 10, "the scan found the pure cores' sources");
+    assert!(
+        offenders.is_empty(),
+        "clock, sleep or I/O in a pure core: {offenders:?}"
+    );
+}
+
+#[test]
+fn every_library_file_says_what_it_is() {
+    let ws = workspace();
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(ws.join("crates")).unwrap() {
+        let src = e.unwrap().path().join("src");
+        for (file, text) in sources(&src) {
+            if !text.trim_start().starts_with("//!") {
+                missing.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "files without a //! header: {missing:?}"
+    );
+}

@@ -1,3 +1,5 @@
+//! Unit tests: handshakes over in-memory pipes with SVIDs issued on the spot.
+
 use std::time::Duration;
 
 use spiffe_core::{Bundle, KeyType, PrivateKey};

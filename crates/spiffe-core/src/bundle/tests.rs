@@ -1,3 +1,5 @@
+//! Unit tests: bundle JSON and PEM round trips, and what parsing refuses.
+
 use super::*;
 use crate::keys::{KeyType, PrivateKey};
 use crate::testpki;

@@ -1,3 +1,5 @@
+//! Unit tests: JWT-SVID signing and validation for every algorithm, and each rejection.
+
 use serde_json::json;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Unit tests: every X509-SVID rule, each rejection with its own error.
+
 use rcgen::{BasicConstraints, IsCa, KeyUsagePurpose};
 
 use super::*;

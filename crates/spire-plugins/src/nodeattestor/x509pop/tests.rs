@@ -1,3 +1,5 @@
+//! Unit tests: both halves of x509pop over a generated PKI, in both modes.
+
 use std::path::Path;
 
 use rcgen::{
