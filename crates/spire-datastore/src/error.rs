@@ -44,54 +44,7 @@ pub enum DataStoreError {
     Internal(String),
 }
 
-/// The gRPC status code SPIRE would attach to an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// `codes.NotFound` (5).
-    NotFound,
-    /// `codes.AlreadyExists` (6).
-    AlreadyExists,
-    /// `codes.InvalidArgument` (3).
-    InvalidArgument,
-    /// `codes.FailedPrecondition` (9).
-    FailedPrecondition,
-    /// `codes.Aborted` (10): used for [`DataStoreError::Conflict`].
-    Aborted,
-    /// `codes.Unknown` (2).
-    Unknown,
-    /// `codes.Internal` (13).
-    Internal,
-}
-
-impl ErrorCode {
-    /// The numeric gRPC code.
-    pub fn as_i32(self) -> i32 {
-        match self {
-            ErrorCode::Unknown => 2,
-            ErrorCode::InvalidArgument => 3,
-            ErrorCode::NotFound => 5,
-            ErrorCode::AlreadyExists => 6,
-            ErrorCode::FailedPrecondition => 9,
-            ErrorCode::Aborted => 10,
-            ErrorCode::Internal => 13,
-        }
-    }
-}
-
 impl DataStoreError {
-    /// The gRPC code of this error.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            DataStoreError::NotFound(_) => ErrorCode::NotFound,
-            DataStoreError::AlreadyExists(_) => ErrorCode::AlreadyExists,
-            DataStoreError::InvalidArgument(_) => ErrorCode::InvalidArgument,
-            DataStoreError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
-            DataStoreError::Conflict(_) => ErrorCode::Aborted,
-            DataStoreError::Unknown(_) => ErrorCode::Unknown,
-            DataStoreError::Internal(_) => ErrorCode::Internal,
-        }
-    }
-
     /// The message, as SPIRE would print it.
     pub fn message(&self) -> &str {
         match self {
@@ -212,13 +165,13 @@ mod tests {
     fn messages_and_codes() {
         let e = DataStoreError::record_not_found();
         assert_eq!(e.to_string(), "datastore-sql: record not found");
-        assert_eq!(e.code(), ErrorCode::NotFound);
+        assert!(e.is_not_found());
         let v = DataStoreError::validation("invalid registration entry: missing selector list");
         assert_eq!(
             v.to_string(),
             "datastore-validation: invalid registration entry: missing selector list"
         );
-        assert_eq!(v.code().as_i32(), 3);
+        assert!(matches!(v, DataStoreError::InvalidArgument(_)));
         let c =
             DataStoreError::record_not_found().context("unable to fetch federation relationship");
         assert!(c.is_not_found());

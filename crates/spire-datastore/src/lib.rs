@@ -31,7 +31,7 @@ mod sql;
 
 pub use config::{DatabaseType, SqlConfig};
 pub use datastore::{BatchEntryResult, DataStore};
-pub use error::{DataStoreError, ErrorCode, Result};
+pub use error::{DataStoreError, Result};
 pub use model::*;
 pub use sql::schema::{SCHEMA_VERSION, SPIRE_CODE_VERSION, schema_ddl};
 pub use sql::{MigrationOutcome, SqlStore};

@@ -244,6 +244,23 @@ fn to_offset(t: SystemTime) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
+/// A certificate as issued, with what the issuer chose for it, so that callers need not
+/// parse the DER they were just handed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The certificate.
+    pub der: Vec<u8>,
+    /// Its serial number.
+    pub serial: u128,
+    /// Its `notAfter`, in seconds since the epoch (certificates keep whole seconds).
+    pub not_after: i64,
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// `(notBefore, notAfter)` for a credential issued at `now` for `ttl`, capped at `cap`.
 pub fn capped_lifetime(
     now: SystemTime,
@@ -368,6 +385,11 @@ impl X509Authority {
 
     /// Signs an X509-SVID for `public_key`. `ttl` is capped at the CA's expiry.
     pub fn sign_x509_svid(&self, req: &SvidRequest<'_>) -> Result<Vec<u8>, PkiError> {
+        self.issue_x509_svid(req).map(|i| i.der)
+    }
+
+    /// [`Self::sign_x509_svid`], returning what was issued.
+    pub fn issue_x509_svid(&self, req: &SvidRequest<'_>) -> Result<Issued, PkiError> {
         if !req.id.is_member_of(&self.trust_domain) {
             return Err(PkiError::WrongTrustDomain {
                 id: req.id.clone(),
@@ -376,7 +398,8 @@ impl X509Authority {
         }
         let key = SubjectKey::new(req.public_key)?;
         let (nb, na) = capped_lifetime(req.now, req.ttl, Some(self.not_after));
-        let mut p = base_params(req.id, &key, new_serial_number(), nb, na)?;
+        let serial = new_serial_number();
+        let mut p = base_params(req.id, &key, serial, nb, na)?;
         let mut subject = req.subject.cloned().unwrap_or_else(Subject::default_svid);
         if let Some(first) = req.dns_names.first() {
             subject.common_name = first.clone();
@@ -403,7 +426,11 @@ impl X509Authority {
         let cert = p
             .signed_by(&key, &self.issuer)
             .map_err(|e| PkiError::Signing(e.to_string()))?;
-        Ok(cert.der().to_vec())
+        Ok(Issued {
+            der: cert.der().to_vec(),
+            serial,
+            not_after: unix_secs(na),
+        })
     }
 
     /// Signs an intermediate CA for `public_key` (a downstream server, or our own CA under an

@@ -57,6 +57,33 @@ fn self_signed_ca_looks_like_spires() {
 }
 
 #[test]
+fn what_is_issued_is_what_the_certificate_says() {
+    let ca = ca(KeyType::EcP256, Duration::from_secs(86_400));
+    let id = SpiffeId::parse("spiffe://example.org/workload").unwrap();
+    for ttl in [Duration::from_secs(3600), Duration::from_secs(10 * 86_400)] {
+        for _ in 0..50 {
+            let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+            let issued = ca
+                .issue_x509_svid(&SvidRequest {
+                    id: &id,
+                    public_key: key.public_key(),
+                    dns_names: &[],
+                    subject: None,
+                    ttl,
+                    now: now() + Duration::from_millis(250),
+                })
+                .unwrap();
+            let facts = certificate_facts(&issued.der).unwrap();
+            assert_eq!(facts.serial_decimal, issued.serial.to_string());
+            assert_eq!(
+                facts.not_after, issued.not_after,
+                "capped at the CA's expiry too"
+            );
+        }
+    }
+}
+
+#[test]
 fn svids_verify_against_the_ca_for_every_key_type() {
     for kt in [KeyType::EcP256, KeyType::EcP384, KeyType::Rsa2048] {
         let ca = ca(kt, Duration::from_secs(86_400));

@@ -104,25 +104,24 @@ fn server_svid_signed_by_tainted(server: &Server) -> bool {
 fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
     let key = PrivateKey::generate(KeyType::EcP256).map_err(|e| RunError::Other(e.to_string()))?;
     let now = SystemTime::now();
-    let chain = server
+    let issued = server
         .ca
         .sign_server_x509_svid(key.public_key(), now)
         .map_err(|e| RunError::Other(format!("failed to sign server SVID: {e}")))?;
-    let facts =
-        spire_pki::certificate_facts(&chain[0]).map_err(|e| RunError::Other(e.to_string()))?;
+    let not_after = issued.not_after;
     server
         .svid
-        .set(&chain, key.pkcs8_der())
+        .set(&issued.chain, key.pkcs8_der())
         .map_err(|e| RunError::Other(e.to_string()))?;
-    server.svid_chain.store(Arc::new(chain));
+    server.svid_chain.store(Arc::new(issued.chain));
     tracing::debug!(
-        expiration = %crate::ca::manager::go_time(SystemTime::UNIX_EPOCH + Duration::from_secs(facts.not_after.max(0) as u64)),
+        expiration = %crate::ca::manager::go_time(SystemTime::UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64)),
         spiffe_id = %server.server_id,
         subsystem_name = "svid_rotator",
         "Signed X509 SVID"
     );
     // Rotate at half life.
-    let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(facts.not_after.max(0) as u64);
+    let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64);
     let half = not_after.duration_since(now).unwrap_or_default() / 2;
     Ok(now + half)
 }

@@ -22,6 +22,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::convert::{self, proto_id};
 use super::status::{err, err_with};
 use crate::auth::{self, Caller, permission_denied};
+use crate::ca::IssuedSvid;
 use crate::ratelimit;
 use crate::state::Server;
 
@@ -135,7 +136,7 @@ fn csr_public_key(csr: &[u8]) -> Result<spiffe_core::PublicKey, Status> {
 }
 
 /// Signs an agent SVID for the key in `csr`.
-fn sign_agent_svid(server: &Server, id: &SpiffeId, csr: &[u8]) -> Result<Vec<Vec<u8>>, Status> {
+fn sign_agent_svid(server: &Server, id: &SpiffeId, csr: &[u8]) -> Result<IssuedSvid, Status> {
     let key = csr_public_key(csr)?;
     server
         .ca
@@ -143,18 +144,13 @@ fn sign_agent_svid(server: &Server, id: &SpiffeId, csr: &[u8]) -> Result<Vec<Vec
         .map_err(|e| err_with(Code::Internal, "failed to sign X509 SVID", e))
 }
 
-fn x509_svid(id: &SpiffeId, chain: Vec<Vec<u8>>) -> Result<types::X509svid, Status> {
-    let facts = chain
-        .first()
-        .map(|c| spire_pki::certificate_facts(c))
-        .transpose()
-        .map_err(|e| Status::internal(e.to_string()))?;
-    Ok(types::X509svid {
+fn x509_svid(id: &SpiffeId, issued: IssuedSvid) -> types::X509svid {
+    types::X509svid {
         id: Some(proto_id(id)),
-        expires_at: facts.map(|f| f.not_after).unwrap_or(0),
-        cert_chain: chain,
+        expires_at: issued.not_after,
+        cert_chain: issued.chain,
         hint: String::new(),
-    })
+    }
 }
 
 /// Relays a NodeAttestor's challenges over the AttestAgent stream.
@@ -341,9 +337,7 @@ async fn attest(
             "failed to attest: agent is banned",
         ));
     }
-    let chain = sign_agent_svid(&server, &agent_id, &svid_params.csr)?;
-    let facts =
-        spire_pki::certificate_facts(&chain[0]).map_err(|e| Status::internal(e.to_string()))?;
+    let issued = sign_agent_svid(&server, &agent_id, &svid_params.csr)?;
 
     let mut selectors = selectors;
     selectors.sort();
@@ -356,8 +350,8 @@ async fn attest(
     let node = AttestedNode {
         spiffe_id: agent_id.clone(),
         attestation_data_type: attestor_type.clone(),
-        cert_serial_number: facts.serial_decimal.clone(),
-        cert_not_after: facts.not_after,
+        cert_serial_number: issued.serial.to_string(),
+        cert_not_after: issued.not_after,
         new_cert_serial_number: String::new(),
         new_cert_not_after: 0,
         selectors: vec![],
@@ -394,7 +388,7 @@ async fn attest(
     Ok(pb::AttestAgentResponse {
         step: Some(pb::attest_agent_response::Step::Result(
             pb::attest_agent_response::Result {
-                svid: Some(x509_svid(&agent_id, chain)?),
+                svid: Some(x509_svid(&agent_id, issued)),
                 reattestable: can_reattest,
             },
         )),
@@ -621,12 +615,10 @@ impl pb::agent_server::Agent for AgentService {
         if params.csr.is_empty() {
             return Err(err(Code::InvalidArgument, "missing CSR"));
         }
-        let chain = sign_agent_svid(&self.server, &id, &params.csr)?;
-        let facts =
-            spire_pki::certificate_facts(&chain[0]).map_err(|e| Status::internal(e.to_string()))?;
+        let issued = sign_agent_svid(&self.server, &id, &params.csr)?;
         let mut update = node;
-        update.new_cert_serial_number = facts.serial_decimal;
-        update.new_cert_not_after = facts.not_after;
+        update.new_cert_serial_number = issued.serial.to_string();
+        update.new_cert_not_after = issued.not_after;
         let mask = NodeMask {
             new_cert_serial_number: true,
             new_cert_not_after: true,
@@ -646,7 +638,7 @@ impl pb::agent_server::Agent for AgentService {
         }
         let _ = self.server.reload_agent(&id).await;
         Ok(Response::new(pb::RenewAgentResponse {
-            svid: Some(x509_svid(&id, chain)?),
+            svid: Some(x509_svid(&id, issued)),
         }))
     }
 

@@ -64,7 +64,10 @@ pub fn ok() -> types::Status {
     }
 }
 
-/// Maps a datastore error to a gRPC code the way SPIRE's sqlstore errors surface.
+/// Maps a datastore error to a gRPC code the way SPIRE's sqlstore errors surface: the codes
+/// its datastore attaches (not found, already exists, validation, precondition) are kept,
+/// every other failure (a plain error in Go, `codes.Unknown`) is reported as Internal. The
+/// only such mapping: the datastore itself carries no gRPC codes.
 pub fn ds_code(e: &spire_datastore::DataStoreError) -> Code {
     use spire_datastore::DataStoreError as E;
     match e {

@@ -129,10 +129,7 @@ impl SvidService {
             ttl(entry.x509_svid_ttl),
             now,
         ) {
-            Ok(chain) => {
-                let expires_at = spire_pki::certificate_facts(&chain[0])
-                    .map(|f| f.not_after)
-                    .unwrap_or(0);
+            Ok(issued) => {
                 tracing::debug!(
                     registration_id = %entry.entry_id,
                     revision_number = entry.revision_number,
@@ -143,8 +140,8 @@ impl SvidService {
                     status: Some(ok()),
                     svid: Some(types::X509svid {
                         id: Some(proto_id(&entry.spiffe_id)),
-                        cert_chain: chain,
-                        expires_at,
+                        cert_chain: issued.chain,
+                        expires_at: issued.not_after,
                         hint: String::new(),
                     }),
                 }
@@ -224,7 +221,7 @@ impl pb::svid_server::Svid for SvidService {
                 e,
             )
         })?;
-        let chain = self
+        let issued = self
             .server
             .ca
             .sign_workload_x509_svid(
@@ -235,14 +232,11 @@ impl pb::svid_server::Svid for SvidService {
                 SystemTime::now(),
             )
             .map_err(|e| err_with(Code::Internal, "failed to sign X509-SVID", e))?;
-        let expires_at = spire_pki::certificate_facts(&chain[0])
-            .map(|f| f.not_after)
-            .unwrap_or(0);
         Ok(Response::new(pb::MintX509svidResponse {
             svid: Some(types::X509svid {
                 id: Some(proto_id(&id)),
-                cert_chain: chain,
-                expires_at,
+                cert_chain: issued.chain,
+                expires_at: issued.not_after,
                 hint: String::new(),
             }),
         }))

@@ -70,6 +70,18 @@ impl JwtKey {
 }
 
 /// Lifetimes and subjects of what the CA issues.
+/// An X509-SVID as the CA issued it: the chain (leaf first, then our upstream chain) and
+/// what the CA chose for the leaf, so handlers never re-parse what they were just handed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedSvid {
+    /// Leaf first.
+    pub chain: Vec<Vec<u8>>,
+    /// The leaf's serial number.
+    pub serial: u128,
+    /// The leaf's `notAfter`, in seconds since the epoch.
+    pub not_after: i64,
+}
+
 #[derive(Debug, Clone)]
 pub struct CaSettings {
     /// Default X509-SVID TTL.
@@ -148,7 +160,7 @@ impl Ca {
         subject: Option<&Subject>,
         ttl: Duration,
         now: SystemTime,
-    ) -> Result<Vec<Vec<u8>>, CaError> {
+    ) -> Result<IssuedSvid, CaError> {
         let ca = self.x509_ca().ok_or(CaError::NoX509Ca)?;
         if !id.is_member_of(&self.trust_domain) {
             return Err(CaError::Invalid(format!(
@@ -157,7 +169,7 @@ impl Ca {
                 self.trust_domain.name()
             )));
         }
-        let leaf = ca.authority.sign_x509_svid(&SvidRequest {
+        let leaf = ca.authority.issue_x509_svid(&SvidRequest {
             id,
             public_key,
             dns_names,
@@ -166,9 +178,13 @@ impl Ca {
             now,
         })?;
         let mut chain = Vec::with_capacity(1 + ca.upstream_chain.len());
-        chain.push(leaf);
+        chain.push(leaf.der);
         chain.extend(ca.upstream_chain.iter().cloned());
-        Ok(chain)
+        Ok(IssuedSvid {
+            chain,
+            serial: leaf.serial,
+            not_after: leaf.not_after,
+        })
     }
 
     /// A workload X509-SVID; `ttl` of zero means the default.
@@ -179,7 +195,7 @@ impl Ca {
         dns_names: &[String],
         ttl: Duration,
         now: SystemTime,
-    ) -> Result<Vec<Vec<u8>>, CaError> {
+    ) -> Result<IssuedSvid, CaError> {
         let ttl = if ttl.is_zero() {
             self.settings.x509_svid_ttl
         } else {
@@ -201,7 +217,7 @@ impl Ca {
         id: &SpiffeId,
         public_key: &PublicKey,
         now: SystemTime,
-    ) -> Result<Vec<Vec<u8>>, CaError> {
+    ) -> Result<IssuedSvid, CaError> {
         self.sign_svid(id, public_key, &[], None, self.settings.agent_ttl, now)
     }
 
@@ -210,7 +226,7 @@ impl Ca {
         &self,
         public_key: &PublicKey,
         now: SystemTime,
-    ) -> Result<Vec<Vec<u8>>, CaError> {
+    ) -> Result<IssuedSvid, CaError> {
         let id = self
             .trust_domain
             .id_with_path("/spire/server")
