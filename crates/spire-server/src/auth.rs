@@ -17,11 +17,11 @@ use std::task::{Context, Poll};
 
 use prost::Message as _;
 use spiffe_core::SpiffeId;
-use spire_datastore::NodeMask;
 use spire_proto::spire::api::types::{PermissionDeniedDetails, permission_denied_details::Reason};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use tonic::{Code, Status};
 
+use crate::registry::AgentCheck;
 use crate::state::Server;
 
 /// The caller of an RPC, as handlers see it (a request extension).
@@ -271,65 +271,34 @@ pub async fn authorize_agent(
             Reason::AgentExpired,
         ));
     }
-    let serial = facts.serial_decimal;
-    // The index knows every agent; a fresh database read settles any doubt (another server
-    // may have renewed or banned it).
-    if let Some(a) = server.index.read().agent(id.as_str())
-        && !a.is_banned()
-        && a.cert_serial_number == serial
-    {
-        return Ok(());
-    }
-    let node = server
-        .ds
-        .fetch_attested_node(id)
+    match server
+        .registry
+        .check_agent_svid(id, &facts.serial_decimal)
         .await
-        .map_err(|e| AgentDenied {
-            status: Status::internal(format!("unable to look up agent information: {e}")),
-            reason: None,
-        })?;
-    let Some(node) = node else {
-        return Err(denied(
+    {
+        Ok(()) => Ok(()),
+        Err(AgentCheck::NotAttested) => Err(denied(
             format!("agent {:?} is not attested", id.as_str()),
             Reason::AgentNotAttested,
-        ));
-    };
-    if node.is_banned() {
-        return Err(denied(
+        )),
+        Err(AgentCheck::Banned) => Err(denied(
             format!("agent {:?} is banned", id.as_str()),
             Reason::AgentBanned,
-        ));
+        )),
+        Err(AgentCheck::WrongSerial { expected }) => Err(denied(
+            format!(
+                "agent {:?} expected to have serial number {:?}; has {:?}",
+                id.as_str(),
+                expected,
+                facts.serial_decimal
+            ),
+            Reason::AgentNotActive,
+        )),
+        Err(AgentCheck::Datastore { what, error }) => Err(AgentDenied {
+            status: Status::internal(format!("{what}: {error}")),
+            reason: None,
+        }),
     }
-    if node.cert_serial_number == serial {
-        let _ = server.reload_agent(id).await;
-        return Ok(());
-    }
-    if node.new_cert_serial_number == serial {
-        let mut promoted = node.clone();
-        promoted.cert_serial_number = node.new_cert_serial_number.clone();
-        promoted.cert_not_after = node.new_cert_not_after;
-        promoted.new_cert_serial_number = String::new();
-        promoted.new_cert_not_after = 0;
-        server
-            .ds
-            .update_attested_node(promoted, Some(NodeMask::ALL))
-            .await
-            .map_err(|e| AgentDenied {
-                status: Status::internal(format!("unable to activate the new agent SVID: {e}")),
-                reason: None,
-            })?;
-        let _ = server.reload_agent(id).await;
-        return Ok(());
-    }
-    Err(denied(
-        format!(
-            "agent {:?} expected to have serial number {:?}; has {:?}",
-            id.as_str(),
-            node.cert_serial_number,
-            serial
-        ),
-        Reason::AgentNotActive,
-    ))
 }
 
 /// Decides whether `caller` may call `method`; on success returns the caller, with `agent`
@@ -363,11 +332,11 @@ pub async fn authorize(
     };
     if p.admin
         && (server.settings.admin_ids.contains(id.as_str())
-            || server.index.read().is_admin(id.as_str()))
+            || server.registry.is_admin(id.as_str()))
     {
         return Ok(caller);
     }
-    if p.downstream && server.index.read().is_downstream(id.as_str()) {
+    if p.downstream && server.registry.is_downstream(id.as_str()) {
         return Ok(caller);
     }
     let mut reason = None;

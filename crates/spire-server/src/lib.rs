@@ -4,7 +4,8 @@
 //! - [`catalog`]: plugins from `plugins {}`.
 //! - [`ca`]: signing, the CA manager (slots A/B, journal) and the pure rotation rules.
 //! - [`index`]: the in-memory index of entries and agents (authorization, sync).
-//! - [`events`]: following other servers' writes through the event tables, gaps included.
+//! - [`registry`]: the datastore handle, the index and change notices behind every write;
+//!   following other servers' writes through the event tables.
 //! - [`auth`]: caller identification and SPIRE's authorization policy.
 //! - [`api`]: the gRPC services.
 //! - [`endpoints`]: the UNIX socket and TLS listeners.
@@ -16,9 +17,9 @@ pub mod ca;
 pub mod catalog;
 pub mod cli;
 pub mod endpoints;
-pub mod events;
 pub mod health_http;
 pub mod index;
 pub mod ratelimit;
+pub mod registry;
 pub mod run;
 pub mod state;

@@ -7,20 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use parking_lot::RwLock;
 use spiffe_core::{KeyType, PrivateKey};
 use spire_config::ServerConfig;
 use spire_log::LogHandle;
 use spire_pki::Subject;
 use spire_tls::{SharedBundles, SvidResolver};
-use tokio::sync::watch;
 
 use crate::ca::manager::{CaManager, ManagerConfig};
 use crate::ca::{Ca, CaSettings};
 use crate::catalog;
 use crate::endpoints;
-use crate::index::EntryIndex;
-use crate::state::{ApiSettings, Bundles, Revisions, Server};
+use crate::registry::Registry;
+use crate::state::{ApiSettings, Bundles, Server};
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -184,14 +182,12 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
     )
     .await?;
 
-    let (changes, _) = watch::channel(Revisions::default());
     let server = Arc::new(Server {
         trust_domain: td.clone(),
         server_id: server_id.clone(),
-        ds: cat.ds.clone(),
+        registry: Arc::new(Registry::new(cat.ds.clone(), &server_id)),
         ca: ca.clone(),
         ca_manager: ca_manager.clone(),
-        index: RwLock::new(EntryIndex::new(&server_id)),
         node_attestors: cat.node_attestors,
         bundles: ArcSwap::from_pointee(Bundles::default()),
         tls_bundles: SharedBundles::new(spiffe_core::BundleSet::new()),
@@ -209,7 +205,6 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
             rate_limit_signing: config.ratelimit.signing,
         },
         started: Instant::now(),
-        changes,
     });
 
     // The CA must be active before anything is signed.
@@ -223,12 +218,14 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
     ));
 
     let last_entry_event = server
-        .ds
+        .registry
+        .ds()
         .latest_registration_entry_event_id()
         .await?
         .unwrap_or(0);
     let last_node_event = server
-        .ds
+        .registry
+        .ds()
         .latest_attested_node_event_id()
         .await?
         .unwrap_or(0);
@@ -236,7 +233,7 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
         subsystem_name = "endpoints",
         "Building in-memory entry cache"
     );
-    server.load_index().await?;
+    server.registry.load().await?;
     tracing::info!(
         subsystem_name = "endpoints",
         "Completed building in-memory entry cache"
@@ -314,21 +311,26 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
                     last_prune = Instant::now();
                     let _ = server.ca_manager.prune_bundle(now).await;
                     let _ = server.ca_manager.prune_journals(now).await;
-                    let _ = server.ds.prune_join_tokens(Server::now_secs()).await;
                     let _ = server
-                        .ds
+                        .registry
+                        .ds()
+                        .prune_join_tokens(Server::now_secs())
+                        .await;
+                    let _ = server
+                        .registry
+                        .ds()
                         .prune_registration_entries(Server::now_secs())
                         .await;
                     if let Some(expired_for) = prune_nodes_expired_for {
                         let before = Server::now_secs() - expired_for.as_secs() as i64;
                         let _ = server
-                            .ds
+                            .registry
+                            .ds()
                             .prune_attested_expired_nodes(before, prune_tofu_nodes)
                             .await;
                     }
                     server
-                        .index
-                        .write()
+                        .registry
                         .prune_expired_agents(Server::now_secs() - 3600);
                 }
             }
@@ -336,10 +338,10 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
     }
     // Writes by other servers sharing the database reach our index through the event
     // tables (our own writes are applied directly too).
-    tokio::spawn(crate::events::follow(
-        server.clone(),
-        crate::events::Cursor::new(last_entry_event),
-        crate::events::Cursor::new(last_node_event),
+    tokio::spawn(crate::registry::events::follow(
+        server.registry.clone(),
+        crate::registry::events::Cursor::new(last_entry_event),
+        crate::registry::events::Cursor::new(last_node_event),
     ));
 
     if config.health_checks.listener_enabled {

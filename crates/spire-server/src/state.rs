@@ -5,27 +5,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
-use parking_lot::RwLock;
 use spiffe_core::{BundleSet, SpiffeId, TrustDomain};
-use spire_datastore::{DataStore, StoredBundle};
+use spire_datastore::StoredBundle;
 use spire_log::LogHandle;
 use spire_plugin::ServerNodeAttestor;
 use spire_tls::{SharedBundles, SvidResolver};
-use tokio::sync::watch;
 
 use crate::api::convert;
 use crate::ca::Ca;
 use crate::ca::manager::CaManager;
-use crate::index::EntryIndex;
-
-/// What agents watching for changes see (our `spirers.sync.v1` extension).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Revisions {
-    /// Bumped on every entry or agent change.
-    pub entries: u64,
-    /// Bumped on every bundle change.
-    pub bundles: u64,
-}
+use crate::registry::Registry;
 
 /// Our bundle and the federated ones, as of the last change.
 #[derive(Debug, Default)]
@@ -55,14 +44,12 @@ pub struct Server {
     pub trust_domain: TrustDomain,
     /// `spiffe://<td>/spire/server`.
     pub server_id: SpiffeId,
-    /// The datastore.
-    pub ds: Arc<dyn DataStore>,
+    /// The datastore, the index of entries and agents, change notices.
+    pub registry: Arc<Registry>,
     /// Signing.
     pub ca: Arc<Ca>,
     /// Rotation and the LocalAuthority API.
     pub ca_manager: Arc<CaManager>,
-    /// Entries and agents, in memory.
-    pub index: RwLock<EntryIndex>,
     /// Node attestors by name (`join_token` is handled by the server itself).
     pub node_attestors: HashMap<String, Arc<dyn ServerNodeAttestor>>,
     /// Current bundles.
@@ -79,8 +66,6 @@ pub struct Server {
     pub settings: ApiSettings,
     /// When the server started.
     pub started: Instant,
-    /// Change notices for agents.
-    pub changes: watch::Sender<Revisions>,
 }
 
 impl std::fmt::Debug for Server {
@@ -94,7 +79,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Re-reads the bundles from the datastore and publishes them to TLS and watchers.
     pub async fn refresh_bundles(&self) -> Result<(), spire_datastore::DataStoreError> {
-        let all = self.ds.list_bundles(None).await?.bundles;
+        let all = self.registry.ds().list_bundles(None).await?.bundles;
         let mut own = None;
         let mut federated = Vec::new();
         let mut set = BundleSet::new();
@@ -108,15 +93,8 @@ impl Server {
         }
         self.tls_bundles.store(set);
         self.bundles.store(Arc::new(Bundles { own, federated }));
-        self.changes.send_modify(|r| r.bundles += 1);
+        self.registry.bundles_changed();
         Ok(())
-    }
-
-    /// Records that entries or agents changed.
-    pub fn entries_changed(&self) {
-        let rev = self.index.read().revision();
-        self.changes
-            .send_modify(|r| r.entries = rev.max(r.entries + 1));
     }
 
     /// Our bundle, as currently known.
@@ -132,68 +110,6 @@ impl Server {
             .iter()
             .find(|b| &b.trust_domain == td)
             .cloned()
-    }
-
-    /// Loads the whole index from the datastore (at start-up).
-    pub async fn load_index(&self) -> Result<(), spire_datastore::DataStoreError> {
-        use futures::StreamExt as _;
-        let mut ix = EntryIndex::new(&self.server_id);
-        let mut entries = self.ds.stream_all_registration_entries(10_000);
-        while let Some(page) = entries.next().await {
-            for e in page? {
-                ix.upsert_entry(e);
-            }
-        }
-        drop(entries);
-        let mut nodes = self.ds.stream_all_attested_nodes(10_000);
-        while let Some(page) = nodes.next().await {
-            for n in page? {
-                let sel = n.selectors.clone();
-                ix.upsert_agent(&n, Some(sel));
-            }
-        }
-        drop(nodes);
-        *self.index.write() = ix;
-        self.entries_changed();
-        Ok(())
-    }
-
-    /// Re-reads one entry after a change (ours or another server's) and updates the index.
-    pub async fn reload_entry(
-        &self,
-        entry_id: &str,
-    ) -> Result<(), spire_datastore::DataStoreError> {
-        let e = self.ds.fetch_registration_entry(entry_id).await?;
-        {
-            let mut ix = self.index.write();
-            match e {
-                Some(e) => ix.upsert_entry(e),
-                None => {
-                    ix.remove_entry(entry_id);
-                }
-            }
-        }
-        self.entries_changed();
-        Ok(())
-    }
-
-    /// Re-reads one agent after a change and updates the index.
-    pub async fn reload_agent(&self, id: &SpiffeId) -> Result<(), spire_datastore::DataStoreError> {
-        let node = self.ds.fetch_attested_node(id).await?;
-        match node {
-            Some(n) => {
-                let sel = self
-                    .ds
-                    .get_node_selectors(id, spire_datastore::DataConsistency::RequireCurrent)
-                    .await?;
-                self.index.write().upsert_agent(&n, Some(sel));
-            }
-            None => {
-                self.index.write().remove_agent(id.as_str());
-            }
-        }
-        self.entries_changed();
-        Ok(())
     }
 
     /// Seconds since the epoch.

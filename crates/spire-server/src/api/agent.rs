@@ -24,6 +24,7 @@ use super::status::{err, err_with};
 use crate::auth::{self, Caller, permission_denied};
 use crate::ca::IssuedSvid;
 use crate::ratelimit;
+use crate::registry::AttestWrite;
 use crate::state::Server;
 
 /// The Agent service.
@@ -205,7 +206,8 @@ async fn attest_join_token(
     token: &str,
 ) -> Result<(SpiffeId, Vec<Selector>, bool), Status> {
     let found = server
-        .ds
+        .registry
+        .ds()
         .fetch_join_token(token)
         .await
         .map_err(|e| err_with(Code::Internal, "failed to fetch join token", e))?;
@@ -216,7 +218,8 @@ async fn attest_join_token(
         ));
     };
     server
-        .ds
+        .registry
+        .ds()
         .delete_join_token(token)
         .await
         .map_err(|e| err_with(Code::Internal, "failed to delete join token", e))?;
@@ -327,7 +330,8 @@ async fn attest(
         );
     }
     let existing = server
-        .ds
+        .registry
+        .ds()
         .fetch_attested_node(&agent_id)
         .await
         .map_err(|e| err_with(Code::Internal, "failed to fetch agent", e))?;
@@ -342,11 +346,6 @@ async fn attest(
     let mut selectors = selectors;
     selectors.sort();
     selectors.dedup();
-    server
-        .ds
-        .set_node_selectors(&agent_id, selectors.clone())
-        .await
-        .map_err(|e| err_with(Code::Internal, "failed to update selectors", e))?;
     let node = AttestedNode {
         spiffe_id: agent_id.clone(),
         attestation_data_type: attestor_type.clone(),
@@ -357,28 +356,19 @@ async fn attest(
         selectors: vec![],
         can_reattest,
     };
-    if existing.is_none() {
-        server
-            .ds
-            .create_attested_node(node.clone())
-            .await
-            .map_err(|e| err_with(Code::Internal, "failed to create attested agent", e))?;
-    } else {
-        server
-            .ds
-            .update_attested_node(node.clone(), Some(NodeMask::ALL))
-            .await
-            .map_err(|e| err_with(Code::Internal, "failed to update attested agent", e))?;
-    }
-    {
-        let mut ix = server.index.write();
-        let mut node = node;
-        if let Some(old) = existing {
-            node.attestation_data_type = old.attestation_data_type;
-        }
-        ix.upsert_agent(&node, Some(selectors));
-    }
-    server.entries_changed();
+    server
+        .registry
+        .attest_agent(node, selectors, existing)
+        .await
+        .map_err(|w| match w {
+            AttestWrite::Selectors(e) => err_with(Code::Internal, "failed to update selectors", e),
+            AttestWrite::Create(e) => {
+                err_with(Code::Internal, "failed to create attested agent", e)
+            }
+            AttestWrite::Update(e) => {
+                err_with(Code::Internal, "failed to update attested agent", e)
+            }
+        })?;
     tracing::info!(
         address = %caller.addr.map(|a| a.to_string()).unwrap_or_default(),
         agent_id = %agent_id,
@@ -418,7 +408,8 @@ impl pb::agent_server::Agent for AgentService {
         }
         let n = self
             .server
-            .ds
+            .registry
+            .ds()
             .count_attested_nodes(count)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to count agents", e))?;
@@ -453,7 +444,8 @@ impl pb::agent_server::Agent for AgentService {
         }
         let resp = self
             .server
-            .ds
+            .registry
+            .ds()
             .list_attested_nodes(list)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to list agents", e))?;
@@ -475,7 +467,8 @@ impl pb::agent_server::Agent for AgentService {
         let id = agent_id_from_proto(&self.server, req.id.as_ref())?;
         let node = self
             .server
-            .ds
+            .registry
+            .ds()
             .fetch_attested_node(&id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to fetch agent", e))?
@@ -483,7 +476,8 @@ impl pb::agent_server::Agent for AgentService {
         let mut node = node;
         node.selectors = self
             .server
-            .ds
+            .registry
+            .ds()
             .get_node_selectors(&id, spire_datastore::DataConsistency::RequireCurrent)
             .await
             .map_err(|e| {
@@ -505,10 +499,9 @@ impl pb::agent_server::Agent for AgentService {
     ) -> Result<Response<pbjson_types::Empty>, Status> {
         let req = request.into_inner();
         let id = agent_id_from_proto(&self.server, req.id.as_ref())?;
-        match self.server.ds.delete_attested_node(&id).await {
+        match self.server.registry.delete_agent(&id).await {
             Ok(_) => {
                 tracing::info!(spiffe_id = %id, "Agent deleted");
-                let _ = self.server.reload_agent(&id).await;
                 Ok(Response::new(pbjson_types::Empty {}))
             }
             Err(spire_datastore::DataStoreError::NotFound(_)) => {
@@ -539,15 +532,9 @@ impl pb::agent_server::Agent for AgentService {
             new_cert_serial_number: true,
             ..Default::default()
         };
-        match self
-            .server
-            .ds
-            .update_attested_node(banned, Some(mask))
-            .await
-        {
+        match self.server.registry.update_agent(banned, mask).await {
             Ok(_) => {
                 tracing::info!(spiffe_id = %id, "Agent banned");
-                let _ = self.server.reload_agent(&id).await;
                 Ok(Response::new(pbjson_types::Empty {}))
             }
             Err(spire_datastore::DataStoreError::NotFound(_)) => {
@@ -597,7 +584,8 @@ impl pb::agent_server::Agent for AgentService {
             .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
         let node = self
             .server
-            .ds
+            .registry
+            .ds()
             .fetch_attested_node(&id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to fetch agent", e))?
@@ -624,19 +612,13 @@ impl pb::agent_server::Agent for AgentService {
             new_cert_not_after: true,
             ..Default::default()
         };
-        match self
-            .server
-            .ds
-            .update_attested_node(update, Some(mask))
-            .await
-        {
+        match self.server.registry.update_agent(update, mask).await {
             Ok(_) => {}
             Err(spire_datastore::DataStoreError::NotFound(_)) => {
                 return Err(err(Code::NotFound, "agent not found"));
             }
             Err(e) => return Err(err_with(Code::Internal, "failed to update agent", e)),
         }
-        let _ = self.server.reload_agent(&id).await;
         Ok(Response::new(pb::RenewAgentResponse {
             svid: Some(x509_svid(&id, issued)),
         }))
@@ -671,7 +653,8 @@ impl pb::agent_server::Agent for AgentService {
         };
         let expiry = Server::now_secs() + i64::from(req.ttl);
         self.server
-            .ds
+            .registry
+            .ds()
             .create_join_token(JoinToken {
                 token: token.clone(),
                 expiry,
@@ -688,10 +671,9 @@ impl pb::agent_server::Agent for AgentService {
                 )
             })?;
             let entry = RegistrationEntry::new(alias, parent, vec![selector]);
-            let created = self
-                .server
-                .ds
-                .create_registration_entry(entry)
+            self.server
+                .registry
+                .create_entry(entry)
                 .await
                 .map_err(|e| {
                     err_with(
@@ -700,8 +682,6 @@ impl pb::agent_server::Agent for AgentService {
                         e,
                     )
                 })?;
-            self.server.index.write().upsert_entry(created);
-            self.server.entries_changed();
         }
         Ok(Response::new(types::JoinToken {
             value: token,

@@ -67,7 +67,8 @@ impl pb::bundle_server::Bundle for BundleService {
             Some(b) => b,
             None => self
                 .server
-                .ds
+                .registry
+                .ds()
                 .fetch_bundle(&self.server.trust_domain)
                 .await
                 .map_err(|e| err_with(Code::Internal, "failed to fetch bundle", e))?
@@ -82,7 +83,8 @@ impl pb::bundle_server::Bundle for BundleService {
     ) -> Result<Response<pb::CountBundlesResponse>, Status> {
         let n = self
             .server
-            .ds
+            .registry
+            .ds()
             .count_bundles()
             .await
             .map_err(|e| err_with(Code::Internal, "failed to count bundles", e))?;
@@ -111,7 +113,8 @@ impl pb::bundle_server::Bundle for BundleService {
         b.jwt_signing_keys = jwt;
         let stored = self
             .server
-            .ds
+            .registry
+            .ds()
             .append_bundle(b)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to append bundle", e))?;
@@ -133,7 +136,8 @@ impl pb::bundle_server::Bundle for BundleService {
         b.jwt_signing_keys = parsed;
         let stored = self
             .server
-            .ds
+            .registry
+            .ds()
             .append_bundle(b)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to publish JWT key", e))?;
@@ -154,7 +158,8 @@ impl pb::bundle_server::Bundle for BundleService {
         });
         let resp = self
             .server
-            .ds
+            .registry
+            .ds()
             .list_bundles(pagination)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to list bundles", e))?;
@@ -191,7 +196,8 @@ impl pb::bundle_server::Bundle for BundleService {
             Some(b) => b,
             None => self
                 .server
-                .ds
+                .registry
+                .ds()
                 .fetch_bundle(&td)
                 .await
                 .map_err(|e| err_with(Code::Internal, "failed to fetch bundle", e))?
@@ -213,7 +219,7 @@ impl pb::bundle_server::Bundle for BundleService {
                     "creating a federated bundle for the server's own trust domain is not allowed",
                 )?;
                 let stored = Self::convert_bundle(b)?;
-                match self.server.ds.create_bundle(stored).await {
+                match self.server.registry.ds().create_bundle(stored).await {
                     Ok(s) => Ok(s),
                     Err(DataStoreError::AlreadyExists(_)) => Err(item_status(
                         Code::AlreadyExists,
@@ -264,7 +270,7 @@ impl pb::bundle_server::Bundle for BundleService {
                     "updating a federated bundle for the server's own trust domain is not allowed",
                 )?;
                 let stored = Self::convert_bundle(b)?;
-                match self.server.ds.update_bundle(stored, mask).await {
+                match self.server.registry.ds().update_bundle(stored, mask).await {
                     Ok(s) => Ok(s),
                     Err(DataStoreError::NotFound(_)) => {
                         Err(item_status(Code::NotFound, "bundle not found", None))
@@ -308,7 +314,8 @@ impl pb::bundle_server::Bundle for BundleService {
                 )?;
                 let stored = Self::convert_bundle(b)?;
                 self.server
-                    .ds
+                    .registry
+                    .ds()
                     .set_bundle(stored)
                     .await
                     .map_err(|e| item_status(Code::Internal, "failed to set bundle", Some(&e)))
@@ -355,7 +362,7 @@ impl pb::bundle_server::Bundle for BundleService {
                 "removing the bundle for the server trust domain is not allowed",
             ) {
                 Err(st) => st,
-                Ok(td) => match self.server.ds.delete_bundle(&td, mode).await {
+                Ok(td) => match self.server.registry.ds().delete_bundle(&td, mode).await {
                     Ok(()) => ok(),
                     Err(DataStoreError::NotFound(_)) => {
                         item_status(Code::NotFound, "bundle not found", None)

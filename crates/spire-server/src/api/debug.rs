@@ -73,7 +73,7 @@ impl pb::debug_server::Debug for DebugService {
             return Ok(Response::new(answer.clone()));
         }
         // SPIRE counts from the datastore; its bundle count includes our own bundle.
-        let ds = &self.server.ds;
+        let ds = &self.server.registry.ds();
         let agents = ds
             .count_attested_nodes(CountNodesRequest::default())
             .await

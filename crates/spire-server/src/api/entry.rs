@@ -134,18 +134,12 @@ fn ds_status(code_hint: Code, msg: &str, e: &DataStoreError) -> types::Status {
 }
 
 impl EntryService {
-    /// Applies a successful write to the index and tells watching agents.
-    fn indexed(&self, entry: &RegistrationEntry) {
-        self.server.index.write().upsert_entry(entry.clone());
-        self.server.entries_changed();
-    }
-
     fn authorized(&self, caller: &auth::Caller) -> Result<Vec<Arc<RegistrationEntry>>, Status> {
         let id = caller
             .id
             .as_ref()
             .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
-        Ok(self.server.index.read().authorized_entries(id.as_str()))
+        Ok(self.server.registry.authorized_entries(id.as_str()))
     }
 }
 
@@ -259,7 +253,8 @@ impl pb::entry_server::Entry for EntryService {
         }
         let n = self
             .server
-            .ds
+            .registry
+            .ds()
             .count_registration_entries(count)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to count entries", e))?;
@@ -297,7 +292,8 @@ impl pb::entry_server::Entry for EntryService {
         }
         let resp = self
             .server
-            .ds
+            .registry
+            .ds()
             .list_registration_entries(list)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to list entries", e))?;
@@ -321,7 +317,8 @@ impl pb::entry_server::Entry for EntryService {
         }
         let e = self
             .server
-            .ds
+            .registry
+            .ds()
             .fetch_registration_entry(&req.id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to fetch entry", e))?
@@ -361,49 +358,28 @@ impl pb::entry_server::Entry for EntryService {
             // SPIRE creates entry by entry, so a datastore failure (a database outage) is
             // each entry's result, not the call's.
             let n = valid.len();
-            let created = match self
-                .server
-                .ds
-                .create_or_return_registration_entries(valid)
-                .await
-            {
+            let created = match self.server.registry.create_entries(valid).await {
                 Ok(c) => c,
                 Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
             };
-            let mut changed = false;
-            {
-                let mut ix = self.server.index.write();
-                for (pos, r) in positions.into_iter().zip(created) {
-                    results[pos] = Some(match r {
-                        Ok((entry, existed)) => {
-                            if !existed {
-                                ix.upsert_entry(entry.clone());
-                                changed = true;
+            for (pos, r) in positions.into_iter().zip(created) {
+                results[pos] = Some(match r {
+                    Ok((entry, existed)) => pb::batch_create_entry_response::Result {
+                        status: Some(if existed {
+                            types::Status {
+                                code: Code::AlreadyExists as i32,
+                                message: "similar entry already exists".into(),
                             }
-                            pb::batch_create_entry_response::Result {
-                                status: Some(if existed {
-                                    types::Status {
-                                        code: Code::AlreadyExists as i32,
-                                        message: "similar entry already exists".into(),
-                                    }
-                                } else {
-                                    ok()
-                                }),
-                                entry: Some(convert::entry_to_proto(
-                                    &entry,
-                                    req.output_mask.as_ref(),
-                                )),
-                            }
-                        }
-                        Err(e) => pb::batch_create_entry_response::Result {
-                            status: Some(ds_status(Code::Internal, "failed to create entry", &e)),
-                            entry: None,
-                        },
-                    });
-                }
-            }
-            if changed {
-                self.server.entries_changed();
+                        } else {
+                            ok()
+                        }),
+                        entry: Some(convert::entry_to_proto(&entry, req.output_mask.as_ref())),
+                    },
+                    Err(e) => pb::batch_create_entry_response::Result {
+                        status: Some(ds_status(Code::Internal, "failed to create entry", &e)),
+                        entry: None,
+                    },
+                });
             }
         }
         Ok(Response::new(pb::BatchCreateEntryResponse {
@@ -437,9 +413,8 @@ impl pb::entry_server::Entry for EntryService {
                 }
             };
             let mask = req.input_mask.as_ref().map(|_| mask);
-            match self.server.ds.update_registration_entry(entry, mask).await {
+            match self.server.registry.update_entry(entry, mask).await {
                 Ok(updated) => {
-                    self.indexed(&updated);
                     results.push(pb::batch_update_entry_response::Result {
                         status: Some(ok()),
                         entry: Some(convert::entry_to_proto(&updated, req.output_mask.as_ref())),
@@ -468,12 +443,8 @@ impl pb::entry_server::Entry for EntryService {
                 });
                 continue;
             }
-            let status = match self.server.ds.delete_registration_entry(&id).await {
-                Ok(_) => {
-                    self.server.index.write().remove_entry(&id);
-                    self.server.entries_changed();
-                    ok()
-                }
+            let status = match self.server.registry.delete_entry(&id).await {
+                Ok(_) => ok(),
                 Err(DataStoreError::NotFound(_)) => {
                     item_status(Code::NotFound, "entry not found", None)
                 }

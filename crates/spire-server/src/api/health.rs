@@ -26,7 +26,13 @@ impl HealthService {
 
     async fn status(&self) -> pb::health_check_response::ServingStatus {
         use pb::health_check_response::ServingStatus;
-        match self.server.ds.fetch_bundle(&self.server.trust_domain).await {
+        match self
+            .server
+            .registry
+            .ds()
+            .fetch_bundle(&self.server.trust_domain)
+            .await
+        {
             Ok(Some(_)) => ServingStatus::Serving,
             Ok(None) => {
                 tracing::warn!(reason = "bundle is missing", "Health check failed");

@@ -178,7 +178,8 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
             ));
         }
         self.server
-            .ds
+            .registry
+            .ds()
             .taint_jwt_key(&self.server.trust_domain, &id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to taint JWT authority", e))?;
@@ -211,7 +212,8 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         } else {
             let known = self
                 .server
-                .ds
+                .registry
+                .ds()
                 .fetch_bundle(&self.server.trust_domain)
                 .await
                 .map_err(|e| err_with(Code::InvalidArgument, "invalid authority ID", e))?
@@ -221,7 +223,8 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
             }
         }
         self.server
-            .ds
+            .registry
+            .ds()
             .revoke_jwt_key(&self.server.trust_domain, &id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to revoke JWT authority", e))?;
@@ -318,7 +321,8 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
             ));
         }
         self.server
-            .ds
+            .registry
+            .ds()
             .taint_x509_ca(&self.server.trust_domain, &id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to taint X.509 authority", e))?;
@@ -356,7 +360,8 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
             return Err(invalid("only Old local authority can be revoked"));
         }
         self.server
-            .ds
+            .registry
+            .ds()
             .revoke_x509_ca(&self.server.trust_domain, &id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to revoke X.509 authority", e))?;

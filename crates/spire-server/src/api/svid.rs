@@ -84,8 +84,7 @@ impl SvidService {
             .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
         let authorized = self
             .server
-            .index
-            .read()
+            .registry
             .authorized_subset(caller_id.as_str(), ids);
         Ok(authorized
             .into_iter()
@@ -332,7 +331,7 @@ impl pb::svid_server::Svid for SvidService {
         let is_downstream = caller
             .id
             .as_ref()
-            .is_some_and(|id| self.server.index.read().is_downstream(id.as_str()));
+            .is_some_and(|id| self.server.registry.is_downstream(id.as_str()));
         if !is_downstream {
             return Err(err(Code::Internal, "caller is not a downstream workload"));
         }

@@ -326,7 +326,8 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
         });
         let resp = self
             .server
-            .ds
+            .registry
+            .ds()
             .list_federation_relationships(pagination)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to list federation relationships", e))?;
@@ -349,7 +350,8 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
             .map_err(|e| err_with(Code::InvalidArgument, "failed to parse trust domain", e))?;
         let fr = self
             .server
-            .ds
+            .registry
+            .ds()
             .fetch_federation_relationship(&td)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to fetch federation relationship", e))?
@@ -380,7 +382,8 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                     ));
                 }
                 self.server
-                    .ds
+                    .registry
+                    .ds()
                     .create_federation_relationship(fr)
                     .await
                     .map_err(|e| {
@@ -436,7 +439,8 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                     )
                 })?;
                 self.server
-                    .ds
+                    .registry
+                    .ds()
                     .update_federation_relationship(fr, mask)
                     .await
                     .map_err(|e| {
@@ -497,7 +501,13 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                     continue;
                 }
             };
-            let status = match self.server.ds.delete_federation_relationship(&td).await {
+            let status = match self
+                .server
+                .registry
+                .ds()
+                .delete_federation_relationship(&td)
+                .await
+            {
                 Ok(()) => ok(),
                 Err(DataStoreError::NotFound(_)) => {
                     item_status(Code::NotFound, "federation relationship not found", None)
@@ -527,7 +537,8 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
             .map_err(|e| err_with(Code::InvalidArgument, "failed to parse trust domain", e))?;
         let known = self
             .server
-            .ds
+            .registry
+            .ds()
             .fetch_federation_relationship(&td)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to refresh bundle", e))?;

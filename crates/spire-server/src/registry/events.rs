@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use spire_datastore::{DataStoreError, ListEventsRequest};
 use tokio::time::Instant;
 
-use crate::state::Server;
+use super::Registry;
 
 /// How often the event tables are polled.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -105,8 +105,8 @@ trait Table: Send + Sync {
     fn apply<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), DataStoreError>>;
 }
 
-struct Entries(Arc<Server>);
-struct Nodes(Arc<Server>);
+struct Entries(Arc<Registry>);
+struct Nodes(Arc<Registry>);
 
 impl Table for Entries {
     fn kind(&self) -> &'static str {
@@ -119,7 +119,7 @@ impl Table for Entries {
         Box::pin(async move {
             Ok(self
                 .0
-                .ds
+                .ds()
                 .list_registration_entry_events(req)
                 .await?
                 .into_iter()
@@ -143,7 +143,7 @@ impl Table for Nodes {
         Box::pin(async move {
             Ok(self
                 .0
-                .ds
+                .ds()
                 .list_attested_node_events(req)
                 .await?
                 .into_iter()
@@ -214,9 +214,9 @@ async fn poll(table: &dyn Table, cur: &mut Cursor, now: Instant) {
 }
 
 /// Follows both tables from the cursors given, for ever.
-pub async fn follow(server: Arc<Server>, mut entries: Cursor, mut nodes: Cursor) {
-    let entry_table = Entries(server.clone());
-    let node_table = Nodes(server);
+pub async fn follow(registry: Arc<Registry>, mut entries: Cursor, mut nodes: Cursor) {
+    let entry_table = Entries(registry.clone());
+    let node_table = Nodes(registry);
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
         tick.tick().await;
