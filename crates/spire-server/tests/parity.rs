@@ -544,7 +544,11 @@ fn bundles(p: &mut Parity) -> Files {
         "-mode",
         "dissociate",
     ]);
-    p.both(&["entry", "show", "-entryID", "e-fed3"]);
+    p.both_n(
+        &["entry", "show", "-entryID", "e-fed3"],
+        &ident,
+        &norm_created,
+    );
     p.text(
         &["bundle", "set", "-id", "spiffe://fed3.test"],
         pem_text.as_bytes(),
@@ -566,7 +570,11 @@ fn bundles(p: &mut Parity) -> Files {
         b"",
         &|_| {},
     );
-    p.both(&["entry", "show", "-entryID", "e-fed3"]);
+    p.both_n(
+        &["entry", "show", "-entryID", "e-fed3"],
+        &ident,
+        &norm_created,
+    );
     p.text(
         &["bundle", "set", "-id", "spiffe://fed3.test"],
         pem_text.as_bytes(),
