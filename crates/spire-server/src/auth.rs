@@ -272,7 +272,7 @@ pub async fn authorize_agent(
         ));
     }
     match server
-        .registry
+        .registry()
         .check_agent_svid(id, &facts.serial_decimal)
         .await
     {
@@ -331,16 +331,16 @@ pub async fn authorize(
         return Err(deny(None));
     };
     if p.admin
-        && (server.settings.admin_ids.contains(id.as_str())
-            || server.registry.is_admin(id.as_str()))
+        && (server.settings().admin_ids.contains(id.as_str())
+            || server.registry().is_admin(id.as_str()))
     {
         return Ok(caller);
     }
-    if p.downstream && server.registry.is_downstream(id.as_str()) {
+    if p.downstream && server.registry().is_downstream(id.as_str()) {
         return Ok(caller);
     }
     let mut reason = None;
-    if p.agent && id.is_member_of(&server.trust_domain) && id.path().starts_with("/spire/agent/") {
+    if p.agent && id.is_member_of(server.trust_domain()) && id.path().starts_with("/spire/agent/") {
         let Some(leaf) = caller.chain.first() else {
             return Err(deny(None));
         };

@@ -65,8 +65,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EndpointsError> {
     let limits = Arc::new(RateLimits::new(
-        server.settings.rate_limit_attestation,
-        server.settings.rate_limit_signing,
+        server.settings().rate_limit_attestation,
+        server.settings().rate_limit_signing,
     ));
     let agent = AgentServer::new(api::agent::AgentService::new(
         server.clone(),
@@ -115,8 +115,8 @@ pub async fn serve(
         )));
 
     // TCP: agent-facing services over TLS.
-    let verifier = PeerVerifier::new(server.tls_bundles.clone(), Authorize::Any);
-    let tls = spire_tls::server_config(server.svid.clone(), Some(verifier))?;
+    let verifier = PeerVerifier::new(server.tls_bundles().clone(), Authorize::Any);
+    let tls = spire_tls::server_config(server.svid().clone(), Some(verifier))?;
     let acceptor = TlsAcceptor::from(tls);
     let tcp = TcpListener::bind(tcp_addr)
         .await

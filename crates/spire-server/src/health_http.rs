@@ -19,8 +19,8 @@ use crate::state::Server;
 /// (live, ready, details). As in SPIRE, the datastore check counts for both live and
 /// ready (a database that does not answer makes the server neither), the CA for ready.
 async fn state(server: &Server) -> (bool, bool, serde_json::Value) {
-    let ca_ready = server.ca.x509_ca().is_some() && server.ca.jwt_key().is_some();
-    let ds = server.registry.ds().check_health().await;
+    let ca_ready = server.ca().x509_ca().is_some() && server.ca().jwt_key().is_some();
+    let ds = server.registry().ds().check_health().await;
     let ds_ok = ds.is_ok();
     let ds_details = match ds {
         Ok(()) => serde_json::json!({ "live": true, "ready": true }),

@@ -11,14 +11,13 @@ use spiffe_core::{KeyType, PrivateKey};
 use spire_config::ServerConfig;
 use spire_log::LogHandle;
 use spire_pki::Subject;
-use spire_tls::{SharedBundles, SvidResolver};
 
 use crate::ca::manager::{CaManager, ManagerConfig};
 use crate::ca::{Ca, CaSettings};
 use crate::catalog;
 use crate::endpoints;
 use crate::registry::Registry;
-use crate::state::{ApiSettings, Bundles, Server};
+use crate::state::{ApiSettings, Server, ServerParts};
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +89,7 @@ fn server_svid_signed_by_tainted(server: &Server) -> bool {
     if tainted.is_empty() {
         return false;
     }
-    let chain = server.svid_chain.load();
+    let chain = server.svid_chain().load();
     let Some((leaf, intermediates)) = chain.split_first() else {
         return false;
     };
@@ -103,18 +102,18 @@ fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
     let key = PrivateKey::generate(KeyType::EcP256).map_err(|e| RunError::Other(e.to_string()))?;
     let now = SystemTime::now();
     let issued = server
-        .ca
+        .ca()
         .sign_server_x509_svid(key.public_key(), now)
         .map_err(|e| RunError::Other(format!("failed to sign server SVID: {e}")))?;
     let not_after = issued.not_after;
     server
-        .svid
+        .svid()
         .set(&issued.chain, key.pkcs8_der())
         .map_err(|e| RunError::Other(e.to_string()))?;
-    server.svid_chain.store(Arc::new(issued.chain));
+    server.svid_chain().store(Arc::new(issued.chain));
     tracing::debug!(
         expiration = %crate::ca::manager::go_time(SystemTime::UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64)),
-        spiffe_id = %server.server_id,
+        spiffe_id = %server.server_id(),
         subsystem_name = "svid_rotator",
         "Signed X509 SVID"
     );
@@ -182,17 +181,13 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
     )
     .await?;
 
-    let server = Arc::new(Server {
+    let server = Arc::new(Server::new(ServerParts {
         trust_domain: td.clone(),
         server_id: server_id.clone(),
         registry: Arc::new(Registry::new(cat.ds.clone(), &server_id)),
         ca: ca.clone(),
         ca_manager: ca_manager.clone(),
         node_attestors: cat.node_attestors,
-        bundles: ArcSwap::from_pointee(Bundles::default()),
-        tls_bundles: SharedBundles::new(spiffe_core::BundleSet::new()),
-        svid: SvidResolver::new(),
-        svid_chain: ArcSwap::from_pointee(Vec::new()),
         log,
         settings: ApiSettings {
             default_join_token_ttl: Duration::from_secs(600),
@@ -204,8 +199,7 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
             rate_limit_attestation: config.ratelimit.attestation,
             rate_limit_signing: config.ratelimit.signing,
         },
-        started: Instant::now(),
-    });
+    }));
 
     // The CA must be active before anything is signed.
     ca_manager.rotate(SystemTime::now()).await?;
@@ -218,13 +212,13 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
     ));
 
     let last_entry_event = server
-        .registry
+        .registry()
         .ds()
         .latest_registration_entry_event_id()
         .await?
         .unwrap_or(0);
     let last_node_event = server
-        .registry
+        .registry()
         .ds()
         .latest_attested_node_event_id()
         .await?
@@ -233,7 +227,7 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
         subsystem_name = "endpoints",
         "Building in-memory entry cache"
     );
-    server.registry.load().await?;
+    server.registry().load().await?;
     tracing::info!(
         subsystem_name = "endpoints",
         "Completed building in-memory entry cache"
@@ -304,33 +298,33 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
             loop {
                 tick.tick().await;
                 let now = SystemTime::now();
-                if let Err(e) = server.ca_manager.rotate(now).await {
+                if let Err(e) = server.ca_manager().rotate(now).await {
                     tracing::error!(error = %e, subsystem_name = "ca_manager", "Unable to rotate CA");
                 }
                 if last_prune.elapsed() >= Duration::from_secs(3600) {
                     last_prune = Instant::now();
-                    let _ = server.ca_manager.prune_bundle(now).await;
-                    let _ = server.ca_manager.prune_journals(now).await;
+                    let _ = server.ca_manager().prune_bundle(now).await;
+                    let _ = server.ca_manager().prune_journals(now).await;
                     let _ = server
-                        .registry
+                        .registry()
                         .ds()
                         .prune_join_tokens(Server::now_secs())
                         .await;
                     let _ = server
-                        .registry
+                        .registry()
                         .ds()
                         .prune_registration_entries(Server::now_secs())
                         .await;
                     if let Some(expired_for) = prune_nodes_expired_for {
                         let before = Server::now_secs() - expired_for.as_secs() as i64;
                         let _ = server
-                            .registry
+                            .registry()
                             .ds()
                             .prune_attested_expired_nodes(before, prune_tofu_nodes)
                             .await;
                     }
                     server
-                        .registry
+                        .registry()
                         .prune_expired_agents(Server::now_secs() - 3600);
                 }
             }
@@ -339,7 +333,7 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
     // Writes by other servers sharing the database reach our index through the event
     // tables (our own writes are applied directly too).
     tokio::spawn(crate::registry::events::follow(
-        server.registry.clone(),
+        server.registry().clone(),
         crate::registry::events::Cursor::new(last_entry_event),
         crate::registry::events::Cursor::new(last_node_event),
     ));

@@ -41,6 +41,45 @@ pub struct ApiSettings {
 /// The server.
 pub struct Server {
     /// Our trust domain.
+    trust_domain: TrustDomain,
+    /// `spiffe://<td>/spire/server`.
+    server_id: SpiffeId,
+    /// The datastore, the index of entries and agents, change notices.
+    registry: Arc<Registry>,
+    /// Signing.
+    ca: Arc<Ca>,
+    /// Rotation and the LocalAuthority API.
+    ca_manager: Arc<CaManager>,
+    /// Node attestors by name (`join_token` is handled by the server itself).
+    node_attestors: HashMap<String, Arc<dyn ServerNodeAttestor>>,
+    /// Current bundles.
+    bundles: ArcSwap<Bundles>,
+    /// Bundles TLS verifies client certificates against.
+    tls_bundles: Arc<SharedBundles>,
+    /// The server's own SVID presented on the TCP listener.
+    svid: Arc<SvidResolver>,
+    /// The server's SVID chain (for Debug GetInfo).
+    svid_chain: ArcSwap<Vec<Vec<u8>>>,
+    /// Logger control.
+    log: LogHandle,
+    /// API settings.
+    settings: ApiSettings,
+    /// When the server started.
+    started: Instant,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("trust_domain", &self.trust_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a [`Server`] is made of (see `run.rs`).
+#[derive(Debug)]
+pub struct ServerParts {
+    /// Our trust domain.
     pub trust_domain: TrustDomain,
     /// `spiffe://<td>/spire/server`.
     pub server_id: SpiffeId,
@@ -52,31 +91,92 @@ pub struct Server {
     pub ca_manager: Arc<CaManager>,
     /// Node attestors by name (`join_token` is handled by the server itself).
     pub node_attestors: HashMap<String, Arc<dyn ServerNodeAttestor>>,
-    /// Current bundles.
-    pub bundles: ArcSwap<Bundles>,
-    /// Bundles TLS verifies client certificates against.
-    pub tls_bundles: Arc<SharedBundles>,
-    /// The server's own SVID presented on the TCP listener.
-    pub svid: Arc<SvidResolver>,
-    /// The server's SVID chain (for Debug GetInfo).
-    pub svid_chain: ArcSwap<Vec<Vec<u8>>>,
     /// Logger control.
     pub log: LogHandle,
     /// API settings.
     pub settings: ApiSettings,
-    /// When the server started.
-    pub started: Instant,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("trust_domain", &self.trust_domain)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Server {
+    /// A server with no bundles and no SVID yet.
+    pub fn new(parts: ServerParts) -> Self {
+        Self {
+            trust_domain: parts.trust_domain,
+            server_id: parts.server_id,
+            registry: parts.registry,
+            ca: parts.ca,
+            ca_manager: parts.ca_manager,
+            node_attestors: parts.node_attestors,
+            bundles: ArcSwap::from_pointee(Bundles::default()),
+            tls_bundles: SharedBundles::new(BundleSet::new()),
+            svid: SvidResolver::new(),
+            svid_chain: ArcSwap::from_pointee(Vec::new()),
+            log: parts.log,
+            settings: parts.settings,
+            started: Instant::now(),
+        }
+    }
+
+    /// Our trust domain.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.trust_domain
+    }
+
+    /// `spiffe://<td>/spire/server`.
+    pub fn server_id(&self) -> &SpiffeId {
+        &self.server_id
+    }
+
+    /// The datastore, the index of entries and agents, change notices.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Signing.
+    pub fn ca(&self) -> &Arc<Ca> {
+        &self.ca
+    }
+
+    /// Rotation and the LocalAuthority API.
+    pub fn ca_manager(&self) -> &Arc<CaManager> {
+        &self.ca_manager
+    }
+
+    /// Node attestors by name.
+    pub fn node_attestors(&self) -> &HashMap<String, Arc<dyn ServerNodeAttestor>> {
+        &self.node_attestors
+    }
+
+    /// Bundles TLS verifies client certificates against.
+    pub fn tls_bundles(&self) -> &Arc<SharedBundles> {
+        &self.tls_bundles
+    }
+
+    /// The server's own SVID presented on the TCP listener.
+    pub fn svid(&self) -> &Arc<SvidResolver> {
+        &self.svid
+    }
+
+    /// The server's SVID chain (for Debug GetInfo).
+    pub fn svid_chain(&self) -> &ArcSwap<Vec<Vec<u8>>> {
+        &self.svid_chain
+    }
+
+    /// Logger control.
+    pub fn log(&self) -> &LogHandle {
+        &self.log
+    }
+
+    /// API settings.
+    pub fn settings(&self) -> &ApiSettings {
+        &self.settings
+    }
+
+    /// When the server started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Re-reads the bundles from the datastore and publishes them to TLS and watchers.
     pub async fn refresh_bundles(&self) -> Result<(), spire_datastore::DataStoreError> {
         let all = self.registry.ds().list_bundles(None).await?.bundles;

@@ -140,7 +140,7 @@ fn csr_public_key(csr: &[u8]) -> Result<spiffe_core::PublicKey, Status> {
 fn sign_agent_svid(server: &Server, id: &SpiffeId, csr: &[u8]) -> Result<IssuedSvid, Status> {
     let key = csr_public_key(csr)?;
     server
-        .ca
+        .ca()
         .sign_agent_x509_svid(id, &key, SystemTime::now())
         .map_err(|e| err_with(Code::Internal, "failed to sign X509 SVID", e))
 }
@@ -196,7 +196,7 @@ fn plugin_code(e: &PluginError) -> Code {
 /// The agent ID a join token attests as.
 pub fn join_token_agent_id(server: &Server, token: &str) -> Result<SpiffeId, Status> {
     server
-        .trust_domain
+        .trust_domain()
         .id_with_path(&format!("/spire/agent/join_token/{token}"))
         .map_err(|e| err_with(Code::Internal, "failed to create join token ID", e))
 }
@@ -206,7 +206,7 @@ async fn attest_join_token(
     token: &str,
 ) -> Result<(SpiffeId, Vec<Selector>, bool), Status> {
     let found = server
-        .registry
+        .registry()
         .ds()
         .fetch_join_token(token)
         .await
@@ -218,7 +218,7 @@ async fn attest_join_token(
         ));
     };
     server
-        .registry
+        .registry()
         .ds()
         .delete_join_token(token)
         .await
@@ -292,7 +292,7 @@ async fn attest(
         let token = String::from_utf8_lossy(&data.payload).to_string();
         attest_join_token(&server, &token).await?
     } else {
-        let Some(attestor) = server.node_attestors.get(&attestor_type).cloned() else {
+        let Some(attestor) = server.node_attestors().get(&attestor_type).cloned() else {
             return Err(err_with(
                 Code::FailedPrecondition,
                 "error getting node attestor",
@@ -319,7 +319,7 @@ async fn attest(
             "agent ID cannot collide with the server ID",
         ));
     }
-    if !agent_id.is_member_of(&server.trust_domain)
+    if !agent_id.is_member_of(server.trust_domain())
         || !agent_id
             .path()
             .starts_with(&format!("/spire/agent/{attestor_type}/"))
@@ -330,7 +330,7 @@ async fn attest(
         );
     }
     let existing = server
-        .registry
+        .registry()
         .ds()
         .fetch_attested_node(&agent_id)
         .await
@@ -357,7 +357,7 @@ async fn attest(
         can_reattest,
     };
     server
-        .registry
+        .registry()
         .attest_agent(node, selectors, existing)
         .await
         .map_err(|w| match w {
@@ -408,7 +408,7 @@ impl pb::agent_server::Agent for AgentService {
         }
         let n = self
             .server
-            .registry
+            .registry()
             .ds()
             .count_attested_nodes(count)
             .await
@@ -444,7 +444,7 @@ impl pb::agent_server::Agent for AgentService {
         }
         let resp = self
             .server
-            .registry
+            .registry()
             .ds()
             .list_attested_nodes(list)
             .await
@@ -467,7 +467,7 @@ impl pb::agent_server::Agent for AgentService {
         let id = agent_id_from_proto(&self.server, req.id.as_ref())?;
         let node = self
             .server
-            .registry
+            .registry()
             .ds()
             .fetch_attested_node(&id)
             .await
@@ -476,7 +476,7 @@ impl pb::agent_server::Agent for AgentService {
         let mut node = node;
         node.selectors = self
             .server
-            .registry
+            .registry()
             .ds()
             .get_node_selectors(&id, spire_datastore::DataConsistency::RequireCurrent)
             .await
@@ -499,7 +499,7 @@ impl pb::agent_server::Agent for AgentService {
     ) -> Result<Response<pbjson_types::Empty>, Status> {
         let req = request.into_inner();
         let id = agent_id_from_proto(&self.server, req.id.as_ref())?;
-        match self.server.registry.delete_agent(&id).await {
+        match self.server.registry().delete_agent(&id).await {
             Ok(_) => {
                 tracing::info!(spiffe_id = %id, "Agent deleted");
                 Ok(Response::new(pbjson_types::Empty {}))
@@ -532,7 +532,7 @@ impl pb::agent_server::Agent for AgentService {
             new_cert_serial_number: true,
             ..Default::default()
         };
-        match self.server.registry.update_agent(banned, mask).await {
+        match self.server.registry().update_agent(banned, mask).await {
             Ok(_) => {
                 tracing::info!(spiffe_id = %id, "Agent banned");
                 Ok(Response::new(pbjson_types::Empty {}))
@@ -584,7 +584,7 @@ impl pb::agent_server::Agent for AgentService {
             .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
         let node = self
             .server
-            .registry
+            .registry()
             .ds()
             .fetch_attested_node(&id)
             .await
@@ -612,7 +612,7 @@ impl pb::agent_server::Agent for AgentService {
             new_cert_not_after: true,
             ..Default::default()
         };
-        match self.server.registry.update_agent(update, mask).await {
+        match self.server.registry().update_agent(update, mask).await {
             Ok(_) => {}
             Err(spire_datastore::DataStoreError::NotFound(_)) => {
                 return Err(err(Code::NotFound, "agent not found"));
@@ -639,7 +639,7 @@ impl pb::agent_server::Agent for AgentService {
             Some(p) => {
                 let id = convert::id_from_proto(Some(p))
                     .and_then(|id| {
-                        convert::verify_workload(&self.server.trust_domain, &id).map(|_| id)
+                        convert::verify_workload(self.server.trust_domain(), &id).map(|_| id)
                     })
                     .map_err(|e| err_with(Code::InvalidArgument, "invalid agent ID", e))?;
                 Some(id)
@@ -653,7 +653,7 @@ impl pb::agent_server::Agent for AgentService {
         };
         let expiry = Server::now_secs() + i64::from(req.ttl);
         self.server
-            .registry
+            .registry()
             .ds()
             .create_join_token(JoinToken {
                 token: token.clone(),
@@ -672,7 +672,7 @@ impl pb::agent_server::Agent for AgentService {
             })?;
             let entry = RegistrationEntry::new(alias, parent, vec![selector]);
             self.server
-                .registry
+                .registry()
                 .create_entry(entry)
                 .await
                 .map_err(|e| {
@@ -699,7 +699,7 @@ impl pb::agent_server::Agent for AgentService {
 
 fn agent_id_from_proto(server: &Server, p: Option<&types::Spiffeid>) -> Result<SpiffeId, Status> {
     convert::id_from_proto(p)
-        .and_then(|id| convert::verify_agent(&server.trust_domain, &id).map(|_| id))
+        .and_then(|id| convert::verify_agent(server.trust_domain(), &id).map(|_| id))
         .map_err(|e| err_with(Code::InvalidArgument, "invalid agent ID", e))
 }
 

@@ -40,7 +40,7 @@ impl BundleService {
                 Some(&e),
             )
         })?;
-        if td == self.server.trust_domain {
+        if td == *self.server.trust_domain() {
             return Err(item_status(Code::InvalidArgument, ours_msg, None));
         }
         Ok(td)
@@ -67,9 +67,9 @@ impl pb::bundle_server::Bundle for BundleService {
             Some(b) => b,
             None => self
                 .server
-                .registry
+                .registry()
                 .ds()
-                .fetch_bundle(&self.server.trust_domain)
+                .fetch_bundle(self.server.trust_domain())
                 .await
                 .map_err(|e| err_with(Code::Internal, "failed to fetch bundle", e))?
                 .ok_or_else(|| err(Code::NotFound, "bundle not found"))?,
@@ -83,7 +83,7 @@ impl pb::bundle_server::Bundle for BundleService {
     ) -> Result<Response<pb::CountBundlesResponse>, Status> {
         let n = self
             .server
-            .registry
+            .registry()
             .ds()
             .count_bundles()
             .await
@@ -108,12 +108,12 @@ impl pb::bundle_server::Bundle for BundleService {
                 e,
             )
         })?;
-        let mut b = StoredBundle::new(self.server.trust_domain.clone());
+        let mut b = StoredBundle::new(self.server.trust_domain().clone());
         b.root_cas = x509;
         b.jwt_signing_keys = jwt;
         let stored = self
             .server
-            .registry
+            .registry()
             .ds()
             .append_bundle(b)
             .await
@@ -132,11 +132,11 @@ impl pb::bundle_server::Bundle for BundleService {
             .ok_or_else(|| err(Code::InvalidArgument, "missing JWT authority"))?;
         let parsed = convert::jwt_authorities_from_proto(std::slice::from_ref(&key))
             .map_err(|e| err_with(Code::InvalidArgument, "invalid JWT authority", e))?;
-        let mut b = StoredBundle::new(self.server.trust_domain.clone());
+        let mut b = StoredBundle::new(self.server.trust_domain().clone());
         b.jwt_signing_keys = parsed;
         let stored = self
             .server
-            .registry
+            .registry()
             .ds()
             .append_bundle(b)
             .await
@@ -158,7 +158,7 @@ impl pb::bundle_server::Bundle for BundleService {
         });
         let resp = self
             .server
-            .registry
+            .registry()
             .ds()
             .list_bundles(pagination)
             .await
@@ -167,7 +167,7 @@ impl pb::bundle_server::Bundle for BundleService {
             bundles: resp
                 .bundles
                 .iter()
-                .filter(|b| b.trust_domain != self.server.trust_domain)
+                .filter(|b| b.trust_domain != *self.server.trust_domain())
                 .map(|b| out(b, req.output_mask.as_ref()))
                 .collect(),
             next_page_token: resp.pagination.map(|p| p.token).unwrap_or_default(),
@@ -186,7 +186,7 @@ impl pb::bundle_server::Bundle for BundleService {
                 e,
             )
         })?;
-        if td == self.server.trust_domain {
+        if td == *self.server.trust_domain() {
             return Err(err(
                 Code::InvalidArgument,
                 "getting a federated bundle for the server's own trust domain is not allowed",
@@ -196,7 +196,7 @@ impl pb::bundle_server::Bundle for BundleService {
             Some(b) => b,
             None => self
                 .server
-                .registry
+                .registry()
                 .ds()
                 .fetch_bundle(&td)
                 .await
@@ -219,7 +219,7 @@ impl pb::bundle_server::Bundle for BundleService {
                     "creating a federated bundle for the server's own trust domain is not allowed",
                 )?;
                 let stored = Self::convert_bundle(b)?;
-                match self.server.registry.ds().create_bundle(stored).await {
+                match self.server.registry().ds().create_bundle(stored).await {
                     Ok(s) => Ok(s),
                     Err(DataStoreError::AlreadyExists(_)) => Err(item_status(
                         Code::AlreadyExists,
@@ -270,7 +270,13 @@ impl pb::bundle_server::Bundle for BundleService {
                     "updating a federated bundle for the server's own trust domain is not allowed",
                 )?;
                 let stored = Self::convert_bundle(b)?;
-                match self.server.registry.ds().update_bundle(stored, mask).await {
+                match self
+                    .server
+                    .registry()
+                    .ds()
+                    .update_bundle(stored, mask)
+                    .await
+                {
                     Ok(s) => Ok(s),
                     Err(DataStoreError::NotFound(_)) => {
                         Err(item_status(Code::NotFound, "bundle not found", None))
@@ -314,7 +320,7 @@ impl pb::bundle_server::Bundle for BundleService {
                 )?;
                 let stored = Self::convert_bundle(b)?;
                 self.server
-                    .registry
+                    .registry()
                     .ds()
                     .set_bundle(stored)
                     .await
@@ -362,7 +368,7 @@ impl pb::bundle_server::Bundle for BundleService {
                 "removing the bundle for the server trust domain is not allowed",
             ) {
                 Err(st) => st,
-                Ok(td) => match self.server.registry.ds().delete_bundle(&td, mode).await {
+                Ok(td) => match self.server.registry().ds().delete_bundle(&td, mode).await {
                     Ok(()) => ok(),
                     Err(DataStoreError::NotFound(_)) => {
                         item_status(Code::NotFound, "bundle not found", None)

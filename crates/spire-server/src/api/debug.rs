@@ -38,7 +38,7 @@ impl DebugService {
             .own_bundle()
             .ok_or_else(|| err(Code::NotFound, "trust domain bundle not found"))?;
         let roots: Vec<Vec<u8>> = bundle.root_cas.into_iter().map(|r| r.der).collect();
-        let chain = self.server.svid_chain.load();
+        let chain = self.server.svid_chain().load();
         let (leaf, intermediates) = chain
             .split_first()
             .ok_or_else(|| err(Code::Internal, "failed verification against bundle"))?;
@@ -73,7 +73,7 @@ impl pb::debug_server::Debug for DebugService {
             return Ok(Response::new(answer.clone()));
         }
         // SPIRE counts from the datastore; its bundle count includes our own bundle.
-        let ds = &self.server.registry.ds();
+        let ds = self.server.registry().ds();
         let agents = ds
             .count_attested_nodes(CountNodesRequest::default())
             .await
@@ -88,7 +88,7 @@ impl pb::debug_server::Debug for DebugService {
             .map_err(|e| err_with(Code::Internal, "failed to count bundles", e))?;
         let answer = pb::GetInfoResponse {
             svid_chain: self.svid_chain()?,
-            uptime: i32::try_from(self.server.started.elapsed().as_secs()).unwrap_or(i32::MAX),
+            uptime: i32::try_from(self.server.started().elapsed().as_secs()).unwrap_or(i32::MAX),
             agents_count: i32::try_from(agents).unwrap_or(i32::MAX),
             federated_bundles_count: i32::try_from(bundles).unwrap_or(i32::MAX),
             entries_count: i32::try_from(entries).unwrap_or(i32::MAX),

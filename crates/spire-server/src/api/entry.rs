@@ -60,7 +60,7 @@ fn filters(
     by_hint: Option<&pbjson_types::StringValue>,
     by_downstream: Option<&pbjson_types::BoolValue>,
 ) -> Result<Filters, Status> {
-    let td = &server.trust_domain;
+    let td = server.trust_domain();
     let by_parent_id = by_parent_id
         .map(|p| {
             convert::id_from_proto(Some(p))
@@ -139,7 +139,7 @@ impl EntryService {
             .id
             .as_ref()
             .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
-        Ok(self.server.registry.authorized_entries(id.as_str()))
+        Ok(self.server.registry().authorized_entries(id.as_str()))
     }
 }
 
@@ -253,7 +253,7 @@ impl pb::entry_server::Entry for EntryService {
         }
         let n = self
             .server
-            .registry
+            .registry()
             .ds()
             .count_registration_entries(count)
             .await
@@ -292,7 +292,7 @@ impl pb::entry_server::Entry for EntryService {
         }
         let resp = self
             .server
-            .registry
+            .registry()
             .ds()
             .list_registration_entries(list)
             .await
@@ -317,7 +317,7 @@ impl pb::entry_server::Entry for EntryService {
         }
         let e = self
             .server
-            .registry
+            .registry()
             .ds()
             .fetch_registration_entry(&req.id)
             .await
@@ -338,7 +338,7 @@ impl pb::entry_server::Entry for EntryService {
         let mut valid = Vec::new();
         let mut positions = Vec::new();
         for (i, e) in req.entries.iter().enumerate() {
-            match convert::entry_from_proto(&self.server.trust_domain, e, None) {
+            match convert::entry_from_proto(self.server.trust_domain(), e, None) {
                 Ok((entry, _)) => {
                     valid.push(entry);
                     positions.push(i);
@@ -358,7 +358,7 @@ impl pb::entry_server::Entry for EntryService {
             // SPIRE creates entry by entry, so a datastore failure (a database outage) is
             // each entry's result, not the call's.
             let n = valid.len();
-            let created = match self.server.registry.create_entries(valid).await {
+            let created = match self.server.registry().create_entries(valid).await {
                 Ok(c) => c,
                 Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
             };
@@ -395,7 +395,7 @@ impl pb::entry_server::Entry for EntryService {
         let mut results = Vec::with_capacity(req.entries.len());
         for e in &req.entries {
             let (entry, mask) = match convert::entry_from_proto(
-                &self.server.trust_domain,
+                self.server.trust_domain(),
                 e,
                 req.input_mask.as_ref(),
             ) {
@@ -413,7 +413,7 @@ impl pb::entry_server::Entry for EntryService {
                 }
             };
             let mask = req.input_mask.as_ref().map(|_| mask);
-            match self.server.registry.update_entry(entry, mask).await {
+            match self.server.registry().update_entry(entry, mask).await {
                 Ok(updated) => {
                     results.push(pb::batch_update_entry_response::Result {
                         status: Some(ok()),
@@ -443,7 +443,7 @@ impl pb::entry_server::Entry for EntryService {
                 });
                 continue;
             }
-            let status = match self.server.registry.delete_entry(&id).await {
+            let status = match self.server.registry().delete_entry(&id).await {
                 Ok(_) => ok(),
                 Err(DataStoreError::NotFound(_)) => {
                     item_status(Code::NotFound, "entry not found", None)

@@ -28,9 +28,9 @@ impl HealthService {
         use pb::health_check_response::ServingStatus;
         match self
             .server
-            .registry
+            .registry()
             .ds()
-            .fetch_bundle(&self.server.trust_domain)
+            .fetch_bundle(self.server.trust_domain())
             .await
         {
             Ok(Some(_)) => ServingStatus::Serving,

@@ -26,7 +26,7 @@ impl LocalAuthorityService {
     }
 
     fn manager(&self) -> &CaManager {
-        &self.server.ca_manager
+        self.server.ca_manager()
     }
 
     async fn changed(&self) {
@@ -178,9 +178,9 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
             ));
         }
         self.server
-            .registry
+            .registry()
             .ds()
-            .taint_jwt_key(&self.server.trust_domain, &id)
+            .taint_jwt_key(self.server.trust_domain(), &id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to taint JWT authority", e))?;
         self.changed().await;
@@ -212,9 +212,9 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         } else {
             let known = self
                 .server
-                .registry
+                .registry()
                 .ds()
-                .fetch_bundle(&self.server.trust_domain)
+                .fetch_bundle(self.server.trust_domain())
                 .await
                 .map_err(|e| err_with(Code::InvalidArgument, "invalid authority ID", e))?
                 .is_some_and(|b| b.jwt_signing_keys.iter().any(|k| k.kid == id));
@@ -223,9 +223,9 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
             }
         }
         self.server
-            .registry
+            .registry()
             .ds()
-            .revoke_jwt_key(&self.server.trust_domain, &id)
+            .revoke_jwt_key(self.server.trust_domain(), &id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to revoke JWT authority", e))?;
         self.changed().await;
@@ -321,9 +321,9 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
             ));
         }
         self.server
-            .registry
+            .registry()
             .ds()
-            .taint_x509_ca(&self.server.trust_domain, &id)
+            .taint_x509_ca(self.server.trust_domain(), &id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to taint X.509 authority", e))?;
         self.changed().await;
@@ -360,9 +360,9 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
             return Err(invalid("only Old local authority can be revoked"));
         }
         self.server
-            .registry
+            .registry()
             .ds()
-            .revoke_x509_ca(&self.server.trust_domain, &id)
+            .revoke_x509_ca(self.server.trust_domain(), &id)
             .await
             .map_err(|e| err_with(Code::Internal, "failed to revoke X.509 authority", e))?;
         self.changed().await;

@@ -25,8 +25,8 @@ impl LoggerService {
 
     fn current(&self) -> types::Logger {
         types::Logger {
-            current_level: to_proto(self.server.log.level()) as i32,
-            launch_level: to_proto(self.server.log.launch_level()) as i32,
+            current_level: to_proto(self.server.log().level()) as i32,
+            launch_level: to_proto(self.server.log().launch_level()) as i32,
         }
     }
 }
@@ -77,7 +77,7 @@ impl pb::logger_server::Logger for LoggerService {
             )
         })?;
         tracing::info!(new_level = level.as_str(), "Log level set");
-        self.server.log.set_level(level);
+        self.server.log().set_level(level);
         Ok(Response::new(self.current()))
     }
 
@@ -85,9 +85,9 @@ impl pb::logger_server::Logger for LoggerService {
         &self,
         _r: Request<pb::ResetLogLevelRequest>,
     ) -> Result<Response<types::Logger>, Status> {
-        self.server.log.reset();
+        self.server.log().reset();
         tracing::info!(
-            launch_log_level = self.server.log.launch_level().as_str(),
+            launch_log_level = self.server.log().launch_level().as_str(),
             "Log level reset"
         );
         Ok(Response::new(self.current()))

@@ -84,7 +84,7 @@ impl SvidService {
             .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
         let authorized = self
             .server
-            .registry
+            .registry()
             .authorized_subset(caller_id.as_str(), ids);
         Ok(authorized
             .into_iter()
@@ -121,7 +121,7 @@ impl SvidService {
             Ok(c) => c,
             Err((code, msg, cause)) => return fail(code, &msg, Some(cause)),
         };
-        match self.server.ca.sign_workload_x509_svid(
+        match self.server.ca().sign_workload_x509_svid(
             &entry.spiffe_id,
             &csr.public_key,
             &entry.dns_names,
@@ -160,7 +160,7 @@ impl SvidService {
         ttl_secs: i32,
     ) -> Result<types::Jwtsvid, Status> {
         let id: SpiffeId = convert::id_from_proto(id)
-            .and_then(|id| convert::verify_workload(&self.server.trust_domain, &id).map(|_| id))
+            .and_then(|id| convert::verify_workload(self.server.trust_domain(), &id).map(|_| id))
             .map_err(|e| err_with(Code::InvalidArgument, "invalid SPIFFE ID", e))?;
         if audience.is_empty() {
             return Err(err(
@@ -171,7 +171,7 @@ impl SvidService {
         let now = SystemTime::now();
         let (token, expires_at) = self
             .server
-            .ca
+            .ca()
             .sign_workload_jwt_svid(&id, audience, ttl(ttl_secs), now)
             .map_err(|e| err_with(Code::Internal, "failed to sign JWT-SVID", e))?;
         tracing::debug!(spiffe_id = %id, "Server CA successfully signed JWT SVID");
@@ -207,7 +207,7 @@ impl pb::svid_server::Svid for SvidService {
             _ => return Err(err(Code::InvalidArgument, "only one URI SAN is expected")),
         };
         let id = convert::parse_id(uri)
-            .and_then(|id| convert::verify_workload(&self.server.trust_domain, &id).map(|_| id))
+            .and_then(|id| convert::verify_workload(self.server.trust_domain(), &id).map(|_| id))
             .map_err(|e| err_with(Code::InvalidArgument, "CSR URI SAN is invalid", e))?;
         for d in &csr.dns_names {
             convert::validate_dns_name(d)
@@ -222,7 +222,7 @@ impl pb::svid_server::Svid for SvidService {
         })?;
         let issued = self
             .server
-            .ca
+            .ca()
             .sign_workload_x509_svid(
                 &id,
                 &csr.public_key,
@@ -331,7 +331,7 @@ impl pb::svid_server::Svid for SvidService {
         let is_downstream = caller
             .id
             .as_ref()
-            .is_some_and(|id| self.server.registry.is_downstream(id.as_str()));
+            .is_some_and(|id| self.server.registry().is_downstream(id.as_str()));
         if !is_downstream {
             return Err(err(Code::Internal, "caller is not a downstream workload"));
         }
@@ -339,7 +339,7 @@ impl pb::svid_server::Svid for SvidService {
             .map_err(|(code, msg, cause)| err_with(code, &msg, cause))?;
         let chain = self
             .server
-            .ca
+            .ca()
             .sign_downstream_x509_ca(&csr.public_key, ttl(req.preferred_ttl), SystemTime::now())
             .map_err(|e| err_with(Code::Internal, "failed to sign downstream X.509 CA", e))?;
         let bundle = self

@@ -38,7 +38,7 @@ impl pb::sync_server::Sync for SyncService {
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
         // Every agent gets every notice: cheap (no payload) and agents re-sync only what
         // they are authorized for.
-        let rx = self.server.registry.subscribe();
+        let rx = self.server.registry().subscribe();
         let stream = WatchStream::new(rx).map(|r| {
             Ok(pb::WatchChangesResponse {
                 entries_revision: r.entries,

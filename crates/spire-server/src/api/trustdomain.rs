@@ -326,7 +326,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
         });
         let resp = self
             .server
-            .registry
+            .registry()
             .ds()
             .list_federation_relationships(pagination)
             .await
@@ -350,7 +350,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
             .map_err(|e| err_with(Code::InvalidArgument, "failed to parse trust domain", e))?;
         let fr = self
             .server
-            .registry
+            .registry()
             .ds()
             .fetch_federation_relationship(&td)
             .await
@@ -374,7 +374,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                         Some(&e),
                     )
                 })?;
-                if fr.trust_domain == self.server.trust_domain {
+                if fr.trust_domain == *self.server.trust_domain() {
                     return Err(item_status(
                         Code::InvalidArgument,
                         "unable to create federation relationship for server trust domain",
@@ -382,7 +382,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                     ));
                 }
                 self.server
-                    .registry
+                    .registry()
                     .ds()
                     .create_federation_relationship(fr)
                     .await
@@ -439,7 +439,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                     )
                 })?;
                 self.server
-                    .registry
+                    .registry()
                     .ds()
                     .update_federation_relationship(fr, mask)
                     .await
@@ -503,7 +503,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
             };
             let status = match self
                 .server
-                .registry
+                .registry()
                 .ds()
                 .delete_federation_relationship(&td)
                 .await
@@ -537,7 +537,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
             .map_err(|e| err_with(Code::InvalidArgument, "failed to parse trust domain", e))?;
         let known = self
             .server
-            .registry
+            .registry()
             .ds()
             .fetch_federation_relationship(&td)
             .await
