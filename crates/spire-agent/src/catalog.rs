@@ -4,136 +4,13 @@
 //! and external plugins (`plugin_cmd`) are reported as not available here, by `validate` and
 //! at start-up, in the same words as the server's catalog.
 
-use spire_config::{AgentConfig, PluginConfig};
-
-/// Why the plugins cannot be used; the messages follow SPIRE's catalog errors.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CatalogError {
-    /// A plugin name that no built-in has.
-    #[error("failed to load plugin {name:?}: no built-in plugin {name:?} for type {plugin_type:?}")]
-    Unknown {
-        /// Plugin name.
-        name: String,
-        /// Plugin type.
-        plugin_type: String,
-    },
-    /// A SPIRE built-in that this build does not include.
-    #[error(
-        "failed to load plugin {name:?}: plugin {name:?} of type {plugin_type:?} is not available in spire-rs yet"
-    )]
-    NotAvailable {
-        /// Plugin name.
-        name: String,
-        /// Plugin type.
-        plugin_type: String,
-    },
-    /// External plugins are not supported yet.
-    #[error(
-        "failed to load plugin {name:?}: external plugins (plugin_cmd) are not supported by spire-rs yet"
-    )]
-    External {
-        /// Plugin name.
-        name: String,
-    },
-    /// Too many or too few plugins of a type.
-    #[error(
-        "plugin type {plugin_type:?} constraint not satisfied: expected {expected} but got {got}"
-    )]
-    Constraint {
-        /// Plugin type.
-        plugin_type: String,
-        /// What is required.
-        expected: &'static str,
-        /// How many there are.
-        got: usize,
-    },
-}
-
-/// The built-in agent plugins spire-rs has, by type.
-pub const BUILTINS: &[(&str, &[&str])] = &[
-    ("KeyManager", &["disk", "memory"]),
-    ("NodeAttestor", &["join_token", "x509pop"]),
-    ("WorkloadAttestor", &["unix"]),
-];
-
-/// SPIRE 1.13's built-in agent plugins, by type, that spire-rs does not implement yet.
-const SPIRE_BUILTINS: &[(&str, &[&str])] = &[
-    (
-        "NodeAttestor",
-        &[
-            "aws_iid",
-            "azure_msi",
-            "gcp_iit",
-            "http_challenge",
-            "k8s_psat",
-            "sshpop",
-            "tpm_devid",
-        ],
-    ),
-    ("SVIDStore", &["aws_secretsmanager", "gcp_secretmanager"]),
-    ("WorkloadAttestor", &["docker", "k8s", "systemd", "windows"]),
-];
-
-fn listed(table: &[(&str, &[&str])], p: &PluginConfig) -> bool {
-    table
-        .iter()
-        .any(|(t, names)| *t == p.plugin_type && names.contains(&p.name.as_str()))
-}
-
-fn not_available(p: &PluginConfig) -> CatalogError {
-    if listed(SPIRE_BUILTINS, p) {
-        CatalogError::NotAvailable {
-            name: p.name.clone(),
-            plugin_type: p.plugin_type.clone(),
-        }
-    } else {
-        CatalogError::Unknown {
-            name: p.name.clone(),
-            plugin_type: p.plugin_type.clone(),
-        }
-    }
-}
+use spire_config::AgentConfig;
+pub use spire_plugins::catalog::CatalogError;
 
 /// Checks every enabled plugin block: names first (in file order), then SPIRE's
 /// constraints per type.
 pub fn check(config: &AgentConfig) -> Result<(), CatalogError> {
-    let enabled: Vec<&PluginConfig> = config
-        .plugins
-        .plugins
-        .iter()
-        .filter(|p| p.enabled)
-        .collect();
-    for p in &enabled {
-        if p.is_external() {
-            return Err(CatalogError::External {
-                name: p.name.clone(),
-            });
-        }
-        if !listed(BUILTINS, p) {
-            return Err(not_available(p));
-        }
-    }
-    let count = |t: &str| enabled.iter().filter(|p| p.plugin_type == t).count();
-    for t in ["KeyManager", "NodeAttestor"] {
-        let got = count(t);
-        if got != 1 {
-            return Err(CatalogError::Constraint {
-                plugin_type: t.to_string(),
-                expected: "exactly 1",
-                got,
-            });
-        }
-    }
-    let got = count("WorkloadAttestor");
-    if got < 1 {
-        return Err(CatalogError::Constraint {
-            plugin_type: "WorkloadAttestor".to_string(),
-            expected: "at least 1",
-            got,
-        });
-    }
-    Ok(())
+    spire_plugins::catalog::AGENT.check(&config.plugins.plugins)
 }
 
 #[cfg(test)]

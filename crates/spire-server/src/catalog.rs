@@ -13,178 +13,24 @@ use spire_plugin::{KeyManager, ServerNodeAttestor};
 use spire_plugins::keymanager::{LocalKeyManager, ServerDiskConfig};
 use spire_plugins::nodeattestor::x509pop::{self, X509PopServer};
 
-/// Why the catalog could not be built; the messages are SPIRE's.
+pub use spire_plugins::catalog::CatalogError;
+use spire_plugins::catalog::{SERVER, configure_err, decode};
+
+/// Why the plugins could not be loaded; the messages are SPIRE's.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum CatalogError {
-    /// A plugin name that no built-in has.
-    #[error("failed to load plugin {name:?}: no built-in plugin {name:?} for type {plugin_type:?}")]
-    Unknown {
-        /// Plugin name.
-        name: String,
-        /// Plugin type.
-        plugin_type: String,
-    },
-    /// A SPIRE built-in that this build does not include.
-    #[error(
-        "failed to load plugin {name:?}: plugin {name:?} of type {plugin_type:?} is not available in spire-rs yet"
-    )]
-    NotAvailable {
-        /// Plugin name.
-        name: String,
-        /// Plugin type.
-        plugin_type: String,
-    },
-    /// External plugins are not supported yet.
-    #[error(
-        "failed to load plugin {name:?}: external plugins (plugin_cmd) are not supported by spire-rs yet"
-    )]
-    External {
-        /// Plugin name.
-        name: String,
-    },
-    /// Too many or too few plugins of a type.
-    #[error(
-        "plugin type {plugin_type:?} constraint not satisfied: expected {expected} but got {got}"
-    )]
-    Constraint {
-        /// Plugin type.
-        plugin_type: String,
-        /// What is required.
-        expected: &'static str,
-        /// How many there are.
-        got: usize,
-    },
-    /// A plugin rejected its configuration.
-    #[error(
-        "failed to configure plugin {name:?}: rpc error: code = InvalidArgument desc = {message}"
-    )]
-    Configure {
-        /// Plugin name.
-        name: String,
-        /// Why.
-        message: String,
-    },
+pub enum LoadError {
+    /// The catalog rules or a plugin's configuration.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     /// The datastore could not be opened.
     #[error("{0}")]
     Datastore(#[from] spire_datastore::DataStoreError),
 }
 
-/// SPIRE 1.13's built-in server plugins, by type, that spire-rs does not implement yet.
-const SPIRE_BUILTINS: &[(&str, &[&str])] = &[
-    ("KeyManager", &["aws_kms", "gcp_kms", "azure_key_vault"]),
-    (
-        "NodeAttestor",
-        &[
-            "aws_iid",
-            "azure_msi",
-            "gcp_iit",
-            "http_challenge",
-            "k8s_psat",
-            "sshpop",
-            "tpm_devid",
-        ],
-    ),
-    (
-        "UpstreamAuthority",
-        &[
-            "disk",
-            "awssecret",
-            "aws_pca",
-            "gcp_cas",
-            "vault",
-            "spire",
-            "cert-manager",
-            "ejbca",
-        ],
-    ),
-    ("Notifier", &["gcs_bundle", "k8sbundle"]),
-    (
-        "BundlePublisher",
-        &[
-            "aws_s3",
-            "gcp_cloudstorage",
-            "aws_rolesanywhere_trustanchor",
-            "k8s_configmap",
-        ],
-    ),
-    ("CredentialComposer", &["uniqueid"]),
-];
-
-fn not_available(p: &PluginConfig) -> CatalogError {
-    let known = SPIRE_BUILTINS
-        .iter()
-        .any(|(t, names)| *t == p.plugin_type && names.contains(&p.name.as_str()));
-    if known {
-        CatalogError::NotAvailable {
-            name: p.name.clone(),
-            plugin_type: p.plugin_type.clone(),
-        }
-    } else {
-        CatalogError::Unknown {
-            name: p.name.clone(),
-            plugin_type: p.plugin_type.clone(),
-        }
-    }
-}
-
-fn configure_err(p: &PluginConfig, e: impl std::fmt::Display) -> CatalogError {
-    CatalogError::Configure {
-        name: p.name.clone(),
-        message: e.to_string(),
-    }
-}
-
-fn decode<T: serde::de::DeserializeOwned + Default>(p: &PluginConfig) -> Result<T, CatalogError> {
-    match p.data.load().map_err(|e| configure_err(p, e))? {
-        Some(data) => {
-            let (value, unknown) = data
-                .decode_lenient::<T>()
-                .map_err(|e| configure_err(p, e))?;
-            for k in unknown {
-                tracing::warn!(plugin_name = %p.name, plugin_type = %p.plugin_type, key = %k, "Unknown plugin configuration key");
-            }
-            Ok(value)
-        }
-        None => Ok(T::default()),
-    }
-}
-
 /// Checks every plugin block without opening anything: types, names, counts.
 pub fn check(config: &ServerConfig) -> Result<(), CatalogError> {
-    let enabled: Vec<&PluginConfig> = config
-        .plugins
-        .plugins
-        .iter()
-        .filter(|p| p.enabled)
-        .collect();
-    for p in &enabled {
-        if p.is_external() && p.name != "join_token" {
-            return Err(CatalogError::External {
-                name: p.name.clone(),
-            });
-        }
-        let ok = match p.plugin_type.as_str() {
-            "DataStore" => p.name == "sql",
-            "KeyManager" => matches!(p.name.as_str(), "disk" | "memory"),
-            "NodeAttestor" => matches!(p.name.as_str(), "join_token" | "x509pop"),
-            _ => false,
-        };
-        if !ok {
-            return Err(not_available(p));
-        }
-    }
-    for (t, expected) in [("DataStore", "exactly 1"), ("KeyManager", "exactly 1")] {
-        let got = enabled.iter().filter(|p| p.plugin_type == t).count();
-        if got != 1 {
-            return Err(CatalogError::Constraint {
-                plugin_type: t.to_string(),
-                expected,
-                got,
-            });
-        }
-    }
-    Ok(())
+    SERVER.check(&config.plugins.plugins)
 }
 
 /// The loaded plugins.
@@ -210,7 +56,7 @@ pub async fn load(
     config: &ServerConfig,
     trust_domain: &TrustDomain,
     own_bundle: x509pop::TrustBundleFn,
-) -> Result<Catalog, CatalogError> {
+) -> Result<Catalog, LoadError> {
     check(config)?;
     let enabled: Vec<&PluginConfig> = config
         .plugins
@@ -229,7 +75,7 @@ pub async fn load(
                         .decode_lenient::<SqlConfig>()
                         .map(|(c, _)| c)
                         .map_err(|e| configure_err(p, e))?,
-                    None => return Err(configure_err(p, "database_type must be set")),
+                    None => return Err(configure_err(p, "database_type must be set").into()),
                 };
                 tracing::info!(db_type = ?cfg.database_type, subsystem_name = "sql", "Opening SQL database");
                 let store = SqlStore::open(&cfg).await?;
@@ -255,7 +101,7 @@ pub async fn load(
                         .map_err(|e| configure_err(p, e))?;
                 node_attestors.insert("x509pop".into(), Arc::new(plugin));
             }
-            _ => return Err(not_available(p)),
+            _ => return Err(SERVER.not_available(p).into()),
         }
         if p.plugin_type != "DataStore" {
             tracing::info!(
@@ -277,11 +123,13 @@ pub async fn load(
             plugin_type: "DataStore".into(),
             expected: "exactly 1",
             got: 0,
-        }),
+        }
+        .into()),
         (_, None) => Err(CatalogError::Constraint {
             plugin_type: "KeyManager".into(),
             expected: "exactly 1",
             got: 0,
-        }),
+        }
+        .into()),
     }
 }

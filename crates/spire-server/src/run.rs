@@ -25,7 +25,7 @@ use crate::state::{ApiSettings, Server, ServerParts};
 pub enum RunError {
     /// Plugins.
     #[error(transparent)]
-    Catalog(#[from] catalog::CatalogError),
+    Catalog(#[from] catalog::LoadError),
     /// The CA manager.
     #[error(transparent)]
     Ca(#[from] crate::ca::manager::ManagerError),

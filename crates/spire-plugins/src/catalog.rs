@@ -1,0 +1,261 @@
+//! The catalog rules both programs share: which plugins of `plugins {}` are built in, which
+//! SPIRE built-ins this build lacks, external plugins, SPIRE's per-type count constraints,
+//! and decoding a built-in's `plugin_data` — with SPIRE's catalog error messages. A plugin is
+//! looked up by (type, name); the server and the agent each pass their own [`Side`].
+
+use spire_config::PluginConfig;
+
+/// Why the plugins cannot be used; the messages follow SPIRE's catalog errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// A plugin name that no built-in has.
+    #[error("failed to load plugin {name:?}: no built-in plugin {name:?} for type {plugin_type:?}")]
+    Unknown {
+        /// Plugin name.
+        name: String,
+        /// Plugin type.
+        plugin_type: String,
+    },
+    /// A SPIRE built-in that this build does not include.
+    #[error(
+        "failed to load plugin {name:?}: plugin {name:?} of type {plugin_type:?} is not available in spire-rs yet"
+    )]
+    NotAvailable {
+        /// Plugin name.
+        name: String,
+        /// Plugin type.
+        plugin_type: String,
+    },
+    /// External plugins are not supported yet.
+    #[error(
+        "failed to load plugin {name:?}: external plugins (plugin_cmd) are not supported by spire-rs yet"
+    )]
+    External {
+        /// Plugin name.
+        name: String,
+    },
+    /// Too many or too few plugins of a type.
+    #[error(
+        "plugin type {plugin_type:?} constraint not satisfied: expected {expected} but got {got}"
+    )]
+    Constraint {
+        /// Plugin type.
+        plugin_type: String,
+        /// What is required.
+        expected: &'static str,
+        /// How many there are.
+        got: usize,
+    },
+    /// A plugin rejected its configuration.
+    #[error(
+        "failed to configure plugin {name:?}: rpc error: code = InvalidArgument desc = {message}"
+    )]
+    Configure {
+        /// Plugin name.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// How many plugins of a type SPIRE requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Exactly one (DataStore, KeyManager; the agent's NodeAttestor).
+    ExactlyOne,
+    /// At least one (the agent's WorkloadAttestor).
+    AtLeastOne,
+}
+
+impl Count {
+    fn words(self) -> &'static str {
+        match self {
+            Count::ExactlyOne => "exactly 1",
+            Count::AtLeastOne => "at least 1",
+        }
+    }
+
+    fn holds(self, n: usize) -> bool {
+        match self {
+            Count::ExactlyOne => n == 1,
+            Count::AtLeastOne => n >= 1,
+        }
+    }
+}
+
+/// One program's catalog: (type, names) tables and constraints.
+#[derive(Debug)]
+pub struct Side {
+    /// The built-ins this build has.
+    pub builtins: &'static [(&'static str, &'static [&'static str])],
+    /// SPIRE 1.13's built-ins this build does not have yet.
+    pub spire_only: &'static [(&'static str, &'static [&'static str])],
+    /// Count constraints per type.
+    pub counts: &'static [(&'static str, Count)],
+    /// Built-ins whose block may carry a `plugin_cmd` that is ignored (the server's
+    /// `join_token` is part of the server, never a plugin process).
+    pub always_builtin: &'static [&'static str],
+}
+
+/// The server's catalog.
+pub const SERVER: Side = Side {
+    builtins: &[
+        ("DataStore", &["sql"]),
+        ("KeyManager", &["disk", "memory"]),
+        ("NodeAttestor", &["join_token", "x509pop"]),
+    ],
+    spire_only: &[
+        ("KeyManager", &["aws_kms", "gcp_kms", "azure_key_vault"]),
+        (
+            "NodeAttestor",
+            &[
+                "aws_iid",
+                "azure_msi",
+                "gcp_iit",
+                "http_challenge",
+                "k8s_psat",
+                "sshpop",
+                "tpm_devid",
+            ],
+        ),
+        (
+            "UpstreamAuthority",
+            &[
+                "disk",
+                "awssecret",
+                "aws_pca",
+                "gcp_cas",
+                "vault",
+                "spire",
+                "cert-manager",
+                "ejbca",
+            ],
+        ),
+        ("Notifier", &["gcs_bundle", "k8sbundle"]),
+        (
+            "BundlePublisher",
+            &[
+                "aws_s3",
+                "gcp_cloudstorage",
+                "aws_rolesanywhere_trustanchor",
+                "k8s_configmap",
+            ],
+        ),
+        ("CredentialComposer", &["uniqueid"]),
+    ],
+    counts: &[
+        ("DataStore", Count::ExactlyOne),
+        ("KeyManager", Count::ExactlyOne),
+    ],
+    always_builtin: &["join_token"],
+};
+
+/// The agent's catalog.
+pub const AGENT: Side = Side {
+    builtins: &[
+        ("KeyManager", &["disk", "memory"]),
+        ("NodeAttestor", &["join_token", "x509pop"]),
+        ("WorkloadAttestor", &["unix"]),
+    ],
+    spire_only: &[
+        (
+            "NodeAttestor",
+            &[
+                "aws_iid",
+                "azure_msi",
+                "gcp_iit",
+                "http_challenge",
+                "k8s_psat",
+                "sshpop",
+                "tpm_devid",
+            ],
+        ),
+        ("SVIDStore", &["aws_secretsmanager", "gcp_secretmanager"]),
+        ("WorkloadAttestor", &["docker", "k8s", "systemd", "windows"]),
+    ],
+    counts: &[
+        ("KeyManager", Count::ExactlyOne),
+        ("NodeAttestor", Count::ExactlyOne),
+        ("WorkloadAttestor", Count::AtLeastOne),
+    ],
+    always_builtin: &[],
+};
+
+fn listed(table: &[(&str, &[&str])], p: &PluginConfig) -> bool {
+    table
+        .iter()
+        .any(|(t, names)| *t == p.plugin_type && names.contains(&p.name.as_str()))
+}
+
+impl Side {
+    /// The error for a plugin this build cannot load: a SPIRE built-in we lack, or a name no
+    /// built-in has.
+    pub fn not_available(&self, p: &PluginConfig) -> CatalogError {
+        if listed(self.spire_only, p) {
+            CatalogError::NotAvailable {
+                name: p.name.clone(),
+                plugin_type: p.plugin_type.clone(),
+            }
+        } else {
+            CatalogError::Unknown {
+                name: p.name.clone(),
+                plugin_type: p.plugin_type.clone(),
+            }
+        }
+    }
+
+    /// Checks every enabled plugin block without loading anything: external plugins and
+    /// names first (in file order), then the count constraints.
+    pub fn check(&self, plugins: &[PluginConfig]) -> Result<(), CatalogError> {
+        let enabled: Vec<&PluginConfig> = plugins.iter().filter(|p| p.enabled).collect();
+        for p in &enabled {
+            if p.is_external() && !self.always_builtin.contains(&p.name.as_str()) {
+                return Err(CatalogError::External {
+                    name: p.name.clone(),
+                });
+            }
+            if !listed(self.builtins, p) {
+                return Err(self.not_available(p));
+            }
+        }
+        for (t, count) in self.counts {
+            let got = enabled.iter().filter(|p| p.plugin_type == *t).count();
+            if !count.holds(got) {
+                return Err(CatalogError::Constraint {
+                    plugin_type: (*t).to_string(),
+                    expected: count.words(),
+                    got,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A plugin's configuration error, as SPIRE reports it.
+pub fn configure_err(p: &PluginConfig, e: impl std::fmt::Display) -> CatalogError {
+    CatalogError::Configure {
+        name: p.name.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// Decodes a built-in's `plugin_data` (or `plugin_data_file`); unknown keys are warned
+/// about, as SPIRE's HCL decoding ignores them; no data is the default configuration.
+pub fn decode<T: serde::de::DeserializeOwned + Default>(
+    p: &PluginConfig,
+) -> Result<T, CatalogError> {
+    match p.data.load().map_err(|e| configure_err(p, e))? {
+        Some(data) => {
+            let (value, unknown) = data
+                .decode_lenient::<T>()
+                .map_err(|e| configure_err(p, e))?;
+            for k in unknown {
+                tracing::warn!(plugin_name = %p.name, plugin_type = %p.plugin_type, key = %k, "Unknown plugin configuration key");
+            }
+            Ok(value)
+        }
+        None => Ok(T::default()),
+    }
+}
