@@ -98,6 +98,17 @@ pub struct Side {
     pub always_builtin: &'static [&'static str],
 }
 
+/// SPIRE 1.13's node attestors this build lacks (both halves).
+const SPIRE_NODE_ATTESTORS: &[&str] = &[
+    "aws_iid",
+    "azure_msi",
+    "gcp_iit",
+    "http_challenge",
+    "k8s_psat",
+    "sshpop",
+    "tpm_devid",
+];
+
 /// The server's catalog.
 pub const SERVER: Side = Side {
     builtins: &[
@@ -107,18 +118,7 @@ pub const SERVER: Side = Side {
     ],
     spire_only: &[
         ("KeyManager", &["aws_kms", "gcp_kms", "azure_key_vault"]),
-        (
-            "NodeAttestor",
-            &[
-                "aws_iid",
-                "azure_msi",
-                "gcp_iit",
-                "http_challenge",
-                "k8s_psat",
-                "sshpop",
-                "tpm_devid",
-            ],
-        ),
+        ("NodeAttestor", SPIRE_NODE_ATTESTORS),
         (
             "UpstreamAuthority",
             &[
@@ -159,18 +159,7 @@ pub const AGENT: Side = Side {
         ("WorkloadAttestor", &["unix"]),
     ],
     spire_only: &[
-        (
-            "NodeAttestor",
-            &[
-                "aws_iid",
-                "azure_msi",
-                "gcp_iit",
-                "http_challenge",
-                "k8s_psat",
-                "sshpop",
-                "tpm_devid",
-            ],
-        ),
+        ("NodeAttestor", SPIRE_NODE_ATTESTORS),
         ("SVIDStore", &["aws_secretsmanager", "gcp_secretmanager"]),
         ("WorkloadAttestor", &["docker", "k8s", "systemd", "windows"]),
     ],
