@@ -21,7 +21,7 @@ use spire_datastore::{
 use spire_plugin::Selector;
 use tokio::sync::watch;
 
-use crate::index::{AgentRecord, EntryIndex};
+use crate::index::EntryIndex;
 
 /// What agents watching for changes see (our `spirers.sync.v1` extension).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -186,17 +186,6 @@ impl Registry {
         self.index.read().is_downstream(id)
     }
 
-    /// The index's record of an agent.
-    pub fn agent(&self, id: &str) -> Option<AgentRecord> {
-        self.index.read().agent(id).cloned()
-    }
-
-    /// How many entries and agents the index holds.
-    pub fn counts(&self) -> (usize, usize) {
-        let ix = self.index.read();
-        (ix.entry_count(), ix.agent_count())
-    }
-
     /// Drops agents whose SVIDs expired before `now` (seconds) from the index.
     pub fn prune_expired_agents(&self, now: i64) -> usize {
         self.index.write().prune_expired_agents(now)
@@ -323,6 +312,8 @@ impl Registry {
     /// to current.
     pub async fn check_agent_svid(&self, id: &SpiffeId, serial: &str) -> Result<(), AgentCheck> {
         if self
+            .index
+            .read()
             .agent(id.as_str())
             .is_some_and(|a| !a.is_banned() && a.cert_serial_number == serial)
         {
