@@ -170,6 +170,7 @@ async fn postgres_outage_fails_fast_reports_unhealthy_and_recovers_without_resta
             .await
             .unwrap_err();
         let took = started.elapsed();
+        eprintln!("outage: ListEntries failed in {took:?}: {}", st.message());
         assert_eq!(st.code(), Code::Internal, "{st:?}");
         assert!(
             st.message().starts_with("failed to list entries: "),
