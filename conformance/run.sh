@@ -76,7 +76,7 @@ for p in "${pairings[@]}"; do
     set +e
     SUBJECT="$server" SERVER_SUBJECT="$server" AGENT_SUBJECT="$agent" \
         SPIRE_CONFORMANCE_SKIP_FILE="$skips" \
-        cargo test -p spire-conformance --test suite -- \
+        cargo test -p spire-conformance --test suite -- --include-ignored \
         --test-threads="${CONFORMANCE_THREADS:-4}" "${extra[@]}" >"$out.log" 2>&1
     rc=$?
     set -e

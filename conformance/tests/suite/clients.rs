@@ -37,10 +37,9 @@ fn kv(out: &str, key: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn rust_spiffe() {
-    let Some(sc) = Scenario::start("clients::rust_spiffe") else {
-        return;
-    };
+    let sc = Scenario::new("clients::rust_spiffe");
     let (_server, agent, wl) = setup(&sc).await;
 
     let x509 = spiffe::X509Source::builder()
@@ -97,10 +96,9 @@ async fn rust_spiffe() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn py_spiffe() {
-    let Some(sc) = Scenario::start("clients::py_spiffe") else {
-        return;
-    };
+    let sc = Scenario::new("clients::py_spiffe");
     let probe = Command::new("python3")
         .args(["-c", "import spiffe"])
         .output();
@@ -151,10 +149,9 @@ fn go_client(sc: &Scenario) -> Option<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn go_spiffe() {
-    let Some(sc) = Scenario::start("clients::go_spiffe") else {
-        return;
-    };
+    let sc = Scenario::new("clients::go_spiffe");
     let Some(bin) = go_client(&sc) else {
         return;
     };

@@ -6,8 +6,8 @@
 //! - `SUBJECT=spire-rs` (default) or `SUBJECT=reference`;
 //! - `SERVER_SUBJECT` / `AGENT_SUBJECT` override one side, to run mixed pairs.
 //!
-//! Under `CI=true` the scenarios run only when one of those is set explicitly (as
-//! `conformance/run.sh` does), so the workspace's plain `cargo test` in CI skips them.
+//! Every scenario is `#[ignore]`d, so a plain `cargo test` lists them without running
+//! them; `conformance/run.sh` runs them with `--include-ignored` for each pairing.
 //!
 //! Scenarios whose point is a pairing (`interop`, `db_compat`) pit the subject against
 //! reference SPIRE 1.13.3, which is the judge of behaviour. See `conformance/README.md`.

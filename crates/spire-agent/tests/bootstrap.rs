@@ -59,6 +59,7 @@ async fn wait_svid(agent: &Agent, id: &str, timeout: Duration) {
 // --- rebootstrap_mode / rebootstrap_delay ---
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn rebootstrap_modes_against_a_join_token() {
     let server = Server::start("", "");
     // `always`: the stored SVID is not re-attestable, so the second start is refused.
@@ -107,6 +108,7 @@ async fn rebootstrap_modes_against_a_join_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn a_new_server_ca_is_fatal_with_rebootstrap_never() {
     let mut first = Server::start("", "");
     let (mut agent, _) = join_token_agent(&first, None, "");
@@ -132,6 +134,7 @@ async fn a_new_server_ca_is_fatal_with_rebootstrap_never() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn rebootstrap_after_the_server_ca_changed() {
     let material = tempfile::tempdir().unwrap();
     let (ca, cert, key) = support::x509pop_material(material.path());
@@ -184,6 +187,7 @@ async fn rebootstrap_after_the_server_ca_changed() {
 // --- insecure_bootstrap ---
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn insecure_bootstrap_still_checks_the_server_id() {
     let server = Server::start("", "");
     let (mut agent, agent_id) = join_token_agent(&server, Some("insecure_bootstrap = true"), "");
@@ -285,6 +289,7 @@ async fn https_server(leaf: Vec<u8>, key: Vec<u8>, files: HashMap<String, String
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn trust_bundle_url_over_https_in_both_formats() {
     let server = Server::start("", "");
     let (ca_pem, leaf, key) = web_pki();
@@ -361,6 +366,7 @@ fn dn_shape(subject: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn admin_socket_get_info_matches_the_reference_agent() {
     let server = Server::start("", "");
     let mut infos = Vec::new();

@@ -74,6 +74,7 @@ fn bundle_set(resp: &workload::X509svidResponse) -> BundleSet {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn join_token_end_to_end() {
     let mut server = Server::start("", "");
     let (mut agent, agent_id) = join_token_agent(&server);
@@ -290,6 +291,7 @@ async fn join_token_end_to_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn used_join_token_is_refused() {
     let server = Server::start("", "");
     let token = server.token();
@@ -316,6 +318,7 @@ async fn used_join_token_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn banned_agent_shuts_down() {
     let server = Server::start("", "");
     let (mut agent, agent_id) = join_token_agent(&server);
@@ -337,6 +340,7 @@ async fn banned_agent_shuts_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn short_ttls_rotate_before_expiry() {
     let server = Server::start("ca_ttl = \"3m\"\n default_x509_svid_ttl = \"20s\"", "");
     let (mut agent, agent_id) = join_token_agent(&server);
@@ -379,6 +383,7 @@ async fn short_ttls_rotate_before_expiry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn x509pop_attests_and_reattests_after_evict() {
     let material = tempfile::tempdir().unwrap();
     let (ca, cert, key) = support::x509pop_material(material.path());
@@ -433,6 +438,7 @@ async fn x509pop_attests_and_reattests_after_evict() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 async fn py_spiffe_fetches_an_svid() {
     let require = std::env::var("SPIRE_RS_REQUIRE_PY").is_ok_and(|v| v == "1");
     let has_py = std::process::Command::new("python3")
@@ -487,6 +493,7 @@ with WorkloadApiClient() as client:
 }
 
 #[test]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 fn reference_binaries_are_available() {
     let dir = support::ref_bin_dir();
     assert!(dir.join("spire-server").is_file());

@@ -131,6 +131,7 @@ fn our_watch_first(cli: &Cli, socket: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 fn agent_commands_match_reference() {
     let server = Server::start();
     let agent = server.start_agent();

@@ -67,6 +67,7 @@ fn words(s: &str) -> Vec<&str> {
 }
 
 #[test]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 fn help_usage_and_validation_match_reference() {
     let server = our_server_cli();
     let agent = our_agent_cli();

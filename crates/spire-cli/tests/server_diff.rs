@@ -147,6 +147,7 @@ fn authority_id(out: &Out, slot: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 fn server_commands_match_reference() {
     let server = Server::start();
     let mut c = Ctx {

@@ -90,6 +90,7 @@ fn agent_files() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
+#[ignore = "needs SPIRE 1.13.3's module in the Go module cache; scripts/test.sh runs it"]
 fn module_cache_has_the_files() {
     assert_eq!(conf_files("conf/server").len(), 4);
     assert_eq!(conf_files("conf/agent").len(), 4);
@@ -97,6 +98,7 @@ fn module_cache_has_the_files() {
 }
 
 #[test]
+#[ignore = "needs SPIRE 1.13.3's module in the Go module cache; scripts/test.sh runs it"]
 fn server_files_parse_and_load_like_spire() {
     let files = server_files();
     assert!(files.len() >= 25);
@@ -117,6 +119,7 @@ fn server_files_parse_and_load_like_spire() {
 }
 
 #[test]
+#[ignore = "needs SPIRE 1.13.3's module in the Go module cache; scripts/test.sh runs it"]
 fn agent_files_parse_and_load_like_spire() {
     let files = agent_files();
     assert!(files.len() >= 18);
@@ -230,6 +233,7 @@ fn ignored_fixture_expectations() -> HashMap<&'static str, Vec<(String, String)>
 }
 
 #[test]
+#[ignore = "needs SPIRE 1.13.3's module in the Go module cache; scripts/test.sh runs it"]
 fn bad_fixtures_name_the_unknown_keys_and_sections() {
     let expected = bad_fixture_expectations();
     let ignored = ignored_fixture_expectations();
@@ -284,6 +288,7 @@ fn bad_fixtures_name_the_unknown_keys_and_sections() {
 }
 
 #[test]
+#[ignore = "needs SPIRE 1.13.3's module in the Go module cache; scripts/test.sh runs it"]
 fn unknown_key_lines_point_at_the_keys() {
     let path = spire_module_dir()
         .join("test/fixture/config/server_and_agent_bad_nested_DogStatsd_block.conf");
@@ -305,6 +310,7 @@ fn unknown_key_lines_point_at_the_keys() {
 }
 
 #[test]
+#[ignore = "needs SPIRE 1.13.3's module in the Go module cache; scripts/test.sh runs it"]
 fn templated_fixtures_expand_the_environment() {
     let env: HashMap<String, String> = HashMap::from([(
         "TEST_DATA_TRUST_DOMAIN".to_owned(),
@@ -332,6 +338,7 @@ fn templated_fixtures_expand_the_environment() {
 }
 
 #[test]
+#[ignore = "needs SPIRE 1.13.3's module in the Go module cache; scripts/test.sh runs it"]
 fn good_fixture_plugins_are_read_in_order() {
     let path = spire_module_dir().join("test/fixture/config/server_good_posix.conf");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -368,6 +375,7 @@ fn good_fixture_plugins_are_read_in_order() {
 }
 
 #[test]
+#[ignore = "needs SPIRE 1.13.3's module in the Go module cache; scripts/test.sh runs it"]
 fn full_server_conf_values() {
     let path = spire_module_dir().join("conf/server/server_full.conf");
     let cfg = ServerFile::read(&path, None)

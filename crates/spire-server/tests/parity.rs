@@ -322,6 +322,7 @@ fn norm_created(v: &mut serde_json::Value) {
 // --- the test ----------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
 fn admin_api_matches_reference_server() {
     let started = std::time::Instant::now();
     let tmp = tempfile::Builder::new()

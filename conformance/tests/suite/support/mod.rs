@@ -162,25 +162,9 @@ pub struct Scenario {
     path: PathBuf,
 }
 
-/// Whether this run selects the suite: always, unless `SPIRE_CONFORMANCE=off` (for a quick
-/// `cargo test --workspace` that leaves the scenarios to `conformance/run.sh`).
-pub fn selected() -> bool {
-    std::env::var("SPIRE_CONFORMANCE").map_or(true, |v| v != "off")
-}
-
 impl Scenario {
-    /// The scenario's directory, or `None` (the scenario is skipped) when the suite is not
-    /// selected; see [`selected`].
-    pub fn start(name: &str) -> Option<Scenario> {
-        if !selected() {
-            eprintln!(
-                "conformance scenario {name} not run: SPIRE_CONFORMANCE=off (use conformance/run.sh)"
-            );
-            return None;
-        }
-        Some(Scenario::new(name))
-    }
-
+    /// A new scenario with a directory of its own (every scenario is `#[ignore]`d by a plain
+    /// `cargo test`; `conformance/run.sh` runs them, once per pairing).
     pub fn new(name: &str) -> Scenario {
         // Short paths: UNIX socket paths are limited to 108 bytes.
         let dir = tempfile::Builder::new()

@@ -135,6 +135,7 @@ async fn out_of_order_commits_are_followed(db: Db) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and MariaDB (scripts/test-databases.sh); scripts/test.sh runs it"]
 async fn out_of_order_commits_are_followed_on_postgres() {
     if let Some(db) = postgres().await {
         out_of_order_commits_are_followed(db).await;
@@ -142,6 +143,7 @@ async fn out_of_order_commits_are_followed_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and MariaDB (scripts/test-databases.sh); scripts/test.sh runs it"]
 async fn out_of_order_commits_are_followed_on_mysql() {
     if let Some(db) = mysql().await {
         out_of_order_commits_are_followed(db).await;
