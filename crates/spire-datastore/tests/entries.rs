@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::{id, now_unix, sel, sels, td};
 use futures::TryStreamExt;
@@ -950,11 +950,29 @@ async fn prune_entries_and_events() {
             6,
             "[{n}]"
         );
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        store
-            .prune_registration_entry_events(Duration::from_secs(0))
+        // Seen from a clock ten seconds on, every event is older than five seconds.
+        let later = spire_clock::ManualClock::new(SystemTime::now() + Duration::from_secs(10));
+        let store_later = SqlStore::open_with_clock(&db.config, later.shared())
             .await
             .unwrap();
+        store_later
+            .prune_registration_entry_events(Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .list_registration_entry_events(ListEventsRequest::default())
+                .await
+                .unwrap()
+                .len(),
+            6,
+            "[{n}] nothing is a minute old"
+        );
+        store_later
+            .prune_registration_entry_events(Duration::from_secs(5))
+            .await
+            .unwrap();
+        store_later.close().await;
         assert!(
             store
                 .list_registration_entry_events(ListEventsRequest::default())

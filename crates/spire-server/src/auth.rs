@@ -265,7 +265,7 @@ pub async fn authorize_agent(
         status: Status::internal(format!("unable to parse agent SVID: {e}")),
         reason: None,
     })?;
-    if Server::now_secs() > facts.not_after {
+    if server.now_secs() > facts.not_after {
         return Err(denied(
             format!("agent {:?} SVID is expired", id.as_str()),
             Reason::AgentExpired,

@@ -3,6 +3,7 @@
 //! other built-ins and external plugins (`plugin_cmd`) are reported as not available here
 //! with a clear message, at start-up and by `validate`.
 
+use spire_clock::SharedClock;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ pub async fn load(
     config: &ServerConfig,
     trust_domain: &TrustDomain,
     own_bundle: x509pop::TrustBundleFn,
+    clock: &SharedClock,
 ) -> Result<Catalog, LoadError> {
     check(config)?;
     let enabled: Vec<&PluginConfig> = config
@@ -78,7 +80,7 @@ pub async fn load(
                     None => return Err(configure_err(p, "database_type must be set").into()),
                 };
                 tracing::info!(db_type = ?cfg.database_type, subsystem_name = "sql", "Opening SQL database");
-                let store = SqlStore::open(&cfg).await?;
+                let store = SqlStore::open_with_clock(&cfg, clock.clone()).await?;
                 tracing::info!(
                     reconfigurable = false,
                     subsystem_name = "catalog",

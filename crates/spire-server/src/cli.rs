@@ -160,7 +160,7 @@ impl Command for RunCommand {
                 return 1;
             }
         };
-        match runtime.block_on(crate::run::run(config, log)) {
+        match runtime.block_on(crate::run::run(config, log, spire_clock::system())) {
             Ok(()) => 0,
             Err(e) => {
                 tracing::error!(error = %e, "Fatal run error");

@@ -23,3 +23,6 @@ pub mod ratelimit;
 pub mod registry;
 pub mod run;
 pub mod state;
+
+#[cfg(test)]
+mod clock_tests;

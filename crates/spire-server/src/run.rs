@@ -1,10 +1,11 @@
 //! `spire-server run`: assembles the plugins, CA, index and listeners, and runs the
 //! background loops (CA rotation, server SVID rotation, pruning, change following).
 
+use spire_clock::SharedClock;
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use spiffe_core::{KeyType, PrivateKey};
@@ -93,14 +94,13 @@ fn server_svid_signed_by_tainted(server: &Server) -> bool {
     let Some((leaf, intermediates)) = chain.split_first() else {
         return false;
     };
-    spiffe_core::x509svid::verify_x509_path(leaf, intermediates, &tainted, SystemTime::now())
-        .is_ok()
+    spiffe_core::x509svid::verify_x509_path(leaf, intermediates, &tainted, server.now()).is_ok()
 }
 
 /// Signs a fresh server SVID and installs it for TLS; returns when it should next rotate.
 fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
     let key = PrivateKey::generate(KeyType::EcP256).map_err(|e| RunError::Other(e.to_string()))?;
-    let now = SystemTime::now();
+    let now = server.now();
     let issued = server
         .ca()
         .sign_server_x509_svid(key.public_key(), now)
@@ -123,8 +123,52 @@ fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
     Ok(now + half)
 }
 
-/// Runs the server until SIGINT/SIGTERM.
-pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
+/// What the hourly maintenance prunes, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PruneSettings {
+    /// `prune_attested_nodes_expired_for`: agents whose SVIDs expired this long ago go.
+    pub(crate) nodes_expired_for: Option<Duration>,
+    /// `prune_tofu_nodes`: whether those include agents of TOFU attestors.
+    pub(crate) tofu_nodes: bool,
+}
+
+/// One round of the hourly maintenance at `now`: old CA slots leave the bundle and the
+/// journal; expired join tokens, entries and (when configured) agents leave the database;
+/// agents expired for an hour leave the index. Failures are logged and left to the next
+/// round.
+pub(crate) async fn prune_once(server: &Server, now: SystemTime, prune: PruneSettings) {
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if let Err(e) = server.ca_manager().prune_bundle(now).await {
+        tracing::warn!(error = %e, subsystem_name = "ca_manager", "Could not prune bundle");
+    }
+    if let Err(e) = server.ca_manager().prune_journals(now).await {
+        tracing::warn!(error = %e, subsystem_name = "ca_manager", "Could not prune CA journals");
+    }
+    let ds = server.registry().ds();
+    if let Err(e) = ds.prune_join_tokens(secs).await {
+        tracing::warn!(error = %e, "Could not prune join tokens");
+    }
+    if let Err(e) = ds.prune_registration_entries(secs).await {
+        tracing::warn!(error = %e, "Could not prune registration entries");
+    }
+    if let Some(expired_for) = prune.nodes_expired_for {
+        let before = secs - expired_for.as_secs() as i64;
+        if let Err(e) = ds
+            .prune_attested_expired_nodes(before, prune.tofu_nodes)
+            .await
+        {
+            tracing::warn!(error = %e, "Could not prune attested nodes");
+        }
+    }
+    server.registry().prune_expired_agents(secs - 3600);
+}
+
+/// Runs the server until SIGINT/SIGTERM; `clock` is the wall clock for everything it
+/// stamps, signs and expires.
+pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Result<(), RunError> {
     // SPIRE tightens a permissive umask so data files are not group/world writable.
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     if old.bits() & 0o027 != 0o027 {
@@ -150,6 +194,7 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
         &config,
         &td,
         Arc::new(move || roots_for_plugin.load().as_ref().clone()),
+        &clock,
     )
     .await?;
 
@@ -177,7 +222,7 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
         cat.km.clone(),
         ca.clone(),
         Arc::new(move || notify.notify_one()),
-        SystemTime::now(),
+        clock.now(),
     )
     .await?;
 
@@ -199,10 +244,11 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
             rate_limit_attestation: config.ratelimit.attestation,
             rate_limit_signing: config.ratelimit.signing,
         },
+        clock: clock.clone(),
     }));
 
     // The CA must be active before anything is signed.
-    ca_manager.rotate(SystemTime::now()).await?;
+    ca_manager.rotate(server.now()).await?;
     server.refresh_bundles().await?;
     own_roots.store(Arc::new(
         server
@@ -244,11 +290,11 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
         tokio::spawn(async move {
             loop {
                 let wait = next_svid_rotation
-                    .duration_since(SystemTime::now())
+                    .duration_since(server.now())
                     .unwrap_or_default()
                     .min(SVID_ROTATOR_INTERVAL);
                 tokio::time::sleep(wait).await;
-                let now = SystemTime::now();
+                let now = server.now();
                 let tainted = server_svid_signed_by_tainted(&server);
                 if now < next_svid_rotation && !tainted {
                     continue;
@@ -288,44 +334,24 @@ pub async fn run(config: ServerConfig, log: LogHandle) -> Result<(), RunError> {
             }
         });
     }
-    let prune_nodes_expired_for = config.prune_attested_nodes_expired_for;
-    let prune_tofu_nodes = config.prune_tofu_nodes;
+    let prune = PruneSettings {
+        nodes_expired_for: config.prune_attested_nodes_expired_for,
+        tofu_nodes: config.prune_tofu_nodes,
+    };
     {
         let server = server.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
-            let mut last_prune = Instant::now();
+            let mut last_prune = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
-                let now = SystemTime::now();
+                let now = server.now();
                 if let Err(e) = server.ca_manager().rotate(now).await {
                     tracing::error!(error = %e, subsystem_name = "ca_manager", "Unable to rotate CA");
                 }
                 if last_prune.elapsed() >= Duration::from_secs(3600) {
-                    last_prune = Instant::now();
-                    let _ = server.ca_manager().prune_bundle(now).await;
-                    let _ = server.ca_manager().prune_journals(now).await;
-                    let _ = server
-                        .registry()
-                        .ds()
-                        .prune_join_tokens(Server::now_secs())
-                        .await;
-                    let _ = server
-                        .registry()
-                        .ds()
-                        .prune_registration_entries(Server::now_secs())
-                        .await;
-                    if let Some(expired_for) = prune_nodes_expired_for {
-                        let before = Server::now_secs() - expired_for.as_secs() as i64;
-                        let _ = server
-                            .registry()
-                            .ds()
-                            .prune_attested_expired_nodes(before, prune_tofu_nodes)
-                            .await;
-                    }
-                    server
-                        .registry()
-                        .prune_expired_agents(Server::now_secs() - 3600);
+                    last_prune = tokio::time::Instant::now();
+                    prune_once(&server, now, prune).await;
                 }
             }
         });

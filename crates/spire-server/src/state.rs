@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use spiffe_core::{BundleSet, SpiffeId, TrustDomain};
+use spire_clock::SharedClock;
 use spire_datastore::StoredBundle;
 use spire_log::LogHandle;
 use spire_plugin::ServerNodeAttestor;
@@ -64,6 +65,7 @@ pub struct Server {
     log: LogHandle,
     /// API settings.
     settings: ApiSettings,
+    clock: SharedClock,
     /// When the server started.
     started: Instant,
 }
@@ -95,6 +97,8 @@ pub struct ServerParts {
     pub log: LogHandle,
     /// API settings.
     pub settings: ApiSettings,
+    /// Wall-clock time for everything the server stamps, signs and expires.
+    pub clock: SharedClock,
 }
 
 impl Server {
@@ -113,6 +117,7 @@ impl Server {
             svid_chain: ArcSwap::from_pointee(Vec::new()),
             log: parts.log,
             settings: parts.settings,
+            clock: parts.clock,
             started: Instant::now(),
         }
     }
@@ -212,9 +217,14 @@ impl Server {
             .cloned()
     }
 
-    /// Seconds since the epoch.
-    pub fn now_secs() -> i64 {
-        SystemTime::now()
+    /// The current time, from the server's clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    /// The current time in seconds since the epoch.
+    pub fn now_secs(&self) -> i64 {
+        self.now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0)

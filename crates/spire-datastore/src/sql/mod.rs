@@ -16,6 +16,7 @@ mod txn;
 
 use std::sync::Arc;
 
+use spire_clock::SharedClock;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
@@ -98,6 +99,8 @@ struct Inner {
     /// SQLite: the reader connections. Others: the read replica, if configured.
     secondary: Option<Pool>,
     migration: MigrationOutcome,
+    /// Stamps rows (created_at, updated_at, event times) and measures event ages.
+    clock: SharedClock,
 }
 
 /// SPIRE's `sql` DataStore. Cheap to clone (shared pools).
@@ -110,6 +113,11 @@ impl SqlStore {
     /// Connects, then creates the schema on an empty database or checks an
     /// existing one with SPIRE's rules (see [`MigrationOutcome`]).
     pub async fn open(config: &SqlConfig) -> Result<SqlStore> {
+        Self::open_with_clock(config, spire_clock::system()).await
+    }
+
+    /// [`SqlStore::open`] with the clock that stamps rows and ages events.
+    pub async fn open_with_clock(config: &SqlConfig, clock: SharedClock) -> Result<SqlStore> {
         let database_type = config.validate()?;
         let lifetime = config.conn_max_lifetime()?;
         let (primary, secondary) = match database_type {
@@ -219,8 +227,7 @@ impl SqlStore {
 
         let mut tx = primary.begin_write().await?;
         let migration =
-            match schema::migrate(&mut tx, config.disable_migration, OffsetDateTime::now_utc())
-                .await
+            match schema::migrate(&mut tx, config.disable_migration, to_db_time(clock.now())).await
             {
                 Ok(m) => m,
                 Err(e) => {
@@ -242,8 +249,14 @@ impl SqlStore {
                 primary,
                 secondary,
                 migration,
+                clock,
             }),
         })
+    }
+
+    /// The current time, from the store's clock, as the database columns hold it.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        to_db_time(self.inner.clock.now())
     }
 
     /// Whether the database answers now: a direct connection attempt on networked
@@ -361,7 +374,8 @@ pub(crate) fn check_page_size(p: Option<&crate::model::Pagination>) -> Result<()
     Ok(())
 }
 
-pub(crate) fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+/// A wall-clock time as the database columns hold it.
+pub(crate) fn to_db_time(t: std::time::SystemTime) -> OffsetDateTime {
+    OffsetDateTime::from(t)
 }
 mod store_impl;

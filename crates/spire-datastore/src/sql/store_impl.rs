@@ -8,7 +8,7 @@ use spiffe_core::{SpiffeId, TrustDomain};
 use spire_plugin::Selector;
 
 use super::misc::EventTable;
-use super::{SqlStore, bundles, check_page_size, entries, misc, nodes, now};
+use super::{SqlStore, bundles, check_page_size, entries, misc, nodes};
 use crate::datastore::{BatchEntryResult, DataStore};
 use crate::error::{DataStoreError, Result};
 use crate::model::*;
@@ -66,7 +66,8 @@ fn to_i64(v: u64) -> Result<i64> {
 #[async_trait::async_trait]
 impl DataStore for SqlStore {
     async fn append_bundle(&self, bundle: StoredBundle) -> Result<StoredBundle> {
-        write_tx!(self, |tx| bundles::append(&mut tx, bundle, now()).await)
+        write_tx!(self, |tx| bundles::append(&mut tx, bundle, self.now())
+            .await)
     }
 
     async fn count_bundles(&self) -> Result<u32> {
@@ -77,7 +78,8 @@ impl DataStore for SqlStore {
     }
 
     async fn create_bundle(&self, bundle: StoredBundle) -> Result<StoredBundle> {
-        write_tx!(self, |tx| bundles::create(&mut tx, bundle, now()).await)
+        write_tx!(self, |tx| bundles::create(&mut tx, bundle, self.now())
+            .await)
     }
 
     async fn delete_bundle(&self, trust_domain: &TrustDomain, mode: DeleteMode) -> Result<()> {
@@ -85,7 +87,7 @@ impl DataStore for SqlStore {
             &mut tx,
             trust_domain,
             mode,
-            now()
+            self.now()
         )
         .await)
     }
@@ -117,13 +119,13 @@ impl DataStore for SqlStore {
             &mut tx,
             trust_domain,
             expires_before,
-            now()
+            self.now()
         )
         .await)
     }
 
     async fn set_bundle(&self, bundle: StoredBundle) -> Result<StoredBundle> {
-        write_tx!(self, |tx| bundles::set(&mut tx, bundle, now()).await)
+        write_tx!(self, |tx| bundles::set(&mut tx, bundle, self.now()).await)
     }
 
     async fn update_bundle(
@@ -131,8 +133,13 @@ impl DataStore for SqlStore {
         bundle: StoredBundle,
         mask: Option<BundleMask>,
     ) -> Result<StoredBundle> {
-        write_tx!(self, |tx| bundles::update(&mut tx, bundle, mask, now())
-            .await)
+        write_tx!(self, |tx| bundles::update(
+            &mut tx,
+            bundle,
+            mask,
+            self.now()
+        )
+        .await)
     }
 
     async fn taint_x509_ca(&self, trust_domain: &TrustDomain, subject_key_id: &str) -> Result<()> {
@@ -140,7 +147,7 @@ impl DataStore for SqlStore {
             &mut tx,
             trust_domain,
             subject_key_id,
-            now()
+            self.now()
         )
         .await)
     }
@@ -150,7 +157,7 @@ impl DataStore for SqlStore {
             &mut tx,
             trust_domain,
             subject_key_id,
-            now()
+            self.now()
         )
         .await)
     }
@@ -164,7 +171,7 @@ impl DataStore for SqlStore {
             &mut tx,
             trust_domain,
             authority_id,
-            now()
+            self.now()
         )
         .await)
     }
@@ -178,7 +185,7 @@ impl DataStore for SqlStore {
             &mut tx,
             trust_domain,
             authority_id,
-            now()
+            self.now()
         )
         .await)
     }
@@ -207,8 +214,12 @@ impl DataStore for SqlStore {
         &self,
         entry: RegistrationEntry,
     ) -> Result<(RegistrationEntry, bool)> {
-        write_tx!(self, |tx| entries::create_or_return(&mut tx, entry, now())
-            .await)
+        write_tx!(self, |tx| entries::create_or_return(
+            &mut tx,
+            entry,
+            self.now()
+        )
+        .await)
     }
 
     async fn create_or_return_registration_entries(
@@ -218,13 +229,14 @@ impl DataStore for SqlStore {
         write_tx!(self, |tx| entries::create_or_return_batch(
             &mut tx,
             entries_in,
-            now()
+            self.now()
         )
         .await)
     }
 
     async fn delete_registration_entry(&self, entry_id: &str) -> Result<RegistrationEntry> {
-        write_tx!(self, |tx| entries::delete(&mut tx, entry_id, now()).await)
+        write_tx!(self, |tx| entries::delete(&mut tx, entry_id, self.now())
+            .await)
     }
 
     async fn fetch_registration_entry(&self, entry_id: &str) -> Result<Option<RegistrationEntry>> {
@@ -268,8 +280,12 @@ impl DataStore for SqlStore {
     }
 
     async fn prune_registration_entries(&self, expires_before: i64) -> Result<()> {
-        write_tx!(self, |tx| entries::prune(&mut tx, expires_before, now())
-            .await)
+        write_tx!(self, |tx| entries::prune(
+            &mut tx,
+            expires_before,
+            self.now()
+        )
+        .await)
     }
 
     async fn update_registration_entry(
@@ -277,7 +293,7 @@ impl DataStore for SqlStore {
         entry: RegistrationEntry,
         mask: Option<EntryMask>,
     ) -> Result<RegistrationEntry> {
-        write_tx!(self, |tx| entries::update(&mut tx, entry, mask, now())
+        write_tx!(self, |tx| entries::update(&mut tx, entry, mask, self.now())
             .await)
     }
 
@@ -322,7 +338,7 @@ impl DataStore for SqlStore {
     }
 
     async fn prune_registration_entry_events(&self, older_than: Duration) -> Result<()> {
-        let before = now() - older_than;
+        let before = self.now() - older_than;
         write_tx!(self, |tx| misc::prune_events(
             &mut tx,
             EventTable::Entries,
@@ -345,7 +361,7 @@ impl DataStore for SqlStore {
                 EventTable::Entries,
                 event.event_id,
                 &event.entry_id,
-                now(),
+                self.now(),
             )
             .await
         })
@@ -383,11 +399,12 @@ impl DataStore for SqlStore {
     }
 
     async fn create_attested_node(&self, node: AttestedNode) -> Result<AttestedNode> {
-        write_tx!(self, |tx| nodes::create(&mut tx, node, now()).await)
+        write_tx!(self, |tx| nodes::create(&mut tx, node, self.now()).await)
     }
 
     async fn delete_attested_node(&self, spiffe_id: &SpiffeId) -> Result<AttestedNode> {
-        write_tx!(self, |tx| nodes::delete(&mut tx, spiffe_id, now()).await)
+        write_tx!(self, |tx| nodes::delete(&mut tx, spiffe_id, self.now())
+            .await)
     }
 
     async fn fetch_attested_node(&self, spiffe_id: &SpiffeId) -> Result<Option<AttestedNode>> {
@@ -419,7 +436,8 @@ impl DataStore for SqlStore {
         node: AttestedNode,
         mask: Option<NodeMask>,
     ) -> Result<AttestedNode> {
-        write_tx!(self, |tx| nodes::update(&mut tx, node, mask, now()).await)
+        write_tx!(self, |tx| nodes::update(&mut tx, node, mask, self.now())
+            .await)
     }
 
     async fn prune_attested_expired_nodes(
@@ -431,7 +449,7 @@ impl DataStore for SqlStore {
             &mut tx,
             expired_before,
             include_non_reattestable,
-            now()
+            self.now()
         )
         .await)
     }
@@ -474,7 +492,7 @@ impl DataStore for SqlStore {
     }
 
     async fn prune_attested_node_events(&self, older_than: Duration) -> Result<()> {
-        let before = now() - older_than;
+        let before = self.now() - older_than;
         write_tx!(self, |tx| misc::prune_events(
             &mut tx,
             EventTable::Nodes,
@@ -497,7 +515,7 @@ impl DataStore for SqlStore {
                 EventTable::Nodes,
                 event.event_id,
                 &event.spiffe_id,
-                now(),
+                self.now(),
             )
             .await
         })
@@ -549,7 +567,7 @@ impl DataStore for SqlStore {
             &mut tx,
             spiffe_id,
             &selectors,
-            now()
+            self.now()
         )
         .await)
     }
@@ -560,8 +578,12 @@ impl DataStore for SqlStore {
                 "token and expiry are required".into(),
             ));
         }
-        write_tx!(self, |tx| misc::create_join_token(&mut tx, &token, now())
-            .await)
+        write_tx!(self, |tx| misc::create_join_token(
+            &mut tx,
+            &token,
+            self.now()
+        )
+        .await)
     }
 
     async fn delete_join_token(&self, token: &str) -> Result<()> {
@@ -586,7 +608,7 @@ impl DataStore for SqlStore {
         write_tx!(self, |tx| misc::create_federation_relationship(
             &mut tx,
             fr,
-            now()
+            self.now()
         )
         .await)
     }
@@ -631,14 +653,18 @@ impl DataStore for SqlStore {
             &mut tx,
             fr,
             mask,
-            now()
+            self.now()
         )
         .await)
     }
 
     async fn set_ca_journal(&self, journal: CaJournal) -> Result<CaJournal> {
-        write_tx!(self, |tx| misc::set_ca_journal(&mut tx, journal, now())
-            .await)
+        write_tx!(self, |tx| misc::set_ca_journal(
+            &mut tx,
+            journal,
+            self.now()
+        )
+        .await)
     }
 
     async fn fetch_ca_journal(&self, active_x509_authority_id: &str) -> Result<Option<CaJournal>> {

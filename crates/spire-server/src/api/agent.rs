@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use futures::Stream;
@@ -141,7 +140,7 @@ fn sign_agent_svid(server: &Server, id: &SpiffeId, csr: &[u8]) -> Result<IssuedS
     let key = csr_public_key(csr)?;
     server
         .ca()
-        .sign_agent_x509_svid(id, &key, SystemTime::now())
+        .sign_agent_x509_svid(id, &key, server.now())
         .map_err(|e| err_with(Code::Internal, "failed to sign X509 SVID", e))
 }
 
@@ -223,7 +222,7 @@ async fn attest_join_token(
         .delete_join_token(token)
         .await
         .map_err(|e| err_with(Code::Internal, "failed to delete join token", e))?;
-    if jt.expiry < Server::now_secs() {
+    if jt.expiry < server.now_secs() {
         return Err(err(Code::InvalidArgument, "join token expired"));
     }
     Ok((join_token_agent_id(server, token)?, vec![], false))
@@ -651,7 +650,7 @@ impl pb::agent_server::Agent for AgentService {
         } else {
             req.token.clone()
         };
-        let expiry = Server::now_secs() + i64::from(req.ttl);
+        let expiry = self.server.now_secs() + i64::from(req.ttl);
         self.server
             .registry()
             .ds()

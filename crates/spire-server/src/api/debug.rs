@@ -1,7 +1,7 @@
 //! `spire.api.server.debug.v1.Debug`: the server's SVID chain, uptime and counts.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use spire_datastore::{CountEntriesRequest, CountNodesRequest};
@@ -43,7 +43,7 @@ impl DebugService {
             .split_first()
             .ok_or_else(|| err(Code::Internal, "failed verification against bundle"))?;
         let above =
-            spiffe_core::x509svid::verify_x509_path(leaf, intermediates, &roots, SystemTime::now())
+            spiffe_core::x509svid::verify_x509_path(leaf, intermediates, &roots, self.server.now())
                 .map_err(|e| err_with(Code::Internal, "failed verification against bundle", e))?;
         Ok(std::iter::once(leaf)
             .chain(above.iter())

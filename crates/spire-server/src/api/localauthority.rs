@@ -2,7 +2,6 @@
 //! revoke the local X.509 and JWT authorities, with SPIRE's preconditions and messages.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use spire_proto::journal::Status as Js;
@@ -110,7 +109,7 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         }
         let prepared = self
             .manager()
-            .prepare_jwt_now(SystemTime::now())
+            .prepare_jwt_now(self.server.now())
             .await
             .map_err(|e| err_with(Code::Internal, "failed to prepare JWT authority", e))?;
         self.changed().await;
@@ -261,7 +260,7 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         }
         let prepared = self
             .manager()
-            .prepare_x509_now(SystemTime::now())
+            .prepare_x509_now(self.server.now())
             .await
             .map_err(|e| err_with(Code::Internal, "failed to prepare X.509 authority", e))?;
         self.changed().await;
@@ -289,7 +288,7 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
                 unsupported(next.status),
             ));
         }
-        let current = self.manager().rotate_x509_now(SystemTime::now()).await;
+        let current = self.manager().rotate_x509_now(self.server.now()).await;
         Ok(Response::new(pb::ActivateX509AuthorityResponse {
             activated_authority: Some(state(&current)),
         }))

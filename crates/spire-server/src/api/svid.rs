@@ -168,7 +168,7 @@ impl SvidService {
                 "at least one audience is required",
             ));
         }
-        let now = SystemTime::now();
+        let now = self.server.now();
         let (token, expires_at) = self
             .server
             .ca()
@@ -228,7 +228,7 @@ impl pb::svid_server::Svid for SvidService {
                 &csr.public_key,
                 &csr.dns_names,
                 ttl(req.ttl),
-                SystemTime::now(),
+                self.server.now(),
             )
             .map_err(|e| err_with(Code::Internal, "failed to sign X509-SVID", e))?;
         Ok(Response::new(pb::MintX509svidResponse {
@@ -275,7 +275,7 @@ impl pb::svid_server::Svid for SvidService {
         })?;
         let ids: Vec<&str> = req.params.iter().map(|p| p.entry_id.as_str()).collect();
         let entries = self.authorized_entries(&caller, &ids)?;
-        let now = SystemTime::now();
+        let now = self.server.now();
         let results = req
             .params
             .iter()
@@ -340,7 +340,7 @@ impl pb::svid_server::Svid for SvidService {
         let chain = self
             .server
             .ca()
-            .sign_downstream_x509_ca(&csr.public_key, ttl(req.preferred_ttl), SystemTime::now())
+            .sign_downstream_x509_ca(&csr.public_key, ttl(req.preferred_ttl), self.server.now())
             .map_err(|e| err_with(Code::Internal, "failed to sign downstream X.509 CA", e))?;
         let bundle = self
             .server
