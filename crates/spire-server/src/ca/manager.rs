@@ -16,6 +16,8 @@ use tokio::sync::Mutex;
 
 use super::journal::Journal;
 use super::rotation::{self, RotationStep, SlotsView};
+pub use super::slots::SlotState;
+use super::slots::{JwtSlot, SlotPicker, X509Slot, slot_name, status_name};
 use super::{Ca, JwtKey, X509Ca};
 
 /// Errors of the CA manager.
@@ -54,115 +56,6 @@ pub struct ManagerConfig {
     pub ca_subject: Subject,
 }
 
-/// A view of one slot, as the LocalAuthority API reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlotState {
-    /// `A` or `B`.
-    pub slot_id: &'static str,
-    /// Journal status.
-    pub status: Status,
-    /// Subject key ID (X.509, hex) or `kid` (JWT); empty for a never-used slot.
-    pub authority_id: String,
-    /// Subject key ID of the upstream signer, when any.
-    pub upstream_authority_id: String,
-    /// Expiry, Unix seconds.
-    pub not_after: i64,
-}
-
-#[derive(Debug)]
-struct X509Slot {
-    id: &'static str,
-    issued_at: SystemTime,
-    ca: Option<Arc<X509Ca>>,
-    status: Status,
-    authority_id: String,
-    upstream_authority_id: String,
-    not_after: SystemTime,
-}
-
-#[derive(Debug)]
-struct JwtSlot {
-    id: &'static str,
-    issued_at: SystemTime,
-    key: Option<Arc<JwtKey>>,
-    status: Status,
-    authority_id: String,
-    not_after: SystemTime,
-}
-
-fn other(id: &str) -> &'static str {
-    if id == "A" { "B" } else { "A" }
-}
-
-fn slot_name(id: &str) -> &'static str {
-    if id == "B" { "B" } else { "A" }
-}
-
-impl X509Slot {
-    fn empty(id: &'static str) -> Self {
-        Self {
-            id,
-            issued_at: UNIX_EPOCH,
-            ca: None,
-            status: Status::Unknown,
-            authority_id: String::new(),
-            upstream_authority_id: String::new(),
-            not_after: UNIX_EPOCH,
-        }
-    }
-    fn is_empty(&self) -> bool {
-        self.ca.is_none() || self.status == Status::Old
-    }
-    fn reset(&mut self) {
-        self.ca = None;
-        self.status = Status::Old;
-    }
-    fn km_key_id(&self) -> String {
-        format!("x509-CA-{}", self.id)
-    }
-    fn state(&self) -> SlotState {
-        SlotState {
-            slot_id: self.id,
-            status: self.status,
-            authority_id: self.authority_id.clone(),
-            upstream_authority_id: self.upstream_authority_id.clone(),
-            not_after: secs(self.not_after),
-        }
-    }
-}
-
-impl JwtSlot {
-    fn empty(id: &'static str) -> Self {
-        Self {
-            id,
-            issued_at: UNIX_EPOCH,
-            key: None,
-            status: Status::Unknown,
-            authority_id: String::new(),
-            not_after: UNIX_EPOCH,
-        }
-    }
-    fn is_empty(&self) -> bool {
-        self.key.is_none() || self.status == Status::Old
-    }
-    fn reset(&mut self) {
-        self.key = None;
-        self.status = Status::Old;
-    }
-    fn km_key_id(&self) -> String {
-        format!("JWT-Signer-{}", self.id)
-    }
-    fn state(&self) -> SlotState {
-        SlotState {
-            slot_id: self.id,
-            status: self.status,
-            authority_id: self.authority_id.clone(),
-            upstream_authority_id: String::new(),
-            not_after: secs(self.not_after),
-        }
-    }
-}
-
 #[derive(Debug)]
 struct State {
     x509_current: X509Slot,
@@ -193,7 +86,7 @@ impl std::fmt::Debug for CaManager {
     }
 }
 
-fn secs(t: SystemTime) -> i64 {
+pub(super) fn secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
@@ -212,15 +105,6 @@ pub fn go_time(t: SystemTime) -> String {
         "[year]-[month]-[day] [hour]:[minute]:[second] +0000 UTC"
     );
     dt.format(&fmt).unwrap_or_default()
-}
-
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Prepared => "PREPARED",
-        Status::Active => "ACTIVE",
-        Status::Old => "OLD",
-        _ => "UNKNOWN",
-    }
 }
 
 impl CaManager {
@@ -268,9 +152,8 @@ impl CaManager {
             jwt_next: JwtSlot::empty("B"),
             journal,
         };
-        // X.509: newest first; the newest ACTIVE becomes current, the newest other the next.
-        let mut current: Option<X509Slot> = None;
-        let mut next: Option<X509Slot> = None;
+        // Newest first: the newest ACTIVE becomes current, the newest other the next.
+        let mut picker = SlotPicker::default();
         for entry in entries.x509_c_as.iter().rev() {
             if filter && !roots.contains(&entry.certificate) {
                 continue;
@@ -279,32 +162,13 @@ impl CaManager {
             else {
                 continue;
             };
-            if slot.status == Status::Active {
-                if current.is_none() {
-                    current = Some(slot);
-                }
-            } else if next.is_none() {
-                next = Some(slot);
-            }
-            if current.is_some() && next.is_some() {
+            if picker.offer(slot) {
                 break;
             }
         }
-        (manager_state.x509_current, manager_state.x509_next) = match (current, next) {
-            (Some(c), Some(n)) => (c, n),
-            (Some(c), None) => {
-                let n = X509Slot::empty(other(c.id));
-                (c, n)
-            }
-            (None, Some(n)) => {
-                let e = X509Slot::empty(other(n.id));
-                (n, e)
-            }
-            (None, None) => (X509Slot::empty("A"), X509Slot::empty("B")),
-        };
+        (manager_state.x509_current, manager_state.x509_next) = picker.finish();
 
-        let mut current: Option<JwtSlot> = None;
-        let mut next: Option<JwtSlot> = None;
+        let mut picker = SlotPicker::default();
         for entry in entries.jwt_keys.iter().rev() {
             if filter && !kids.contains(&entry.kid) {
                 continue;
@@ -312,29 +176,11 @@ impl CaManager {
             let Some(slot) = load_jwt_slot(km.as_ref(), entry, now).await? else {
                 continue;
             };
-            if slot.status == Status::Active {
-                if current.is_none() {
-                    current = Some(slot);
-                }
-            } else if next.is_none() {
-                next = Some(slot);
-            }
-            if current.is_some() && next.is_some() {
+            if picker.offer(slot) {
                 break;
             }
         }
-        (manager_state.jwt_current, manager_state.jwt_next) = match (current, next) {
-            (Some(c), Some(n)) => (c, n),
-            (Some(c), None) => {
-                let n = JwtSlot::empty(other(c.id));
-                (c, n)
-            }
-            (None, Some(n)) => {
-                let e = JwtSlot::empty(other(n.id));
-                (n, e)
-            }
-            (None, None) => (JwtSlot::empty("A"), JwtSlot::empty("B")),
-        };
+        (manager_state.jwt_current, manager_state.jwt_next) = picker.finish();
 
         let me = Arc::new(Self {
             config,

@@ -4,6 +4,7 @@
 pub mod journal;
 pub mod manager;
 pub mod rotation;
+pub mod slots;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
