@@ -7,6 +7,7 @@ pub(crate) mod bundles_codec {
 }
 pub(crate) mod db;
 mod entries;
+mod filter;
 mod misc;
 mod nodes;
 mod reach;

@@ -8,7 +8,8 @@ use spire_plugin::Selector;
 use time::OffsetDateTime;
 
 use super::db::{Col, DbRow, Sql, Tx};
-use super::entries::{push_set_match, selector_from_db};
+use super::entries::selector_from_db;
+use super::filter::push_set_match;
 use super::{IN_CHUNK, misc, parse_token, timefmt};
 use crate::error::{DataStoreError, Result};
 use crate::model::{AttestedNode, BySelectors, NodeMask, Pagination};

@@ -301,86 +301,46 @@ impl DataStore for SqlStore {
         &self,
         page_size: u32,
     ) -> BoxStream<'_, Result<Vec<RegistrationEntry>>> {
-        let page_size = page_size.max(1);
         let filter = entries::EntryFilter::default();
-        stream::try_unfold(Some(0i64), move |state| {
+        self.stream_pages(page_size, move |after, size| {
             let filter = filter.clone();
             async move {
-                let Some(after) = state else { return Ok(None) };
-                let page = read_tx!(self, DataConsistency::RequireCurrent, |tx| {
-                    entries::list_page(&mut tx, &filter, after, Some(page_size)).await
-                })?;
-                let Some((last, _)) = page.last() else {
-                    return Ok(None);
-                };
-                let next = if page.len() < page_size as usize {
-                    None
-                } else {
-                    Some(*last)
-                };
-                Ok(Some((page.into_iter().map(|(_, e)| e).collect(), next)))
+                read_tx!(self, DataConsistency::RequireCurrent, |tx| {
+                    entries::list_page(&mut tx, &filter, after, Some(size)).await
+                })
             }
         })
-        .boxed()
     }
 
     async fn list_registration_entry_events(
         &self,
         req: ListEventsRequest,
     ) -> Result<Vec<EntryEvent>> {
-        let ev = read_tx!(self, req.data_consistency, |tx| misc::list_events(
-            &mut tx,
-            EventTable::Entries,
-            &req
-        )
-        .await)?;
+        let ev = self.list_events(EventTable::Entries, &req).await?;
         Ok(ev.into_iter().map(misc::entry_event).collect())
     }
 
     async fn prune_registration_entry_events(&self, older_than: Duration) -> Result<()> {
-        let before = self.now() - older_than;
-        write_tx!(self, |tx| misc::prune_events(
-            &mut tx,
-            EventTable::Entries,
-            before
-        )
-        .await)
+        self.prune_events(EventTable::Entries, older_than).await
     }
 
     async fn fetch_registration_entry_event(&self, event_id: u64) -> Result<EntryEvent> {
-        let ev = read_tx!(self, DataConsistency::RequireCurrent, |tx| {
-            misc::fetch_event(&mut tx, EventTable::Entries, event_id).await
-        })?;
-        Ok(misc::entry_event(ev))
+        Ok(misc::entry_event(
+            self.fetch_event(EventTable::Entries, event_id).await?,
+        ))
     }
 
     async fn create_registration_entry_event(&self, event: EntryEvent) -> Result<()> {
-        write_tx!(self, |tx| {
-            misc::create_event(
-                &mut tx,
-                EventTable::Entries,
-                event.event_id,
-                &event.entry_id,
-                self.now(),
-            )
+        self.create_event(EventTable::Entries, event.event_id, &event.entry_id)
             .await
-        })
     }
 
     async fn delete_registration_entry_event(&self, event_id: u64) -> Result<()> {
-        to_i64(event_id)?;
-        write_tx!(self, |tx| misc::delete_event(
-            &mut tx,
-            EventTable::Entries,
-            event_id
-        )
-        .await)
+        self.delete_event(EventTable::Entries, event_id).await
     }
 
     async fn latest_registration_entry_event_id(&self) -> Result<Option<u64>> {
-        read_tx!(self, DataConsistency::RequireCurrent, |tx| {
-            misc::latest_event(&mut tx, EventTable::Entries).await
-        })
+        self.latest_event(EventTable::Entries).await
     }
 
     async fn count_attested_nodes(&self, req: CountNodesRequest) -> Result<u32> {
@@ -458,82 +418,43 @@ impl DataStore for SqlStore {
         &self,
         page_size: u32,
     ) -> BoxStream<'_, Result<Vec<AttestedNode>>> {
-        let page_size = page_size.max(1);
         let filter = nodes::NodeFilter::default();
-        stream::try_unfold(Some(0i64), move |state| {
+        self.stream_pages(page_size, move |after, size| {
             let filter = filter.clone();
             async move {
-                let Some(after) = state else { return Ok(None) };
-                let page = read_tx!(self, DataConsistency::RequireCurrent, |tx| {
-                    nodes::list_page(&mut tx, &filter, true, after, Some(page_size)).await
-                })?;
-                let Some((last, _)) = page.last() else {
-                    return Ok(None);
-                };
-                let next = if page.len() < page_size as usize {
-                    None
-                } else {
-                    Some(*last)
-                };
-                Ok(Some((page.into_iter().map(|(_, n)| n).collect(), next)))
+                read_tx!(self, DataConsistency::RequireCurrent, |tx| {
+                    nodes::list_page(&mut tx, &filter, true, after, Some(size)).await
+                })
             }
         })
-        .boxed()
     }
 
     async fn list_attested_node_events(&self, req: ListEventsRequest) -> Result<Vec<NodeEvent>> {
-        let ev = read_tx!(self, req.data_consistency, |tx| misc::list_events(
-            &mut tx,
-            EventTable::Nodes,
-            &req
-        )
-        .await)?;
+        let ev = self.list_events(EventTable::Nodes, &req).await?;
         Ok(ev.into_iter().map(misc::node_event).collect())
     }
 
     async fn prune_attested_node_events(&self, older_than: Duration) -> Result<()> {
-        let before = self.now() - older_than;
-        write_tx!(self, |tx| misc::prune_events(
-            &mut tx,
-            EventTable::Nodes,
-            before
-        )
-        .await)
+        self.prune_events(EventTable::Nodes, older_than).await
     }
 
     async fn fetch_attested_node_event(&self, event_id: u64) -> Result<NodeEvent> {
-        let ev = read_tx!(self, DataConsistency::RequireCurrent, |tx| {
-            misc::fetch_event(&mut tx, EventTable::Nodes, event_id).await
-        })?;
-        Ok(misc::node_event(ev))
+        Ok(misc::node_event(
+            self.fetch_event(EventTable::Nodes, event_id).await?,
+        ))
     }
 
     async fn create_attested_node_event(&self, event: NodeEvent) -> Result<()> {
-        write_tx!(self, |tx| {
-            misc::create_event(
-                &mut tx,
-                EventTable::Nodes,
-                event.event_id,
-                &event.spiffe_id,
-                self.now(),
-            )
+        self.create_event(EventTable::Nodes, event.event_id, &event.spiffe_id)
             .await
-        })
     }
 
     async fn delete_attested_node_event(&self, event_id: u64) -> Result<()> {
-        write_tx!(self, |tx| misc::delete_event(
-            &mut tx,
-            EventTable::Nodes,
-            event_id
-        )
-        .await)
+        self.delete_event(EventTable::Nodes, event_id).await
     }
 
     async fn latest_attested_node_event_id(&self) -> Result<Option<u64>> {
-        read_tx!(self, DataConsistency::RequireCurrent, |tx| {
-            misc::latest_event(&mut tx, EventTable::Nodes).await
-        })
+        self.latest_event(EventTable::Nodes).await
     }
 
     async fn get_node_selectors(
@@ -689,5 +610,80 @@ impl DataStore for SqlStore {
 
     async fn check_health(&self) -> Result<()> {
         SqlStore::check_health(self).await
+    }
+}
+
+/// What entries and agents share: paging through a whole table, and the event tables.
+impl SqlStore {
+    /// Pages of `page_size` (at least 1) rows in row-ID order; `page(after, size)` reads the
+    /// rows after row ID `after`, with their row IDs.
+    fn stream_pages<'a, T, F, Fut>(
+        &'a self,
+        page_size: u32,
+        page: F,
+    ) -> BoxStream<'a, Result<Vec<T>>>
+    where
+        T: Send + 'a,
+        F: Fn(i64, u32) -> Fut + Send + 'a,
+        Fut: std::future::Future<Output = Result<Vec<(i64, T)>>> + Send + 'a,
+    {
+        let page_size = page_size.max(1);
+        stream::try_unfold((Some(0i64), page), move |(state, page)| async move {
+            let Some(after) = state else { return Ok(None) };
+            let rows = page(after, page_size).await?;
+            let Some((last, _)) = rows.last() else {
+                return Ok(None);
+            };
+            let next = if rows.len() < page_size as usize {
+                None
+            } else {
+                Some(*last)
+            };
+            Ok(Some((
+                rows.into_iter().map(|(_, v)| v).collect(),
+                (next, page),
+            )))
+        })
+        .boxed()
+    }
+
+    async fn list_events(
+        &self,
+        table: EventTable,
+        req: &ListEventsRequest,
+    ) -> Result<Vec<(u64, String)>> {
+        read_tx!(self, req.data_consistency, |tx| misc::list_events(
+            &mut tx, table, req
+        )
+        .await)
+    }
+
+    async fn prune_events(&self, table: EventTable, older_than: Duration) -> Result<()> {
+        let before = self.now() - older_than;
+        write_tx!(self, |tx| misc::prune_events(&mut tx, table, before).await)
+    }
+
+    async fn fetch_event(&self, table: EventTable, event_id: u64) -> Result<(u64, String)> {
+        read_tx!(self, DataConsistency::RequireCurrent, |tx| {
+            misc::fetch_event(&mut tx, table, event_id).await
+        })
+    }
+
+    async fn create_event(&self, table: EventTable, event_id: u64, key: &str) -> Result<()> {
+        write_tx!(self, |tx| {
+            misc::create_event(&mut tx, table, event_id, key, self.now()).await
+        })
+    }
+
+    async fn delete_event(&self, table: EventTable, event_id: u64) -> Result<()> {
+        to_i64(event_id)?;
+        write_tx!(self, |tx| misc::delete_event(&mut tx, table, event_id)
+            .await)
+    }
+
+    async fn latest_event(&self, table: EventTable) -> Result<Option<u64>> {
+        read_tx!(self, DataConsistency::RequireCurrent, |tx| {
+            misc::latest_event(&mut tx, table).await
+        })
     }
 }
