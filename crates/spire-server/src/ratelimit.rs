@@ -7,7 +7,15 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tonic::Status;
+/// A request for more tokens than a bucket holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("rate ({requested}) exceeds burst size ({burst})")]
+pub struct BurstExceeded {
+    /// Tokens asked for.
+    pub requested: u32,
+    /// The bucket's size.
+    pub burst: u32,
+}
 
 /// One limit, applied per caller IP.
 #[derive(Debug)]
@@ -32,12 +40,12 @@ impl PerIpLimiter {
     }
 
     /// Reserves `n` tokens for `ip` and returns how long to wait before proceeding.
-    fn reserve(&self, ip: &str, n: u32, now: Instant) -> Result<Duration, Status> {
+    fn reserve(&self, ip: &str, n: u32, now: Instant) -> Result<Duration, BurstExceeded> {
         if n > self.limit {
-            return Err(Status::resource_exhausted(format!(
-                "rate ({n}) exceeds burst size ({})",
-                self.limit
-            )));
+            return Err(BurstExceeded {
+                requested: n,
+                burst: self.limit,
+            });
         }
         let rate = f64::from(self.limit);
         let mut buckets = self.buckets.lock();
@@ -61,7 +69,7 @@ impl PerIpLimiter {
     }
 
     /// Waits until `n` tokens are available for `ip` (`None`: local caller, no limit).
-    pub async fn wait(&self, ip: Option<&str>, n: u32) -> Result<(), Status> {
+    pub async fn wait(&self, ip: Option<&str>, n: u32) -> Result<(), BurstExceeded> {
         let Some(ip) = ip else { return Ok(()) };
         let delay = self.reserve(ip, n, Instant::now())?;
         if !delay.is_zero() {
@@ -94,7 +102,11 @@ impl RateLimits {
 }
 
 /// Waits on an optional limiter.
-pub async fn limit(l: &Option<PerIpLimiter>, ip: Option<&str>, n: u32) -> Result<(), Status> {
+pub async fn limit(
+    l: &Option<PerIpLimiter>,
+    ip: Option<&str>,
+    n: u32,
+) -> Result<(), BurstExceeded> {
     match l {
         Some(l) => l.wait(ip, n).await,
         None => Ok(()),

@@ -16,10 +16,10 @@ use spire_proto::spire::api::server::agent::v1 as pb;
 use spire_proto::spire::api::types;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{self, proto_id};
-use super::status::{err, err_with};
+use super::error::ApiError;
 use crate::auth::{self, Caller, permission_denied};
 use crate::ca::IssuedSvid;
 use crate::ratelimit;
@@ -119,29 +119,29 @@ pub fn parse_expires_before(s: &str) -> Option<i64> {
     (unix != -62_135_596_800).then_some(unix)
 }
 
-fn selector_filter(m: Option<&types::SelectorMatch>) -> Result<Option<BySelectors>, Status> {
+fn selector_filter(m: Option<&types::SelectorMatch>) -> Result<Option<BySelectors>, ApiError> {
     let Some(m) = m else { return Ok(None) };
     let selectors = convert::selectors_from_proto(&m.selectors)
-        .map_err(|e| err_with(Code::InvalidArgument, "failed to parse selectors", e))?;
+        .map_err(|e| ApiError::invalid_argument("failed to parse selectors").with(e))?;
     Ok(Some(BySelectors {
         selectors,
         match_behavior: match_behavior(m.r#match),
     }))
 }
 
-fn csr_public_key(csr: &[u8]) -> Result<spiffe_core::PublicKey, Status> {
+fn csr_public_key(csr: &[u8]) -> Result<spiffe_core::PublicKey, ApiError> {
     spire_pki::parse_csr(csr)
         .map(|c| c.public_key)
-        .map_err(|e| err_with(Code::InvalidArgument, "failed to parse CSR", e))
+        .map_err(|e| ApiError::invalid_argument("failed to parse CSR").with(e))
 }
 
 /// Signs an agent SVID for the key in `csr`.
-fn sign_agent_svid(server: &Server, id: &SpiffeId, csr: &[u8]) -> Result<IssuedSvid, Status> {
+fn sign_agent_svid(server: &Server, id: &SpiffeId, csr: &[u8]) -> Result<IssuedSvid, ApiError> {
     let key = csr_public_key(csr)?;
     server
         .ca()
         .sign_agent_x509_svid(id, &key, server.now())
-        .map_err(|e| err_with(Code::Internal, "failed to sign X509 SVID", e))
+        .map_err(|e| ApiError::internal("failed to sign X509 SVID").with(e))
 }
 
 fn x509_svid(id: &SpiffeId, issued: IssuedSvid) -> types::X509svid {
@@ -178,41 +178,26 @@ impl Challenger for StreamChallenger<'_> {
     }
 }
 
-fn plugin_code(e: &PluginError) -> Code {
-    use spire_plugin::Code as C;
-    match e.code {
-        C::InvalidArgument => Code::InvalidArgument,
-        C::PermissionDenied => Code::PermissionDenied,
-        C::NotFound => Code::NotFound,
-        C::AlreadyExists => Code::AlreadyExists,
-        C::FailedPrecondition => Code::FailedPrecondition,
-        C::Unimplemented => Code::Unimplemented,
-        C::Unavailable => Code::Unavailable,
-        C::Internal => Code::Internal,
-    }
-}
-
 /// The agent ID a join token attests as.
-pub fn join_token_agent_id(server: &Server, token: &str) -> Result<SpiffeId, Status> {
+pub fn join_token_agent_id(server: &Server, token: &str) -> Result<SpiffeId, ApiError> {
     server
         .trust_domain()
         .id_with_path(&format!("/spire/agent/join_token/{token}"))
-        .map_err(|e| err_with(Code::Internal, "failed to create join token ID", e))
+        .map_err(|e| ApiError::internal("failed to create join token ID").with(e))
 }
 
 async fn attest_join_token(
     server: &Server,
     token: &str,
-) -> Result<(SpiffeId, Vec<Selector>, bool), Status> {
+) -> Result<(SpiffeId, Vec<Selector>, bool), ApiError> {
     let found = server
         .registry()
         .ds()
         .fetch_join_token(token)
         .await
-        .map_err(|e| err_with(Code::Internal, "failed to fetch join token", e))?;
+        .map_err(|e| ApiError::internal("failed to fetch join token").with(e))?;
     let Some(jt) = found else {
-        return Err(err(
-            Code::InvalidArgument,
+        return Err(ApiError::invalid_argument(
             "failed to attest: join token does not exist or has already been used",
         ));
     };
@@ -221,9 +206,9 @@ async fn attest_join_token(
         .ds()
         .delete_join_token(token)
         .await
-        .map_err(|e| err_with(Code::Internal, "failed to delete join token", e))?;
+        .map_err(|e| ApiError::internal("failed to delete join token").with(e))?;
     if jt.expiry < server.now_secs() {
-        return Err(err(Code::InvalidArgument, "join token expired"));
+        return Err(ApiError::invalid_argument("join token expired"));
     }
     Ok((join_token_agent_id(server, token)?, vec![], false))
 }
@@ -239,34 +224,23 @@ async fn attest(
     ratelimit::limit(&limits.attestation, ip.as_deref(), 1)
         .await
         .map_err(|e| {
-            err_with(
-                e.code(),
-                "rejecting request due to attest agent rate limiting",
-                e.message(),
-            )
+            ApiError::resource_exhausted("rejecting request due to attest agent rate limiting")
+                .with(e)
         })?;
     let first = rx
         .message()
         .await
         .map_err(|e| {
-            err_with(
-                Code::InvalidArgument,
-                "failed to receive request from stream",
-                e.message(),
-            )
+            ApiError::invalid_argument("failed to receive request from stream").with(e.message())
         })?
         .ok_or_else(|| {
-            err_with(
-                Code::InvalidArgument,
-                "failed to receive request from stream",
-                "EOF",
-            )
+            ApiError::invalid_argument("failed to receive request from stream").with("EOF")
         })?;
     let params = match first.step {
         Some(pb::attest_agent_request::Step::Params(p)) => Some(p),
         _ => None,
     };
-    let malformed = |m: &str| err_with(Code::InvalidArgument, "malformed param", m);
+    let malformed = |m: &str| ApiError::invalid_argument("malformed param").with(m);
     let params = params.ok_or_else(|| malformed("missing params"))?;
     let data = params
         .data
@@ -277,13 +251,13 @@ async fn attest(
         .as_ref()
         .ok_or_else(|| malformed("missing X509-SVID parameters"))?;
     if svid_params.csr.is_empty() {
-        return Err(malformed("missing CSR"));
+        return Err(malformed("missing CSR").into());
     }
     if data.r#type.is_empty() {
-        return Err(malformed("missing attestation data type"));
+        return Err(malformed("missing attestation data type").into());
     }
     if data.payload.is_empty() {
-        return Err(malformed("missing attestation data payload"));
+        return Err(malformed("missing attestation data payload").into());
     }
     let attestor_type = data.r#type.clone();
 
@@ -292,17 +266,17 @@ async fn attest(
         attest_join_token(&server, &token).await?
     } else {
         let Some(attestor) = server.node_attestors().get(&attestor_type).cloned() else {
-            return Err(err_with(
-                Code::FailedPrecondition,
-                "error getting node attestor",
-                format!("could not find node attestor type {attestor_type:?}"),
-            ));
+            return Err(ApiError::failed_precondition("error getting node attestor")
+                .with(format!(
+                    "could not find node attestor type {attestor_type:?}"
+                ))
+                .into());
         };
         let mut challenger = StreamChallenger { tx, rx };
         let attested = attestor
             .attest(data.payload.clone(), &mut challenger)
             .await
-            .map_err(|e| err(plugin_code(&e), &e.message))?;
+            .map_err(ApiError::from)?;
         let mut selectors = Vec::new();
         for v in &attested.selector_values {
             if let Ok(s) = Selector::new(&attestor_type, v) {
@@ -313,10 +287,7 @@ async fn attest(
     };
 
     if agent_id.path() == "/spire/server" {
-        return Err(err(
-            Code::Internal,
-            "agent ID cannot collide with the server ID",
-        ));
+        return Err(ApiError::internal("agent ID cannot collide with the server ID").into());
     }
     if !agent_id.is_member_of(server.trust_domain())
         || !agent_id
@@ -333,12 +304,9 @@ async fn attest(
         .ds()
         .fetch_attested_node(&agent_id)
         .await
-        .map_err(|e| err_with(Code::Internal, "failed to fetch agent", e))?;
+        .map_err(|e| ApiError::internal("failed to fetch agent").with(e))?;
     if existing.as_ref().is_some_and(AttestedNode::is_banned) {
-        return Err(err(
-            Code::PermissionDenied,
-            "failed to attest: agent is banned",
-        ));
+        return Err(ApiError::permission_denied("failed to attest: agent is banned").into());
     }
     let issued = sign_agent_svid(&server, &agent_id, &svid_params.csr)?;
 
@@ -360,13 +328,9 @@ async fn attest(
         .attest_agent(node, selectors, existing)
         .await
         .map_err(|w| match w {
-            AttestWrite::Selectors(e) => err_with(Code::Internal, "failed to update selectors", e),
-            AttestWrite::Create(e) => {
-                err_with(Code::Internal, "failed to create attested agent", e)
-            }
-            AttestWrite::Update(e) => {
-                err_with(Code::Internal, "failed to update attested agent", e)
-            }
+            AttestWrite::Selectors(e) => ApiError::internal("failed to update selectors").with(e),
+            AttestWrite::Create(e) => ApiError::internal("failed to create attested agent").with(e),
+            AttestWrite::Update(e) => ApiError::internal("failed to update attested agent").with(e),
         })?;
     tracing::info!(
         address = %caller.addr.map(|a| a.to_string()).unwrap_or_default(),
@@ -411,7 +375,7 @@ impl pb::agent_server::Agent for AgentService {
             .ds()
             .count_attested_nodes(count)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to count agents", e))?;
+            .map_err(|e| ApiError::internal("failed to count agents").with(e))?;
         Ok(Response::new(pb::CountAgentsResponse { count: n as i32 }))
     }
 
@@ -447,7 +411,7 @@ impl pb::agent_server::Agent for AgentService {
             .ds()
             .list_attested_nodes(list)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to list agents", e))?;
+            .map_err(|e| ApiError::internal("failed to list agents").with(e))?;
         Ok(Response::new(pb::ListAgentsResponse {
             agents: resp
                 .nodes
@@ -470,8 +434,8 @@ impl pb::agent_server::Agent for AgentService {
             .ds()
             .fetch_attested_node(&id)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to fetch agent", e))?
-            .ok_or_else(|| err(Code::NotFound, "agent not found"))?;
+            .map_err(|e| ApiError::internal("failed to fetch agent").with(e))?
+            .ok_or_else(|| ApiError::not_found("agent not found"))?;
         let mut node = node;
         node.selectors = self
             .server
@@ -480,11 +444,8 @@ impl pb::agent_server::Agent for AgentService {
             .get_node_selectors(&id, spire_datastore::DataConsistency::RequireCurrent)
             .await
             .map_err(|e| {
-                err_with(
-                    Code::Internal,
-                    "failed to get selectors from agent",
-                    format!("failed to get node selectors: {e}"),
-                )
+                ApiError::internal("failed to get selectors from agent")
+                    .with(format!("failed to get node selectors: {e}"))
             })?;
         Ok(Response::new(convert::agent_to_proto(
             &node,
@@ -504,9 +465,9 @@ impl pb::agent_server::Agent for AgentService {
                 Ok(Response::new(pbjson_types::Empty {}))
             }
             Err(spire_datastore::DataStoreError::NotFound(_)) => {
-                Err(err(Code::NotFound, "agent not found"))
+                Err(ApiError::not_found("agent not found").into())
             }
-            Err(e) => Err(err_with(Code::Internal, "failed to remove agent", e)),
+            Err(e) => Err(ApiError::internal("failed to remove agent").with(e).into()),
         }
     }
 
@@ -537,9 +498,9 @@ impl pb::agent_server::Agent for AgentService {
                 Ok(Response::new(pbjson_types::Empty {}))
             }
             Err(spire_datastore::DataStoreError::NotFound(_)) => {
-                Err(err(Code::NotFound, "agent not found"))
+                Err(ApiError::not_found("agent not found").into())
             }
-            Err(e) => Err(err_with(Code::Internal, "failed to ban agent", e)),
+            Err(e) => Err(ApiError::internal("failed to ban agent").with(e).into()),
         }
     }
 
@@ -571,24 +532,21 @@ impl pb::agent_server::Agent for AgentService {
         ratelimit::limit(&self.limits.attestation, ip.as_deref(), 1)
             .await
             .map_err(|e| {
-                err_with(
-                    e.code(),
-                    "rejecting request due to renew agent rate limiting",
-                    e.message(),
-                )
+                ApiError::resource_exhausted("rejecting request due to renew agent rate limiting")
+                    .with(e)
             })?;
         let id = caller
             .id
             .clone()
-            .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
+            .ok_or_else(|| ApiError::internal("caller ID missing from request context"))?;
         let node = self
             .server
             .registry()
             .ds()
             .fetch_attested_node(&id)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to fetch agent", e))?
-            .ok_or_else(|| err(Code::NotFound, "agent not found"))?;
+            .map_err(|e| ApiError::internal("failed to fetch agent").with(e))?
+            .ok_or_else(|| ApiError::not_found("agent not found"))?;
         if node.can_reattest {
             return Err(permission_denied(
                 "agent must reattest instead of renew",
@@ -598,9 +556,9 @@ impl pb::agent_server::Agent for AgentService {
         tracing::info!(caller_id = %id, "Renewing agent SVID");
         let params = req
             .params
-            .ok_or_else(|| err(Code::InvalidArgument, "params cannot be nil"))?;
+            .ok_or_else(|| ApiError::invalid_argument("params cannot be nil"))?;
         if params.csr.is_empty() {
-            return Err(err(Code::InvalidArgument, "missing CSR"));
+            return Err(ApiError::invalid_argument("missing CSR").into());
         }
         let issued = sign_agent_svid(&self.server, &id, &params.csr)?;
         let mut update = node;
@@ -614,9 +572,9 @@ impl pb::agent_server::Agent for AgentService {
         match self.server.registry().update_agent(update, mask).await {
             Ok(_) => {}
             Err(spire_datastore::DataStoreError::NotFound(_)) => {
-                return Err(err(Code::NotFound, "agent not found"));
+                return Err(ApiError::not_found("agent not found").into());
             }
-            Err(e) => return Err(err_with(Code::Internal, "failed to update agent", e)),
+            Err(e) => return Err(ApiError::internal("failed to update agent").with(e).into()),
         }
         Ok(Response::new(pb::RenewAgentResponse {
             svid: Some(x509_svid(&id, issued)),
@@ -629,10 +587,7 @@ impl pb::agent_server::Agent for AgentService {
     ) -> Result<Response<types::JoinToken>, Status> {
         let req = request.into_inner();
         if req.ttl < 1 {
-            return Err(err(
-                Code::InvalidArgument,
-                "ttl is required, you must provide one",
-            ));
+            return Err(ApiError::invalid_argument("ttl is required, you must provide one").into());
         }
         let alias = match &req.agent_id {
             Some(p) => {
@@ -640,7 +595,7 @@ impl pb::agent_server::Agent for AgentService {
                     .and_then(|id| {
                         convert::verify_workload(self.server.trust_domain(), &id).map(|_| id)
                     })
-                    .map_err(|e| err_with(Code::InvalidArgument, "invalid agent ID", e))?;
+                    .map_err(|e| ApiError::invalid_argument("invalid agent ID").with(e))?;
                 Some(id)
             }
             None => None,
@@ -659,15 +614,11 @@ impl pb::agent_server::Agent for AgentService {
                 expiry,
             })
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to create token", e))?;
+            .map_err(|e| ApiError::internal("failed to create token").with(e))?;
         if let Some(alias) = alias {
             let parent = join_token_agent_id(&self.server, &token)?;
             let selector = Selector::new("spiffe_id", parent.as_str()).map_err(|e| {
-                err_with(
-                    Code::Internal,
-                    "failed to create join token registration entry",
-                    e,
-                )
+                ApiError::internal("failed to create join token registration entry").with(e)
             })?;
             let entry = RegistrationEntry::new(alias, parent, vec![selector]);
             self.server
@@ -675,11 +626,7 @@ impl pb::agent_server::Agent for AgentService {
                 .create_entry(entry)
                 .await
                 .map_err(|e| {
-                    err_with(
-                        Code::Internal,
-                        "failed to create join token registration entry",
-                        e,
-                    )
+                    ApiError::internal("failed to create join token registration entry").with(e)
                 })?;
         }
         Ok(Response::new(types::JoinToken {
@@ -692,14 +639,14 @@ impl pb::agent_server::Agent for AgentService {
         &self,
         _request: Request<pb::PostStatusRequest>,
     ) -> Result<Response<pb::PostStatusResponse>, Status> {
-        Err(Status::unimplemented("unimplemented"))
+        Err(ApiError::unimplemented("unimplemented").unlogged().into())
     }
 }
 
-fn agent_id_from_proto(server: &Server, p: Option<&types::Spiffeid>) -> Result<SpiffeId, Status> {
+fn agent_id_from_proto(server: &Server, p: Option<&types::Spiffeid>) -> Result<SpiffeId, ApiError> {
     convert::id_from_proto(p)
         .and_then(|id| convert::verify_agent(server.trust_domain(), &id).map(|_| id))
-        .map_err(|e| err_with(Code::InvalidArgument, "invalid agent ID", e))
+        .map_err(|e| ApiError::invalid_argument("invalid agent ID").with(e))
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use spiffe_core::TrustDomain;
 use spire_datastore::{BundleMask, DataStoreError, DeleteMode, Pagination, StoredBundle};
 use spire_proto::spire::api::server::bundle::v1 as pb;
 use spire_proto::spire::api::types;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::status::{ds_code, err, err_with, item_status, ok};
+use super::error::{ApiError, ok};
 use crate::state::Server;
 
 /// The Bundle service.
@@ -34,21 +34,22 @@ impl BundleService {
     /// Validates a federated bundle's trust domain: parseable and not ours.
     fn federated_td(&self, s: &str, ours_msg: &str) -> Result<TrustDomain, types::Status> {
         let td = convert::parse_td(s).map_err(|e| {
-            item_status(
-                Code::InvalidArgument,
-                "trust domain argument is not valid",
-                Some(&e),
-            )
+            ApiError::invalid_argument("trust domain argument is not valid")
+                .with(e)
+                .item_status()
         })?;
         if td == *self.server.trust_domain() {
-            return Err(item_status(Code::InvalidArgument, ours_msg, None));
+            return Err(ApiError::invalid_argument(ours_msg).item_status());
         }
         Ok(td)
     }
 
     fn convert_bundle(b: &types::Bundle) -> Result<StoredBundle, types::Status> {
-        convert::bundle_from_proto(b)
-            .map_err(|e| item_status(Code::InvalidArgument, "failed to convert bundle", Some(&e)))
+        convert::bundle_from_proto(b).map_err(|e| {
+            ApiError::invalid_argument("failed to convert bundle")
+                .with(e)
+                .item_status()
+        })
     }
 }
 
@@ -71,8 +72,8 @@ impl pb::bundle_server::Bundle for BundleService {
                 .ds()
                 .fetch_bundle(self.server.trust_domain())
                 .await
-                .map_err(|e| err_with(Code::Internal, "failed to fetch bundle", e))?
-                .ok_or_else(|| err(Code::NotFound, "bundle not found"))?,
+                .map_err(|e| ApiError::internal("failed to fetch bundle").with(e))?
+                .ok_or_else(|| ApiError::not_found("bundle not found"))?,
         };
         Ok(Response::new(out(&b, req.output_mask.as_ref())))
     }
@@ -87,7 +88,7 @@ impl pb::bundle_server::Bundle for BundleService {
             .ds()
             .count_bundles()
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to count bundles", e))?;
+            .map_err(|e| ApiError::internal("failed to count bundles").with(e))?;
         Ok(Response::new(pb::CountBundlesResponse { count: n as i32 }))
     }
 
@@ -97,17 +98,12 @@ impl pb::bundle_server::Bundle for BundleService {
     ) -> Result<Response<types::Bundle>, Status> {
         let req = r.into_inner();
         if req.jwt_authorities.is_empty() && req.x509_authorities.is_empty() {
-            return Err(err(Code::InvalidArgument, "no authorities to append"));
+            return Err(ApiError::invalid_argument("no authorities to append").into());
         }
         let jwt = convert::jwt_authorities_from_proto(&req.jwt_authorities)
-            .map_err(|e| err_with(Code::InvalidArgument, "failed to convert JWT authority", e))?;
-        let x509 = convert::x509_authorities_from_proto(&req.x509_authorities).map_err(|e| {
-            err_with(
-                Code::InvalidArgument,
-                "failed to convert X.509 authority",
-                e,
-            )
-        })?;
+            .map_err(|e| ApiError::invalid_argument("failed to convert JWT authority").with(e))?;
+        let x509 = convert::x509_authorities_from_proto(&req.x509_authorities)
+            .map_err(|e| ApiError::invalid_argument("failed to convert X.509 authority").with(e))?;
         let mut b = StoredBundle::new(self.server.trust_domain().clone());
         b.root_cas = x509;
         b.jwt_signing_keys = jwt;
@@ -117,7 +113,7 @@ impl pb::bundle_server::Bundle for BundleService {
             .ds()
             .append_bundle(b)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to append bundle", e))?;
+            .map_err(|e| ApiError::internal("failed to append bundle").with(e))?;
         self.changed().await;
         Ok(Response::new(out(&stored, req.output_mask.as_ref())))
     }
@@ -129,9 +125,9 @@ impl pb::bundle_server::Bundle for BundleService {
         let req = r.into_inner();
         let key = req
             .jwt_authority
-            .ok_or_else(|| err(Code::InvalidArgument, "missing JWT authority"))?;
+            .ok_or_else(|| ApiError::invalid_argument("missing JWT authority"))?;
         let parsed = convert::jwt_authorities_from_proto(std::slice::from_ref(&key))
-            .map_err(|e| err_with(Code::InvalidArgument, "invalid JWT authority", e))?;
+            .map_err(|e| ApiError::invalid_argument("invalid JWT authority").with(e))?;
         let mut b = StoredBundle::new(self.server.trust_domain().clone());
         b.jwt_signing_keys = parsed;
         let stored = self
@@ -140,7 +136,7 @@ impl pb::bundle_server::Bundle for BundleService {
             .ds()
             .append_bundle(b)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to publish JWT key", e))?;
+            .map_err(|e| ApiError::internal("failed to publish JWT key").with(e))?;
         self.changed().await;
         Ok(Response::new(pb::PublishJwtAuthorityResponse {
             jwt_authorities: convert::bundle_to_proto(&stored).jwt_authorities,
@@ -162,7 +158,7 @@ impl pb::bundle_server::Bundle for BundleService {
             .ds()
             .list_bundles(pagination)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to list bundles", e))?;
+            .map_err(|e| ApiError::internal("failed to list bundles").with(e))?;
         Ok(Response::new(pb::ListFederatedBundlesResponse {
             bundles: resp
                 .bundles
@@ -180,17 +176,13 @@ impl pb::bundle_server::Bundle for BundleService {
     ) -> Result<Response<types::Bundle>, Status> {
         let req = r.into_inner();
         let td = convert::parse_td(&req.trust_domain).map_err(|e| {
-            err_with(
-                Code::InvalidArgument,
-                "trust domain argument is not valid",
-                e,
-            )
+            ApiError::invalid_argument("trust domain argument is not valid").with(e)
         })?;
         if td == *self.server.trust_domain() {
-            return Err(err(
-                Code::InvalidArgument,
+            return Err(ApiError::invalid_argument(
                 "getting a federated bundle for the server's own trust domain is not allowed",
-            ));
+            )
+            .into());
         }
         let b = match self.server.federated_bundle(&td) {
             Some(b) => b,
@@ -200,8 +192,8 @@ impl pb::bundle_server::Bundle for BundleService {
                 .ds()
                 .fetch_bundle(&td)
                 .await
-                .map_err(|e| err_with(Code::Internal, "failed to fetch bundle", e))?
-                .ok_or_else(|| err(Code::NotFound, "bundle not found"))?,
+                .map_err(|e| ApiError::internal("failed to fetch bundle").with(e))?
+                .ok_or_else(|| ApiError::not_found("bundle not found"))?,
         };
         Ok(Response::new(out(&b, req.output_mask.as_ref())))
     }
@@ -221,16 +213,12 @@ impl pb::bundle_server::Bundle for BundleService {
                 let stored = Self::convert_bundle(b)?;
                 match self.server.registry().ds().create_bundle(stored).await {
                     Ok(s) => Ok(s),
-                    Err(DataStoreError::AlreadyExists(_)) => Err(item_status(
-                        Code::AlreadyExists,
-                        "bundle already exists",
-                        None,
-                    )),
-                    Err(e) => Err(item_status(
-                        Code::Internal,
-                        "unable to create bundle",
-                        Some(&e),
-                    )),
+                    Err(DataStoreError::AlreadyExists(_)) => {
+                        Err(ApiError::already_exists("bundle already exists").item_status())
+                    }
+                    Err(e) => Err(ApiError::internal("unable to create bundle")
+                        .with(e)
+                        .item_status()),
                 }
             }
             .await;
@@ -279,13 +267,11 @@ impl pb::bundle_server::Bundle for BundleService {
                 {
                     Ok(s) => Ok(s),
                     Err(DataStoreError::NotFound(_)) => {
-                        Err(item_status(Code::NotFound, "bundle not found", None))
+                        Err(ApiError::not_found("bundle not found").item_status())
                     }
-                    Err(e) => Err(item_status(
-                        Code::Internal,
-                        "failed to update bundle",
-                        Some(&e),
-                    )),
+                    Err(e) => Err(ApiError::internal("failed to update bundle")
+                        .with(e)
+                        .item_status()),
                 }
             }
             .await;
@@ -324,7 +310,11 @@ impl pb::bundle_server::Bundle for BundleService {
                     .ds()
                     .set_bundle(stored)
                     .await
-                    .map_err(|e| item_status(Code::Internal, "failed to set bundle", Some(&e)))
+                    .map_err(|e| {
+                        ApiError::internal("failed to set bundle")
+                            .with(e)
+                            .item_status()
+                    })
             }
             .await;
             results.push(match result {
@@ -354,11 +344,9 @@ impl pb::bundle_server::Bundle for BundleService {
             1 => DeleteMode::Delete,
             2 => DeleteMode::Dissociate,
             other => {
-                return Err(err_with(
-                    Code::InvalidArgument,
-                    "failed to parse deletion mode",
-                    format!("unhandled delete mode {other:?}"),
-                ));
+                return Err(ApiError::invalid_argument("failed to parse deletion mode")
+                    .with(format!("unhandled delete mode {other:?}"))
+                    .into());
             }
         };
         let mut results = Vec::new();
@@ -371,10 +359,10 @@ impl pb::bundle_server::Bundle for BundleService {
                 Ok(td) => match self.server.registry().ds().delete_bundle(&td, mode).await {
                     Ok(()) => ok(),
                     Err(DataStoreError::NotFound(_)) => {
-                        item_status(Code::NotFound, "bundle not found", None)
+                        ApiError::not_found("bundle not found").item_status()
                     }
                     Err(e) => {
-                        item_status(ds_code(&e), "failed to delete federated bundle", Some(&e))
+                        ApiError::datastore("failed to delete federated bundle", e).item_status()
                     }
                 },
             };

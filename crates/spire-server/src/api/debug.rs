@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use spire_datastore::{CountEntriesRequest, CountNodesRequest};
 use spire_proto::spire::api::server::debug::v1 as pb;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::convert::proto_id;
-use super::status::{err, err_with};
+use super::error::ApiError;
 use crate::state::Server;
 
 /// How long SPIRE serves the same `GetInfo` answer.
@@ -32,19 +32,19 @@ impl DebugService {
     }
 
     /// The server's SVID chain as verified against its own bundle, root included.
-    fn svid_chain(&self) -> Result<Vec<pb::get_info_response::Cert>, Status> {
+    fn svid_chain(&self) -> Result<Vec<pb::get_info_response::Cert>, ApiError> {
         let bundle = self
             .server
             .own_bundle()
-            .ok_or_else(|| err(Code::NotFound, "trust domain bundle not found"))?;
+            .ok_or_else(|| ApiError::not_found("trust domain bundle not found"))?;
         let roots: Vec<Vec<u8>> = bundle.root_cas.into_iter().map(|r| r.der).collect();
         let chain = self.server.svid_chain().load();
         let (leaf, intermediates) = chain
             .split_first()
-            .ok_or_else(|| err(Code::Internal, "failed verification against bundle"))?;
+            .ok_or_else(|| ApiError::internal("failed verification against bundle"))?;
         let above =
             spiffe_core::x509svid::verify_x509_path(leaf, intermediates, &roots, self.server.now())
-                .map_err(|e| err_with(Code::Internal, "failed verification against bundle", e))?;
+                .map_err(|e| ApiError::internal("failed verification against bundle").with(e))?;
         Ok(std::iter::once(leaf)
             .chain(above.iter())
             .filter_map(|der| {
@@ -77,15 +77,15 @@ impl pb::debug_server::Debug for DebugService {
         let agents = ds
             .count_attested_nodes(CountNodesRequest::default())
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to count agents", e))?;
+            .map_err(|e| ApiError::internal("failed to count agents").with(e))?;
         let entries = ds
             .count_registration_entries(CountEntriesRequest::default())
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to count entries", e))?;
+            .map_err(|e| ApiError::internal("failed to count entries").with(e))?;
         let bundles = ds
             .count_bundles()
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to count bundles", e))?;
+            .map_err(|e| ApiError::internal("failed to count bundles").with(e))?;
         let answer = pb::GetInfoResponse {
             svid_chain: self.svid_chain()?,
             uptime: i32::try_from(self.server.started().elapsed().as_secs()).unwrap_or(i32::MAX),

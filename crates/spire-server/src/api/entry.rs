@@ -18,7 +18,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::agent::match_behavior;
 use super::convert;
-use super::status::{ds_code, err, err_with, item_status, ok};
+use super::error::{ApiError, ok};
 use crate::auth;
 use crate::state::Server;
 
@@ -59,32 +59,29 @@ fn filters(
     by_federates_with: Option<&types::FederatesWithMatch>,
     by_hint: Option<&pbjson_types::StringValue>,
     by_downstream: Option<&pbjson_types::BoolValue>,
-) -> Result<Filters, Status> {
+) -> Result<Filters, ApiError> {
     let td = server.trust_domain();
     let by_parent_id = by_parent_id
         .map(|p| {
             convert::id_from_proto(Some(p))
                 .and_then(|id| convert::verify_member(td, &id).map(|_| id))
-                .map_err(|e| err_with(Code::InvalidArgument, "malformed parent ID filter", e))
+                .map_err(|e| ApiError::invalid_argument("malformed parent ID filter").with(e))
         })
         .transpose()?;
     let by_spiffe_id = by_spiffe_id
         .map(|p| {
             convert::id_from_proto(Some(p))
                 .and_then(|id| convert::verify_workload(td, &id).map(|_| id))
-                .map_err(|e| err_with(Code::InvalidArgument, "malformed SPIFFE ID filter", e))
+                .map_err(|e| ApiError::invalid_argument("malformed SPIFFE ID filter").with(e))
         })
         .transpose()?;
     let by_selectors = match by_selectors {
         Some(m) => {
             let selectors = convert::selectors_from_proto(&m.selectors)
-                .map_err(|e| err_with(Code::InvalidArgument, "malformed selectors filter", e))?;
+                .map_err(|e| ApiError::invalid_argument("malformed selectors filter").with(e))?;
             if selectors.is_empty() {
-                return Err(err_with(
-                    Code::InvalidArgument,
-                    "malformed selectors filter",
-                    "empty selector set",
-                ));
+                return Err(ApiError::invalid_argument("malformed selectors filter")
+                    .with("empty selector set"));
             }
             Some(BySelectors {
                 selectors,
@@ -98,15 +95,14 @@ fn filters(
             let mut trust_domains = Vec::new();
             for t in &m.trust_domains {
                 trust_domains.push(convert::parse_td(t).map_err(|e| {
-                    err_with(Code::InvalidArgument, "malformed federates with filter", e)
+                    ApiError::invalid_argument("malformed federates with filter").with(e)
                 })?);
             }
             if trust_domains.is_empty() {
-                return Err(err_with(
-                    Code::InvalidArgument,
-                    "malformed federates with filter",
-                    "empty trust domain set",
-                ));
+                return Err(
+                    ApiError::invalid_argument("malformed federates with filter")
+                        .with("empty trust domain set"),
+                );
             }
             Some(ByFederatesWith {
                 trust_domains,
@@ -125,20 +121,12 @@ fn filters(
     })
 }
 
-fn ds_status(code_hint: Code, msg: &str, e: &DataStoreError) -> types::Status {
-    let code = match ds_code(e) {
-        Code::Unknown => code_hint,
-        c => c,
-    };
-    item_status(code, msg, Some(e))
-}
-
 impl EntryService {
-    fn authorized(&self, caller: &auth::Caller) -> Result<Vec<Arc<RegistrationEntry>>, Status> {
+    fn authorized(&self, caller: &auth::Caller) -> Result<Vec<Arc<RegistrationEntry>>, ApiError> {
         let id = caller
             .id
             .as_ref()
-            .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
+            .ok_or_else(|| ApiError::internal("caller ID missing from request context"))?;
         Ok(self.server.registry().authorized_entries(id.as_str()))
     }
 }
@@ -154,24 +142,30 @@ async fn sync_authorized(
     let first = rx
         .message()
         .await?
-        .ok_or_else(|| Status::invalid_argument("missing initial request"))?;
+        .ok_or_else(|| ApiError::invalid_argument("missing initial request").unlogged())?;
     if !first.ids.is_empty() {
-        return Err(Status::invalid_argument(
+        return Err(ApiError::invalid_argument(
             "specifying IDs on initial request is not supported",
-        ));
+        )
+        .unlogged()
+        .into());
     }
     if first
         .output_mask
         .as_ref()
         .is_some_and(|m| !m.revision_number)
     {
-        return Err(Status::invalid_argument("revision number cannot be masked"));
+        return Err(
+            ApiError::invalid_argument("revision number cannot be masked")
+                .unlogged()
+                .into(),
+        );
     }
     let mask = first.output_mask;
     let send = |resp: pb::SyncAuthorizedEntriesResponse| async move {
         tx.send(Ok(resp))
             .await
-            .map_err(|_| Status::cancelled("client went away"))
+            .map_err(|_| Status::from(ApiError::cancelled("client went away").unlogged()))
     };
     if entries.len() <= ENTRY_PAGE_SIZE {
         let resp = pb::SyncAuthorizedEntriesResponse {
@@ -257,7 +251,7 @@ impl pb::entry_server::Entry for EntryService {
             .ds()
             .count_registration_entries(count)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to count entries", e))?;
+            .map_err(|e| ApiError::internal("failed to count entries").with(e))?;
         Ok(Response::new(pb::CountEntriesResponse { count: n as i32 }))
     }
 
@@ -296,7 +290,7 @@ impl pb::entry_server::Entry for EntryService {
             .ds()
             .list_registration_entries(list)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to list entries", e))?;
+            .map_err(|e| ApiError::internal("failed to list entries").with(e))?;
         Ok(Response::new(pb::ListEntriesResponse {
             entries: resp
                 .entries
@@ -313,7 +307,7 @@ impl pb::entry_server::Entry for EntryService {
     ) -> Result<Response<types::Entry>, Status> {
         let req = request.into_inner();
         if req.id.is_empty() {
-            return Err(err(Code::InvalidArgument, "missing ID"));
+            return Err(ApiError::invalid_argument("missing ID").into());
         }
         let e = self
             .server
@@ -321,8 +315,8 @@ impl pb::entry_server::Entry for EntryService {
             .ds()
             .fetch_registration_entry(&req.id)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to fetch entry", e))?
-            .ok_or_else(|| err(Code::NotFound, "entry not found"))?;
+            .map_err(|e| ApiError::internal("failed to fetch entry").with(e))?
+            .ok_or_else(|| ApiError::not_found("entry not found"))?;
         Ok(Response::new(convert::entry_to_proto(
             &e,
             req.output_mask.as_ref(),
@@ -345,11 +339,11 @@ impl pb::entry_server::Entry for EntryService {
                     results.push(None);
                 }
                 Err(m) => results.push(Some(pb::batch_create_entry_response::Result {
-                    status: Some(item_status(
-                        Code::InvalidArgument,
-                        "failed to convert entry",
-                        Some(&m),
-                    )),
+                    status: Some(
+                        ApiError::invalid_argument("failed to convert entry")
+                            .with(m)
+                            .item_status(),
+                    ),
                     entry: None,
                 })),
             }
@@ -376,7 +370,9 @@ impl pb::entry_server::Entry for EntryService {
                         entry: Some(convert::entry_to_proto(&entry, req.output_mask.as_ref())),
                     },
                     Err(e) => pb::batch_create_entry_response::Result {
-                        status: Some(ds_status(Code::Internal, "failed to create entry", &e)),
+                        status: Some(
+                            ApiError::datastore("failed to create entry", e).item_status(),
+                        ),
                         entry: None,
                     },
                 });
@@ -402,11 +398,11 @@ impl pb::entry_server::Entry for EntryService {
                 Ok(x) => x,
                 Err(m) => {
                     results.push(pb::batch_update_entry_response::Result {
-                        status: Some(item_status(
-                            Code::InvalidArgument,
-                            "failed to convert entry",
-                            Some(&m),
-                        )),
+                        status: Some(
+                            ApiError::invalid_argument("failed to convert entry")
+                                .with(m)
+                                .item_status(),
+                        ),
                         entry: None,
                     });
                     continue;
@@ -421,7 +417,7 @@ impl pb::entry_server::Entry for EntryService {
                     });
                 }
                 Err(e) => results.push(pb::batch_update_entry_response::Result {
-                    status: Some(ds_status(Code::Internal, "failed to update entry", &e)),
+                    status: Some(ApiError::datastore("failed to update entry", e).item_status()),
                     entry: None,
                 }),
             }
@@ -438,7 +434,7 @@ impl pb::entry_server::Entry for EntryService {
         for id in req.ids {
             if id.is_empty() {
                 results.push(pb::batch_delete_entry_response::Result {
-                    status: Some(item_status(Code::InvalidArgument, "missing entry ID", None)),
+                    status: Some(ApiError::invalid_argument("missing entry ID").item_status()),
                     id,
                 });
                 continue;
@@ -446,9 +442,11 @@ impl pb::entry_server::Entry for EntryService {
             let status = match self.server.registry().delete_entry(&id).await {
                 Ok(_) => ok(),
                 Err(DataStoreError::NotFound(_)) => {
-                    item_status(Code::NotFound, "entry not found", None)
+                    ApiError::not_found("entry not found").item_status()
                 }
-                Err(e) => item_status(Code::Internal, "failed to delete entry", Some(&e)),
+                Err(e) => ApiError::internal("failed to delete entry")
+                    .with(e)
+                    .item_status(),
             };
             results.push(pb::batch_delete_entry_response::Result {
                 status: Some(status),

@@ -10,6 +10,8 @@ use futures::Stream;
 use spire_proto::grpc::health::v1 as pb;
 use tonic::{Request, Response, Status};
 
+use super::error::ApiError;
+
 use crate::state::Server;
 
 /// The Health service.
@@ -56,9 +58,11 @@ impl pb::health_server::Health for HealthService {
     ) -> Result<Response<pb::HealthCheckResponse>, Status> {
         let service = r.into_inner().service;
         if !service.is_empty() {
-            return Err(Status::invalid_argument(
-                "per-service health is not supported",
-            ));
+            return Err(
+                ApiError::invalid_argument("per-service health is not supported")
+                    .unlogged()
+                    .into(),
+            );
         }
         Ok(Response::new(pb::HealthCheckResponse {
             status: self.status().await as i32,

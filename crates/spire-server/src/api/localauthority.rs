@@ -6,9 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use spire_proto::journal::Status as Js;
 use spire_proto::spire::api::server::localauthority::v1 as pb;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
-use super::status::{err, err_with};
+use super::error::ApiError;
 use crate::ca::manager::{CaManager, SlotState};
 use crate::state::Server;
 
@@ -63,13 +63,10 @@ fn states(
     Status,
 > {
     if current.status != Js::Active {
-        return Err(err(Code::Unavailable, "server is initializing"));
+        return Err(ApiError::unavailable("server is initializing").into());
     }
     if current.authority_id.is_empty() {
-        return Err(err(
-            Code::Internal,
-            "current slot does not contain authority ID",
-        ));
+        return Err(ApiError::internal("current slot does not contain authority ID").into());
     }
     let (mut prepared, mut old) = (None, None);
     if !next.authority_id.is_empty() {
@@ -105,13 +102,13 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
     ) -> Result<Response<pb::PrepareJwtAuthorityResponse>, Status> {
         let (c, _) = self.manager().jwt_slots().await;
         if c.status != Js::Active {
-            return Err(err(Code::Unavailable, "server is initializing"));
+            return Err(ApiError::unavailable("server is initializing").into());
         }
         let prepared = self
             .manager()
             .prepare_jwt_now(self.server.now())
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to prepare JWT authority", e))?;
+            .map_err(|e| ApiError::internal("failed to prepare JWT authority").with(e))?;
         self.changed().await;
         Ok(Response::new(pb::PrepareJwtAuthorityResponse {
             prepared_authority: Some(pb::AuthorityState {
@@ -129,17 +126,17 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         let id = r.into_inner().authority_id;
         let (_, next) = self.manager().jwt_slots().await;
         if id.is_empty() {
-            return Err(err(Code::InvalidArgument, "no authority ID provided"));
+            return Err(ApiError::invalid_argument("no authority ID provided").into());
         }
         if id != next.authority_id {
-            return Err(err(Code::InvalidArgument, "unexpected authority ID"));
+            return Err(ApiError::invalid_argument("unexpected authority ID").into());
         }
         if next.status != Js::Prepared {
-            return Err(err_with(
-                Code::Internal,
-                "only Prepared authorities can be activated",
-                unsupported(next.status),
-            ));
+            return Err(
+                ApiError::internal("only Prepared authorities can be activated")
+                    .with(unsupported(next.status))
+                    .into(),
+            );
         }
         let current = self.manager().rotate_jwt_now().await;
         Ok(Response::new(pb::ActivateJwtAuthorityResponse {
@@ -158,30 +155,29 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         let id = r.into_inner().authority_id;
         let (current, next) = self.manager().jwt_slots().await;
         if id.is_empty() {
-            return Err(err(Code::InvalidArgument, "no authority ID provided"));
+            return Err(ApiError::invalid_argument("no authority ID provided").into());
         }
         if id == current.authority_id {
-            return Err(err(
-                Code::InvalidArgument,
-                "unable to taint current local authority",
-            ));
+            return Err(
+                ApiError::invalid_argument("unable to taint current local authority").into(),
+            );
         }
         if id != next.authority_id {
-            return Err(err(Code::InvalidArgument, "unexpected authority ID"));
+            return Err(ApiError::invalid_argument("unexpected authority ID").into());
         }
         if next.status != Js::Old {
-            return Err(err_with(
-                Code::InvalidArgument,
-                "only Old local authorities can be tainted",
-                unsupported(next.status),
-            ));
+            return Err(
+                ApiError::invalid_argument("only Old local authorities can be tainted")
+                    .with(unsupported(next.status))
+                    .into(),
+            );
         }
         self.server
             .registry()
             .ds()
             .taint_jwt_key(self.server.trust_domain(), &id)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to taint JWT authority", e))?;
+            .map_err(|e| ApiError::internal("failed to taint JWT authority").with(e))?;
         self.changed().await;
         tracing::info!(local_authority_id = %id, "JWT authority tainted successfully");
         Ok(Response::new(pb::TaintJwtAuthorityResponse {
@@ -198,16 +194,16 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
     ) -> Result<Response<pb::RevokeJwtAuthorityResponse>, Status> {
         let id = r.into_inner().authority_id;
         let (current, next) = self.manager().jwt_slots().await;
-        let invalid = |m: &str| err_with(Code::InvalidArgument, "invalid authority ID", m);
+        let invalid = |m: &str| ApiError::invalid_argument("invalid authority ID").with(m);
         if id.is_empty() {
-            return Err(invalid("no authority ID provided"));
+            return Err(invalid("no authority ID provided").into());
         }
         if id == next.authority_id {
             if next.status == Js::Prepared {
-                return Err(invalid("unable to use a prepared key"));
+                return Err(invalid("unable to use a prepared key").into());
             }
         } else if id == current.authority_id {
-            return Err(invalid("unable to use current authority"));
+            return Err(invalid("unable to use current authority").into());
         } else {
             let known = self
                 .server
@@ -215,10 +211,10 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
                 .ds()
                 .fetch_bundle(self.server.trust_domain())
                 .await
-                .map_err(|e| err_with(Code::InvalidArgument, "invalid authority ID", e))?
+                .map_err(|e| ApiError::invalid_argument("invalid authority ID").with(e))?
                 .is_some_and(|b| b.jwt_signing_keys.iter().any(|k| k.kid == id));
             if !known {
-                return Err(invalid("no JWT authority found with provided authority ID"));
+                return Err(invalid("no JWT authority found with provided authority ID").into());
             }
         }
         self.server
@@ -226,7 +222,7 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
             .ds()
             .revoke_jwt_key(self.server.trust_domain(), &id)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to revoke JWT authority", e))?;
+            .map_err(|e| ApiError::internal("failed to revoke JWT authority").with(e))?;
         self.changed().await;
         tracing::info!(local_authority_id = %id, "JWT authority revoked successfully");
         Ok(Response::new(pb::RevokeJwtAuthorityResponse {
@@ -256,13 +252,13 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
     ) -> Result<Response<pb::PrepareX509AuthorityResponse>, Status> {
         let (c, _) = self.manager().x509_slots().await;
         if c.status != Js::Active {
-            return Err(err(Code::Unavailable, "server is initializing"));
+            return Err(ApiError::unavailable("server is initializing").into());
         }
         let prepared = self
             .manager()
             .prepare_x509_now(self.server.now())
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to prepare X.509 authority", e))?;
+            .map_err(|e| ApiError::internal("failed to prepare X.509 authority").with(e))?;
         self.changed().await;
         Ok(Response::new(pb::PrepareX509AuthorityResponse {
             prepared_authority: Some(state(&prepared)),
@@ -276,17 +272,17 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         let id = r.into_inner().authority_id;
         let (_, next) = self.manager().x509_slots().await;
         if id.is_empty() {
-            return Err(err(Code::InvalidArgument, "no authority ID provided"));
+            return Err(ApiError::invalid_argument("no authority ID provided").into());
         }
         if id != next.authority_id {
-            return Err(err(Code::InvalidArgument, "unexpected authority ID"));
+            return Err(ApiError::invalid_argument("unexpected authority ID").into());
         }
         if next.status != Js::Prepared {
-            return Err(err_with(
-                Code::Internal,
-                "only Prepared authorities can be activated",
-                unsupported(next.status),
-            ));
+            return Err(
+                ApiError::internal("only Prepared authorities can be activated")
+                    .with(unsupported(next.status))
+                    .into(),
+            );
         }
         let current = self.manager().rotate_x509_now(self.server.now()).await;
         Ok(Response::new(pb::ActivateX509AuthorityResponse {
@@ -301,30 +297,29 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         let id = r.into_inner().authority_id;
         let (current, next) = self.manager().x509_slots().await;
         if id.is_empty() {
-            return Err(err(Code::InvalidArgument, "no authority ID provided"));
+            return Err(ApiError::invalid_argument("no authority ID provided").into());
         }
         if id == current.authority_id {
-            return Err(err(
-                Code::InvalidArgument,
-                "unable to taint current local authority",
-            ));
+            return Err(
+                ApiError::invalid_argument("unable to taint current local authority").into(),
+            );
         }
         if id != next.authority_id {
-            return Err(err(Code::InvalidArgument, "unexpected authority ID"));
+            return Err(ApiError::invalid_argument("unexpected authority ID").into());
         }
         if next.status != Js::Old {
-            return Err(err_with(
-                Code::InvalidArgument,
-                "only Old local authorities can be tainted",
-                unsupported(next.status),
-            ));
+            return Err(
+                ApiError::invalid_argument("only Old local authorities can be tainted")
+                    .with(unsupported(next.status))
+                    .into(),
+            );
         }
         self.server
             .registry()
             .ds()
             .taint_x509_ca(self.server.trust_domain(), &id)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to taint X.509 authority", e))?;
+            .map_err(|e| ApiError::internal("failed to taint X.509 authority").with(e))?;
         self.changed().await;
         tracing::info!(local_authority_id = %id, "X.509 authority tainted successfully");
         Ok(Response::new(pb::TaintX509AuthorityResponse {
@@ -336,10 +331,7 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         &self,
         _r: Request<pb::TaintX509UpstreamAuthorityRequest>,
     ) -> Result<Response<pb::TaintX509UpstreamAuthorityResponse>, Status> {
-        Err(err(
-            Code::FailedPrecondition,
-            "upstream authority is not configured",
-        ))
+        Err(ApiError::failed_precondition("upstream authority is not configured").into())
     }
 
     async fn revoke_x509_authority(
@@ -348,22 +340,22 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
     ) -> Result<Response<pb::RevokeX509AuthorityResponse>, Status> {
         let id = r.into_inner().authority_id;
         let (current, next) = self.manager().x509_slots().await;
-        let invalid = |m: &str| err_with(Code::InvalidArgument, "invalid authority ID", m);
+        let invalid = |m: &str| ApiError::invalid_argument("invalid authority ID").with(m);
         if id.is_empty() {
-            return Err(invalid("no authority ID provided"));
+            return Err(invalid("no authority ID provided").into());
         }
         if id == current.authority_id {
-            return Err(invalid("unable to use current authority"));
+            return Err(invalid("unable to use current authority").into());
         }
         if id != next.authority_id || next.status != Js::Old {
-            return Err(invalid("only Old local authority can be revoked"));
+            return Err(invalid("only Old local authority can be revoked").into());
         }
         self.server
             .registry()
             .ds()
             .revoke_x509_ca(self.server.trust_domain(), &id)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to revoke X.509 authority", e))?;
+            .map_err(|e| ApiError::internal("failed to revoke X.509 authority").with(e))?;
         self.changed().await;
         tracing::info!(local_authority_id = %id, "X.509 authority revoked successfully");
         Ok(Response::new(pb::RevokeX509AuthorityResponse {
@@ -378,9 +370,6 @@ impl pb::local_authority_server::LocalAuthority for LocalAuthorityService {
         &self,
         _r: Request<pb::RevokeX509UpstreamAuthorityRequest>,
     ) -> Result<Response<pb::RevokeX509UpstreamAuthorityResponse>, Status> {
-        Err(err(
-            Code::FailedPrecondition,
-            "upstream authority is not configured",
-        ))
+        Err(ApiError::failed_precondition("upstream authority is not configured").into())
     }
 }

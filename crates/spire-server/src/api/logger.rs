@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use spire_log::LogLevel;
 use spire_proto::spire::api::server::logger::v1 as pb;
 use spire_proto::spire::api::types;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
-use super::status::err;
+use super::error::ApiError;
 use crate::state::Server;
 
 /// The Logger service.
@@ -71,10 +71,7 @@ impl pb::logger_server::Logger for LoggerService {
     ) -> Result<Response<types::Logger>, Status> {
         let req = r.into_inner();
         let level = from_proto(req.new_level).ok_or_else(|| {
-            err(
-                Code::InvalidArgument,
-                "newLevel value cannot be LogLevel_UNSPECIFIED",
-            )
+            ApiError::invalid_argument("newLevel value cannot be LogLevel_UNSPECIFIED")
         })?;
         tracing::info!(new_level = level.as_str(), "Log level set");
         self.server.log().set_level(level);

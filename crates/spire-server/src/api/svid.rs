@@ -11,10 +11,10 @@ use spire_datastore::RegistrationEntry;
 use spire_pki::PkiError;
 use spire_proto::spire::api::server::svid::v1 as pb;
 use spire_proto::spire::api::types;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::convert::{self, proto_id};
-use super::status::{err, err_with, item_status, ok};
+use super::error::{ApiError, ok};
 use crate::auth;
 use crate::ratelimit::{self, RateLimits};
 use crate::state::Server;
@@ -33,18 +33,10 @@ impl SvidService {
     }
 }
 
-fn parse_csr(csr: &[u8], signature_msg: &str) -> Result<spire_pki::Csr, (Code, String, String)> {
+fn parse_csr(csr: &[u8], signature_msg: &str) -> Result<spire_pki::Csr, ApiError> {
     spire_pki::parse_csr(csr).map_err(|e| match e {
-        PkiError::CsrSignature => (
-            Code::InvalidArgument,
-            signature_msg.to_string(),
-            e.to_string(),
-        ),
-        other => (
-            Code::InvalidArgument,
-            "malformed CSR".to_string(),
-            other.to_string(),
-        ),
+        PkiError::CsrSignature => ApiError::invalid_argument(signature_msg).with(e),
+        other => ApiError::invalid_argument("malformed CSR").with(other),
     })
 }
 
@@ -77,11 +69,11 @@ impl SvidService {
         &self,
         caller: &auth::Caller,
         ids: &[&str],
-    ) -> Result<HashMap<String, Arc<RegistrationEntry>>, Status> {
+    ) -> Result<HashMap<String, Arc<RegistrationEntry>>, ApiError> {
         let caller_id = caller
             .id
             .as_ref()
-            .ok_or_else(|| err(Code::Internal, "caller ID missing from request context"))?;
+            .ok_or_else(|| ApiError::internal("caller ID missing from request context"))?;
         let authorized = self
             .server
             .registry()
@@ -98,28 +90,22 @@ impl SvidService {
         entries: &HashMap<String, Arc<RegistrationEntry>>,
         now: SystemTime,
     ) -> pb::batch_new_x509svid_response::Result {
-        let fail = |code: Code, msg: &str, cause: Option<String>| {
-            pb::batch_new_x509svid_response::Result {
-                status: Some(item_status(
-                    code,
-                    msg,
-                    cause.as_ref().map(|c| c as &dyn std::fmt::Display),
-                )),
-                svid: None,
-            }
+        let fail = |e: ApiError| pb::batch_new_x509svid_response::Result {
+            status: Some(e.item_status()),
+            svid: None,
         };
         if p.entry_id.is_empty() {
-            return fail(Code::InvalidArgument, "missing entry ID", None);
+            return fail(ApiError::invalid_argument("missing entry ID"));
         }
         if p.csr.is_empty() {
-            return fail(Code::InvalidArgument, "missing CSR", None);
+            return fail(ApiError::invalid_argument("missing CSR"));
         }
         let Some(entry) = entries.get(&p.entry_id) else {
-            return fail(Code::NotFound, "entry not found or not authorized", None);
+            return fail(ApiError::not_found("entry not found or not authorized"));
         };
         let csr = match parse_csr(&p.csr, "invalid CSR signature") {
             Ok(c) => c,
-            Err((code, msg, cause)) => return fail(code, &msg, Some(cause)),
+            Err(e) => return fail(e),
         };
         match self.server.ca().sign_workload_x509_svid(
             &entry.spiffe_id,
@@ -145,11 +131,7 @@ impl SvidService {
                     }),
                 }
             }
-            Err(e) => fail(
-                Code::Internal,
-                "failed to sign X509-SVID",
-                Some(e.to_string()),
-            ),
+            Err(e) => fail(ApiError::internal("failed to sign X509-SVID").with(e)),
         }
     }
 
@@ -158,13 +140,12 @@ impl SvidService {
         id: Option<&types::Spiffeid>,
         audience: &[String],
         ttl_secs: i32,
-    ) -> Result<types::Jwtsvid, Status> {
+    ) -> Result<types::Jwtsvid, ApiError> {
         let id: SpiffeId = convert::id_from_proto(id)
             .and_then(|id| convert::verify_workload(self.server.trust_domain(), &id).map(|_| id))
-            .map_err(|e| err_with(Code::InvalidArgument, "invalid SPIFFE ID", e))?;
+            .map_err(|e| ApiError::invalid_argument("invalid SPIFFE ID").with(e))?;
         if audience.is_empty() {
-            return Err(err(
-                Code::InvalidArgument,
+            return Err(ApiError::invalid_argument(
                 "at least one audience is required",
             ));
         }
@@ -173,7 +154,7 @@ impl SvidService {
             .server
             .ca()
             .sign_workload_jwt_svid(&id, audience, ttl(ttl_secs), now)
-            .map_err(|e| err_with(Code::Internal, "failed to sign JWT-SVID", e))?;
+            .map_err(|e| ApiError::internal("failed to sign JWT-SVID").with(e))?;
         tracing::debug!(spiffe_id = %id, "Server CA successfully signed JWT SVID");
         // The token's `iat` and `issued_at` are the same reading of the clock.
         let issued_at = now
@@ -197,28 +178,26 @@ impl pb::svid_server::Svid for SvidService {
     ) -> Result<Response<pb::MintX509svidResponse>, Status> {
         let req = request.into_inner();
         if req.csr.is_empty() {
-            return Err(err(Code::InvalidArgument, "missing CSR"));
+            return Err(ApiError::invalid_argument("missing CSR").into());
         }
-        let csr = parse_csr(&req.csr, "failed to verify CSR signature")
-            .map_err(|(code, msg, cause)| err_with(code, &msg, cause))?;
+        let csr = parse_csr(&req.csr, "failed to verify CSR signature")?;
         let uri = match csr.uris.as_slice() {
-            [] => return Err(err(Code::InvalidArgument, "CSR URI SAN is required")),
+            [] => return Err(ApiError::invalid_argument("CSR URI SAN is required").into()),
             [one] => one,
-            _ => return Err(err(Code::InvalidArgument, "only one URI SAN is expected")),
+            _ => return Err(ApiError::invalid_argument("only one URI SAN is expected").into()),
         };
         let id = convert::parse_id(uri)
             .and_then(|id| convert::verify_workload(self.server.trust_domain(), &id).map(|_| id))
-            .map_err(|e| err_with(Code::InvalidArgument, "CSR URI SAN is invalid", e))?;
+            .map_err(|e| ApiError::invalid_argument("CSR URI SAN is invalid").with(e))?;
         for d in &csr.dns_names {
             convert::validate_dns_name(d)
-                .map_err(|e| err_with(Code::InvalidArgument, "CSR DNS name is invalid", e))?;
+                .map_err(|e| ApiError::invalid_argument("CSR DNS name is invalid").with(e))?;
         }
         check_wildcard_overlap(&csr.dns_names).map_err(|e| {
-            err_with(
-                Code::InvalidArgument,
+            ApiError::invalid_argument(
                 "CSR DNS name contains a wildcard that covers another non-wildcard name",
-                e,
             )
+            .with(e)
         })?;
         let issued = self
             .server
@@ -230,7 +209,7 @@ impl pb::svid_server::Svid for SvidService {
                 ttl(req.ttl),
                 self.server.now(),
             )
-            .map_err(|e| err_with(Code::Internal, "failed to sign X509-SVID", e))?;
+            .map_err(|e| ApiError::internal("failed to sign X509-SVID").with(e))?;
         Ok(Response::new(pb::MintX509svidResponse {
             svid: Some(types::X509svid {
                 id: Some(proto_id(&id)),
@@ -257,7 +236,7 @@ impl pb::svid_server::Svid for SvidService {
         let caller = auth::caller(&request)?;
         let req = request.into_inner();
         if req.params.is_empty() {
-            return Err(err(Code::InvalidArgument, "missing parameters"));
+            return Err(ApiError::invalid_argument("missing parameters").into());
         }
         let ip = caller.addr.map(|a| a.ip().to_string());
         ratelimit::limit(
@@ -267,11 +246,10 @@ impl pb::svid_server::Svid for SvidService {
         )
         .await
         .map_err(|e| {
-            err_with(
-                e.code(),
+            ApiError::resource_exhausted(
                 "rejecting request due to certificate signing rate limiting",
-                e.message(),
             )
+            .with(e)
         })?;
         let ids: Vec<&str> = req.params.iter().map(|p| p.entry_id.as_str()).collect();
         let entries = self.authorized_entries(&caller, &ids)?;
@@ -294,16 +272,15 @@ impl pb::svid_server::Svid for SvidService {
         ratelimit::limit(&self.limits.jwt_signing, ip.as_deref(), 1)
             .await
             .map_err(|e| {
-                err_with(
-                    e.code(),
+                ApiError::resource_exhausted(
                     "rejecting request due to JWT signing request rate limiting",
-                    e.message(),
                 )
+                .with(e)
             })?;
         let entries = self.authorized_entries(&caller, &[req.entry_id.as_str()])?;
         let entry = entries
             .get(&req.entry_id)
-            .ok_or_else(|| err(Code::NotFound, "entry not found or not authorized"))?;
+            .ok_or_else(|| ApiError::not_found("entry not found or not authorized"))?;
         let svid = self.mint_jwt(
             Some(&proto_id(&entry.spiffe_id)),
             &req.audience,
@@ -322,30 +299,28 @@ impl pb::svid_server::Svid for SvidService {
         ratelimit::limit(&self.limits.attestation, ip.as_deref(), 1)
             .await
             .map_err(|e| {
-                err_with(
-                    e.code(),
+                ApiError::resource_exhausted(
                     "rejecting request due to downstream CA signing rate limit",
-                    e.message(),
                 )
+                .with(e)
             })?;
         let is_downstream = caller
             .id
             .as_ref()
             .is_some_and(|id| self.server.registry().is_downstream(id.as_str()));
         if !is_downstream {
-            return Err(err(Code::Internal, "caller is not a downstream workload"));
+            return Err(ApiError::internal("caller is not a downstream workload").into());
         }
-        let csr = parse_csr(&req.csr, "invalid CSR signature")
-            .map_err(|(code, msg, cause)| err_with(code, &msg, cause))?;
+        let csr = parse_csr(&req.csr, "invalid CSR signature")?;
         let chain = self
             .server
             .ca()
             .sign_downstream_x509_ca(&csr.public_key, ttl(req.preferred_ttl), self.server.now())
-            .map_err(|e| err_with(Code::Internal, "failed to sign downstream X.509 CA", e))?;
+            .map_err(|e| ApiError::internal("failed to sign downstream X.509 CA").with(e))?;
         let bundle = self
             .server
             .own_bundle()
-            .ok_or_else(|| err(Code::NotFound, "bundle not found"))?;
+            .ok_or_else(|| ApiError::not_found("bundle not found"))?;
         Ok(Response::new(pb::NewDownstreamX509caResponse {
             ca_cert_chain: chain,
             x509_authorities: bundle.root_cas.into_iter().map(|r| r.der).collect(),

@@ -10,10 +10,10 @@ use spire_datastore::{
 };
 use spire_proto::spire::api::server::trustdomain::v1 as pb;
 use spire_proto::spire::api::types;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::status::{err, err_with, item_status, ok};
+use super::error::{ApiError, ok};
 use crate::state::Server;
 
 /// The TrustDomain service.
@@ -330,7 +330,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
             .ds()
             .list_federation_relationships(pagination)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to list federation relationships", e))?;
+            .map_err(|e| ApiError::internal("failed to list federation relationships").with(e))?;
         Ok(Response::new(pb::ListFederationRelationshipsResponse {
             federation_relationships: resp
                 .relationships
@@ -347,15 +347,15 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
     ) -> Result<Response<types::FederationRelationship>, Status> {
         let req = r.into_inner();
         let td = convert::parse_td(&req.trust_domain)
-            .map_err(|e| err_with(Code::InvalidArgument, "failed to parse trust domain", e))?;
+            .map_err(|e| ApiError::invalid_argument("failed to parse trust domain").with(e))?;
         let fr = self
             .server
             .registry()
             .ds()
             .fetch_federation_relationship(&td)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to fetch federation relationship", e))?
-            .ok_or_else(|| err(Code::NotFound, "federation relationship does not exist"))?;
+            .map_err(|e| ApiError::internal("failed to fetch federation relationship").with(e))?
+            .ok_or_else(|| ApiError::not_found("federation relationship does not exist"))?;
         Ok(Response::new(to_proto(&fr, req.output_mask.as_ref())))
     }
 
@@ -368,18 +368,15 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
         for f in &req.federation_relationships {
             let result = async {
                 let fr = relationship_from_proto(f).map_err(|e| {
-                    item_status(
-                        Code::InvalidArgument,
-                        "failed to convert federation relationship",
-                        Some(&e),
-                    )
+                    ApiError::invalid_argument("failed to convert federation relationship")
+                        .with(e)
+                        .item_status()
                 })?;
                 if fr.trust_domain == *self.server.trust_domain() {
-                    return Err(item_status(
-                        Code::InvalidArgument,
+                    return Err(ApiError::invalid_argument(
                         "unable to create federation relationship for server trust domain",
-                        None,
-                    ));
+                    )
+                    .item_status());
                 }
                 self.server
                     .registry()
@@ -387,11 +384,9 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                     .create_federation_relationship(fr)
                     .await
                     .map_err(|e| {
-                        item_status(
-                            Code::Internal,
-                            "failed to create federation relationship",
-                            Some(&e),
-                        )
+                        ApiError::internal("failed to create federation relationship")
+                            .with(e)
+                            .item_status()
                     })
             }
             .await;
@@ -432,11 +427,9 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
         for f in &req.federation_relationships {
             let result = async {
                 let fr = relationship_from_proto(f).map_err(|e| {
-                    item_status(
-                        Code::InvalidArgument,
-                        "failed to convert federation relationship",
-                        Some(&e),
-                    )
+                    ApiError::invalid_argument("failed to convert federation relationship")
+                        .with(e)
+                        .item_status()
                 })?;
                 self.server
                     .registry()
@@ -444,11 +437,9 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                     .update_federation_relationship(fr, mask)
                     .await
                     .map_err(|e| {
-                        item_status(
-                            Code::Internal,
-                            "failed to update federation relationship",
-                            Some(&e),
-                        )
+                        ApiError::internal("failed to update federation relationship")
+                            .with(e)
+                            .item_status()
                     })
             }
             .await;
@@ -479,11 +470,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
             if t.is_empty() {
                 results.push(pb::batch_delete_federation_relationship_response::Result {
                     trust_domain: t,
-                    status: Some(item_status(
-                        Code::InvalidArgument,
-                        "missing trust domain",
-                        None,
-                    )),
+                    status: Some(ApiError::invalid_argument("missing trust domain").item_status()),
                 });
                 continue;
             }
@@ -492,11 +479,11 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                 Err(e) => {
                     results.push(pb::batch_delete_federation_relationship_response::Result {
                         trust_domain: t,
-                        status: Some(item_status(
-                            Code::InvalidArgument,
-                            "failed to parse trust domain",
-                            Some(&e),
-                        )),
+                        status: Some(
+                            ApiError::invalid_argument("failed to parse trust domain")
+                                .with(e)
+                                .item_status(),
+                        ),
                     });
                     continue;
                 }
@@ -510,13 +497,11 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
             {
                 Ok(()) => ok(),
                 Err(DataStoreError::NotFound(_)) => {
-                    item_status(Code::NotFound, "federation relationship not found", None)
+                    ApiError::not_found("federation relationship not found").item_status()
                 }
-                Err(e) => item_status(
-                    Code::Internal,
-                    "failed to delete federation relationship",
-                    Some(&e),
-                ),
+                Err(e) => ApiError::internal("failed to delete federation relationship")
+                    .with(e)
+                    .item_status(),
             };
             results.push(pb::batch_delete_federation_relationship_response::Result {
                 trust_domain: td.name().to_string(),
@@ -534,21 +519,26 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
     ) -> Result<Response<pbjson_types::Empty>, Status> {
         let req = r.into_inner();
         let td = convert::parse_td(&req.trust_domain)
-            .map_err(|e| err_with(Code::InvalidArgument, "failed to parse trust domain", e))?;
+            .map_err(|e| ApiError::invalid_argument("failed to parse trust domain").with(e))?;
         let known = self
             .server
             .registry()
             .ds()
             .fetch_federation_relationship(&td)
             .await
-            .map_err(|e| err_with(Code::Internal, "failed to refresh bundle", e))?;
+            .map_err(|e| ApiError::internal("failed to refresh bundle").with(e))?;
         if known.is_none() {
-            return Err(err(
-                Code::NotFound,
-                &format!("no relationship with trust domain {:?}", td.name()),
-            ));
+            return Err(ApiError::not_found(format!(
+                "no relationship with trust domain {:?}",
+                td.name()
+            ))
+            .into());
         }
-        Err(Status::unimplemented("bundle refresh is not available yet"))
+        Err(
+            ApiError::unimplemented("bundle refresh is not available yet")
+                .unlogged()
+                .into(),
+        )
     }
 }
 
