@@ -96,6 +96,7 @@ fn bench(c: &mut Criterion) {
                 use_push: false,
                 rebootstrap_mode: Default::default(),
                 rebootstrap_delay: Duration::from_secs(600),
+                clock: spire_clock::system(),
             },
             storage,
             Arc::new(spire_agent::keys::SvidKeyStore::memory()),

@@ -18,7 +18,6 @@ use crate::attest::{AttestError, attest};
 use crate::client::{self, ClientError};
 use crate::core::backoff::Backoff;
 use crate::core::bootstrap::{Disagreement, ModeCheck, check_mode, disagreement};
-use crate::core::entry::to_unix;
 use crate::core::rotation::RotationStrategy;
 use crate::endpoints::{self, EndpointError};
 use crate::keys::{KeyStoreError, SvidKeyStore};
@@ -260,6 +259,7 @@ impl AgentSettings {
                 use_push: true,
                 rebootstrap_mode: c.rebootstrap_mode,
                 rebootstrap_delay: c.rebootstrap_delay,
+                clock: spire_clock::system(),
             },
             node_attestor,
             key_manager,
@@ -290,7 +290,7 @@ async fn bootstrap_bundle(
     s: &AgentSettings,
     storage: &Storage,
 ) -> Result<Option<Vec<Vec<u8>>>, AgentError> {
-    let now = SystemTime::now();
+    let now = s.manager.clock.now();
     let state = storage.update_bootstrap(|st| {
         st.fetching_bundle(now);
         st.clone()
@@ -394,7 +394,7 @@ async fn attest_or_load(
     let expired = svid
         .first()
         .and_then(|leaf| validity(leaf).ok())
-        .is_some_and(|(_, na)| SystemTime::now() + Duration::from_secs(1) >= na);
+        .is_some_and(|(_, na)| s.manager.clock.now() + Duration::from_secs(1) >= na);
     match (svid.is_empty(), svid_key, expired) {
         (false, Some(key), false) => {
             let Some(ders) = bundle_ders else {
@@ -519,6 +519,7 @@ fn attestation_disagrees(
     storage: &Storage,
     mode: RebootstrapMode,
     delay: Duration,
+    now: SystemTime,
 ) -> Result<(), AgentError> {
     let state = storage.load().bootstrap_state();
     if state.is_bootstrap() {
@@ -528,7 +529,6 @@ fn attestation_disagrees(
     if mode == RebootstrapMode::Never {
         return Ok(());
     }
-    let now = SystemTime::now();
     let start = storage.update_bootstrap(|st| st.start_time(now))?;
     match disagreement(start, now, delay) {
         Disagreement::Wait { time_left } => tracing::info!(
@@ -592,14 +592,19 @@ pub async fn run(
         match r {
             Ok(v) if !s.retry_bootstrap => break v,
             Ok(v) => {
-                bootstrap_succeeded(&storage, false)?;
+                bootstrap_succeeded(&storage, false, s.manager.clock.now())?;
                 check_rebootstrap_mode(&storage, &mut mode)?;
                 break v;
             }
             Err(e) if !s.retry_bootstrap => return Err(e),
             Err(e) => {
                 if is_unknown_authority(&e) {
-                    attestation_disagrees(&storage, mode, s.rebootstrap_delay)?;
+                    attestation_disagrees(
+                        &storage,
+                        mode,
+                        s.rebootstrap_delay,
+                        s.manager.clock.now(),
+                    )?;
                 }
                 if is_permission_denied(&e) {
                     return Err(e);
@@ -632,7 +637,7 @@ pub async fn run(
         match manager.initialize().await {
             Ok(()) => {
                 if s.retry_bootstrap {
-                    bootstrap_succeeded(&storage, true)?;
+                    bootstrap_succeeded(&storage, true, s.manager.clock.now())?;
                 }
                 break;
             }
@@ -641,7 +646,7 @@ pub async fn run(
             }
             Err(e) => {
                 if e.is_unknown_authority() && mode != RebootstrapMode::Never {
-                    let now = SystemTime::now();
+                    let now = s.manager.clock.now();
                     let start = storage.update_bootstrap(|st| st.start_time(now))?;
                     match disagreement(start, now, s.rebootstrap_delay) {
                         Disagreement::Wait { time_left } => tracing::info!(
@@ -715,6 +720,41 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
     }
     let _ = std::fs::remove_file(&s.socket_path);
-    let _ = to_unix(SystemTime::now());
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spire_clock::{Clock, ManualClock};
+
+    fn cert() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    /// A disagreement with the server is waited out for `rebootstrap_delay` as measured by
+    /// the agent's clock (here 2031, far from the machine's time), then the bundle goes.
+    #[test]
+    fn rebootstrap_waits_out_the_delay_on_the_agent_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        storage.store_bundle(&[cert()]).unwrap();
+        let clock = ManualClock::at_unix(1_924_992_000);
+        bootstrap_succeeded(&storage, false, clock.now()).unwrap();
+        let delay = Duration::from_secs(600);
+
+        attestation_disagrees(&storage, RebootstrapMode::Auto, delay, clock.now()).unwrap();
+        clock.advance(Duration::from_secs(599));
+        attestation_disagrees(&storage, RebootstrapMode::Auto, delay, clock.now()).unwrap();
+        assert!(!storage.load().bundle.is_empty(), "bundle dropped early");
+
+        clock.advance(Duration::from_secs(1));
+        attestation_disagrees(&storage, RebootstrapMode::Auto, delay, clock.now()).unwrap();
+        assert!(
+            storage.load().bundle.is_empty(),
+            "bundle kept after the delay"
+        );
+    }
 }

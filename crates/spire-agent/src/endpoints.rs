@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -105,7 +105,7 @@ impl DebugService {
             leaf,
             &chain[1..],
             &authorities,
-            SystemTime::now(),
+            self.manager.now(),
         )
         .map_err(|e| {
             tracing::error!(error = %e, "Failed to verify agent SVID");

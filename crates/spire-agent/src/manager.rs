@@ -5,6 +5,7 @@
 //! Decisions (what is stale, when to rotate, how long to wait) come from [`crate::core`];
 //! this module only moves data between the server, the core and the subscribers.
 
+use spire_clock::SharedClock;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +65,8 @@ pub struct ManagerConfig {
     pub rebootstrap_mode: RebootstrapMode,
     /// `rebootstrap_delay`.
     pub rebootstrap_delay: Duration,
+    /// Wall clock for everything the agent stamps, renews and expires.
+    pub clock: SharedClock,
 }
 
 /// The agent's own credentials.
@@ -147,8 +150,11 @@ impl ManagerError {
 /// SPIRE's `SetSuccess`: bootstrapping is over; logs how long it took. With
 /// `only_if_running`, nothing happens unless a bootstrap or a disagreement with the server
 /// is under way (`SetSuccessIfRunning`).
-pub fn bootstrap_succeeded(storage: &Storage, only_if_running: bool) -> Result<(), StorageError> {
-    let now = SystemTime::now();
+pub fn bootstrap_succeeded(
+    storage: &Storage,
+    only_if_running: bool,
+    now: SystemTime,
+) -> Result<(), StorageError> {
     let success = storage
         .update_bootstrap(|st| (!only_if_running || st.running()).then(|| st.succeeded(now)))?;
     if let Some(ok) = success {
@@ -179,10 +185,6 @@ fn leaf_id(chain: &[Vec<u8>]) -> String {
         .and_then(|c| spiffe_core::x509svid::id_from_der(c).ok())
         .map(|id| id.to_string())
         .unwrap_or_default()
-}
-
-fn now_ms() -> i64 {
-    crate::core::entry::to_unix(SystemTime::now()).saturating_mul(1000)
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -227,6 +229,15 @@ impl std::fmt::Debug for Manager {
 }
 
 impl Manager {
+    /// The current time, from the agent's clock.
+    pub fn now(&self) -> SystemTime {
+        self.cfg.clock.now()
+    }
+
+    fn now_ms(&self) -> i64 {
+        crate::core::entry::to_unix(self.now()).saturating_mul(1000)
+    }
+
     /// A manager starting from the attested (or loaded) credentials and bundle.
     pub fn new(
         cfg: ManagerConfig,
@@ -447,7 +458,7 @@ impl Manager {
         for td in not_found {
             tracing::warn!(subsystem_name = "manager", federated_bundle = %td.id_string(), "Federated bundle not found");
         }
-        let now = SystemTime::now();
+        let now = self.now();
         if let Some(own) = bundles.get(&self.cfg.trust_domain) {
             self.process_tainted_authorities(own, now)?;
         }
@@ -603,7 +614,7 @@ impl Manager {
                 self.taint_now.notified().await;
                 continue;
             };
-            let now = SystemTime::now();
+            let now = self.now();
             if let Ok(wait) = due.duration_since(now)
                 && !wait.is_zero()
             {
@@ -775,7 +786,7 @@ impl Manager {
             }
             let result = self.synchronize().await;
             if result.is_ok() {
-                bootstrap_succeeded(&self.storage, true)?;
+                bootstrap_succeeded(&self.storage, true, self.now())?;
             }
             match result {
                 Ok(()) => {
@@ -817,7 +828,7 @@ impl Manager {
             tracing::info!(subsystem_name = "manager", error = %e, "Synchronize failed, non-recoverable error");
             return Err(ManagerError::SyncFailed(Box::new(e)));
         }
-        let now = SystemTime::now();
+        let now = self.now();
         let start = self.storage.update_bootstrap(|st| st.start_time(now))?;
         match disagreement(start, now, self.cfg.rebootstrap_delay) {
             Disagreement::Wait { time_left } => {
@@ -873,7 +884,7 @@ impl Manager {
                 let expired = chain
                     .first()
                     .and_then(|leaf| validity(leaf).ok())
-                    .is_some_and(|(_, na)| x509_expired(SystemTime::now(), na));
+                    .is_some_and(|(_, na)| x509_expired(self.now(), na));
                 if expired {
                     return Err(ManagerError::Expired {
                         action,
@@ -900,7 +911,7 @@ impl Manager {
         };
         let (not_before, not_after) = validity(&leaf)?;
         let action = self.cfg.rotation.agent_svid_action(
-            SystemTime::now(),
+            self.now(),
             not_before,
             not_after,
             reattestable,
@@ -1050,7 +1061,7 @@ impl Manager {
         let (tx, rx) = watch::channel(0u64);
         let (id, missing) = {
             let mut cache = self.cache.lock();
-            let id = cache.subscribe(selectors, now_ms());
+            let id = cache.subscribe(selectors, self.now_ms());
             self.subscribers.lock().insert(id, tx);
             cache.refresh_stale_for_subscribers();
             (id, cache.missing_svids(&set))
@@ -1070,7 +1081,7 @@ impl Manager {
     pub fn fetch_workload_update(&self, selectors: &[Selector]) -> WorkloadUpdate {
         let set: SelectorSet = selectors.iter().cloned().collect();
         let mut cache = self.cache.lock();
-        cache.touch(selectors, now_ms());
+        cache.touch(selectors, self.now_ms());
         cache.workload_update(&set)
     }
 
@@ -1087,7 +1098,7 @@ impl Manager {
         entry: &Entry,
         audience: &[String],
     ) -> Result<CachedJwtSvid, ManagerError> {
-        let now = SystemTime::now();
+        let now = self.now();
         let cached = self.jwt.lock().get(&entry.spiffe_id, audience);
         if let Some(c) = &cached
             && !self

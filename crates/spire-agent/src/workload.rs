@@ -9,7 +9,6 @@
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use futures::Stream;
 use spiffe_core::{BundleSet, JwtSvid, SpiffeId, TrustDomain};
@@ -430,7 +429,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
             &req.get_ref().svid,
             &bundles,
             &[audience.as_str()],
-            SystemTime::now(),
+            self.manager.now(),
         )
         .map_err(|e| {
             tracing::warn!(subsystem_name = "endpoints", error = %e, "Failed to validate JWT");
@@ -613,7 +612,7 @@ mod tests {
     #[test]
     fn claims_filtering() {
         let key = spiffe_core::PrivateKey::generate(spiffe_core::KeyType::EcP256).unwrap();
-        let now = SystemTime::now()
+        let now = std::time::SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;

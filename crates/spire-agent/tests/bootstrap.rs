@@ -387,9 +387,20 @@ async fn admin_socket_get_info_matches_the_reference_agent() {
         wait_svid(&agent, &wl, Duration::from_secs(40)).await;
         let mode = std::fs::metadata(&admin).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o770, "admin socket mode (reference={reference})");
-        // Give the cached answer's 5 s a chance to cover the SVID.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let info = get_info(&admin).await;
+        // GetInfo answers from a 5 s cache: ask until the answer shows the agent's SVID
+        // and a successful sync.
+        let start = std::time::Instant::now();
+        let info = loop {
+            let info = get_info(&admin).await;
+            if !info.svid_chain.is_empty() && info.last_sync_success > 0 {
+                break info;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "GetInfo never showed the SVID and a sync: {info:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         infos.push((agent, agent_id, info));
     }
     let now = std::time::SystemTime::now()

@@ -272,8 +272,10 @@ async fn join_token_end_to_end() {
     .await;
 
     // Server restart: cached SVIDs keep being served; the agent reconnects.
+    let failures = agent.log().matches("Synchronize failed").count();
     server.stop();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The agent has noticed: a sync against the stopped server failed.
+    agent.wait_log_more("Synchronize failed", failures, Duration::from_secs(30));
     let during = spiffe_fetch(&agent.socket).await.unwrap();
     assert_eq!(
         during.spiffe_id().to_string(),

@@ -381,6 +381,22 @@ plugins {{
             .unwrap_or_default()
     }
 
+    /// Waits until the log holds more than `seen` lines containing `needle`.
+    pub fn wait_log_more(&self, needle: &str, seen: usize, timeout: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log().matches(needle).count() > seen {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "agent log has no new {needle:?} after {timeout:?}:\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits until the log contains `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
         let start = Instant::now();
         while start.elapsed() < timeout {
