@@ -13,7 +13,7 @@ use crate::env::EnvLookup;
 use crate::error::{ConfigError, UnknownKey};
 use crate::hcl::Format;
 use crate::plugins::{PluginsConfig, plugins_from_node};
-use crate::sections::{Parsed, parse_into};
+use crate::sections::{ConfigFile, Parsed, pick};
 use crate::server::{ProfilingConfig, feature_flags, nonempty};
 use crate::telemetry::{HealthChecksConfig, RawHealthChecks, RawTelemetry, TelemetryConfig};
 use crate::{ConfigWarning, LogConfig, go_quote, log_config};
@@ -30,7 +30,7 @@ type SStr = Option<Spanned<String>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(crate) struct RawAgentFile {
+pub struct RawAgentFile {
     agent: Option<RawAgent>,
     plugins: Option<RawNode>,
     telemetry: RawTelemetry,
@@ -282,50 +282,10 @@ pub struct AgentConfig {
     pub ignored_unknown_keys: Vec<UnknownKey>,
 }
 
-/// A parsed `agent.conf`, before flags are merged and values validated (SPIRE's
-/// `ParseFile`).
-#[derive(Debug)]
-pub struct AgentFile {
-    parsed: Parsed<RawAgentFile>,
-}
+/// A parsed `agent.conf`, before flags are merged and values validated.
+pub type AgentFile = ConfigFile<RawAgentFile>;
 
 impl AgentFile {
-    /// Parses configuration text.
-    pub fn parse(text: &str, format: Format) -> Result<AgentFile, ConfigError> {
-        Ok(AgentFile {
-            parsed: parse_into(text, format, None)?,
-        })
-    }
-
-    /// Reads and parses a file, expanding `$VAR`s first when `expand_env` is given.
-    pub fn read(path: &Path, expand_env: Option<&dyn EnvLookup>) -> Result<AgentFile, ConfigError> {
-        let text = crate::file::read_config_file(path, expand_env)?;
-        Ok(AgentFile {
-            parsed: parse_into(&text, Format::Auto, Some(path))?,
-        })
-    }
-
-    /// Unknown keys in the sections where SPIRE rejects them.
-    pub fn unknown_keys(&self) -> &[UnknownKey] {
-        &self.parsed.unknown
-    }
-
-    /// Unknown keys in sections SPIRE does not check.
-    pub fn ignored_unknown_keys(&self) -> &[UnknownKey] {
-        &self.parsed.ignored
-    }
-
-    /// SPIRE's `checkForUnknownConfig`.
-    pub fn check_unknown_keys(&self) -> Result<(), ConfigError> {
-        if self.parsed.unknown.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::UnknownKeys {
-                keys: self.parsed.unknown.clone(),
-            })
-        }
-    }
-
     /// Merges the overrides and validates, as `spire-agent run` does.
     pub fn into_config(self, overrides: &AgentOverrides) -> Result<AgentConfig, ConfigError> {
         build(self.parsed, overrides, false)
@@ -348,11 +308,7 @@ pub fn load_agent_config(
     overrides: &AgentOverrides,
     expand_env: Option<&dyn EnvLookup>,
 ) -> Result<AgentConfig, ConfigError> {
-    let text = match expand_env {
-        Some(env) => crate::env::expand_env(text, env),
-        None => text.to_owned(),
-    };
-    AgentFile::parse(&text, format)?.into_config(overrides)
+    AgentFile::parse_expanded(text, format, expand_env)?.into_config(overrides)
 }
 
 /// Loads an agent configuration file as `spire-agent run -config PATH` does.
@@ -362,14 +318,6 @@ pub fn load_agent_config_file(
     expand_env: Option<&dyn EnvLookup>,
 ) -> Result<AgentConfig, ConfigError> {
     AgentFile::read(path, expand_env)?.into_config(overrides)
-}
-
-fn pick(flag: &Option<String>, file: &str, default: &str) -> String {
-    match flag {
-        Some(f) if !f.is_empty() => f.clone(),
-        _ if !file.is_empty() => file.to_owned(),
-        _ => default.to_owned(),
-    }
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {

@@ -57,6 +57,7 @@ mod file;
 mod ids;
 mod plugins;
 mod sections;
+pub use sections::ConfigFile;
 mod server;
 mod telemetry;
 

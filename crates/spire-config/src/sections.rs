@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use crate::decode::{DecodeCtx, Parent, UnusedKey, decode_nodes};
+use crate::env::EnvLookup;
 use crate::error::{ConfigError, UnknownKey};
 use crate::hcl::ast::Node;
 use crate::hcl::{self, Format};
@@ -117,4 +118,72 @@ fn classify(unused: Vec<UnusedKey>) -> (Vec<UnknownKey>, Vec<UnknownKey>) {
         checked.into_iter().map(|(_, k)| k).collect(),
         ignored.into_iter().map(|(_, k)| k).collect(),
     )
+}
+
+/// A parsed configuration file (`server.conf` as [`crate::ServerFile`], `agent.conf` as
+/// [`crate::AgentFile`]) before flags are merged and values validated (SPIRE's
+/// `ParseFile`).
+#[derive(Debug)]
+pub struct ConfigFile<T> {
+    pub(crate) parsed: Parsed<T>,
+}
+
+impl<T: DeserializeOwned> ConfigFile<T> {
+    /// Parses configuration text.
+    pub fn parse(text: &str, format: Format) -> Result<Self, ConfigError> {
+        Ok(Self {
+            parsed: parse_into(text, format, None)?,
+        })
+    }
+
+    /// Reads and parses a file (format detected as SPIRE does), expanding `$VAR`s first
+    /// when `expand_env` is given (`-expandEnv`).
+    pub fn read(path: &Path, expand_env: Option<&dyn EnvLookup>) -> Result<Self, ConfigError> {
+        let text = crate::file::read_config_file(path, expand_env)?;
+        Ok(Self {
+            parsed: parse_into(&text, Format::Auto, Some(path))?,
+        })
+    }
+
+    /// Parses text as `run` does with `-expandEnv` (`expand_env`) or without.
+    pub(crate) fn parse_expanded(
+        text: &str,
+        format: Format,
+        expand_env: Option<&dyn EnvLookup>,
+    ) -> Result<Self, ConfigError> {
+        match expand_env {
+            Some(env) => Self::parse(&crate::env::expand_env(text, env), format),
+            None => Self::parse(text, format),
+        }
+    }
+
+    /// Unknown keys in the sections where SPIRE rejects them.
+    pub fn unknown_keys(&self) -> &[UnknownKey] {
+        &self.parsed.unknown
+    }
+
+    /// Unknown keys in sections SPIRE does not check.
+    pub fn ignored_unknown_keys(&self) -> &[UnknownKey] {
+        &self.parsed.ignored
+    }
+
+    /// SPIRE's `checkForUnknownConfig`.
+    pub fn check_unknown_keys(&self) -> Result<(), ConfigError> {
+        if self.parsed.unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::UnknownKeys {
+                keys: self.parsed.unknown.clone(),
+            })
+        }
+    }
+}
+
+/// A flag's value when given and not empty, else the file's when not empty, else `default`.
+pub(crate) fn pick(flag: &Option<String>, file: &str, default: &str) -> String {
+    match flag {
+        Some(f) if !f.is_empty() => f.clone(),
+        _ if !file.is_empty() => file.to_owned(),
+        _ => default.to_owned(),
+    }
 }

@@ -16,7 +16,7 @@ use crate::error::{ConfigError, UnknownKey};
 use crate::hcl::Format;
 use crate::hcl::ast::Node;
 use crate::plugins::{PluginsConfig, plugins_from_node};
-use crate::sections::{Parsed, parse_into};
+use crate::sections::{ConfigFile, Parsed, pick};
 use crate::telemetry::{HealthChecksConfig, RawHealthChecks, RawTelemetry, TelemetryConfig};
 use crate::{ConfigWarning, LogConfig, go_quote, log_config};
 
@@ -51,7 +51,7 @@ type SStr = Option<Spanned<String>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(crate) struct RawServerFile {
+pub struct RawServerFile {
     server: Option<RawServer>,
     plugins: Option<RawNode>,
     telemetry: RawTelemetry,
@@ -253,54 +253,10 @@ pub struct ServerOverrides {
     pub log_source_location: Option<bool>,
 }
 
-/// A parsed `server.conf`, before flags are merged and values validated (SPIRE's
-/// `ParseFile`).
-#[derive(Debug)]
-pub struct ServerFile {
-    parsed: Parsed<RawServerFile>,
-}
+/// A parsed `server.conf`, before flags are merged and values validated.
+pub type ServerFile = ConfigFile<RawServerFile>;
 
 impl ServerFile {
-    /// Parses configuration text.
-    pub fn parse(text: &str, format: Format) -> Result<ServerFile, ConfigError> {
-        Ok(ServerFile {
-            parsed: parse_into(text, format, None)?,
-        })
-    }
-
-    /// Reads and parses a file (format detected as SPIRE does), expanding `$VAR`s first
-    /// when `expand_env` is given (`-expandEnv`).
-    pub fn read(
-        path: &Path,
-        expand_env: Option<&dyn EnvLookup>,
-    ) -> Result<ServerFile, ConfigError> {
-        let text = crate::file::read_config_file(path, expand_env)?;
-        Ok(ServerFile {
-            parsed: parse_into(&text, Format::Auto, Some(path))?,
-        })
-    }
-
-    /// Unknown keys in the sections where SPIRE rejects them.
-    pub fn unknown_keys(&self) -> &[UnknownKey] {
-        &self.parsed.unknown
-    }
-
-    /// Unknown keys in sections SPIRE does not check.
-    pub fn ignored_unknown_keys(&self) -> &[UnknownKey] {
-        &self.parsed.ignored
-    }
-
-    /// SPIRE's `checkForUnknownConfig`.
-    pub fn check_unknown_keys(&self) -> Result<(), ConfigError> {
-        if self.parsed.unknown.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::UnknownKeys {
-                keys: self.parsed.unknown.clone(),
-            })
-        }
-    }
-
     /// Merges the overrides and validates, as `spire-server run` does.
     pub fn into_config(self, overrides: &ServerOverrides) -> Result<ServerConfig, ConfigError> {
         build(self.parsed, overrides, false)
@@ -324,11 +280,7 @@ pub fn load_server_config(
     overrides: &ServerOverrides,
     expand_env: Option<&dyn EnvLookup>,
 ) -> Result<ServerConfig, ConfigError> {
-    let text = match expand_env {
-        Some(env) => crate::env::expand_env(text, env),
-        None => text.to_owned(),
-    };
-    ServerFile::parse(&text, format)?.into_config(overrides)
+    ServerFile::parse_expanded(text, format, expand_env)?.into_config(overrides)
 }
 
 /// Loads a server configuration file as `spire-server run -config PATH` does.
@@ -342,14 +294,6 @@ pub fn load_server_config_file(
 
 pub(crate) fn nonempty(v: &SStr) -> Option<&Spanned<String>> {
     v.as_ref().filter(|s| !s.value.is_empty())
-}
-
-fn pick(flag: &Option<String>, file: &str, default: &str) -> String {
-    match flag {
-        Some(f) if !f.is_empty() => f.clone(),
-        _ if !file.is_empty() => file.to_owned(),
-        _ => default.to_owned(),
-    }
 }
 
 fn duration(
