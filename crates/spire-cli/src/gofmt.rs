@@ -5,87 +5,17 @@
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(crate) use spire_goflag::strconv::quote;
+pub(crate) use spire_gocompat::strconv::quote;
+pub(crate) use spire_gocompat::time::{
+    civil_from_days, days_from_civil, quote as time_quote, rfc3339_utc, time_string, utc_string,
+};
 
 use crate::gotz;
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day number (days since 1970-01-01).
-pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Broken-down wall-clock fields of `secs` (already shifted by the zone offset).
-fn fields(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    (y, m, d, rem / 3600, (rem % 3600) / 60, rem % 60)
-}
-
-fn year_text(y: i64) -> String {
-    if y < 0 {
-        format!("-{:03}", -y)
-    } else {
-        format!("{y:04}")
-    }
-}
-
-/// Go's `Time.String()` for a time with the given zone offset and name:
-/// `2006-01-02 15:04:05.999999999 -0700 MST`.
-pub(crate) fn time_string(secs: i64, nanos: u32, offset: i64, zone: &str) -> String {
-    let (y, mo, d, h, mi, s) = fields(secs + offset);
-    let mut out = format!("{}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}", year_text(y));
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    let sign = if offset < 0 { '-' } else { '+' };
-    let abs = offset.abs();
-    out.push_str(&format!(" {sign}{:02}{:02}", abs / 3600, (abs % 3600) / 60));
-    if abs % 60 != 0 {
-        out.push_str(&format!("{:02}", abs % 60));
-    }
-    out.push(' ');
-    out.push_str(zone);
-    out
-}
-
-/// `time.Unix(secs, 0).UTC().String()`.
-pub(crate) fn utc_string(secs: i64) -> String {
-    time_string(secs, 0, 0, "UTC")
-}
 
 /// `time.Unix(secs, 0).String()` in the process's local time zone.
 pub(crate) fn local_string(secs: i64) -> String {
     let (offset, name) = gotz::local_zone(secs);
     time_string(secs, 0, offset, &name)
-}
-
-/// `t.UTC().Format(time.RFC3339)`.
-pub(crate) fn rfc3339_utc(secs: i64) -> String {
-    let (y, mo, d, h, mi, s) = fields(secs);
-    format!("{}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z", year_text(y))
 }
 
 /// Seconds and nanoseconds since the Unix epoch, now.
@@ -106,41 +36,6 @@ pub(crate) fn now() -> (i64, u32) {
 pub(crate) fn now_nanos() -> i128 {
     let (s, n) = now();
     i128::from(s) * 1_000_000_000 + i128::from(n)
-}
-
-/// Go's `time.quote` (used in `time.ParseError` messages).
-fn time_quote(s: &[u8]) -> String {
-    let mut out = String::from("\"");
-    let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        if !(0x20..0x80).contains(&b) {
-            let width = match std::str::from_utf8(&s[i..]) {
-                Ok(rest) => rest.chars().next().map_or(1, char::len_utf8),
-                Err(e) if e.valid_up_to() > 0 => std::str::from_utf8(&s[i..i + e.valid_up_to()])
-                    .ok()
-                    .and_then(|r| r.chars().next())
-                    .map_or(1, char::len_utf8),
-                Err(_) => 1,
-            };
-            // Control characters are one byte wide.
-            let width = if b < 0x20 { 1 } else { width };
-            for j in 0..width {
-                if let Some(x) = s.get(i + j) {
-                    out.push_str(&format!("\\x{x:02x}"));
-                }
-            }
-            i += width;
-        } else {
-            if b == b'"' || b == b'\\' {
-                out.push('\\');
-            }
-            out.push(char::from(b));
-            i += 1;
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The layout SPIRE's `agent list|count -expiresBefore` accepts.

@@ -3,7 +3,7 @@
 //! paths, case-insensitive keys, `json.RawMessage`), and `json.Marshal`'s
 //! text (sorted map keys, HTML escaping, float formatting).
 
-use spire_goflag::strconv::quote;
+use spire_gocompat::strconv::quote;
 
 /// A parsed JSON value with the byte range of its text (for `RawMessage`).
 #[derive(Debug, Clone, PartialEq)]

@@ -169,7 +169,7 @@ pub(crate) fn parse_certificates(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         if block.kind != "CERTIFICATE" {
             return Err(format!(
                 "expected block type \"CERTIFICATE\"; got {}",
-                spire_goflag::strconv::quote(&block.kind)
+                spire_gocompat::strconv::quote(&block.kind)
             ));
         }
         check_certificate(&block.bytes)

@@ -165,7 +165,7 @@ impl SqlConfig {
         match &self.conn_max_lifetime {
             None => Ok(None),
             Some(s) => {
-                let d = spire_goflag::parse_go_duration(s).map_err(|e| {
+                let d = spire_gocompat::parse_go_duration(s).map_err(|e| {
                     DataStoreError::InvalidArgument(format!(
                         "failed to parse conn_max_lifetime {s:?}: {e}"
                     ))

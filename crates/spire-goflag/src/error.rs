@@ -1,8 +1,8 @@
 //! Errors of flag definition and parsing, worded exactly as Go's `flag`
 //! package words them.
 
-use crate::strconv::quote;
 use crate::value::ValueError;
+use spire_gocompat::strconv::quote;
 
 /// A flag parsing (or definition) failure. `to_string()` is Go's error text,
 /// which [`crate::FlagSet::parse`] has already written, followed by the

@@ -7,10 +7,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::duration::GoDuration;
 use crate::error::FlagError;
-use crate::strconv::quote;
 use crate::value::{StringsFlag, Value};
+use spire_gocompat::GoDuration;
+use spire_gocompat::strconv::quote;
 
 static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -168,7 +168,7 @@ impl FlagSet {
     }
 
     /// Defines a duration flag (Go's `FlagSet.Duration`), parsed with
-    /// [`crate::parse_go_duration`].
+    /// [`spire_gocompat::parse_go_duration`].
     pub fn duration(&mut self, name: &str, default: GoDuration, usage: &str) -> Flag<GoDuration> {
         self.var(name, default, usage)
     }

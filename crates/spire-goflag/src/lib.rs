@@ -8,9 +8,8 @@
 //!   [`Parsed`] result, Go's error messages and `PrintDefaults` layout.
 //! * [`Cli`] is mitchellh/cli's `CLI`: nested commands found by longest
 //!   prefix, `-h`/`-v` handling, command lists and exit codes.
-//! * [`parse_go_duration`]/[`format_go_duration`] are Go's
-//!   `time.ParseDuration` and `Duration.String`; [`strconv`] has Go's
-//!   integer/bool parsing and `Quote`.
+//! * Flag values use Go's text conventions from `spire-gocompat`
+//!   ([`GoDuration`] is re-exported for `-timeout`-style flags).
 //!
 //! All output goes to writers the caller passes in.
 //!
@@ -40,18 +39,16 @@
 //! ```
 
 mod cli;
-mod duration;
 mod error;
 mod flagset;
-pub mod strconv;
 mod value;
 
 pub use cli::{
     AutocompleteInstaller, Cli, CliError, Command, Io, Outcome, PARENT_HELP, RUN_RESULT_HELP,
 };
-pub use duration::{DurationError, GoDuration, format_go_duration, parse_go_duration};
 pub use error::FlagError;
 pub use flagset::{Flag, FlagInfo, FlagSet, Parsed, UsageFn, unquote_usage};
+pub use spire_gocompat::{DurationError, GoDuration};
 pub use value::{
     BoolFlag, CommaStringsFlag, DurationFlag, StringsFlag, Value, ValueClone, ValueError,
 };

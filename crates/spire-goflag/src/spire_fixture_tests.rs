@@ -21,7 +21,7 @@ impl Value for Formatter {
         match (&self.0, raw) {
             (Some(prev), _) if prev != raw => Err(ValueError::new(format!(
                 "the output format has already been set to {}",
-                crate::strconv::quote(prev)
+                spire_gocompat::strconv::quote(prev)
             ))),
             (_, "pretty" | "json") => {
                 self.0 = Some(raw.to_owned());
@@ -29,7 +29,7 @@ impl Value for Formatter {
             }
             _ => Err(ValueError::new(format!(
                 "bad formatter flag: unknown format: {}",
-                crate::strconv::quote(raw)
+                spire_gocompat::strconv::quote(raw)
             ))),
         }
     }

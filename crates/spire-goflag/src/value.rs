@@ -3,8 +3,8 @@
 use std::any::Any;
 use std::fmt;
 
-use crate::duration::{GoDuration, parse_go_duration};
-use crate::strconv::{NumError, format_bool, parse_bool, parse_int, parse_uint};
+use spire_gocompat::strconv::{NumError, format_bool, parse_bool, parse_int, parse_uint};
+use spire_gocompat::{GoDuration, parse_go_duration};
 
 /// The error a [`Value::set`] returns; its text follows `: ` in
 /// `invalid value "x" for flag -name: <text>`.

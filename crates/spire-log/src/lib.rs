@@ -289,7 +289,7 @@ fn needs_quoting(s: &str) -> bool {
 
 fn push_value(out: &mut String, v: &str) {
     if needs_quoting(v) {
-        out.push_str(&spire_goflag::strconv::quote(v));
+        out.push_str(&spire_gocompat::strconv::quote(v));
     } else {
         out.push_str(v);
     }

@@ -112,7 +112,7 @@ fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
         .map_err(|e| RunError::Other(e.to_string()))?;
     server.svid_chain().store(Arc::new(issued.chain));
     tracing::debug!(
-        expiration = %crate::ca::manager::go_time(SystemTime::UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64)),
+        expiration = %spire_gocompat::time::utc_string(not_after),
         spiffe_id = %server.server_id(),
         subsystem_name = "svid_rotator",
         "Signed X509 SVID"

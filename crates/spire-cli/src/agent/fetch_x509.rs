@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use spire_goflag::{Command, Flag, GoDuration, Io, Parsed, format_go_duration};
+use spire_gocompat::format_go_duration;
+use spire_goflag::{Command, Flag, GoDuration, Io, Parsed};
 use spire_proto::workload::{X509svidRequest, X509svidResponse};
 
 use super::{ApiAdapter, ApiCommand, WorkloadClient, with_deadline};

@@ -1,5 +1,6 @@
 //! Go `strconv` behaviour that the decoder and SPIRE's messages depend on: string unquoting
-//! (hcl's variant keeps `${...}` verbatim), `%q` quoting and `ParseInt(s, 0, 64)`.
+//! (hcl's variant keeps `${...}` verbatim) here; `%q` quoting and `ParseInt(s, 0, 64)` from
+//! `spire-gocompat`, with the decoder's error wording.
 
 /// Unquotes a double-quoted string literal. With `hcl_interpolation`, text inside `${...}` is
 /// copied verbatim, as hcl's own `strconv.Unquote` does; JSON strings use Go's
@@ -122,39 +123,7 @@ fn unquote_char(s: &str) -> Option<(Vec<u8>, &str)> {
     }
 }
 
-/// Go's `strconv.Quote` (what `%q` prints for a string).
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            '\u{FFFD}' => out.push_str("\\ufffd"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() || c.is_whitespace() && c != ' ' => {
-                let v = c as u32;
-                if v <= 0xFFFF {
-                    out.push_str(&format!("\\u{v:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{v:08x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use spire_gocompat::strconv::quote as go_quote;
 
 /// Why an integer did not parse, worded as Go's `strconv.ParseInt` errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,120 +150,10 @@ impl std::fmt::Display for ParseIntError {
 /// Go's `strconv.ParseInt(s, 0, 64)`: optional sign, `0x`/`0o`/`0b`/leading-`0` prefixes
 /// and `_` digit separators.
 pub(crate) fn parse_int(s: &str) -> Result<i64, ParseIntError> {
-    let err = |range| ParseIntError {
+    spire_gocompat::strconv::parse_int(s).map_err(|e| ParseIntError {
         input: s.to_owned(),
-        range,
-    };
-    if s.is_empty() {
-        return Err(err(false));
-    }
-    let (neg, body) = match s.as_bytes()[0] {
-        b'+' => (false, &s[1..]),
-        b'-' => (true, &s[1..]),
-        _ => (false, s),
-    };
-    let un = parse_uint_base0(body).map_err(&err)?;
-    const CUTOFF: u64 = 1 << 63;
-    if !neg && un >= CUTOFF {
-        return Err(err(true));
-    }
-    if neg && un > CUTOFF {
-        return Err(err(true));
-    }
-    if neg {
-        // un <= 2^63 here, so the wrapping negation is exact.
-        Ok((un as i64).wrapping_neg())
-    } else {
-        Ok(un as i64)
-    }
-}
-
-/// `ParseUint(s, 0, 64)`; the error is `true` for "out of range", `false` for syntax.
-fn parse_uint_base0(s: &str) -> Result<u64, bool> {
-    if s.is_empty() {
-        return Err(false);
-    }
-    let b = s.as_bytes();
-    let (base, digits, prefixed) = if b[0] == b'0' {
-        if b.len() >= 3 && matches!(b[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
-            let base = match b[1].to_ascii_lowercase() {
-                b'b' => 2,
-                b'o' => 8,
-                _ => 16,
-            };
-            (base, &s[2..], true)
-        } else {
-            (8, &s[1..], true)
-        }
-    } else {
-        (10, s, false)
-    };
-    let _ = prefixed;
-    let mut n: u64 = 0;
-    let mut saw_underscore = false;
-    let mut any = false;
-    for c in digits.bytes() {
-        if c == b'_' {
-            saw_underscore = true;
-            continue;
-        }
-        let d = match c {
-            b'0'..=b'9' => u64::from(c - b'0'),
-            b'a'..=b'z' => u64::from(c - b'a') + 10,
-            b'A'..=b'Z' => u64::from(c - b'A') + 10,
-            _ => return Err(false),
-        };
-        if d >= base {
-            return Err(false);
-        }
-        any = true;
-        n = n
-            .checked_mul(base)
-            .and_then(|v| v.checked_add(d))
-            .ok_or(true)?;
-    }
-    if !any && base != 8 {
-        return Err(false);
-    }
-    if saw_underscore && !underscore_ok(s) {
-        return Err(false);
-    }
-    Ok(n)
-}
-
-/// Go's rule for `_` in integer literals: only between digits, or between a base prefix and
-/// a digit.
-fn underscore_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    // '^' start, '0' digit or prefix, '_' underscore, '!' other.
-    let mut saw = b'^';
-    let mut i = 0;
-    let mut hex = false;
-    if b.len() >= 2 && b[0] == b'0' && matches!(b[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
-        i = 2;
-        saw = b'0';
-        hex = b[1].eq_ignore_ascii_case(&b'x');
-    }
-    while i < b.len() {
-        let c = b[i];
-        i += 1;
-        if c.is_ascii_digit() || hex && c.is_ascii_hexdigit() {
-            saw = b'0';
-            continue;
-        }
-        if c == b'_' {
-            if saw != b'0' {
-                return false;
-            }
-            saw = b'_';
-            continue;
-        }
-        if saw == b'_' {
-            return false;
-        }
-        saw = b'!';
-    }
-    saw != b'_'
+        range: e == spire_gocompat::strconv::NumError::Range,
+    })
 }
 
 /// hcl's `unindentHeredoc`: the value of a heredoc token (`<<EOF\n...\nEOF\n`).

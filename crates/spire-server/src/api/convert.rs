@@ -159,7 +159,7 @@ pub fn validate_dns_name(name: &str) -> Result<(), String> {
 /// x/net/idna's `ToASCII` under SPIRE's profile (DNS lengths and hyphens checked) for an
 /// ASCII domain that does not end with a dot; the first problem found wins.
 fn idna_to_ascii(domain: &str) -> Result<(), String> {
-    use spire_goflag::strconv::quote;
+    use spire_gocompat::strconv::quote;
     fn label_problem(label: &str) -> bool {
         let b = label.as_bytes();
         b.is_empty() || (b.len() > 4 && &b[2..4] == b"--") || b[0] == b'-' || b[b.len() - 1] == b'-'

@@ -53,7 +53,7 @@ fn check_wildcard_overlap(names: &[String]) -> Result<(), String> {
         if set.contains(wildcard.as_str()) {
             return Err(format!(
                 "name {} overlaps with an existing wildcard name in the list: wildcard overlap",
-                spire_goflag::strconv::quote(name)
+                spire_gocompat::strconv::quote(name)
             ));
         }
     }

@@ -51,7 +51,12 @@ struct GoUrl<'a> {
 /// host) worded as Go words them. WHATWG parsing (the url crate, which stores the URL)
 /// differs: it finds a host in `https:///x` or `https:x` and reports other errors.
 fn go_url(raw: &str) -> Result<GoUrl<'_>, String> {
-    let fail = |e: &str| Err(format!("parse {}: {e}", spire_goflag::strconv::quote(raw)));
+    let fail = |e: &str| {
+        Err(format!(
+            "parse {}: {e}",
+            spire_gocompat::strconv::quote(raw)
+        ))
+    };
     if raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return fail("net/url: invalid control character in URL");
     }
@@ -103,7 +108,7 @@ fn go_url(raw: &str) -> Result<GoUrl<'_>, String> {
     if !valid_port {
         return fail(&format!(
             "invalid port {} after host",
-            spire_goflag::strconv::quote(port)
+            spire_gocompat::strconv::quote(port)
         ));
     }
     // Go unescapes the host left to right: bad escapes and characters it would have to
@@ -116,13 +121,13 @@ fn go_url(raw: &str) -> Result<GoUrl<'_>, String> {
                 let end = (i + 3).min(host.len());
                 return fail(&format!(
                     "invalid URL escape {}",
-                    spire_goflag::strconv::quote(host.get(i..end).unwrap_or("%"))
+                    spire_gocompat::strconv::quote(host.get(i..end).unwrap_or("%"))
                 ));
             }
         } else if matches!(c, b' ' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}') {
             return fail(&format!(
                 "invalid character {} in host name",
-                spire_goflag::strconv::quote(&char::from(c).to_string())
+                spire_gocompat::strconv::quote(&char::from(c).to_string())
             ));
         }
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use spiffe_core::{KeyType, PublicKey, TrustDomain};
 use spire_datastore::{DataStore, JwtSigningKey, RootCa, StoredBundle};
+use spire_gocompat::time::utc_string_of;
 use spire_pki::{Subject, X509Authority};
 use spire_plugin::KeyManager;
 use spire_proto::journal::{JwtKeyEntry, Status, X509caEntry};
@@ -94,17 +95,6 @@ pub(super) fn secs(t: SystemTime) -> i64 {
 
 fn from_secs(s: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(s.max(0) as u64)
-}
-
-/// Go's `time.Time` default string for log fields: `2006-01-02 15:04:05 +0000 UTC`.
-pub fn go_time(t: SystemTime) -> String {
-    let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(secs(t)) else {
-        return String::new();
-    };
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] +0000 UTC"
-    );
-    dt.format(&fmt).unwrap_or_default()
 }
 
 impl CaManager {
@@ -427,8 +417,8 @@ impl CaManager {
             tracing::error!(error = %e, slot = slot_id, subsystem_name = "ca_manager", "Unable to append X509 CA to journal");
         }
         tracing::info!(
-            expiration = %go_time(not_after),
-            issued_at = %go_time(now),
+            expiration = %utc_string_of(not_after),
+            issued_at = %utc_string_of(now),
             local_authority_id = %authority_id,
             self_signed = true,
             slot = slot_id,
@@ -443,8 +433,8 @@ impl CaManager {
         let slot = &mut st.x509_current;
         let Some(ca) = slot.ca.clone() else { return };
         tracing::info!(
-            expiration = %go_time(slot.not_after),
-            issued_at = %go_time(slot.issued_at),
+            expiration = %utc_string_of(slot.not_after),
+            issued_at = %utc_string_of(slot.issued_at),
             local_authority_id = %slot.authority_id,
             slot = slot.id,
             subsystem_name = "ca_manager",
@@ -546,8 +536,8 @@ impl CaManager {
             tracing::error!(error = %e, slot = slot_id, subsystem_name = "ca_manager", "Unable to append JWT key to journal");
         }
         tracing::info!(
-            expiration = %go_time(not_after),
-            issued_at = %go_time(now),
+            expiration = %utc_string_of(not_after),
+            issued_at = %utc_string_of(now),
             local_authority_id = %kid,
             slot = slot_id,
             subsystem_name = "ca_manager",
@@ -560,8 +550,8 @@ impl CaManager {
         let slot = &mut st.jwt_current;
         let Some(key) = slot.key.clone() else { return };
         tracing::info!(
-            expiration = %go_time(slot.not_after),
-            issued_at = %go_time(slot.issued_at),
+            expiration = %utc_string_of(slot.not_after),
+            issued_at = %utc_string_of(slot.issued_at),
             local_authority_id = %slot.authority_id,
             slot = slot.id,
             subsystem_name = "ca_manager",

@@ -91,19 +91,19 @@ impl From<GoDuration> for i64 {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// Malformed or out of range.
-    #[error("time: invalid duration {}", time_quote(.input))]
+    #[error("time: invalid duration {}", tq(.input))]
     Invalid {
         /// The whole input.
         input: String,
     },
     /// A number without a unit, e.g. `"1"`.
-    #[error("time: missing unit in duration {}", time_quote(.input))]
+    #[error("time: missing unit in duration {}", tq(.input))]
     MissingUnit {
         /// The whole input.
         input: String,
     },
     /// A unit other than ns, us, µs, μs, ms, s, m, h.
-    #[error("time: unknown unit {} in duration {}", time_quote(.unit), time_quote(.input))]
+    #[error("time: unknown unit {} in duration {}", tq(.unit), tq(.input))]
     UnknownUnit {
         /// The unrecognised unit.
         unit: String,
@@ -112,28 +112,9 @@ pub enum DurationError {
     },
 }
 
-/// The `quote` helper of Go's `time` package: unlike `strconv.Quote` it
-/// writes every byte of a non-ASCII or control character as `\xNN`.
-fn time_quote(s: &str) -> String {
-    use fmt::Write as _;
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if !c.is_ascii() || c < ' ' {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "\\x{b:02x}");
-            }
-        } else {
-            if c == '"' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-    }
-    out.push('"');
-    out
+/// Go's `time` package quoting of a duration text.
+fn tq(s: &str) -> String {
+    crate::time::quote(s.as_bytes())
 }
 
 const TWO_63: u64 = 1 << 63;
