@@ -325,7 +325,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         req: Request<workload::X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
         let (caller, selectors) = self.selectors(&req).await?;
-        let sub = self.manager.subscribe(&selectors);
+        let sub = self.manager.workloads().subscribe(&selectors);
         let stream = Self::stream(sub, move |u| {
             x509_svid_response(u).ok_or_else(|| Self::no_identity(&caller, &selectors))
         });
@@ -337,7 +337,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         req: Request<workload::X509BundlesRequest>,
     ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
         let (caller, selectors) = self.selectors(&req).await?;
-        let sub = self.manager.subscribe(&selectors);
+        let sub = self.manager.workloads().subscribe(&selectors);
         let allow = self.config.allow_unauthenticated_verifiers;
         let stream = Self::stream(sub, move |u| {
             if !allow && !u.has_identity() {
@@ -353,7 +353,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
         req: Request<workload::JwtBundlesRequest>,
     ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
         let (caller, selectors) = self.selectors(&req).await?;
-        let sub = self.manager.subscribe(&selectors);
+        let sub = self.manager.workloads().subscribe(&selectors);
         let allow = self.config.allow_unauthenticated_verifiers;
         let stream = Self::stream(sub, move |u| {
             if !allow && !u.has_identity() {
@@ -378,7 +378,8 @@ impl SpiffeWorkloadApi for WorkloadApi {
         }
         let (caller, selectors) = self.selectors(&req).await?;
         let audience = req.get_ref().audience.clone();
-        let entries = remove_duplicate_hints(self.manager.matching_entries(&selectors), |e| e);
+        let entries =
+            remove_duplicate_hints(self.manager.workloads().matching_entries(&selectors), |e| e);
         let mut svids = Vec::new();
         for entry in entries {
             if !wanted.is_empty() && entry.spiffe_id.as_str() != wanted {
@@ -416,7 +417,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
             return Err(WorkloadApiError::Missing("svid").into());
         }
         let (_caller, selectors) = self.selectors(&req).await?;
-        let update = self.manager.fetch_workload_update(&selectors);
+        let update = self.manager.workloads().fetch_workload_update(&selectors);
         let mut bundles = BundleSet::new();
         if let Some(b) = &update.bundle {
             bundles.insert((**b).clone());

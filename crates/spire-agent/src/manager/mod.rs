@@ -36,7 +36,7 @@ mod sync;
 mod taint;
 mod workloads;
 
-pub use workloads::Subscription;
+pub use workloads::{Subscription, WorkloadCache};
 /// SPIRE's default sync interval, also the cap on the first interval.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// How often SVIDs of subscribed entries are checked.
@@ -211,14 +211,13 @@ pub struct Manager {
     tls_bundles: Arc<SharedBundles>,
     client: ServerClient,
     creds: Mutex<AgentCreds>,
-    cache: Mutex<Cache>,
+    /// What workloads see (SVID cache, subscribers); shared with their streams.
+    cache: Arc<WorkloadCache>,
     mirror: tokio::sync::Mutex<HashMap<String, Arc<Entry>>>,
     jwt: Mutex<JwtCache>,
-    subscribers: Mutex<HashMap<SubscriberId, watch::Sender<u64>>>,
     svid_update: tokio::sync::Mutex<()>,
     csr_limit: Mutex<SizeLimit>,
     sync_now: Notify,
-    svid_now: Notify,
     last_sync: Mutex<Option<SystemTime>>,
     push_active: AtomicBool,
     started: Instant,
@@ -240,10 +239,6 @@ impl Manager {
     /// The current time, from the agent's clock.
     pub fn now(&self) -> SystemTime {
         self.cfg.clock.now()
-    }
-
-    fn now_ms(&self) -> i64 {
-        crate::core::entry::to_unix(self.now()).saturating_mul(1000)
     }
 
     /// A manager starting from the attested (or loaded) credentials and bundle.
@@ -275,6 +270,7 @@ impl Manager {
             cfg.x509_svid_cache_max_size,
         );
         let jwt = JwtCache::new(cfg.jwt_svid_cache_max_size);
+        let cache = Arc::new(WorkloadCache::new(cache, cfg.clock.clone()));
         Ok(Arc::new(Self {
             storage,
             keys,
@@ -283,14 +279,12 @@ impl Manager {
             tls_bundles,
             client,
             creds: Mutex::new(creds),
-            cache: Mutex::new(cache),
+            cache,
             mirror: tokio::sync::Mutex::new(HashMap::new()),
             jwt: Mutex::new(jwt),
-            subscribers: Mutex::new(HashMap::new()),
             svid_update: tokio::sync::Mutex::new(()),
             csr_limit: Mutex::new(SizeLimit::new(CSR_BATCH_LIMIT)),
             sync_now: Notify::new(),
-            svid_now: Notify::new(),
             last_sync: Mutex::new(None),
             push_active: AtomicBool::new(false),
             started: Instant::now(),
@@ -424,14 +418,6 @@ impl Manager {
     }
 
     fn notify(&self, ids: &[SubscriberId]) {
-        if ids.is_empty() {
-            return;
-        }
-        let subs = self.subscribers.lock();
-        for id in ids {
-            if let Some(tx) = subs.get(id) {
-                tx.send_modify(|v| *v = v.wrapping_add(1));
-            }
-        }
+        self.cache.notify(ids);
     }
 }

@@ -114,7 +114,7 @@ impl Manager {
             let wait = backoff.next(rand::random()).unwrap_or(SVID_SYNC_INTERVAL);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.svid_now.notified() => {}
+                _ = self.cache.svids_wanted() => {}
             }
             self.cache.lock().refresh_stale_for_subscribers();
             match self.update_svids().await {

@@ -153,7 +153,7 @@ impl Manager {
             dropped |= !out.dropped.is_empty();
         }
         if dropped {
-            self.svid_now.notify_one();
+            self.cache.want_svids();
         }
     }
 }

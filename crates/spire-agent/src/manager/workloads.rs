@@ -1,5 +1,8 @@
-//! What workloads see: subscriptions to the cache for Workload API streams, one-shot
-//! updates, matching entries and JWT-SVIDs, all answered from the agent's cache.
+//! What workloads see. [`WorkloadCache`] is the façade the Workload API uses: the SVID
+//! cache, the subscribers' change channels and [`Subscription`]s for streams, one-shot
+//! updates and matching entries. The manager's tasks write into it; a subscription holds
+//! only the façade, never the manager. JWT-SVIDs (which may need the server) stay on
+//! [`Manager::fetch_jwt_svid`].
 
 use super::*;
 
@@ -22,40 +25,9 @@ impl Manager {
         self.notify(&notify);
     }
 
-    /// Subscribes a workload with `selectors` to its updates.
-    pub fn subscribe(self: &Arc<Self>, selectors: &[Selector]) -> Subscription {
-        let set: SelectorSet = selectors.iter().cloned().collect();
-        let (tx, rx) = watch::channel(0u64);
-        let (id, missing) = {
-            let mut cache = self.cache.lock();
-            let id = cache.subscribe(selectors, self.now_ms());
-            self.subscribers.lock().insert(id, tx);
-            cache.refresh_stale_for_subscribers();
-            (id, cache.missing_svids(&set))
-        };
-        if missing {
-            self.svid_now.notify_one();
-        }
-        Subscription {
-            id,
-            manager: self.clone(),
-            rx,
-            selectors: set,
-        }
-    }
-
-    /// What a workload with `selectors` gets now (one-shot calls).
-    pub fn fetch_workload_update(&self, selectors: &[Selector]) -> WorkloadUpdate {
-        let set: SelectorSet = selectors.iter().cloned().collect();
-        let mut cache = self.cache.lock();
-        cache.touch(selectors, self.now_ms());
-        cache.workload_update(&set)
-    }
-
-    /// Entries matching `selectors`.
-    pub fn matching_entries(&self, selectors: &[Selector]) -> Vec<Arc<Entry>> {
-        let set: SelectorSet = selectors.iter().cloned().collect();
-        self.cache.lock().matching_entries(&set)
+    /// What workloads see: the Workload API's view of the cache.
+    pub fn workloads(&self) -> &Arc<WorkloadCache> {
+        &self.cache
     }
 
     /// A JWT-SVID for `entry` and `audience`, from the cache while it is younger than its
@@ -93,11 +65,107 @@ impl Manager {
     }
 }
 
+/// The cache as workloads see it.
+pub struct WorkloadCache {
+    cache: Mutex<Cache>,
+    subscribers: Mutex<HashMap<SubscriberId, watch::Sender<u64>>>,
+    /// Wakes the SVID task when a subscriber lacks SVIDs.
+    svid_now: Notify,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for WorkloadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadCache")
+            .field("subscribers", &self.subscribers.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkloadCache {
+    pub(super) fn new(cache: Cache, clock: SharedClock) -> Self {
+        Self {
+            cache: Mutex::new(cache),
+            subscribers: Mutex::new(HashMap::new()),
+            svid_now: Notify::new(),
+            clock,
+        }
+    }
+
+    /// The cache itself (the manager's tasks update it).
+    pub(super) fn lock(&self) -> parking_lot::MutexGuard<'_, Cache> {
+        self.cache.lock()
+    }
+
+    /// Tells the subscribers `ids` that their view may have changed.
+    pub(super) fn notify(&self, ids: &[SubscriberId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let subs = self.subscribers.lock();
+        for id in ids {
+            if let Some(tx) = subs.get(id) {
+                tx.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
+    }
+
+    /// Asks the SVID task to mint what subscribers are missing now.
+    pub(super) fn want_svids(&self) {
+        self.svid_now.notify_one();
+    }
+
+    /// Resolves when a subscriber asked for SVIDs.
+    pub(super) async fn svids_wanted(&self) {
+        self.svid_now.notified().await;
+    }
+
+    fn now_ms(&self) -> i64 {
+        crate::core::entry::to_unix(self.clock.now()).saturating_mul(1000)
+    }
+
+    /// Subscribes a workload with `selectors` to its updates.
+    pub fn subscribe(self: &Arc<Self>, selectors: &[Selector]) -> Subscription {
+        let set: SelectorSet = selectors.iter().cloned().collect();
+        let (tx, rx) = watch::channel(0u64);
+        let (id, missing) = {
+            let mut cache = self.cache.lock();
+            let id = cache.subscribe(selectors, self.now_ms());
+            self.subscribers.lock().insert(id, tx);
+            cache.refresh_stale_for_subscribers();
+            (id, cache.missing_svids(&set))
+        };
+        if missing {
+            self.want_svids();
+        }
+        Subscription {
+            id,
+            cache: self.clone(),
+            rx,
+            selectors: set,
+        }
+    }
+
+    /// What a workload with `selectors` gets now (one-shot calls).
+    pub fn fetch_workload_update(&self, selectors: &[Selector]) -> WorkloadUpdate {
+        let set: SelectorSet = selectors.iter().cloned().collect();
+        let mut cache = self.cache.lock();
+        cache.touch(selectors, self.now_ms());
+        cache.workload_update(&set)
+    }
+
+    /// Entries matching `selectors`.
+    pub fn matching_entries(&self, selectors: &[Selector]) -> Vec<Arc<Entry>> {
+        let set: SelectorSet = selectors.iter().cloned().collect();
+        self.cache.lock().matching_entries(&set)
+    }
+}
+
 /// A Workload API stream's view of the cache.
 #[derive(Debug)]
 pub struct Subscription {
     id: SubscriberId,
-    manager: Arc<Manager>,
+    cache: Arc<WorkloadCache>,
     rx: watch::Receiver<u64>,
     selectors: SelectorSet,
 }
@@ -108,7 +176,7 @@ impl Subscription {
     pub async fn wait_ready(&mut self) {
         let mut logged = false;
         loop {
-            let missing = self.manager.cache.lock().missing_svids(&self.selectors);
+            let missing = self.cache.lock().missing_svids(&self.selectors);
             if !missing {
                 return;
             }
@@ -119,7 +187,7 @@ impl Subscription {
                 );
                 logged = true;
             }
-            self.manager.svid_now.notify_one();
+            self.cache.want_svids();
             tokio::select! {
                 r = self.rx.changed() => if r.is_err() { return },
                 _ = tokio::time::sleep(SVID_SYNC_INTERVAL) => {}
@@ -129,7 +197,7 @@ impl Subscription {
 
     /// The current update.
     pub fn update(&self) -> WorkloadUpdate {
-        self.manager.cache.lock().workload_update(&self.selectors)
+        self.cache.lock().workload_update(&self.selectors)
     }
 
     /// Waits for the next change that may concern this subscriber.
@@ -140,7 +208,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.manager.cache.lock().unsubscribe(self.id);
-        self.manager.subscribers.lock().remove(&self.id);
+        self.cache.lock().unsubscribe(self.id);
+        self.cache.subscribers.lock().remove(&self.id);
     }
 }
