@@ -128,12 +128,45 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A test server's configuration (SQLite in `dir`, memory KeyManager, join_token; loopback
+/// `port`; admin `socket`), with `extra_plugins` (HCL plugin blocks) added to `plugins { }`.
+/// Reference and our server read the same text.
+pub fn server_conf(dir: &str, port: u16, socket: &str, extra_plugins: &str) -> String {
+    format!(
+        r#"server {{
+    bind_address = "127.0.0.1"
+    bind_port = "{port}"
+    socket_path = "{socket}"
+    trust_domain = "example.org"
+    data_dir = "{dir}/data"
+    log_level = "DEBUG"
+    ca_ttl = "24h"
+    default_x509_svid_ttl = "1h"
+}}
+plugins {{
+    DataStore "sql" {{
+        plugin_data {{
+            database_type = "sqlite3"
+            connection_string = "{dir}/data/datastore.sqlite3"
+        }}
+    }}
+    KeyManager "memory" {{
+        plugin_data {{}}
+    }}
+    NodeAttestor "join_token" {{
+        plugin_data {{}}
+    }}
+{extra_plugins}}}
+"#
+    )
 }
 
 /// A reference spire-server on a temporary directory.
@@ -153,33 +186,7 @@ impl Server {
         let d = dir.path().display().to_string();
         let socket = format!("{d}/api.sock");
         let port = free_port();
-        let conf = format!(
-            r#"server {{
-    bind_address = "127.0.0.1"
-    bind_port = "{port}"
-    socket_path = "{socket}"
-    trust_domain = "example.org"
-    data_dir = "{d}/data"
-    log_level = "DEBUG"
-    ca_ttl = "24h"
-    default_x509_svid_ttl = "1h"
-}}
-plugins {{
-    DataStore "sql" {{
-        plugin_data {{
-            database_type = "sqlite3"
-            connection_string = "{d}/data/datastore.sqlite3"
-        }}
-    }}
-    KeyManager "memory" {{
-        plugin_data {{}}
-    }}
-    NodeAttestor "join_token" {{
-        plugin_data {{}}
-    }}
-}}
-"#
-        );
+        let conf = server_conf(&d, port, &socket, "");
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
         std::fs::write(dir.path().join("server.conf"), conf).unwrap();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();

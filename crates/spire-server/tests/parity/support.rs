@@ -12,7 +12,7 @@ use spire_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Endpoint, Uri};
 
-use crate::cli_common::{free_port, ref_agent_bin, ref_server_bin, run_ref};
+use crate::cli_common::{free_port, ref_agent_bin, ref_server_bin, run_ref, wait_until};
 
 /// Which implementation a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,48 +37,13 @@ impl Impl {
     }
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The server configuration both implementations run with.
+/// The server configuration both implementations run with: the shared test configuration
+/// plus x509pop trusting `x509pop_ca`.
 fn server_conf(dir: &str, port: u16, socket: &str, x509pop_ca: &str) -> String {
-    format!(
-        r#"server {{
-    bind_address = "127.0.0.1"
-    bind_port = "{port}"
-    socket_path = "{socket}"
-    trust_domain = "example.org"
-    data_dir = "{dir}/data"
-    log_level = "DEBUG"
-    ca_ttl = "24h"
-    default_x509_svid_ttl = "1h"
-}}
-plugins {{
-    DataStore "sql" {{
-        plugin_data {{
-            database_type = "sqlite3"
-            connection_string = "{dir}/data/datastore.sqlite3"
-        }}
-    }}
-    KeyManager "memory" {{
-        plugin_data {{}}
-    }}
-    NodeAttestor "join_token" {{
-        plugin_data {{}}
-    }}
-    NodeAttestor "x509pop" {{
-        plugin_data {{
-            ca_bundle_path = "{x509pop_ca}"
-        }}
-    }}
-}}
-"#
-    )
+    let x509pop = format!(
+        "    NodeAttestor \"x509pop\" {{\n        plugin_data {{\n            ca_bundle_path = \"{x509pop_ca}\"\n        }}\n    }}\n"
+    );
+    crate::cli_common::server_conf(dir, port, socket, &x509pop)
 }
 
 /// How a reference agent attests.
