@@ -136,6 +136,60 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A reference agent's configuration (memory KeyManager, unix WorkloadAttestor, insecure
+/// bootstrap to the server on loopback `port`), attesting with `attestor` (an HCL
+/// NodeAttestor block) and, if given, `join_token`.
+pub fn agent_conf(
+    dir: &str,
+    port: u16,
+    socket: &str,
+    join_token: Option<&str>,
+    attestor: &str,
+) -> String {
+    let token = join_token.map_or(String::new(), |t| format!("join_token = \"{t}\""));
+    format!(
+        r#"agent {{
+    data_dir = "{dir}/data"
+    log_level = "DEBUG"
+    server_address = "127.0.0.1"
+    server_port = "{port}"
+    socket_path = "{socket}"
+    trust_domain = "example.org"
+    insecure_bootstrap = true
+    {token}
+}}
+plugins {{
+    {attestor}
+    KeyManager "memory" {{ plugin_data {{}} }}
+    WorkloadAttestor "unix" {{ plugin_data {{}} }}
+}}
+"#
+    )
+}
+
+/// Writes `conf` to `dir/<name>.conf` (creating `dir/data`) and starts `bin run -config` on
+/// it, its output going to `dir/<name>.log`.
+pub fn spawn_with_conf(bin: &Path, dir: &Path, name: &str, conf: &str) -> Child {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let conf_path = dir.join(format!("{name}.conf"));
+    std::fs::write(&conf_path, conf).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    Command::new(bin)
+        .arg("run")
+        .arg("-config")
+        .arg(&conf_path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Whether the server or agent on `socket` answers `bin healthcheck`.
+pub fn healthy(bin: &Path, socket: &str) -> bool {
+    Path::new(socket).exists()
+        && run_ref(bin, &["healthcheck", "-socketPath", socket], b"").code == 0
+}
+
 /// A test server's configuration (SQLite in `dir`, memory KeyManager, join_token; loopback
 /// `port`; admin `socket`), with `extra_plugins` (HCL plugin blocks) added to `plugins { }`.
 /// Reference and our server read the same text.
@@ -187,15 +241,7 @@ impl Server {
         let socket = format!("{d}/api.sock");
         let port = free_port();
         let conf = server_conf(&d, port, &socket, "");
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        std::fs::write(dir.path().join("server.conf"), conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(ref_server_bin())
-            .args(["run", "-config", &format!("{d}/server.conf")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_with_conf(&ref_server_bin(), dir.path(), "server", &conf);
         let server = Server {
             dir,
             socket,
@@ -203,14 +249,7 @@ impl Server {
             child,
         };
         wait_until("the reference server", Duration::from_secs(60), || {
-            Path::new(&server.socket).exists()
-                && run_ref(
-                    &ref_server_bin(),
-                    &["healthcheck", "-socketPath", &server.socket],
-                    b"",
-                )
-                .code
-                    == 0
+            healthy(&ref_server_bin(), &server.socket)
         });
         server
     }
@@ -241,34 +280,14 @@ impl Server {
             .unwrap();
         let d = dir.path().display().to_string();
         let socket = format!("{d}/agent.sock");
-        let conf = format!(
-            r#"agent {{
-    data_dir = "{d}/data"
-    log_level = "DEBUG"
-    server_address = "127.0.0.1"
-    server_port = "{port}"
-    socket_path = "{socket}"
-    trust_domain = "example.org"
-    insecure_bootstrap = true
-    join_token = "{token}"
-}}
-plugins {{
-    NodeAttestor "join_token" {{ plugin_data {{}} }}
-    KeyManager "memory" {{ plugin_data {{}} }}
-    WorkloadAttestor "unix" {{ plugin_data {{}} }}
-}}
-"#,
-            port = self.port
+        let conf = agent_conf(
+            &d,
+            self.port,
+            &socket,
+            Some(&token),
+            "NodeAttestor \"join_token\" { plugin_data {} }",
         );
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        std::fs::write(dir.path().join("agent.conf"), conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let child = Command::new(ref_agent_bin())
-            .args(["run", "-config", &format!("{d}/agent.conf")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = spawn_with_conf(&ref_agent_bin(), dir.path(), "agent", &conf);
         let agent = Agent {
             dir,
             socket,
@@ -276,14 +295,7 @@ plugins {{
             child,
         };
         wait_until("the reference agent", Duration::from_secs(60), || {
-            Path::new(&agent.socket).exists()
-                && run_ref(
-                    &ref_agent_bin(),
-                    &["healthcheck", "-socketPath", &agent.socket],
-                    b"",
-                )
-                .code
-                    == 0
+            healthy(&ref_agent_bin(), &agent.socket)
         });
         agent
     }

@@ -12,7 +12,9 @@ use spire_proto::spire::api::server::agent::v1::agent_client::AgentClient;
 use tokio::net::UnixStream;
 use tonic::transport::{Endpoint, Uri};
 
-use crate::cli_common::{free_port, ref_agent_bin, ref_server_bin, run_ref, wait_until};
+use crate::cli_common::{
+    agent_conf, free_port, healthy, ref_agent_bin, ref_server_bin, spawn_with_conf, wait_until,
+};
 
 /// Which implementation a server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,19 +180,8 @@ impl Server {
         let d = dir.path().display().to_string();
         let socket = format!("{d}/api.sock");
         let port = free_port();
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        std::fs::write(
-            dir.path().join("server.conf"),
-            server_conf(&d, port, &socket, x509pop_ca),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(which.server_bin())
-            .args(["run", "-config", &format!("{d}/server.conf")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let conf = server_conf(&d, port, &socket, x509pop_ca);
+        let child = spawn_with_conf(&which.server_bin(), dir.path(), "server", &conf);
         let mut server = Server {
             which,
             dir,
@@ -203,14 +194,7 @@ impl Server {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("{what} exited with {status}:\n{}", server.log());
             }
-            Path::new(&server.socket).exists()
-                && run_ref(
-                    &ref_server_bin(),
-                    &["healthcheck", "-socketPath", &server.socket],
-                    b"",
-                )
-                .code
-                    == 0
+            healthy(&ref_server_bin(), &server.socket)
         });
         server
     }
@@ -255,13 +239,13 @@ impl Server {
             Attestation::JoinToken(token) => {
                 self.create_join_token(token, 600);
                 (
-                    format!("join_token = \"{token}\""),
+                    Some(token),
                     "NodeAttestor \"join_token\" { plugin_data {} }".to_string(),
                     format!("spiffe://example.org/spire/agent/join_token/{token}"),
                 )
             }
             Attestation::X509Pop(identity) => (
-                String::new(),
+                None,
                 format!(
                     "NodeAttestor \"x509pop\" {{ plugin_data {{ private_key_path = \"{}\" certificate_path = \"{}\" }} }}",
                     identity.key, identity.cert
@@ -275,49 +259,15 @@ impl Server {
             .unwrap();
         let d = dir.path().display().to_string();
         let socket = format!("{d}/agent.sock");
-        let conf = format!(
-            r#"agent {{
-    data_dir = "{d}/data"
-    log_level = "DEBUG"
-    server_address = "127.0.0.1"
-    server_port = "{port}"
-    socket_path = "{socket}"
-    trust_domain = "example.org"
-    insecure_bootstrap = true
-    {join_token}
-}}
-plugins {{
-    {attestor}
-    KeyManager "memory" {{ plugin_data {{}} }}
-    WorkloadAttestor "unix" {{ plugin_data {{}} }}
-}}
-"#,
-            port = self.port
-        );
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        std::fs::write(dir.path().join("agent.conf"), conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let mut child = Command::new(ref_agent_bin())
-            .args(["run", "-config", &format!("{d}/agent.conf")])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let conf = agent_conf(&d, self.port, &socket, join_token, &attestor);
+        let mut child = spawn_with_conf(&ref_agent_bin(), dir.path(), "agent", &conf);
         let what = format!(
             "a reference agent attesting to the {} server",
             self.which.label()
         );
         let start = Instant::now();
         loop {
-            let healthy = Path::new(&socket).exists()
-                && run_ref(
-                    &ref_agent_bin(),
-                    &["healthcheck", "-socketPath", &socket],
-                    b"",
-                )
-                .code
-                    == 0;
-            if healthy {
+            if healthy(&ref_agent_bin(), &socket) {
                 break;
             }
             let exited = child.try_wait().ok().flatten();
