@@ -91,11 +91,9 @@ impl DebugService {
 
     /// The agent SVID's verified chain, leaf first and the bundle's authority last, as
     /// SPIRE reports it.
-    fn svid_chain(&self) -> Result<Vec<debugv1::get_info_response::Cert>, Status> {
+    fn svid_chain(&self) -> Result<Vec<debugv1::get_info_response::Cert>, DebugError> {
         let chain = self.manager.agent_svid();
-        let leaf = chain.first().ok_or_else(|| {
-            Status::internal("failed to verify agent SVID: no certificates found")
-        })?;
+        let leaf = chain.first().ok_or(DebugError::NoAgentSvid)?;
         let authorities = self
             .manager
             .bundle()
@@ -109,12 +107,12 @@ impl DebugService {
         )
         .map_err(|e| {
             tracing::error!(error = %e, "Failed to verify agent SVID");
-            Status::internal(format!("failed to verify agent SVID: {e}"))
+            DebugError::VerifyAgentSvid(e.to_string())
         })?;
         let mut out = Vec::with_capacity(1 + above.len());
         for der in std::iter::once(leaf).chain(above.iter()) {
-            let facts =
-                spire_pki::certificate_facts(der).map_err(|e| Status::internal(e.to_string()))?;
+            let facts = spire_pki::certificate_facts(der)
+                .map_err(|e| DebugError::Certificate(e.to_string()))?;
             let id = spiffe_core::x509svid::id_from_der(der)
                 .ok()
                 .map(|id| types::Spiffeid {
@@ -131,6 +129,29 @@ impl DebugService {
     }
 }
 
+/// Why the admin Debug API could not answer; all are `Internal`, with SPIRE's messages.
+#[derive(Debug, thiserror::Error)]
+enum DebugError {
+    /// The agent holds no SVID.
+    #[error("failed to verify agent SVID: no certificates found")]
+    NoAgentSvid,
+    /// The agent SVID does not chain to the bundle.
+    #[error("failed to verify agent SVID: {0}")]
+    VerifyAgentSvid(String),
+    /// A certificate of the chain could not be read.
+    #[error("{0}")]
+    Certificate(String),
+    /// A count does not fit the response's field.
+    #[error("{0}")]
+    OutOfRange(&'static str),
+}
+
+impl From<DebugError> for Status {
+    fn from(e: DebugError) -> Status {
+        Status::internal(e.to_string())
+    }
+}
+
 #[tonic::async_trait]
 impl debugv1::debug_server::Debug for DebugService {
     async fn get_info(
@@ -144,12 +165,12 @@ impl debugv1::debug_server::Debug for DebugService {
         }
         let svid_chain = self.svid_chain()?;
         let x509 = i32::try_from(self.manager.x509_svid_count())
-            .map_err(|_| Status::internal("out of range value for X.509 SVIDs count"))?;
+            .map_err(|_| DebugError::OutOfRange("out of range value for X.509 SVIDs count"))?;
         #[allow(deprecated, reason = "SPIRE still fills the deprecated svids_count")]
         let resp = debugv1::GetInfoResponse {
             svid_chain,
             uptime: i32::try_from(self.manager.uptime().as_secs())
-                .map_err(|_| Status::internal("invalid value for uptime"))?,
+                .map_err(|_| DebugError::OutOfRange("invalid value for uptime"))?,
             svids_count: x509,
             last_sync_success: self
                 .manager
@@ -158,7 +179,7 @@ impl debugv1::debug_server::Debug for DebugService {
                 .unwrap_or(GO_ZERO_UNIX),
             cached_x509_svids_count: x509,
             cached_jwt_svids_count: i32::try_from(self.manager.jwt_svid_count())
-                .map_err(|_| Status::internal("out of range value for JWT SVIDs count"))?,
+                .map_err(|_| DebugError::OutOfRange("out of range value for JWT SVIDs count"))?,
             cached_svidstore_x509_svids_count: 0,
         };
         *self.cached.lock() = Some((Instant::now(), resp.clone()));

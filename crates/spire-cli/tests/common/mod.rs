@@ -40,6 +40,12 @@ pub struct Out {
     pub code: i32,
 }
 
+/// A command line written as it would be typed: its words, split at white space (cases
+/// whose arguments contain spaces or are empty are written as arrays).
+pub fn args(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// Runs a reference binary.
 pub fn run_ref(bin: &Path, args: &[&str], stdin: &[u8]) -> Out {
     let mut child = Command::new(bin)

@@ -10,13 +10,13 @@ pub(crate) fn agents(c: &mut Ctx) {
     let (id1, id2) = (a1.id.clone(), a2.id.clone());
     for args in [
         &["agent", "list"][..],
-        &["agent", "list", "-attestationType", "join_token"],
-        &["agent", "list", "-attestationType", "x509pop"],
-        &["agent", "list", "-banned", "true"],
-        &["agent", "list", "-banned", "false"],
-        &["agent", "list", "-banned", "maybe"],
-        &["agent", "list", "-canReattest", "true"],
-        &["agent", "list", "-canReattest", "false"],
+        &args("agent list -attestationType join_token"),
+        &args("agent list -attestationType x509pop"),
+        &args("agent list -banned true"),
+        &args("agent list -banned false"),
+        &args("agent list -banned maybe"),
+        &args("agent list -canReattest true"),
+        &args("agent list -canReattest false"),
         &[
             "agent",
             "list",
@@ -29,25 +29,11 @@ pub(crate) fn agents(c: &mut Ctx) {
             "-expiresBefore",
             "2999-01-01 00:00:00 +0000 +00",
         ],
-        &["agent", "list", "-selector", "join_token:x"],
-        &[
-            "agent",
-            "list",
-            "-selector",
-            "join_token:x",
-            "-matchSelectorsOn",
-            "any",
-        ],
+        &args("agent list -selector join_token:x"),
+        &args("agent list -selector join_token:x -matchSelectorsOn any"),
         &["agent", "count"],
-        &["agent", "count", "-banned", "true"],
-        &[
-            "agent",
-            "count",
-            "-canReattest",
-            "false",
-            "-attestationType",
-            "join_token",
-        ],
+        &args("agent count -banned true"),
+        &args("agent count -canReattest false -attestationType join_token"),
         &[
             "agent",
             "count",
@@ -55,16 +41,11 @@ pub(crate) fn agents(c: &mut Ctx) {
             "2000-01-01 00:00:00 -0700 -07",
         ],
         &["agent", "show", "-spiffeID", &id1],
-        &[
-            "agent",
-            "show",
-            "-spiffeID",
-            "spiffe://example.org/spire/agent/join_token/nope",
-        ],
-        &["agent", "show", "-spiffeID", "spiffe://other.org/agent"],
+        &args("agent show -spiffeID spiffe://example.org/spire/agent/join_token/nope"),
+        &args("agent show -spiffeID spiffe://other.org/agent"),
         &["agent", "purge"],
         &["agent", "purge", "-dryRun"],
-        &["agent", "purge", "-expiredFor", "1s"],
+        &args("agent purge -expiredFor 1s"),
     ] {
         c.cmp(args);
         let mut j = args.to_vec();
@@ -77,14 +58,11 @@ pub(crate) fn agents(c: &mut Ctx) {
     c.d.same("agent ban", &r, &o, &ident);
     c.cmp(&["agent", "show", "-spiffeID", &id1]);
     c.cmp_json(&["agent", "show", "-spiffeID", &id2, "-output", "json"]);
-    c.cmp(&["agent", "list", "-banned", "true"]);
+    c.cmp(&args("agent list -banned true"));
     c.cmp_json(&["agent", "ban", "-spiffeID", &id1, "-output", "json"]);
-    c.cmp(&[
-        "agent",
-        "ban",
-        "-spiffeID",
-        "spiffe://example.org/spire/agent/join_token/nope",
-    ]);
+    c.cmp(&args(
+        "agent ban -spiffeID spiffe://example.org/spire/agent/join_token/nope",
+    ));
     let r = c.theirs(&["agent", "evict", "-spiffeID", &id1]);
     let o = c.ours_in(
         &["agent", "evict", "-spiffeID", &id2, "-output", "pretty"],

@@ -29,7 +29,7 @@ pub(crate) fn authorities(c: &mut Ctx) {
         let show = |c: &Ctx| c.setup(&["localauthority", kind, "show", "-output", "json"]);
         // activate: the reference activates one prepared authority, ours
         // the next.
-        let prepared = authority_id(&show(&c), "prepared");
+        let prepared = authority_id(&show(c), "prepared");
         let r = c.theirs(&[
             "localauthority",
             kind,
@@ -38,7 +38,7 @@ pub(crate) fn authorities(c: &mut Ctx) {
             &prepared,
         ]);
         c.setup(&["localauthority", kind, "prepare"]);
-        let prepared = authority_id(&show(&c), "prepared");
+        let prepared = authority_id(&show(c), "prepared");
         let o = c.ours_in(
             &[
                 "localauthority",
@@ -56,15 +56,15 @@ pub(crate) fn authorities(c: &mut Ctx) {
             &norm_authority,
         );
         c.cmp(&["localauthority", kind, "show"]);
-        let active = authority_id(&show(&c), "active");
+        let active = authority_id(&show(c), "active");
         c.cmp(&["localauthority", kind, "taint", "-authorityID", &active]);
         c.cmp(&["localauthority", kind, "revoke", "-authorityID", &active]);
         // taint: the old authority of each rotation.
-        let old = authority_id(&show(&c), "old");
+        let old = authority_id(&show(c), "old");
         let r = c.theirs(&["localauthority", kind, "taint", "-authorityID", &old]);
         c.cmp(&["localauthority", kind, "taint", "-authorityID", &old]);
         c.setup(&["localauthority", kind, "prepare"]);
-        let prepared = authority_id(&show(&c), "prepared");
+        let prepared = authority_id(&show(c), "prepared");
         c.setup(&[
             "localauthority",
             kind,
@@ -72,7 +72,7 @@ pub(crate) fn authorities(c: &mut Ctx) {
             "-authorityID",
             &prepared,
         ]);
-        let old = authority_id(&show(&c), "old");
+        let old = authority_id(&show(c), "old");
         let o = c.ours_in(
             &["localauthority", kind, "taint", "-authorityID", &old],
             b"",
@@ -88,7 +88,7 @@ pub(crate) fn authorities(c: &mut Ctx) {
         // revoke: a tainted old authority.
         let r = c.theirs(&["localauthority", kind, "revoke", "-authorityID", &old]);
         c.setup(&["localauthority", kind, "prepare"]);
-        let prepared = authority_id(&show(&c), "prepared");
+        let prepared = authority_id(&show(c), "prepared");
         c.setup(&[
             "localauthority",
             kind,
@@ -96,7 +96,7 @@ pub(crate) fn authorities(c: &mut Ctx) {
             "-authorityID",
             &prepared,
         ]);
-        let old = authority_id(&show(&c), "old");
+        let old = authority_id(&show(c), "old");
         c.setup(&["localauthority", kind, "taint", "-authorityID", &old]);
         let o = c.ours_in(
             &["localauthority", kind, "revoke", "-authorityID", &old],
@@ -111,23 +111,13 @@ pub(crate) fn authorities(c: &mut Ctx) {
         c.cmp(&["localauthority", kind, "show"]);
         c.cmp(&["localauthority", kind, "revoke", "-authorityID", &old]);
     }
-    c.cmp(&["upstreamauthority", "taint", "-subjectKeyID", "abcd"]);
-    c.cmp_json(&[
-        "upstreamauthority",
-        "taint",
-        "-subjectKeyID",
-        "abcd",
-        "-output",
-        "json",
-    ]);
-    c.cmp(&["upstreamauthority", "revoke", "-subjectKeyID", "abcd"]);
-    c.cmp_json(&[
-        "upstreamauthority",
-        "revoke",
-        "-subjectKeyID",
-        "abcd",
-        "-output",
-        "json",
-    ]);
+    c.cmp(&args("upstreamauthority taint -subjectKeyID abcd"));
+    c.cmp_json(&args(
+        "upstreamauthority taint -subjectKeyID abcd -output json",
+    ));
+    c.cmp(&args("upstreamauthority revoke -subjectKeyID abcd"));
+    c.cmp_json(&args(
+        "upstreamauthority revoke -subjectKeyID abcd -output json",
+    ));
     c.cmp(&["bundle", "show"]);
 }

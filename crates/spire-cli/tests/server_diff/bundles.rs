@@ -4,15 +4,15 @@ use crate::harness::*;
 
 pub(crate) fn bundles(c: &mut Ctx) {
     c.cmp(&["bundle", "show"]);
-    c.cmp(&["bundle", "show", "-format", "spiffe"]);
-    c.cmp(&["bundle", "show", "-format", "SPIFFE"]);
-    c.cmp(&["bundle", "show", "-format", "der"]);
-    c.cmp_json(&["bundle", "show", "-output", "json"]);
-    c.cmp_json(&["bundle", "show", "-output", "json", "-format", "der"]);
+    c.cmp(&args("bundle show -format spiffe"));
+    c.cmp(&args("bundle show -format SPIFFE"));
+    c.cmp(&args("bundle show -format der"));
+    c.cmp_json(&args("bundle show -output json"));
+    c.cmp_json(&args("bundle show -output json -format der"));
     c.cmp(&["bundle", "count"]);
-    c.cmp_json(&["bundle", "count", "-output", "json"]);
+    c.cmp_json(&args("bundle count -output json"));
     c.cmp(&["bundle", "list"]);
-    c.cmp_json(&["bundle", "list", "-output", "json"]);
+    c.cmp_json(&args("bundle list -output json"));
     let (server_pem, server_spiffe) = server_bundle_files(c);
     let pem_text = read(std::path::Path::new(&server_pem));
     c.cmp(&[
@@ -34,7 +34,7 @@ pub(crate) fn bundles(c: &mut Ctx) {
         &server_spiffe,
     ]);
     c.cmp_norm(
-        &["bundle", "set", "-id", "spiffe://fed3.test"],
+        &args("bundle set -id spiffe://fed3.test"),
         pem_text.as_bytes(),
         &ident,
     );
@@ -76,28 +76,14 @@ pub(crate) fn bundles(c: &mut Ctx) {
         "json",
     ]);
     c.cmp(&["bundle", "list"]);
-    c.cmp(&["bundle", "list", "-format", "spiffe"]);
-    c.cmp(&["bundle", "list", "-format", "xml"]);
-    c.cmp(&["bundle", "list", "-id", "spiffe://fed1.test"]);
-    c.cmp(&[
-        "bundle",
-        "list",
-        "-id",
-        "spiffe://fed2.test",
-        "-format",
-        "spiffe",
-    ]);
-    c.cmp(&["bundle", "list", "-id", "spiffe://nope.test"]);
+    c.cmp(&args("bundle list -format spiffe"));
+    c.cmp(&args("bundle list -format xml"));
+    c.cmp(&args("bundle list -id spiffe://fed1.test"));
+    c.cmp(&args("bundle list -id spiffe://fed2.test -format spiffe"));
+    c.cmp(&args("bundle list -id spiffe://nope.test"));
     c.cmp(&["bundle", "list", "-id", "bad td"]);
-    c.cmp_json(&["bundle", "list", "-output", "json"]);
-    c.cmp_json(&[
-        "bundle",
-        "list",
-        "-id",
-        "spiffe://fed2.test",
-        "-output",
-        "json",
-    ]);
+    c.cmp_json(&args("bundle list -output json"));
+    c.cmp_json(&args("bundle list -id spiffe://fed2.test -output json"));
     c.cmp(&["bundle", "count"]);
     let reset_fed3: &[&[&str]] = &[&[
         "bundle",
@@ -108,48 +94,25 @@ pub(crate) fn bundles(c: &mut Ctx) {
         &server_pem,
     ]];
     c.pair(
-        &["bundle", "delete", "-id", "spiffe://fed3.test"],
+        &args("bundle delete -id spiffe://fed3.test"),
         b"",
         reset_fed3,
         &ident,
     );
     c.pair(
-        &[
-            "bundle",
-            "delete",
-            "-id",
-            "spiffe://fed3.test",
-            "-mode",
-            "dissociate",
-        ],
+        &args("bundle delete -id spiffe://fed3.test -mode dissociate"),
         b"",
         reset_fed3,
         &ident,
     );
     c.pair_json(
-        &[
-            "bundle",
-            "delete",
-            "-id",
-            "spiffe://fed3.test",
-            "-mode",
-            "delete",
-            "-output",
-            "json",
-        ],
+        &args("bundle delete -id spiffe://fed3.test -mode delete -output json"),
         b"",
         reset_fed3,
         &|_| {},
     );
-    c.cmp(&["bundle", "delete", "-id", "spiffe://fed3.test"]);
-    c.cmp(&["bundle", "delete", "-id", "spiffe://nope.test"]);
-    c.cmp_json(&[
-        "bundle",
-        "delete",
-        "-id",
-        "spiffe://nope.test",
-        "-output",
-        "json",
-    ]);
-    c.cmp(&["bundle", "delete", "-id", "spiffe://example.org"]);
+    c.cmp(&args("bundle delete -id spiffe://fed3.test"));
+    c.cmp(&args("bundle delete -id spiffe://nope.test"));
+    c.cmp_json(&args("bundle delete -id spiffe://nope.test -output json"));
+    c.cmp(&args("bundle delete -id spiffe://example.org"));
 }

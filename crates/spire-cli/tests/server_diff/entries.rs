@@ -4,179 +4,39 @@ use crate::harness::*;
 
 pub(crate) fn entries(c: &mut Ctx) {
     let created = |v: &mut serde_json::Value| blank_fields(v, &["created_at"]);
-    let basic: &[&str] = &[
-        "entry",
-        "create",
-        "-entryID",
-        "e-basic",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/w1",
-        "-selector",
-        "unix:uid:1000",
-        "-selector",
-        "unix:gid:1000",
-    ];
+    let basic: &[&str] = &args(
+        "entry create -entryID e-basic -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/w1 -selector unix:uid:1000 -selector unix:gid:1000",
+    );
     c.pair(
         basic,
         b"",
-        &[&["entry", "delete", "-entryID", "e-basic"]],
+        &[&args("entry delete -entryID e-basic")],
         &ident,
     );
-    let full: &[&str] = &[
-        "entry",
-        "create",
-        "-entryID",
-        "e-full",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/w2",
-        "-selector",
-        "k8s:ns:default",
-        "-selector",
-        "k8s:sa:default",
-        "-x509SVIDTTL",
-        "300",
-        "-jwtSVIDTTL",
-        "60",
-        "-dns",
-        "a.example",
-        "-dns",
-        "b.example",
-        "-hint",
-        "h1",
-        "-admin",
-        "-downstream",
-        "-storeSVID",
-        "-entryExpiry",
-        "1900000000",
-        "-federatesWith",
-        "spiffe://fed1.test",
-        "-federatesWith",
-        "fed2.test",
-    ];
-    c.pair(
-        full,
-        b"",
-        &[&["entry", "delete", "-entryID", "e-full"]],
-        &ident,
+    let full: &[&str] = &args(
+        "entry create -entryID e-full -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/w2 -selector k8s:ns:default -selector k8s:sa:default -x509SVIDTTL 300 -jwtSVIDTTL 60 -dns a.example -dns b.example -hint h1 -admin -downstream -storeSVID -entryExpiry 1900000000 -federatesWith spiffe://fed1.test -federatesWith fed2.test",
     );
-    let node: &[&str] = &[
-        "entry",
-        "create",
-        "-entryID",
-        "e-node",
-        "-node",
-        "-spiffeID",
-        "spiffe://example.org/nodes",
-        "-selector",
-        "join_token:abc",
-    ];
-    c.pair(
-        node,
-        b"",
-        &[&["entry", "delete", "-entryID", "e-node"]],
-        &ident,
+    c.pair(full, b"", &[&args("entry delete -entryID e-full")], &ident);
+    let node: &[&str] = &args(
+        "entry create -entryID e-node -node -spiffeID spiffe://example.org/nodes -selector join_token:abc",
     );
-    let json_entry: &[&str] = &[
-        "entry",
-        "create",
-        "-entryID",
-        "e-json",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/w3",
-        "-selector",
-        "unix:uid:3",
-        "-dns",
-        "<&>.example",
-        "-output",
-        "json",
-    ];
+    c.pair(node, b"", &[&args("entry delete -entryID e-node")], &ident);
+    let json_entry: &[&str] = &args(
+        "entry create -entryID e-json -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/w3 -selector unix:uid:3 -dns <&>.example -output json",
+    );
     c.pair_json(
         json_entry,
         b"",
-        &[&["entry", "delete", "-entryID", "e-json"]],
+        &[&args("entry delete -entryID e-json")],
         &created,
     );
     // Failures reported by the server, per entry.
-    c.cmp(&[
-        "entry",
-        "create",
-        "-entryID",
-        "e-dup",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/w1",
-        "-selector",
-        "unix:gid:1000",
-        "-selector",
-        "unix:uid:1000",
-    ]);
-    c.cmp_json(&[
-        "entry",
-        "create",
-        "-entryID",
-        "e-dup",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/w1",
-        "-selector",
-        "unix:gid:1000",
-        "-selector",
-        "unix:uid:1000",
-        "-output",
-        "json",
-    ]);
-    c.cmp(&[
-        "entry",
-        "create",
-        "-entryID",
-        "e-basic",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/other",
-        "-selector",
-        "unix:uid:1",
-    ]);
-    c.cmp(&[
-        "entry",
-        "create",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/spire/x",
-        "-selector",
-        "unix:uid:1",
-    ]);
-    c.cmp(&[
-        "entry",
-        "create",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/x",
-        "-selector",
-        "unix:uid:1",
-        "-federatesWith",
-        "spiffe://nope.test",
-    ]);
-    c.cmp(&[
-        "entry",
-        "create",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://other.org/x",
-        "-selector",
-        "unix:uid:1",
-    ]);
+    c.cmp(&args("entry create -entryID e-dup -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/w1 -selector unix:gid:1000 -selector unix:uid:1000"));
+    c.cmp_json(&args("entry create -entryID e-dup -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/w1 -selector unix:gid:1000 -selector unix:uid:1000 -output json"));
+    c.cmp(&args("entry create -entryID e-basic -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/other -selector unix:uid:1"));
+    c.cmp(&args("entry create -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/spire/x -selector unix:uid:1"));
+    c.cmp(&args("entry create -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -federatesWith spiffe://nope.test"));
+    c.cmp(&args("entry create -parentID spiffe://example.org/agent -spiffeID spiffe://other.org/x -selector unix:uid:1"));
     c.cmp(&[
         "entry",
         "create",
@@ -189,18 +49,7 @@ pub(crate) fn entries(c: &mut Ctx) {
         "-selector",
         "unix:uid:1",
     ]);
-    c.cmp(&[
-        "entry",
-        "create",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/x",
-        "-selector",
-        ":",
-        "-hint",
-        "h",
-    ]);
+    c.cmp(&args("entry create -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector : -hint h"));
     // -data files and standard input.
     let entries_json = r#"{"entries":[
         {"entry_id":"e-data1","spiffe_id":"spiffe://example.org/d1","parent_id":"spiffe://example.org/agent",
@@ -212,8 +61,8 @@ pub(crate) fn entries(c: &mut Ctx) {
     ]}"#;
     let entries_file = c.file("entries.json", entries_json);
     let reset_data: &[&[&str]] = &[
-        &["entry", "delete", "-entryID", "e-data1"],
-        &["entry", "delete", "-entryID", "e-data2"],
+        &args("entry delete -entryID e-data1"),
+        &args("entry delete -entryID e-data2"),
     ];
     c.pair(
         &["entry", "create", "-data", &entries_file],
@@ -222,7 +71,7 @@ pub(crate) fn entries(c: &mut Ctx) {
         &ident,
     );
     c.pair(
-        &["entry", "create", "-data", "-"],
+        &args("entry create -data -"),
         entries_json.as_bytes(),
         reset_data,
         &ident,
@@ -247,135 +96,46 @@ pub(crate) fn entries(c: &mut Ctx) {
     // Listing and counting.
     for args in [
         &["entry", "show"][..],
-        &["entry", "show", "-entryID", "e-basic"],
-        &["entry", "show", "-entryID", "e-full"],
-        &["entry", "show", "-entryID", "nope"],
-        &["entry", "show", "-entryID", "e-basic", "-hint", "x"],
-        &["entry", "show", "-spiffeID", "spiffe://example.org/w1"],
-        &["entry", "show", "-spiffeID", "spiffe://example.org/none"],
-        &["entry", "show", "-parentID", "spiffe://example.org/agent"],
-        &[
-            "entry",
-            "show",
-            "-parentID",
-            "spiffe://example.org/spire/server",
-        ],
-        &["entry", "show", "-selector", "unix:uid:1000"],
-        &[
-            "entry",
-            "show",
-            "-selector",
-            "unix:uid:1000",
-            "-matchSelectorsOn",
-            "exact",
-        ],
-        &[
-            "entry",
-            "show",
-            "-selector",
-            "unix:uid:1000",
-            "-selector",
-            "unix:gid:1000",
-            "-matchSelectorsOn",
-            "exact",
-        ],
-        &[
-            "entry",
-            "show",
-            "-selector",
-            "unix:uid:1000",
-            "-selector",
-            "unix:uid:12",
-            "-matchSelectorsOn",
-            "any",
-        ],
-        &[
-            "entry",
-            "show",
-            "-selector",
-            "unix:uid:1000",
-            "-selector",
-            "unix:gid:1000",
-            "-selector",
-            "unix:x:y",
-            "-matchSelectorsOn",
-            "subset",
-        ],
-        &[
-            "entry",
-            "show",
-            "-selector",
-            "unix:uid:1000",
-            "-matchSelectorsOn",
-            "superset",
-        ],
-        &["entry", "show", "-federatesWith", "spiffe://fed1.test"],
-        &[
-            "entry",
-            "show",
-            "-federatesWith",
-            "spiffe://fed1.test",
-            "-matchFederatesWithOn",
-            "exact",
-        ],
-        &[
-            "entry",
-            "show",
-            "-federatesWith",
-            "spiffe://fed1.test",
-            "-federatesWith",
-            "spiffe://fed2.test",
-            "-matchFederatesWithOn",
-            "any",
-        ],
-        &[
-            "entry",
-            "show",
-            "-federatesWith",
-            "spiffe://fed1.test",
-            "-federatesWith",
-            "spiffe://fed2.test",
-            "-matchFederatesWithOn",
-            "subset",
-        ],
+        &args("entry show -entryID e-basic"),
+        &args("entry show -entryID e-full"),
+        &args("entry show -entryID nope"),
+        &args("entry show -entryID e-basic -hint x"),
+        &args("entry show -spiffeID spiffe://example.org/w1"),
+        &args("entry show -spiffeID spiffe://example.org/none"),
+        &args("entry show -parentID spiffe://example.org/agent"),
+        &args("entry show -parentID spiffe://example.org/spire/server"),
+        &args("entry show -selector unix:uid:1000"),
+        &args("entry show -selector unix:uid:1000 -matchSelectorsOn exact"),
+        &args("entry show -selector unix:uid:1000 -selector unix:gid:1000 -matchSelectorsOn exact"),
+        &args("entry show -selector unix:uid:1000 -selector unix:uid:12 -matchSelectorsOn any"),
+        &args(
+            "entry show -selector unix:uid:1000 -selector unix:gid:1000 -selector unix:x:y -matchSelectorsOn subset",
+        ),
+        &args("entry show -selector unix:uid:1000 -matchSelectorsOn superset"),
+        &args("entry show -federatesWith spiffe://fed1.test"),
+        &args("entry show -federatesWith spiffe://fed1.test -matchFederatesWithOn exact"),
+        &args(
+            "entry show -federatesWith spiffe://fed1.test -federatesWith spiffe://fed2.test -matchFederatesWithOn any",
+        ),
+        &args(
+            "entry show -federatesWith spiffe://fed1.test -federatesWith spiffe://fed2.test -matchFederatesWithOn subset",
+        ),
         &["entry", "show", "-federatesWith", "bad td"],
-        &["entry", "show", "-hint", "h1"],
-        &["entry", "show", "-hint", "dh"],
+        &args("entry show -hint h1"),
+        &args("entry show -hint dh"),
         &["entry", "show", "-downstream"],
         &["entry", "show", "-downstream=false"],
-        &[
-            "entry",
-            "show",
-            "-spiffeID",
-            "spiffe://example.org/w2",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-hint",
-            "h1",
-            "-downstream",
-        ],
+        &args(
+            "entry show -spiffeID spiffe://example.org/w2 -parentID spiffe://example.org/agent -hint h1 -downstream",
+        ),
         &["entry", "count"],
-        &["entry", "count", "-spiffeID", "spiffe://example.org/w1"],
-        &["entry", "count", "-parentID", "spiffe://example.org/agent"],
-        &[
-            "entry",
-            "count",
-            "-selector",
-            "unix:uid:1000",
-            "-matchSelectorsOn",
-            "exact",
-        ],
-        &[
-            "entry",
-            "count",
-            "-federatesWith",
-            "spiffe://fed1.test",
-            "-matchFederatesWithOn",
-            "any",
-        ],
-        &["entry", "count", "-hint", "h1"],
+        &args("entry count -spiffeID spiffe://example.org/w1"),
+        &args("entry count -parentID spiffe://example.org/agent"),
+        &args("entry count -selector unix:uid:1000 -matchSelectorsOn exact"),
+        &args("entry count -federatesWith spiffe://fed1.test -matchFederatesWithOn any"),
+        &args("entry count -hint h1"),
         &["entry", "count", "-downstream"],
-        &["entry", "count", "-spiffeID", "spiffe://example.org/none"],
+        &args("entry count -spiffeID spiffe://example.org/none"),
     ] {
         c.cmp(args);
         let mut j = args.to_vec();
@@ -384,67 +144,19 @@ pub(crate) fn entries(c: &mut Ctx) {
     }
 
     // Updates: each starts from the same freshly created entry.
-    let upd_create: &[&str] = &[
-        "entry",
-        "create",
-        "-entryID",
-        "e-upd",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/u",
-        "-selector",
-        "unix:uid:50",
-    ];
-    let reset_upd: &[&[&str]] = &[&["entry", "delete", "-entryID", "e-upd"], upd_create];
+    let upd_create: &[&str] = &args(
+        "entry create -entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u -selector unix:uid:50",
+    );
+    let reset_upd: &[&[&str]] = &[&args("entry delete -entryID e-upd"), upd_create];
     c.setup(upd_create);
     c.pair(
-        &[
-            "entry",
-            "update",
-            "-entryID",
-            "e-upd",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/u2",
-            "-selector",
-            "unix:uid:51",
-            "-x509SVIDTTL",
-            "120",
-            "-jwtSVIDTTL",
-            "20",
-            "-dns",
-            "u.example",
-            "-hint",
-            "uh",
-            "-admin",
-            "-downstream",
-            "-storeSVID",
-            "-entryExpiry",
-            "1900000001",
-            "-federatesWith",
-            "spiffe://fed1.test",
-        ],
+        &args("entry update -entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u2 -selector unix:uid:51 -x509SVIDTTL 120 -jwtSVIDTTL 20 -dns u.example -hint uh -admin -downstream -storeSVID -entryExpiry 1900000001 -federatesWith spiffe://fed1.test"),
         b"",
         reset_upd,
         &ident,
     );
     c.pair_json(
-        &[
-            "entry",
-            "update",
-            "-entryID",
-            "e-upd",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/u3",
-            "-selector",
-            "unix:uid:52",
-            "-output",
-            "json",
-        ],
+        &args("entry update -entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u3 -selector unix:uid:52 -output json"),
         b"",
         reset_upd,
         &created,
@@ -460,92 +172,39 @@ pub(crate) fn entries(c: &mut Ctx) {
         &ident,
     );
     c.pair(
-        &["entry", "update", "-data", "-"],
+        &args("entry update -data -"),
         upd_json.as_bytes(),
         reset_upd,
         &ident,
     );
-    c.cmp(&[
-        "entry",
-        "update",
-        "-entryID",
-        "nope",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/u",
-        "-selector",
-        "unix:uid:50",
-    ]);
-    c.cmp_json(&[
-        "entry",
-        "update",
-        "-entryID",
-        "nope",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/u",
-        "-selector",
-        "unix:uid:50",
-        "-output",
-        "json",
-    ]);
-    c.cmp(&[
-        "entry",
-        "update",
-        "-entryID",
-        "e-upd",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/spire/nope",
-        "-selector",
-        "unix:uid:50",
-    ]);
+    c.cmp(&args("entry update -entryID nope -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u -selector unix:uid:50"));
+    c.cmp_json(&args("entry update -entryID nope -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u -selector unix:uid:50 -output json"));
+    c.cmp(&args("entry update -entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/spire/nope -selector unix:uid:50"));
 
     // Deletes.
-    let del_create: &[&str] = &[
-        "entry",
-        "create",
-        "-entryID",
-        "e-del",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/del",
-        "-selector",
-        "unix:uid:60",
-    ];
-    let del_create2: &[&str] = &[
-        "entry",
-        "create",
-        "-entryID",
-        "e-del2",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/del2",
-        "-selector",
-        "unix:uid:61",
-    ];
+    let del_create: &[&str] = &args(
+        "entry create -entryID e-del -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/del -selector unix:uid:60",
+    );
+    let del_create2: &[&str] = &args(
+        "entry create -entryID e-del2 -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/del2 -selector unix:uid:61",
+    );
     c.setup(del_create);
     c.pair(
-        &["entry", "delete", "-entryID", "e-del"],
+        &args("entry delete -entryID e-del"),
         b"",
         &[del_create],
         &ident,
     );
     c.setup(del_create);
     c.pair_json(
-        &["entry", "delete", "-entryID", "e-del", "-output", "json"],
+        &args("entry delete -entryID e-del -output json"),
         b"",
         &[del_create],
         &|_| {},
     );
-    c.cmp(&["entry", "delete", "-entryID", "e-del"]);
-    c.cmp(&["entry", "delete", "-entryID", "e-del"]);
-    c.cmp_json(&["entry", "delete", "-entryID", "e-del", "-output", "json"]);
+    c.cmp(&args("entry delete -entryID e-del"));
+    c.cmp(&args("entry delete -entryID e-del"));
+    c.cmp_json(&args("entry delete -entryID e-del -output json"));
     let ids = c.file("ids.json", r#"{"ids":["e-del","e-del2"]}"#);
     c.setup(del_create);
     c.setup(del_create2);
@@ -557,15 +216,15 @@ pub(crate) fn entries(c: &mut Ctx) {
     );
     c.setup(del_create);
     c.pair(
-        &["entry", "delete", "-file", "-"],
+        &args("entry delete -file -"),
         br#"{"ids":["e-del","e-missing"]}"#,
         &[del_create],
         &ident,
     );
-    c.cmp(&["entry", "delete", "-file", "-"]);
-    c.cmp_norm(&["entry", "delete", "-file", "-"], br#"{"ids":[]}"#, &ident);
+    c.cmp(&args("entry delete -file -"));
+    c.cmp_norm(&args("entry delete -file -"), br#"{"ids":[]}"#, &ident);
     c.cmp_norm(
-        &["entry", "delete", "-file", "-"],
+        &args("entry delete -file -"),
         br#"{"ids":["x","y"]}"#,
         &ident,
     );

@@ -17,7 +17,7 @@ pub(crate) fn federation(c: &mut Ctx) {
         "-trustDomainBundlePath",
         &server_pem,
     ];
-    let reset_fedx: &[&[&str]] = &[&["federation", "delete", "-id", "fedx.test"]];
+    let reset_fedx: &[&[&str]] = &[&args("federation delete -id fedx.test")];
     c.pair(fed_web, b"", reset_fedx, &ident);
     let fed_spiffe: &[&str] = &[
         "federation",
@@ -38,60 +38,22 @@ pub(crate) fn federation(c: &mut Ctx) {
     c.pair(
         fed_spiffe,
         b"",
-        &[&["federation", "delete", "-id", "fedy.test"]],
+        &[&args("federation delete -id fedy.test")],
         &ident,
     );
     c.pair_json(
-        &[
-            "federation",
-            "create",
-            "-trustDomain",
-            "fedz.test",
-            "-bundleEndpointURL",
-            "https://127.0.0.1:1/z",
-            "-bundleEndpointProfile",
-            "https_web",
-            "-output",
-            "json",
-        ],
+        &args("federation create -trustDomain fedz.test -bundleEndpointURL https://127.0.0.1:1/z -bundleEndpointProfile https_web -output json"),
         b"",
-        &[&["federation", "delete", "-id", "fedz.test"]],
+        &[&args("federation delete -id fedz.test")],
         &|_| {},
     );
     c.cmp(fed_web);
     let mut dup = fed_web.to_vec();
     dup.extend(["-output", "json"]);
     c.cmp_json(&dup);
-    c.cmp(&[
-        "federation",
-        "create",
-        "-trustDomain",
-        "Bad.TD",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:1/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-    ]);
-    c.cmp(&[
-        "federation",
-        "create",
-        "-trustDomain",
-        "fedq.test",
-        "-bundleEndpointURL",
-        "http://insecure/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-    ]);
-    c.cmp(&[
-        "federation",
-        "create",
-        "-trustDomain",
-        "example.org",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:1/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-    ]);
+    c.cmp(&args("federation create -trustDomain Bad.TD -bundleEndpointURL https://127.0.0.1:1/bundle -bundleEndpointProfile https_web"));
+    c.cmp(&args("federation create -trustDomain fedq.test -bundleEndpointURL http://insecure/bundle -bundleEndpointProfile https_web"));
+    c.cmp(&args("federation create -trustDomain example.org -bundleEndpointURL https://127.0.0.1:1/bundle -bundleEndpointProfile https_web"));
     let pem_json = serde_json::to_string(&pem_text).unwrap();
     let spiffe_doc = read(std::path::Path::new(&server_spiffe));
     let rel_json = format!(
@@ -105,9 +67,9 @@ pub(crate) fn federation(c: &mut Ctx) {
     );
     let rel_file = c.file("relationships.json", &rel_json);
     let reset_rel: &[&[&str]] = &[
-        &["federation", "delete", "-id", "fedd1.test"],
-        &["federation", "delete", "-id", "fedd2.test"],
-        &["federation", "delete", "-id", "fedd3.test"],
+        &args("federation delete -id fedd1.test"),
+        &args("federation delete -id fedd2.test"),
+        &args("federation delete -id fedd3.test"),
     ];
     c.pair(
         &["federation", "create", "-data", &rel_file],
@@ -116,7 +78,7 @@ pub(crate) fn federation(c: &mut Ctx) {
         &ident,
     );
     c.pair(
-        &["federation", "create", "-data", "-"],
+        &args("federation create -data -"),
         rel_json.as_bytes(),
         reset_rel,
         &ident,
@@ -139,47 +101,18 @@ pub(crate) fn federation(c: &mut Ctx) {
         "-output",
         "json",
     ]);
-    c.cmp(&[
-        "federation",
-        "update",
-        "-trustDomain",
-        "fedx.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:2/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-    ]);
-    c.cmp(&[
-        "federation",
-        "update",
-        "-trustDomain",
-        "nope.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:2/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-    ]);
-    c.cmp_json(&[
-        "federation",
-        "update",
-        "-trustDomain",
-        "nope.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:2/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-        "-output",
-        "json",
-    ]);
+    c.cmp(&args("federation update -trustDomain fedx.test -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_web"));
+    c.cmp(&args("federation update -trustDomain nope.test -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_web"));
+    c.cmp_json(&args("federation update -trustDomain nope.test -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_web -output json"));
     for args in [
         &["federation", "list"][..],
-        &["federation", "show", "-trustDomain", "fedx.test"],
-        &["federation", "show", "-trustDomain", "fedy.test"],
-        &["federation", "show", "-trustDomain", "nope.test"],
+        &args("federation show -trustDomain fedx.test"),
+        &args("federation show -trustDomain fedy.test"),
+        &args("federation show -trustDomain nope.test"),
         &["federation", "show", "-trustDomain", "bad td"],
-        &["federation", "refresh", "-id", "nope.test"],
-        &["federation", "refresh", "-id", "fedx.test"],
-        &["federation", "delete", "-id", "nope.test"],
+        &args("federation refresh -id nope.test"),
+        &args("federation refresh -id fedx.test"),
+        &args("federation delete -id nope.test"),
     ] {
         c.cmp(args);
         let mut j = args.to_vec();
@@ -187,20 +120,13 @@ pub(crate) fn federation(c: &mut Ctx) {
         c.cmp_json(&j);
     }
     c.pair(
-        &["federation", "delete", "-id", "fedx.test"],
+        &args("federation delete -id fedx.test"),
         b"",
         &[fed_web],
         &ident,
     );
     c.pair_json(
-        &[
-            "federation",
-            "delete",
-            "-id",
-            "fedx.test",
-            "-output",
-            "json",
-        ],
+        &args("federation delete -id fedx.test -output json"),
         b"",
         &[fed_web],
         &|_| {},

@@ -2,7 +2,7 @@
 //! it with the same arguments; one area of the CLI per test (see `main.rs`).
 
 pub(crate) use crate::common::{
-    Diff, Out, Server, blank_fields, ident, mode, norm_jwt, norm_pem, norm_times, norm_uuid,
+    Diff, Out, Server, args, blank_fields, ident, mode, norm_jwt, norm_pem, norm_times, norm_uuid,
     our_server_cli, read, ref_server_bin, run_cli, run_ref,
 };
 pub(crate) use spire_goflag::Cli;
@@ -164,7 +164,7 @@ pub(crate) fn server_bundle_files(c: &Ctx) -> (String, String) {
     let pem = c.file("server.pem", &c.setup(&["bundle", "show"]).stdout);
     let spiffe = c.file(
         "server.json",
-        &c.setup(&["bundle", "show", "-format", "spiffe"]).stdout,
+        &c.setup(&args("bundle show -format spiffe")).stdout,
     );
     (pem, spiffe)
 }

@@ -5,47 +5,22 @@ use crate::harness::*;
 pub(crate) fn minting(c: &mut Ctx) {
     let pem_norm = |s: &str| norm_times(&norm_pem(s));
     c.cmp_norm(
-        &["x509", "mint", "-spiffeID", "spiffe://example.org/minted"],
+        &args("x509 mint -spiffeID spiffe://example.org/minted"),
         b"",
         &pem_norm,
     );
     c.cmp_norm(
-        &[
-            "x509",
-            "mint",
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-dns",
-            "m.example",
-            "-dns",
-            "n.example",
-            "-ttl",
-            "10m",
-        ],
+        &args("x509 mint -spiffeID spiffe://example.org/minted -dns m.example -dns n.example -ttl 10m"),
         b"",
         &pem_norm,
     );
     c.cmp_norm(
-        &[
-            "x509",
-            "mint",
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-ttl",
-            "48h",
-        ],
+        &args("x509 mint -spiffeID spiffe://example.org/minted -ttl 48h"),
         b"",
         &pem_norm,
     );
     c.cmp_json_norm(
-        &[
-            "x509",
-            "mint",
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-output",
-            "json",
-        ],
+        &args("x509 mint -spiffeID spiffe://example.org/minted -output json"),
         b"",
         &|v| {
             // The SVID and key differ; the shape and the bundle must not.
@@ -55,15 +30,10 @@ pub(crate) fn minting(c: &mut Ctx) {
             item["private_key"] = serde_json::json!("<key>");
         },
     );
-    c.cmp(&["x509", "mint", "-spiffeID", "spiffe://other.org/minted"]);
-    c.cmp(&[
-        "x509",
-        "mint",
-        "-spiffeID",
-        "spiffe://example.org/minted",
-        "-dns",
-        "é.example",
-    ]);
+    c.cmp(&args("x509 mint -spiffeID spiffe://other.org/minted"));
+    c.cmp(&args(
+        "x509 mint -spiffeID spiffe://example.org/minted -dns é.example",
+    ));
     {
         let dir = c.tmp.path().join("mint");
         std::fs::create_dir_all(&dir).unwrap();
@@ -112,55 +82,23 @@ pub(crate) fn minting(c: &mut Ctx) {
         c.cmp(&args);
     }
     c.cmp_norm(
-        &[
-            "jwt",
-            "mint",
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-audience",
-            "a",
-        ],
+        &args("jwt mint -spiffeID spiffe://example.org/minted -audience a"),
         b"",
         &norm_jwt,
     );
     c.cmp_norm(
-        &[
-            "jwt",
-            "mint",
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-audience",
-            "a",
-            "-audience",
-            "b",
-            "-ttl",
-            "48h",
-        ],
+        &args("jwt mint -spiffeID spiffe://example.org/minted -audience a -audience b -ttl 48h"),
         b"",
         &|s| norm_times(&norm_jwt(s)),
     );
     c.cmp_json_norm(
-        &[
-            "jwt",
-            "mint",
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-audience",
-            "a",
-            "-output",
-            "json",
-        ],
+        &args("jwt mint -spiffeID spiffe://example.org/minted -audience a -output json"),
         b"",
         &|v| blank_fields(v, &["token", "expires_at", "issued_at"]),
     );
-    c.cmp(&[
-        "jwt",
-        "mint",
-        "-spiffeID",
-        "spiffe://other.org/minted",
-        "-audience",
-        "a",
-    ]);
+    c.cmp(&args(
+        "jwt mint -spiffeID spiffe://other.org/minted -audience a",
+    ));
     {
         let file = c.tmp.path().join("token.jwt");
         let fs = file.display().to_string();

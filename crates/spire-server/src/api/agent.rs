@@ -9,7 +9,7 @@ use futures::Stream;
 use spiffe_core::SpiffeId;
 use spire_datastore::{
     AttestedNode, BySelectors, CountNodesRequest, JoinToken, ListNodesRequest, NodeMask,
-    Pagination, RegistrationEntry,
+    RegistrationEntry,
 };
 use spire_plugin::{Challenger, PluginError, PluginResult, Selector};
 use spire_proto::spire::api::server::agent::v1 as pb;
@@ -399,12 +399,7 @@ impl pb::agent_server::Agent for AgentService {
             }
             list.by_selector_match = selector_filter(f.by_selector_match.as_ref())?;
         }
-        if req.page_size > 0 {
-            list.pagination = Some(Pagination {
-                token: req.page_token.clone(),
-                page_size: req.page_size as u32,
-            });
-        }
+        list.pagination = convert::pagination(req.page_size, &req.page_token);
         let resp = self
             .server
             .registry()

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use spiffe_core::TrustDomain;
-use spire_datastore::{BundleMask, DataStoreError, DeleteMode, Pagination, StoredBundle};
+use spire_datastore::{BundleMask, DataStoreError, DeleteMode, StoredBundle};
 use spire_proto::spire::api::server::bundle::v1 as pb;
 use spire_proto::spire::api::types;
 use tonic::{Request, Response, Status};
@@ -50,6 +51,38 @@ impl BundleService {
                 .with(e)
                 .item_status()
         })
+    }
+
+    /// One batch of federated-bundle writes: each bundle is checked (not the server's own
+    /// trust domain, which is refused as "`verb` a federated bundle for the server's own
+    /// trust domain is not allowed"), converted and handed to `write`; each item gets its
+    /// status and, when written, the bundle as stored (masked by `mask`). Bundle watchers
+    /// are told once, after the batch.
+    async fn write_federated(
+        &self,
+        bundles: &[types::Bundle],
+        verb: &str,
+        mask: Option<&types::BundleMask>,
+        write: impl Fn(StoredBundle) -> BoxFuture<'static, Result<StoredBundle, types::Status>>,
+    ) -> Vec<(types::Status, Option<types::Bundle>)> {
+        let own =
+            format!("{verb} a federated bundle for the server's own trust domain is not allowed");
+        let mut results = Vec::with_capacity(bundles.len());
+        for b in bundles {
+            let written = match self
+                .federated_td(&b.trust_domain, &own)
+                .and_then(|_| Self::convert_bundle(b))
+            {
+                Ok(stored) => write(stored).await,
+                Err(st) => Err(st),
+            };
+            results.push(match written {
+                Ok(s) => (ok(), Some(out(&s, mask))),
+                Err(st) => (st, None),
+            });
+        }
+        self.changed().await;
+        results
     }
 }
 
@@ -148,10 +181,7 @@ impl pb::bundle_server::Bundle for BundleService {
         r: Request<pb::ListFederatedBundlesRequest>,
     ) -> Result<Response<pb::ListFederatedBundlesResponse>, Status> {
         let req = r.into_inner();
-        let pagination = (req.page_size > 0).then(|| Pagination {
-            token: req.page_token.clone(),
-            page_size: req.page_size as u32,
-        });
+        let pagination = convert::pagination(req.page_size, &req.page_token);
         let resp = self
             .server
             .registry()
@@ -203,39 +233,38 @@ impl pb::bundle_server::Bundle for BundleService {
         r: Request<pb::BatchCreateFederatedBundleRequest>,
     ) -> Result<Response<pb::BatchCreateFederatedBundleResponse>, Status> {
         let req = r.into_inner();
-        let mut results = Vec::new();
-        for b in &req.bundle {
-            let result = async {
-                self.federated_td(
-                    &b.trust_domain,
-                    "creating a federated bundle for the server's own trust domain is not allowed",
-                )?;
-                let stored = Self::convert_bundle(b)?;
-                match self.server.registry().ds().create_bundle(stored).await {
-                    Ok(s) => Ok(s),
-                    Err(DataStoreError::AlreadyExists(_)) => {
-                        Err(ApiError::already_exists("bundle already exists").item_status())
-                    }
-                    Err(e) => Err(ApiError::internal("unable to create bundle")
-                        .with(e)
-                        .item_status()),
-                }
-            }
+        let ds = self.server.registry().ds().clone();
+        let written = self
+            .write_federated(
+                &req.bundle,
+                "creating",
+                req.output_mask.as_ref(),
+                move |stored| {
+                    let ds = ds.clone();
+                    Box::pin(async move {
+                        match ds.create_bundle(stored).await {
+                            Ok(s) => Ok(s),
+                            Err(DataStoreError::AlreadyExists(_)) => {
+                                Err(ApiError::already_exists("bundle already exists").item_status())
+                            }
+                            Err(e) => Err(ApiError::internal("unable to create bundle")
+                                .with(e)
+                                .item_status()),
+                        }
+                    })
+                },
+            )
             .await;
-            results.push(match result {
-                Ok(s) => pb::batch_create_federated_bundle_response::Result {
-                    status: Some(ok()),
-                    bundle: Some(out(&s, req.output_mask.as_ref())),
-                },
-                Err(st) => pb::batch_create_federated_bundle_response::Result {
-                    status: Some(st),
-                    bundle: None,
-                },
-            });
-        }
-        self.changed().await;
         Ok(Response::new(pb::BatchCreateFederatedBundleResponse {
-            results,
+            results: written
+                .into_iter()
+                .map(
+                    |(status, bundle)| pb::batch_create_federated_bundle_response::Result {
+                        status: Some(status),
+                        bundle,
+                    },
+                )
+                .collect(),
         }))
     }
 
@@ -250,45 +279,38 @@ impl pb::bundle_server::Bundle for BundleService {
             refresh_hint: m.refresh_hint,
             sequence_number: m.sequence_number,
         });
-        let mut results = Vec::new();
-        for b in &req.bundle {
-            let result = async {
-                self.federated_td(
-                    &b.trust_domain,
-                    "updating a federated bundle for the server's own trust domain is not allowed",
-                )?;
-                let stored = Self::convert_bundle(b)?;
-                match self
-                    .server
-                    .registry()
-                    .ds()
-                    .update_bundle(stored, mask)
-                    .await
-                {
-                    Ok(s) => Ok(s),
-                    Err(DataStoreError::NotFound(_)) => {
-                        Err(ApiError::not_found("bundle not found").item_status())
-                    }
-                    Err(e) => Err(ApiError::internal("failed to update bundle")
-                        .with(e)
-                        .item_status()),
-                }
-            }
+        let ds = self.server.registry().ds().clone();
+        let written = self
+            .write_federated(
+                &req.bundle,
+                "updating",
+                req.output_mask.as_ref(),
+                move |stored| {
+                    let ds = ds.clone();
+                    Box::pin(async move {
+                        match ds.update_bundle(stored, mask).await {
+                            Ok(s) => Ok(s),
+                            Err(DataStoreError::NotFound(_)) => {
+                                Err(ApiError::not_found("bundle not found").item_status())
+                            }
+                            Err(e) => Err(ApiError::internal("failed to update bundle")
+                                .with(e)
+                                .item_status()),
+                        }
+                    })
+                },
+            )
             .await;
-            results.push(match result {
-                Ok(s) => pb::batch_update_federated_bundle_response::Result {
-                    status: Some(ok()),
-                    bundle: Some(out(&s, req.output_mask.as_ref())),
-                },
-                Err(st) => pb::batch_update_federated_bundle_response::Result {
-                    status: Some(st),
-                    bundle: None,
-                },
-            });
-        }
-        self.changed().await;
         Ok(Response::new(pb::BatchUpdateFederatedBundleResponse {
-            results,
+            results: written
+                .into_iter()
+                .map(
+                    |(status, bundle)| pb::batch_update_federated_bundle_response::Result {
+                        status: Some(status),
+                        bundle,
+                    },
+                )
+                .collect(),
         }))
     }
 
@@ -297,40 +319,34 @@ impl pb::bundle_server::Bundle for BundleService {
         r: Request<pb::BatchSetFederatedBundleRequest>,
     ) -> Result<Response<pb::BatchSetFederatedBundleResponse>, Status> {
         let req = r.into_inner();
-        let mut results = Vec::new();
-        for b in &req.bundle {
-            let result = async {
-                self.federated_td(
-                    &b.trust_domain,
-                    "setting a federated bundle for the server's own trust domain is not allowed",
-                )?;
-                let stored = Self::convert_bundle(b)?;
-                self.server
-                    .registry()
-                    .ds()
-                    .set_bundle(stored)
-                    .await
-                    .map_err(|e| {
-                        ApiError::internal("failed to set bundle")
-                            .with(e)
-                            .item_status()
+        let ds = self.server.registry().ds().clone();
+        let written = self
+            .write_federated(
+                &req.bundle,
+                "setting",
+                req.output_mask.as_ref(),
+                move |stored| {
+                    let ds = ds.clone();
+                    Box::pin(async move {
+                        ds.set_bundle(stored).await.map_err(|e| {
+                            ApiError::internal("failed to set bundle")
+                                .with(e)
+                                .item_status()
+                        })
                     })
-            }
+                },
+            )
             .await;
-            results.push(match result {
-                Ok(s) => pb::batch_set_federated_bundle_response::Result {
-                    status: Some(ok()),
-                    bundle: Some(out(&s, req.output_mask.as_ref())),
-                },
-                Err(st) => pb::batch_set_federated_bundle_response::Result {
-                    status: Some(st),
-                    bundle: None,
-                },
-            });
-        }
-        self.changed().await;
         Ok(Response::new(pb::BatchSetFederatedBundleResponse {
-            results,
+            results: written
+                .into_iter()
+                .map(
+                    |(status, bundle)| pb::batch_set_federated_bundle_response::Result {
+                        status: Some(status),
+                        bundle,
+                    },
+                )
+                .collect(),
         }))
     }
 

@@ -13,6 +13,15 @@ use spire_proto::spire::api::types;
 /// SPIRE's limit on entry hints.
 pub const HINT_MAX_LEN: usize = 1024;
 
+/// The datastore page a list request asks for: none unless `page_size` is positive.
+pub fn pagination(page_size: i32, page_token: &str) -> Option<spire_datastore::Pagination> {
+    let page_size = u32::try_from(page_size).ok().filter(|&n| n > 0)?;
+    Some(spire_datastore::Pagination {
+        token: page_token.to_owned(),
+        page_size,
+    })
+}
+
 /// `spiffe://td/path` → `{trust_domain, path}`.
 pub fn proto_id(id: &SpiffeId) -> types::Spiffeid {
     types::Spiffeid {

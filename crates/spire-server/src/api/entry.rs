@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::Stream;
 use spire_datastore::{
     ByFederatesWith, BySelectors, CountEntriesRequest, DataStoreError, ListEntriesRequest,
-    Pagination, RegistrationEntry,
+    RegistrationEntry,
 };
 use spire_proto::spire::api::server::entry::v1 as pb;
 use spire_proto::spire::api::types;
@@ -260,13 +260,10 @@ impl pb::entry_server::Entry for EntryService {
         request: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
         let req = request.into_inner();
-        let mut list = ListEntriesRequest::default();
-        if req.page_size > 0 {
-            list.pagination = Some(Pagination {
-                token: req.page_token.clone(),
-                page_size: req.page_size as u32,
-            });
-        }
+        let mut list = ListEntriesRequest {
+            pagination: convert::pagination(req.page_size, &req.page_token),
+            ..Default::default()
+        };
         if let Some(f) = &req.filter {
             let f = filters(
                 &self.server,

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use spire_datastore::{
     BundleEndpointProfile, DataStoreError, FederationRelationship, FederationRelationshipMask,
-    Pagination,
 };
 use spire_proto::spire::api::server::trustdomain::v1 as pb;
 use spire_proto::spire::api::types;
@@ -325,10 +324,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
         r: Request<pb::ListFederationRelationshipsRequest>,
     ) -> Result<Response<pb::ListFederationRelationshipsResponse>, Status> {
         let req = r.into_inner();
-        let pagination = (req.page_size > 0).then(|| Pagination {
-            token: req.page_token.clone(),
-            page_size: req.page_size as u32,
-        });
+        let pagination = convert::pagination(req.page_size, &req.page_token);
         let resp = self
             .server
             .registry()

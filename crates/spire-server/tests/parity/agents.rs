@@ -54,56 +54,18 @@ pub(crate) fn agents(p: &mut Parity) {
         &["list", "-expiresBefore", "2999-01-01 00:00:00 +0000 +00"],
         &["list", "-expiresBefore", "not a time"],
         &["list", "-selector", "join_token:x"],
-        &[
-            "list",
-            "-selector",
-            "join_token:x",
-            "-matchSelectorsOn",
-            "any",
-        ],
-        &[
-            "list",
-            "-selector",
-            "join_token:x",
-            "-matchSelectorsOn",
-            "exact",
-        ],
-        &[
-            "list",
-            "-selector",
-            "join_token:x",
-            "-matchSelectorsOn",
-            "bogus",
-        ],
+        &args("list -selector join_token:x -matchSelectorsOn any"),
+        &args("list -selector join_token:x -matchSelectorsOn exact"),
+        &args("list -selector join_token:x -matchSelectorsOn bogus"),
         &["list", "-selector", "bad"],
         &["list", "-selector", "x509pop:subject:cn:x1"],
-        &[
-            "list",
-            "-selector",
-            "x509pop:subject:cn:x1",
-            "-selector",
-            "x509pop:subject:cn:x2",
-            "-matchSelectorsOn",
-            "any",
-        ],
-        &[
-            "list",
-            "-selector",
-            "x509pop:subject:cn:x1",
-            "-matchSelectorsOn",
-            "exact",
-        ],
-        &[
-            "list",
-            "-selector",
-            "x509pop:subject:cn:x1",
-            "-selector",
-            "x509pop:subject:cn:x2",
-            "-selector",
-            "x509pop:ca:fingerprint:nope",
-            "-matchSelectorsOn",
-            "subset",
-        ],
+        &args(
+            "list -selector x509pop:subject:cn:x1 -selector x509pop:subject:cn:x2 -matchSelectorsOn any",
+        ),
+        &args("list -selector x509pop:subject:cn:x1 -matchSelectorsOn exact"),
+        &args(
+            "list -selector x509pop:subject:cn:x1 -selector x509pop:subject:cn:x2 -selector x509pop:ca:fingerprint:nope -matchSelectorsOn subset",
+        ),
         &[
             "list",
             "-attestationType",
@@ -119,13 +81,7 @@ pub(crate) fn agents(p: &mut Parity) {
         &["count", "-canReattest", "true"],
         &["count"],
         &["count", "-banned", "true"],
-        &[
-            "count",
-            "-canReattest",
-            "false",
-            "-attestationType",
-            "join_token",
-        ],
+        &args("count -canReattest false -attestationType join_token"),
         &["count", "-expiresBefore", "2000-01-01 00:00:00 -0700 -07"],
         &["count", "-expiresBefore", "2999-01-01 00:00:00 -0700 -07"],
         &["count", "-selector", "join_token:x"],
@@ -164,12 +120,12 @@ pub(crate) fn agents(p: &mut Parity) {
         &norm_agent_json,
     );
     p.both_n(
-        &["agent", "list", "-banned", "true"],
+        &args("agent list -banned true"),
         &norm_agent_text,
         &norm_agent_json,
     );
     p.both_n(
-        &["agent", "count", "-banned", "false"],
+        &args("agent count -banned false"),
         &norm_agent_text,
         &norm_agent_json,
     );
@@ -188,22 +144,12 @@ pub(crate) fn agents(p: &mut Parity) {
     // An x509pop agent (re-attestable) banned, and an alias entry over its selectors.
     p.cmp(&["agent", "ban", "-spiffeID", x2]);
     p.both_n(
-        &["agent", "list", "-canReattest", "true"],
+        &args("agent list -canReattest true"),
         &norm_agent_text,
         &norm_agent_json,
     );
     p.both_n(
-        &[
-            "entry",
-            "create",
-            "-entryID",
-            "e-x509pop-alias",
-            "-node",
-            "-spiffeID",
-            "spiffe://example.org/x509pop-nodes",
-            "-selector",
-            "x509pop:subject:cn:x1",
-        ],
+        &args("entry create -entryID e-x509pop-alias -node -spiffeID spiffe://example.org/x509pop-nodes -selector x509pop:subject:cn:x1"),
         &ident,
         &norm_created,
     );
@@ -219,9 +165,9 @@ pub(crate) fn agents(p: &mut Parity) {
         args.extend_from_slice(tail);
         p.both_n(&args, &norm_agent_text, &norm_agent_json);
     }
-    p.cmp(&["agent", "purge", "-expiredFor", "-2h"]);
+    p.cmp(&args("agent purge -expiredFor -2h"));
     p.both_n(
-        &["agent", "purge", "-expiredFor", "-2h", "-output", "json"],
+        &args("agent purge -expiredFor -2h -output json"),
         &norm_agent_text,
         &norm_agent_json,
     );
@@ -237,7 +183,7 @@ pub(crate) fn agents(p: &mut Parity) {
         &norm_agent_json,
     );
     p.both_n(&["agent", "count"], &norm_agent_text, &norm_agent_json);
-    p.cmp(&["entry", "delete", "-entryID", "e-alias"]);
-    p.cmp(&["entry", "delete", "-entryID", "e-under-agent"]);
-    p.cmp(&["entry", "delete", "-entryID", "e-x509pop-alias"]);
+    p.cmp(&args("entry delete -entryID e-alias"));
+    p.cmp(&args("entry delete -entryID e-under-agent"));
+    p.cmp(&args("entry delete -entryID e-x509pop-alias"));
 }

@@ -5,11 +5,7 @@ use crate::harness::*;
 pub(crate) fn local_authorities(p: &mut Parity) {
     let bundle = |p: &mut Parity| {
         p.both_n(&["bundle", "show"], &norm_pem, &norm_bundle_json);
-        p.text(
-            &["bundle", "show", "-format", "spiffe"],
-            b"",
-            &norm_spiffe_doc,
-        );
+        p.text(&args("bundle show -format spiffe"), b"", &norm_spiffe_doc);
     };
     for kind in ["x509", "jwt"] {
         let la = |op: &'static str| -> Vec<&'static str> { vec!["localauthority", kind, op] };

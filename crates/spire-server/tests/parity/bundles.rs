@@ -12,12 +12,8 @@ pub(crate) struct Files {
 
 pub(crate) fn bundles(p: &mut Parity) {
     p.both_n(&["bundle", "show"], &norm_pem, &norm_bundle_json);
-    p.text(
-        &["bundle", "show", "-format", "spiffe"],
-        b"",
-        &norm_spiffe_doc,
-    );
-    p.cmp(&["bundle", "show", "-format", "der"]);
+    p.text(&args("bundle show -format spiffe"), b"", &norm_spiffe_doc);
+    p.cmp(&args("bundle show -format der"));
     p.both(&["bundle", "count"]);
     p.both(&["bundle", "list"]);
 
@@ -37,7 +33,7 @@ pub(crate) fn bundles(p: &mut Parity) {
         spiffe,
     ]);
     p.text(
-        &["bundle", "set", "-id", "spiffe://fed3.test"],
+        &args("bundle set -id spiffe://fed3.test"),
         pem_text.as_bytes(),
         &ident,
     );
@@ -65,30 +61,23 @@ pub(crate) fn bundles(p: &mut Parity) {
         p.both(&["bundle", "set", "-id", id, "-path", pem]);
     }
     p.text(
-        &["bundle", "set", "-id", "spiffe://fed5.test"],
+        &args("bundle set -id spiffe://fed5.test"),
         b"not a pem",
         &ident,
     );
     p.text(
-        &[
-            "bundle",
-            "set",
-            "-id",
-            "spiffe://fed5.test",
-            "-format",
-            "spiffe",
-        ],
+        &args("bundle set -id spiffe://fed5.test -format spiffe"),
         b"{}",
         &ident,
     );
     p.text(
-        &["bundle", "set", "-id", "spiffe://fed5.test", "-format", "spiffe"],
+        &args("bundle set -id spiffe://fed5.test -format spiffe"),
         br#"{"keys":[{"use":"x509-svid","kty":"EC","crv":"P-256","x":"AA","y":"AA","x5c":["AAAA"]}]}"#,
         &ident,
     );
     p.both(&["bundle", "list"]);
-    p.cmp(&["bundle", "list", "-format", "spiffe"]);
-    p.cmp(&["bundle", "list", "-format", "xml"]);
+    p.cmp(&args("bundle list -format spiffe"));
+    p.cmp(&args("bundle list -format xml"));
     for id in [
         "spiffe://fed1.test",
         "spiffe://fed2.test",
@@ -98,94 +87,40 @@ pub(crate) fn bundles(p: &mut Parity) {
     ] {
         p.both(&["bundle", "list", "-id", id]);
     }
-    p.cmp(&[
-        "bundle",
-        "list",
-        "-id",
-        "spiffe://fed2.test",
-        "-format",
-        "spiffe",
-    ]);
+    p.cmp(&args("bundle list -id spiffe://fed2.test -format spiffe"));
     p.both(&["bundle", "count"]);
 
     // Deletion modes, with and without entries that federate with the bundle.
-    let fed_entry: &[&str] = &[
-        "entry",
-        "create",
-        "-entryID",
-        "e-fed3",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/fed3-user",
-        "-selector",
-        "unix:uid:3333",
-        "-federatesWith",
-        "spiffe://fed3.test",
-    ];
-    p.cmp(fed_entry);
-    p.both(&["bundle", "delete", "-id", "spiffe://fed3.test"]);
-    p.both(&[
-        "bundle",
-        "delete",
-        "-id",
-        "spiffe://fed3.test",
-        "-mode",
-        "restrict",
-    ]);
-    p.both(&[
-        "bundle",
-        "delete",
-        "-id",
-        "spiffe://fed3.test",
-        "-mode",
-        "bogus",
-    ]);
-    p.cmp(&[
-        "bundle",
-        "delete",
-        "-id",
-        "spiffe://fed3.test",
-        "-mode",
-        "dissociate",
-    ]);
-    p.both_n(
-        &["entry", "show", "-entryID", "e-fed3"],
-        &ident,
-        &norm_created,
+    let fed_entry: &[&str] = &args(
+        "entry create -entryID e-fed3 -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/fed3-user -selector unix:uid:3333 -federatesWith spiffe://fed3.test",
     );
+    p.cmp(fed_entry);
+    p.both(&args("bundle delete -id spiffe://fed3.test"));
+    p.both(&args("bundle delete -id spiffe://fed3.test -mode restrict"));
+    p.both(&args("bundle delete -id spiffe://fed3.test -mode bogus"));
+    p.cmp(&args(
+        "bundle delete -id spiffe://fed3.test -mode dissociate",
+    ));
+    p.both_n(&args("entry show -entryID e-fed3"), &ident, &norm_created);
     p.text(
-        &["bundle", "set", "-id", "spiffe://fed3.test"],
+        &args("bundle set -id spiffe://fed3.test"),
         pem_text.as_bytes(),
         &ident,
     );
-    p.cmp(&["entry", "delete", "-entryID", "e-fed3"]);
+    p.cmp(&args("entry delete -entryID e-fed3"));
     p.cmp(fed_entry);
     p.json(
-        &[
-            "bundle",
-            "delete",
-            "-id",
-            "spiffe://fed3.test",
-            "-mode",
-            "delete",
-            "-output",
-            "json",
-        ],
+        &args("bundle delete -id spiffe://fed3.test -mode delete -output json"),
         b"",
         &|_| {},
     );
-    p.both_n(
-        &["entry", "show", "-entryID", "e-fed3"],
-        &ident,
-        &norm_created,
-    );
+    p.both_n(&args("entry show -entryID e-fed3"), &ident, &norm_created);
     p.text(
-        &["bundle", "set", "-id", "spiffe://fed3.test"],
+        &args("bundle set -id spiffe://fed3.test"),
         pem_text.as_bytes(),
         &ident,
     );
-    p.cmp(&["bundle", "delete", "-id", "spiffe://fed3.test"]);
+    p.cmp(&args("bundle delete -id spiffe://fed3.test"));
     for id in [
         "spiffe://fed3.test",
         "spiffe://nope.test",
@@ -204,7 +139,7 @@ pub(crate) fn federated_files(p: &Parity) -> Files {
     let pem_text = p.r.run_raw(&["bundle", "show"], b"").stdout;
     // The reference's key ID is one of its per-side variables: give the copy its own.
     let spiffe_text =
-        p.r.run_raw(&["bundle", "show", "-format", "spiffe"], b"")
+        p.r.run_raw(&args("bundle show -format spiffe"), b"")
             .stdout
             .replace(p.r.value("jwt-1").unwrap(), "foreign-kid");
     Files {

@@ -3,82 +3,14 @@
 use crate::harness::*;
 
 pub(crate) fn entries(p: &mut Parity) {
-    let basic: &[&str] = &[
-        "entry",
-        "create",
-        "-entryID",
-        "e-basic",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/w1",
-        "-selector",
-        "unix:gid:1000",
-        "-selector",
-        "unix:uid:1000",
-    ];
+    let basic: &[&str] = &args(
+        "entry create -entryID e-basic -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/w1 -selector unix:gid:1000 -selector unix:uid:1000",
+    );
     p.cmp(basic);
-    p.cmp(&[
-        "entry",
-        "create",
-        "-entryID",
-        "e-full",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/w2",
-        "-selector",
-        "k8s:ns:default",
-        "-selector",
-        "k8s:sa:default",
-        "-x509SVIDTTL",
-        "300",
-        "-jwtSVIDTTL",
-        "60",
-        "-dns",
-        "a.example",
-        "-dns",
-        "b.example",
-        "-hint",
-        "h1",
-        "-admin",
-        "-downstream",
-        "-storeSVID",
-        "-entryExpiry",
-        "1900000000",
-        "-federatesWith",
-        "spiffe://fed1.test",
-        "-federatesWith",
-        "fed2.test",
-    ]);
-    p.cmp(&[
-        "entry",
-        "create",
-        "-entryID",
-        "e-node",
-        "-node",
-        "-spiffeID",
-        "spiffe://example.org/nodes",
-        "-selector",
-        "join_token:abc",
-    ]);
+    p.cmp(&args("entry create -entryID e-full -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/w2 -selector k8s:ns:default -selector k8s:sa:default -x509SVIDTTL 300 -jwtSVIDTTL 60 -dns a.example -dns b.example -hint h1 -admin -downstream -storeSVID -entryExpiry 1900000000 -federatesWith spiffe://fed1.test -federatesWith fed2.test"));
+    p.cmp(&args("entry create -entryID e-node -node -spiffeID spiffe://example.org/nodes -selector join_token:abc"));
     p.json(
-        &[
-            "entry",
-            "create",
-            "-entryID",
-            "e-json",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/w3",
-            "-selector",
-            "unix:uid:3",
-            "-dns",
-            "x.example",
-            "-output",
-            "json",
-        ],
+        &args("entry create -entryID e-json -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/w3 -selector unix:uid:3 -dns x.example -output json"),
         b"",
         &norm_created,
     );
@@ -104,54 +36,23 @@ pub(crate) fn entries(p: &mut Parity) {
     let long_id = "i".repeat(256);
     let refused: &[&[&str]] = &[
         // An existing entry ID with different content.
-        &[
-            "-entryID",
-            "e-basic",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/other",
-            "-selector",
-            "unix:uid:1",
-        ],
+        &args(
+            "-entryID e-basic -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/other -selector unix:uid:1",
+        ),
         // Reserved path.
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/spire/x",
-            "-selector",
-            "unix:uid:1",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/spire",
-            "-selector",
-            "unix:uid:1",
-        ],
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/spire/x -selector unix:uid:1",
+        ),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/spire -selector unix:uid:1",
+        ),
         // Unknown federated trust domain.
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-            "-federatesWith",
-            "spiffe://nope.test",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-            "-federatesWith",
-            "spiffe://example.org",
-        ],
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -federatesWith spiffe://nope.test",
+        ),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -federatesWith spiffe://example.org",
+        ),
         &[
             "-parentID",
             "spiffe://example.org/agent",
@@ -163,38 +64,18 @@ pub(crate) fn entries(p: &mut Parity) {
             "Bad TD",
         ],
         // Foreign trust domains.
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://other.org/x",
-            "-selector",
-            "unix:uid:1",
-        ],
-        &[
-            "-parentID",
-            "spiffe://other.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org",
-            "-selector",
-            "unix:uid:1",
-        ],
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://other.org/x -selector unix:uid:1",
+        ),
+        &args(
+            "-parentID spiffe://other.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1",
+        ),
+        &args(
+            "-parentID spiffe://example.org -spiffeID spiffe://example.org/x -selector unix:uid:1",
+        ),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org -selector unix:uid:1",
+        ),
         // Malformed IDs, selectors, names.
         &[
             "-entryID",
@@ -206,113 +87,36 @@ pub(crate) fn entries(p: &mut Parity) {
             "-selector",
             "unix:uid:1",
         ],
-        &[
-            "-entryID",
-            "ñ",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x/",
-            "-selector",
-            "unix:uid:1",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            ":",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-            "-dns",
-            "bad_label",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-            "-dns",
-            "é.example",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-            "-x509SVIDTTL",
-            "-5",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-            "-jwtSVIDTTL",
-            "-5",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-            "-entryExpiry",
-            "-5",
-        ],
-        &[
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-        ],
-        &[
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-            "-selector",
-            "k8s:ns:x",
-            "-storeSVID",
-        ],
+        &args(
+            "-entryID ñ -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1",
+        ),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x/ -selector unix:uid:1",
+        ),
+        &args("-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector :"),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:",
+        ),
+        &args("-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x"),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -dns bad_label",
+        ),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -dns é.example",
+        ),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -x509SVIDTTL -5",
+        ),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -jwtSVIDTTL -5",
+        ),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -entryExpiry -5",
+        ),
+        &args("-spiffeID spiffe://example.org/x -selector unix:uid:1"),
+        &args(
+            "-parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -selector k8s:ns:x -storeSVID",
+        ),
         &[
             "-entryID",
             &long_id,
@@ -323,15 +127,9 @@ pub(crate) fn entries(p: &mut Parity) {
             "-selector",
             "unix:uid:1",
         ],
-        &[
-            "-node",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/x",
-            "-selector",
-            "unix:uid:1",
-        ],
+        &args(
+            "-node -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1",
+        ),
     ];
     // Each case its own SPIFFE ID, so that none is refused as similar to another.
     for (i, tail) in refused.iter().enumerate() {
@@ -347,7 +145,7 @@ pub(crate) fn entries(p: &mut Parity) {
         p.both_n(&args, &ident, &norm_created);
     }
     for (id, dns) in [
-        ("e-dns1", &["-dns", "A.example", "-dns", "b_b.example"][..]),
+        ("e-dns1", &args("-dns A.example -dns b_b.example")[..]),
         ("e-dns2", &["-dns", " a.example "]),
         ("e-dns3", &["-dns", "a..example"]),
         ("e-dns4", &["-dns", "-a.example"]),
@@ -378,69 +176,17 @@ pub(crate) fn entries(p: &mut Parity) {
     // Selectors, DNS names and federated trust domains given out of order (elsewhere they
     // are given sorted: see DS_ENTRY_ORDER).
     p.both_n(
-        &[
-            "entry",
-            "create",
-            "-entryID",
-            "e-order",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/order",
-            "-selector",
-            "z:b",
-            "-selector",
-            "z:a",
-            "-selector",
-            "a:z",
-            "-dns",
-            "b.example",
-            "-dns",
-            "a.example",
-            "-federatesWith",
-            "spiffe://fed2.test",
-            "-federatesWith",
-            "spiffe://fed1.test",
-        ],
+        &args("entry create -entryID e-order -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/order -selector z:b -selector z:a -selector a:z -dns b.example -dns a.example -federatesWith spiffe://fed2.test -federatesWith spiffe://fed1.test"),
         &ident,
         &norm_created,
     );
+    p.both_n(&args("entry show -entryID e-order"), &ident, &norm_created);
     p.both_n(
-        &["entry", "show", "-entryID", "e-order"],
+        &args("entry update -entryID e-order -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/order -selector y:b -selector y:a -dns d.example -dns c.example -federatesWith spiffe://fed2.test -federatesWith spiffe://fed1.test"),
         &ident,
         &norm_created,
     );
-    p.both_n(
-        &[
-            "entry",
-            "update",
-            "-entryID",
-            "e-order",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/order",
-            "-selector",
-            "y:b",
-            "-selector",
-            "y:a",
-            "-dns",
-            "d.example",
-            "-dns",
-            "c.example",
-            "-federatesWith",
-            "spiffe://fed2.test",
-            "-federatesWith",
-            "spiffe://fed1.test",
-        ],
-        &ident,
-        &norm_created,
-    );
-    p.both_n(
-        &["entry", "show", "-entryID", "e-order"],
-        &ident,
-        &norm_created,
-    );
+    p.both_n(&args("entry show -entryID e-order"), &ident, &norm_created);
     let long_hint = "h".repeat(1025);
     p.cmp(&[
         "entry",
@@ -472,10 +218,10 @@ pub(crate) fn entries(p: &mut Parity) {
     ]}"#;
     let entries_file = p.file("entries.json", entries_json);
     p.cmp(&["entry", "create", "-data", &entries_file]);
-    p.cmp(&["entry", "delete", "-entryID", "e-data1"]);
-    p.cmp(&["entry", "delete", "-entryID", "e-data2"]);
+    p.cmp(&args("entry delete -entryID e-data1"));
+    p.cmp(&args("entry delete -entryID e-data2"));
     p.text(
-        &["entry", "create", "-data", "-"],
+        &args("entry create -data -"),
         entries_json.as_bytes(),
         &ident,
     );
@@ -484,11 +230,7 @@ pub(crate) fn entries(p: &mut Parity) {
         b"",
         &norm_created,
     );
-    p.text(
-        &["entry", "create", "-data", "-"],
-        br#"{"entries":[]}"#,
-        &ident,
-    );
+    p.text(&args("entry create -data -"), br#"{"entries":[]}"#, &ident);
 
     // Listing and counting with every filter.
     let filters: &[&[&str]] = &[
@@ -501,97 +243,36 @@ pub(crate) fn entries(p: &mut Parity) {
         &["-parentID", "spiffe://example.org/spire/server"],
         &["-parentID", "spiffe://other.org/agent"],
         &["-selector", "unix:uid:1000"],
-        &["-selector", "unix:uid:1000", "-matchSelectorsOn", "exact"],
-        &[
-            "-selector",
-            "unix:uid:1000",
-            "-selector",
-            "unix:gid:1000",
-            "-matchSelectorsOn",
-            "exact",
-        ],
-        &[
-            "-selector",
-            "unix:uid:1000",
-            "-selector",
-            "unix:uid:12",
-            "-matchSelectorsOn",
-            "any",
-        ],
-        &[
-            "-selector",
-            "unix:uid:1000",
-            "-selector",
-            "unix:gid:1000",
-            "-selector",
-            "unix:x:y",
-            "-matchSelectorsOn",
-            "subset",
-        ],
-        &[
-            "-selector",
-            "unix:uid:1000",
-            "-matchSelectorsOn",
-            "superset",
-        ],
-        &["-selector", "unix:uid:1000", "-matchSelectorsOn", "bogus"],
+        &args("-selector unix:uid:1000 -matchSelectorsOn exact"),
+        &args("-selector unix:uid:1000 -selector unix:gid:1000 -matchSelectorsOn exact"),
+        &args("-selector unix:uid:1000 -selector unix:uid:12 -matchSelectorsOn any"),
+        &args(
+            "-selector unix:uid:1000 -selector unix:gid:1000 -selector unix:x:y -matchSelectorsOn subset",
+        ),
+        &args("-selector unix:uid:1000 -matchSelectorsOn superset"),
+        &args("-selector unix:uid:1000 -matchSelectorsOn bogus"),
         &["-selector", "unix"],
         &["-federatesWith", "spiffe://fed1.test"],
-        &[
-            "-federatesWith",
-            "spiffe://fed1.test",
-            "-matchFederatesWithOn",
-            "exact",
-        ],
-        &[
-            "-federatesWith",
-            "spiffe://fed1.test",
-            "-federatesWith",
-            "spiffe://fed2.test",
-            "-matchFederatesWithOn",
-            "exact",
-        ],
-        &[
-            "-federatesWith",
-            "spiffe://fed1.test",
-            "-federatesWith",
-            "spiffe://fed2.test",
-            "-matchFederatesWithOn",
-            "any",
-        ],
-        &[
-            "-federatesWith",
-            "spiffe://fed1.test",
-            "-federatesWith",
-            "spiffe://fed2.test",
-            "-matchFederatesWithOn",
-            "subset",
-        ],
-        &[
-            "-federatesWith",
-            "spiffe://fed2.test",
-            "-matchFederatesWithOn",
-            "superset",
-        ],
+        &args("-federatesWith spiffe://fed1.test -matchFederatesWithOn exact"),
+        &args(
+            "-federatesWith spiffe://fed1.test -federatesWith spiffe://fed2.test -matchFederatesWithOn exact",
+        ),
+        &args(
+            "-federatesWith spiffe://fed1.test -federatesWith spiffe://fed2.test -matchFederatesWithOn any",
+        ),
+        &args(
+            "-federatesWith spiffe://fed1.test -federatesWith spiffe://fed2.test -matchFederatesWithOn subset",
+        ),
+        &args("-federatesWith spiffe://fed2.test -matchFederatesWithOn superset"),
         &["-federatesWith", "bad td"],
         &["-hint", "h1"],
         &["-hint", "dh"],
         &["-hint", "none"],
         &["-downstream"],
         &["-downstream=false"],
-        &[
-            "-spiffeID",
-            "spiffe://example.org/w2",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-hint",
-            "h1",
-            "-downstream",
-            "-selector",
-            "k8s:ns:default",
-            "-federatesWith",
-            "spiffe://fed1.test",
-        ],
+        &args(
+            "-spiffeID spiffe://example.org/w2 -parentID spiffe://example.org/agent -hint h1 -downstream -selector k8s:ns:default -federatesWith spiffe://fed1.test",
+        ),
     ];
     for f in filters {
         for cmd in ["show", "count"] {
@@ -604,71 +285,17 @@ pub(crate) fn entries(p: &mut Parity) {
         p.both_n(&["entry", "show", "-entryID", id], &ident, &norm_created);
     }
     p.both_n(
-        &["entry", "show", "-entryID", "e-basic", "-hint", "x"],
+        &args("entry show -entryID e-basic -hint x"),
         &ident,
         &norm_created,
     );
 
     // Updates.
-    p.cmp(&[
-        "entry",
-        "create",
-        "-entryID",
-        "e-upd",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/u",
-        "-selector",
-        "unix:uid:50",
-    ]);
-    p.cmp(&[
-        "entry",
-        "update",
-        "-entryID",
-        "e-upd",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/u2",
-        "-selector",
-        "unix:uid:51",
-        "-x509SVIDTTL",
-        "120",
-        "-jwtSVIDTTL",
-        "20",
-        "-dns",
-        "u.example",
-        "-hint",
-        "uh",
-        "-admin",
-        "-downstream",
-        "-storeSVID",
-        "-entryExpiry",
-        "1900000001",
-        "-federatesWith",
-        "spiffe://fed1.test",
-    ]);
-    p.both_n(
-        &["entry", "show", "-entryID", "e-upd"],
-        &ident,
-        &norm_created,
-    );
+    p.cmp(&args("entry create -entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u -selector unix:uid:50"));
+    p.cmp(&args("entry update -entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u2 -selector unix:uid:51 -x509SVIDTTL 120 -jwtSVIDTTL 20 -dns u.example -hint uh -admin -downstream -storeSVID -entryExpiry 1900000001 -federatesWith spiffe://fed1.test"));
+    p.both_n(&args("entry show -entryID e-upd"), &ident, &norm_created);
     p.json(
-        &[
-            "entry",
-            "update",
-            "-entryID",
-            "e-upd",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/u3",
-            "-selector",
-            "unix:uid:52",
-            "-output",
-            "json",
-        ],
+        &args("entry update -entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u3 -selector unix:uid:52 -output json"),
         b"",
         &norm_created,
     );
@@ -679,70 +306,25 @@ pub(crate) fn entries(p: &mut Parity) {
         "parent_id":"spiffe://example.org/agent","selectors":[{"type":"unix","value":"uid:53"}]}]}"#;
     let upd_file = p.file("update.json", upd_json);
     p.cmp(&["entry", "update", "-data", &upd_file]);
-    p.text(
-        &["entry", "update", "-data", "-"],
-        upd_json.as_bytes(),
-        &ident,
-    );
-    p.both_n(
-        &["entry", "show", "-entryID", "e-upd"],
-        &ident,
-        &norm_created,
-    );
+    p.text(&args("entry update -data -"), upd_json.as_bytes(), &ident);
+    p.both_n(&args("entry show -entryID e-upd"), &ident, &norm_created);
     let bad_updates: &[&[&str]] = &[
-        &[
-            "-entryID",
-            "nope",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/u",
-            "-selector",
-            "unix:uid:50",
-        ],
-        &[
-            "-entryID",
-            "e-upd",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/spire/nope",
-            "-selector",
-            "unix:uid:50",
-        ],
-        &[
-            "-entryID",
-            "e-upd",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/u",
-            "-selector",
-            "unix:uid:50",
-            "-federatesWith",
-            "spiffe://nope.test",
-        ],
+        &args(
+            "-entryID nope -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u -selector unix:uid:50",
+        ),
+        &args(
+            "-entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/spire/nope -selector unix:uid:50",
+        ),
+        &args(
+            "-entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u -selector unix:uid:50 -federatesWith spiffe://nope.test",
+        ),
         // Would make it a duplicate of e-basic.
-        &[
-            "-entryID",
-            "e-upd",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/w1",
-            "-selector",
-            "unix:gid:1000",
-            "-selector",
-            "unix:uid:1000",
-        ],
-        &[
-            "-entryID",
-            "e-upd",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/u",
-        ],
+        &args(
+            "-entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/w1 -selector unix:gid:1000 -selector unix:uid:1000",
+        ),
+        &args(
+            "-entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u",
+        ),
         &[
             "-entryID",
             "",
@@ -753,29 +335,16 @@ pub(crate) fn entries(p: &mut Parity) {
             "-selector",
             "unix:uid:50",
         ],
-        &[
-            "-entryID",
-            "e-upd",
-            "-parentID",
-            "spiffe://example.org/agent",
-            "-spiffeID",
-            "spiffe://example.org/u",
-            "-selector",
-            "unix:uid:50",
-            "-x509SVIDTTL",
-            "-1",
-        ],
+        &args(
+            "-entryID e-upd -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/u -selector unix:uid:50 -x509SVIDTTL -1",
+        ),
     ];
     for tail in bad_updates {
         let mut args = vec!["entry", "update"];
         args.extend_from_slice(tail);
         p.both_n(&args, &ident, &norm_created);
     }
-    p.both_n(
-        &["entry", "show", "-entryID", "e-upd"],
-        &ident,
-        &norm_created,
-    );
+    p.both_n(&args("entry show -entryID e-upd"), &ident, &norm_created);
 
     // Deletes.
     for e in ["e-del", "e-del2"] {
@@ -792,22 +361,22 @@ pub(crate) fn entries(p: &mut Parity) {
             "unix:uid:60",
         ]);
     }
-    p.cmp(&["entry", "delete", "-entryID", "e-del"]);
-    p.both(&["entry", "delete", "-entryID", "e-del"]);
+    p.cmp(&args("entry delete -entryID e-del"));
+    p.both(&args("entry delete -entryID e-del"));
     p.both(&["entry", "delete", "-entryID", ""]);
     p.json(
-        &["entry", "delete", "-entryID", "e-del2", "-output", "json"],
+        &args("entry delete -entryID e-del2 -output json"),
         b"",
         &|_| {},
     );
     let ids = p.file("ids.json", r#"{"ids":["e-data1","e-data2","e-missing"]}"#);
     p.cmp(&["entry", "delete", "-file", &ids]);
     p.text(
-        &["entry", "delete", "-file", "-"],
+        &args("entry delete -file -"),
         br#"{"ids":["e-json","x",""]}"#,
         &ident,
     );
-    p.text(&["entry", "delete", "-file", "-"], br#"{"ids":[]}"#, &ident);
+    p.text(&args("entry delete -file -"), br#"{"ids":[]}"#, &ident);
     p.both_n(&["entry", "show"], &ident, &norm_created);
     p.both(&["entry", "count"]);
 
@@ -827,7 +396,7 @@ pub(crate) fn entries(p: &mut Parity) {
     p.both(&["entry", "count"]);
     p.both_n(&["entry", "show"], &ident, &norm_created);
     p.both_n(
-        &["entry", "show", "-parentID", "spiffe://example.org/agent"],
+        &args("entry show -parentID spiffe://example.org/agent"),
         &ident,
         &norm_created,
     );

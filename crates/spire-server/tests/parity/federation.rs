@@ -36,87 +36,35 @@ pub(crate) fn federation(p: &mut Parity, files: &Files) {
         "spiffe",
     ]);
     p.json(
-        &[
-            "federation",
-            "create",
-            "-trustDomain",
-            "fedz.test",
-            "-bundleEndpointURL",
-            "https://127.0.0.1:1/z",
-            "-bundleEndpointProfile",
-            "https_web",
-            "-output",
-            "json",
-        ],
+        &args("federation create -trustDomain fedz.test -bundleEndpointURL https://127.0.0.1:1/z -bundleEndpointProfile https_web -output json"),
         b"",
         &|_| {},
     );
     // The relationship with fed1.test reuses the bundle set earlier.
-    p.cmp(&[
-        "federation",
-        "create",
-        "-trustDomain",
-        "fed1.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:1/f1",
-        "-bundleEndpointProfile",
-        "https_web",
-    ]);
+    p.cmp(&args("federation create -trustDomain fed1.test -bundleEndpointURL https://127.0.0.1:1/f1 -bundleEndpointProfile https_web"));
     let mut dup = fed_web.to_vec();
     p.cmp(&dup);
     dup.extend(["-output", "json"]);
     p.json(&dup, b"", &|_| {});
     let refused: &[&[&str]] = &[
-        &[
-            "-trustDomain",
-            "Bad.TD",
-            "-bundleEndpointURL",
-            "https://127.0.0.1:1/bundle",
-            "-bundleEndpointProfile",
-            "https_web",
-        ],
-        &[
-            "-trustDomain",
-            "fedq.test",
-            "-bundleEndpointURL",
-            "http://insecure/bundle",
-            "-bundleEndpointProfile",
-            "https_web",
-        ],
-        &[
-            "-trustDomain",
-            "fedq.test",
-            "-bundleEndpointURL",
-            "https://user:pw@host/bundle",
-            "-bundleEndpointProfile",
-            "https_web",
-        ],
-        &[
-            "-trustDomain",
-            "fedq.test",
-            "-bundleEndpointURL",
-            "https:///bundle",
-            "-bundleEndpointProfile",
-            "https_web",
-        ],
-        &[
-            "-trustDomain",
-            "fedq.test",
-            "-bundleEndpointURL",
-            "https://127.0.0.1:1/b",
-            "-bundleEndpointProfile",
-            "https_spiffe",
-            "-endpointSpiffeID",
-            "not-an-id",
-        ],
-        &[
-            "-trustDomain",
-            "example.org",
-            "-bundleEndpointURL",
-            "https://127.0.0.1:1/bundle",
-            "-bundleEndpointProfile",
-            "https_web",
-        ],
+        &args(
+            "-trustDomain Bad.TD -bundleEndpointURL https://127.0.0.1:1/bundle -bundleEndpointProfile https_web",
+        ),
+        &args(
+            "-trustDomain fedq.test -bundleEndpointURL http://insecure/bundle -bundleEndpointProfile https_web",
+        ),
+        &args(
+            "-trustDomain fedq.test -bundleEndpointURL https://user:pw@host/bundle -bundleEndpointProfile https_web",
+        ),
+        &args(
+            "-trustDomain fedq.test -bundleEndpointURL https:///bundle -bundleEndpointProfile https_web",
+        ),
+        &args(
+            "-trustDomain fedq.test -bundleEndpointURL https://127.0.0.1:1/b -bundleEndpointProfile https_spiffe -endpointSpiffeID not-an-id",
+        ),
+        &args(
+            "-trustDomain example.org -bundleEndpointURL https://127.0.0.1:1/bundle -bundleEndpointProfile https_web",
+        ),
         &[
             "-trustDomain",
             "spiffe://fedq.test",
@@ -172,9 +120,9 @@ pub(crate) fn federation(p: &mut Parity, files: &Files) {
     );
     let rel_file = p.file("relationships.json", &rel_json);
     p.cmp(&["federation", "create", "-data", &rel_file]);
-    p.cmp(&["federation", "delete", "-id", "fedd1.test"]);
+    p.cmp(&args("federation delete -id fedd1.test"));
     p.text(
-        &["federation", "create", "-data", "-"],
+        &args("federation create -data -"),
         rel_json.as_bytes(),
         &ident,
     );
@@ -203,18 +151,7 @@ pub(crate) fn federation(p: &mut Parity, files: &Files) {
         b"",
         &|_| {},
     );
-    p.both(&[
-        "federation",
-        "update",
-        "-trustDomain",
-        "fedx.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:2/bundle",
-        "-bundleEndpointProfile",
-        "https_spiffe",
-        "-endpointSpiffeID",
-        "spiffe://fedx.test/srv",
-    ]);
+    p.both(&args("federation update -trustDomain fedx.test -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_spiffe -endpointSpiffeID spiffe://fedx.test/srv"));
     p.both(&[
         "federation",
         "update",
@@ -229,46 +166,28 @@ pub(crate) fn federation(p: &mut Parity, files: &Files) {
         "-trustDomainBundleFormat",
         "spiffe",
     ]);
-    p.both(&[
-        "federation",
-        "update",
-        "-trustDomain",
-        "nope.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:2/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-    ]);
-    p.both(&[
-        "federation",
-        "update",
-        "-trustDomain",
-        "example.org",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:2/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-    ]);
-    p.both(&["bundle", "list", "-id", "spiffe://fedx.test"]);
+    p.both(&args("federation update -trustDomain nope.test -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_web"));
+    p.both(&args("federation update -trustDomain example.org -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_web"));
+    p.both(&args("bundle list -id spiffe://fedx.test"));
     for args in [
         &["federation", "list"][..],
-        &["federation", "show", "-trustDomain", "fedx.test"],
-        &["federation", "show", "-trustDomain", "fedy.test"],
-        &["federation", "show", "-trustDomain", "fedd2.test"],
-        &["federation", "show", "-trustDomain", "nope.test"],
+        &args("federation show -trustDomain fedx.test"),
+        &args("federation show -trustDomain fedy.test"),
+        &args("federation show -trustDomain fedd2.test"),
+        &args("federation show -trustDomain nope.test"),
         &["federation", "show", "-trustDomain", "bad td"],
         &["federation", "show", "-trustDomain", ""],
-        &["federation", "refresh", "-id", "nope.test"],
+        &args("federation refresh -id nope.test"),
         &["federation", "refresh", "-id", "bad td"],
-        &["federation", "refresh", "-id", "fedx.test"],
-        &["federation", "delete", "-id", "nope.test"],
+        &args("federation refresh -id fedx.test"),
+        &args("federation delete -id nope.test"),
         &["federation", "delete", "-id", "bad td"],
         &["federation", "delete", "-id", ""],
     ] {
         p.both(args);
     }
-    p.both(&["federation", "delete", "-id", "fedx.test"]);
-    p.both(&["federation", "delete", "-id", "fedx.test"]);
+    p.both(&args("federation delete -id fedx.test"));
+    p.both(&args("federation delete -id fedx.test"));
     for td in [
         "fedy.test",
         "fedz.test",

@@ -17,40 +17,14 @@ pub(crate) fn minting(p: &mut Parity) {
     };
     for tail in [
         &["-spiffeID", "spiffe://example.org/minted"][..],
-        &[
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-dns",
-            "m.example",
-            "-dns",
-            "*.n.example",
-            "-ttl",
-            "10m",
-        ],
-        &["-spiffeID", "spiffe://example.org/minted", "-ttl", "48h"],
+        &args("-spiffeID spiffe://example.org/minted -dns m.example -dns *.n.example -ttl 10m"),
+        &args("-spiffeID spiffe://example.org/minted -ttl 48h"),
         &["-spiffeID", "spiffe://other.org/minted"],
         &["-spiffeID", "spiffe://example.org/spire/minted"],
         &["-spiffeID", "spiffe://example.org"],
-        &[
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-dns",
-            "é.example",
-        ],
-        &[
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-dns",
-            "bad_label",
-        ],
-        &[
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-dns",
-            "*.a.example",
-            "-dns",
-            "b.a.example",
-        ],
+        &args("-spiffeID spiffe://example.org/minted -dns é.example"),
+        &args("-spiffeID spiffe://example.org/minted -dns bad_label"),
+        &args("-spiffeID spiffe://example.org/minted -dns *.a.example -dns b.a.example"),
         &["-spiffeID", ""],
     ] {
         let mut args = vec!["x509", "mint"];
@@ -92,33 +66,12 @@ pub(crate) fn minting(p: &mut Parity) {
     }
     let jwt_norm = |s: &str| norm_times(&norm_jwt(s));
     for tail in [
-        &["-spiffeID", "spiffe://example.org/minted", "-audience", "a"][..],
-        &[
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-audience",
-            "a",
-            "-audience",
-            "b",
-            "-ttl",
-            "48h",
-        ],
-        &[
-            "-spiffeID",
-            "spiffe://example.org/minted",
-            "-audience",
-            "a",
-            "-ttl",
-            "30s",
-        ],
-        &["-spiffeID", "spiffe://other.org/minted", "-audience", "a"],
-        &[
-            "-spiffeID",
-            "spiffe://example.org/spire/x",
-            "-audience",
-            "a",
-        ],
-        &["-spiffeID", "spiffe://example.org", "-audience", "a"],
+        &args("-spiffeID spiffe://example.org/minted -audience a")[..],
+        &args("-spiffeID spiffe://example.org/minted -audience a -audience b -ttl 48h"),
+        &args("-spiffeID spiffe://example.org/minted -audience a -ttl 30s"),
+        &args("-spiffeID spiffe://other.org/minted -audience a"),
+        &args("-spiffeID spiffe://example.org/spire/x -audience a"),
+        &args("-spiffeID spiffe://example.org -audience a"),
         &["-spiffeID", "spiffe://example.org/minted"],
         &["-spiffeID", "spiffe://example.org/minted", "-audience", ""],
     ] {
@@ -131,18 +84,9 @@ pub(crate) fn minting(p: &mut Parity) {
     // The minted JWT's claims (not its signature) must match.
     let claims = |side: &Side| {
         let out = side.run_raw(
-            &[
-                "jwt",
-                "mint",
-                "-spiffeID",
-                "spiffe://example.org/minted",
-                "-audience",
-                "a",
-                "-audience",
-                "b",
-                "-ttl",
-                "10m",
-            ],
+            &args(
+                "jwt mint -spiffeID spiffe://example.org/minted -audience a -audience b -ttl 10m",
+            ),
             b"",
         );
         let token = out.stdout.trim();

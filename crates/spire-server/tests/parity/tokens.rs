@@ -6,16 +6,11 @@ pub(crate) fn tokens(p: &mut Parity) {
     p.both_n(&["token", "generate"], &ident, &|v| {
         blank_fields(v, &["expires_at"]);
     });
-    p.cmp(&[
-        "token",
-        "generate",
-        "-spiffeID",
-        "spiffe://example.org/alias",
-        "-ttl",
-        "30",
-    ]);
+    p.cmp(&args(
+        "token generate -spiffeID spiffe://example.org/alias -ttl 30",
+    ));
     p.both_n(
-        &["entry", "show", "-spiffeID", "spiffe://example.org/alias"],
+        &args("entry show -spiffeID spiffe://example.org/alias"),
         &ident,
         &norm_created,
     );
