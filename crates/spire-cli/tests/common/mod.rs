@@ -46,6 +46,29 @@ pub fn args(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
+/// [`args`] followed by `tail` (paths and other values computed by the test).
+pub fn args_with<'a>(line: &'a str, tail: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args(line);
+    v.extend_from_slice(tail);
+    v
+}
+
+/// One `#[test]` per area of a differential suite, each calling `$run(name, area)`, where
+/// the name is the test's with spaces; ignored unless reference SPIRE is there
+/// (`scripts/test.sh` runs them).
+#[allow(unused_macros, reason = "only the area-split suites use it")]
+macro_rules! area_tests {
+    ($run:path; $($name:ident => $area:expr),* $(,)?) => {
+        $(
+            #[test]
+            #[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
+            fn $name() {
+                $run(&stringify!($name).replace('_', " "), $area);
+            }
+        )*
+    };
+}
+
 /// Runs a reference binary.
 pub fn run_ref(bin: &Path, args: &[&str], stdin: &[u8]) -> Out {
     let mut child = Command::new(bin)

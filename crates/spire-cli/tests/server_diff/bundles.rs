@@ -15,48 +15,28 @@ pub(crate) fn bundles(c: &mut Ctx) {
     c.cmp_json(&args("bundle list -output json"));
     let (server_pem, server_spiffe) = server_bundle_files(c);
     let pem_text = read(std::path::Path::new(&server_pem));
-    c.cmp(&[
-        "bundle",
-        "set",
-        "-id",
-        "spiffe://fed1.test",
-        "-path",
-        &server_pem,
-    ]);
-    c.cmp(&[
-        "bundle",
-        "set",
-        "-id",
-        "spiffe://fed2.test",
-        "-format",
-        "spiffe",
-        "-path",
-        &server_spiffe,
-    ]);
+    c.cmp(&args_with(
+        "bundle set -id spiffe://fed1.test -path",
+        &[&server_pem],
+    ));
+    c.cmp(&args_with(
+        "bundle set -id spiffe://fed2.test -format spiffe -path",
+        &[&server_spiffe],
+    ));
     c.cmp_norm(
         &args("bundle set -id spiffe://fed3.test"),
         pem_text.as_bytes(),
         &ident,
     );
-    c.cmp_json(&[
-        "bundle",
-        "set",
-        "-id",
-        "spiffe://fed1.test",
-        "-path",
-        &server_pem,
-        "-output",
-        "json",
-    ]);
-    c.cmp(&["bundle", "set", "-id", "fed4.test", "-path", &server_pem]);
-    c.cmp(&[
-        "bundle",
-        "set",
-        "-id",
-        "spiffe://example.org",
-        "-path",
-        &server_pem,
-    ]);
+    c.cmp_json(&args_with(
+        "bundle set -id spiffe://fed1.test -path",
+        &[&server_pem, "-output", "json"],
+    ));
+    c.cmp(&args_with("bundle set -id fed4.test -path", &[&server_pem]));
+    c.cmp(&args_with(
+        "bundle set -id spiffe://example.org -path",
+        &[&server_pem],
+    ));
     c.cmp(&[
         "bundle",
         "set",
@@ -85,14 +65,10 @@ pub(crate) fn bundles(c: &mut Ctx) {
     c.cmp_json(&args("bundle list -output json"));
     c.cmp_json(&args("bundle list -id spiffe://fed2.test -output json"));
     c.cmp(&["bundle", "count"]);
-    let reset_fed3: &[&[&str]] = &[&[
-        "bundle",
-        "set",
-        "-id",
-        "spiffe://fed3.test",
-        "-path",
-        &server_pem,
-    ]];
+    let reset_fed3: &[&[&str]] = &[&args_with(
+        "bundle set -id spiffe://fed3.test -path",
+        &[&server_pem],
+    )];
     c.pair(
         &args("bundle delete -id spiffe://fed3.test"),
         b"",

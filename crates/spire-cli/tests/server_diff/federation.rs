@@ -5,36 +5,16 @@ use crate::harness::*;
 pub(crate) fn federation(c: &mut Ctx) {
     let (server_pem, server_spiffe) = server_bundle_files(c);
     let pem_text = read(std::path::Path::new(&server_pem));
-    let fed_web: &[&str] = &[
-        "federation",
-        "create",
-        "-trustDomain",
-        "fedx.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:1/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-        "-trustDomainBundlePath",
-        &server_pem,
-    ];
+    let fed_web: &[&str] = &args_with(
+        "federation create -trustDomain fedx.test -bundleEndpointURL https://127.0.0.1:1/bundle -bundleEndpointProfile https_web -trustDomainBundlePath",
+        &[&server_pem],
+    );
     let reset_fedx: &[&[&str]] = &[&args("federation delete -id fedx.test")];
     c.pair(fed_web, b"", reset_fedx, &ident);
-    let fed_spiffe: &[&str] = &[
-        "federation",
-        "create",
-        "-trustDomain",
-        "fedy.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:1/b",
-        "-bundleEndpointProfile",
-        "https_spiffe",
-        "-endpointSpiffeID",
-        "spiffe://fedy.test/bundle-server",
-        "-trustDomainBundlePath",
-        &server_spiffe,
-        "-trustDomainBundleFormat",
-        "spiffe",
-    ];
+    let fed_spiffe: &[&str] = &args_with(
+        "federation create -trustDomain fedy.test -bundleEndpointURL https://127.0.0.1:1/b -bundleEndpointProfile https_spiffe -endpointSpiffeID spiffe://fedy.test/bundle-server -trustDomainBundlePath",
+        &[&server_spiffe, "-trustDomainBundleFormat", "spiffe"],
+    );
     c.pair(
         fed_spiffe,
         b"",

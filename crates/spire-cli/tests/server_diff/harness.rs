@@ -2,8 +2,8 @@
 //! it with the same arguments; one area of the CLI per test (see `main.rs`).
 
 pub(crate) use crate::common::{
-    Diff, Out, Server, args, blank_fields, ident, mode, norm_jwt, norm_pem, norm_times, norm_uuid,
-    our_server_cli, read, ref_server_bin, run_cli, run_ref,
+    Diff, Out, Server, args, args_with, blank_fields, ident, mode, norm_jwt, norm_pem, norm_times,
+    norm_uuid, our_server_cli, read, ref_server_bin, run_cli, run_ref,
 };
 pub(crate) use spire_goflag::Cli;
 

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../common/mod.rs"]
+#[macro_use]
 mod common;
 mod harness;
 
@@ -18,50 +19,14 @@ mod health;
 mod minting;
 mod tokens;
 
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn healthcheck_and_logger() {
-    harness::run("healthcheck and logger", health::healthcheck_and_logger);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn bundles() {
-    harness::run("bundles", bundles::bundles);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn entries() {
-    harness::run("entries", entries::entries);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn agents() {
-    harness::run("agents", agents::agents);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn federation() {
-    harness::run("federation", federation::federation);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn join_tokens() {
-    harness::run("join tokens", tokens::join_tokens);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn minting() {
-    harness::run("minting", minting::minting);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn authorities() {
-    harness::run("authorities", authorities::authorities);
+area_tests! {
+    harness::run;
+    healthcheck_and_logger => health::healthcheck_and_logger,
+    bundles => bundles::bundles,
+    entries => entries::entries,
+    agents => agents::agents,
+    federation => federation::federation,
+    join_tokens => tokens::join_tokens,
+    minting => minting::minting,
+    authorities => authorities::authorities,
 }

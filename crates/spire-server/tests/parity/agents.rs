@@ -28,18 +28,16 @@ pub(crate) fn agents(p: &mut Parity) {
         "-selector",
         &format!("spiffe_id:{a1}"),
     ]);
-    p.cmp(&[
-        "entry",
-        "create",
-        "-entryID",
-        "e-under-agent",
-        "-parentID",
-        &a1,
-        "-spiffeID",
-        "spiffe://example.org/under-agent",
-        "-selector",
-        "unix:uid:7",
-    ]);
+    p.cmp(&args_with(
+        "entry create -entryID e-under-agent -parentID",
+        &[
+            &a1,
+            "-spiffeID",
+            "spiffe://example.org/under-agent",
+            "-selector",
+            "unix:uid:7",
+        ],
+    ));
 
     let listings: &[&[&str]] = &[
         &["list"],

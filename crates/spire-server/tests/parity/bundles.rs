@@ -21,33 +21,24 @@ pub(crate) fn bundles(p: &mut Parity) {
     let files = federated_files(p);
     let pem_text = read(std::path::Path::new(&files.pem));
     let (pem, spiffe) = (files.pem.as_str(), files.spiffe.as_str());
-    p.cmp(&["bundle", "set", "-id", "spiffe://fed1.test", "-path", pem]);
-    p.cmp(&[
-        "bundle",
-        "set",
-        "-id",
-        "spiffe://fed2.test",
-        "-format",
-        "spiffe",
-        "-path",
-        spiffe,
-    ]);
+    p.cmp(&args_with(
+        "bundle set -id spiffe://fed1.test -path",
+        &[pem],
+    ));
+    p.cmp(&args_with(
+        "bundle set -id spiffe://fed2.test -format spiffe -path",
+        &[spiffe],
+    ));
     p.text(
         &args("bundle set -id spiffe://fed3.test"),
         pem_text.as_bytes(),
         &ident,
     );
     p.json(
-        &[
-            "bundle",
-            "set",
-            "-id",
-            "spiffe://fed1.test",
-            "-path",
-            pem,
-            "-output",
-            "json",
-        ],
+        &args_with(
+            "bundle set -id spiffe://fed1.test -path",
+            &[pem, "-output", "json"],
+        ),
         b"",
         &|_| {},
     );

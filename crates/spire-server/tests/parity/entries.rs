@@ -188,18 +188,7 @@ pub(crate) fn entries(p: &mut Parity) {
     );
     p.both_n(&args("entry show -entryID e-order"), &ident, &norm_created);
     let long_hint = "h".repeat(1025);
-    p.cmp(&[
-        "entry",
-        "create",
-        "-parentID",
-        "spiffe://example.org/agent",
-        "-spiffeID",
-        "spiffe://example.org/x",
-        "-selector",
-        "unix:uid:1",
-        "-hint",
-        &long_hint,
-    ]);
+    p.cmp(&args_with("entry create -parentID spiffe://example.org/agent -spiffeID spiffe://example.org/x -selector unix:uid:1 -hint", &[&long_hint]));
 
     // -data files and standard input, with per-entry failures in the batch.
     let entries_json = r#"{"entries":[

@@ -6,35 +6,12 @@ use crate::harness::*;
 pub(crate) fn federation(p: &mut Parity, files: &Files) {
     let pem_text = read(std::path::Path::new(&files.pem));
     let spiffe_text = read(std::path::Path::new(&files.spiffe));
-    let fed_web: &[&str] = &[
-        "federation",
-        "create",
-        "-trustDomain",
-        "fedx.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:1/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-        "-trustDomainBundlePath",
-        &files.pem,
-    ];
+    let fed_web: &[&str] = &args_with(
+        "federation create -trustDomain fedx.test -bundleEndpointURL https://127.0.0.1:1/bundle -bundleEndpointProfile https_web -trustDomainBundlePath",
+        &[&files.pem],
+    );
     p.cmp(fed_web);
-    p.cmp(&[
-        "federation",
-        "create",
-        "-trustDomain",
-        "fedy.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:1/b",
-        "-bundleEndpointProfile",
-        "https_spiffe",
-        "-endpointSpiffeID",
-        "spiffe://fedy.test/bundle-server",
-        "-trustDomainBundlePath",
-        &files.spiffe,
-        "-trustDomainBundleFormat",
-        "spiffe",
-    ]);
+    p.cmp(&args_with("federation create -trustDomain fedy.test -bundleEndpointURL https://127.0.0.1:1/b -bundleEndpointProfile https_spiffe -endpointSpiffeID spiffe://fedy.test/bundle-server -trustDomainBundlePath", &[&files.spiffe, "-trustDomainBundleFormat", "spiffe"]));
     p.json(
         &args("federation create -trustDomain fedz.test -bundleEndpointURL https://127.0.0.1:1/z -bundleEndpointProfile https_web -output json"),
         b"",
@@ -65,16 +42,10 @@ pub(crate) fn federation(p: &mut Parity, files: &Files) {
         &args(
             "-trustDomain example.org -bundleEndpointURL https://127.0.0.1:1/bundle -bundleEndpointProfile https_web",
         ),
-        &[
-            "-trustDomain",
-            "spiffe://fedq.test",
-            "-bundleEndpointURL",
-            "https://127.0.0.1:1/bundle",
-            "-bundleEndpointProfile",
-            "https_web",
-            "-trustDomainBundlePath",
-            &files.pem,
-        ],
+        &args_with(
+            "-trustDomain spiffe://fedq.test -bundleEndpointURL https://127.0.0.1:1/bundle -bundleEndpointProfile https_web -trustDomainBundlePath",
+            &[&files.pem],
+        ),
     ];
     for tail in refused {
         let mut args = vec!["federation", "create"];
@@ -152,20 +123,7 @@ pub(crate) fn federation(p: &mut Parity, files: &Files) {
         &|_| {},
     );
     p.both(&args("federation update -trustDomain fedx.test -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_spiffe -endpointSpiffeID spiffe://fedx.test/srv"));
-    p.both(&[
-        "federation",
-        "update",
-        "-trustDomain",
-        "fedx.test",
-        "-bundleEndpointURL",
-        "https://127.0.0.1:2/bundle",
-        "-bundleEndpointProfile",
-        "https_web",
-        "-trustDomainBundlePath",
-        &files.spiffe,
-        "-trustDomainBundleFormat",
-        "spiffe",
-    ]);
+    p.both(&args_with("federation update -trustDomain fedx.test -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_web -trustDomainBundlePath", &[&files.spiffe, "-trustDomainBundleFormat", "spiffe"]));
     p.both(&args("federation update -trustDomain nope.test -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_web"));
     p.both(&args("federation update -trustDomain example.org -bundleEndpointURL https://127.0.0.1:2/bundle -bundleEndpointProfile https_web"));
     p.both(&args("bundle list -id spiffe://fedx.test"));
@@ -199,4 +157,10 @@ pub(crate) fn federation(p: &mut Parity, files: &Files) {
     }
     p.both(&["federation", "list"]);
     p.both(&["bundle", "list"]);
+}
+
+/// The federation area with the foreign bundle files it reads.
+pub(crate) fn with_files(p: &mut Parity) {
+    let files = crate::bundles::federated_files(p);
+    federation(p, &files);
 }

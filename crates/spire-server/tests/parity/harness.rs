@@ -3,8 +3,8 @@
 //! API per test (see `main.rs`).
 
 pub(crate) use crate::cli_common::{
-    Diff, Out, args, blank_fields, ident, mode, norm_jwt, norm_pem, norm_times, norm_uuid, read,
-    ref_server_bin, run_ref,
+    Diff, Out, args, args_with, blank_fields, ident, mode, norm_jwt, norm_pem, norm_times,
+    norm_uuid, read, ref_server_bin, run_ref,
 };
 pub(crate) use crate::support::{Attestation, Impl, Server, X509PopIdentity};
 

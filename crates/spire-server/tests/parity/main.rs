@@ -25,6 +25,7 @@
 )]
 
 #[path = "../../../spire-cli/tests/common/mod.rs"]
+#[macro_use]
 mod cli_common;
 mod harness;
 mod support;
@@ -38,53 +39,14 @@ mod health;
 mod minting;
 mod tokens;
 
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn health_and_logger() {
-    harness::run("health and logger", health::health_and_logger);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn bundles() {
-    harness::run("bundles", bundles::bundles);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn entries() {
-    harness::run("entries", entries::entries);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn agents() {
-    harness::run("agents", agents::agents);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn federation() {
-    harness::run("federation", |p| {
-        let files = bundles::federated_files(p);
-        federation::federation(p, &files);
-    });
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn tokens() {
-    harness::run("tokens", tokens::tokens);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn minting() {
-    harness::run("minting", minting::minting);
-}
-
-#[test]
-#[ignore = "needs reference SPIRE 1.13.3 (conformance/build-reference.sh); scripts/test.sh runs it"]
-fn local_authorities() {
-    harness::run("local authorities", authorities::local_authorities);
+area_tests! {
+    harness::run;
+    health_and_logger => health::health_and_logger,
+    bundles => bundles::bundles,
+    entries => entries::entries,
+    agents => agents::agents,
+    federation => federation::with_files,
+    tokens => tokens::tokens,
+    minting => minting::minting,
+    local_authorities => authorities::local_authorities,
 }

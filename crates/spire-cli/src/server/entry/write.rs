@@ -91,6 +91,81 @@ pub(super) fn write_flags(f: &mut FlagSet, entry_id_usage: &str, node: bool) -> 
     }
 }
 
+impl WriteFlags {
+    /// The checks `entry create` and `entry update` end with, in SPIRE's order.
+    fn validate_id_and_ttls(&self, m: &Parsed) -> Result<(), String> {
+        if m.get(&self.spiffe_id).is_empty() {
+            return Err("a SPIFFE ID is required".into());
+        }
+        if *m.get(&self.x509_ttl) < 0 {
+            return Err("a positive x509-SVID TTL is required".into());
+        }
+        if *m.get(&self.jwt_ttl) < 0 {
+            return Err("a positive JWT-SVID TTL is required".into());
+        }
+        Ok(())
+    }
+
+    /// The entry the flags describe, under `parent_id` with `spiffe_id` (parsed by the
+    /// caller, each command in its own order).
+    fn entry(&self, m: &Parsed, parent_id: Spiffeid, spiffe_id: Spiffeid) -> Result<Entry, String> {
+        let x509_svid_ttl = checked_i32(*m.get(&self.x509_ttl), "X509 SVID TTL")?;
+        let jwt_svid_ttl = checked_i32(*m.get(&self.jwt_ttl), "JWT SVID TTL")?;
+        let selectors = parse_selectors(m.get(&self.selectors).as_slice())?;
+        Ok(Entry {
+            id: m.get(&self.entry_id).clone(),
+            parent_id: Some(parent_id),
+            spiffe_id: Some(spiffe_id),
+            downstream: *m.get(&self.downstream),
+            expires_at: *m.get(&self.expiry),
+            dns_names: m.get(&self.dns).to_vec(),
+            store_svid: *m.get(&self.store_svid),
+            x509_svid_ttl,
+            jwt_svid_ttl,
+            hint: m.get(&self.hint).clone(),
+            selectors,
+            federates_with: m.get(&self.federates_with).to_vec(),
+            admin: *m.get(&self.admin),
+            ..Default::default()
+        })
+    }
+
+    /// The entries to write: from the `-data` file (or standard input) if given, else the
+    /// one the flags describe.
+    fn entries(
+        &self,
+        m: &Parsed,
+        io: &mut Io<'_>,
+        from_flags: impl FnOnce() -> Result<Entry, String>,
+    ) -> Result<Vec<Entry>, String> {
+        let path = m.get(&self.path);
+        if path.is_empty() {
+            Ok(vec![from_flags()?])
+        } else {
+            parse_entry_json(io, path)
+        }
+    }
+
+    /// Prints a batch's results: the response as JSON, or the entries written and those
+    /// refused (each refused one shown as it was sent).
+    fn report<R: serde::Serialize>(
+        &self,
+        m: &Parsed,
+        io: &mut Io<'_>,
+        verb: &str,
+        resp: &R,
+        results: Vec<(
+            Option<&spire_proto::spire::api::types::Status>,
+            Option<&Entry>,
+        )>,
+    ) -> Result<(), String> {
+        if is_json(m, &self.output) {
+            return print_proto(io, resp);
+        }
+        print_batch_results(io, verb, results.into_iter())
+    }
+}
+
 pub(super) fn parse_selectors(list: &[String]) -> Result<Vec<Selector>, String> {
     list.iter().map(|s| parse_selector(s)).collect()
 }
@@ -125,19 +200,11 @@ impl Create {
         if m.get(&f.parent_id).is_empty() && !node {
             return Err("a parent ID is required if the node flag is not set".into());
         }
-        if m.get(&f.spiffe_id).is_empty() {
-            return Err("a SPIFFE ID is required".into());
-        }
-        if *m.get(&f.x509_ttl) < 0 {
-            return Err("a positive x509-SVID TTL is required".into());
-        }
-        if *m.get(&f.jwt_ttl) < 0 {
-            return Err("a positive JWT-SVID TTL is required".into());
-        }
-        Ok(())
+        f.validate_id_and_ttls(m)
     }
 
-    fn parse_config(&self, m: &Parsed) -> Result<Vec<Entry>, String> {
+    /// The entry the flags describe (`parseConfig`); a node entry's parent is the server.
+    fn entry_from_flags(&self, m: &Parsed) -> Result<Entry, String> {
         let f = &self.0;
         let spiffe_id = id_to_proto(m.get(&f.spiffe_id).as_str())?;
         let node = f.node.as_ref().is_some_and(|n| *m.get(n));
@@ -149,25 +216,7 @@ impl Create {
         } else {
             id_to_proto(m.get(&f.parent_id).as_str())?
         };
-        let x509_svid_ttl = checked_i32(*m.get(&f.x509_ttl), "X509 SVID TTL")?;
-        let jwt_svid_ttl = checked_i32(*m.get(&f.jwt_ttl), "JWT SVID TTL")?;
-        let selectors = parse_selectors(m.get(&f.selectors).as_slice())?;
-        Ok(vec![Entry {
-            id: m.get(&f.entry_id).clone(),
-            parent_id: Some(parent_id),
-            spiffe_id: Some(spiffe_id),
-            downstream: *m.get(&f.downstream),
-            expires_at: *m.get(&f.expiry),
-            dns_names: m.get(&f.dns).to_vec(),
-            store_svid: *m.get(&f.store_svid),
-            x509_svid_ttl,
-            jwt_svid_ttl,
-            hint: m.get(&f.hint).clone(),
-            selectors,
-            federates_with: m.get(&f.federates_with).to_vec(),
-            admin: *m.get(&f.admin),
-            ..Default::default()
-        }])
+        f.entry(m, parent_id, spiffe_id)
     }
 }
 
@@ -178,12 +227,7 @@ impl ServerCommand for Create {
 
     async fn run(&self, m: &Parsed, io: &mut Io<'_>, c: &mut ServerClient) -> Result<(), String> {
         self.validate(m)?;
-        let path = m.get(&self.0.path);
-        let entries = if path.is_empty() {
-            self.parse_config(m)?
-        } else {
-            parse_entry_json(io, path)?
-        };
+        let entries = self.0.entries(m, io, || self.entry_from_flags(m))?;
         let mut resp: BatchCreateEntryResponse = async {
             let r = c
                 .entry()
@@ -202,16 +246,12 @@ impl ServerCommand for Create {
                 r.entry = entries.get(i).cloned();
             }
         }
-        if is_json(m, &self.0.output) {
-            return print_proto(io, &resp);
-        }
-        print_batch_results(
-            io,
-            "create",
-            resp.results
-                .iter()
-                .map(|r| (r.status.as_ref(), r.entry.as_ref())),
-        )
+        let results = resp
+            .results
+            .iter()
+            .map(|r| (r.status.as_ref(), r.entry.as_ref()))
+            .collect();
+        self.0.report(m, io, "create", &resp, results)
     }
 }
 
@@ -284,41 +324,15 @@ impl Update {
         if m.get(&f.parent_id).is_empty() {
             return Err("a parent ID is required".into());
         }
-        if m.get(&f.spiffe_id).is_empty() {
-            return Err("a SPIFFE ID is required".into());
-        }
-        if *m.get(&f.x509_ttl) < 0 {
-            return Err("a positive x509-SVID TTL is required".into());
-        }
-        if *m.get(&f.jwt_ttl) < 0 {
-            return Err("a positive JWT-SVID TTL is required".into());
-        }
-        Ok(())
+        f.validate_id_and_ttls(m)
     }
 
-    fn parse_config(&self, m: &Parsed) -> Result<Vec<Entry>, String> {
+    /// The entry the flags describe (`parseConfig`).
+    fn entry_from_flags(&self, m: &Parsed) -> Result<Entry, String> {
         let f = &self.0;
         let parent_id = id_to_proto(m.get(&f.parent_id).as_str())?;
         let spiffe_id = id_to_proto(m.get(&f.spiffe_id).as_str())?;
-        let x509_svid_ttl = checked_i32(*m.get(&f.x509_ttl), "X509 SVID TTL")?;
-        let jwt_svid_ttl = checked_i32(*m.get(&f.jwt_ttl), "JWT SVID TTL")?;
-        let selectors = parse_selectors(m.get(&f.selectors).as_slice())?;
-        Ok(vec![Entry {
-            id: m.get(&f.entry_id).clone(),
-            parent_id: Some(parent_id),
-            spiffe_id: Some(spiffe_id),
-            downstream: *m.get(&f.downstream),
-            expires_at: *m.get(&f.expiry),
-            dns_names: m.get(&f.dns).to_vec(),
-            x509_svid_ttl,
-            jwt_svid_ttl,
-            hint: m.get(&f.hint).clone(),
-            selectors,
-            federates_with: m.get(&f.federates_with).to_vec(),
-            admin: *m.get(&f.admin),
-            store_svid: *m.get(&f.store_svid),
-            ..Default::default()
-        }])
+        f.entry(m, parent_id, spiffe_id)
     }
 }
 
@@ -329,12 +343,7 @@ impl ServerCommand for Update {
 
     async fn run(&self, m: &Parsed, io: &mut Io<'_>, c: &mut ServerClient) -> Result<(), String> {
         self.validate(m)?;
-        let path = m.get(&self.0.path);
-        let entries = if path.is_empty() {
-            self.parse_config(m)?
-        } else {
-            parse_entry_json(io, path)?
-        };
+        let entries = self.0.entries(m, io, || self.entry_from_flags(m))?;
         let mut resp: BatchUpdateEntryResponse = async {
             let r = c
                 .entry()
@@ -354,16 +363,12 @@ impl ServerCommand for Update {
                 r.entry = entries.get(i).cloned();
             }
         }
-        if is_json(m, &self.0.output) {
-            return print_proto(io, &resp);
-        }
-        print_batch_results(
-            io,
-            "update",
-            resp.results
-                .iter()
-                .map(|r| (r.status.as_ref(), r.entry.as_ref())),
-        )
+        let results = resp
+            .results
+            .iter()
+            .map(|r| (r.status.as_ref(), r.entry.as_ref()))
+            .collect();
+        self.0.report(m, io, "update", &resp, results)
     }
 }
 
