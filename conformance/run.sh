@@ -17,6 +17,7 @@
 #   CARGO_TARGET_DIR          where the suite and our binaries are built (default: target/)
 #   SPIRE_RS_BIN_DIR          our binaries; when set, run.sh does not build them
 #   SPIRE_REF_BIN_DIR         reference binaries (default: conformance/build-reference.sh)
+#   SPIRE_RS_GOPLUGINS_DIR    the Go SDK test plugins (default: conformance/goplugins/build.sh)
 #   SPIRE_RS_REQUIRE_CLIENTS  1: py-spiffe / go-spiffe unavailable is a failure, not a skip
 #   CONFORMANCE_THREADS       parallel scenarios (default 4)
 set -euo pipefail
@@ -43,6 +44,10 @@ export SPIRE_REF_BIN_DIR
 GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE 2>/dev/null || true)}"
 export GOMODCACHE
 log "reference SPIRE in $SPIRE_REF_BIN_DIR"
+
+# External plugins built with SPIRE's Go plugin SDK, for external_plugins::*.
+SPIRE_RS_GOPLUGINS_DIR="${SPIRE_RS_GOPLUGINS_DIR:-$(conformance/goplugins/build.sh)}"
+export SPIRE_RS_GOPLUGINS_DIR
 
 # py-spiffe for the independent-client scenario; go-spiffe is built by the scenario itself.
 conformance/pyclient/setup.sh || log "py-spiffe unavailable: clients::py_spiffe will skip (or fail with SPIRE_RS_REQUIRE_CLIENTS=1)"

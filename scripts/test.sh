@@ -25,6 +25,10 @@ export SPIRE_RS_REQUIRE_DBS=1
 conformance/pyclient/setup.sh
 export SPIRE_RS_REQUIRE_PY=1 SPIRE_RS_REQUIRE_CLIENTS=1
 
+# External plugins built with SPIRE's plugin SDK (Go), loaded by both implementations.
+SPIRE_RS_GOPLUGINS_DIR="$(conformance/goplugins/build.sh)"
+export SPIRE_RS_GOPLUGINS_DIR
+
 # The Go module cache holds SPIRE's example configs that the config tests read.
 GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE)}"
 export GOMODCACHE

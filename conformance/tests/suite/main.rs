@@ -30,6 +30,7 @@ mod db_compat;
 mod debug_endpoints;
 mod entries;
 mod evict_ban;
+mod external_plugins;
 mod force_rotation;
 mod interop;
 mod join_token;

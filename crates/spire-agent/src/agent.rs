@@ -75,6 +75,9 @@ pub enum AgentError {
     /// Rebootstrapping was requested but cannot be done, or is due now.
     #[error("{0}")]
     Rebootstrap(&'static str),
+    /// An external plugin failed to start or to be configured.
+    #[error("{0}")]
+    Plugin(#[from] spire_plugin_host::HostError),
 }
 
 /// Which key store holds the agent SVID key.
@@ -84,6 +87,85 @@ pub enum KeyManagerKind {
     Memory,
     /// `disk` with its `directory`.
     Disk(String),
+}
+
+/// An external plugin (`plugin_cmd`) to start when the agent runs.
+#[derive(Debug, Clone)]
+pub struct ExternalPluginSetting {
+    /// What to launch.
+    pub spec: spire_plugin_host::LaunchSpec,
+    /// Its `plugin_data` or `plugin_data_file` (read when it is configured).
+    pub data: spire_config::PluginData,
+}
+
+impl ExternalPluginSetting {
+    /// The `plugin_data` text as of now (`None` without `plugin_data`/`plugin_data_file`).
+    fn plugin_data(&self) -> Result<Option<String>, AgentError> {
+        Ok(self
+            .data
+            .load()
+            .map_err(|e| {
+                AgentError::Config(format!(
+                    "failed to configure plugin \"{}\": {e}",
+                    self.spec.name
+                ))
+            })?
+            .map(|d| d.text().to_owned()))
+    }
+}
+
+/// A NodeAttestor that `run` has not started yet (an external plugin): it refuses to attest.
+#[derive(Debug)]
+struct UnstartedNodeAttestor;
+
+#[async_trait::async_trait]
+impl AgentNodeAttestor for UnstartedNodeAttestor {
+    async fn attest(
+        &self,
+        _exchange: &mut dyn spire_plugin::AttestationExchange,
+    ) -> spire_plugin::PluginResult<()> {
+        Err(spire_plugin::PluginError::internal(
+            "the external plugin was not started",
+        ))
+    }
+}
+
+/// Starts the external plugins: the NodeAttestor, and each WorkloadAttestor in its place
+/// among the built-ins, as SPIRE's catalog does before the agent attests.
+async fn load_external_plugins(s: &mut AgentSettings) -> Result<(), AgentError> {
+    use spire_plugin_host::nodeattestor::ExternalAgentNodeAttestor;
+    use spire_plugin_host::workloadattestor::ExternalWorkloadAttestor;
+    use spire_plugin_host::{CoreConfig, ExternalPlugin, broker::HostServices};
+    let core = CoreConfig {
+        trust_domain: s.trust_domain.name().to_string(),
+    };
+    for (position, ext) in std::mem::take(&mut s.external_workload_attestors) {
+        let data = ext.plugin_data()?;
+        let attestor = ExternalPlugin::start(
+            &ext.spec,
+            &core,
+            data.as_deref(),
+            HostServices::none(),
+            ExternalWorkloadAttestor::bind,
+        )
+        .await?;
+        let at = position.min(s.workload_attestors.len());
+        s.workload_attestors
+            .insert(at, (ext.spec.name.clone(), Arc::new(attestor)));
+    }
+    if let Some(ext) = s.external_node_attestor.take() {
+        let data = ext.plugin_data()?;
+        let attestor = ExternalPlugin::start(
+            &ext.spec,
+            &core,
+            data.as_deref(),
+            HostServices::none(),
+            ExternalAgentNodeAttestor::bind,
+        )
+        .await?;
+        s.node_attestor = (ext.spec.name.clone(), Arc::new(attestor));
+    }
+    Ok(())
 }
 
 /// Everything the agent needs, resolved from the configuration.
@@ -119,6 +201,11 @@ pub struct AgentSettings {
     pub key_manager: KeyManagerKind,
     /// WorkloadAttestors.
     pub workload_attestors: Vec<(String, Arc<dyn WorkloadAttestor>)>,
+    /// External WorkloadAttestors to start, each with its position among
+    /// `workload_attestors` (file order).
+    pub external_workload_attestors: Vec<(usize, ExternalPluginSetting)>,
+    /// An external NodeAttestor to start (then in `node_attestor`).
+    pub external_node_attestor: Option<ExternalPluginSetting>,
     /// Manager settings.
     pub manager: ManagerConfig,
     /// Workload API settings.
@@ -146,15 +233,30 @@ impl AgentSettings {
         let mut node_attestor: Option<(String, Arc<dyn AgentNodeAttestor>)> = None;
         let mut key_manager = None;
         let mut workload_attestors: Vec<(String, Arc<dyn WorkloadAttestor>)> = Vec::new();
+        let mut external_workload_attestors = Vec::new();
+        let mut external_node_attestor = None;
         for p in &c.plugins.plugins {
             if !p.enabled {
                 continue;
             }
-            if p.is_external() {
-                return Err(AgentError::Config(format!(
-                    "external plugins are not supported yet: {} \"{}\"",
-                    p.plugin_type, p.name
-                )));
+            if let Some(spec) = spire_plugins::catalog::AGENT
+                .external_spec(p)
+                .map_err(|e| AgentError::Config(e.to_string()))?
+            {
+                // Started by `run`; WorkloadAttestors keep their file order among the
+                // built-ins.
+                let ext = ExternalPluginSetting {
+                    spec,
+                    data: p.data.clone(),
+                };
+                if p.plugin_type == "NodeAttestor" {
+                    node_attestor = Some((p.name.clone(), Arc::new(UnstartedNodeAttestor)));
+                    external_node_attestor = Some(ext);
+                } else {
+                    let position = workload_attestors.len() + external_workload_attestors.len();
+                    external_workload_attestors.push((position, ext));
+                }
+                continue;
             }
             match (p.plugin_type.as_str(), p.name.as_str()) {
                 ("KeyManager", "memory") => key_manager = Some(KeyManagerKind::Memory),
@@ -205,13 +307,14 @@ impl AgentSettings {
             let plugin = JoinTokenAgent::new(token.clone())
                 .map_err(|e| AgentError::Config(e.to_string()))?;
             node_attestor = Some(("join_token".into(), Arc::new(plugin)));
+            external_node_attestor = None;
         }
         let node_attestor = node_attestor.ok_or_else(|| {
             AgentError::Config("a NodeAttestor plugin (or a join token) is required".into())
         })?;
         let key_manager = key_manager
             .ok_or_else(|| AgentError::Config("a KeyManager plugin is required".into()))?;
-        if workload_attestors.is_empty() {
+        if workload_attestors.is_empty() && external_workload_attestors.is_empty() {
             return Err(AgentError::Config(
                 "at least one WorkloadAttestor plugin is required".into(),
             ));
@@ -264,6 +367,8 @@ impl AgentSettings {
             node_attestor,
             key_manager,
             workload_attestors,
+            external_workload_attestors,
+            external_node_attestor,
             workload_api: WorkloadApiConfig {
                 allow_unauthenticated_verifiers: c.allow_unauthenticated_verifiers,
                 allowed_foreign_jwt_claims: c
@@ -562,10 +667,11 @@ fn is_permission_denied(e: &AgentError) -> bool {
 
 /// Runs the agent until `shutdown` completes or a fatal error.
 pub async fn run(
-    s: AgentSettings,
+    mut s: AgentSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     tracing::info!(data_dir = %s.data_dir.display(), version = VERSION, "Starting agent");
+    load_external_plugins(&mut s).await?;
     std::fs::create_dir_all(&s.data_dir)
         .map_err(|e| AgentError::State(format!("failed to create data directory: {e}")))?;
     let storage = Arc::new(Storage::open(&s.data_dir)?);

@@ -1,8 +1,10 @@
 //! Checks the agent's `plugins {}` without loading anything: every enabled plugin must be
 //! one of our built-ins, and the counts must satisfy SPIRE's catalog constraints (exactly one
-//! KeyManager and one NodeAttestor, at least one WorkloadAttestor). SPIRE's other built-ins
-//! and external plugins (`plugin_cmd`) are reported as not available here, by `validate` and
-//! at start-up, in the same words as the server's catalog.
+//! KeyManager and one NodeAttestor, at least one WorkloadAttestor). External WorkloadAttestors
+//! (`plugin_cmd`) must name an executable (matching `plugin_checksum` when given); they are
+//! started by `run`. SPIRE's other built-ins and external plugins of other types are reported
+//! as not available here, by `validate` and at start-up, in the same words as the server's
+//! catalog.
 
 use spire_config::AgentConfig;
 pub use spire_plugins::catalog::CatalogError;
@@ -80,12 +82,34 @@ plugins {{
             "{OURS}    WorkloadAttestor \"k8s\" {{ enabled = false\n plugin_data {{}} }}\n"
         );
         assert_eq!(check(&config(&disabled)), Ok(()));
-        let external =
-            format!("{OURS}    WorkloadAttestor \"mine\" {{ plugin_cmd = \"/bin/mine\" }}\n");
-        assert!(matches!(
-            check(&config(&external)),
-            Err(CatalogError::External { .. })
-        ));
+        // External WorkloadAttestors are checked for their executable (and checksum).
+        let missing = format!(
+            "{OURS}    WorkloadAttestor \"mine\" {{ plugin_cmd = \"/nonexistent/mine\" }}\n"
+        );
+        assert_eq!(
+            check(&config(&missing)).unwrap_err().to_string(),
+            "failed to load plugin \"mine\": failed to launch plugin: fork/exec /nonexistent/mine: no such file or directory"
+        );
+        let present =
+            format!("{OURS}    WorkloadAttestor \"mine\" {{ plugin_cmd = \"/bin/sh\" }}\n");
+        assert_eq!(check(&config(&present)), Ok(()));
+        let bad_sum = format!(
+            "{OURS}    WorkloadAttestor \"mine\" {{\n plugin_cmd = \"/bin/sh\"\n plugin_checksum = \"{}\"\n }}\n",
+            "0".repeat(64)
+        );
+        assert_eq!(
+            check(&config(&bad_sum)).unwrap_err().to_string(),
+            "failed to load plugin \"mine\": failed to launch plugin: checksums did not match"
+        );
+        // Other types cannot be external yet.
+        let external_na = OURS.replace(
+            "KeyManager \"disk\" { plugin_data { directory = \"/tmp/keys\" } }",
+            "KeyManager \"vault\" { plugin_cmd = \"/bin/sh\" }",
+        );
+        assert_eq!(
+            check(&config(&external_na)).unwrap_err().to_string(),
+            "failed to load plugin \"vault\": external KeyManager plugins (plugin_cmd) are not supported by spire-rs yet"
+        );
     }
 
     #[test]

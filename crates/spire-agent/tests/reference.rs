@@ -501,3 +501,101 @@ fn reference_binaries_are_available() {
     assert!(dir.join("spire-server").is_file());
     wait_for("nothing", Duration::from_secs(1), || true);
 }
+
+/// The Go test plugins built by `conformance/goplugins/build.sh` (scripts/test.sh sets
+/// `SPIRE_RS_GOPLUGINS_DIR`).
+fn goplugin(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("SPIRE_RS_GOPLUGINS_DIR").unwrap_or_else(|| {
+        panic!("SPIRE_RS_GOPLUGINS_DIR is unset: scripts/test.sh builds the Go test plugins")
+    });
+    std::path::PathBuf::from(dir).join(name)
+}
+
+/// What `/proc/self/status` says of this process under `key` (`Name:`, `Gid:`).
+fn own_status(key: &str) -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs reference SPIRE 1.13.3 and the Go test plugins; scripts/test.sh runs it"]
+async fn an_external_go_workload_attestor_gives_the_same_identities_in_both_agents() {
+    let server = Server::start("", "");
+    let plugin = goplugin("workloadattestor-pidinfo");
+    let block = format!(
+        "WorkloadAttestor \"unix\" {{\n        plugin_data {{}}\n    }}\n    WorkloadAttestor \"pidinfo\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{ tag = \"blue\" }}\n    }}",
+        plugin.display()
+    );
+    let mut agents = Vec::new();
+    for (which, reference) in [("ours", false), ("reference", true)] {
+        let (agent, agent_id) = join_token_agent(&server);
+        let mut agent = if reference { agent.reference() } else { agent };
+        agent.edit_conf(
+            "WorkloadAttestor \"unix\" {\n        plugin_data {}\n    }",
+            &block,
+        );
+        // Every selector the plugin gives for this process must match.
+        let id = format!("spiffe://example.org/pidinfo/{which}");
+        server.cli(&[
+            "entry",
+            "create",
+            "-parentID",
+            &agent_id,
+            "-spiffeID",
+            &id,
+            "-selector",
+            &format!("pidinfo:uid:{}", uid()),
+            "-selector",
+            &format!("pidinfo:gid:{}", own_status("Gid:")),
+            "-selector",
+            &format!("pidinfo:comm:{}", own_status("Name:")),
+            "-selector",
+            "pidinfo:tag:blue",
+        ]);
+        // A selector the plugin does not give: never issued.
+        server.cli(&[
+            "entry",
+            "create",
+            "-parentID",
+            &agent_id,
+            "-spiffeID",
+            &format!("spiffe://example.org/pidinfo/{which}-red"),
+            "-selector",
+            "pidinfo:tag:red",
+        ]);
+        agent.start();
+        agents.push((agent, id));
+    }
+    for (agent, id) in &agents {
+        wait_svid(agent, id, Duration::from_secs(30)).await;
+        let c = spiffe::WorkloadApiClient::connect_to(format!("unix://{}", agent.socket.display()))
+            .await
+            .unwrap();
+        let all: Vec<String> = c
+            .fetch_all_x509_svids()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.spiffe_id().to_string())
+            .collect();
+        assert_eq!(all, vec![id.clone()], "{}", agent.log());
+    }
+    let ours = &agents[0].0;
+    let log = ours.log();
+    assert!(
+        log.contains("Plugin checksum not configured") && log.contains("plugin_name=pidinfo"),
+        "{log}"
+    );
+    // The plugin's own hclog line, relayed with its fields.
+    assert!(
+        log.contains("msg=Configured")
+            && log.contains("tag=blue")
+            && log.contains("trust_domain=example.org"),
+        "{log}"
+    );
+}

@@ -10,36 +10,13 @@ use crate::gofmt::{errno_text, quote};
 
 /// grpc-go's name of a status code.
 pub(crate) fn code_name(code: tonic::Code) -> String {
-    let name = match code {
-        tonic::Code::Ok => "OK",
-        tonic::Code::Cancelled => "Canceled",
-        tonic::Code::Unknown => "Unknown",
-        tonic::Code::InvalidArgument => "InvalidArgument",
-        tonic::Code::DeadlineExceeded => "DeadlineExceeded",
-        tonic::Code::NotFound => "NotFound",
-        tonic::Code::AlreadyExists => "AlreadyExists",
-        tonic::Code::PermissionDenied => "PermissionDenied",
-        tonic::Code::ResourceExhausted => "ResourceExhausted",
-        tonic::Code::FailedPrecondition => "FailedPrecondition",
-        tonic::Code::Aborted => "Aborted",
-        tonic::Code::OutOfRange => "OutOfRange",
-        tonic::Code::Unimplemented => "Unimplemented",
-        tonic::Code::Internal => "Internal",
-        tonic::Code::Unavailable => "Unavailable",
-        tonic::Code::DataLoss => "DataLoss",
-        tonic::Code::Unauthenticated => "Unauthenticated",
-    };
-    name.to_owned()
+    spire_gocompat::grpc::code_name(code as i32)
 }
 
 /// grpc-go's `codes.Code.String()` for a numeric code (batch results
 /// carry them as `int32`).
 pub(crate) fn code_name_i32(code: i32) -> String {
-    let c = tonic::Code::from_i32(code);
-    if c == tonic::Code::Unknown && code != 2 {
-        return format!("Code({code})");
-    }
-    code_name(c)
+    spire_gocompat::grpc::code_name(code)
 }
 
 /// An RPC failure, printed as grpc-go prints a status error.

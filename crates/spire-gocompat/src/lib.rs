@@ -3,6 +3,8 @@
 //!
 //! * [`duration`]: `time.ParseDuration` and `Duration.String` ([`GoDuration`]).
 //! * [`strconv`]: `ParseInt`/`ParseUint` with base 0, `ParseBool`, `Quote`.
+//! * [`grpc`]: status code names and the `rpc error: …` text of a status error.
+//! * [`os`]: `syscall.Errno` and `*os.PathError` texts.
 //! * [`time`]: `time.Time.String`, RFC 3339 in UTC, civil-date arithmetic and
 //!   the `time` package's own quoting.
 //!
@@ -18,6 +20,8 @@
 //! ```
 
 pub mod duration;
+pub mod grpc;
+pub mod os;
 pub mod strconv;
 pub mod time;
 

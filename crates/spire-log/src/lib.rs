@@ -4,7 +4,9 @@
 //! stdout (as SPIRE) or a file, with a level that the Logger API can change at run time.
 //!
 //! Events use `tracing`; the `message` becomes `msg` and every other field is printed as a
-//! logrus field (for example `subsystem_name`, `spiffe_id`, `error`).
+//! logrus field (for example `subsystem_name`, `spiffe_id`, `error`). Fields whose names
+//! are only known at run time (an external plugin's log lines) travel in one field named
+//! [`EXTRA_FIELDS`], built with [`extra_fields`], and are printed as fields of their own.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -249,6 +251,23 @@ impl LogrusLayer {
     }
 }
 
+/// The field that carries run-time named fields (see [`extra_fields`]).
+pub const EXTRA_FIELDS: &str = "extra_fields";
+
+/// Encodes run-time named fields for the [`EXTRA_FIELDS`] field of an event:
+/// `tracing::info!(extra_fields = %spire_log::extra_fields(&pairs), "msg")`. Each pair is
+/// printed as a field of its own; a name that is also a static field of the event loses.
+pub fn extra_fields<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let mut out = String::new();
+    for (k, v) in pairs {
+        out.push_str(&k.as_ref().replace(['\x1e', '\x1f'], " "));
+        out.push('\x1f');
+        out.push_str(&v.as_ref().replace(['\x1e', '\x1f'], " "));
+        out.push('\x1e');
+    }
+    out
+}
+
 #[derive(Default)]
 struct Fields {
     msg: String,
@@ -257,7 +276,9 @@ struct Fields {
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
+        if field.name() == EXTRA_FIELDS {
+            self.record_extra(value);
+        } else if field.name() == "message" {
             self.msg = value.to_string();
         } else {
             self.fields
@@ -268,7 +289,10 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let mut s = String::new();
         let _ = write!(s, "{value:?}");
-        if field.name() == "message" {
+        if field.name() == EXTRA_FIELDS {
+            // `%value` (Display) arrives here.
+            self.record_extra(&s);
+        } else if field.name() == "message" {
             self.msg = s;
         } else {
             self.fields.insert(field.name().to_string(), s);
@@ -278,6 +302,18 @@ impl Visit for Fields {
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.fields
             .insert(field.name().to_string(), value.to_string());
+    }
+}
+
+impl Fields {
+    fn record_extra(&mut self, encoded: &str) {
+        for record in encoded.split('\x1e').filter(|r| !r.is_empty()) {
+            if let Some((k, v)) = record.split_once('\x1f') {
+                self.fields
+                    .entry(k.to_owned())
+                    .or_insert_with(|| v.to_owned());
+            }
+        }
     }
 }
 
@@ -389,6 +425,37 @@ mod tests {
             "time=\"2024-01-01T00:00:00Z\" level=info msg=\"Node attestation was successful\" a=\"has space\" empty= spiffe_id=\"spiffe://example.org/w\""
         );
         assert_eq!(level_name(&Level::WARN), "warning");
+    }
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn extra_fields_print_as_fields_of_their_own() {
+        let buf = Buf::default();
+        let layer = LogrusLayer::new(LogFormat::Json, Box::new(buf.clone()));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let extra = extra_fields(&[("pid", "42"), ("plugin_name", "spoofed"), ("a\x1fb", "c")]);
+            tracing::info!(plugin_name = "mine", extra_fields = %extra, "Attested");
+        });
+        let text = String::from_utf8(buf.0.lock().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["msg"], "Attested");
+        assert_eq!(v["pid"], "42");
+        assert_eq!(v["plugin_name"], "mine");
+        assert_eq!(v["a b"], "c");
+        assert!(v.get(EXTRA_FIELDS).is_none());
     }
 
     #[test]

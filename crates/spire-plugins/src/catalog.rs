@@ -27,14 +27,19 @@ pub enum CatalogError {
         /// Plugin type.
         plugin_type: String,
     },
-    /// External plugins are not supported yet.
+    /// An external plugin of a type the host does not drive yet.
     #[error(
-        "failed to load plugin {name:?}: external plugins (plugin_cmd) are not supported by spire-rs yet"
+        "failed to load plugin {name:?}: external {plugin_type} plugins (plugin_cmd) are not supported by spire-rs yet"
     )]
     External {
         /// Plugin name.
         name: String,
+        /// Plugin type.
+        plugin_type: String,
     },
+    /// An external plugin whose executable is missing or fails its checksum.
+    #[error(transparent)]
+    Host(#[from] spire_plugin_host::HostError),
     /// Too many or too few plugins of a type.
     #[error(
         "plugin type {plugin_type:?} constraint not satisfied: expected {expected} but got {got}"
@@ -93,6 +98,8 @@ pub struct Side {
     pub spire_only: &'static [(&'static str, &'static [&'static str])],
     /// Count constraints per type.
     pub counts: &'static [(&'static str, Count)],
+    /// The plugin types that may be external plugins (`plugin_cmd`).
+    pub external_types: &'static [&'static str],
     /// Built-ins whose block may carry a `plugin_cmd` that is ignored (the server's
     /// `join_token` is part of the server, never a plugin process).
     pub always_builtin: &'static [&'static str],
@@ -148,6 +155,7 @@ pub const SERVER: Side = Side {
         ("DataStore", Count::ExactlyOne),
         ("KeyManager", Count::ExactlyOne),
     ],
+    external_types: &["KeyManager", "NodeAttestor"],
     always_builtin: &["join_token"],
 };
 
@@ -168,6 +176,7 @@ pub const AGENT: Side = Side {
         ("NodeAttestor", Count::ExactlyOne),
         ("WorkloadAttestor", Count::AtLeastOne),
     ],
+    external_types: &["NodeAttestor", "WorkloadAttestor"],
     always_builtin: &[],
 };
 
@@ -194,15 +203,15 @@ impl Side {
         }
     }
 
-    /// Checks every enabled plugin block without loading anything: external plugins and
-    /// names first (in file order), then the count constraints.
+    /// Checks every enabled plugin block without starting anything: external plugins (their
+    /// type, their executable and its checksum) and names first (in file order), then the
+    /// count constraints.
     pub fn check(&self, plugins: &[PluginConfig]) -> Result<(), CatalogError> {
         let enabled: Vec<&PluginConfig> = plugins.iter().filter(|p| p.enabled).collect();
         for p in &enabled {
-            if p.is_external() && !self.always_builtin.contains(&p.name.as_str()) {
-                return Err(CatalogError::External {
-                    name: p.name.clone(),
-                });
+            if let Some(spec) = self.external_spec(p)? {
+                spec.check_executable()?;
+                continue;
             }
             if !listed(self.builtins, p) {
                 return Err(self.not_available(p));
@@ -219,6 +228,44 @@ impl Side {
             }
         }
         Ok(())
+    }
+}
+
+impl Side {
+    /// What to launch for `p` when it is an external plugin (`None` for a built-in), with
+    /// `plugin_cmd` made absolute against the working directory.
+    pub fn external_spec(
+        &self,
+        p: &PluginConfig,
+    ) -> Result<Option<spire_plugin_host::LaunchSpec>, CatalogError> {
+        let Some(cmd) = p.plugin_cmd.as_deref() else {
+            return Ok(None);
+        };
+        if self.always_builtin.contains(&p.name.as_str()) {
+            return Ok(None);
+        }
+        if !self.external_types.contains(&p.plugin_type.as_str()) {
+            return Err(CatalogError::External {
+                name: p.name.clone(),
+                plugin_type: p.plugin_type.clone(),
+            });
+        }
+        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+        spire_plugin_host::LaunchSpec::new(
+            &p.name,
+            &p.plugin_type,
+            cmd,
+            &p.plugin_args,
+            p.plugin_checksum.as_deref(),
+            &cwd,
+        )
+        .map(Some)
+        .map_err(|source| {
+            CatalogError::Host(spire_plugin_host::HostError::Load {
+                name: p.name.clone(),
+                source,
+            })
+        })
     }
 }
 

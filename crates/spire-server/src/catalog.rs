@@ -1,7 +1,9 @@
 //! Builds the server's plugins from `plugins {}`: exactly one DataStore (`sql`) and one
-//! KeyManager, any number of NodeAttestors. Built-in plugins are chosen by name; SPIRE's
-//! other built-ins and external plugins (`plugin_cmd`) are reported as not available here
-//! with a clear message, at start-up and by `validate`.
+//! KeyManager, any number of NodeAttestors. Built-in plugins are chosen by name; external
+//! KeyManagers and NodeAttestors (`plugin_cmd`) are started through `spire-plugin-host`
+//! (the catalog allows no other external type yet); SPIRE's other
+//! built-ins and external plugins of other types are reported as not available here with a
+//! clear message, at start-up and by `validate`.
 
 use spire_clock::SharedClock;
 use std::collections::HashMap;
@@ -69,7 +71,39 @@ pub async fn load(
     let mut ds: Option<Arc<dyn DataStore>> = None;
     let mut km: Option<Arc<dyn KeyManager>> = None;
     let mut node_attestors: HashMap<String, Arc<dyn ServerNodeAttestor>> = HashMap::new();
+    let core = spire_plugin_host::CoreConfig {
+        trust_domain: trust_domain.name().to_string(),
+    };
     for p in enabled {
+        if let Some(spec) = SERVER.external_spec(p)? {
+            use spire_plugin_host::{ExternalPlugin, broker::HostServices};
+            let data = p.data.load().map_err(|e| configure_err(p, e))?;
+            let data = data.as_ref().map(|d| d.text());
+            if p.plugin_type == "KeyManager" {
+                let manager = ExternalPlugin::start(
+                    &spec,
+                    &core,
+                    data,
+                    HostServices::none(),
+                    spire_plugin_host::keymanager::ExternalKeyManager::bind,
+                )
+                .await
+                .map_err(CatalogError::from)?;
+                km = Some(Arc::new(manager));
+            } else {
+                let attestor = ExternalPlugin::start(
+                    &spec,
+                    &core,
+                    data,
+                    HostServices::none(),
+                    spire_plugin_host::nodeattestor::ExternalServerNodeAttestor::bind,
+                )
+                .await
+                .map_err(CatalogError::from)?;
+                node_attestors.insert(p.name.clone(), Arc::new(attestor));
+            }
+            continue;
+        }
         match (p.plugin_type.as_str(), p.name.as_str()) {
             ("DataStore", _) => {
                 let cfg: SqlConfig = match p.data.load().map_err(|e| configure_err(p, e))? {

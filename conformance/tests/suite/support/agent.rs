@@ -17,6 +17,8 @@ pub enum Attestor {
     JoinTokenFlag,
     /// x509pop with these key and certificate files.
     X509Pop { key: PathBuf, cert: PathBuf },
+    /// A whole `NodeAttestor "<name>" { ... }` block (an external plugin, say).
+    Block(String),
 }
 
 /// What a scenario adds to the default agent configuration.
@@ -26,6 +28,8 @@ pub struct AgentOpts {
     pub admin_socket: bool,
     /// Lines inside `agent {}`.
     pub extra_agent: String,
+    /// Blocks inside `plugins {}`, after the `unix` WorkloadAttestor.
+    pub extra_plugins: String,
 }
 
 /// An agent: its files, its configuration and (when started) its process.
@@ -74,6 +78,7 @@ impl Agent {
                 String::new(),
                 "NodeAttestor \"join_token\" {\n        plugin_data {}\n    }".to_string(),
             ),
+            Attestor::Block(block) => (String::new(), block.clone()),
             Attestor::X509Pop { key, cert } => (
                 String::new(),
                 format!(
@@ -114,6 +119,7 @@ plugins {{
     WorkloadAttestor "unix" {{
         plugin_data {{}}
     }}
+    {extra_plugins}
 }}
 "#,
                 data = data_dir.display(),
@@ -121,6 +127,7 @@ plugins {{
                 socket = socket.display(),
                 bundle = bundle.display(),
                 extra = opts.extra_agent,
+                extra_plugins = opts.extra_plugins,
             ),
         )
         .expect("write agent.conf");

@@ -14,6 +14,8 @@ pub struct ServerOpts {
     pub extra_server: String,
     /// Blocks inside `plugins {}` (join_token is always there).
     pub extra_plugins: String,
+    /// A `KeyManager` block in place of the default `disk` one.
+    pub key_manager: Option<String>,
 }
 
 /// A server: its files, its configuration and (when started) its process.
@@ -87,11 +89,7 @@ plugins {{
             connection_string = "{data}/datastore.sqlite3"
         }}
     }}
-    KeyManager "disk" {{
-        plugin_data {{
-            keys_path = "{data}/keys.json"
-        }}
-    }}
+    {key_manager}
     NodeAttestor "join_token" {{
         plugin_data {{}}
     }}
@@ -103,6 +101,10 @@ plugins {{
             data = self.data_dir.display(),
             extra_server = self.opts.extra_server,
             extra_plugins = self.opts.extra_plugins,
+            key_manager = self.opts.key_manager.clone().unwrap_or_else(|| format!(
+                "KeyManager \"disk\" {{\n        plugin_data {{\n            keys_path = \"{}/keys.json\"\n        }}\n    }}",
+                self.data_dir.display()
+            )),
         );
         std::fs::write(&self.conf, conf).expect("write server.conf");
     }

@@ -1,0 +1,138 @@
+//! External plugins (`plugin_cmd`) built with SPIRE's Go plugin SDK
+//! (`conformance/goplugins`, built by its `build.sh`; `run.sh` sets `SPIRE_RS_GOPLUGINS_DIR`):
+//! the same executables and the same configuration give the same agent identity, selectors
+//! and workload SVIDs whichever implementation hosts them.
+
+use std::path::PathBuf;
+
+use crate::support::{
+    Agent, AgentOpts, Attestor, Scenario, Server, ServerOpts, agent_subject, check_svid_json, id,
+    join_token_pair, server_subject, uid, uid_selector, wait_agent_listed, workload,
+};
+
+fn goplugin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("SPIRE_RS_GOPLUGINS_DIR").unwrap_or_else(|| {
+        panic!("SPIRE_RS_GOPLUGINS_DIR is unset: conformance/run.sh builds the Go test plugins")
+    });
+    PathBuf::from(dir).join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn go_sdk_node_and_workload_attestors() {
+    let sc = Scenario::new("external_plugins::go_sdk_node_and_workload_attestors");
+    let server = Server::start_new(
+        &sc,
+        "server",
+        server_subject(),
+        ServerOpts {
+            extra_plugins: format!(
+                "NodeAttestor \"sharedsecret\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            shared_secret = \"correct horse\"\n        }}\n    }}",
+                goplugin("server-nodeattestor-sharedsecret").display()
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let agent = Agent::start_new(
+        &sc,
+        "agent",
+        agent_subject(),
+        &server,
+        &Attestor::Block(format!(
+            "NodeAttestor \"sharedsecret\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            node_name = \"node1\"\n            shared_secret = \"correct horse\"\n        }}\n    }}",
+            goplugin("agent-nodeattestor-sharedsecret").display()
+        )),
+        AgentOpts {
+            extra_plugins: format!(
+                "WorkloadAttestor \"pidinfo\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            tag = \"blue\"\n        }}\n    }}",
+                goplugin("workloadattestor-pidinfo").display()
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // The server plugin names the agent (from the trust domain it was configured with) and
+    // gives its selectors; the challenge round trip went through both hosts.
+    let agent_id = id("/spire/agent/sharedsecret/node1");
+    let listed = wait_agent_listed(&server, &agent_id, 30).await;
+    assert_eq!(listed["attestation_type"], "sharedsecret", "{listed}");
+    assert_eq!(listed["can_reattest"], true, "{listed}");
+    let selectors: Vec<String> = listed["selectors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    format!(
+                        "{}:{}",
+                        s["type"].as_str().unwrap_or_default(),
+                        s["value"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(selectors, vec!["sharedsecret:node:node1".to_owned()]);
+
+    // The workload attestor plugin's selectors, together with the built-in unix ones.
+    let workload = id("/go-plugin-workload");
+    server.entry_create(&[
+        "-parentID",
+        &agent_id,
+        "-spiffeID",
+        &workload,
+        "-selector",
+        &format!("pidinfo:uid:{}", uid()),
+        "-selector",
+        "pidinfo:tag:blue",
+        "-selector",
+        &format!("unix:uid:{}", uid()),
+    ]);
+    let svid = agent.wait_x509(&workload, 60).await;
+    check_svid_json(&svid, &workload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn go_sdk_key_manager_holds_the_signing_keys() {
+    let sc = Scenario::new("external_plugins::go_sdk_key_manager_holds_the_signing_keys");
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts {
+            key_manager: Some(format!(
+                "KeyManager \"memkeys\" {{\n        plugin_cmd = \"{}\"\n    }}",
+                goplugin("server-keymanager-memkeys").display()
+            )),
+            ..Default::default()
+        },
+        AgentOpts::default(),
+    )
+    .await;
+    // The CA's key lives in the plugin: the agent and the workload hold certificates it
+    // signed, and the X.509 authority the server publishes is the plugin's key.
+    let workload = id("/signed-by-plugin");
+    server.workload_entry(&agent_id, &workload, &uid_selector());
+    let svid = agent.wait_x509(&workload, 60).await;
+    check_svid_json(&svid, &workload);
+    let context = workload::wait_context(&agent, &workload, 30).await;
+    assert!(context.default_svid().is_some());
+
+    // JWT-SVIDs are signed through the plugin too (ES256, r||s) and validate.
+    let jwt = workload::wait_jwt(&agent, "memkeys", 30).await;
+    let client = workload::client(&agent).await.unwrap();
+    let validated = client
+        .validate_jwt_token("memkeys", jwt.token())
+        .await
+        .expect("ValidateJWTSVID");
+    assert_eq!(validated.spiffe_id().to_string(), workload);
+
+    // The server says it used the external plugin.
+    let log = server.log();
+    assert!(
+        log.contains("plugin_name=memkeys") && log.contains("Plugin loaded"),
+        "{log}"
+    );
+}
