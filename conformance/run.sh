@@ -62,6 +62,12 @@ if [[ $needs_ours == 1 && -z "${SPIRE_RS_BIN_DIR:-}" ]]; then
 fi
 export SPIRE_RS_BIN_DIR="${SPIRE_RS_BIN_DIR:-}"
 
+# The Rust SDK's example plugins, for external_plugins::rust_sdk_*.
+cargo build -p spire-plugin-sdk --examples
+SPIRE_RS_SDK_EXAMPLES_DIR="${CARGO_TARGET_DIR:-$root/target}/debug/examples"
+[[ "$SPIRE_RS_SDK_EXAMPLES_DIR" = /* ]] || SPIRE_RS_SDK_EXAMPLES_DIR="$root/$SPIRE_RS_SDK_EXAMPLES_DIR"
+export SPIRE_RS_SDK_EXAMPLES_DIR
+
 log "building the suite"
 cargo test -p spire-conformance --test suite --no-run
 

@@ -1,7 +1,8 @@
 //! External plugins (`plugin_cmd`) built with SPIRE's Go plugin SDK
-//! (`conformance/goplugins`, built by its `build.sh`; `run.sh` sets `SPIRE_RS_GOPLUGINS_DIR`):
-//! the same executables and the same configuration give the same agent identity, selectors
-//! and workload SVIDs whichever implementation hosts them.
+//! (`conformance/goplugins`, built by its `build.sh`; `run.sh` sets `SPIRE_RS_GOPLUGINS_DIR`)
+//! and with our Rust SDK (`crates/spire-plugin-sdk/examples`; `run.sh` sets
+//! `SPIRE_RS_SDK_EXAMPLES_DIR`): the same executables and the same configuration give the
+//! same agent identity, selectors and workload SVIDs whichever implementation hosts them.
 
 use std::path::PathBuf;
 
@@ -10,17 +11,58 @@ use crate::support::{
     join_token_pair, server_subject, uid, uid_selector, wait_agent_listed, workload,
 };
 
-fn goplugin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("SPIRE_RS_GOPLUGINS_DIR").unwrap_or_else(|| {
-        panic!("SPIRE_RS_GOPLUGINS_DIR is unset: conformance/run.sh builds the Go test plugins")
-    });
+fn plugin_in(var: &str, name: &str) -> PathBuf {
+    let dir = std::env::var_os(var)
+        .unwrap_or_else(|| panic!("{var} is unset: conformance/run.sh builds the test plugins"));
     PathBuf::from(dir).join(name)
+}
+
+fn goplugin(name: &str) -> PathBuf {
+    plugin_in("SPIRE_RS_GOPLUGINS_DIR", name)
+}
+
+fn rust_example(name: &str) -> PathBuf {
+    plugin_in("SPIRE_RS_SDK_EXAMPLES_DIR", name)
+}
+
+/// The three attestor plugins of one SDK: the agent and server halves of `sharedsecret` and
+/// a pidinfo WorkloadAttestor.
+struct Attestors {
+    agent: PathBuf,
+    server: PathBuf,
+    workload: PathBuf,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn go_sdk_node_and_workload_attestors() {
-    let sc = Scenario::new("external_plugins::go_sdk_node_and_workload_attestors");
+    node_and_workload_attestors(
+        "external_plugins::go_sdk_node_and_workload_attestors",
+        Attestors {
+            agent: goplugin("agent-nodeattestor-sharedsecret"),
+            server: goplugin("server-nodeattestor-sharedsecret"),
+            workload: goplugin("workloadattestor-pidinfo"),
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn rust_sdk_node_and_workload_attestors() {
+    node_and_workload_attestors(
+        "external_plugins::rust_sdk_node_and_workload_attestors",
+        Attestors {
+            agent: rust_example("nodeattestor_rust_sharedsecret_agent"),
+            server: rust_example("nodeattestor_rust_sharedsecret_server"),
+            workload: rust_example("workloadattestor_rust_pidinfo"),
+        },
+    )
+    .await;
+}
+
+async fn node_and_workload_attestors(name: &str, plugins: Attestors) {
+    let sc = Scenario::new(name);
     let server = Server::start_new(
         &sc,
         "server",
@@ -28,7 +70,7 @@ async fn go_sdk_node_and_workload_attestors() {
         ServerOpts {
             extra_plugins: format!(
                 "NodeAttestor \"sharedsecret\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            shared_secret = \"correct horse\"\n        }}\n    }}",
-                goplugin("server-nodeattestor-sharedsecret").display()
+                plugins.server.display()
             ),
             ..Default::default()
         },
@@ -41,12 +83,12 @@ async fn go_sdk_node_and_workload_attestors() {
         &server,
         &Attestor::Block(format!(
             "NodeAttestor \"sharedsecret\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            node_name = \"node1\"\n            shared_secret = \"correct horse\"\n        }}\n    }}",
-            goplugin("agent-nodeattestor-sharedsecret").display()
+            plugins.agent.display()
         )),
         AgentOpts {
             extra_plugins: format!(
                 "WorkloadAttestor \"pidinfo\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            tag = \"blue\"\n        }}\n    }}",
-                goplugin("workloadattestor-pidinfo").display()
+                plugins.workload.display()
             ),
             ..Default::default()
         },

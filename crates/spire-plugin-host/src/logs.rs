@@ -2,7 +2,9 @@
 //! level, message and fields (plus `timestamp`); text lines with an hclog `[LEVEL]` prefix
 //! keep that level; a Go panic is logged as errors; anything else at debug. Trace lines are
 //! dropped, as SPIRE's logger has no trace level. Every line carries the plugin's
-//! `plugin_name`, `plugin_type`, `external=true` and `subsystem_name=catalog`.
+//! `plugin_name`, `plugin_type`, `external=true` and, as SPIRE names the plugin's logger,
+//! `subsystem_name=<name>.<executable's base name>`; hclog's timestamp is kept in hclog's
+//! own millisecond format.
 
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 
@@ -35,6 +37,25 @@ fn hclog_level(s: &str) -> Option<Level> {
     }
 }
 
+/// hclog's `TimeFormat` (`2006-01-02T15:04:05.000Z0700`) of an RFC 3339 timestamp: the
+/// fraction cut to milliseconds, the offset without its colon.
+fn hclog_time(ts: &str) -> String {
+    let Some(t) = ts.find('T') else {
+        return ts.to_owned();
+    };
+    let zone_at = ts
+        .get(t..)
+        .and_then(|rest| rest.find(['Z', '+', '-']))
+        .map(|i| t + i);
+    let Some(zone_at) = zone_at else {
+        return ts.to_owned();
+    };
+    let (clock, zone) = ts.split_at(zone_at);
+    let (secs, frac) = clock.split_once('.').unwrap_or((clock, ""));
+    let millis: String = frac.chars().chain("000".chars()).take(3).collect();
+    format!("{secs}.{millis}{}", zone.replace(':', ""))
+}
+
 /// Reads one stderr line; `in_panic` carries "a Go panic started" from line to line.
 pub(crate) fn parse_line(raw: &str, in_panic: &mut bool) -> Line {
     if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(raw) {
@@ -58,7 +79,7 @@ pub(crate) fn parse_line(raw: &str, in_panic: &mut bool) -> Line {
             .map(|(k, v)| (k.clone(), text(v)))
             .collect();
         if let Some(ts) = map.get("@timestamp") {
-            fields.push(("timestamp".into(), text(ts)));
+            fields.push(("timestamp".into(), hclog_time(&text(ts))));
         }
         return Line {
             level,
@@ -91,7 +112,7 @@ pub(crate) fn parse_line(raw: &str, in_panic: &mut bool) -> Line {
 }
 
 /// Logs one line with the plugin's fields.
-pub(crate) fn emit(name: &str, plugin_type: &str, line: &Line) {
+pub(crate) fn emit(name: &str, plugin_type: &str, subsystem: &str, line: &Line) {
     let extra = spire_log::extra_fields(&line.fields);
     let msg = line.message.as_str();
     macro_rules! log_at {
@@ -100,7 +121,7 @@ pub(crate) fn emit(name: &str, plugin_type: &str, line: &Line) {
                 external = true,
                 plugin_name = name,
                 plugin_type = plugin_type,
-                subsystem_name = "catalog",
+                subsystem_name = subsystem,
                 extra_fields = %extra,
                 "{msg}"
             )
@@ -115,20 +136,35 @@ pub(crate) fn emit(name: &str, plugin_type: &str, line: &Line) {
     }
 }
 
-/// Relays `stderr` until it closes.
-pub(crate) async fn relay(stderr: impl AsyncRead + Unpin, name: String, plugin_type: String) {
+/// Relays `stderr` until it closes; `executable` names the plugin's logger.
+pub(crate) async fn relay(
+    stderr: impl AsyncRead + Unpin,
+    name: String,
+    plugin_type: String,
+    executable: &std::path::Path,
+) {
+    let base = executable
+        .file_name()
+        .map(|b| b.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let subsystem = format!("{name}.{base}");
     let mut lines = BufReader::new(stderr).lines();
     let mut in_panic = false;
     loop {
         match lines.next_line().await {
-            Ok(Some(raw)) => emit(&name, &plugin_type, &parse_line(&raw, &mut in_panic)),
+            Ok(Some(raw)) => emit(
+                &name,
+                &plugin_type,
+                &subsystem,
+                &parse_line(&raw, &mut in_panic),
+            ),
             Ok(None) => return,
             Err(e) => {
                 tracing::error!(
                     external = true,
                     plugin_name = %name,
                     plugin_type = %plugin_type,
-                    subsystem_name = "catalog",
+                    subsystem_name = %subsystem,
                     error = %e,
                     "reading plugin stderr"
                 );
@@ -158,10 +194,27 @@ mod tests {
                 ("tag".to_owned(), "blue".to_owned()),
                 (
                     "timestamp".to_owned(),
-                    "2026-12-04T01:51:40.293021Z".to_owned()
+                    "2026-12-04T01:51:40.293Z".to_owned()
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn timestamps_take_hclogs_format() {
+        assert_eq!(
+            hclog_time("2026-12-04T01:51:40.293021Z"),
+            "2026-12-04T01:51:40.293Z"
+        );
+        assert_eq!(
+            hclog_time("2026-12-04T01:51:40Z"),
+            "2026-12-04T01:51:40.000Z"
+        );
+        assert_eq!(
+            hclog_time("2026-12-04T01:51:40.5+02:00"),
+            "2026-12-04T01:51:40.500+0200"
+        );
+        assert_eq!(hclog_time("not a time"), "not a time");
     }
 
     #[test]

@@ -79,11 +79,12 @@ impl PluginProcess {
             (Some(o), Some(e)) => (o, e),
             _ => return Err(LoadError::Launch("plugin pipes were not set up".into())),
         };
-        tokio::spawn(logs::relay(
-            stderr,
+        let (name, plugin_type, path) = (
             spec.name.clone(),
             spec.plugin_type.clone(),
-        ));
+            spec.path.clone(),
+        );
+        tokio::spawn(async move { logs::relay(stderr, name, plugin_type, &path).await });
 
         let (exited_tx, exited) = watch::channel(false);
         let (kill_tx, kill_rx) = oneshot::channel::<()>();

@@ -160,6 +160,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("spire-cli", 3),
     ("spire-datastore", 3),
     ("spire-plugin-host", 3),
+    ("spire-plugin-sdk", 3),
     ("spire-plugins", 4),
     ("spire-server", 5),
     ("spire-agent", 5),
