@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 reference="$(conformance/build-reference.sh)"
+# The Go SDK plugins of the `plugins` scenario.
+SPIRE_RS_GOPLUGINS_DIR="$(conformance/goplugins/build.sh)"
+export SPIRE_RS_GOPLUGINS_DIR
 cargo build --locked --release -p spire-server -p spire-agent -p spire-bench >&2
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
 

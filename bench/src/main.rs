@@ -33,13 +33,14 @@ use crate::procs::Implementation;
 use crate::report::Section;
 use crate::scenarios::{Ctx, Sizes};
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "footprint",
     "workload",
     "signing",
     "propagation",
     "scale",
     "coldstart",
+    "plugins",
 ];
 
 /// The line of RESULTS.md after which text is kept when the harness rewrites the file.
@@ -49,7 +50,8 @@ const USAGE: &str = "usage: spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --
         [--reference-dir DIR] [--ours-dir DIR] [--out FILE] [--cache-dir DIR]
         [--work-dir DIR] [--calls N] [--sign-secs S] [--samples N] [--entries N] [--agent-entries N]
         [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M]
-scenarios: footprint, workload, signing, propagation, scale, coldstart";
+scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins
+(plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh)";
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -298,6 +300,7 @@ async fn run(args: &Args, ctx: &Ctx) -> Vec<Section> {
             "footprint" => scenarios::footprint::run(ctx).await,
             "workload" => scenarios::workload::run(ctx).await,
             "signing" => scenarios::signing::run(ctx).await,
+            "plugins" => scenarios::plugins::run(ctx).await,
             "propagation" => scenarios::propagation::run(ctx).await,
             "scale" => scenarios::scale::run(ctx).await,
             _ => scenarios::coldstart::run(ctx).await,

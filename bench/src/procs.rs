@@ -260,6 +260,8 @@ pub(crate) struct Server {
 pub(crate) struct ServerOptions {
     /// A SQLite file to copy in as the datastore before start.
     pub(crate) datastore: Option<PathBuf>,
+    /// A `KeyManager` block in place of the default `disk` one.
+    pub(crate) key_manager: Option<String>,
 }
 
 impl Server {
@@ -303,17 +305,16 @@ plugins {{
             connection_string = "{d}/data/datastore.sqlite3"
         }}
     }}
-    KeyManager "disk" {{
-        plugin_data {{
-            keys_path = "{d}/data/keys.json"
-        }}
-    }}
+    {key_manager}
     NodeAttestor "join_token" {{
         plugin_data {{}}
     }}
 }}
 "#,
             sock = socket.display(),
+            key_manager = opts.key_manager.clone().unwrap_or_else(|| format!(
+                "KeyManager \"disk\" {{\n        plugin_data {{\n            keys_path = \"{d}/data/keys.json\"\n        }}\n    }}"
+            )),
         );
         let config = dir.path().join("server.conf");
         std::fs::write(&config, conf)?;
@@ -350,6 +351,16 @@ pub(crate) struct Agent {
 impl Agent {
     /// Spawns `imp`'s agent attesting with `join_token` to the server at `server_port`.
     pub(crate) fn spawn(imp: &Implementation, server_port: u16, join_token: &str) -> Result<Self> {
+        Self::spawn_with(imp, server_port, join_token, "")
+    }
+
+    /// [`Agent::spawn`] with `extra_plugins` blocks after the `unix` WorkloadAttestor.
+    pub(crate) fn spawn_with(
+        imp: &Implementation,
+        server_port: u16,
+        join_token: &str,
+        extra_plugins: &str,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spire-bench-agent-")
             .tempdir_in(work_dir())?;
@@ -378,6 +389,7 @@ plugins {{
     WorkloadAttestor "unix" {{
         plugin_data {{}}
     }}
+    {extra_plugins}
 }}
 "#,
             sock = socket.display(),

@@ -89,6 +89,7 @@ async fn measure(imp: Implementation, db: PathBuf, timeout: Duration) -> Result<
         &imp,
         &ServerOptions {
             datastore: Some(db),
+            ..ServerOptions::default()
         },
     )?;
     match server.wait_ready(timeout).await {
