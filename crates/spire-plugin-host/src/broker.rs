@@ -7,10 +7,10 @@
 //! `plugin.GRPCStdio/StreamStdio` (what it writes to its own stdout and stderr after start-up)
 //! so that those writes never block it; like SPIRE, we log them at debug level only.
 
+use crate::conn::PluginChannel;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::service::Routes;
-use tonic::transport::Channel;
 
 use spire_proto::plugin::{
     ConnInfo, grpc_broker_client::GrpcBrokerClient, grpc_stdio_client::GrpcStdioClient,
@@ -57,7 +57,7 @@ pub struct Broker {
 impl Broker {
     /// Starts the broker stream, the host-service server and the stdio reader.
     pub(crate) async fn start(
-        channel: Channel,
+        channel: PluginChannel,
         services: HostServices,
         spec: &LaunchSpec,
     ) -> Result<Self, String> {

@@ -10,20 +10,20 @@
 
 use std::sync::Arc;
 
+use crate::conn::PluginChannel;
 use async_trait::async_trait;
 use spiffe_core::{JwsAlgorithm, KeyType, PublicKey};
 use spire_plugin::{
     Code, KeyManager, ManagedKey, PluginError, PluginResult, SignatureKind, Signer,
 };
 use spire_proto::spire::plugin::server::keymanager::v1 as kmv1;
-use tonic::transport::Channel;
 
 use crate::{ExternalPlugin, HostError};
 
 /// The gRPC service of a server KeyManager plugin.
 pub const SERVER_SERVICE: &str = "spire.plugin.server.keymanager.v1.KeyManager";
 
-type Client = kmv1::key_manager_client::KeyManagerClient<Channel>;
+type Client = kmv1::key_manager_client::KeyManagerClient<PluginChannel>;
 
 fn internal(message: String) -> PluginError {
     PluginError::new(Code::Internal, message)

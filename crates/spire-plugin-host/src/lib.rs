@@ -22,6 +22,7 @@
 //! Errors carry SPIRE's texts ("failed to load plugin \"x\": failed to launch plugin: …").
 
 pub mod broker;
+pub mod conn;
 pub mod handshake;
 pub mod keymanager;
 pub mod logs;
@@ -34,10 +35,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::conn::PluginChannel;
 use spire_gocompat::strconv::quote;
 use spire_proto::spire::service::common::config::v1 as configv1;
 use spire_proto::spire::service::private::init::v1 as initv1;
-use tonic::transport::Channel;
 
 pub use spec::{Checksum, LaunchSpec};
 
@@ -124,7 +125,7 @@ pub struct CoreConfig {
 pub struct ExternalPlugin {
     name: String,
     plugin_type: String,
-    channel: Channel,
+    channel: PluginChannel,
     service_names: Vec<String>,
     process: Arc<process::PluginProcess>,
     _broker: broker::Broker,
@@ -245,7 +246,7 @@ impl ExternalPlugin {
 
     /// Checks that the plugin serves `service` (its type's interface) and warns about any
     /// other service it serves that we do not use, as SPIRE does.
-    pub fn bind(&self, service: &str) -> Result<Channel, HostError> {
+    pub fn bind(&self, service: &str) -> Result<PluginChannel, HostError> {
         if !self.service_names.iter().any(|s| s == service) {
             let listed: Vec<String> = self.service_names.iter().map(|s| quote(s)).collect();
             return Err(HostError::Bind {

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use crate::conn::PluginChannel;
 use async_trait::async_trait;
 use spire_plugin::{
     AgentNodeAttestor, AttestationExchange, AttestedAgent, Challenger, Code, PluginError,
@@ -16,7 +17,6 @@ use spire_proto::spire::plugin::agent::nodeattestor::v1 as agentv1;
 use spire_proto::spire::plugin::server::nodeattestor::v1 as serverv1;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::{ExternalPlugin, HostError};
 
@@ -45,7 +45,7 @@ async fn next<T>(
 #[derive(Debug, Clone)]
 pub struct ExternalServerNodeAttestor {
     plugin: Arc<ExternalPlugin>,
-    client: serverv1::node_attestor_client::NodeAttestorClient<Channel>,
+    client: serverv1::node_attestor_client::NodeAttestorClient<PluginChannel>,
 }
 
 impl ExternalServerNodeAttestor {
@@ -127,7 +127,7 @@ impl ServerNodeAttestor for ExternalServerNodeAttestor {
 #[derive(Debug, Clone)]
 pub struct ExternalAgentNodeAttestor {
     plugin: Arc<ExternalPlugin>,
-    client: agentv1::node_attestor_client::NodeAttestorClient<Channel>,
+    client: agentv1::node_attestor_client::NodeAttestorClient<PluginChannel>,
 }
 
 impl ExternalAgentNodeAttestor {

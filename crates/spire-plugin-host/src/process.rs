@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 use tokio::sync::{oneshot, watch};
-use tonic::transport::{Channel, Endpoint, Uri};
 
+use crate::conn::{self, PluginChannel};
 use crate::handshake::{self, PluginAddress};
 use crate::{HostOptions, LaunchSpec, LoadError, logs};
 
@@ -58,7 +57,7 @@ impl PluginProcess {
     pub(crate) async fn start(
         spec: &LaunchSpec,
         options: &HostOptions,
-    ) -> Result<(Self, Channel), LoadError> {
+    ) -> Result<(Self, PluginChannel), LoadError> {
         let shown = spec.path.display().to_string();
         let mut child = Command::new(&spec.path)
             .args(&spec.args)
@@ -154,7 +153,7 @@ impl PluginProcess {
 
     /// Asks the plugin to shut down (go-plugin's controller), waits briefly for it to exit,
     /// then kills it.
-    pub(crate) async fn stop(&self, channel: Channel) {
+    pub(crate) async fn stop(&self, channel: PluginChannel) {
         let mut controller =
             spire_proto::plugin::grpc_controller_client::GrpcControllerClient::new(channel);
         let _ = tokio::time::timeout(
@@ -231,43 +230,25 @@ fn exit_text(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// A gRPC channel to the plugin's listener.
-async fn connect(address: &PluginAddress) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_static("http://plugin").connect_timeout(CONNECT_TIMEOUT);
-    let connecting = match address {
-        PluginAddress::Unix(path) => {
-            let path = path.clone();
-            endpoint
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        let s = tokio::net::UnixStream::connect(path).await?;
-                        Ok::<_, std::io::Error>(TokioIo::new(s))
-                    }
-                }))
-                .await
+/// A gRPC connection to the plugin's listener.
+async fn connect(address: &PluginAddress) -> Result<PluginChannel, String> {
+    let opened = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        match address {
+            PluginAddress::Unix(path) => {
+                let s = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| format!("dial unix {}: {e}", path.display()))?;
+                conn::handshake(s).await.map_err(|e| e.to_string())
+            }
+            PluginAddress::Tcp(addr) => {
+                let s = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("dial tcp {addr}: {e}"))?;
+                s.set_nodelay(true).map_err(|e| e.to_string())?;
+                conn::handshake(s).await.map_err(|e| e.to_string())
+            }
         }
-        PluginAddress::Tcp(addr) => {
-            let addr = addr.clone();
-            endpoint
-                .connect_with_connector(tower::service_fn(move |_: Uri| {
-                    let addr = addr.clone();
-                    async move {
-                        let s = tokio::net::TcpStream::connect(addr).await?;
-                        s.set_nodelay(true)?;
-                        Ok::<_, std::io::Error>(TokioIo::new(s))
-                    }
-                }))
-                .await
-        }
-    };
-    connecting.map_err(|e| {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text = format!("{text}: {s}");
-            source = s.source();
-        }
-        text
     })
+    .await;
+    opened.unwrap_or_else(|_| Err("timed out connecting to the plugin".into()))
 }

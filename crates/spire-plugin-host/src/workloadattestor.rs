@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use spire_plugin::{PluginResult, WorkloadAttestor};
 use spire_proto::spire::plugin::agent::workloadattestor::v1 as wav1;
 
+use crate::conn::PluginChannel;
 use crate::{ExternalPlugin, HostError};
 
 /// The gRPC service a WorkloadAttestor plugin serves.
@@ -16,7 +17,7 @@ pub const SERVICE: &str = "spire.plugin.agent.workloadattestor.v1.WorkloadAttest
 #[derive(Debug, Clone)]
 pub struct ExternalWorkloadAttestor {
     plugin: Arc<ExternalPlugin>,
-    client: wav1::workload_attestor_client::WorkloadAttestorClient<tonic::transport::Channel>,
+    client: wav1::workload_attestor_client::WorkloadAttestorClient<PluginChannel>,
 }
 
 impl ExternalWorkloadAttestor {
