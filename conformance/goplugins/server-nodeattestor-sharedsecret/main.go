@@ -3,7 +3,9 @@
 // checks hex(HMAC-SHA256(shared_secret, nonce)), and attests the agent as
 // spiffe://<trust domain>/spire/agent/sharedsecret/<node> with the selector "node:<node>".
 //
-// Configuration: shared_secret = "..." (required).
+// Configuration: shared_secret = "..." (required); single_use = true refuses a node whose
+// agent ID is already attested, asking the host's AgentStore service (as SPIRE's own
+// single-use attestors do).
 package main
 
 import (
@@ -17,6 +19,8 @@ import (
 
 	"github.com/hashicorp/hcl"
 	"github.com/spiffe/spire-plugin-sdk/pluginmain"
+	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
+	agentstorev1 "github.com/spiffe/spire-plugin-sdk/proto/spire/hostservice/server/agentstore/v1"
 	nodeattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/nodeattestor/v1"
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc/codes"
@@ -25,7 +29,10 @@ import (
 
 type Config struct {
 	SharedSecret string `hcl:"shared_secret"`
+	SingleUse    bool   `hcl:"single_use"`
 }
+
+var _ pluginsdk.NeedsHostServices = (*Plugin)(nil)
 
 type Plugin struct {
 	nodeattestorv1.UnimplementedNodeAttestorServer
@@ -34,6 +41,13 @@ type Plugin struct {
 	mtx         sync.RWMutex
 	config      *Config
 	trustDomain string
+	store       agentstorev1.AgentStoreServiceClient
+}
+
+func (p *Plugin) BrokerHostServices(broker pluginsdk.ServiceBroker) error {
+	// Optional: only single_use needs it.
+	broker.BrokerClient(&p.store)
+	return nil
 }
 
 func (p *Plugin) Attest(stream nodeattestorv1.NodeAttestor_AttestServer) error {
@@ -72,10 +86,24 @@ func (p *Plugin) Attest(stream nodeattestorv1.NodeAttestor_AttestServer) error {
 	if !hmac.Equal(want, resp.GetChallengeResponse()) {
 		return status.Error(codes.PermissionDenied, "challenge response does not match the shared secret")
 	}
+	agentID := "spiffe://" + trustDomain + "/spire/agent/sharedsecret/" + payload.Node
+	if config.SingleUse {
+		if !p.store.IsInitialized() {
+			return status.Error(codes.FailedPrecondition, "the AgentStore host service is not available")
+		}
+		_, err := p.store.GetAgentInfo(stream.Context(), &agentstorev1.GetAgentInfoRequest{AgentId: agentID})
+		switch status.Code(err) {
+		case codes.OK:
+			return status.Error(codes.PermissionDenied, "attestation data has already been used to attest an agent")
+		case codes.NotFound:
+		default:
+			return status.Errorf(status.Code(err), "unable to get agent info: %s", status.Convert(err).Message())
+		}
+	}
 	return stream.Send(&nodeattestorv1.AttestResponse{
 		Response: &nodeattestorv1.AttestResponse_AgentAttributes{
 			AgentAttributes: &nodeattestorv1.AgentAttributes{
-				SpiffeId:       "spiffe://" + trustDomain + "/spire/agent/sharedsecret/" + payload.Node,
+				SpiffeId:       agentID,
 				SelectorValues: []string{"node:" + payload.Node},
 				CanReattest:    true,
 			},

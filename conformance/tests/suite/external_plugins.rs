@@ -178,3 +178,60 @@ async fn go_sdk_key_manager_holds_the_signing_keys() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn a_plugin_asks_the_agent_store_host_service() {
+    let sc = Scenario::new("external_plugins::a_plugin_asks_the_agent_store_host_service");
+    // single_use: the Go plugin asks the server's AgentStore whether the agent ID it is
+    // about to hand out is already attested.
+    let server = Server::start_new(
+        &sc,
+        "server",
+        server_subject(),
+        ServerOpts {
+            extra_plugins: format!(
+                "NodeAttestor \"sharedsecret\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            shared_secret = \"s\"\n            single_use = true\n        }}\n    }}",
+                goplugin("server-nodeattestor-sharedsecret").display()
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let attestor = Attestor::Block(format!(
+        "NodeAttestor \"sharedsecret\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            node_name = \"node1\"\n            shared_secret = \"s\"\n        }}\n    }}",
+        goplugin("agent-nodeattestor-sharedsecret").display()
+    ));
+    let _first = Agent::start_new(
+        &sc,
+        "first",
+        agent_subject(),
+        &server,
+        &attestor,
+        AgentOpts::default(),
+    )
+    .await;
+    wait_agent_listed(&server, &id("/spire/agent/sharedsecret/node1"), 30).await;
+
+    // A second agent with the same node name: the plugin finds the ID in the store.
+    let mut second = Agent::new(
+        &sc,
+        "second",
+        agent_subject(),
+        &server,
+        &attestor,
+        AgentOpts::default(),
+    );
+    second.start();
+    let status = second.wait_exit(60).await;
+    assert!(
+        !status.success(),
+        "the second agent attested:\n{}",
+        second.log()
+    );
+    let log = second.log();
+    assert!(
+        log.contains("attestation data has already been used to attest an agent"),
+        "{log}"
+    );
+}

@@ -135,7 +135,7 @@ impl AgentNodeAttestor for UnstartedNodeAttestor {
 async fn load_external_plugins(s: &mut AgentSettings) -> Result<(), AgentError> {
     use spire_plugin_host::nodeattestor::ExternalAgentNodeAttestor;
     use spire_plugin_host::workloadattestor::ExternalWorkloadAttestor;
-    use spire_plugin_host::{CoreConfig, ExternalPlugin, broker::HostServices};
+    use spire_plugin_host::{CoreConfig, ExternalPlugin, hostservices};
     let core = CoreConfig {
         trust_domain: s.trust_domain.name().to_string(),
     };
@@ -145,7 +145,7 @@ async fn load_external_plugins(s: &mut AgentSettings) -> Result<(), AgentError> 
             &ext.spec,
             &core,
             data.as_deref(),
-            HostServices::none(),
+            hostservices::agent(),
             ExternalWorkloadAttestor::bind,
         )
         .await?;
@@ -159,7 +159,7 @@ async fn load_external_plugins(s: &mut AgentSettings) -> Result<(), AgentError> 
             &ext.spec,
             &core,
             data.as_deref(),
-            HostServices::none(),
+            hostservices::agent(),
             ExternalAgentNodeAttestor::bind,
         )
         .await?;

@@ -24,6 +24,7 @@
 pub mod broker;
 pub mod conn;
 pub mod handshake;
+pub mod hostservices;
 pub mod keymanager;
 pub mod logs;
 pub mod nodeattestor;

@@ -349,6 +349,21 @@ async fn sharedsecret_attestation(
     agent_secret: &str,
     server_secret: &str,
 ) -> Result<spire_plugin::AttestedAgent, spire_plugin::PluginError> {
+    sharedsecret_attestation_with(
+        agent_secret,
+        &format!("shared_secret = \"{server_secret}\""),
+        HostServices::none(),
+    )
+    .await
+}
+
+/// [`sharedsecret_attestation`] with the server plugin's whole configuration and the host
+/// services offered to it.
+async fn sharedsecret_attestation_with(
+    agent_secret: &str,
+    server_conf: &str,
+    host_services: HostServices,
+) -> Result<spire_plugin::AttestedAgent, spire_plugin::PluginError> {
     use spire_plugin::{AgentNodeAttestor as _, ServerNodeAttestor as _};
     use spire_plugin_host::nodeattestor::{ExternalAgentNodeAttestor, ExternalServerNodeAttestor};
     let dir = plugins_dir();
@@ -376,8 +391,8 @@ async fn sharedsecret_attestation(
             None,
         ),
         &core(),
-        Some(&format!("shared_secret = \"{server_secret}\"")),
-        HostServices::none(),
+        Some(server_conf),
+        host_services,
         ExternalServerNodeAttestor::bind,
     )
     .await
@@ -537,4 +552,60 @@ async fn a_go_sdk_key_manager_signs_x509_and_jws_through_the_host() {
         .sign(b"x", SignatureKind::Jws(JwsAlgorithm::RS256))
         .unwrap_err();
     assert_eq!(err.code, Code::Internal);
+}
+
+/// An agent lookup with a fixed answer, standing in for the server's datastore.
+struct Known(Vec<String>);
+
+#[async_trait::async_trait]
+impl spire_plugin_host::hostservices::AgentLookup for Known {
+    async fn is_attested(&self, agent_id: &str) -> Result<bool, String> {
+        Ok(self.0.iter().any(|a| a == agent_id))
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the Go test plugins (scripts/test.sh)"]
+async fn a_plugin_reaches_the_agent_store_host_service_through_the_broker() {
+    use spire_plugin_host::hostservices::{self, AgentLookupCell};
+    let conf = "shared_secret = \"s\"\nsingle_use = true";
+    let node1 = "spiffe://example.org/spire/agent/sharedsecret/node1";
+
+    // Before the server's datastore is open, SPIRE's message.
+    let empty: AgentLookupCell = std::sync::Arc::default();
+    let err = sharedsecret_attestation_with("s", conf, hostservices::server(empty))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        err.message,
+        "unable to get agent info: AgentStore host service has not been initialized"
+    );
+
+    // An agent the store knows: refused by the plugin.
+    let known: AgentLookupCell = std::sync::Arc::default();
+    let _ = known.set(std::sync::Arc::new(Known(vec![node1.into()])));
+    let err = sharedsecret_attestation_with("s", conf, hostservices::server(known))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::PermissionDenied);
+    assert_eq!(
+        err.message,
+        "attestation data has already been used to attest an agent"
+    );
+
+    // A new one: attested.
+    let fresh: AgentLookupCell = std::sync::Arc::default();
+    let _ = fresh.set(std::sync::Arc::new(Known(Vec::new())));
+    let attested = sharedsecret_attestation_with("s", conf, hostservices::server(fresh))
+        .await
+        .unwrap();
+    assert_eq!(attested.agent_id.to_string(), node1);
+
+    // Without host services the plugin says what it misses.
+    let err = sharedsecret_attestation_with("s", conf, HostServices::none())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::FailedPrecondition);
+    assert_eq!(err.message, "the AgentStore host service is not available");
 }

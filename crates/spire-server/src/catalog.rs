@@ -54,6 +54,23 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
+/// The AgentStore host service's view of the attested agents: the datastore.
+struct DataStoreAgents(Arc<dyn DataStore>);
+
+#[async_trait::async_trait]
+impl spire_plugin_host::hostservices::AgentLookup for DataStoreAgents {
+    async fn is_attested(&self, agent_id: &str) -> Result<bool, String> {
+        let Ok(id) = spiffe_core::SpiffeId::parse(agent_id) else {
+            return Ok(false);
+        };
+        self.0
+            .fetch_attested_node(&id)
+            .await
+            .map(|n| n.is_some())
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Loads every plugin. `own_bundle` gives x509pop's spiffe mode our X.509 authorities.
 pub async fn load(
     config: &ServerConfig,
@@ -74,9 +91,12 @@ pub async fn load(
     let core = spire_plugin_host::CoreConfig {
         trust_domain: trust_domain.name().to_string(),
     };
+    // External plugins may ask the AgentStore host service from their start; it answers
+    // once the datastore is open.
+    let agents: spire_plugin_host::hostservices::AgentLookupCell = Arc::default();
     for p in enabled {
         if let Some(spec) = SERVER.external_spec(p)? {
-            use spire_plugin_host::{ExternalPlugin, broker::HostServices};
+            use spire_plugin_host::{ExternalPlugin, hostservices};
             let data = p.data.load().map_err(|e| configure_err(p, e))?;
             let data = data.as_ref().map(|d| d.text());
             if p.plugin_type == "KeyManager" {
@@ -84,7 +104,7 @@ pub async fn load(
                     &spec,
                     &core,
                     data,
-                    HostServices::none(),
+                    hostservices::server(agents.clone()),
                     spire_plugin_host::keymanager::ExternalKeyManager::bind,
                 )
                 .await
@@ -95,7 +115,7 @@ pub async fn load(
                     &spec,
                     &core,
                     data,
-                    HostServices::none(),
+                    hostservices::server(agents.clone()),
                     spire_plugin_host::nodeattestor::ExternalServerNodeAttestor::bind,
                 )
                 .await
@@ -148,6 +168,9 @@ pub async fn load(
                 "Plugin loaded"
             );
         }
+    }
+    if let Some(ds) = &ds {
+        let _ = agents.set(Arc::new(DataStoreAgents(ds.clone())));
     }
     match (ds, km) {
         (Some(ds), Some(km)) => Ok(Catalog {

@@ -1,0 +1,111 @@
+//! The host services SPIRE offers plugins over the broker, built on the program's own state:
+//!
+//! - `spire.hostservice.server.agentstore.v1.AgentStore` (server): whether an agent ID is
+//!   attested, through an [`AgentLookup`] the server provides once its datastore is open
+//!   (before that, SPIRE's "AgentStore host service has not been initialized").
+//! - `spire.hostservice.common.metrics.v1.Metrics` (both): spire-rs has no metrics sink yet,
+//!   so the plugin's metrics are accepted and dropped, as SPIRE drops them when no telemetry
+//!   sink is configured.
+
+use std::sync::{Arc, OnceLock};
+
+use spire_proto::spire::hostservice::common::metrics::v1 as metricsv1;
+use spire_proto::spire::hostservice::server::agentstore::v1 as agentstorev1;
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+
+use crate::broker::HostServices;
+
+/// The server's answer to "is this agent attested?".
+#[async_trait::async_trait]
+pub trait AgentLookup: Send + Sync + 'static {
+    /// Whether `agent_id` is an attested agent; `Err` with a message when the lookup failed.
+    async fn is_attested(&self, agent_id: &str) -> Result<bool, String>;
+}
+
+/// Where the server puts its [`AgentLookup`] once it has one.
+pub type AgentLookupCell = Arc<OnceLock<Arc<dyn AgentLookup>>>;
+
+struct AgentStore(AgentLookupCell);
+
+#[tonic::async_trait]
+impl agentstorev1::agent_store_server::AgentStore for AgentStore {
+    async fn get_agent_info(
+        &self,
+        request: Request<agentstorev1::GetAgentInfoRequest>,
+    ) -> Result<Response<agentstorev1::GetAgentInfoResponse>, Status> {
+        let Some(lookup) = self.0.get() else {
+            return Err(Status::failed_precondition(
+                "AgentStore host service has not been initialized",
+            ));
+        };
+        let agent_id = request.into_inner().agent_id;
+        match lookup.is_attested(&agent_id).await {
+            Ok(true) => Ok(Response::new(agentstorev1::GetAgentInfoResponse {
+                info: Some(agentstorev1::AgentInfo { agent_id }),
+            })),
+            Ok(false) => Err(Status::not_found("no such agent")),
+            Err(message) => Err(Status::internal(message)),
+        }
+    }
+}
+
+struct Metrics;
+
+#[tonic::async_trait]
+impl metricsv1::metrics_server::Metrics for Metrics {
+    async fn set_gauge(
+        &self,
+        _request: Request<metricsv1::SetGaugeRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        Ok(Response::new(pbjson_types::Empty {}))
+    }
+
+    async fn emit_key(
+        &self,
+        _request: Request<metricsv1::EmitKeyRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        Ok(Response::new(pbjson_types::Empty {}))
+    }
+
+    async fn incr_counter(
+        &self,
+        _request: Request<metricsv1::IncrCounterRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        Ok(Response::new(pbjson_types::Empty {}))
+    }
+
+    async fn add_sample(
+        &self,
+        _request: Request<metricsv1::AddSampleRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        Ok(Response::new(pbjson_types::Empty {}))
+    }
+
+    async fn measure_since(
+        &self,
+        _request: Request<metricsv1::MeasureSinceRequest>,
+    ) -> Result<Response<pbjson_types::Empty>, Status> {
+        Ok(Response::new(pbjson_types::Empty {}))
+    }
+}
+
+const METRICS: &str = "spire.hostservice.common.metrics.v1.Metrics";
+const AGENT_STORE: &str = "spire.hostservice.server.agentstore.v1.AgentStore";
+
+/// The server's host services: AgentStore (answered through `agents`) and Metrics.
+pub fn server(agents: AgentLookupCell) -> HostServices {
+    let routes = Routes::new(agentstorev1::agent_store_server::AgentStoreServer::new(
+        AgentStore(agents),
+    ))
+    .add_service(metricsv1::metrics_server::MetricsServer::new(Metrics));
+    HostServices::new(vec![AGENT_STORE.into(), METRICS.into()], routes)
+}
+
+/// The agent's host services: Metrics.
+pub fn agent() -> HostServices {
+    HostServices::new(
+        vec![METRICS.into()],
+        Routes::new(metricsv1::metrics_server::MetricsServer::new(Metrics)),
+    )
+}
