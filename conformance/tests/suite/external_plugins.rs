@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 
 use crate::support::{
-    Agent, AgentOpts, Attestor, Scenario, Server, ServerOpts, agent_subject, check_svid_json, id,
-    join_token_pair, server_subject, uid, uid_selector, wait_agent_listed, workload,
+    Agent, AgentOpts, Attestor, Scenario, Server, ServerOpts, agent_selectors, agent_subject,
+    check_svid_json, id, join_token_pair, server_subject, uid, uid_selector, wait_agent_listed,
+    workload,
 };
 
 fn plugin_in(var: &str, name: &str) -> PathBuf {
@@ -101,20 +102,7 @@ async fn node_and_workload_attestors(name: &str, plugins: Attestors) {
     let listed = wait_agent_listed(&server, &agent_id, 30).await;
     assert_eq!(listed["attestation_type"], "sharedsecret", "{listed}");
     assert_eq!(listed["can_reattest"], true, "{listed}");
-    let selectors: Vec<String> = listed["selectors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| {
-                    format!(
-                        "{}:{}",
-                        s["type"].as_str().unwrap_or_default(),
-                        s["value"].as_str().unwrap_or_default()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let selectors = agent_selectors(&listed);
     assert_eq!(selectors, vec!["sharedsecret:node:node1".to_owned()]);
 
     // The workload attestor plugin's selectors, together with the built-in unix ones.

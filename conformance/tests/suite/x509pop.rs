@@ -2,8 +2,8 @@
 //! with rcgen) and `spiffe` (a node X509-SVID minted by the server under /spire-exchange).
 
 use crate::support::{
-    Agent, AgentOpts, Attestor, Scenario, Server, ServerOpts, agent_subject, check_svid_json, id,
-    server_subject, uid_selector, wait_agent_listed, x509pop_pair,
+    Agent, AgentOpts, Attestor, Scenario, Server, ServerOpts, agent_selectors, agent_subject,
+    check_svid_json, id, server_subject, uid_selector, wait_agent_listed, x509pop_pair,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,20 +21,7 @@ async fn external_pki() {
     let listed = wait_agent_listed(&server, &node.agent_id(), 30).await;
     assert_eq!(listed["attestation_type"], "x509pop", "{listed}");
     assert_eq!(listed["can_reattest"], true, "x509pop agents can re-attest");
-    let selectors: Vec<String> = listed["selectors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| {
-                    format!(
-                        "{}:{}",
-                        s["type"].as_str().unwrap_or_default(),
-                        s["value"].as_str().unwrap_or_default()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let selectors = agent_selectors(&listed);
     for want in ["x509pop:subject:cn:node1", "x509pop:san:cluster:test"] {
         assert!(
             selectors.iter().any(|s| s == want),

@@ -89,85 +89,6 @@ pub enum KeyManagerKind {
     Disk(String),
 }
 
-/// An external plugin (`plugin_cmd`) to start when the agent runs.
-#[derive(Debug, Clone)]
-pub struct ExternalPluginSetting {
-    /// What to launch.
-    pub spec: spire_plugin_host::LaunchSpec,
-    /// Its `plugin_data` or `plugin_data_file` (read when it is configured).
-    pub data: spire_config::PluginData,
-}
-
-impl ExternalPluginSetting {
-    /// The `plugin_data` text as of now (`None` without `plugin_data`/`plugin_data_file`).
-    fn plugin_data(&self) -> Result<Option<String>, AgentError> {
-        Ok(self
-            .data
-            .load()
-            .map_err(|e| {
-                AgentError::Config(format!(
-                    "failed to configure plugin \"{}\": {e}",
-                    self.spec.name
-                ))
-            })?
-            .map(|d| d.text().to_owned()))
-    }
-}
-
-/// A NodeAttestor that `run` has not started yet (an external plugin): it refuses to attest.
-#[derive(Debug)]
-struct UnstartedNodeAttestor;
-
-#[async_trait::async_trait]
-impl AgentNodeAttestor for UnstartedNodeAttestor {
-    async fn attest(
-        &self,
-        _exchange: &mut dyn spire_plugin::AttestationExchange,
-    ) -> spire_plugin::PluginResult<()> {
-        Err(spire_plugin::PluginError::internal(
-            "the external plugin was not started",
-        ))
-    }
-}
-
-/// Starts the external plugins: the NodeAttestor, and each WorkloadAttestor in its place
-/// among the built-ins, as SPIRE's catalog does before the agent attests.
-async fn load_external_plugins(s: &mut AgentSettings) -> Result<(), AgentError> {
-    use spire_plugin_host::nodeattestor::ExternalAgentNodeAttestor;
-    use spire_plugin_host::workloadattestor::ExternalWorkloadAttestor;
-    use spire_plugin_host::{CoreConfig, ExternalPlugin, hostservices};
-    let core = CoreConfig {
-        trust_domain: s.trust_domain.name().to_string(),
-    };
-    for (position, ext) in std::mem::take(&mut s.external_workload_attestors) {
-        let data = ext.plugin_data()?;
-        let attestor = ExternalPlugin::start(
-            &ext.spec,
-            &core,
-            data.as_deref(),
-            hostservices::agent(),
-            ExternalWorkloadAttestor::bind,
-        )
-        .await?;
-        let at = position.min(s.workload_attestors.len());
-        s.workload_attestors
-            .insert(at, (ext.spec.name.clone(), Arc::new(attestor)));
-    }
-    if let Some(ext) = s.external_node_attestor.take() {
-        let data = ext.plugin_data()?;
-        let attestor = ExternalPlugin::start(
-            &ext.spec,
-            &core,
-            data.as_deref(),
-            hostservices::agent(),
-            ExternalAgentNodeAttestor::bind,
-        )
-        .await?;
-        s.node_attestor = (ext.spec.name.clone(), Arc::new(attestor));
-    }
-    Ok(())
-}
-
 /// Everything the agent needs, resolved from the configuration.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
@@ -203,9 +124,9 @@ pub struct AgentSettings {
     pub workload_attestors: Vec<(String, Arc<dyn WorkloadAttestor>)>,
     /// External WorkloadAttestors to start, each with its position among
     /// `workload_attestors` (file order).
-    pub external_workload_attestors: Vec<(usize, ExternalPluginSetting)>,
+    pub external_workload_attestors: Vec<(usize, crate::plugins::ExternalPluginSetting)>,
     /// An external NodeAttestor to start (then in `node_attestor`).
-    pub external_node_attestor: Option<ExternalPluginSetting>,
+    pub external_node_attestor: Option<crate::plugins::ExternalPluginSetting>,
     /// Manager settings.
     pub manager: ManagerConfig,
     /// Workload API settings.
@@ -245,12 +166,15 @@ impl AgentSettings {
             {
                 // Started by `run`; WorkloadAttestors keep their file order among the
                 // built-ins.
-                let ext = ExternalPluginSetting {
+                let ext = crate::plugins::ExternalPluginSetting {
                     spec,
                     data: p.data.clone(),
                 };
                 if p.plugin_type == "NodeAttestor" {
-                    node_attestor = Some((p.name.clone(), Arc::new(UnstartedNodeAttestor)));
+                    node_attestor = Some((
+                        p.name.clone(),
+                        Arc::new(crate::plugins::UnstartedNodeAttestor),
+                    ));
                     external_node_attestor = Some(ext);
                 } else {
                     let position = workload_attestors.len() + external_workload_attestors.len();
@@ -671,7 +595,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     tracing::info!(data_dir = %s.data_dir.display(), version = VERSION, "Starting agent");
-    load_external_plugins(&mut s).await?;
+    crate::plugins::start_external(&mut s).await?;
     std::fs::create_dir_all(&s.data_dir)
         .map_err(|e| AgentError::State(format!("failed to create data directory: {e}")))?;
     let storage = Arc::new(Storage::open(&s.data_dir)?);

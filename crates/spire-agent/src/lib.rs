@@ -18,7 +18,8 @@
 //! - [`storage`], [`keys`], [`trustbundle`]: the data directory (`agent-data.json`), the
 //!   agent SVID key slots (signers into the KeyManager; keys never leave it), the bootstrap
 //!   bundle (file, or `trust_bundle_url` over https or a UNIX socket).
-//! - [`agent`]: start-up and the run loop; [`logging`]: logrus-format logs; [`cli`]: the
+//! - [`agent`]: start-up and the run loop; [`plugins`]: external plugins (`plugin_cmd`)
+//!   started before attesting; [`logging`]: logrus-format logs; [`cli`]: the
 //!   `run` and `validate` commands; [`catalog`]: which plugins this build has (checked by
 //!   both).
 //!
@@ -36,6 +37,7 @@ pub mod keys;
 pub mod logging;
 pub mod manager;
 pub mod peertracker;
+pub mod plugins;
 pub mod storage;
 pub mod trustbundle;
 pub mod workload;

@@ -148,6 +148,24 @@ pub fn uid_selector() -> String {
     format!("unix:uid:{}", uid())
 }
 
+/// The `type:value` selectors of an agent as `agent list -output json` shows it.
+pub fn agent_selectors(listed: &serde_json::Value) -> Vec<String> {
+    listed["selectors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    format!(
+                        "{}:{}",
+                        s["type"].as_str().unwrap_or_default(),
+                        s["value"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `spiffe://example.org<path>`.
 pub fn id(path: &str) -> String {
     format!("spiffe://{TD}{path}")
