@@ -609,3 +609,31 @@ async fn a_plugin_reaches_the_agent_store_host_service_through_the_broker() {
     assert_eq!(err.code, Code::FailedPrecondition);
     assert_eq!(err.message, "the AgentStore host service is not available");
 }
+
+#[tokio::test]
+#[ignore = "needs the Go test plugins (scripts/test.sh)"]
+async fn a_reply_that_does_not_decode_fails_the_call_and_the_plugin_stays_usable() {
+    let malformed = plugins_dir().join("workloadattestor-malformed");
+    let plugin = Arc::new(
+        load(&spec("malformed", "WorkloadAttestor", &malformed, None))
+            .await
+            .unwrap(),
+    );
+    // No configuration interface: a block without plugin_data is fine, one with it is not.
+    plugin.configure(&core(), None).await.unwrap();
+    assert_eq!(
+        plugin
+            .configure(&core(), Some("a = 1"))
+            .await
+            .unwrap_err()
+            .to_string(),
+        "failed to configure plugin \"malformed\": no supported configuration interface found"
+    );
+    let attestor = ExternalWorkloadAttestor::bind(plugin.clone()).unwrap();
+    for _ in 0..2 {
+        let err = attestor.attest(1).await.unwrap_err();
+        assert_eq!(err.code, Code::Internal, "{err:?}");
+        assert!(err.message.contains("decode"), "{}", err.message);
+    }
+    assert!(plugin.pid().is_some_and(|p| !process_gone(p)));
+}
