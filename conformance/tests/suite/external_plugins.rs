@@ -125,8 +125,8 @@ async fn node_and_workload_attestors(name: &str, plugins: Attestors) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
-async fn go_sdk_key_manager_holds_the_signing_keys() {
-    let sc = Scenario::new("external_plugins::go_sdk_key_manager_holds_the_signing_keys");
+async fn go_sdk_key_managers_hold_the_signing_keys() {
+    let sc = Scenario::new("external_plugins::go_sdk_key_managers_hold_the_signing_keys");
     let (server, agent, agent_id) = join_token_pair(
         &sc,
         server_subject(),
@@ -138,7 +138,14 @@ async fn go_sdk_key_manager_holds_the_signing_keys() {
             )),
             ..Default::default()
         },
-        AgentOpts::default(),
+        AgentOpts {
+            // The agent's own SVID key in the agent-side plugin.
+            key_manager: Some(format!(
+                "KeyManager \"memkeys\" {{\n        plugin_cmd = \"{}\"\n    }}",
+                goplugin("agent-keymanager-memkeys").display()
+            )),
+            ..Default::default()
+        },
     )
     .await;
     // The CA's key lives in the plugin: the agent and the workload hold certificates it
@@ -159,12 +166,13 @@ async fn go_sdk_key_manager_holds_the_signing_keys() {
         .expect("ValidateJWTSVID");
     assert_eq!(validated.spiffe_id().to_string(), workload);
 
-    // The server says it used the external plugin.
-    let log = server.log();
-    assert!(
-        log.contains("plugin_name=memkeys") && log.contains("Plugin loaded"),
-        "{log}"
-    );
+    // Both say they loaded the external plugin.
+    for log in [server.log(), agent.log()] {
+        assert!(
+            log.contains("plugin_name=memkeys") && log.contains("Plugin loaded"),
+            "{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

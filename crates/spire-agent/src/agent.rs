@@ -87,6 +87,8 @@ pub enum KeyManagerKind {
     Memory,
     /// `disk` with its `directory`.
     Disk(String),
+    /// An external plugin (`external_key_manager`), started by `run`.
+    External,
 }
 
 /// Everything the agent needs, resolved from the configuration.
@@ -127,35 +129,23 @@ pub struct AgentSettings {
     pub external_workload_attestors: Vec<(usize, crate::plugins::ExternalPluginSetting)>,
     /// An external NodeAttestor to start (then in `node_attestor`).
     pub external_node_attestor: Option<crate::plugins::ExternalPluginSetting>,
+    /// An external KeyManager to start (`key_manager` is then `External`).
+    pub external_key_manager: Option<crate::plugins::ExternalPluginSetting>,
     /// Manager settings.
     pub manager: ManagerConfig,
     /// Workload API settings.
     pub workload_api: WorkloadApiConfig,
 }
 
-fn plugin_data<T: serde::de::DeserializeOwned + Default>(
-    p: &spire_config::PluginConfig,
-) -> Result<T, AgentError> {
-    let data = p
-        .data
-        .load()
-        .map_err(|e| AgentError::Config(e.to_string()))?;
-    match data {
-        None => Ok(T::default()),
-        Some(d) => d.decode().map_err(|e| {
-            AgentError::Config(format!("failed to configure plugin \"{}\": {e}", p.name))
-        }),
-    }
-}
-
 impl AgentSettings {
-    /// Resolves a loaded `agent.conf` (built-in plugins only).
+    /// Resolves a loaded `agent.conf` (external plugins are started by `run`).
     pub fn from_config(c: &AgentConfig) -> Result<Self, AgentError> {
         let mut node_attestor: Option<(String, Arc<dyn AgentNodeAttestor>)> = None;
         let mut key_manager = None;
         let mut workload_attestors: Vec<(String, Arc<dyn WorkloadAttestor>)> = Vec::new();
         let mut external_workload_attestors = Vec::new();
         let mut external_node_attestor = None;
+        let mut external_key_manager = None;
         for p in &c.plugins.plugins {
             if !p.enabled {
                 continue;
@@ -176,6 +166,9 @@ impl AgentSettings {
                         Arc::new(crate::plugins::UnstartedNodeAttestor),
                     ));
                     external_node_attestor = Some(ext);
+                } else if p.plugin_type == "KeyManager" {
+                    key_manager = Some(KeyManagerKind::External);
+                    external_key_manager = Some(ext);
                 } else {
                     let position = workload_attestors.len() + external_workload_attestors.len();
                     external_workload_attestors.push((position, ext));
@@ -190,7 +183,7 @@ impl AgentSettings {
                         #[serde(default)]
                         directory: String,
                     }
-                    let d: Disk = plugin_data(p)?;
+                    let d: Disk = crate::plugins::builtin_data(p)?;
                     if d.directory.is_empty() {
                         return Err(AgentError::Config(
                             "failed to configure plugin \"disk\": directory must be configured"
@@ -209,14 +202,14 @@ impl AgentSettings {
                     ));
                 }
                 ("NodeAttestor", "x509pop") => {
-                    let cfg: X509PopConfig = plugin_data(p)?;
+                    let cfg: X509PopConfig = crate::plugins::builtin_data(p)?;
                     let plugin = X509PopAgent::new(&cfg).map_err(|e| {
                         AgentError::Config(format!("failed to configure plugin \"x509pop\": {e}"))
                     })?;
                     node_attestor = Some(("x509pop".into(), Arc::new(plugin)));
                 }
                 ("WorkloadAttestor", "unix") => {
-                    let cfg: UnixConfig = plugin_data(p)?;
+                    let cfg: UnixConfig = crate::plugins::builtin_data(p)?;
                     workload_attestors.push(("unix".into(), Arc::new(UnixAttestor::new(cfg))));
                 }
                 (t, n) => {
@@ -293,6 +286,7 @@ impl AgentSettings {
             workload_attestors,
             external_workload_attestors,
             external_node_attestor,
+            external_key_manager,
             workload_api: WorkloadApiConfig {
                 allow_unauthenticated_verifiers: c.allow_unauthenticated_verifiers,
                 allowed_foreign_jwt_claims: c
@@ -595,13 +589,19 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     tracing::info!(data_dir = %s.data_dir.display(), version = VERSION, "Starting agent");
-    crate::plugins::start_external(&mut s).await?;
+    let external_km = crate::plugins::start_external(&mut s).await?;
     std::fs::create_dir_all(&s.data_dir)
         .map_err(|e| AgentError::State(format!("failed to create data directory: {e}")))?;
     let storage = Arc::new(Storage::open(&s.data_dir)?);
-    let keys = Arc::new(match &s.key_manager {
-        KeyManagerKind::Memory => SvidKeyStore::memory(),
-        KeyManagerKind::Disk(dir) => SvidKeyStore::disk(dir)?,
+    let keys = Arc::new(match (&s.key_manager, external_km) {
+        (_, Some(km)) => SvidKeyStore::new(km),
+        (KeyManagerKind::Memory, None) => SvidKeyStore::memory(),
+        (KeyManagerKind::Disk(dir), None) => SvidKeyStore::disk(dir)?,
+        (KeyManagerKind::External, None) => {
+            return Err(AgentError::Config(
+                "the external KeyManager was not started".into(),
+            ));
+        }
     });
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
 

@@ -102,13 +102,10 @@ plugins {{
             "failed to load plugin \"mine\": failed to launch plugin: checksums did not match"
         );
         // Other types cannot be external yet.
-        let external_na = OURS.replace(
-            "KeyManager \"disk\" { plugin_data { directory = \"/tmp/keys\" } }",
-            "KeyManager \"vault\" { plugin_cmd = \"/bin/sh\" }",
-        );
+        let store = format!("{OURS}    SVIDStore \"mine\" {{ plugin_cmd = \"/bin/sh\" }}\n");
         assert_eq!(
-            check(&config(&external_na)).unwrap_err().to_string(),
-            "failed to load plugin \"vault\": external KeyManager plugins (plugin_cmd) are not supported by spire-rs yet"
+            check(&config(&store)).unwrap_err().to_string(),
+            "failed to load plugin \"mine\": external SVIDStore plugins (plugin_cmd) are not supported by spire-rs yet"
         );
     }
 

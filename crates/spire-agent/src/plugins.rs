@@ -1,14 +1,32 @@
-//! The agent's external plugins (`plugin_cmd`): resolved with the configuration, started by
-//! `run` before the agent attests (SPIRE's catalog order), through `spire-plugin-host`.
+//! The agent's plugin configuration helpers: built-ins' `plugin_data`, and external plugins
+//! (`plugin_cmd`), resolved with the configuration and started by `run` before the agent
+//! attests (SPIRE's catalog order), through `spire-plugin-host`.
 
 use std::sync::Arc;
 
-use spire_plugin::AgentNodeAttestor;
+use spire_plugin::{AgentNodeAttestor, KeyManager};
+use spire_plugin_host::keymanager::ExternalKeyManager;
 use spire_plugin_host::nodeattestor::ExternalAgentNodeAttestor;
 use spire_plugin_host::workloadattestor::ExternalWorkloadAttestor;
 use spire_plugin_host::{CoreConfig, ExternalPlugin, HostError, hostservices};
 
 use crate::agent::{AgentError, AgentSettings};
+
+/// A built-in plugin's `plugin_data` decoded into `T` (its default without one).
+pub(crate) fn builtin_data<T: serde::de::DeserializeOwned + Default>(
+    p: &spire_config::PluginConfig,
+) -> Result<T, AgentError> {
+    let data = p
+        .data
+        .load()
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+    match data {
+        None => Ok(T::default()),
+        Some(d) => d.decode().map_err(|e| {
+            AgentError::Config(format!("failed to configure plugin \"{}\": {e}", p.name))
+        }),
+    }
+}
 
 /// An external plugin to start when the agent runs.
 #[derive(Debug, Clone)]
@@ -64,9 +82,11 @@ impl AgentNodeAttestor for UnstartedNodeAttestor {
     }
 }
 
-/// Starts the external plugins: the NodeAttestor, and each WorkloadAttestor in its place
-/// among the built-ins.
-pub(crate) async fn start_external(s: &mut AgentSettings) -> Result<(), AgentError> {
+/// Starts the external plugins: the KeyManager (returned, for the agent's key store), the
+/// NodeAttestor, and each WorkloadAttestor in its place among the built-ins.
+pub(crate) async fn start_external(
+    s: &mut AgentSettings,
+) -> Result<Option<Arc<dyn KeyManager>>, AgentError> {
     let core = CoreConfig {
         trust_domain: s.trust_domain.name().to_string(),
     };
@@ -80,5 +100,11 @@ pub(crate) async fn start_external(s: &mut AgentSettings) -> Result<(), AgentErr
         let attestor = ext.start(&core, ExternalAgentNodeAttestor::bind).await?;
         s.node_attestor = (ext.spec.name.clone(), Arc::new(attestor));
     }
-    Ok(())
+    match s.external_key_manager.take() {
+        Some(ext) => {
+            let km = ext.start(&core, ExternalKeyManager::bind_agent).await?;
+            Ok(Some(Arc::new(km)))
+        }
+        None => Ok(None),
+    }
 }

@@ -1,5 +1,7 @@
-//! An external server KeyManager (`spire.plugin.server.keymanager.v1.KeyManager`) behind the
-//! trait the built-ins implement. Signing follows Go's `crypto.Signer`, as SPIRE's facade
+//! An external KeyManager behind the trait the built-ins implement: the server's
+//! (`spire.plugin.server.keymanager.v1.KeyManager`) or the agent's
+//! (`spire.plugin.agent.keymanager.v1.KeyManager`). The two services carry the same messages
+//! field for field, so one client calls either by its path. Signing follows Go's `crypto.Signer`, as SPIRE's facade
 //! does: we hash the message, send the digest with its hash (or PSS options), and turn the
 //! plugin's ASN.1 ECDSA signature into JWS's fixed-length `r||s` where a JWS is signed. The
 //! fingerprint the plugin returns with each signature must be the key's.
@@ -22,8 +24,41 @@ use crate::{ExternalPlugin, HostError};
 
 /// The gRPC service of a server KeyManager plugin.
 pub const SERVER_SERVICE: &str = "spire.plugin.server.keymanager.v1.KeyManager";
+/// The gRPC service of an agent KeyManager plugin.
+pub const AGENT_SERVICE: &str = "spire.plugin.agent.keymanager.v1.KeyManager";
 
-type Client = kmv1::key_manager_client::KeyManagerClient<PluginChannel>;
+/// A KeyManager client for one of the two services.
+#[derive(Debug, Clone)]
+struct Client {
+    grpc: tonic::client::Grpc<PluginChannel>,
+    service: &'static str,
+}
+
+impl Client {
+    async fn unary<Req, Resp>(
+        &mut self,
+        method: &str,
+        request: Req,
+    ) -> Result<tonic::Response<Resp>, tonic::Status>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        self.grpc
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("plugin connection: {e}")))?;
+        let path = http::uri::PathAndQuery::try_from(format!("/{}/{method}", self.service))
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        self.grpc
+            .unary(
+                tonic::Request::new(request),
+                path,
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+    }
+}
 
 fn internal(message: String) -> PluginError {
     PluginError::new(Code::Internal, message)
@@ -80,10 +115,22 @@ pub struct ExternalKeyManager {
 impl ExternalKeyManager {
     /// Binds a loaded plugin to the server KeyManager interface.
     pub fn bind(plugin: Arc<ExternalPlugin>) -> Result<Self, HostError> {
-        let channel = plugin.bind(SERVER_SERVICE)?;
+        Self::bind_to(plugin, SERVER_SERVICE)
+    }
+
+    /// Binds a loaded plugin to the agent KeyManager interface.
+    pub fn bind_agent(plugin: Arc<ExternalPlugin>) -> Result<Self, HostError> {
+        Self::bind_to(plugin, AGENT_SERVICE)
+    }
+
+    fn bind_to(plugin: Arc<ExternalPlugin>, service: &'static str) -> Result<Self, HostError> {
+        let channel = plugin.bind(service)?;
         Ok(Self {
             plugin,
-            client: Client::new(channel),
+            client: Client {
+                grpc: tonic::client::Grpc::new(channel),
+                service,
+            },
         })
     }
 
@@ -113,8 +160,8 @@ impl KeyManager for ExternalKeyManager {
             key_id: key_id.to_owned(),
             key_type: proto_key_type(key_type) as i32,
         };
-        let response = self
-            .call(|mut c| async move { c.generate_key(request).await })
+        let response: kmv1::GenerateKeyResponse = self
+            .call(|mut c| async move { c.unary("GenerateKey", request).await })
             .await?;
         let key = response
             .public_key
@@ -133,15 +180,18 @@ impl KeyManager for ExternalKeyManager {
         let request = kmv1::GetPublicKeyRequest {
             key_id: key_id.to_owned(),
         };
-        let response = self
-            .call(|mut c| async move { c.get_public_key(request).await })
+        let response: kmv1::GetPublicKeyResponse = self
+            .call(|mut c| async move { c.unary("GetPublicKey", request).await })
             .await?;
         response.public_key.map(managed_key).transpose()
     }
 
     async fn get_public_keys(&self) -> PluginResult<Vec<ManagedKey>> {
-        let response = self
-            .call(|mut c| async move { c.get_public_keys(kmv1::GetPublicKeysRequest {}).await })
+        let response: kmv1::GetPublicKeysResponse = self
+            .call(|mut c| async move {
+                c.unary("GetPublicKeys", kmv1::GetPublicKeysRequest {})
+                    .await
+            })
             .await?;
         response.public_keys.into_iter().map(managed_key).collect()
     }
@@ -281,7 +331,8 @@ impl ExternalSigner {
             signer_opts: Some(signer_opts),
         };
         let mut client = self.client.clone();
-        let response = call(&self.plugin, client.sign_data(request)).await?;
+        let response: kmv1::SignDataResponse =
+            call(&self.plugin, client.unary("SignData", request)).await?;
         if response.key_fingerprint != self.key.fingerprint {
             return Err(internal(format!(
                 "fingerprint {:?} on key {:?} does not match {:?}",

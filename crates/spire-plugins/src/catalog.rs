@@ -176,7 +176,7 @@ pub const AGENT: Side = Side {
         ("NodeAttestor", Count::ExactlyOne),
         ("WorkloadAttestor", Count::AtLeastOne),
     ],
-    external_types: &["NodeAttestor", "WorkloadAttestor"],
+    external_types: &["KeyManager", "NodeAttestor", "WorkloadAttestor"],
     always_builtin: &[],
 };
 

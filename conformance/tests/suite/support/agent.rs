@@ -30,6 +30,8 @@ pub struct AgentOpts {
     pub extra_agent: String,
     /// Blocks inside `plugins {}`, after the `unix` WorkloadAttestor.
     pub extra_plugins: String,
+    /// A `KeyManager` block in place of the default `disk` one.
+    pub key_manager: Option<String>,
 }
 
 /// An agent: its files, its configuration and (when started) its process.
@@ -111,11 +113,7 @@ impl Agent {
 
 plugins {{
     {node_attestor}
-    KeyManager "disk" {{
-        plugin_data {{
-            directory = "{data}"
-        }}
-    }}
+    {key_manager}
     WorkloadAttestor "unix" {{
         plugin_data {{}}
     }}
@@ -128,6 +126,10 @@ plugins {{
                 bundle = bundle.display(),
                 extra = opts.extra_agent,
                 extra_plugins = opts.extra_plugins,
+                key_manager = opts.key_manager.clone().unwrap_or_else(|| format!(
+                    "KeyManager \"disk\" {{\n        plugin_data {{\n            directory = \"{}\"\n        }}\n    }}",
+                    data_dir.display()
+                )),
             ),
         )
         .expect("write agent.conf");
