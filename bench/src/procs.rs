@@ -143,9 +143,18 @@ pub(crate) struct Proc {
     what: String,
 }
 
+/// SIGKILL to the process group `pgid` (the host and the plugins it started).
+fn kill_group(pgid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         // Kill and reap before the temp dir (possibly a multi-GB datastore) is removed.
+        kill_group(self.pid);
         let _ = self.child.start_kill();
         for _ in 0..500 {
             if !matches!(self.child.try_wait(), Ok(None)) {
@@ -171,6 +180,9 @@ impl Proc {
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
             .kill_on_drop(true)
+            // Its own process group, so that killing it also ends the plugin processes it
+            // started (a SIGKILLed host cannot end them itself).
+            .process_group(0)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let pid = child.id().context("spawned process has no pid")?;
@@ -240,6 +252,7 @@ impl Proc {
 
     /// Stops the process and waits for it.
     pub(crate) async fn stop(mut self) {
+        kill_group(self.pid);
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }

@@ -184,6 +184,7 @@ plugins {{
     /// SIGKILL (no chance to clean up) and wait.
     pub fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {
+            p.kill_group();
             let _ = p.child.kill();
             let _ = p.child.wait();
         }

@@ -352,6 +352,9 @@ impl Proc {
         let err = file.try_clone().expect("clone log file");
         let mut c = Command::new(bin);
         c.args(args).stdin(Stdio::null()).stdout(file).stderr(err);
+        // Its own process group, so that a kill also ends the plugin processes it started
+        // (a SIGKILLed spire-rs host cannot end them itself; SPIRE's die by Pdeathsig).
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
         for (k, v) in env {
             c.env(k, v);
         }
@@ -386,8 +389,17 @@ impl Proc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.kill_group();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGKILL to the process and every plugin process it started (its process group).
+    pub fn kill_group(&self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
     }
 
     pub fn output(&self) -> String {
@@ -397,6 +409,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        self.kill_group();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
