@@ -388,15 +388,6 @@ pub(crate) fn call_error(
             format!("plugin {} has exited: {}", quote(name), status_text(status)),
         );
     }
-    let code = match status.code() {
-        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => Code::InvalidArgument,
-        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => Code::PermissionDenied,
-        tonic::Code::NotFound => Code::NotFound,
-        tonic::Code::AlreadyExists => Code::AlreadyExists,
-        tonic::Code::FailedPrecondition | tonic::Code::Aborted => Code::FailedPrecondition,
-        tonic::Code::Unimplemented => Code::Unimplemented,
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Code::Unavailable,
-        _ => Code::Internal,
-    };
+    let code = Code::from_grpc(status.code() as i32);
     PluginError::new(code, status.message().to_owned())
 }

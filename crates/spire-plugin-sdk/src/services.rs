@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use spire_plugin::{
-    AgentNodeAttestor, AttestationExchange, Challenger, Code as PCode, PluginError, PluginResult,
+    AgentNodeAttestor, AttestationExchange, Challenger, PluginError, PluginResult,
     ServerNodeAttestor, WorkloadAttestor,
 };
 use spire_proto::grpc::health::v1 as health;
@@ -27,17 +27,7 @@ use crate::{Configure, CoreConfig, Plugin};
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 fn status(e: PluginError) -> Status {
-    let code = match e.code {
-        PCode::InvalidArgument => tonic::Code::InvalidArgument,
-        PCode::PermissionDenied => tonic::Code::PermissionDenied,
-        PCode::NotFound => tonic::Code::NotFound,
-        PCode::AlreadyExists => tonic::Code::AlreadyExists,
-        PCode::FailedPrecondition => tonic::Code::FailedPrecondition,
-        PCode::Unimplemented => tonic::Code::Unimplemented,
-        PCode::Unavailable => tonic::Code::Unavailable,
-        PCode::Internal => tonic::Code::Internal,
-    };
-    Status::new(code, e.message)
+    Status::new(tonic::Code::from_i32(e.code.grpc()), e.message)
 }
 
 // === WorkloadAttestor ===

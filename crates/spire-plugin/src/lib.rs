@@ -45,6 +45,38 @@ pub enum Code {
     Internal,
 }
 
+impl Code {
+    /// The gRPC status code number (`google.rpc.Code`) this code travels as.
+    pub fn grpc(self) -> i32 {
+        match self {
+            Code::InvalidArgument => 3,
+            Code::NotFound => 5,
+            Code::AlreadyExists => 6,
+            Code::PermissionDenied => 7,
+            Code::FailedPrecondition => 9,
+            Code::Unimplemented => 12,
+            Code::Internal => 13,
+            Code::Unavailable => 14,
+        }
+    }
+
+    /// The code for a gRPC status code number, the ones without a counterpart folded into
+    /// the nearest (`OutOfRange` is bad input, `Unauthenticated` a refusal, `Aborted` a
+    /// state conflict, `DeadlineExceeded` an unavailable plugin; anything else `Internal`).
+    pub fn from_grpc(code: i32) -> Code {
+        match code {
+            3 | 11 => Code::InvalidArgument,
+            5 => Code::NotFound,
+            6 => Code::AlreadyExists,
+            7 | 16 => Code::PermissionDenied,
+            9 | 10 => Code::FailedPrecondition,
+            12 => Code::Unimplemented,
+            4 | 14 => Code::Unavailable,
+            _ => Code::Internal,
+        }
+    }
+}
+
 /// An error from a plugin: a code and a message, as the plugin SDK reports them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -431,5 +463,30 @@ impl PluginType {
 impl fmt::Display for PluginType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Code;
+
+    #[test]
+    fn codes_travel_as_grpc_codes_and_back() {
+        for c in [
+            Code::InvalidArgument,
+            Code::PermissionDenied,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::FailedPrecondition,
+            Code::Unimplemented,
+            Code::Unavailable,
+            Code::Internal,
+        ] {
+            assert_eq!(Code::from_grpc(c.grpc()), c);
+        }
+        assert_eq!(Code::from_grpc(16), Code::PermissionDenied);
+        assert_eq!(Code::from_grpc(4), Code::Unavailable);
+        assert_eq!(Code::from_grpc(2), Code::Internal);
+        assert_eq!(Code::from_grpc(99), Code::Internal);
     }
 }

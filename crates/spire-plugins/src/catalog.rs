@@ -229,9 +229,7 @@ impl Side {
         }
         Ok(())
     }
-}
 
-impl Side {
     /// What to launch for `p` when it is an external plugin (`None` for a built-in), with
     /// `plugin_cmd` made absolute against the working directory.
     pub fn external_spec(

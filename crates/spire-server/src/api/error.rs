@@ -207,17 +207,7 @@ pub fn ok() -> types::Status {
 }
 
 fn plugin_code(e: &PluginError) -> Code {
-    use spire_plugin::Code as C;
-    match e.code {
-        C::InvalidArgument => Code::InvalidArgument,
-        C::PermissionDenied => Code::PermissionDenied,
-        C::NotFound => Code::NotFound,
-        C::AlreadyExists => Code::AlreadyExists,
-        C::FailedPrecondition => Code::FailedPrecondition,
-        C::Unimplemented => Code::Unimplemented,
-        C::Unavailable => Code::Unavailable,
-        C::Internal => Code::Internal,
-    }
+    Code::from_i32(e.code.grpc())
 }
 
 fn capitalize(s: &str) -> String {
