@@ -49,6 +49,7 @@ fn x509_mint(c: &mut Criterion) {
         signer.clone(),
         &td,
         &Subject::default_ca(),
+        &[],
         Duration::from_secs(86400),
         now,
     )

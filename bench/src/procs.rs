@@ -179,6 +179,8 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
+            // Plugins' go-plugin sockets go with the run's directory.
+            .env("TMPDIR", dir.path())
             .kill_on_drop(true)
             // Its own process group, so that killing it also ends the plugin processes it
             // started (a SIGKILLed host cannot end them itself).

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use crate::support::{
     Agent, AgentOpts, Attestor, Scenario, Server, ServerOpts, agent_selectors, agent_subject,
-    check_svid_json, id, join_token_pair, server_subject, uid, uid_selector, wait_agent_listed,
-    workload,
+    check_svid_json, id, join_token_pair, pki, server_subject, uid, uid_selector,
+    wait_agent_listed, wait_until, workload,
 };
 
 fn plugin_in(var: &str, name: &str) -> PathBuf {
@@ -230,4 +230,266 @@ async fn a_plugin_asks_the_agent_store_host_service() {
         log.contains("attestation data has already been used to attest an agent"),
         "{log}"
     );
+}
+
+/// One line the `notifier-bundlefile` plugin appended.
+fn notifier_events(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn b64_list(v: &serde_json::Value) -> Vec<Vec<u8>> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| pki::b64(s.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The claims of a JWT, decoded.
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("JWT payload base64");
+    serde_json::from_slice(&bytes).expect("JWT claims JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
+    let sc = Scenario::new("external_plugins::go_sdk_server_plugins_shape_and_follow_the_ca");
+    // An upstream CA on disk signs the server's CA (UpstreamAuthority); a CredentialComposer
+    // adds a JWT claim, a DNS SAN to workload SVIDs and an OU to agent SVIDs; a Notifier
+    // records every bundle event (asking the IdentityProvider host service who the server
+    // is); a BundlePublisher writes the bundle to a file.
+    let upstream = pki::NodeCa::new(&sc.subdir("upstream"));
+    let upstream_key = upstream.write_key();
+    let out = sc.subdir("out");
+    let events = out.join("notifier.jsonl");
+    let published = out.join("published.json");
+    let plugins = format!(
+        r#"UpstreamAuthority "diskca" {{
+        plugin_cmd = "{ua}"
+        plugin_data {{
+            cert_file_path = "{cert}"
+            key_file_path = "{key}"
+        }}
+    }}
+    CredentialComposer "addclaim" {{
+        plugin_cmd = "{cc}"
+        plugin_data {{
+            claim_name = "department"
+            claim_value = "payments"
+            dns_name = "composed.example.org"
+        }}
+    }}
+    Notifier "bundlefile" {{
+        plugin_cmd = "{notifier}"
+        plugin_data {{
+            path = "{events}"
+            record_identity = true
+        }}
+    }}
+    BundlePublisher "file" {{
+        plugin_cmd = "{publisher}"
+        plugin_data {{
+            path = "{published}"
+        }}
+    }}"#,
+        ua = goplugin("upstreamauthority-diskca").display(),
+        cert = upstream.ca_path.display(),
+        key = upstream_key.display(),
+        cc = goplugin("credentialcomposer-addclaim").display(),
+        notifier = goplugin("notifier-bundlefile").display(),
+        events = events.display(),
+        publisher = goplugin("bundlepublisher-file").display(),
+        published = published.display(),
+    );
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts {
+            extra_plugins: plugins,
+            ..Default::default()
+        },
+        AgentOpts::default(),
+    )
+    .await;
+    let upstream_root = upstream.der();
+
+    // "Bundle loaded": the bundle holds the upstream root (not our intermediate), and the
+    // IdentityProvider host service answered with the server's own SVID.
+    let loaded = wait_until("the notifier's bundle-loaded event", 30, || {
+        notifier_events(&events)
+            .into_iter()
+            .find(|e| e["event"] == "loaded")
+            .ok_or_else(|| format!("events: {:?}", std::fs::read_to_string(&events)))
+    })
+    .await;
+    assert_eq!(loaded["trust_domain"], "example.org", "{loaded}");
+    assert_eq!(
+        b64_list(&loaded["x509_authorities"]),
+        vec![upstream_root.clone()],
+        "{loaded}"
+    );
+    assert_eq!(loaded["identity"], id("/spire/server"), "{loaded}");
+    assert_eq!(
+        loaded["jwt_key_ids"].as_array().map(Vec::len),
+        Some(1),
+        "{loaded}"
+    );
+
+    // The server's CA is an intermediate under the upstream root: a workload SVID's chain
+    // is leaf, our CA, and it leads to the bundle's upstream root.
+    let workload = id("/composed");
+    server.workload_entry(&agent_id, &workload, &uid_selector());
+    let svid = agent.wait_x509(&workload, 60).await;
+    let leaf = check_svid_json(&svid, &workload);
+    let chain = pki::split_der(&pki::b64(svid["x509_svid"].as_str().unwrap_or_default()));
+    assert_eq!(chain.len(), 2, "leaf and the upstream-signed CA");
+    let ca = pki::facts(&chain[1]);
+    assert!(ca.is_ca);
+    assert_eq!(
+        ca.akid,
+        pki::facts(&upstream_root).skid,
+        "CA signed upstream"
+    );
+    assert_eq!(ca.uris, vec![id("")], "CA names the trust domain");
+    // The composer's DNS SAN.
+    assert_eq!(leaf.dns, vec!["composed.example.org".to_owned()]);
+
+    // The composer's JWT claim, next to SPIRE's own.
+    let jwt = workload::wait_jwt(&agent, "composer", 30).await;
+    let claims = jwt_claims(jwt.token());
+    assert_eq!(claims["department"], "payments", "{claims}");
+    assert_eq!(claims["sub"], workload, "{claims}");
+    assert!(claims["exp"].is_i64() && claims["iat"].is_i64(), "{claims}");
+
+    // The publisher wrote the same bundle.
+    let publication = wait_until("the published bundle", 30, || {
+        std::fs::read_to_string(&published)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
+    })
+    .await;
+    assert_eq!(
+        b64_list(&publication["x509_authorities"]),
+        vec![upstream_root.clone()],
+        "{publication}"
+    );
+
+    // A new JWT key (the upstream does not take JWT keys, so it joins our bundle): the
+    // notifier hears "bundle updated" and the publisher publishes it.
+    server.cli_ok(&["localauthority", "jwt", "prepare"]);
+    let updated = wait_until("a bundle-updated event with two JWT keys", 30, || {
+        notifier_events(&events)
+            .into_iter()
+            .find(|e| {
+                e["event"] == "updated" && e["jwt_key_ids"].as_array().map(Vec::len) == Some(2)
+            })
+            .ok_or_else(|| format!("events: {:?}", std::fs::read_to_string(&events)))
+    })
+    .await;
+    assert_eq!(
+        b64_list(&updated["x509_authorities"]),
+        vec![upstream_root.clone()],
+        "{updated}"
+    );
+    wait_until("the publisher to publish two JWT keys", 45, || {
+        let t = std::fs::read_to_string(&published).map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+        (v["jwt_key_ids"].as_array().map(Vec::len) == Some(2))
+            .then_some(())
+            .ok_or(t)
+    })
+    .await;
+    let log = server.log();
+    assert!(
+        log.contains("UpstreamAuthority plugin does not support JWT-SVIDs"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn go_sdk_svid_store_keeps_stored_svids() {
+    let sc = Scenario::new("external_plugins::go_sdk_svid_store_keeps_stored_svids");
+    // An entry with `-storeSVID true` and `files:` selectors: the agent mints its SVID and
+    // hands it to the SVIDStore plugin named `files` (which writes `<dir>/<name>.json`),
+    // never to workloads; deleting the entry deletes the stored SVID.
+    let dir = sc.subdir("stored");
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts::default(),
+        AgentOpts {
+            extra_plugins: format!(
+                "SVIDStore \"files\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            dir = \"{}\"\n        }}\n    }}",
+                goplugin("svidstore-file").display(),
+                dir.display()
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let stored_id = id("/stored/db");
+    let entry_id = server.entry_create(&[
+        "-parentID",
+        &agent_id,
+        "-spiffeID",
+        &stored_id,
+        "-selector",
+        "files:name:db",
+        "-selector",
+        "files:team:payments",
+        "-storeSVID",
+    ]);
+    // A regular workload entry next to it, to know when the agent has synced both.
+    let workload = id("/regular");
+    server.workload_entry(&agent_id, &workload, &uid_selector());
+    agent.wait_x509(&workload, 60).await;
+
+    let file = dir.join("db.json");
+    let stored: serde_json::Value = wait_until("the stored SVID", 60, || {
+        let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(stored["spiffe_id"], stored_id, "{stored}");
+    assert_eq!(
+        stored["metadata"],
+        serde_json::json!(["name:db", "team:payments"]),
+        "{stored}"
+    );
+    let chain = b64_list(&stored["cert_chain"]);
+    assert_eq!(pki::facts(&chain[0]).uris, vec![stored_id.clone()]);
+    assert!(!pki::b64(stored["private_key"].as_str().unwrap_or_default()).is_empty());
+    let bundle = b64_list(&stored["bundle"]);
+    assert_eq!(
+        bundle,
+        pki::pem_certs(&server.bundle_pem()),
+        "the stored bundle is the server's"
+    );
+    assert!(stored["expires_at"].as_i64().unwrap_or_default() > pki::now());
+    // Never served to workloads.
+    let served = agent.fetch_x509_ids().unwrap_or_default();
+    assert!(!served.contains(&stored_id), "{served:?}");
+
+    // The entry goes: the stored SVID goes.
+    server.cli_ok(&["entry", "delete", "-entryID", &entry_id]);
+    wait_until("the stored SVID to be deleted", 60, || {
+        (!file.exists())
+            .then_some(())
+            .ok_or_else(|| "still there".to_owned())
+    })
+    .await;
 }

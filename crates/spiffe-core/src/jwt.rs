@@ -366,7 +366,7 @@ pub fn sign_raw(
     key_id: &str,
     algorithm: JwsAlgorithm,
 ) -> Result<String, JwtSvidError> {
-    sign_raw_with(claims, key_id, algorithm, |alg, msg| key.sign_jws(alg, msg))
+    sign_claims_with(claims, key_id, algorithm, |alg, msg| key.sign_jws(alg, msg))
 }
 
 /// Like [`sign`], with the signature made by `sign` (for keys held by a KeyManager). The
@@ -377,10 +377,12 @@ pub fn sign_with(
     algorithm: JwsAlgorithm,
     sign: impl FnOnce(JwsAlgorithm, &[u8]) -> Result<Vec<u8>, KeyError>,
 ) -> Result<String, JwtSvidError> {
-    sign_raw_with(&claims_map(claims), key_id, algorithm, sign)
+    sign_claims_with(&claims_map(claims), key_id, algorithm, sign)
 }
 
-fn claims_map(claims: &JwtSvidClaims<'_>) -> Map<String, Value> {
+/// The claims as the JSON object SPIRE signs (`aud`, `exp`, `iat`, `sub`, and `iss` when
+/// set); a CredentialComposer may change it before [`sign_claims_with`] signs it.
+pub fn claims_map(claims: &JwtSvidClaims<'_>) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("aud".into(), Value::from(claims.audience.to_vec()));
     body.insert("exp".into(), Value::from(claims.expires_at));
@@ -392,7 +394,8 @@ fn claims_map(claims: &JwtSvidClaims<'_>) -> Map<String, Value> {
     body
 }
 
-fn sign_raw_with(
+/// Signs an arbitrary claims object as a JWT-SVID (header as [`sign`] writes it).
+pub fn sign_claims_with(
     claims: &Map<String, Value>,
     key_id: &str,
     algorithm: JwsAlgorithm,

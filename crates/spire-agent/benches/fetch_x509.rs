@@ -97,6 +97,7 @@ fn bench(c: &mut Criterion) {
                 rebootstrap_mode: Default::default(),
                 rebootstrap_delay: Duration::from_secs(600),
                 clock: spire_clock::system(),
+                svid_stores: Vec::new(),
             },
             storage,
             Arc::new(spire_agent::keys::SvidKeyStore::memory()),

@@ -131,6 +131,8 @@ pub struct AgentSettings {
     pub external_node_attestor: Option<crate::plugins::ExternalPluginSetting>,
     /// An external KeyManager to start (`key_manager` is then `External`).
     pub external_key_manager: Option<crate::plugins::ExternalPluginSetting>,
+    /// External SVIDStores to start (then in `manager.svid_stores`).
+    pub external_svid_stores: Vec<crate::plugins::ExternalPluginSetting>,
     /// Manager settings.
     pub manager: ManagerConfig,
     /// Workload API settings.
@@ -146,6 +148,7 @@ impl AgentSettings {
         let mut external_workload_attestors = Vec::new();
         let mut external_node_attestor = None;
         let mut external_key_manager = None;
+        let mut external_svid_stores = Vec::new();
         for p in &c.plugins.plugins {
             if !p.enabled {
                 continue;
@@ -169,6 +172,8 @@ impl AgentSettings {
                 } else if p.plugin_type == "KeyManager" {
                     key_manager = Some(KeyManagerKind::External);
                     external_key_manager = Some(ext);
+                } else if p.plugin_type == "SVIDStore" {
+                    external_svid_stores.push(ext);
                 } else {
                     let position = workload_attestors.len() + external_workload_attestors.len();
                     external_workload_attestors.push((position, ext));
@@ -280,6 +285,7 @@ impl AgentSettings {
                 rebootstrap_mode: c.rebootstrap_mode,
                 rebootstrap_delay: c.rebootstrap_delay,
                 clock: spire_clock::system(),
+                svid_stores: Vec::new(),
             },
             node_attestor,
             key_manager,
@@ -287,6 +293,7 @@ impl AgentSettings {
             external_workload_attestors,
             external_node_attestor,
             external_key_manager,
+            external_svid_stores,
             workload_api: WorkloadApiConfig {
                 allow_unauthenticated_verifiers: c.allow_unauthenticated_verifiers,
                 allowed_foreign_jwt_claims: c

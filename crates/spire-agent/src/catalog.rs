@@ -1,10 +1,10 @@
 //! Checks the agent's `plugins {}` without loading anything: every enabled plugin must be
 //! one of our built-ins, and the counts must satisfy SPIRE's catalog constraints (exactly one
-//! KeyManager and one NodeAttestor, at least one WorkloadAttestor). External WorkloadAttestors
-//! (`plugin_cmd`) must name an executable (matching `plugin_checksum` when given); they are
-//! started by `run`. SPIRE's other built-ins and external plugins of other types are reported
-//! as not available here, by `validate` and at start-up, in the same words as the server's
-//! catalog.
+//! KeyManager and one NodeAttestor, at least one WorkloadAttestor). External plugins
+//! (`plugin_cmd`, of any agent type) must name an executable (matching `plugin_checksum`
+//! when given); they are started by `run`. SPIRE's built-ins that spire-rs lacks are
+//! reported as not available here, by `validate` and at start-up, in the same words as the
+//! server's catalog.
 
 use spire_config::AgentConfig;
 pub use spire_plugins::catalog::CatalogError;
@@ -101,11 +101,13 @@ plugins {{
             check(&config(&bad_sum)).unwrap_err().to_string(),
             "failed to load plugin \"mine\": failed to launch plugin: checksums did not match"
         );
-        // Other types cannot be external yet.
+        // Every agent plugin type can be external.
         let store = format!("{OURS}    SVIDStore \"mine\" {{ plugin_cmd = \"/bin/sh\" }}\n");
+        assert_eq!(check(&config(&store)), Ok(()));
+        let unknown = format!("{OURS}    Quz \"mine\" {{ plugin_cmd = \"/bin/sh\" }}\n");
         assert_eq!(
-            check(&config(&store)).unwrap_err().to_string(),
-            "failed to load plugin \"mine\": external SVIDStore plugins (plugin_cmd) are not supported by spire-rs yet"
+            check(&config(&unknown)).unwrap_err().to_string(),
+            "unsupported plugin type \"Quz\""
         );
     }
 

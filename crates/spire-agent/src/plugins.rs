@@ -7,6 +7,7 @@ use std::sync::Arc;
 use spire_plugin::{AgentNodeAttestor, KeyManager};
 use spire_plugin_host::keymanager::ExternalKeyManager;
 use spire_plugin_host::nodeattestor::ExternalAgentNodeAttestor;
+use spire_plugin_host::svidstore::ExternalSvidStore;
 use spire_plugin_host::workloadattestor::ExternalWorkloadAttestor;
 use spire_plugin_host::{CoreConfig, ExternalPlugin, HostError, hostservices};
 
@@ -83,7 +84,8 @@ impl AgentNodeAttestor for UnstartedNodeAttestor {
 }
 
 /// Starts the external plugins: the KeyManager (returned, for the agent's key store), the
-/// NodeAttestor, and each WorkloadAttestor in its place among the built-ins.
+/// NodeAttestor, each WorkloadAttestor in its place among the built-ins, and the
+/// SVIDStores.
 pub(crate) async fn start_external(
     s: &mut AgentSettings,
 ) -> Result<Option<Arc<dyn KeyManager>>, AgentError> {
@@ -95,6 +97,12 @@ pub(crate) async fn start_external(
         let at = position.min(s.workload_attestors.len());
         s.workload_attestors
             .insert(at, (ext.spec.name.clone(), Arc::new(attestor)));
+    }
+    for ext in std::mem::take(&mut s.external_svid_stores) {
+        let store = ext.start(&core, ExternalSvidStore::bind).await?;
+        s.manager
+            .svid_stores
+            .push((ext.spec.name.clone(), Arc::new(store)));
     }
     if let Some(ext) = s.external_node_attestor.take() {
         let attestor = ext.start(&core, ExternalAgentNodeAttestor::bind).await?;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, PublicKeyData, SanType,
     SerialNumber, SignatureAlgorithm, SigningKey,
 };
@@ -170,10 +170,20 @@ pub struct Subject {
     pub organization: Vec<String>,
     /// `OU` values.
     pub organizational_unit: Vec<String>,
+    /// `L` values.
+    pub locality: Vec<String>,
+    /// `ST` values.
+    pub province: Vec<String>,
+    /// `street` values.
+    pub street_address: Vec<String>,
+    /// `postalCode` values.
+    pub postal_code: Vec<String>,
     /// `CN`.
     pub common_name: String,
     /// `serialNumber`.
     pub serial_number: String,
+    /// Other attributes, (dotted OID, value), written after the others.
+    pub extra_names: Vec<(String, String)>,
 }
 
 impl Subject {
@@ -200,14 +210,34 @@ impl Subject {
         self.country.is_empty()
             && self.organization.is_empty()
             && self.organizational_unit.is_empty()
+            && self.locality.is_empty()
+            && self.province.is_empty()
+            && self.street_address.is_empty()
+            && self.postal_code.is_empty()
             && self.common_name.is_empty()
             && self.serial_number.is_empty()
+            && self.extra_names.is_empty()
     }
 
-    fn to_rcgen(&self) -> DistinguishedName {
+    /// In Go's `pkix.Name.ToRDNSequence` order: C, ST, L, street, postalCode, O, OU, CN,
+    /// serialNumber, then the extra names.
+    fn to_rcgen(&self) -> Result<DistinguishedName, PkiError> {
         let mut dn = DistinguishedName::new();
+        let custom = |arcs: &[u64]| DnType::CustomDnType(arcs.to_vec());
         for c in &self.country {
             dn.push(DnType::CountryName, go_string(c));
+        }
+        for v in &self.province {
+            dn.push(DnType::StateOrProvinceName, go_string(v));
+        }
+        for v in &self.locality {
+            dn.push(DnType::LocalityName, go_string(v));
+        }
+        for v in &self.street_address {
+            dn.push(custom(&[2, 5, 4, 9]), go_string(v));
+        }
+        for v in &self.postal_code {
+            dn.push(custom(&[2, 5, 4, 17]), go_string(v));
         }
         for o in &self.organization {
             dn.push(DnType::OrganizationName, go_string(o));
@@ -219,13 +249,103 @@ impl Subject {
             dn.push(DnType::CommonName, go_string(&self.common_name));
         }
         if !self.serial_number.is_empty() {
-            dn.push(
-                DnType::CustomDnType(vec![2, 5, 4, 5]),
-                go_string(&self.serial_number),
-            );
+            dn.push(custom(&[2, 5, 4, 5]), go_string(&self.serial_number));
         }
-        dn
+        for (oid, v) in &self.extra_names {
+            dn.push(DnType::CustomDnType(parse_oid(oid)?), go_string(v));
+        }
+        Ok(dn)
     }
+}
+
+/// An extra certificate extension (a CredentialComposer's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    /// Dotted OID.
+    pub oid: String,
+    /// Critical flag.
+    pub critical: bool,
+    /// DER extension value.
+    pub value: Vec<u8>,
+}
+
+/// A dotted OID as its arcs; at least two arcs, the first 0–2.
+pub fn parse_oid(oid: &str) -> Result<Vec<u64>, PkiError> {
+    let bad = || PkiError::Build(format!("invalid OID {oid:?}"));
+    let arcs = oid
+        .split('.')
+        .map(|a| a.parse::<u64>().map_err(|_| bad()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if arcs.len() < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] > 39) {
+        return Err(bad());
+    }
+    Ok(arcs)
+}
+
+fn der_len(len: usize, out: &mut Vec<u8>) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+}
+
+fn der_tlv(tag: u8, content: &[u8], out: &mut Vec<u8>) {
+    out.push(tag);
+    der_len(content.len(), out);
+    out.extend_from_slice(content);
+}
+
+fn der_oid(arcs: &[u64], out: &mut Vec<u8>) {
+    let mut body = Vec::new();
+    let mut put = |mut v: u64| {
+        let mut chunk = vec![(v & 0x7f) as u8];
+        v >>= 7;
+        while v > 0 {
+            chunk.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        chunk.reverse();
+        body.extend(chunk);
+    };
+    put(arcs[0] * 40 + arcs[1]);
+    for a in &arcs[2..] {
+        put(*a);
+    }
+    der_tlv(0x06, &body, out);
+}
+
+/// The certificatePolicies extension (2.5.29.32) naming `policies` (dotted OIDs), without
+/// qualifiers, as Go writes `PolicyIdentifiers`.
+pub fn certificate_policies(policies: &[String]) -> Result<Extension, PkiError> {
+    let mut infos = Vec::new();
+    for p in policies {
+        let mut oid = Vec::new();
+        der_oid(&parse_oid(p)?, &mut oid);
+        der_tlv(0x30, &oid, &mut infos);
+    }
+    let mut value = Vec::new();
+    der_tlv(0x30, &infos, &mut value);
+    Ok(Extension {
+        oid: "2.5.29.32".into(),
+        critical: false,
+        value,
+    })
+}
+
+fn add_extensions(p: &mut CertificateParams, extensions: &[Extension]) -> Result<(), PkiError> {
+    for e in extensions {
+        let mut ext = CustomExtension::from_oid_content(&parse_oid(&e.oid)?, e.value.clone());
+        ext.set_criticality(e.critical);
+        p.custom_extensions.push(ext);
+    }
+    Ok(())
 }
 
 /// Go encodes a name attribute as PrintableString when it can, else UTF8String.
@@ -390,28 +510,43 @@ impl X509Authority {
 
     /// [`Self::sign_x509_svid`], returning what was issued.
     pub fn issue_x509_svid(&self, req: &SvidRequest<'_>) -> Result<Issued, PkiError> {
-        if !req.id.is_member_of(&self.trust_domain) {
-            return Err(PkiError::WrongTrustDomain {
-                id: req.id.clone(),
-                trust_domain: self.trust_domain.clone(),
-            });
-        }
-        let key = SubjectKey::new(req.public_key)?;
-        let (nb, na) = capped_lifetime(req.now, req.ttl, Some(self.not_after));
-        let serial = new_serial_number();
-        let mut p = base_params(req.id, &key, serial, nb, na)?;
         let mut subject = req.subject.cloned().unwrap_or_else(Subject::default_svid);
         if let Some(first) = req.dns_names.first() {
             subject.common_name = first.clone();
         }
-        for dns in req.dns_names {
+        self.issue_x509_svid_template(&SvidTemplate {
+            id: req.id,
+            public_key: req.public_key,
+            subject: &subject,
+            dns_names: req.dns_names,
+            extensions: &[],
+            ttl: req.ttl,
+            now: req.now,
+        })
+    }
+
+    /// Issues an X509-SVID exactly as `t` describes it (subject, DNS SANs and extra
+    /// extensions as given; a CredentialComposer may have changed them).
+    pub fn issue_x509_svid_template(&self, t: &SvidTemplate<'_>) -> Result<Issued, PkiError> {
+        if !t.id.is_member_of(&self.trust_domain) {
+            return Err(PkiError::WrongTrustDomain {
+                id: t.id.clone(),
+                trust_domain: self.trust_domain.clone(),
+            });
+        }
+        let key = SubjectKey::new(t.public_key)?;
+        let (nb, na) = capped_lifetime(t.now, t.ttl, Some(self.not_after));
+        let serial = new_serial_number();
+        let mut p = base_params(t.id, &key, serial, nb, na)?;
+        for dns in t.dns_names {
             let name = dns
                 .clone()
                 .try_into()
                 .map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
             p.subject_alt_names.push(SanType::DnsName(name));
         }
-        p.distinguished_name = subject.to_rcgen();
+        p.distinguished_name = t.subject.to_rcgen()?;
+        add_extensions(&mut p, t.extensions)?;
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -444,7 +579,8 @@ impl X509Authority {
         if subject.serial_number.is_empty() {
             subject.serial_number = serial.to_string();
         }
-        p.distinguished_name = subject.to_rcgen();
+        p.distinguished_name = subject.to_rcgen()?;
+        add_extensions(&mut p, &req.extensions)?;
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         p.use_authority_key_identifier_extension = true;
@@ -472,6 +608,25 @@ pub struct SvidRequest<'a> {
     pub now: SystemTime,
 }
 
+/// An X509-SVID exactly as it is to be issued.
+#[derive(Debug, Clone)]
+pub struct SvidTemplate<'a> {
+    /// The SVID's SPIFFE ID.
+    pub id: &'a SpiffeId,
+    /// The subject's public key.
+    pub public_key: &'a PublicKey,
+    /// The subject, as written.
+    pub subject: &'a Subject,
+    /// DNS SANs.
+    pub dns_names: &'a [String],
+    /// Extra extensions.
+    pub extensions: &'a [Extension],
+    /// Requested lifetime.
+    pub ttl: Duration,
+    /// Issuance time.
+    pub now: SystemTime,
+}
+
 /// What goes into an intermediate CA.
 #[derive(Debug, Clone)]
 pub struct CaRequest<'a> {
@@ -479,6 +634,8 @@ pub struct CaRequest<'a> {
     pub public_key: &'a PublicKey,
     /// Its subject.
     pub subject: Subject,
+    /// Extra extensions (a CredentialComposer's, and its certificate policies).
+    pub extensions: Vec<Extension>,
     /// Requested lifetime.
     pub ttl: Duration,
     /// Issuance time.
@@ -490,6 +647,7 @@ pub fn self_signed_x509_ca(
     signer: Arc<dyn Signer>,
     trust_domain: &TrustDomain,
     subject: &Subject,
+    extensions: &[Extension],
     ttl: Duration,
     now: SystemTime,
 ) -> Result<Vec<u8>, PkiError> {
@@ -501,7 +659,8 @@ pub fn self_signed_x509_ca(
     if subject.serial_number.is_empty() {
         subject.serial_number = serial.to_string();
     }
-    p.distinguished_name = subject.to_rcgen();
+    p.distinguished_name = subject.to_rcgen()?;
+    add_extensions(&mut p, extensions)?;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let rc = RcgenSigner::new(signer)?;
@@ -583,6 +742,61 @@ pub fn make_csr_with_signer(
     Ok(csr.der().to_vec())
 }
 
+/// The CSR SPIRE's CA manager sends its UpstreamAuthority: `subject`, the trust domain's
+/// ID as URI SAN and `extensions`, signed by the new CA key `signer`.
+pub fn make_ca_csr(
+    signer: Arc<dyn Signer>,
+    trust_domain: &TrustDomain,
+    subject: &Subject,
+    extensions: &[Extension],
+) -> Result<Vec<u8>, PkiError> {
+    let rc = RcgenSigner::new(signer)?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = subject.to_rcgen()?;
+    let uri = trust_domain
+        .id()
+        .to_string()
+        .try_into()
+        .map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
+    p.subject_alt_names = vec![SanType::URI(uri)];
+    add_extensions(&mut p, extensions)?;
+    let csr = p
+        .serialize_request(&rc)
+        .map_err(|e| PkiError::Signing(e.to_string()))?;
+    Ok(csr.der().to_vec())
+}
+
+/// The URI SANs of a DER certificate.
+pub fn certificate_uris(der: &[u8]) -> Result<Vec<String>, PkiError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    let mut uris = Vec::new();
+    for ext in cert.iter_extensions() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext.parsed_extension() {
+            for name in &san.general_names {
+                if let GeneralName::URI(u) = name {
+                    uris.push((*u).to_string());
+                }
+            }
+        }
+    }
+    Ok(uris)
+}
+
+/// The authority key identifier of a DER certificate, if it has one.
+pub fn authority_key_id(der: &[u8]) -> Result<Option<Vec<u8>>, PkiError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    Ok(cert
+        .iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(k) => {
+                k.key_identifier.as_ref().map(|id| id.0.to_vec())
+            }
+            _ => None,
+        }))
+}
+
 /// Facts about a certificate that SPIRE APIs report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFacts {
@@ -632,9 +846,13 @@ pub fn subject_of(der: &[u8]) -> Result<Subject, PkiError> {
                 "2.5.4.6" => s.country.push(v),
                 "2.5.4.10" => s.organization.push(v),
                 "2.5.4.11" => s.organizational_unit.push(v),
+                "2.5.4.7" => s.locality.push(v),
+                "2.5.4.8" => s.province.push(v),
+                "2.5.4.9" => s.street_address.push(v),
+                "2.5.4.17" => s.postal_code.push(v),
                 "2.5.4.3" => s.common_name = v,
                 "2.5.4.5" => s.serial_number = v,
-                _ => {}
+                other => s.extra_names.push((other.to_string(), v)),
             }
         }
     }

@@ -17,8 +17,15 @@ fn td() -> TrustDomain {
 fn ca(kt: KeyType, ttl: Duration) -> X509Authority {
     let key = PrivateKey::generate(kt).unwrap();
     let signer: Arc<dyn Signer> = Arc::new(LocalSigner::new("x509-CA-A", key));
-    let der =
-        self_signed_x509_ca(signer.clone(), &td(), &Subject::default_ca(), ttl, now()).unwrap();
+    let der = self_signed_x509_ca(
+        signer.clone(),
+        &td(),
+        &Subject::default_ca(),
+        &[],
+        ttl,
+        now(),
+    )
+    .unwrap();
     X509Authority::new(der, signer, td()).unwrap()
 }
 
@@ -173,6 +180,7 @@ fn intermediate_ca_chains_to_the_root() {
         .sign_x509_ca(&CaRequest {
             public_key: ikey.public_key(),
             subject,
+            extensions: vec![],
             ttl: Duration::from_secs(7200),
             now: now(),
         })

@@ -3,6 +3,10 @@
 //! - `spire.hostservice.server.agentstore.v1.AgentStore` (server): whether an agent ID is
 //!   attested, through an [`AgentLookup`] the server provides once its datastore is open
 //!   (before that, SPIRE's "AgentStore host service has not been initialized").
+//! - `spire.hostservice.server.identityprovider.v1.IdentityProvider` (server): the server's
+//!   own X509-SVID, its key and the trust bundle, through an [`IdentityFetcher`] the server
+//!   provides once its CA is up (before that, SPIRE's "IdentityProvider host service has not
+//!   been initialized").
 //! - `spire.hostservice.common.metrics.v1.Metrics` (both): spire-rs has no metrics sink yet,
 //!   so the plugin's metrics are accepted and dropped, as SPIRE drops them when no telemetry
 //!   sink is configured.
@@ -11,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use spire_proto::spire::hostservice::common::metrics::v1 as metricsv1;
 use spire_proto::spire::hostservice::server::agentstore::v1 as agentstorev1;
+use spire_proto::spire::hostservice::server::identityprovider::v1 as identityv1;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
@@ -47,6 +52,55 @@ impl agentstorev1::agent_store_server::AgentStore for AgentStore {
             Ok(false) => Err(Status::not_found("no such agent")),
             Err(message) => Err(Status::internal(message)),
         }
+    }
+}
+
+/// The server's own X.509 identity and bundle.
+#[derive(Debug, Clone)]
+pub struct X509Identity {
+    /// DER chain, leaf first.
+    pub cert_chain: Vec<Vec<u8>>,
+    /// PKCS#8 DER private key.
+    pub private_key: Vec<u8>,
+    /// The trust bundle of the server's trust domain.
+    pub bundle: spire_plugin::PluginBundle,
+}
+
+/// The server's answer to "who are you?".
+#[async_trait::async_trait]
+pub trait IdentityFetcher: Send + Sync + 'static {
+    /// The server's current X509-SVID, key and bundle; `Err` with a message when the
+    /// bundle could not be read.
+    async fn fetch_x509_identity(&self) -> Result<X509Identity, String>;
+}
+
+/// Where the server puts its [`IdentityFetcher`] once it has one.
+pub type IdentityFetcherCell = Arc<OnceLock<Arc<dyn IdentityFetcher>>>;
+
+struct IdentityProvider(IdentityFetcherCell);
+
+#[tonic::async_trait]
+impl identityv1::identity_provider_server::IdentityProvider for IdentityProvider {
+    async fn fetch_x509_identity(
+        &self,
+        _request: Request<identityv1::FetchX509IdentityRequest>,
+    ) -> Result<Response<identityv1::FetchX509IdentityResponse>, Status> {
+        let Some(fetcher) = self.0.get() else {
+            return Err(Status::failed_precondition(
+                "IdentityProvider host service has not been initialized",
+            ));
+        };
+        let identity = fetcher
+            .fetch_x509_identity()
+            .await
+            .map_err(Status::internal)?;
+        Ok(Response::new(identityv1::FetchX509IdentityResponse {
+            identity: Some(identityv1::X509Identity {
+                cert_chain: identity.cert_chain,
+                private_key: identity.private_key,
+            }),
+            bundle: Some(crate::types::bundle_to_proto(&identity.bundle)),
+        }))
     }
 }
 
@@ -92,14 +146,24 @@ impl metricsv1::metrics_server::Metrics for Metrics {
 
 const METRICS: &str = "spire.hostservice.common.metrics.v1.Metrics";
 const AGENT_STORE: &str = "spire.hostservice.server.agentstore.v1.AgentStore";
+const IDENTITY_PROVIDER: &str = "spire.hostservice.server.identityprovider.v1.IdentityProvider";
 
-/// The server's host services: AgentStore (answered through `agents`) and Metrics.
-pub fn server(agents: AgentLookupCell) -> HostServices {
+/// The server's host services: AgentStore (answered through `agents`), IdentityProvider
+/// (through `identity`) and Metrics.
+pub fn server(agents: AgentLookupCell, identity: IdentityFetcherCell) -> HostServices {
     let routes = Routes::new(agentstorev1::agent_store_server::AgentStoreServer::new(
         AgentStore(agents),
     ))
+    .add_service(
+        identityv1::identity_provider_server::IdentityProviderServer::new(IdentityProvider(
+            identity,
+        )),
+    )
     .add_service(metricsv1::metrics_server::MetricsServer::new(Metrics));
-    HostServices::new(vec![AGENT_STORE.into(), METRICS.into()], routes)
+    HostServices::new(
+        vec![AGENT_STORE.into(), IDENTITY_PROVIDER.into(), METRICS.into()],
+        routes,
+    )
 }
 
 /// The agent's host services: Metrics.

@@ -146,11 +146,7 @@ async fn call<T>(
     plugin: &ExternalPlugin,
     fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> PluginResult<T> {
-    match tokio::time::timeout(plugin.call_timeout(), fut).await {
-        Ok(Ok(r)) => Ok(r.into_inner()),
-        Ok(Err(status)) => Err(plugin.call_error(&status).await),
-        Err(_) => Err(plugin.timeout_error()),
-    }
+    plugin.call(fut).await
 }
 
 #[async_trait]

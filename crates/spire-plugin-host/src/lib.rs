@@ -18,18 +18,25 @@
 //!    `plugin_data` text ([`ExternalPlugin::configure`]).
 //!
 //! The plugin then answers through the same traits as the built-ins ([`workloadattestor`],
-//! [`nodeattestor`], [`keymanager`]).
+//! [`nodeattestor`], [`keymanager`], [`upstreamauthority`], [`notifier`],
+//! [`bundlepublisher`], [`credentialcomposer`], [`svidstore`]).
 //! Errors carry SPIRE's texts ("failed to load plugin \"x\": failed to launch plugin: …").
 
 pub mod broker;
+pub mod bundlepublisher;
 pub mod conn;
+pub mod credentialcomposer;
 pub mod handshake;
 pub mod hostservices;
 pub mod keymanager;
 pub mod logs;
 pub mod nodeattestor;
+pub mod notifier;
 pub mod process;
 pub mod spec;
+pub mod svidstore;
+pub mod types;
+pub mod upstreamauthority;
 pub mod workloadattestor;
 
 use std::path::PathBuf;
@@ -344,6 +351,19 @@ impl ExternalPlugin {
                     .unwrap_or_default()
             ),
         )
+    }
+
+    /// Runs one call into the plugin within the call timeout, turning a failure into a
+    /// plugin error that names the plugin.
+    pub(crate) async fn call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> spire_plugin::PluginResult<T> {
+        match tokio::time::timeout(self.call_timeout(), fut).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) => Err(self.call_error(&status).await),
+            Err(_) => Err(self.timeout_error()),
+        }
     }
 
     /// The per-call timeout.

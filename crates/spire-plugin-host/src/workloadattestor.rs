@@ -36,10 +36,6 @@ impl WorkloadAttestor for ExternalWorkloadAttestor {
     async fn attest(&self, pid: i32) -> PluginResult<Vec<String>> {
         let mut client = self.client.clone();
         let call = client.attest(wav1::AttestRequest { pid });
-        match tokio::time::timeout(self.plugin.call_timeout(), call).await {
-            Ok(Ok(response)) => Ok(response.into_inner().selector_values),
-            Ok(Err(status)) => Err(self.plugin.call_error(&status).await),
-            Err(_) => Err(self.plugin.timeout_error()),
-        }
+        Ok(self.plugin.call(call).await?.selector_values)
     }
 }

@@ -573,7 +573,7 @@ async fn a_plugin_reaches_the_agent_store_host_service_through_the_broker() {
 
     // Before the server's datastore is open, SPIRE's message.
     let empty: AgentLookupCell = std::sync::Arc::default();
-    let err = sharedsecret_attestation_with("s", conf, hostservices::server(empty))
+    let err = sharedsecret_attestation_with("s", conf, hostservices::server(empty, Arc::default()))
         .await
         .unwrap_err();
     assert_eq!(err.code, Code::FailedPrecondition, "{err:?}");
@@ -585,7 +585,7 @@ async fn a_plugin_reaches_the_agent_store_host_service_through_the_broker() {
     // An agent the store knows: refused by the plugin.
     let known: AgentLookupCell = std::sync::Arc::default();
     let _ = known.set(std::sync::Arc::new(Known(vec![node1.into()])));
-    let err = sharedsecret_attestation_with("s", conf, hostservices::server(known))
+    let err = sharedsecret_attestation_with("s", conf, hostservices::server(known, Arc::default()))
         .await
         .unwrap_err();
     assert_eq!(err.code, Code::PermissionDenied);
@@ -597,9 +597,10 @@ async fn a_plugin_reaches_the_agent_store_host_service_through_the_broker() {
     // A new one: attested.
     let fresh: AgentLookupCell = std::sync::Arc::default();
     let _ = fresh.set(std::sync::Arc::new(Known(Vec::new())));
-    let attested = sharedsecret_attestation_with("s", conf, hostservices::server(fresh))
-        .await
-        .unwrap();
+    let attested =
+        sharedsecret_attestation_with("s", conf, hostservices::server(fresh, Arc::default()))
+            .await
+            .unwrap();
     assert_eq!(attested.agent_id.to_string(), node1);
 
     // Without host services the plugin says what it misses.

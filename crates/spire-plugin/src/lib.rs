@@ -277,19 +277,23 @@ pub struct UpstreamX509Ca {
     pub upstream_x509_roots: Vec<Vec<u8>>,
 }
 
-/// A JWT authority as UpstreamAuthority and Notifier plugins see it.
+/// A JWT authority as UpstreamAuthority, Notifier and BundlePublisher plugins see it
+/// (`spire.plugin.types.JWTKey`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwtKey {
-    /// PKIX public key.
-    pub public_key: PublicKey,
+    /// PKIX (SubjectPublicKeyInfo) DER.
+    pub public_key: Vec<u8>,
     /// `kid`.
     pub key_id: String,
-    /// Seconds since the epoch.
+    /// Seconds since the epoch; 0 means it does not expire.
     pub expires_at: i64,
+    /// Whether the key is tainted.
+    pub tainted: bool,
 }
 
-/// `spire.plugin.server.upstreamauthority.v1.UpstreamAuthority`. The streaming "and
-/// subscribe" halves are modelled by the host polling these calls.
+/// `spire.plugin.server.upstreamauthority.v1.UpstreamAuthority`. The host keeps each
+/// stream open after its first answer, as SPIRE does; later answers (new upstream roots or
+/// keys) are not followed yet.
 #[async_trait]
 pub trait UpstreamAuthority: Send + Sync + fmt::Debug {
     /// Signs `csr` (DER) as an intermediate CA, asking for `preferred_ttl_secs`.
@@ -298,14 +302,36 @@ pub trait UpstreamAuthority: Send + Sync + fmt::Debug {
         csr: &[u8],
         preferred_ttl_secs: i32,
     ) -> PluginResult<UpstreamX509Ca>;
-    /// Publishes a JWT key upstream; returns the upstream JWT keys.
+    /// Publishes a JWT key upstream; returns the upstream JWT keys. `Unimplemented` means
+    /// the upstream does not take JWT keys (the server then keeps the key in its own bundle).
     async fn publish_jwt_key(&self, key: &JwtKey) -> PluginResult<Vec<JwtKey>>;
 }
 
 // === Notifier, BundlePublisher ===
 
-/// The bundle as plugins see it.
-pub type PluginBundle = spiffe_core::Bundle;
+/// An X.509 authority of a bundle (`spire.plugin.types.X509Certificate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct X509Authority {
+    /// DER certificate.
+    pub der: Vec<u8>,
+    /// Whether the authority is tainted.
+    pub tainted: bool,
+}
+
+/// A trust bundle as plugins see it (`spire.plugin.types.Bundle`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginBundle {
+    /// Trust domain name (`example.org`).
+    pub trust_domain: String,
+    /// X.509 authorities.
+    pub x509_authorities: Vec<X509Authority>,
+    /// JWT authorities.
+    pub jwt_authorities: Vec<JwtKey>,
+    /// Refresh hint in seconds.
+    pub refresh_hint: i64,
+    /// Sequence number.
+    pub sequence_number: u64,
+}
 
 /// `spire.plugin.server.notifier.v1.Notifier`.
 #[async_trait]
@@ -325,51 +351,106 @@ pub trait BundlePublisher: Send + Sync + fmt::Debug {
 
 // === CredentialComposer ===
 
-/// X.509 attributes a CredentialComposer may change.
+/// A distinguished name as CredentialComposers see it (Go's `pkix.Name`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct X509Attributes {
-    /// Subject attributes as (OID in dotted form, value) pairs.
-    pub subject: Vec<(String, String)>,
+pub struct DistinguishedName {
+    /// `C`.
+    pub country: Vec<String>,
+    /// `O`.
+    pub organization: Vec<String>,
+    /// `OU`.
+    pub organizational_unit: Vec<String>,
+    /// `L`.
+    pub locality: Vec<String>,
+    /// `ST`.
+    pub province: Vec<String>,
+    /// `street`.
+    pub street_address: Vec<String>,
+    /// `postalCode`.
+    pub postal_code: Vec<String>,
+    /// `serialNumber`.
+    pub serial_number: String,
+    /// `CN`.
+    pub common_name: String,
+    /// Other attributes as (dotted OID, string value).
+    pub extra_names: Vec<(String, String)>,
+}
+
+/// An extra X.509 extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct X509Extension {
+    /// Dotted OID.
+    pub oid: String,
+    /// DER extension value.
+    pub value: Vec<u8>,
+    /// Critical flag.
+    pub critical: bool,
+}
+
+/// What a CredentialComposer may change in an X509-SVID.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct X509SvidAttributes {
+    /// Subject.
+    pub subject: DistinguishedName,
     /// DNS SANs.
     pub dns_sans: Vec<String>,
-    /// Extra extensions as (OID, critical, DER value).
-    pub extra_extensions: Vec<(String, bool, Vec<u8>)>,
+    /// Extra extensions.
+    pub extra_extensions: Vec<X509Extension>,
 }
+
+/// What a CredentialComposer may change in an X.509 CA.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct X509CaAttributes {
+    /// Subject.
+    pub subject: DistinguishedName,
+    /// Certificate policies (dotted OIDs).
+    pub policy_identifiers: Vec<String>,
+    /// Extra extensions.
+    pub extra_extensions: Vec<X509Extension>,
+}
+
+/// The claims of a JWT-SVID, as a JSON object.
+pub type JwtClaims = serde_json::Map<String, serde_json::Value>;
 
 /// `spire.plugin.server.credentialcomposer.v1.CredentialComposer`. Every method defaults to
 /// passing its input through unchanged, which is what `Unimplemented` means to SPIRE.
 #[async_trait]
 pub trait CredentialComposer: Send + Sync + fmt::Debug {
     /// ComposeServerX509CA.
-    async fn compose_server_x509_ca(&self, a: X509Attributes) -> PluginResult<X509Attributes> {
+    async fn compose_server_x509_ca(&self, a: X509CaAttributes) -> PluginResult<X509CaAttributes> {
         Ok(a)
     }
     /// ComposeServerX509SVID.
-    async fn compose_server_x509_svid(&self, a: X509Attributes) -> PluginResult<X509Attributes> {
+    async fn compose_server_x509_svid(
+        &self,
+        a: X509SvidAttributes,
+    ) -> PluginResult<X509SvidAttributes> {
         Ok(a)
     }
     /// ComposeAgentX509SVID.
     async fn compose_agent_x509_svid(
         &self,
         _id: &SpiffeId,
-        a: X509Attributes,
-    ) -> PluginResult<X509Attributes> {
+        _public_key: &PublicKey,
+        a: X509SvidAttributes,
+    ) -> PluginResult<X509SvidAttributes> {
         Ok(a)
     }
     /// ComposeWorkloadX509SVID.
     async fn compose_workload_x509_svid(
         &self,
         _id: &SpiffeId,
-        a: X509Attributes,
-    ) -> PluginResult<X509Attributes> {
+        _public_key: &PublicKey,
+        a: X509SvidAttributes,
+    ) -> PluginResult<X509SvidAttributes> {
         Ok(a)
     }
-    /// ComposeWorkloadJWTSVID: the claims as a JSON object.
+    /// ComposeWorkloadJWTSVID.
     async fn compose_workload_jwt_svid(
         &self,
         _id: &SpiffeId,
-        claims: String,
-    ) -> PluginResult<String> {
+        claims: JwtClaims,
+    ) -> PluginResult<JwtClaims> {
         Ok(claims)
     }
 }

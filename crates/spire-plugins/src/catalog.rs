@@ -27,13 +27,20 @@ pub enum CatalogError {
         /// Plugin type.
         plugin_type: String,
     },
-    /// An external plugin of a type the host does not drive yet.
+    /// An external DataStore: SPIRE only has its built-in `sql`.
     #[error(
-        "failed to load plugin {name:?}: external {plugin_type} plugins (plugin_cmd) are not supported by spire-rs yet"
+        "pluggability for the DataStore is deprecated; only the built-in \"sql\" plugin is supported"
     )]
-    External {
+    ExternalDataStore,
+    /// An external plugin named like a built-in that cannot be replaced (`join_token`).
+    #[error("the built-in {name} node attestor cannot be overridden by an external plugin")]
+    BuiltinOverride {
         /// Plugin name.
         name: String,
+    },
+    /// A plugin type SPIRE does not have on this side.
+    #[error("unsupported plugin type {plugin_type:?}")]
+    UnsupportedType {
         /// Plugin type.
         plugin_type: String,
     },
@@ -71,6 +78,8 @@ pub enum Count {
     ExactlyOne,
     /// At least one (the agent's WorkloadAttestor).
     AtLeastOne,
+    /// At most one (the server's UpstreamAuthority).
+    AtMostOne,
 }
 
 impl Count {
@@ -78,6 +87,7 @@ impl Count {
         match self {
             Count::ExactlyOne => "exactly 1",
             Count::AtLeastOne => "at least 1",
+            Count::AtMostOne => "at most 1",
         }
     }
 
@@ -85,6 +95,7 @@ impl Count {
         match self {
             Count::ExactlyOne => n == 1,
             Count::AtLeastOne => n >= 1,
+            Count::AtMostOne => n <= 1,
         }
     }
 }
@@ -154,8 +165,16 @@ pub const SERVER: Side = Side {
     counts: &[
         ("DataStore", Count::ExactlyOne),
         ("KeyManager", Count::ExactlyOne),
+        ("UpstreamAuthority", Count::AtMostOne),
     ],
-    external_types: &["KeyManager", "NodeAttestor"],
+    external_types: &[
+        "KeyManager",
+        "NodeAttestor",
+        "UpstreamAuthority",
+        "Notifier",
+        "BundlePublisher",
+        "CredentialComposer",
+    ],
     always_builtin: &["join_token"],
 };
 
@@ -176,7 +195,12 @@ pub const AGENT: Side = Side {
         ("NodeAttestor", Count::ExactlyOne),
         ("WorkloadAttestor", Count::AtLeastOne),
     ],
-    external_types: &["KeyManager", "NodeAttestor", "WorkloadAttestor"],
+    external_types: &[
+        "KeyManager",
+        "NodeAttestor",
+        "WorkloadAttestor",
+        "SVIDStore",
+    ],
     always_builtin: &[],
 };
 
@@ -240,11 +264,15 @@ impl Side {
             return Ok(None);
         };
         if self.always_builtin.contains(&p.name.as_str()) {
-            return Ok(None);
+            return Err(CatalogError::BuiltinOverride {
+                name: p.name.clone(),
+            });
+        }
+        if p.plugin_type == "DataStore" {
+            return Err(CatalogError::ExternalDataStore);
         }
         if !self.external_types.contains(&p.plugin_type.as_str()) {
-            return Err(CatalogError::External {
-                name: p.name.clone(),
+            return Err(CatalogError::UnsupportedType {
                 plugin_type: p.plugin_type.clone(),
             });
         }

@@ -1,9 +1,9 @@
 //! Builds the server's plugins from `plugins {}`: exactly one DataStore (`sql`) and one
-//! KeyManager, any number of NodeAttestors. Built-in plugins are chosen by name; external
-//! KeyManagers and NodeAttestors (`plugin_cmd`) are started through `spire-plugin-host`
-//! (the catalog allows no other external type yet); SPIRE's other
-//! built-ins and external plugins of other types are reported as not available here with a
-//! clear message, at start-up and by `validate`.
+//! KeyManager, any number of NodeAttestors, at most one UpstreamAuthority, any number of
+//! Notifiers, BundlePublishers and CredentialComposers. Built-in plugins are chosen by name;
+//! external plugins (`plugin_cmd`) of every type but DataStore are started through
+//! `spire-plugin-host`; SPIRE's built-ins that spire-rs does not have yet are reported as
+//! not available here with a clear message, at start-up and by `validate`.
 
 use spire_clock::SharedClock;
 use std::collections::HashMap;
@@ -12,7 +12,12 @@ use std::sync::Arc;
 use spiffe_core::TrustDomain;
 use spire_config::{PluginConfig, ServerConfig};
 use spire_datastore::{DataStore, SqlConfig, SqlStore};
-use spire_plugin::{KeyManager, ServerNodeAttestor};
+use spire_plugin::{
+    BundlePublisher, CredentialComposer, KeyManager, Notifier, ServerNodeAttestor,
+    UpstreamAuthority,
+};
+use spire_plugin_host::hostservices::{self, AgentLookupCell, IdentityFetcherCell};
+use spire_plugin_host::{CoreConfig, ExternalPlugin, HostError, LaunchSpec};
 use spire_plugins::keymanager::{LocalKeyManager, ServerDiskConfig};
 use spire_plugins::nodeattestor::x509pop::{self, X509PopServer};
 
@@ -44,6 +49,16 @@ pub struct Catalog {
     pub km: Arc<dyn KeyManager>,
     /// Node attestors by name (`join_token` is handled by the server without a plugin).
     pub node_attestors: HashMap<String, Arc<dyn ServerNodeAttestor>>,
+    /// The UpstreamAuthority, if any.
+    pub upstream_authority: Option<Arc<dyn UpstreamAuthority>>,
+    /// Notifiers with their names, in configuration order.
+    pub notifiers: Vec<(String, Arc<dyn Notifier>)>,
+    /// BundlePublishers with their names, in configuration order.
+    pub bundle_publishers: Vec<(String, Arc<dyn BundlePublisher>)>,
+    /// CredentialComposers, in configuration order.
+    pub credential_composers: Vec<Arc<dyn CredentialComposer>>,
+    /// Where the server puts its identity for the IdentityProvider host service.
+    pub identity: IdentityFetcherCell,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -58,7 +73,7 @@ impl std::fmt::Debug for Catalog {
 struct DataStoreAgents(Arc<dyn DataStore>);
 
 #[async_trait::async_trait]
-impl spire_plugin_host::hostservices::AgentLookup for DataStoreAgents {
+impl hostservices::AgentLookup for DataStoreAgents {
     async fn is_attested(&self, agent_id: &str) -> Result<bool, String> {
         let Ok(id) = spiffe_core::SpiffeId::parse(agent_id) else {
             return Ok(false);
@@ -69,6 +84,20 @@ impl spire_plugin_host::hostservices::AgentLookup for DataStoreAgents {
             .map(|n| n.is_some())
             .map_err(|e| e.to_string())
     }
+}
+
+/// Starts one external plugin and binds it with `bind`.
+async fn start_external<T>(
+    spec: &LaunchSpec,
+    core: &CoreConfig,
+    p: &PluginConfig,
+    services: (&AgentLookupCell, &IdentityFetcherCell),
+    bind: impl FnOnce(Arc<ExternalPlugin>) -> Result<T, HostError>,
+) -> Result<T, CatalogError> {
+    let data = p.data.load().map_err(|e| configure_err(p, e))?;
+    let data = data.as_ref().map(|d| d.text());
+    let host_services = hostservices::server(services.0.clone(), services.1.clone());
+    Ok(ExternalPlugin::start(spec, core, data, host_services, bind).await?)
 }
 
 /// Loads every plugin. `own_bundle` gives x509pop's spiffe mode our X.509 authorities.
@@ -88,39 +117,62 @@ pub async fn load(
     let mut ds: Option<Arc<dyn DataStore>> = None;
     let mut km: Option<Arc<dyn KeyManager>> = None;
     let mut node_attestors: HashMap<String, Arc<dyn ServerNodeAttestor>> = HashMap::new();
-    let core = spire_plugin_host::CoreConfig {
+    let mut upstream_authority: Option<Arc<dyn UpstreamAuthority>> = None;
+    let mut notifiers: Vec<(String, Arc<dyn Notifier>)> = Vec::new();
+    let mut bundle_publishers: Vec<(String, Arc<dyn BundlePublisher>)> = Vec::new();
+    let mut credential_composers: Vec<Arc<dyn CredentialComposer>> = Vec::new();
+    let identity: IdentityFetcherCell = Arc::default();
+    let core = CoreConfig {
         trust_domain: trust_domain.name().to_string(),
     };
     // External plugins may ask the AgentStore host service from their start; it answers
     // once the datastore is open.
-    let agents: spire_plugin_host::hostservices::AgentLookupCell = Arc::default();
+    let agents: AgentLookupCell = Arc::default();
     for p in enabled {
         if let Some(spec) = SERVER.external_spec(p)? {
-            use spire_plugin_host::{ExternalPlugin, hostservices};
-            let data = p.data.load().map_err(|e| configure_err(p, e))?;
-            let data = data.as_ref().map(|d| d.text());
-            if p.plugin_type == "KeyManager" {
-                let manager = ExternalPlugin::start(
-                    &spec,
-                    &core,
-                    data,
-                    hostservices::server(agents.clone()),
-                    spire_plugin_host::keymanager::ExternalKeyManager::bind,
-                )
-                .await
-                .map_err(CatalogError::from)?;
-                km = Some(Arc::new(manager));
-            } else {
-                let attestor = ExternalPlugin::start(
-                    &spec,
-                    &core,
-                    data,
-                    hostservices::server(agents.clone()),
-                    spire_plugin_host::nodeattestor::ExternalServerNodeAttestor::bind,
-                )
-                .await
-                .map_err(CatalogError::from)?;
-                node_attestors.insert(p.name.clone(), Arc::new(attestor));
+            use spire_plugin_host::{
+                bundlepublisher::ExternalBundlePublisher,
+                credentialcomposer::ExternalCredentialComposer, keymanager::ExternalKeyManager,
+                nodeattestor::ExternalServerNodeAttestor, notifier::ExternalNotifier,
+                upstreamauthority::ExternalUpstreamAuthority,
+            };
+            let services = (&agents, &identity);
+            match p.plugin_type.as_str() {
+                "KeyManager" => {
+                    let plugin =
+                        start_external(&spec, &core, p, services, ExternalKeyManager::bind).await?;
+                    km = Some(Arc::new(plugin));
+                }
+                "NodeAttestor" => {
+                    let plugin =
+                        start_external(&spec, &core, p, services, ExternalServerNodeAttestor::bind)
+                            .await?;
+                    node_attestors.insert(p.name.clone(), Arc::new(plugin));
+                }
+                "UpstreamAuthority" => {
+                    let plugin =
+                        start_external(&spec, &core, p, services, ExternalUpstreamAuthority::bind)
+                            .await?;
+                    upstream_authority = Some(Arc::new(plugin));
+                }
+                "Notifier" => {
+                    let plugin =
+                        start_external(&spec, &core, p, services, ExternalNotifier::bind).await?;
+                    notifiers.push((p.name.clone(), Arc::new(plugin)));
+                }
+                "BundlePublisher" => {
+                    let plugin =
+                        start_external(&spec, &core, p, services, ExternalBundlePublisher::bind)
+                            .await?;
+                    bundle_publishers.push((p.name.clone(), Arc::new(plugin)));
+                }
+                "CredentialComposer" => {
+                    let plugin =
+                        start_external(&spec, &core, p, services, ExternalCredentialComposer::bind)
+                            .await?;
+                    credential_composers.push(Arc::new(plugin));
+                }
+                _ => return Err(SERVER.not_available(p).into()),
             }
             continue;
         }
@@ -177,6 +229,11 @@ pub async fn load(
             ds,
             km,
             node_attestors,
+            upstream_authority,
+            notifiers,
+            bundle_publishers,
+            credential_composers,
+            identity,
         }),
         (None, _) => Err(CatalogError::Constraint {
             plugin_type: "DataStore".into(),
@@ -190,5 +247,75 @@ pub async fn load(
             got: 0,
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(plugins: &str) -> ServerConfig {
+        let text = format!(
+            r#"
+server {{
+    data_dir = "/tmp/spire-server"
+    trust_domain = "example.org"
+}}
+plugins {{
+    DataStore "sql" {{ plugin_data {{ database_type = "sqlite3" connection_string = "x" }} }}
+    KeyManager "memory" {{ plugin_data {{}} }}
+{plugins}
+}}
+"#
+        );
+        spire_config::load_server_config(
+            &text,
+            spire_config::Format::Hcl,
+            &Default::default(),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_server_type_but_the_datastore_can_be_external() {
+        for t in [
+            "NodeAttestor",
+            "UpstreamAuthority",
+            "Notifier",
+            "BundlePublisher",
+            "CredentialComposer",
+        ] {
+            let block = format!("    {t} \"mine\" {{ plugin_cmd = \"/bin/sh\" }}\n");
+            assert_eq!(check(&config(&block)), Ok(()), "{t}");
+        }
+        let ds = config("").plugins.plugins[0].clone();
+        let external_ds = spire_config::PluginConfig {
+            plugin_cmd: Some("/bin/sh".into()),
+            ..ds
+        };
+        assert_eq!(
+            SERVER.external_spec(&external_ds).unwrap_err().to_string(),
+            "pluggability for the DataStore is deprecated; only the built-in \"sql\" plugin is supported"
+        );
+    }
+
+    #[test]
+    fn join_token_cannot_be_external_and_upstream_authorities_are_at_most_one() {
+        let jt = "    NodeAttestor \"join_token\" { plugin_cmd = \"/bin/sh\" }\n";
+        assert_eq!(
+            check(&config(jt)).unwrap_err().to_string(),
+            "the built-in join_token node attestor cannot be overridden by an external plugin"
+        );
+        let two = "    UpstreamAuthority \"a\" { plugin_cmd = \"/bin/sh\" }\n    UpstreamAuthority \"b\" { plugin_cmd = \"/bin/sh\" }\n";
+        assert_eq!(
+            check(&config(two)).unwrap_err().to_string(),
+            "plugin type \"UpstreamAuthority\" constraint not satisfied: expected at most 1 but got 2"
+        );
+        let builtin = "    UpstreamAuthority \"disk\" { plugin_data {} }\n";
+        assert_eq!(
+            check(&config(builtin)).unwrap_err().to_string(),
+            "failed to load plugin \"disk\": plugin \"disk\" of type \"UpstreamAuthority\" is not available in spire-rs yet"
+        );
     }
 }

@@ -53,6 +53,7 @@ async fn server_on(clock: &ManualClock) -> TestServer {
             svid_subject: spire_pki::Subject::default_svid(),
             jwt_issuer: None,
         },
+        vec![],
     ));
     let ca_manager = CaManager::load(
         ManagerConfig {
@@ -64,6 +65,7 @@ async fn server_on(clock: &ManualClock) -> TestServer {
         },
         ds.clone(),
         Arc::new(LocalKeyManager::memory()),
+        None,
         ca.clone(),
         Arc::new(|| {}),
         clock.now(),

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bundleplugins;
 pub mod ca;
 pub mod catalog;
 pub mod cli;

@@ -49,9 +49,8 @@ fn ca_subject(config: &ServerConfig) -> Subject {
     Subject {
         country: s.country.clone(),
         organization: s.organization.clone(),
-        organizational_unit: vec![],
         common_name: s.common_name.clone(),
-        serial_number: String::new(),
+        ..Subject::default()
     }
 }
 
@@ -98,12 +97,13 @@ fn server_svid_signed_by_tainted(server: &Server) -> bool {
 }
 
 /// Signs a fresh server SVID and installs it for TLS; returns when it should next rotate.
-fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
+async fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
     let key = PrivateKey::generate(KeyType::EcP256).map_err(|e| RunError::Other(e.to_string()))?;
     let now = server.now();
     let issued = server
         .ca()
         .sign_server_x509_svid(key.public_key(), now)
+        .await
         .map_err(|e| RunError::Other(format!("failed to sign server SVID: {e}")))?;
     let not_after = issued.not_after;
     server
@@ -111,6 +111,7 @@ fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
         .set(&issued.chain, key.pkcs8_der())
         .map_err(|e| RunError::Other(e.to_string()))?;
     server.svid_chain().store(Arc::new(issued.chain));
+    server.svid_key().store(Arc::new(key.pkcs8_der().to_vec()));
     tracing::debug!(
         expiration = %spire_gocompat::time::utc_string(not_after),
         spiffe_id = %server.server_id(),
@@ -207,9 +208,13 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
             svid_subject: Subject::default_svid(),
             jwt_issuer: config.jwt_issuer.clone(),
         },
+        cat.credential_composers.clone(),
     ));
-    let bundle_dirty = Arc::new(tokio::sync::Notify::new());
-    let notify = bundle_dirty.clone();
+    // Every change the CA manager makes to the bundle bumps this counter; the bundle
+    // reloader, the notifiers and the publishers each follow it.
+    let (bundle_changes, _) = tokio::sync::watch::channel(0u64);
+    let bundle_changes = Arc::new(bundle_changes);
+    let notify = bundle_changes.clone();
     let ca_manager = CaManager::load(
         ManagerConfig {
             trust_domain: td.clone(),
@@ -220,8 +225,9 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         },
         cat.ds.clone(),
         cat.km.clone(),
+        cat.upstream_authority.clone(),
         ca.clone(),
-        Arc::new(move || notify.notify_one()),
+        Arc::new(move || notify.send_modify(|n| *n += 1)),
         clock.now(),
     )
     .await?;
@@ -280,7 +286,23 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
     );
 
     tracing::debug!(subsystem_name = "svid_rotator", "Rotating server SVID");
-    let mut next_svid_rotation = rotate_server_svid(&server)?;
+    let mut next_svid_rotation = rotate_server_svid(&server).await?;
+    let _ = cat
+        .identity
+        .set(Arc::new(crate::bundleplugins::ServerIdentity(
+            server.clone(),
+        )));
+    // SPIRE drops a pending "bundle updated" before "bundle loaded", so notifiers do not
+    // hear of the start-up changes twice.
+    let mut notifier_changes = bundle_changes.subscribe();
+    notifier_changes.borrow_and_update();
+    crate::bundleplugins::notify(
+        &cat.notifiers,
+        crate::bundleplugins::Event::Loaded,
+        server.own_bundle().as_ref(),
+    )
+    .await
+    .map_err(RunError::Other)?;
 
     // Background loops.
     {
@@ -306,7 +328,7 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
                     );
                 }
                 tracing::debug!(subsystem_name = "svid_rotator", "Rotating server SVID");
-                match rotate_server_svid(&server) {
+                match rotate_server_svid(&server).await {
                     Ok(next) => next_svid_rotation = next,
                     Err(e) => {
                         tracing::error!(error = %e, subsystem_name = "svid_rotator", "Could not rotate server SVID");
@@ -319,9 +341,10 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
     {
         let server = server.clone();
         let own_roots = own_roots.clone();
+        let mut changes = notifier_changes;
+        let notifiers = cat.notifiers;
         tokio::spawn(async move {
-            loop {
-                bundle_dirty.notified().await;
+            while changes.changed().await.is_ok() {
                 if let Err(e) = server.refresh_bundles().await {
                     tracing::warn!(error = %e, "Failed to reload bundles");
                 }
@@ -331,9 +354,23 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
                         .map(|b| b.root_cas.into_iter().map(|r| r.der).collect())
                         .unwrap_or_default(),
                 ));
+                if let Err(e) = crate::bundleplugins::notify(
+                    &notifiers,
+                    crate::bundleplugins::Event::Updated,
+                    server.own_bundle().as_ref(),
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, subsystem_name = "ca_manager", "Failed to notify on bundle update");
+                }
             }
         });
     }
+    tokio::spawn(crate::bundleplugins::run_publishers(
+        cat.bundle_publishers,
+        server.clone(),
+        bundle_changes.subscribe(),
+    ));
     let prune = PruneSettings {
         nodes_expired_for: config.prune_attested_nodes_expired_for,
         tofu_nodes: config.prune_tofu_nodes,

@@ -61,6 +61,8 @@ pub struct Server {
     svid: Arc<SvidResolver>,
     /// The server's SVID chain (for Debug GetInfo).
     svid_chain: ArcSwap<Vec<Vec<u8>>>,
+    /// The server's SVID key, PKCS#8 DER (for the IdentityProvider host service).
+    svid_key: ArcSwap<Vec<u8>>,
     /// Logger control.
     log: LogHandle,
     /// API settings.
@@ -115,6 +117,7 @@ impl Server {
             tls_bundles: SharedBundles::new(BundleSet::new()),
             svid: SvidResolver::new(),
             svid_chain: ArcSwap::from_pointee(Vec::new()),
+            svid_key: ArcSwap::from_pointee(Vec::new()),
             log: parts.log,
             settings: parts.settings,
             clock: parts.clock,
@@ -165,6 +168,11 @@ impl Server {
     /// The server's SVID chain (for Debug GetInfo).
     pub fn svid_chain(&self) -> &ArcSwap<Vec<Vec<u8>>> {
         &self.svid_chain
+    }
+
+    /// The server's SVID key, PKCS#8 DER.
+    pub fn svid_key(&self) -> &ArcSwap<Vec<u8>> {
+        &self.svid_key
     }
 
     /// Logger control.

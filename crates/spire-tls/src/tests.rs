@@ -27,6 +27,7 @@ fn pki() -> Pki {
         signer.clone(),
         &td(),
         &Subject::default_ca(),
+        &[],
         Duration::from_secs(3600),
         SystemTime::now(),
     )

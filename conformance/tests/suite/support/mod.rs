@@ -355,6 +355,11 @@ impl Proc {
         // Its own process group, so that a kill also ends the plugin processes it started
         // (a SIGKILLed spire-rs host cannot end them itself; SPIRE's die by Pdeathsig).
         std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        // Plugins put their go-plugin sockets in TMPDIR; a killed plugin leaves its socket
+        // behind, so keep them in the scenario's directory, which goes with it.
+        if let Some(dir) = log.parent() {
+            c.env("TMPDIR", dir);
+        }
         for (k, v) in env {
             c.env(k, v);
         }

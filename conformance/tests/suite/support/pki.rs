@@ -72,6 +72,19 @@ impl NodeCa {
         }
     }
 
+    /// Writes the CA's private key (PKCS#8 PEM) to `<dir>/ca.key.pem`, for plugins that sign
+    /// with this CA (an UpstreamAuthority).
+    pub fn write_key(&self) -> PathBuf {
+        let path = self.dir.join("ca.key.pem");
+        std::fs::write(&path, self.issuer.key().serialize_pem()).expect("write ca key");
+        path
+    }
+
+    /// The CA certificate, DER.
+    pub fn der(&self) -> Vec<u8> {
+        self.issuer.der().to_vec()
+    }
+
     /// A node certificate with subject CN `cn` and the x509pop SAN
     /// `x509pop://example.org/cluster/<cluster>` (selector `x509pop:san:cluster:<cluster>`).
     pub fn node(&self, cn: &str, cluster: &str) -> NodeCert {

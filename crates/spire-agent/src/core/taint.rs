@@ -226,6 +226,7 @@ pub(crate) mod testing {
             signer.clone(),
             &td(),
             &spire_pki::Subject::default_ca(),
+            &[],
             Duration::from_secs(3600),
             now,
         )

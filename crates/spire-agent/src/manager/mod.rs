@@ -6,7 +6,7 @@
 //! this module only moves data between the server, the core and the subscribers.
 
 use spire_clock::SharedClock;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,6 +31,7 @@ use crate::storage::{Storage, StorageError};
 
 mod push;
 mod rotation;
+mod store;
 mod svids;
 mod sync;
 mod taint;
@@ -75,6 +76,8 @@ pub struct ManagerConfig {
     pub rebootstrap_delay: Duration,
     /// Wall clock for everything the agent stamps, renews and expires.
     pub clock: SharedClock,
+    /// SVIDStore plugins by name, for `store_svid` entries.
+    pub svid_stores: Vec<(String, Arc<dyn spire_plugin::SvidStore>)>,
 }
 
 /// The agent's own credentials.
@@ -214,6 +217,8 @@ pub struct Manager {
     /// What workloads see (SVID cache, subscribers); shared with their streams.
     cache: Arc<WorkloadCache>,
     mirror: tokio::sync::Mutex<HashMap<String, Arc<Entry>>>,
+    /// What the SVID store service stored, by entry ID.
+    stored: tokio::sync::Mutex<HashMap<String, store::StoredRecord>>,
     jwt: Mutex<JwtCache>,
     svid_update: tokio::sync::Mutex<()>,
     csr_limit: Mutex<SizeLimit>,
@@ -281,6 +286,7 @@ impl Manager {
             creds: Mutex::new(creds),
             cache,
             mirror: tokio::sync::Mutex::new(HashMap::new()),
+            stored: tokio::sync::Mutex::new(HashMap::new()),
             jwt: Mutex::new(jwt),
             svid_update: tokio::sync::Mutex::new(()),
             csr_limit: Mutex::new(SizeLimit::new(CSR_BATCH_LIMIT)),

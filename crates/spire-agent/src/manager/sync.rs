@@ -39,7 +39,11 @@ impl Manager {
         if let Some(own) = bundles.get(&self.cfg.trust_domain) {
             self.process_tainted_authorities(own, now)?;
         }
-        let store_entries = mirror.values().any(|e| e.store_svid);
+        let stored_entries: Vec<Arc<Entry>> =
+            mirror.values().filter(|e| e.store_svid).cloned().collect();
+        let store_entries = !stored_entries.is_empty();
+        let store_bundles =
+            (store_entries || !self.cfg.svid_stores.is_empty()).then(|| bundles.clone());
         let filtered;
         let entries: &HashMap<String, Arc<Entry>> = if store_entries {
             filtered = mirror
@@ -88,6 +92,9 @@ impl Manager {
         }
         self.notify(&outcome.notify);
         self.update_svids().await?;
+        if let Some(bundles) = store_bundles {
+            self.update_stored_svids(stored_entries, &bundles).await?;
+        }
         *self.last_sync.lock() = Some(now);
         Ok(())
     }

@@ -136,11 +136,16 @@ fn csr_public_key(csr: &[u8]) -> Result<spiffe_core::PublicKey, ApiError> {
 }
 
 /// Signs an agent SVID for the key in `csr`.
-fn sign_agent_svid(server: &Server, id: &SpiffeId, csr: &[u8]) -> Result<IssuedSvid, ApiError> {
+async fn sign_agent_svid(
+    server: &Server,
+    id: &SpiffeId,
+    csr: &[u8],
+) -> Result<IssuedSvid, ApiError> {
     let key = csr_public_key(csr)?;
     server
         .ca()
         .sign_agent_x509_svid(id, &key, server.now())
+        .await
         .map_err(|e| ApiError::internal("failed to sign X509 SVID").with(e))
 }
 
@@ -308,7 +313,7 @@ async fn attest(
     if existing.as_ref().is_some_and(AttestedNode::is_banned) {
         return Err(ApiError::permission_denied("failed to attest: agent is banned").into());
     }
-    let issued = sign_agent_svid(&server, &agent_id, &svid_params.csr)?;
+    let issued = sign_agent_svid(&server, &agent_id, &svid_params.csr).await?;
 
     let mut selectors = selectors;
     selectors.sort();
@@ -555,7 +560,7 @@ impl pb::agent_server::Agent for AgentService {
         if params.csr.is_empty() {
             return Err(ApiError::invalid_argument("missing CSR").into());
         }
-        let issued = sign_agent_svid(&self.server, &id, &params.csr)?;
+        let issued = sign_agent_svid(&self.server, &id, &params.csr).await?;
         let mut update = node;
         update.new_cert_serial_number = issued.serial.to_string();
         update.new_cert_not_after = issued.not_after;

@@ -84,7 +84,7 @@ impl SvidService {
             .collect())
     }
 
-    fn new_x509_svid(
+    async fn new_x509_svid(
         &self,
         p: &pb::NewX509svidParams,
         entries: &HashMap<String, Arc<RegistrationEntry>>,
@@ -107,13 +107,18 @@ impl SvidService {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
-        match self.server.ca().sign_workload_x509_svid(
-            &entry.spiffe_id,
-            &csr.public_key,
-            &entry.dns_names,
-            ttl(entry.x509_svid_ttl),
-            now,
-        ) {
+        match self
+            .server
+            .ca()
+            .sign_workload_x509_svid(
+                &entry.spiffe_id,
+                &csr.public_key,
+                &entry.dns_names,
+                ttl(entry.x509_svid_ttl),
+                now,
+            )
+            .await
+        {
             Ok(issued) => {
                 tracing::debug!(
                     registration_id = %entry.entry_id,
@@ -135,7 +140,7 @@ impl SvidService {
         }
     }
 
-    fn mint_jwt(
+    async fn mint_jwt(
         &self,
         id: Option<&types::Spiffeid>,
         audience: &[String],
@@ -154,6 +159,7 @@ impl SvidService {
             .server
             .ca()
             .sign_workload_jwt_svid(&id, audience, ttl(ttl_secs), now)
+            .await
             .map_err(|e| ApiError::internal("failed to sign JWT-SVID").with(e))?;
         tracing::debug!(spiffe_id = %id, "Server CA successfully signed JWT SVID");
         // The token's `iat` and `issued_at` are the same reading of the clock.
@@ -209,6 +215,7 @@ impl pb::svid_server::Svid for SvidService {
                 ttl(req.ttl),
                 self.server.now(),
             )
+            .await
             .map_err(|e| ApiError::internal("failed to sign X509-SVID").with(e))?;
         Ok(Response::new(pb::MintX509svidResponse {
             svid: Some(types::X509svid {
@@ -225,7 +232,9 @@ impl pb::svid_server::Svid for SvidService {
         request: Request<pb::MintJwtsvidRequest>,
     ) -> Result<Response<pb::MintJwtsvidResponse>, Status> {
         let req = request.into_inner();
-        let svid = self.mint_jwt(req.id.as_ref(), &req.audience, req.ttl)?;
+        let svid = self
+            .mint_jwt(req.id.as_ref(), &req.audience, req.ttl)
+            .await?;
         Ok(Response::new(pb::MintJwtsvidResponse { svid: Some(svid) }))
     }
 
@@ -254,11 +263,10 @@ impl pb::svid_server::Svid for SvidService {
         let ids: Vec<&str> = req.params.iter().map(|p| p.entry_id.as_str()).collect();
         let entries = self.authorized_entries(&caller, &ids)?;
         let now = self.server.now();
-        let results = req
-            .params
-            .iter()
-            .map(|p| self.new_x509_svid(p, &entries, now))
-            .collect();
+        let mut results = Vec::with_capacity(req.params.len());
+        for p in &req.params {
+            results.push(self.new_x509_svid(p, &entries, now).await);
+        }
         Ok(Response::new(pb::BatchNewX509svidResponse { results }))
     }
 
@@ -281,11 +289,13 @@ impl pb::svid_server::Svid for SvidService {
         let entry = entries
             .get(&req.entry_id)
             .ok_or_else(|| ApiError::not_found("entry not found or not authorized"))?;
-        let svid = self.mint_jwt(
-            Some(&proto_id(&entry.spiffe_id)),
-            &req.audience,
-            entry.jwt_svid_ttl,
-        )?;
+        let svid = self
+            .mint_jwt(
+                Some(&proto_id(&entry.spiffe_id)),
+                &req.audience,
+                entry.jwt_svid_ttl,
+            )
+            .await?;
         Ok(Response::new(pb::NewJwtsvidResponse { svid: Some(svid) }))
     }
 
@@ -316,6 +326,7 @@ impl pb::svid_server::Svid for SvidService {
             .server
             .ca()
             .sign_downstream_x509_ca(&csr.public_key, ttl(req.preferred_ttl), self.server.now())
+            .await
             .map_err(|e| ApiError::internal("failed to sign downstream X.509 CA").with(e))?;
         let bundle = self
             .server

@@ -11,7 +11,7 @@ use spiffe_core::{KeyType, PublicKey, TrustDomain};
 use spire_datastore::{DataStore, JwtSigningKey, RootCa, StoredBundle};
 use spire_gocompat::time::utc_string_of;
 use spire_pki::{Subject, X509Authority};
-use spire_plugin::KeyManager;
+use spire_plugin::{KeyManager, UpstreamAuthority};
 use spire_proto::journal::{JwtKeyEntry, Status, X509caEntry};
 use tokio::sync::Mutex;
 
@@ -37,6 +37,9 @@ pub enum ManagerError {
     /// The journal could not be loaded.
     #[error("failed to load journal from datastore: {0}")]
     Journal(#[from] super::journal::JournalError),
+    /// The UpstreamAuthority failed, or minted an unusable CA.
+    #[error("{0}")]
+    Upstream(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -74,6 +77,8 @@ pub struct CaManager {
     config: ManagerConfig,
     ds: Arc<dyn DataStore>,
     km: Arc<dyn KeyManager>,
+    upstream: Option<Arc<dyn UpstreamAuthority>>,
+    jwt_unimplemented_warned: std::sync::atomic::AtomicBool,
     ca: Arc<Ca>,
     bundle_changed: BundleChanged,
     state: Mutex<State>,
@@ -99,10 +104,12 @@ fn from_secs(s: i64) -> SystemTime {
 
 impl CaManager {
     /// Loads the journal and the keys and restores the slots, as SPIRE does at start-up.
+    #[allow(clippy::too_many_arguments)]
     pub async fn load(
         config: ManagerConfig,
         ds: Arc<dyn DataStore>,
         km: Arc<dyn KeyManager>,
+        upstream: Option<Arc<dyn UpstreamAuthority>>,
         ca: Arc<Ca>,
         bundle_changed: BundleChanged,
         now: SystemTime,
@@ -176,6 +183,8 @@ impl CaManager {
             config,
             ds,
             km,
+            upstream,
+            jwt_unimplemented_warned: std::sync::atomic::AtomicBool::new(false),
             ca,
             bundle_changed,
             state: Mutex::new(manager_state),
@@ -368,22 +377,41 @@ impl CaManager {
             .generate_key(&key_id, self.config.x509_key_type)
             .await?;
         let signer = self.km.signer(&key_id).await?;
-        let cert = spire_pki::self_signed_x509_ca(
-            signer.clone(),
-            &self.config.trust_domain,
-            &self.config.ca_subject,
-            self.config.ca_ttl,
-            now,
-        )?;
-        let authority = X509Authority::new(cert.clone(), signer, self.config.trust_domain.clone())?;
-        self.append_bundle(
-            vec![RootCa {
-                der: cert.clone(),
-                tainted: false,
-            }],
-            vec![],
-        )
-        .await?;
+        let (subject, extensions) = if self.ca.composers().is_empty() {
+            (self.config.ca_subject.clone(), vec![])
+        } else {
+            super::compose::x509_ca(self.ca.composers(), &self.config.ca_subject)
+                .await
+                .map_err(|e| ManagerError::Other(format!("credential composer: {e}")))?
+        };
+        let (authority, upstream_chain, upstream_authority_id) = match &self.upstream {
+            None => {
+                let cert = spire_pki::self_signed_x509_ca(
+                    signer.clone(),
+                    &self.config.trust_domain,
+                    &subject,
+                    &extensions,
+                    self.config.ca_ttl,
+                    now,
+                )?;
+                let authority =
+                    X509Authority::new(cert.clone(), signer, self.config.trust_domain.clone())?;
+                self.append_bundle(
+                    vec![RootCa {
+                        der: cert,
+                        tainted: false,
+                    }],
+                    vec![],
+                )
+                .await?;
+                (authority, vec![], String::new())
+            }
+            Some(upstream) => {
+                self.upstream_signed_x509_ca(upstream.as_ref(), signer, &subject, &extensions, now)
+                    .await?
+            }
+        };
+        let cert = authority.certificate().to_vec();
         let authority_id = spire_pki::hex(authority.subject_key_id());
         let not_after = authority.not_after();
         let slot = if into_current {
@@ -396,22 +424,22 @@ impl CaManager {
             issued_at: now,
             ca: Some(Arc::new(X509Ca {
                 authority,
-                upstream_chain: vec![],
+                upstream_chain: upstream_chain.clone(),
             })),
             status: Status::Prepared,
             authority_id: authority_id.clone(),
-            upstream_authority_id: String::new(),
+            upstream_authority_id: upstream_authority_id.clone(),
             not_after,
         };
         let entry = X509caEntry {
             slot_id: slot_id.to_string(),
             issued_at: secs(now),
             certificate: cert,
-            upstream_chain: vec![],
+            upstream_chain,
             status: Status::Prepared as i32,
             authority_id: authority_id.clone(),
             not_after: secs(not_after),
-            upstream_authority_id: String::new(),
+            upstream_authority_id: upstream_authority_id.clone(),
         };
         if let Err(e) = st.journal.append_x509_ca(entry).await {
             tracing::error!(error = %e, slot = slot_id, subsystem_name = "ca_manager", "Unable to append X509 CA to journal");
@@ -420,10 +448,10 @@ impl CaManager {
             expiration = %utc_string_of(not_after),
             issued_at = %utc_string_of(now),
             local_authority_id = %authority_id,
-            self_signed = true,
+            self_signed = self.upstream.is_none(),
             slot = slot_id,
             subsystem_name = "ca_manager",
-            upstream_authority_id = "",
+            upstream_authority_id = %upstream_authority_id,
             "X509 CA prepared"
         );
         Ok(())
@@ -496,15 +524,12 @@ impl CaManager {
         let signer = self.km.signer(&key_id).await?;
         let kid = new_key_id();
         let pkix = signer.public_key().spki_der().to_vec();
-        self.append_bundle(
-            vec![],
-            vec![JwtSigningKey {
-                kid: kid.clone(),
-                pkix: pkix.clone(),
-                not_after: secs(not_after),
-                tainted: false,
-            }],
-        )
+        self.publish_jwt_key(JwtSigningKey {
+            kid: kid.clone(),
+            pkix: pkix.clone(),
+            not_after: secs(not_after),
+            tainted: false,
+        })
         .await?;
         let slot = if into_current {
             &mut st.jwt_current
@@ -577,6 +602,114 @@ impl CaManager {
             tracing::error!(error = %e, subsystem_name = "ca_manager", "Failed to update status on JWTKey journal entry");
         }
         self.activate_jwt(st).await;
+    }
+
+    /// SPIRE's `upstreamSignX509CA`: a CSR for the new key, minted by the UpstreamAuthority,
+    /// checked (the CA certificate carries our key and trust domain and chains to the
+    /// upstream roots), and the upstream roots added to the bundle. Returns the authority,
+    /// its chain (CA certificate first) and the upstream authority ID.
+    async fn upstream_signed_x509_ca(
+        &self,
+        upstream: &dyn UpstreamAuthority,
+        signer: Arc<dyn spire_plugin::Signer>,
+        subject: &Subject,
+        extensions: &[spire_pki::Extension],
+        now: SystemTime,
+    ) -> Result<(X509Authority, Vec<Vec<u8>>, String), ManagerError> {
+        let csr = spire_pki::make_ca_csr(
+            signer.clone(),
+            &self.config.trust_domain,
+            subject,
+            extensions,
+        )?;
+        let ttl = i32::try_from(self.config.ca_ttl.as_secs()).unwrap_or(i32::MAX);
+        let minted = upstream
+            .mint_x509_ca(&csr, ttl)
+            .await
+            .map_err(|e| ManagerError::Upstream(e.to_string()))?;
+        let invalid = |why: String| {
+            ManagerError::Upstream(format!(
+                "rpc error: code = InvalidArgument desc = X509 CA minted by upstream authority is invalid: {why}"
+            ))
+        };
+        let Some((ca_cert, intermediates)) = minted.x509_ca_chain.split_first() else {
+            return Err(invalid("no CA certificate".into()));
+        };
+        let authority =
+            X509Authority::new(ca_cert.clone(), signer, self.config.trust_domain.clone())
+                .map_err(|e| invalid(e.to_string()))?;
+        let uris = spire_pki::certificate_uris(ca_cert).map_err(|e| invalid(e.to_string()))?;
+        let td_id = self.config.trust_domain.id_string();
+        if uris != [td_id.clone()] {
+            return Err(invalid(format!(
+                "X509 CA must have exactly one URI SAN, the trust domain ID {td_id:?}; got {uris:?}"
+            )));
+        }
+        spiffe_core::x509svid::verify_x509_path(
+            ca_cert,
+            intermediates,
+            &minted.upstream_x509_roots,
+            now,
+        )
+        .map_err(|e| {
+            invalid(format!(
+                "certificate cannot be validated with upstream trust bundle: {e}"
+            ))
+        })?;
+        self.append_bundle(
+            minted
+                .upstream_x509_roots
+                .iter()
+                .map(|der| RootCa {
+                    der: der.clone(),
+                    tainted: false,
+                })
+                .collect(),
+            vec![],
+        )
+        .await?;
+        let upstream_authority_id = spire_pki::authority_key_id(ca_cert)?
+            .map(|id| spire_pki::hex(&id))
+            .unwrap_or_default();
+        Ok((authority, minted.x509_ca_chain, upstream_authority_id))
+    }
+
+    /// SPIRE's `PublishJWTKey`: through the UpstreamAuthority when there is one (its keys
+    /// join the bundle), else, or when it does not take JWT keys, into our bundle.
+    async fn publish_jwt_key(&self, key: JwtSigningKey) -> Result<(), ManagerError> {
+        if let Some(upstream) = &self.upstream {
+            let published = spire_plugin::JwtKey {
+                public_key: key.pkix.clone(),
+                key_id: key.kid.clone(),
+                expires_at: key.not_after,
+                tainted: false,
+            };
+            match upstream.publish_jwt_key(&published).await {
+                Ok(keys) => {
+                    let keys = keys
+                        .into_iter()
+                        .map(|k| JwtSigningKey {
+                            kid: k.key_id,
+                            pkix: k.public_key,
+                            not_after: k.expires_at,
+                            tainted: k.tainted,
+                        })
+                        .collect();
+                    return self.append_bundle(vec![], keys).await;
+                }
+                Err(e) if e.code == spire_plugin::Code::Unimplemented => {
+                    use std::sync::atomic::Ordering;
+                    if !self.jwt_unimplemented_warned.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            subsystem_name = "ca_manager",
+                            "UpstreamAuthority plugin does not support JWT-SVIDs. Workloads managed by this server may have trouble communicating with workloads outside this cluster when using JWT-SVIDs."
+                        );
+                    }
+                }
+                Err(e) => return Err(ManagerError::Upstream(e.to_string())),
+            }
+        }
+        self.append_bundle(vec![], vec![key]).await
     }
 
     async fn append_bundle(

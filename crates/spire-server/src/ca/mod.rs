@@ -1,6 +1,7 @@
 //! The server's certificate authority: the active X.509 CA and JWT signing key, swapped by
 //! the CA manager on rotation and read lock-free on every signing request.
 
+pub mod compose;
 pub mod journal;
 pub mod manager;
 pub mod rotation;
@@ -12,7 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use spiffe_core::jwt::{self, JwtSvidClaims};
 use spiffe_core::{JwsAlgorithm, PublicKey, SpiffeId, TrustDomain};
-use spire_pki::{CaRequest, Subject, SvidRequest, X509Authority};
+use spire_pki::{CaRequest, Subject, SvidRequest, SvidTemplate, X509Authority};
+
+use compose::{Composers, SvidKind};
 use spire_plugin::Signer;
 
 /// Why the CA could not sign.
@@ -34,6 +37,9 @@ pub enum CaError {
     /// JWT signing failed.
     #[error(transparent)]
     Jwt(#[from] spiffe_core::JwtSvidError),
+    /// A CredentialComposer failed.
+    #[error("credential composer: {0}")]
+    Composer(#[from] spire_plugin::PluginError),
 }
 
 /// An X.509 CA: its authority (certificate + signer) and, when an UpstreamAuthority signed
@@ -104,6 +110,7 @@ pub struct Ca {
     settings: CaSettings,
     x509: ArcSwapOption<X509Ca>,
     jwt: ArcSwapOption<JwtKey>,
+    composers: Composers,
 }
 
 fn secs(t: SystemTime) -> i64 {
@@ -113,14 +120,21 @@ fn secs(t: SystemTime) -> i64 {
 }
 
 impl Ca {
-    /// A CA with nothing active yet.
-    pub fn new(trust_domain: TrustDomain, settings: CaSettings) -> Self {
+    /// A CA with nothing active yet; `composers` (CredentialComposer plugins) shape what
+    /// it issues.
+    pub fn new(trust_domain: TrustDomain, settings: CaSettings, composers: Composers) -> Self {
         Self {
             trust_domain,
             settings,
             x509: ArcSwapOption::empty(),
             jwt: ArcSwapOption::empty(),
+            composers,
         }
+    }
+
+    /// The CredentialComposers.
+    pub fn composers(&self) -> &Composers {
+        &self.composers
     }
 
     /// The trust domain.
@@ -153,8 +167,10 @@ impl Ca {
         self.jwt.load_full()
     }
 
-    fn sign_svid(
+    #[allow(clippy::too_many_arguments)]
+    async fn sign_svid(
         &self,
+        kind: SvidKind<'_>,
         id: &SpiffeId,
         public_key: &PublicKey,
         dns_names: &[String],
@@ -170,14 +186,33 @@ impl Ca {
                 self.trust_domain.name()
             )));
         }
-        let leaf = ca.authority.issue_x509_svid(&SvidRequest {
+        let request = SvidRequest {
             id,
             public_key,
             dns_names,
             subject,
             ttl,
             now,
-        })?;
+        };
+        let leaf = if self.composers.is_empty() {
+            ca.authority.issue_x509_svid(&request)?
+        } else {
+            let mut subject = subject.cloned().unwrap_or_else(Subject::default_svid);
+            if let Some(first) = dns_names.first() {
+                subject.common_name = first.clone();
+            }
+            let (subject, dns_names, extensions) =
+                compose::x509_svid(&self.composers, kind, &subject, dns_names).await?;
+            ca.authority.issue_x509_svid_template(&SvidTemplate {
+                id,
+                public_key,
+                subject: &subject,
+                dns_names: &dns_names,
+                extensions: &extensions,
+                ttl,
+                now,
+            })?
+        };
         let mut chain = Vec::with_capacity(1 + ca.upstream_chain.len());
         chain.push(leaf.der);
         chain.extend(ca.upstream_chain.iter().cloned());
@@ -189,7 +224,7 @@ impl Ca {
     }
 
     /// A workload X509-SVID; `ttl` of zero means the default.
-    pub fn sign_workload_x509_svid(
+    pub async fn sign_workload_x509_svid(
         &self,
         id: &SpiffeId,
         public_key: &PublicKey,
@@ -203,6 +238,7 @@ impl Ca {
             ttl
         };
         self.sign_svid(
+            SvidKind::Workload(id, public_key),
             id,
             public_key,
             dns_names,
@@ -210,20 +246,31 @@ impl Ca {
             ttl,
             now,
         )
+        .await
     }
 
     /// An agent X509-SVID (agent TTL, SPIRE's SVID subject).
-    pub fn sign_agent_x509_svid(
+    pub async fn sign_agent_x509_svid(
         &self,
         id: &SpiffeId,
         public_key: &PublicKey,
         now: SystemTime,
     ) -> Result<IssuedSvid, CaError> {
-        self.sign_svid(id, public_key, &[], None, self.settings.agent_ttl, now)
+        let kind = SvidKind::Agent(id, public_key);
+        self.sign_svid(
+            kind,
+            id,
+            public_key,
+            &[],
+            None,
+            self.settings.agent_ttl,
+            now,
+        )
+        .await
     }
 
     /// The server's own X509-SVID, `spiffe://<td>/spire/server`.
-    pub fn sign_server_x509_svid(
+    pub async fn sign_server_x509_svid(
         &self,
         public_key: &PublicKey,
         now: SystemTime,
@@ -232,12 +279,14 @@ impl Ca {
             .trust_domain
             .id_with_path("/spire/server")
             .map_err(|e| CaError::Invalid(e.to_string()))?;
-        self.sign_svid(&id, public_key, &[], None, self.settings.x509_svid_ttl, now)
+        let ttl = self.settings.x509_svid_ttl;
+        self.sign_svid(SvidKind::Server, &id, public_key, &[], None, ttl, now)
+            .await
     }
 
     /// An intermediate CA for a downstream server: the parent's subject with
     /// `OU=DOWNSTREAM-<n>`. Returns the chain (new CA first, then our upstream chain).
-    pub fn sign_downstream_x509_ca(
+    pub async fn sign_downstream_x509_ca(
         &self,
         public_key: &PublicKey,
         ttl: Duration,
@@ -252,9 +301,15 @@ impl Ca {
         };
         let mut subject = spire_pki::subject_of(parent)?;
         subject.organizational_unit = vec![format!("DOWNSTREAM-{chain_len}")];
+        let (subject, extensions) = if self.composers.is_empty() {
+            (subject, vec![])
+        } else {
+            compose::x509_ca(&self.composers, &subject).await?
+        };
         let cert = ca.authority.sign_x509_ca(&CaRequest {
             public_key,
             subject,
+            extensions,
             ttl,
             now,
         })?;
@@ -264,7 +319,7 @@ impl Ca {
     }
 
     /// A JWT-SVID; `ttl` of zero means the default. Returns the token and its expiry.
-    pub fn sign_workload_jwt_svid(
+    pub async fn sign_workload_jwt_svid(
         &self,
         id: &SpiffeId,
         audience: &[String],
@@ -298,11 +353,17 @@ impl Ca {
             issued_at: secs(now),
             issuer: self.settings.jwt_issuer.as_deref(),
         };
-        let token = jwt::sign_with(&claims, &key.kid, key.algorithm(), |alg, msg| {
+        let sign = |alg, msg: &[u8]| {
             key.signer
                 .sign(msg, spire_plugin::SignatureKind::Jws(alg))
                 .map_err(|_| spiffe_core::KeyError::Signing)
-        })?;
+        };
+        let token = if self.composers.is_empty() {
+            jwt::sign_with(&claims, &key.kid, key.algorithm(), sign)?
+        } else {
+            let claims = compose::jwt_svid(&self.composers, id, jwt::claims_map(&claims)).await?;
+            jwt::sign_claims_with(&claims, &key.kid, key.algorithm(), sign)?
+        };
         Ok((token, secs(expires)))
     }
 }

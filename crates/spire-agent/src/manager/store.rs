@@ -1,0 +1,309 @@
+//! SPIRE's SVID store service: entries marked `store_svid` are never served over the
+//! Workload API; the agent mints their SVIDs itself and hands them to the SVIDStore plugin
+//! their selectors name (all of an entry's selectors have the plugin's name as type; their
+//! values are the plugin's metadata). An SVID is stored again when its entry or a bundle it
+//! carries changes, and renewed like any other; when the entry goes, the stored SVID is
+//! deleted (a plugin that calls the metadata malformed counts as deleted, as in SPIRE).
+
+use super::*;
+use spire_plugin::{StoredSvid, SvidStore};
+
+/// What the agent last stored for one entry.
+#[derive(Debug, Clone)]
+pub(super) struct StoredRecord {
+    /// The entry as stored.
+    entry: Arc<Entry>,
+    /// The SVID and its key.
+    svid: X509SvidRecord,
+    /// The bundles it was stored with.
+    bundles: StoreBundles,
+    /// Whether the plugin accepted it.
+    stored: bool,
+}
+
+/// The X.509 authorities stored with an SVID: its trust domain's, and those of the trust
+/// domains the entry federates with (the ones the agent has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StoreBundles {
+    own: Vec<Vec<u8>>,
+    federated: Vec<(TrustDomain, Vec<Vec<u8>>)>,
+}
+
+/// The plugin named by an entry's selectors, and the metadata (selector values).
+fn store_of(entry: &Entry) -> Result<(String, Vec<String>), &'static str> {
+    let Some(first) = entry.selectors.first() else {
+        return Err("no selectors found");
+    };
+    let name = first.selector_type().to_string();
+    let mut metadata = Vec::with_capacity(entry.selectors.len());
+    for s in &entry.selectors {
+        if s.selector_type() != name {
+            return Err("selector contains multiple types");
+        }
+        metadata.push(s.value().to_string());
+    }
+    Ok((name, metadata))
+}
+
+impl Manager {
+    fn svid_store(&self, name: &str) -> Option<Arc<dyn SvidStore>> {
+        self.cfg
+            .svid_stores
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Deletes what was stored for `entry`; true when it is gone.
+    async fn delete_stored(&self, entry: &Entry) -> bool {
+        let (name, metadata) = match store_of(entry) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, error = e, "Invalid store name in selectors");
+                return false;
+            }
+        };
+        let Some(store) = self.svid_store(&name) else {
+            tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), "Error deleting SVID: SVIDStore not found");
+            return false;
+        };
+        match store.delete_x509_svid(&metadata).await {
+            Ok(()) => {
+                tracing::debug!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), "SVID deleted successfully");
+                true
+            }
+            Err(e) if e.code == spire_plugin::Code::InvalidArgument => {
+                tracing::debug!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), error = %e, "Failed to delete SVID because of malformed selectors");
+                true
+            }
+            Err(e) => {
+                tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), error = %e, "Failed to delete SVID");
+                false
+            }
+        }
+    }
+
+    /// Stores `record`'s SVID through its plugin; true when the plugin took it.
+    async fn put_stored(&self, record: &StoredRecord) -> bool {
+        let entry = &record.entry;
+        let (name, metadata) = match store_of(entry) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, error = e, "Invalid store name in selectors");
+                return false;
+            }
+        };
+        let Some(store) = self.svid_store(&name) else {
+            tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), "Error storing SVID: SVIDStore not found");
+            return false;
+        };
+        if record.bundles.own.is_empty() {
+            tracing::error!(
+                subsystem_name = "svid_store_service",
+                entry = entry.id.as_str(),
+                error = "no rootCA found",
+                "Failed to parse record"
+            );
+            return false;
+        }
+        let svid = StoredSvid {
+            spiffe_id: entry.spiffe_id.clone(),
+            cert_chain: record.svid.chain.clone(),
+            private_key: record.svid.key_pkcs8.clone(),
+            bundle: record.bundles.own.clone(),
+            expires_at: spire_gocompat::time::unix_secs(record.svid.not_after),
+            federated_bundles: record.bundles.federated.clone(),
+        };
+        match store.put_x509_svid(&svid, &metadata).await {
+            Ok(()) => {
+                tracing::debug!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), "SVID stored successfully");
+                true
+            }
+            Err(e) => {
+                tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), error = %e, "Failed to put X509-SVID");
+                false
+            }
+        }
+    }
+
+    /// One pass of the store service over the `store_svid` entries of the last sync, with
+    /// the bundles fetched then.
+    pub(super) async fn update_stored_svids(
+        &self,
+        entries: Vec<Arc<Entry>>,
+        bundles: &BTreeMap<TrustDomain, Bundle>,
+    ) -> Result<(), ManagerError> {
+        if entries.is_empty() && self.stored.lock().await.is_empty() {
+            return Ok(());
+        }
+        let mut stored = self.stored.lock().await;
+        let now = self.now();
+        // Entries that went away: delete what was stored for them.
+        let live: HashMap<&str, &Arc<Entry>> = entries.iter().map(|e| (e.id.as_str(), e)).collect();
+        let gone: Vec<String> = stored
+            .keys()
+            .filter(|id| !live.contains_key(id.as_str()))
+            .cloned()
+            .collect();
+        for id in gone {
+            let Some(record) = stored.get(&id) else {
+                continue;
+            };
+            if !record.stored || self.delete_stored(&record.entry).await {
+                stored.remove(&id);
+            }
+        }
+        // What each live entry needs: a new SVID (none yet, or due for renewal), or storing
+        // again (the entry or its bundles changed, or the last put failed).
+        let own = bundles.get(&self.cfg.trust_domain);
+        let mut mint = Vec::new();
+        let mut put = Vec::new();
+        for entry in &entries {
+            let wanted = StoreBundles {
+                own: own.map(Bundle::x509_ders).unwrap_or_default(),
+                federated: entry
+                    .federates_with
+                    .iter()
+                    .filter(|td| **td != self.cfg.trust_domain)
+                    .filter_map(|td| bundles.get(td).map(|b| (td.clone(), b.x509_ders())))
+                    .collect(),
+            };
+            match stored.get_mut(&entry.id) {
+                Some(record)
+                    if !self.cfg.rotation.should_rotate_x509(
+                        now,
+                        record.svid.not_before,
+                        record.svid.not_after,
+                        rand::random(),
+                    ) =>
+                {
+                    let changed = record.entry.revision_number != entry.revision_number
+                        || record.entry.selectors != entry.selectors;
+                    if changed && record.entry.selectors != entry.selectors && record.stored {
+                        // SPIRE deletes under the old selectors before storing anew.
+                        self.delete_stored(&record.entry).await;
+                    }
+                    if changed || record.bundles != wanted || !record.stored {
+                        record.entry = entry.clone();
+                        record.bundles = wanted;
+                        record.stored = false;
+                        put.push(entry.id.clone());
+                    }
+                }
+                _ => mint.push((entry.clone(), wanted)),
+            }
+        }
+        if !mint.is_empty() {
+            let key_type = self.cfg.workload_key_type;
+            let ids: Vec<(String, SpiffeId)> = mint
+                .iter()
+                .map(|(e, _)| (e.id.clone(), e.spiffe_id.clone()))
+                .collect();
+            let generated = tokio::task::spawn_blocking(move || {
+                ids.into_iter()
+                    .map(|(id, spiffe_id)| {
+                        let key = PrivateKey::generate(key_type).map_err(pki)?;
+                        let pkcs8 = key.pkcs8_der().to_vec();
+                        let csr = spire_pki::make_csr(key, Some(&spiffe_id)).map_err(pki)?;
+                        Ok((id, pkcs8, csr))
+                    })
+                    .collect::<Result<Vec<_>, ManagerError>>()
+            })
+            .await
+            .map_err(pki)??;
+            let mut keys: HashMap<String, Vec<u8>> = HashMap::new();
+            let mut csrs = Vec::with_capacity(generated.len());
+            for (id, pkcs8, csr) in generated {
+                keys.insert(id.clone(), pkcs8);
+                csrs.push((id, csr));
+            }
+            let results = self.client.new_x509_svids(csrs).await?;
+            let mut minted: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+            for (id, result) in results {
+                match result {
+                    Ok(svid) => {
+                        minted.insert(id, svid.chain);
+                    }
+                    Err(status) => {
+                        tracing::warn!(subsystem_name = "manager", entry_id = id.as_str(), status = ?status.code(), error = status.message(), "Failed to mint X509 SVID");
+                    }
+                }
+            }
+            for (entry, wanted) in mint {
+                let (Some(chain), Some(key_pkcs8)) =
+                    (minted.remove(&entry.id), keys.remove(&entry.id))
+                else {
+                    continue;
+                };
+                let Some(leaf) = chain.first() else { continue };
+                let (not_before, not_after) = validity(leaf)?;
+                if let Some(old) = stored.get(&entry.id)
+                    && old.stored
+                    && old.entry.selectors != entry.selectors
+                {
+                    self.delete_stored(&old.entry).await;
+                }
+                stored.insert(
+                    entry.id.clone(),
+                    StoredRecord {
+                        entry: entry.clone(),
+                        svid: X509SvidRecord {
+                            chain,
+                            key_pkcs8,
+                            not_before,
+                            not_after,
+                        },
+                        bundles: wanted,
+                        stored: false,
+                    },
+                );
+                put.push(entry.id.clone());
+            }
+        }
+        for id in put {
+            let Some(record) = stored.get(&id).cloned() else {
+                continue;
+            };
+            let ok = self.put_stored(&record).await;
+            if let Some(r) = stored.get_mut(&id) {
+                r.stored = ok;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(selectors: &[(&str, &str)]) -> Entry {
+        Entry {
+            id: "e".into(),
+            spiffe_id: SpiffeId::parse("spiffe://example.org/w").unwrap(),
+            selectors: selectors
+                .iter()
+                .map(|(t, v)| Selector::new(t, v).unwrap())
+                .collect(),
+            federates_with: vec![],
+            revision_number: 1,
+            created_at: 0,
+            hint: String::new(),
+            admin: false,
+            downstream: false,
+            store_svid: true,
+        }
+    }
+
+    #[test]
+    fn the_store_is_the_selector_type_and_the_metadata_its_values() {
+        let e = entry(&[("files", "name:a"), ("files", "team:b")]);
+        assert_eq!(
+            store_of(&e),
+            Ok(("files".into(), vec!["name:a".into(), "team:b".into()]))
+        );
+        let mixed = entry(&[("files", "name:a"), ("other", "x")]);
+        assert_eq!(store_of(&mixed), Err("selector contains multiple types"));
+        assert_eq!(store_of(&entry(&[])), Err("no selectors found"));
+    }
+}
