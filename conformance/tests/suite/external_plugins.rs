@@ -493,3 +493,33 @@ async fn go_sdk_svid_store_keeps_stored_svids() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn a_notifier_refusing_the_loaded_bundle_stops_the_server() {
+    let sc =
+        Scenario::new("external_plugins::a_notifier_refusing_the_loaded_bundle_stops_the_server");
+    let events = sc.subdir("out").join("events.jsonl");
+    let mut server = Server::new(
+        &sc,
+        "server",
+        server_subject(),
+        ServerOpts {
+            extra_plugins: format!(
+                "Notifier \"bundlefile\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            path = \"{}\"\n            fail_loaded = true\n        }}\n    }}",
+                goplugin("notifier-bundlefile").display(),
+                events.display()
+            ),
+            ..Default::default()
+        },
+    );
+    let status = server.run_expecting_exit(60).await;
+    assert!(!status.success());
+    let log = server.log();
+    assert!(
+        log.contains("one or more notifiers returned an error")
+            && log.contains("bundle loaded is refused by configuration"),
+        "{log}"
+    );
+    assert!(!events.exists(), "the refusing notifier wrote nothing");
+}

@@ -12,34 +12,10 @@ use std::time::Duration;
 use spire_plugin::{Code, WorkloadAttestor as _};
 use spire_plugin_host::broker::HostServices;
 use spire_plugin_host::workloadattestor::ExternalWorkloadAttestor;
-use spire_plugin_host::{CoreConfig, ExternalPlugin, HostOptions, LaunchSpec};
+use spire_plugin_host::{ExternalPlugin, HostOptions, LaunchSpec};
 
-const NEEDS_PLUGINS: &str = "needs the Go test plugins: run through scripts/test.sh, which builds them and sets SPIRE_RS_GOPLUGINS_DIR";
-
-fn plugins_dir() -> PathBuf {
-    match std::env::var_os("SPIRE_RS_GOPLUGINS_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => panic!("{NEEDS_PLUGINS}"),
-    }
-}
-
-fn spec(name: &str, plugin_type: &str, cmd: &Path, checksum: Option<&str>) -> LaunchSpec {
-    LaunchSpec::new(
-        name,
-        plugin_type,
-        &cmd.display().to_string(),
-        &[],
-        checksum,
-        Path::new("/"),
-    )
-    .unwrap()
-}
-
-fn core() -> CoreConfig {
-    CoreConfig {
-        trust_domain: "example.org".into(),
-    }
-}
+mod common;
+use common::{core, plugins_dir, spec};
 
 async fn load(spec: &LaunchSpec) -> Result<ExternalPlugin, String> {
     ExternalPlugin::load(spec, &HostOptions::default(), HostServices::none())

@@ -147,6 +147,30 @@ plugins {{
         }
     }
 
+    /// Starts the process without waiting for it to serve, and waits up to `secs` for it
+    /// to exit (for configurations it must refuse): its exit status.
+    pub async fn run_expecting_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        assert!(self.proc.is_none(), "server {} already running", self.label);
+        self.runs += 1;
+        let conf = self.conf.display().to_string();
+        let mut proc = Proc::spawn(
+            &self.bin,
+            &["run", "-config", &conf],
+            self.log_path(self.runs),
+            &[],
+        );
+        let d = Deadline::new(
+            format!("{} spire-server {} to exit", self.imp.name(), self.label),
+            secs,
+        );
+        loop {
+            if let Some(status) = proc.exited() {
+                return status;
+            }
+            d.tick(tail(&self.log(), 2000)).await;
+        }
+    }
+
     /// SIGTERM and wait.
     pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
