@@ -416,6 +416,24 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
         log.contains("UpstreamAuthority plugin does not support JWT-SVIDs"),
         "{log}"
     );
+
+    // A graceful stop shuts the plugins down: go-plugin removes each plugin's socket from
+    // TMPDIR (the server's directory here).
+    let mut server = server;
+    server.stop();
+    let sockets: Vec<String> = std::fs::read_dir(&server.dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("plugin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        sockets.is_empty(),
+        "plugin sockets left: {sockets:?}\n{}",
+        crate::support::tail(&server.log(), 6000)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -245,7 +245,11 @@ impl Command for RunCommand {
                 return 1;
             }
         };
-        let result = runtime.block_on(run(settings, shutdown_signal()));
+        let result = runtime.block_on(async {
+            let result = run(settings, shutdown_signal()).await;
+            spire_plugin_host::shutdown_all().await;
+            result
+        });
         match result {
             Ok(()) => {
                 tracing::info!("Agent stopped gracefully");

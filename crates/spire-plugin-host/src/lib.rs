@@ -40,7 +40,7 @@ pub mod upstreamauthority;
 pub mod workloadattestor;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::conn::PluginChannel;
@@ -125,6 +125,27 @@ impl Default for HostOptions {
 pub struct CoreConfig {
     /// The trust domain name (`example.org`).
     pub trust_domain: String,
+}
+
+/// The plugins [`ExternalPlugin::start`] started in this process, for [`shutdown_all`].
+static STARTED: Mutex<Vec<Weak<ExternalPlugin>>> = Mutex::new(Vec::new());
+
+/// Shuts down, as SPIRE's catalog does when the program stops, every plugin
+/// [`ExternalPlugin::start`] started that is still alive: each is deinitialised and asked to
+/// exit (so go-plugin removes its socket), and killed if it does not. Dropping a plugin
+/// instead kills it at once.
+pub async fn shutdown_all() {
+    let plugins: Vec<Arc<ExternalPlugin>> = {
+        let mut started = STARTED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        started.drain(..).filter_map(|w| w.upgrade()).collect()
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for plugin in plugins {
+        set.spawn(async move { plugin.shutdown().await });
+    }
+    while set.join_next().await.is_some() {}
 }
 
 /// A loaded external plugin: its process, its gRPC channel and what it serves. Dropping it
@@ -215,6 +236,10 @@ impl ExternalPlugin {
         bind: impl FnOnce(Arc<ExternalPlugin>) -> Result<T, HostError>,
     ) -> Result<T, HostError> {
         let plugin = Arc::new(Self::load(spec, &HostOptions::default(), host_services).await?);
+        STARTED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::downgrade(&plugin));
         let bound = bind(plugin.clone())?;
         plugin.configure(core, data).await?;
         tracing::info!(
@@ -373,7 +398,7 @@ impl ExternalPlugin {
 
     /// Deinitialises the plugin, asks it to shut down, and ends the process (killing it if
     /// it does not exit in time).
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         let mut init = initv1::init_client::InitClient::new(self.channel.clone());
         match tokio::time::timeout(CONTROL_CALL_TIMEOUT, init.deinit(initv1::DeinitRequest {}))
             .await

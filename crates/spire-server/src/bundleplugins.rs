@@ -107,9 +107,23 @@ pub async fn publish(publishers: &[(String, Arc<dyn BundlePublisher>)], server: 
     if publishers.is_empty() {
         return;
     }
-    let Some(bundle) = server.own_bundle() else {
-        tracing::error!(error = "bundle not found", "Failed to publish bundle");
-        return;
+    // From the datastore, as SPIRE does: the in-memory copy may not have caught up with
+    // the change that woke us.
+    let bundle = match server
+        .registry()
+        .ds()
+        .fetch_bundle(server.trust_domain())
+        .await
+    {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            tracing::error!(error = "bundle not found", "Failed to publish bundle");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("failed to fetch bundle from datastore: {e}"), "Failed to publish bundle");
+            return;
+        }
     };
     let bundle = plugin_bundle(&bundle);
     let calls = publishers.iter().map(|(name, p)| {

@@ -162,8 +162,10 @@ pub async fn serve(
         .add_service(sync);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopping = server.clone();
     tokio::spawn(async move {
         shutdown.await;
+        stopping.begin_stopping();
         let _ = stop_tx.send(true);
     });
     let mut stop_uds = stop_rx.clone();

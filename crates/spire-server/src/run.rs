@@ -431,6 +431,7 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         shutdown,
     )
     .await?;
+    spire_plugin_host::shutdown_all().await;
     tracing::info!("Server stopped gracefully");
     Ok(())
 }

@@ -63,6 +63,8 @@ pub struct Server {
     svid_chain: ArcSwap<Vec<Vec<u8>>>,
     /// The server's SVID key, PKCS#8 DER (for the IdentityProvider host service).
     svid_key: ArcSwap<Vec<u8>>,
+    /// Set when the server starts to stop: long-lived streams end.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Logger control.
     log: LogHandle,
     /// API settings.
@@ -118,6 +120,7 @@ impl Server {
             svid: SvidResolver::new(),
             svid_chain: ArcSwap::from_pointee(Vec::new()),
             svid_key: ArcSwap::from_pointee(Vec::new()),
+            stopping: tokio::sync::watch::Sender::new(false),
             log: parts.log,
             settings: parts.settings,
             clock: parts.clock,
@@ -173,6 +176,20 @@ impl Server {
     /// The server's SVID key, PKCS#8 DER.
     pub fn svid_key(&self) -> &ArcSwap<Vec<u8>> {
         &self.svid_key
+    }
+
+    /// Marks the server as stopping: streams that would otherwise run forever end, so a
+    /// graceful stop does not wait for their clients.
+    pub fn begin_stopping(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once the server is stopping.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stopping.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     }
 
     /// Logger control.

@@ -45,6 +45,8 @@ impl pb::sync_server::Sync for SyncService {
                 bundles_revision: r.bundles,
             })
         });
+        // Ends when the server stops, so a graceful stop does not wait for the agent.
+        let stream = futures::StreamExt::take_until(stream, self.server.stopped());
         Ok(Response::new(Box::pin(stream)))
     }
 }
