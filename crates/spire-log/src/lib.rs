@@ -214,10 +214,17 @@ pub fn init(config: &LogConfig) -> Result<LogHandle, LogError> {
         None => Box::new(io::stdout()),
     };
     let (filter, handle) = reload::Layer::new(config.level.filter());
+    // Dependencies (hyper, h2, rustls, sqlx, ...) speak at warn and above only: their debug
+    // chatter is not what SPIRE's debug level shows.
+    let ours = tracing_subscriber::filter::filter_fn(|m| {
+        *m.level() <= tracing::Level::WARN
+            || m.target().starts_with("spire")
+            || m.target().starts_with("spiffe")
+    });
     let layer = LogrusLayer::new(config.format, writer);
     tracing_subscriber::registry()
         .with(filter)
-        .with(layer)
+        .with(tracing_subscriber::Layer::with_filter(layer, ours))
         .try_init()
         .map_err(|_| LogError::AlreadyInitialised)?;
     Ok(LogHandle {
