@@ -401,15 +401,26 @@ pub fn sign_claims_with(
     algorithm: JwsAlgorithm,
     sign: impl FnOnce(JwsAlgorithm, &[u8]) -> Result<Vec<u8>, KeyError>,
 ) -> Result<String, JwtSvidError> {
+    let input = signing_input(claims, key_id, algorithm);
+    let sig = sign(algorithm, input.as_bytes()).map_err(JwtSvidError::Signing)?;
+    Ok(with_signature(input, &sig))
+}
+
+/// The JWS signing input (`header.claims`, base64url) of a JWT-SVID, for signers that
+/// cannot be called from [`sign_claims_with`]'s closure; [`with_signature`] completes it.
+pub fn signing_input(claims: &Map<String, Value>, key_id: &str, algorithm: JwsAlgorithm) -> String {
     let mut header = Map::new();
     header.insert("alg".into(), Value::from(algorithm.as_str()));
     header.insert("kid".into(), Value::from(key_id));
     header.insert("typ".into(), Value::from("JWT"));
     let h = URL_SAFE_NO_PAD.encode(Value::Object(header).to_string());
     let c = URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string());
-    let input = format!("{h}.{c}");
-    let sig = sign(algorithm, input.as_bytes()).map_err(JwtSvidError::Signing)?;
-    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    format!("{h}.{c}")
+}
+
+/// The token: the signing input and its JWS signature.
+pub fn with_signature(input: String, signature: &[u8]) -> String {
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
 #[cfg(test)]

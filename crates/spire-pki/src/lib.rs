@@ -134,6 +134,72 @@ impl SigningKey for RcgenSigner {
     }
 }
 
+thread_local! {
+    /// What [`CaptureSigner`] was last asked to sign on this thread.
+    static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Stands in for a remote signer while a certificate is assembled: it records the bytes to
+/// be signed (the TBSCertificate) and returns an empty signature, which is replaced once the
+/// real one is made without blocking (see [`X509Authority::issue_x509_svid_template_async`]).
+struct CaptureSigner(RcgenSigner);
+
+impl PublicKeyData for CaptureSigner {
+    fn der_bytes(&self) -> &[u8] {
+        self.0.der_bytes()
+    }
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+impl SigningKey for CaptureSigner {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        CAPTURED.with(|c| *c.borrow_mut() = Some(msg.to_vec()));
+        Ok(Vec::new())
+    }
+}
+
+/// Reads one DER TLV at the start of `b`: (header length, whole length).
+fn der_tlv_len(b: &[u8]) -> Option<(usize, usize)> {
+    let first = *b.get(1)?;
+    let (header, len) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | usize::from(*b.get(2 + i)?);
+        }
+        (2 + n, len)
+    };
+    let total = header.checked_add(len)?;
+    (total <= b.len()).then_some((header, total))
+}
+
+/// Replaces the signature of a DER certificate (SEQUENCE { tbs, algorithm, BIT STRING }).
+fn with_signature(cert: &[u8], signature: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let bad = || PkiError::Build("unexpected certificate encoding".into());
+    let (outer_header, outer_total) = der_tlv_len(cert).ok_or_else(bad)?;
+    if cert.first() != Some(&0x30) || outer_total != cert.len() {
+        return Err(bad());
+    }
+    let body = &cert[outer_header..];
+    let (_, tbs_len) = der_tlv_len(body).ok_or_else(bad)?;
+    let (_, alg_len) = der_tlv_len(&body[tbs_len..]).ok_or_else(bad)?;
+    let mut content = body[..tbs_len + alg_len].to_vec();
+    let mut bits = Vec::with_capacity(signature.len() + 1);
+    bits.push(0);
+    bits.extend_from_slice(signature);
+    der_tlv(0x03, &bits, &mut content);
+    let mut out = Vec::with_capacity(content.len() + 6);
+    der_tlv(0x30, &content, &mut out);
+    Ok(out)
+}
+
 /// A public key that will go into a certificate.
 struct SubjectKey {
     bits: Vec<u8>,
@@ -432,6 +498,9 @@ pub struct X509Authority {
     not_after: SystemTime,
     subject_key_id: Vec<u8>,
     issuer: Issuer<'static, RcgenSigner>,
+    signer: Arc<dyn Signer>,
+    /// For a remote signer: the same issuer, assembling certificates to be signed later.
+    capture: Option<Issuer<'static, CaptureSigner>>,
 }
 
 impl std::fmt::Debug for X509Authority {
@@ -472,14 +541,25 @@ impl X509Authority {
             })
             .map_or_else(|| subject_key_id(cert.public_key().raw), Ok)?;
         let rcgen_cert = rustls_pki_types::CertificateDer::from(cert_der.clone());
-        let issuer = Issuer::from_ca_cert_der(&rcgen_cert, RcgenSigner::new(signer)?)
+        let issuer = Issuer::from_ca_cert_der(&rcgen_cert, RcgenSigner::new(signer.clone())?)
             .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+        let capture = if signer.is_remote() {
+            let key = CaptureSigner(RcgenSigner::new(signer.clone())?);
+            Some(
+                Issuer::from_ca_cert_der(&rcgen_cert, key)
+                    .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             cert_der,
             trust_domain,
             not_after,
             subject_key_id,
             issuer,
+            signer,
+            capture,
         })
     }
 
@@ -528,6 +608,58 @@ impl X509Authority {
     /// Issues an X509-SVID exactly as `t` describes it (subject, DNS SANs and extra
     /// extensions as given; a CredentialComposer may have changed them).
     pub fn issue_x509_svid_template(&self, t: &SvidTemplate<'_>) -> Result<Issued, PkiError> {
+        let (p, key, serial, not_after) = self.svid_params(t)?;
+        let cert = p
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| PkiError::Signing(e.to_string()))?;
+        Ok(Issued {
+            der: cert.der().to_vec(),
+            serial,
+            not_after: unix_secs(not_after),
+        })
+    }
+
+    /// Whether the CA key is signed with in another process (a KeyManager plugin): then
+    /// [`X509Authority::issue_x509_svid_template_async`] does not block a thread.
+    pub fn is_remote(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// [`X509Authority::issue_x509_svid_template`] with the signature made by
+    /// [`Signer::sign_async`]: the certificate is assembled first, its TBSCertificate signed
+    /// without blocking, and the signature put in place.
+    pub async fn issue_x509_svid_template_async(
+        &self,
+        t: &SvidTemplate<'_>,
+    ) -> Result<Issued, PkiError> {
+        let Some(capture) = &self.capture else {
+            return self.issue_x509_svid_template(t);
+        };
+        let (p, key, serial, not_after) = self.svid_params(t)?;
+        let unsigned = p
+            .signed_by(&key, capture)
+            .map_err(|e| PkiError::Signing(e.to_string()))?;
+        let tbs = CAPTURED
+            .with(|c| c.borrow_mut().take())
+            .ok_or_else(|| PkiError::Signing("the certificate was not signed".into()))?;
+        let signature = self
+            .signer
+            .sign_async(&tbs, SignatureKind::X509)
+            .await
+            .map_err(|e| PkiError::Signing(e.to_string()))?;
+        Ok(Issued {
+            der: with_signature(unsigned.der(), &signature)?,
+            serial,
+            not_after: unix_secs(not_after),
+        })
+    }
+
+    /// The certificate parameters of an X509-SVID: (parameters, subject key, serial,
+    /// notAfter).
+    fn svid_params(
+        &self,
+        t: &SvidTemplate<'_>,
+    ) -> Result<(CertificateParams, SubjectKey, u128, SystemTime), PkiError> {
         if !t.id.is_member_of(&self.trust_domain) {
             return Err(PkiError::WrongTrustDomain {
                 id: t.id.clone(),
@@ -558,14 +690,7 @@ impl X509Authority {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         p.use_authority_key_identifier_extension = true;
-        let cert = p
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| PkiError::Signing(e.to_string()))?;
-        Ok(Issued {
-            der: cert.der().to_vec(),
-            serial,
-            not_after: unix_secs(na),
-        })
+        Ok((p, key, serial, na))
     }
 
     /// Signs an intermediate CA for `public_key` (a downstream server, or our own CA under an

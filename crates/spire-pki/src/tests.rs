@@ -264,3 +264,109 @@ fn serial_numbers_are_never_zero_and_vary() {
     let b = new_serial_number();
     assert!(a != 0 && b != 0 && a != b);
 }
+
+/// A signer that says it is remote (as a KeyManager plugin's is), signing locally and
+/// counting how it was asked.
+#[derive(Debug)]
+struct RemoteLike {
+    inner: LocalSigner,
+    sync_calls: std::sync::atomic::AtomicUsize,
+    async_calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Signer for RemoteLike {
+    fn key_id(&self) -> &str {
+        self.inner.key_id()
+    }
+    fn public_key(&self) -> &PublicKey {
+        self.inner.public_key()
+    }
+    fn sign(&self, message: &[u8], kind: SignatureKind) -> spire_plugin::PluginResult<Vec<u8>> {
+        self.sync_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.sign(message, kind)
+    }
+    fn is_remote(&self) -> bool {
+        true
+    }
+    fn sign_async<'a>(
+        &'a self,
+        message: &'a [u8],
+        kind: SignatureKind,
+    ) -> spire_plugin::SignFuture<'a> {
+        self.async_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(std::future::ready(self.inner.sign(message, kind)))
+    }
+}
+
+/// Polls a future that is ready at once.
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the test signer answers at once"),
+    }
+}
+
+#[test]
+fn a_remote_signer_signs_the_assembled_certificate_without_blocking() {
+    use std::sync::atomic::Ordering::Relaxed;
+    for kt in [KeyType::EcP256, KeyType::EcP384, KeyType::Rsa2048] {
+        let signer = Arc::new(RemoteLike {
+            inner: LocalSigner::new("x509-CA-A", PrivateKey::generate(kt).unwrap()),
+            sync_calls: Default::default(),
+            async_calls: Default::default(),
+        });
+        let der = self_signed_x509_ca(
+            signer.clone(),
+            &td(),
+            &Subject::default_ca(),
+            &[],
+            Duration::from_secs(86_400),
+            now(),
+        )
+        .unwrap();
+        let ca = X509Authority::new(der, signer.clone(), td()).unwrap();
+        assert!(ca.is_remote());
+        let before = signer.sync_calls.load(Relaxed);
+        let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+        let leaf_key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let dns = vec!["w.example.org".to_owned()];
+        let subject = Subject::default_svid();
+        let issued = ready(ca.issue_x509_svid_template_async(&SvidTemplate {
+            id: &id,
+            public_key: leaf_key.public_key(),
+            subject: &subject,
+            dns_names: &dns,
+            extensions: &[],
+            ttl: Duration::from_secs(3600),
+            now: now(),
+        }))
+        .unwrap();
+        assert_eq!(signer.sync_calls.load(Relaxed), before, "{kt:?}");
+        assert_eq!(signer.async_calls.load(Relaxed), 1, "{kt:?}");
+        // The spliced signature verifies, and the certificate is what was asked for.
+        let got =
+            x509svid::verify_chain(std::slice::from_ref(&issued.der), &bundle(&ca), now()).unwrap();
+        assert_eq!(got.to_string(), "spiffe://example.org/w");
+        let facts = certificate_facts(&issued.der).unwrap();
+        assert_eq!(facts.not_after, issued.not_after);
+    }
+}
+
+#[test]
+fn a_signature_is_replaced_in_a_der_certificate() {
+    let ca = ca(KeyType::EcP256, Duration::from_secs(86_400));
+    let cert = ca.certificate();
+    let replaced = with_signature(cert, &[7; 200]).unwrap();
+    let (_, parsed) = X509Certificate::from_der(&replaced).unwrap();
+    assert_eq!(parsed.signature_value.data.as_ref(), &[7; 200][..]);
+    let (_, original) = X509Certificate::from_der(cert).unwrap();
+    assert_eq!(
+        parsed.tbs_certificate.as_ref(),
+        original.tbs_certificate.as_ref()
+    );
+    assert!(with_signature(&cert[..cert.len() - 1], &[1]).is_err());
+}

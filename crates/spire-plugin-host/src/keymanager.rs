@@ -6,9 +6,10 @@
 //! plugin's ASN.1 ECDSA signature into JWS's fixed-length `r||s` where a JWS is signed. The
 //! fingerprint the plugin returns with each signature must be the key's.
 //!
-//! [`Signer::sign`] is synchronous (it sits on the CA's hot path), so the signer blocks its
-//! worker thread (`block_in_place`) while the call runs on the runtime; it needs the
-//! multi-threaded runtime the programs use.
+//! [`Signer::sign`] is synchronous (certificate builders and TLS sign synchronously), so the
+//! signer blocks its worker thread (`block_in_place`) while the call runs on the runtime; it
+//! needs the multi-threaded runtime the programs use. Callers that can wait (the server's CA
+//! issuing SVIDs and JWT-SVIDs) use [`Signer::sign_async`], which does not block.
 
 use std::sync::Arc;
 
@@ -310,7 +311,7 @@ pub(crate) fn der_to_fixed(der: &[u8], len: usize) -> Option<Vec<u8>> {
 }
 
 impl ExternalSigner {
-    async fn sign_async(&self, message: &[u8], kind: SignatureKind) -> PluginResult<Vec<u8>> {
+    async fn sign_remote(&self, message: &[u8], kind: SignatureKind) -> PluginResult<Vec<u8>> {
         let recipe = recipe(&self.key, kind)?;
         let digest = aws_lc_rs::digest::digest(recipe.digest, message);
         let signer_opts = if recipe.pss {
@@ -365,7 +366,19 @@ impl Signer for ExternalSigner {
                 "an external KeyManager needs the multi-threaded tokio runtime".into(),
             ));
         }
-        tokio::task::block_in_place(|| handle.block_on(self.sign_async(message, kind)))
+        tokio::task::block_in_place(|| handle.block_on(self.sign_remote(message, kind)))
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn sign_async<'a>(
+        &'a self,
+        message: &'a [u8],
+        kind: SignatureKind,
+    ) -> spire_plugin::SignFuture<'a> {
+        Box::pin(self.sign_remote(message, kind))
     }
 }
 

@@ -149,8 +149,14 @@ pub enum SignatureKind {
     Jws(JwsAlgorithm),
 }
 
+/// A signature being made by [`Signer::sign_async`].
+pub type SignFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = PluginResult<Vec<u8>>> + Send + 'a>>;
+
 /// A handle that signs with one managed key. Signing is synchronous because it sits on hot
-/// paths (every SVID and every certificate); a remote KeyManager blocks inside `sign`.
+/// paths (every SVID and every certificate) and inside libraries that sign synchronously
+/// (certificate builders, TLS); a remote KeyManager blocks inside `sign`, and also offers
+/// [`Signer::sign_async`] for callers that can wait without blocking a thread.
 pub trait Signer: Send + Sync + fmt::Debug {
     /// The key ID in its KeyManager.
     fn key_id(&self) -> &str;
@@ -158,6 +164,14 @@ pub trait Signer: Send + Sync + fmt::Debug {
     fn public_key(&self) -> &PublicKey;
     /// Signs `message`.
     fn sign(&self, message: &[u8], kind: SignatureKind) -> PluginResult<Vec<u8>>;
+    /// Whether signing is a call to another process (worth [`Signer::sign_async`]).
+    fn is_remote(&self) -> bool {
+        false
+    }
+    /// Signs `message` without blocking the calling thread (by default, [`Signer::sign`]).
+    fn sign_async<'a>(&'a self, message: &'a [u8], kind: SignatureKind) -> SignFuture<'a> {
+        Box::pin(std::future::ready(self.sign(message, kind)))
+    }
 }
 
 /// A [`Signer`] over a key held in this process.

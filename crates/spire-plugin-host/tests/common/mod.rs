@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use spire_plugin_host::{CoreConfig, LaunchSpec};
 
-pub const NEEDS_PLUGINS: &str = "needs the Go test plugins: run through scripts/test.sh, which builds them and sets SPIRE_RS_GOPLUGINS_DIR";
+pub(crate) const NEEDS_PLUGINS: &str = "needs the Go test plugins: run through scripts/test.sh, which builds them and sets SPIRE_RS_GOPLUGINS_DIR";
 
 /// Where `conformance/goplugins/build.sh` put the Go test plugins.
-pub fn plugins_dir() -> PathBuf {
+pub(crate) fn plugins_dir() -> PathBuf {
     match std::env::var_os("SPIRE_RS_GOPLUGINS_DIR") {
         Some(d) => PathBuf::from(d),
         None => panic!("{NEEDS_PLUGINS}"),
@@ -17,7 +17,12 @@ pub fn plugins_dir() -> PathBuf {
 }
 
 /// What to launch for the plugin `cmd`.
-pub fn spec(name: &str, plugin_type: &str, cmd: &Path, checksum: Option<&str>) -> LaunchSpec {
+pub(crate) fn spec(
+    name: &str,
+    plugin_type: &str,
+    cmd: &Path,
+    checksum: Option<&str>,
+) -> LaunchSpec {
     LaunchSpec::new(
         name,
         plugin_type,
@@ -30,7 +35,7 @@ pub fn spec(name: &str, plugin_type: &str, cmd: &Path, checksum: Option<&str>) -
 }
 
 /// The core configuration of trust domain `example.org`.
-pub fn core() -> CoreConfig {
+pub(crate) fn core() -> CoreConfig {
     CoreConfig {
         trust_domain: "example.org".into(),
     }

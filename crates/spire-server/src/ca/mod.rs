@@ -194,16 +194,20 @@ impl Ca {
             ttl,
             now,
         };
-        let leaf = if self.composers.is_empty() {
+        let remote = ca.authority.is_remote();
+        let leaf = if self.composers.is_empty() && !remote {
             ca.authority.issue_x509_svid(&request)?
         } else {
             let mut subject = subject.cloned().unwrap_or_else(Subject::default_svid);
             if let Some(first) = dns_names.first() {
                 subject.common_name = first.clone();
             }
-            let (subject, dns_names, extensions) =
-                compose::x509_svid(&self.composers, kind, &subject, dns_names).await?;
-            ca.authority.issue_x509_svid_template(&SvidTemplate {
+            let (subject, dns_names, extensions) = if self.composers.is_empty() {
+                (subject, dns_names.to_vec(), vec![])
+            } else {
+                compose::x509_svid(&self.composers, kind, &subject, dns_names).await?
+            };
+            let template = SvidTemplate {
                 id,
                 public_key,
                 subject: &subject,
@@ -211,7 +215,14 @@ impl Ca {
                 extensions: &extensions,
                 ttl,
                 now,
-            })?
+            };
+            if remote {
+                ca.authority
+                    .issue_x509_svid_template_async(&template)
+                    .await?
+            } else {
+                ca.authority.issue_x509_svid_template(&template)?
+            }
         };
         let mut chain = Vec::with_capacity(1 + ca.upstream_chain.len());
         chain.push(leaf.der);
@@ -358,11 +369,29 @@ impl Ca {
                 .sign(msg, spire_plugin::SignatureKind::Jws(alg))
                 .map_err(|_| spiffe_core::KeyError::Signing)
         };
-        let token = if self.composers.is_empty() {
+        let remote = key.signer.is_remote();
+        let token = if self.composers.is_empty() && !remote {
             jwt::sign_with(&claims, &key.kid, key.algorithm(), sign)?
         } else {
-            let claims = compose::jwt_svid(&self.composers, id, jwt::claims_map(&claims)).await?;
-            jwt::sign_claims_with(&claims, &key.kid, key.algorithm(), sign)?
+            let mut claims = jwt::claims_map(&claims);
+            if !self.composers.is_empty() {
+                claims = compose::jwt_svid(&self.composers, id, claims).await?;
+            }
+            if remote {
+                // A KeyManager plugin signs without blocking a thread.
+                let alg = key.algorithm();
+                let input = jwt::signing_input(&claims, &key.kid, alg);
+                let signature = key
+                    .signer
+                    .sign_async(input.as_bytes(), spire_plugin::SignatureKind::Jws(alg))
+                    .await
+                    .map_err(|_| {
+                        spiffe_core::JwtSvidError::Signing(spiffe_core::KeyError::Signing)
+                    })?;
+                jwt::with_signature(input, &signature)
+            } else {
+                jwt::sign_claims_with(&claims, &key.kid, key.algorithm(), sign)?
+            }
         };
         Ok((token, secs(expires)))
     }
