@@ -176,3 +176,100 @@ impl IdentityFetcher for ServerIdentity {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spire_plugin::{PluginError, PluginResult};
+    use std::sync::Mutex;
+
+    /// A notifier that records what it hears and fails when told to.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        heard: Mutex<Vec<(Event, u64)>>,
+        fail: Option<&'static str>,
+    }
+
+    #[async_trait::async_trait]
+    impl Notifier for Recorder {
+        async fn bundle_loaded(&self, bundle: &PluginBundle) -> PluginResult<()> {
+            self.heard
+                .lock()
+                .unwrap()
+                .push((Event::Loaded, bundle.sequence_number));
+            self.fail.map_or(Ok(()), |m| Err(PluginError::internal(m)))
+        }
+        async fn bundle_updated(&self, bundle: &PluginBundle) -> PluginResult<()> {
+            self.heard
+                .lock()
+                .unwrap()
+                .push((Event::Updated, bundle.sequence_number));
+            self.fail.map_or(Ok(()), |m| Err(PluginError::internal(m)))
+        }
+    }
+
+    fn stored(seq: u64) -> StoredBundle {
+        let mut b = StoredBundle::new(spiffe_core::TrustDomain::new("example.org").unwrap());
+        b.sequence_number = seq;
+        b.refresh_hint = 300;
+        b.root_cas = vec![spire_datastore::RootCa {
+            der: vec![1, 2],
+            tainted: true,
+        }];
+        b.jwt_signing_keys = vec![spire_datastore::JwtSigningKey {
+            kid: "k".into(),
+            pkix: vec![3],
+            not_after: 9,
+            tainted: false,
+        }];
+        b
+    }
+
+    #[test]
+    fn the_stored_bundle_is_what_plugins_see() {
+        let b = plugin_bundle(&stored(4));
+        assert_eq!(b.trust_domain, "example.org");
+        assert_eq!(
+            b.x509_authorities,
+            vec![X509Authority {
+                der: vec![1, 2],
+                tainted: true
+            }]
+        );
+        assert_eq!(b.jwt_authorities[0].key_id, "k");
+        assert_eq!(b.jwt_authorities[0].expires_at, 9);
+        assert_eq!((b.refresh_hint, b.sequence_number), (300, 4));
+    }
+
+    #[tokio::test]
+    async fn every_notifier_hears_the_event_and_errors_are_joined() {
+        let ok = Arc::new(Recorder::default());
+        let bad = Arc::new(Recorder {
+            fail: Some("nope"),
+            ..Default::default()
+        });
+        let notifiers: Vec<(String, Arc<dyn Notifier>)> =
+            vec![("ok".into(), ok.clone()), ("bad".into(), bad.clone())];
+        let err = notify(&notifiers, Event::Loaded, Some(&stored(1)))
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with("one or more notifiers returned an error: ") && err.contains("nope"),
+            "{err}"
+        );
+        notify(&notifiers[..1], Event::Updated, Some(&stored(2)))
+            .await
+            .unwrap();
+        assert_eq!(
+            *ok.heard.lock().unwrap(),
+            vec![(Event::Loaded, 1), (Event::Updated, 2)]
+        );
+        assert_eq!(*bad.heard.lock().unwrap(), vec![(Event::Loaded, 1)]);
+        // Without a bundle, SPIRE's error; without notifiers, nothing to do.
+        assert_eq!(
+            notify(&notifiers, Event::Updated, None).await.unwrap_err(),
+            "trust domain bundle is missing"
+        );
+        notify(&[], Event::Loaded, None).await.unwrap();
+    }
+}
