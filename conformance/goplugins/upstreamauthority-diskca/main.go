@@ -25,6 +25,11 @@
 // key ID replaces the earlier one), the whole list is sent once, and the stream stays open
 // until the host closes it.
 //
+// With `later_root_file_path` (a PEM certificate), MintX509CAAndSubscribe sends a second
+// answer `later_after_seconds` (default 1) after the first, on the same stream: the upstream
+// roots are then the upstream certificate and that one (an upstream root rotation, as a
+// host sees it).
+//
 // SubscribeToLocalBundle: Unimplemented (as SPIRE's disk plugin; SPIRE then stops asking).
 // Every RPC fails with FailedPrecondition "not configured" before Configure.
 package main
@@ -61,9 +66,11 @@ const (
 )
 
 type Config struct {
-	CertFilePath  string `hcl:"cert_file_path"`
-	KeyFilePath   string `hcl:"key_file_path"`
-	PublishJWTKey bool   `hcl:"publish_jwt_key"`
+	CertFilePath      string `hcl:"cert_file_path"`
+	KeyFilePath       string `hcl:"key_file_path"`
+	PublishJWTKey     bool   `hcl:"publish_jwt_key"`
+	LaterRootFilePath string `hcl:"later_root_file_path"`
+	LaterAfterSeconds int    `hcl:"later_after_seconds"`
 }
 
 // state is what Configure loaded; it is replaced whole on reconfiguration.
@@ -72,6 +79,7 @@ type state struct {
 	trustDomain string
 	cert        *x509.Certificate
 	signer      crypto.Signer
+	laterRoot   *x509.Certificate
 }
 
 type Plugin struct {
@@ -157,6 +165,22 @@ func (p *Plugin) MintX509CAAndSubscribe(req *upstreamauthorityv1.MintX509CAReque
 		UpstreamX509Roots: []*types.X509Certificate{{Asn1: s.cert.Raw}},
 	}); err != nil {
 		return err
+	}
+	if s.laterRoot != nil {
+		wait := time.Duration(s.config.LaterAfterSeconds) * time.Second
+		if wait <= 0 {
+			wait = time.Second
+		}
+		select {
+		case <-time.After(wait):
+			if err := stream.Send(&upstreamauthorityv1.MintX509CAResponse{
+				UpstreamX509Roots: []*types.X509Certificate{{Asn1: s.cert.Raw}, {Asn1: s.laterRoot.Raw}},
+			}); err != nil {
+				return err
+			}
+		case <-stream.Context().Done():
+			return nil
+		}
 	}
 	<-stream.Context().Done()
 	return nil
@@ -340,12 +364,22 @@ func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) 
 	if !ok || !pub.Equal(cert.PublicKey) {
 		return nil, status.Errorf(codes.InvalidArgument, "the key in key_file_path %s does not match the certificate in cert_file_path %s", config.KeyFilePath, config.CertFilePath)
 	}
+	var laterRoot *x509.Certificate
+	if config.LaterRootFilePath != "" {
+		if laterRoot, err = loadCert(config.LaterRootFilePath); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	if config.LaterAfterSeconds < 0 {
+		return nil, status.Error(codes.InvalidArgument, "later_after_seconds cannot be negative")
+	}
 	p.mtx.Lock()
 	p.state = &state{
 		config:      config,
 		trustDomain: req.CoreConfiguration.GetTrustDomain(),
 		cert:        cert,
 		signer:      signer,
+		laterRoot:   laterRoot,
 	}
 	p.mtx.Unlock()
 	return &configv1.ConfigureResponse{}, nil

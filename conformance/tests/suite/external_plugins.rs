@@ -271,6 +271,8 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
     // is); a BundlePublisher writes the bundle to a file.
     let upstream = pki::NodeCa::new(&sc.subdir("upstream"));
     let upstream_key = upstream.write_key();
+    // A root the upstream adds 3 s after minting (on the open stream): it joins the bundle.
+    let later = pki::NodeCa::new(&sc.subdir("upstream-later"));
     let out = sc.subdir("out");
     let events = out.join("notifier.jsonl");
     let published = out.join("published.json");
@@ -280,6 +282,8 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
         plugin_data {{
             cert_file_path = "{cert}"
             key_file_path = "{key}"
+            later_root_file_path = "{later}"
+            later_after_seconds = 3
         }}
     }}
     CredentialComposer "addclaim" {{
@@ -306,6 +310,7 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
         ua = goplugin("upstreamauthority-diskca").display(),
         cert = upstream.ca_path.display(),
         key = upstream_key.display(),
+        later = later.ca_path.display(),
         cc = goplugin("credentialcomposer-addclaim").display(),
         notifier = goplugin("notifier-bundlefile").display(),
         events = events.display(),
@@ -380,9 +385,8 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
     })
     .await;
-    assert_eq!(
-        b64_list(&publication["x509_authorities"]),
-        vec![upstream_root.clone()],
+    assert!(
+        b64_list(&publication["x509_authorities"]).contains(&upstream_root),
         "{publication}"
     );
 
@@ -398,9 +402,8 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
             .ok_or_else(|| format!("events: {:?}", std::fs::read_to_string(&events)))
     })
     .await;
-    assert_eq!(
-        b64_list(&updated["x509_authorities"]),
-        vec![upstream_root.clone()],
+    assert!(
+        b64_list(&updated["x509_authorities"]).contains(&upstream_root),
         "{updated}"
     );
     wait_until("the publisher to publish two JWT keys", 45, || {
@@ -416,6 +419,24 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
         log.contains("UpstreamAuthority plugin does not support JWT-SVIDs"),
         "{log}"
     );
+
+    // The upstream's later root reaches the bundle (and the notifier and the CLI).
+    let later_root = later.der();
+    wait_until("the upstream's later root in the bundle", 30, || {
+        let certs = pki::pem_certs(&server.bundle_pem());
+        (certs.contains(&upstream_root) && certs.contains(&later_root))
+            .then_some(())
+            .ok_or_else(|| format!("{} authorities", certs.len()))
+    })
+    .await;
+    wait_until("a bundle-updated event with the later root", 30, || {
+        notifier_events(&events)
+            .into_iter()
+            .find(|e| b64_list(&e["x509_authorities"]).contains(&later_root))
+            .map(|_| ())
+            .ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
 
     // A graceful stop shuts the plugins down: go-plugin removes each plugin's socket from
     // TMPDIR (the server's directory here).

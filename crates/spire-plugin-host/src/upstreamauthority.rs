@@ -2,14 +2,17 @@
 //! (`spire.plugin.server.upstreamauthority.v1.UpstreamAuthority`).
 //!
 //! Both calls are server streams. As SPIRE does, the first answer is the result and the
-//! stream then stays open for later updates, until the next call of the same kind replaces
-//! it or the plugin is dropped; later answers are read and logged (following upstream root
-//! and key changes into the bundle is not done yet).
+//! stream then stays open, until the next call of the same kind replaces it or the plugin
+//! is dropped; later answers (new upstream roots, new upstream JWT keys) go to the caller's
+//! [`UpstreamUpdates`].
 
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use spire_plugin::{Code, JwtKey, PluginError, PluginResult, UpstreamAuthority, UpstreamX509Ca};
+use spire_plugin::{
+    Code, JwtKey, PluginError, PluginResult, UpstreamAuthority, UpstreamUpdates, UpstreamX509Ca,
+    X509Authority,
+};
 use spire_proto::spire::plugin::server::upstreamauthority::v1 as uav1;
 use tokio::task::AbortHandle;
 
@@ -43,23 +46,27 @@ impl ExternalUpstreamAuthority {
         })
     }
 
-    /// Keeps `stream` open in the background (logging what else it says), replacing the
-    /// stream kept in `slot`.
+    /// Keeps `stream` open in the background, handing each later answer to `deliver`,
+    /// replacing the stream kept in `slot`.
     fn keep<T: Send + 'static>(
         &self,
         slot: &Mutex<Option<AbortHandle>>,
         mut stream: tonic::Streaming<T>,
         what: &'static str,
+        deliver: impl Fn(T) + Send + 'static,
     ) {
         let name = self.plugin.name().to_owned();
         let task = tokio::spawn(async move {
             loop {
                 match stream.message().await {
-                    Ok(Some(_)) => tracing::debug!(
-                        plugin_name = %name,
-                        subsystem_name = "ca_manager",
-                        "Upstream authority sent a {what} update"
-                    ),
+                    Ok(Some(update)) => {
+                        tracing::debug!(
+                            plugin_name = %name,
+                            subsystem_name = "ca_manager",
+                            "Upstream authority sent a {what} update"
+                        );
+                        deliver(update);
+                    }
                     Ok(None) => return,
                     Err(status) if status.code() == tonic::Code::Cancelled => return,
                     Err(status) => {
@@ -120,6 +127,7 @@ impl UpstreamAuthority for ExternalUpstreamAuthority {
         &self,
         csr: &[u8],
         preferred_ttl_secs: i32,
+        updates: Arc<dyn UpstreamUpdates>,
     ) -> PluginResult<UpstreamX509Ca> {
         let mut client = self.client.clone();
         let request = uav1::MintX509caRequest {
@@ -137,7 +145,27 @@ impl UpstreamAuthority for ExternalUpstreamAuthority {
         if first.upstream_x509_roots.is_empty() {
             return Err(internal("plugin response missing upstream X.509 roots"));
         }
-        self.keep(&self.mint_stream, stream, "X.509 root");
+        let name = self.plugin.name().to_owned();
+        self.keep(&self.mint_stream, stream, "X.509 root", move |update| {
+            if !update.x509_ca_chain.is_empty() {
+                tracing::error!(plugin_name = %name, error = "plugin response has an X.509 CA chain after the first response", subsystem_name = "ca_manager", "The upstream authority plugin sent a malformed update");
+                return;
+            }
+            if update.upstream_x509_roots.is_empty() {
+                tracing::error!(plugin_name = %name, error = "plugin response missing upstream X.509 roots", subsystem_name = "ca_manager", "The upstream authority plugin sent a malformed update");
+                return;
+            }
+            updates.x509_roots(
+                update
+                    .upstream_x509_roots
+                    .into_iter()
+                    .map(|c| X509Authority {
+                        der: c.asn1,
+                        tainted: c.tainted,
+                    })
+                    .collect(),
+            );
+        });
         Ok(UpstreamX509Ca {
             x509_ca_chain: first.x509_ca_chain.into_iter().map(|c| c.asn1).collect(),
             upstream_x509_roots: first
@@ -148,7 +176,11 @@ impl UpstreamAuthority for ExternalUpstreamAuthority {
         })
     }
 
-    async fn publish_jwt_key(&self, key: &JwtKey) -> PluginResult<Vec<JwtKey>> {
+    async fn publish_jwt_key(
+        &self,
+        key: &JwtKey,
+        updates: Arc<dyn UpstreamUpdates>,
+    ) -> PluginResult<Vec<JwtKey>> {
         let mut client = self.client.clone();
         let request = uav1::PublishJwtKeyRequest {
             jwt_key: Some(jwt_key_to_proto(key)),
@@ -158,7 +190,15 @@ impl UpstreamAuthority for ExternalUpstreamAuthority {
             .call(client.publish_jwt_key_and_subscribe(request))
             .await?;
         let first = self.first(&mut stream).await?;
-        self.keep(&self.publish_stream, stream, "JWT key");
+        self.keep(&self.publish_stream, stream, "JWT key", move |update| {
+            updates.jwt_keys(
+                update
+                    .upstream_jwt_keys
+                    .into_iter()
+                    .map(jwt_key_from_proto)
+                    .collect(),
+            );
+        });
         Ok(first
             .upstream_jwt_keys
             .into_iter()

@@ -93,6 +93,19 @@ fn pem(label: &str, der: &[u8]) -> String {
     out + &format!("-----END {label}-----\n")
 }
 
+/// What an UpstreamAuthority said after its first answers.
+#[derive(Debug, Default)]
+struct News {
+    roots: std::sync::Mutex<Vec<Vec<X509Authority>>>,
+}
+
+impl spire_plugin::UpstreamUpdates for News {
+    fn x509_roots(&self, roots: Vec<X509Authority>) {
+        self.roots.lock().unwrap().push(roots);
+    }
+    fn jwt_keys(&self, _keys: Vec<JwtKey>) {}
+}
+
 #[tokio::test]
 #[ignore = "needs the Go test plugins (scripts/test.sh)"]
 async fn an_upstream_authority_mints_our_ca_and_refuses_what_it_cannot_sign() {
@@ -103,6 +116,9 @@ async fn an_upstream_authority_mints_our_ca_and_refuses_what_it_cannot_sign() {
     let key_path = dir.path().join("up.key");
     std::fs::write(&cert_path, pem("CERTIFICATE", &upstream)).unwrap();
     std::fs::write(&key_path, key_pem).unwrap();
+    let (later, _, _) = ca();
+    let later_path = dir.path().join("later.crt");
+    std::fs::write(&later_path, pem("CERTIFICATE", &later)).unwrap();
 
     // A missing file is a configuration error, in SPIRE's words.
     let err = start(
@@ -125,9 +141,10 @@ async fn an_upstream_authority_mints_our_ca_and_refuses_what_it_cannot_sign() {
         "upstreamauthority-diskca",
         "UpstreamAuthority",
         &format!(
-            "cert_file_path = \"{}\"\nkey_file_path = \"{}\"",
+            "cert_file_path = \"{}\"\nkey_file_path = \"{}\"\nlater_root_file_path = \"{}\"\nlater_after_seconds = 1",
             cert_path.display(),
-            key_path.display()
+            key_path.display(),
+            later_path.display()
         ),
         HostServices::none(),
         ExternalUpstreamAuthority::bind,
@@ -140,11 +157,18 @@ async fn an_upstream_authority_mints_our_ca_and_refuses_what_it_cannot_sign() {
     let signer = Arc::new(LocalSigner::new("x509-CA-A", key));
     let csr =
         spire_pki::make_ca_csr(signer, &td(), &spire_pki::Subject::default_ca(), &[]).unwrap();
-    let minted = ua.mint_x509_ca(&csr, 600).await.unwrap();
+    let news = Arc::new(News::default());
+    let minted = ua.mint_x509_ca(&csr, 600, news.clone()).await.unwrap();
     assert_eq!(minted.upstream_x509_roots, vec![upstream.clone()]);
     assert_eq!(minted.x509_ca_chain.len(), 1);
     let ca_cert = &minted.x509_ca_chain[0];
-    spiffe_core::x509svid::verify_x509_path(ca_cert, &[], &[upstream], SystemTime::now()).unwrap();
+    spiffe_core::x509svid::verify_x509_path(
+        ca_cert,
+        &[],
+        std::slice::from_ref(&upstream),
+        SystemTime::now(),
+    )
+    .unwrap();
     assert_eq!(
         spire_pki::certificate_uris(ca_cert).unwrap(),
         vec!["spiffe://example.org".to_owned()]
@@ -153,21 +177,36 @@ async fn an_upstream_authority_mints_our_ca_and_refuses_what_it_cannot_sign() {
     let facts = spire_pki::certificate_facts(ca_cert).unwrap();
     assert_eq!(facts.not_after - facts.not_before, 610);
 
+    // A second answer on the open stream (the upstream added a root) reaches the caller.
+    let mut waited = 0;
+    while news.roots.lock().unwrap().is_empty() && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    let later_roots: Vec<Vec<u8>> = news.roots.lock().unwrap()[0]
+        .iter()
+        .map(|r| r.der.clone())
+        .collect();
+    assert_eq!(later_roots, vec![upstream.clone(), later]);
+
     // A CSR that does not verify: the plugin's refusal, code kept.
     let mut bad = csr.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    let err = ua.mint_x509_ca(&bad, 600).await.unwrap_err();
+    let err = ua.mint_x509_ca(&bad, 600, news.clone()).await.unwrap_err();
     assert_eq!(err.code, Code::InvalidArgument, "{err:?}");
 
     // JWT keys are not taken by this plugin: Unimplemented, which the CA manager handles.
     let err = ua
-        .publish_jwt_key(&JwtKey {
-            public_key: vec![1],
-            key_id: "k".into(),
-            expires_at: 0,
-            tainted: false,
-        })
+        .publish_jwt_key(
+            &JwtKey {
+                public_key: vec![1],
+                key_id: "k".into(),
+                expires_at: 0,
+                tainted: false,
+            },
+            news,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code, Code::Unimplemented, "{err:?}");

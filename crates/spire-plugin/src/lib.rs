@@ -305,9 +305,18 @@ pub struct JwtKey {
     pub tainted: bool,
 }
 
-/// `spire.plugin.server.upstreamauthority.v1.UpstreamAuthority`. The host keeps each
-/// stream open after its first answer, as SPIRE does; later answers (new upstream roots or
-/// keys) are not followed yet.
+/// Where an UpstreamAuthority's later news goes (the upstream rotated its roots, or has
+/// new JWT keys): the server's bundle.
+pub trait UpstreamUpdates: Send + Sync + fmt::Debug {
+    /// The upstream X.509 roots now (the whole set).
+    fn x509_roots(&self, roots: Vec<X509Authority>);
+    /// The upstream JWT keys now (the whole set).
+    fn jwt_keys(&self, keys: Vec<JwtKey>);
+}
+
+/// `spire.plugin.server.upstreamauthority.v1.UpstreamAuthority`. Both calls answer at once
+/// and keep telling `updates` what changes upstream afterwards, until the next call of the
+/// same kind replaces them.
 #[async_trait]
 pub trait UpstreamAuthority: Send + Sync + fmt::Debug {
     /// Signs `csr` (DER) as an intermediate CA, asking for `preferred_ttl_secs`.
@@ -315,10 +324,15 @@ pub trait UpstreamAuthority: Send + Sync + fmt::Debug {
         &self,
         csr: &[u8],
         preferred_ttl_secs: i32,
+        updates: Arc<dyn UpstreamUpdates>,
     ) -> PluginResult<UpstreamX509Ca>;
     /// Publishes a JWT key upstream; returns the upstream JWT keys. `Unimplemented` means
     /// the upstream does not take JWT keys (the server then keeps the key in its own bundle).
-    async fn publish_jwt_key(&self, key: &JwtKey) -> PluginResult<Vec<JwtKey>>;
+    async fn publish_jwt_key(
+        &self,
+        key: &JwtKey,
+        updates: Arc<dyn UpstreamUpdates>,
+    ) -> PluginResult<Vec<JwtKey>>;
 }
 
 // === Notifier, BundlePublisher ===

@@ -11,7 +11,7 @@ use spiffe_core::{KeyType, PublicKey, TrustDomain};
 use spire_datastore::{DataStore, JwtSigningKey, RootCa, StoredBundle};
 use spire_gocompat::time::utc_string_of;
 use spire_pki::{Subject, X509Authority};
-use spire_plugin::{KeyManager, UpstreamAuthority};
+use spire_plugin::{KeyManager, UpstreamAuthority, UpstreamUpdates};
 use spire_proto::journal::{JwtKeyEntry, Status, X509caEntry};
 use tokio::sync::Mutex;
 
@@ -72,12 +72,42 @@ struct State {
 /// Called whenever the stored trust bundle changed.
 pub type BundleChanged = Arc<dyn Fn() + Send + Sync>;
 
+/// What an UpstreamAuthority says after its first answer.
+#[derive(Debug)]
+enum UpstreamNews {
+    Roots(Vec<spire_plugin::X509Authority>),
+    JwtKeys(Vec<spire_plugin::JwtKey>),
+}
+
+/// The CA manager's [`UpstreamUpdates`]: news queued for the manager's bundle.
+#[derive(Debug)]
+struct UpstreamInbox(tokio::sync::mpsc::UnboundedSender<UpstreamNews>);
+
+impl UpstreamUpdates for UpstreamInbox {
+    fn x509_roots(&self, roots: Vec<spire_plugin::X509Authority>) {
+        let _ = self.0.send(UpstreamNews::Roots(roots));
+    }
+    fn jwt_keys(&self, keys: Vec<spire_plugin::JwtKey>) {
+        let _ = self.0.send(UpstreamNews::JwtKeys(keys));
+    }
+}
+
+fn jwt_signing_key(k: spire_plugin::JwtKey) -> JwtSigningKey {
+    JwtSigningKey {
+        kid: k.key_id,
+        pkix: k.public_key,
+        not_after: k.expires_at,
+        tainted: k.tainted,
+    }
+}
+
 /// The CA manager.
 pub struct CaManager {
     config: ManagerConfig,
     ds: Arc<dyn DataStore>,
     km: Arc<dyn KeyManager>,
     upstream: Option<Arc<dyn UpstreamAuthority>>,
+    upstream_inbox: Arc<dyn UpstreamUpdates>,
     jwt_unimplemented_warned: std::sync::atomic::AtomicBool,
     ca: Arc<Ca>,
     bundle_changed: BundleChanged,
@@ -179,15 +209,45 @@ impl CaManager {
         }
         (manager_state.jwt_current, manager_state.jwt_next) = picker.finish();
 
+        let (news_tx, mut news) = tokio::sync::mpsc::unbounded_channel();
         let me = Arc::new(Self {
             config,
             ds,
             km,
             upstream,
+            upstream_inbox: Arc::new(UpstreamInbox(news_tx)),
             jwt_unimplemented_warned: std::sync::atomic::AtomicBool::new(false),
             ca,
             bundle_changed,
             state: Mutex::new(manager_state),
+        });
+        // Later news from the UpstreamAuthority joins the bundle (SPIRE's bundle updater).
+        let weak = Arc::downgrade(&me);
+        tokio::spawn(async move {
+            while let Some(update) = news.recv().await {
+                let Some(manager) = weak.upgrade() else {
+                    return;
+                };
+                let result = match update {
+                    UpstreamNews::Roots(roots) => {
+                        let roots = roots
+                            .into_iter()
+                            .map(|r| RootCa {
+                                der: r.der,
+                                tainted: r.tainted,
+                            })
+                            .collect();
+                        manager.append_bundle(roots, vec![]).await
+                    }
+                    UpstreamNews::JwtKeys(keys) => {
+                        let keys = keys.into_iter().map(jwt_signing_key).collect();
+                        manager.append_bundle(vec![], keys).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, subsystem_name = "ca_manager", "Failed to store what the upstream authority sent");
+                }
+            }
         });
         {
             let mut st = me.state.lock().await;
@@ -624,7 +684,7 @@ impl CaManager {
         )?;
         let ttl = i32::try_from(self.config.ca_ttl.as_secs()).unwrap_or(i32::MAX);
         let minted = upstream
-            .mint_x509_ca(&csr, ttl)
+            .mint_x509_ca(&csr, ttl, self.upstream_inbox.clone())
             .await
             .map_err(|e| ManagerError::Upstream(e.to_string()))?;
         let invalid = |why: String| {
@@ -684,17 +744,12 @@ impl CaManager {
                 expires_at: key.not_after,
                 tainted: false,
             };
-            match upstream.publish_jwt_key(&published).await {
+            match upstream
+                .publish_jwt_key(&published, self.upstream_inbox.clone())
+                .await
+            {
                 Ok(keys) => {
-                    let keys = keys
-                        .into_iter()
-                        .map(|k| JwtSigningKey {
-                            kid: k.key_id,
-                            pkix: k.public_key,
-                            not_after: k.expires_at,
-                            tainted: k.tainted,
-                        })
-                        .collect();
+                    let keys = keys.into_iter().map(jwt_signing_key).collect();
                     return self.append_bundle(vec![], keys).await;
                 }
                 Err(e) if e.code == spire_plugin::Code::Unimplemented => {
