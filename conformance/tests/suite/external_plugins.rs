@@ -562,3 +562,32 @@ async fn a_notifier_refusing_the_loaded_bundle_stops_the_server() {
     );
     assert!(!events.exists(), "the refusing notifier wrote nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn rust_sdk_credential_composer_adds_a_claim() {
+    let sc = Scenario::new("external_plugins::rust_sdk_credential_composer_adds_a_claim");
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts {
+            extra_plugins: format!(
+                "CredentialComposer \"rustclaim\" {{\n        plugin_cmd = \"{}\"\n        plugin_data {{\n            claim_name = \"team\"\n            claim_value = \"rust\"\n            dns_name = \"rust.example.org\"\n        }}\n    }}",
+                rust_example("credentialcomposer_rust_addclaim").display()
+            ),
+            ..Default::default()
+        },
+        AgentOpts::default(),
+    )
+    .await;
+    let workload = id("/composed-in-rust");
+    server.workload_entry(&agent_id, &workload, &uid_selector());
+    let svid = agent.wait_x509(&workload, 60).await;
+    let leaf = check_svid_json(&svid, &workload);
+    assert_eq!(leaf.dns, vec!["rust.example.org".to_owned()]);
+    let jwt = workload::wait_jwt(&agent, "rust", 30).await;
+    let claims = jwt_claims(jwt.token());
+    assert_eq!(claims["team"], "rust", "{claims}");
+    assert!(claims["exp"].is_i64(), "{claims}");
+}

@@ -8,8 +8,8 @@ use spire_plugin::{BundlePublisher, PluginBundle, PluginResult};
 use spire_proto::spire::plugin::server::bundlepublisher::v1 as bpv1;
 
 use crate::conn::PluginChannel;
-use crate::types::bundle_to_proto;
 use crate::{ExternalPlugin, HostError};
+use spire_plugin_wire::bundle::bundle_to_proto;
 
 /// The gRPC service a BundlePublisher plugin serves.
 pub const SERVICE: &str = "spire.plugin.server.bundlepublisher.v1.BundlePublisher";

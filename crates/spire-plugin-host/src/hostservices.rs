@@ -99,7 +99,7 @@ impl identityv1::identity_provider_server::IdentityProvider for IdentityProvider
                 cert_chain: identity.cert_chain,
                 private_key: identity.private_key,
             }),
-            bundle: Some(crate::types::bundle_to_proto(&identity.bundle)),
+            bundle: Some(spire_plugin_wire::bundle::bundle_to_proto(&identity.bundle)),
         }))
     }
 }

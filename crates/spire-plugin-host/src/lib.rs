@@ -35,7 +35,6 @@ pub mod notifier;
 pub mod process;
 pub mod spec;
 pub mod svidstore;
-pub mod types;
 pub mod upstreamauthority;
 pub mod workloadattestor;
 

@@ -9,8 +9,8 @@ use spire_plugin::{Notifier, PluginBundle, PluginResult};
 use spire_proto::spire::plugin::server::notifier::v1 as nv1;
 
 use crate::conn::PluginChannel;
-use crate::types::bundle_to_proto;
 use crate::{ExternalPlugin, HostError};
+use spire_plugin_wire::bundle::bundle_to_proto;
 
 /// The gRPC service a Notifier plugin serves.
 pub const SERVICE: &str = "spire.plugin.server.notifier.v1.Notifier";

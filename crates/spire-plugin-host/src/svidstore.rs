@@ -1,6 +1,6 @@
 //! An external SVIDStore behind the trait the built-ins implement
-//! (`spire.plugin.agent.svidstore.v1.SVIDStore`). Federated bundles travel as one DER
-//! blob per trust domain (the certificates concatenated), as SPIRE sends them.
+//! (`spire.plugin.agent.svidstore.v1.SVIDStore`), its messages made by
+//! `spire-plugin-wire`.
 
 use std::sync::Arc;
 
@@ -38,21 +38,7 @@ impl ExternalSvidStore {
 impl SvidStore for ExternalSvidStore {
     async fn put_x509_svid(&self, svid: &StoredSvid, metadata: &[String]) -> PluginResult<()> {
         let mut client = self.client.clone();
-        let request = ssv1::PutX509svidRequest {
-            svid: Some(ssv1::X509svid {
-                spiffe_id: svid.spiffe_id.to_string(),
-                cert_chain: svid.cert_chain.clone(),
-                private_key: svid.private_key.clone(),
-                bundle: svid.bundle.clone(),
-                expires_at: svid.expires_at,
-            }),
-            metadata: metadata.to_vec(),
-            federated_bundles: svid
-                .federated_bundles
-                .iter()
-                .map(|(td, certs)| (td.id_string(), certs.concat()))
-                .collect(),
-        };
+        let request = spire_plugin_wire::svidstore::put_request(svid, metadata);
         self.plugin.call(client.put_x509svid(request)).await?;
         Ok(())
     }

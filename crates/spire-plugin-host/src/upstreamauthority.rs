@@ -17,8 +17,8 @@ use spire_proto::spire::plugin::server::upstreamauthority::v1 as uav1;
 use tokio::task::AbortHandle;
 
 use crate::conn::PluginChannel;
-use crate::types::{jwt_key_from_proto, jwt_key_to_proto};
 use crate::{ExternalPlugin, HostError};
+use spire_plugin_wire::bundle::{jwt_key_from_proto, jwt_key_to_proto};
 
 /// The gRPC service an UpstreamAuthority plugin serves.
 pub const SERVICE: &str = "spire.plugin.server.upstreamauthority.v1.UpstreamAuthority";

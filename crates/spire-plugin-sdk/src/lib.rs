@@ -35,9 +35,17 @@
 //! 3. Prints the handshake line `1|1|unix|<socket>|grpc|` and serves until the host shuts
 //!    it down or kills it.
 //!
+//! Every `spire-plugin` trait but the KeyManager (whose `Signer` signs messages, where the
+//! plugin protocol hands over digests) can be served: [`Plugin::workload_attestor`],
+//! [`Plugin::agent_node_attestor`], [`Plugin::server_node_attestor`],
+//! [`Plugin::upstream_authority`], [`Plugin::notifier`], [`Plugin::bundle_publisher`],
+//! [`Plugin::credential_composer`] and [`Plugin::svid_store`]. `examples/` has a
+//! WorkloadAttestor, both halves of a NodeAttestor and a CredentialComposer.
+//!
 //! [`log`] writes hclog JSON lines on stderr, which both hosts relay into their logs with
 //! the plugin's name.
 
+mod interfaces;
 pub mod log;
 mod services;
 
@@ -117,6 +125,36 @@ impl Plugin {
     pub fn server_node_attestor(p: Arc<dyn ServerNodeAttestor>) -> Self {
         let (name, routes) = services::server_node_attestor(p);
         Self::new("NodeAttestor", name, routes)
+    }
+
+    /// A server UpstreamAuthority.
+    pub fn upstream_authority(p: Arc<dyn spire_plugin::UpstreamAuthority>) -> Self {
+        let (name, routes) = interfaces::upstream_authority(p);
+        Self::new("UpstreamAuthority", name, routes)
+    }
+
+    /// A server Notifier.
+    pub fn notifier(p: Arc<dyn spire_plugin::Notifier>) -> Self {
+        let (name, routes) = interfaces::notifier(p);
+        Self::new("Notifier", name, routes)
+    }
+
+    /// A server BundlePublisher.
+    pub fn bundle_publisher(p: Arc<dyn spire_plugin::BundlePublisher>) -> Self {
+        let (name, routes) = interfaces::bundle_publisher(p);
+        Self::new("BundlePublisher", name, routes)
+    }
+
+    /// A server CredentialComposer.
+    pub fn credential_composer(p: Arc<dyn spire_plugin::CredentialComposer>) -> Self {
+        let (name, routes) = interfaces::credential_composer(p);
+        Self::new("CredentialComposer", name, routes)
+    }
+
+    /// An agent SVIDStore.
+    pub fn svid_store(p: Arc<dyn spire_plugin::SvidStore>) -> Self {
+        let (name, routes) = interfaces::svid_store(p);
+        Self::new("SVIDStore", name, routes)
     }
 
     /// Serves the configuration interface with `c` (without it, a host refuses any

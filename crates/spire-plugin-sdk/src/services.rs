@@ -24,9 +24,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::{Configure, CoreConfig, Plugin};
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
-fn status(e: PluginError) -> Status {
+pub(crate) fn status(e: PluginError) -> Status {
     Status::new(tonic::Code::from_i32(e.code.grpc()), e.message)
 }
 

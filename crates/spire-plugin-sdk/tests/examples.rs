@@ -103,3 +103,76 @@ fn run_by_hand_the_example_refuses_to_start() {
     assert!(err.contains("\"@level\":\"error\""), "{err}");
     assert!(err.contains("it is not run by hand"), "{err}");
 }
+
+#[tokio::test]
+async fn the_rust_credential_composer_example_adds_its_claim_and_passes_the_rest() {
+    use spire_plugin::CredentialComposer as _;
+    use spire_plugin_host::credentialcomposer::ExternalCredentialComposer;
+    let spec = LaunchSpec::new(
+        "rustclaim",
+        "CredentialComposer",
+        &example("credentialcomposer_rust_addclaim")
+            .display()
+            .to_string(),
+        &[],
+        None,
+        Path::new("/"),
+    )
+    .unwrap();
+    // Configuration is checked by the plugin.
+    let err = ExternalPlugin::start(
+        &spec,
+        &core(),
+        Some("claim_name = \"x\""),
+        HostServices::none(),
+        ExternalCredentialComposer::bind,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("code = InvalidArgument desc = claim_name and claim_value are required"),
+        "{err}"
+    );
+    let cc = ExternalPlugin::start(
+        &spec,
+        &core(),
+        Some(
+            "claim_name = \"department\"\nclaim_value = \"payments\"\ndns_name = \"x.example.org\"",
+        ),
+        HostServices::none(),
+        ExternalCredentialComposer::bind,
+    )
+    .await
+    .unwrap();
+    let id = spiffe_core::SpiffeId::parse("spiffe://example.org/w").unwrap();
+    let claims: spire_plugin::JwtClaims =
+        serde_json::from_str(r#"{"aud":["a"],"exp":1900000000,"sub":"spiffe://example.org/w"}"#)
+            .unwrap();
+    let out = cc.compose_workload_jwt_svid(&id, claims).await.unwrap();
+    assert_eq!(
+        serde_json::Value::Object(out).to_string(),
+        r#"{"aud":["a"],"department":"payments","exp":1900000000,"sub":"spiffe://example.org/w"}"#
+    );
+    let key = spiffe_core::PrivateKey::generate(spiffe_core::KeyType::EcP256).unwrap();
+    let attrs = spire_plugin::X509SvidAttributes {
+        subject: spire_plugin::DistinguishedName {
+            country: vec!["US".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let workload = cc
+        .compose_workload_x509_svid(&id, key.public_key(), attrs.clone())
+        .await
+        .unwrap();
+    assert_eq!(workload.dns_sans, vec!["x.example.org".to_owned()]);
+    assert_eq!(workload.subject, attrs.subject);
+    // What the example does not implement passes through (the trait's defaults).
+    assert_eq!(
+        cc.compose_agent_x509_svid(&id, key.public_key(), attrs.clone())
+            .await
+            .unwrap(),
+        attrs
+    );
+}

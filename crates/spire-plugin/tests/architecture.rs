@@ -159,11 +159,12 @@ const LAYERS: &[(&str, u8)] = &[
     ("spire-tls", 3),
     ("spire-cli", 3),
     ("spire-datastore", 3),
-    ("spire-plugin-host", 3),
-    ("spire-plugin-sdk", 3),
-    ("spire-plugins", 4),
-    ("spire-server", 5),
-    ("spire-agent", 5),
+    ("spire-plugin-wire", 3),
+    ("spire-plugin-host", 4),
+    ("spire-plugin-sdk", 4),
+    ("spire-plugins", 5),
+    ("spire-server", 6),
+    ("spire-agent", 6),
 ];
 
 fn layer(name: &str) -> u8 {

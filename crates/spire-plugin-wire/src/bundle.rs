@@ -1,4 +1,4 @@
-//! Conversions between the plugin traits' types and `spire.plugin.types`.
+//! Bundles and JWT keys: `spire.plugin.types`.
 
 use spire_plugin::{JwtKey, PluginBundle, X509Authority};
 use spire_proto::spire::plugin::types;
