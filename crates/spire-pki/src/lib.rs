@@ -342,7 +342,7 @@ pub fn parse_oid(oid: &str) -> Result<Vec<u64>, PkiError> {
         .split('.')
         .map(|a| a.parse::<u64>().map_err(|_| bad()))
         .collect::<Result<Vec<_>, _>>()?;
-    if arcs.len() < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] > 39) {
+    if arcs.len() < 2 || arcs[0] > 2 || (arcs[0] < 2 && arcs[1] > 39) || arcs[1] > u64::MAX - 80 {
         return Err(bad());
     }
     Ok(arcs)
@@ -380,7 +380,8 @@ fn der_oid(arcs: &[u64], out: &mut Vec<u8>) {
         chunk.reverse();
         body.extend(chunk);
     };
-    put(arcs[0] * 40 + arcs[1]);
+    // parse_oid keeps the first arc at most 2; the second may be large (under 2.*).
+    put(arcs[0].saturating_mul(40).saturating_add(arcs[1]));
     for a in &arcs[2..] {
         put(*a);
     }
@@ -405,8 +406,29 @@ pub fn certificate_policies(policies: &[String]) -> Result<Extension, PkiError> 
     })
 }
 
+/// Extensions the CA writes itself: an extra one with the same OID would make the
+/// certificate carry it twice, which X.509 parsers (Go's among them) refuse.
+const MANAGED_EXTENSIONS: &[&str] = &[
+    "2.5.29.14", // subjectKeyIdentifier
+    "2.5.29.15", // keyUsage
+    "2.5.29.17", // subjectAltName
+    "2.5.29.19", // basicConstraints
+    "2.5.29.35", // authorityKeyIdentifier
+    "2.5.29.37", // extKeyUsage
+];
+
 fn add_extensions(p: &mut CertificateParams, extensions: &[Extension]) -> Result<(), PkiError> {
+    let mut seen = std::collections::HashSet::new();
     for e in extensions {
+        if MANAGED_EXTENSIONS.contains(&e.oid.as_str()) {
+            return Err(PkiError::Build(format!(
+                "extension {} is written by the CA and cannot be set as an extra extension",
+                e.oid
+            )));
+        }
+        if !seen.insert(e.oid.as_str()) {
+            return Err(PkiError::Build(format!("extension {} given twice", e.oid)));
+        }
         let mut ext = CustomExtension::from_oid_content(&parse_oid(&e.oid)?, e.value.clone());
         ext.set_criticality(e.critical);
         p.custom_extensions.push(ext);
@@ -635,6 +657,7 @@ impl X509Authority {
         let Some(capture) = &self.capture else {
             return self.issue_x509_svid_template(t);
         };
+        CAPTURED.with(|c| c.borrow_mut().take());
         let (p, key, serial, not_after) = self.svid_params(t)?;
         let unsigned = p
             .signed_by(&key, capture)
@@ -647,8 +670,18 @@ impl X509Authority {
             .sign_async(&tbs, SignatureKind::X509)
             .await
             .map_err(|e| PkiError::Signing(e.to_string()))?;
+        let der = with_signature(unsigned.der(), &signature)?;
+        // What another process signed is checked before it is handed out (Go's
+        // CreateCertificate checks its signer too).
+        spiffe_core::x509svid::verify_x509_path(
+            &der,
+            &[],
+            std::slice::from_ref(&self.cert_der),
+            t.now,
+        )
+        .map_err(|e| PkiError::Signing(format!("signature returned by signer is invalid: {e}")))?;
         Ok(Issued {
-            der: with_signature(unsigned.der(), &signature)?,
+            der,
             serial,
             not_after: unix_secs(not_after),
         })
@@ -889,6 +922,19 @@ pub fn make_ca_csr(
         .serialize_request(&rc)
         .map_err(|e| PkiError::Signing(e.to_string()))?;
     Ok(csr.der().to_vec())
+}
+
+/// Whether a DER certificate is a CA that may sign certificates (basic constraints CA, and
+/// certificate signing in its key usage when it has one).
+pub fn is_ca_certificate(der: &[u8]) -> Result<bool, PkiError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    let ku_ok = match cert.key_usage() {
+        Ok(Some(ku)) => ku.value.key_cert_sign(),
+        Ok(None) => true,
+        Err(e) => return Err(PkiError::MalformedCertificate(e.to_string())),
+    };
+    Ok(cert.is_ca() && ku_ok)
 }
 
 /// The URI SANs of a DER certificate.

@@ -370,3 +370,39 @@ fn a_signature_is_replaced_in_a_der_certificate() {
     );
     assert!(with_signature(&cert[..cert.len() - 1], &[1]).is_err());
 }
+
+#[test]
+fn extra_extensions_the_ca_writes_itself_or_twice_are_refused() {
+    let ca = ca(KeyType::EcP256, Duration::from_secs(86_400));
+    let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+    let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+    let subject = Subject::default_svid();
+    let issue = |extensions: &[Extension]| {
+        ca.issue_x509_svid_template(&SvidTemplate {
+            id: &id,
+            public_key: key.public_key(),
+            subject: &subject,
+            dns_names: &[],
+            extensions,
+            ttl: Duration::from_secs(60),
+            now: now(),
+        })
+    };
+    let ext = |oid: &str| Extension {
+        oid: oid.into(),
+        critical: false,
+        value: vec![0x05, 0x00],
+    };
+    assert!(
+        issue(&[ext("2.5.29.17")]).is_err(),
+        "a second SAN extension"
+    );
+    assert!(issue(&[ext("1.2.3.4"), ext("1.2.3.4")]).is_err());
+    assert!(issue(&[ext("2.99999999999999999")]).is_ok());
+    let issued = issue(&[ext("1.2.3.4")]).unwrap();
+    let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+    assert!(
+        cert.iter_extensions()
+            .any(|e| e.oid.to_id_string() == "1.2.3.4")
+    );
+}

@@ -11,7 +11,7 @@ use spire_plugin::{
     Code, CredentialComposer, JwtClaims, PluginResult, X509CaAttributes, X509SvidAttributes,
 };
 use spire_plugin_wire::composer::{
-    ca_from_proto, ca_to_proto, from_struct, missing, svid_from_proto, svid_to_proto, to_struct,
+    ca_from_proto, ca_to_proto, from_struct, svid_from_proto, svid_to_proto, to_struct,
 };
 use spire_proto::spire::plugin::server::credentialcomposer::v1 as ccv1;
 
@@ -61,8 +61,9 @@ impl CredentialComposer for ExternalCredentialComposer {
             attributes: Some(ca_to_proto(a.clone())),
         };
         match self.compose(client.compose_server_x509ca(request)).await? {
-            Some(response) => ca_from_proto(response.attributes),
-            None => Ok(a),
+            // No attributes in the answer: unchanged, as SPIRE reads it.
+            Some(response) if response.attributes.is_some() => ca_from_proto(response.attributes),
+            _ => Ok(a),
         }
     }
 
@@ -78,8 +79,8 @@ impl CredentialComposer for ExternalCredentialComposer {
             .compose(client.compose_server_x509svid(request))
             .await?
         {
-            Some(response) => svid_from_proto(response.attributes),
-            None => Ok(a),
+            Some(response) if response.attributes.is_some() => svid_from_proto(response.attributes),
+            _ => Ok(a),
         }
     }
 
@@ -96,8 +97,8 @@ impl CredentialComposer for ExternalCredentialComposer {
             public_key: public_key.spki_der().to_vec(),
         };
         match self.compose(client.compose_agent_x509svid(request)).await? {
-            Some(response) => svid_from_proto(response.attributes),
-            None => Ok(a),
+            Some(response) if response.attributes.is_some() => svid_from_proto(response.attributes),
+            _ => Ok(a),
         }
     }
 
@@ -117,8 +118,8 @@ impl CredentialComposer for ExternalCredentialComposer {
             .compose(client.compose_workload_x509svid(request))
             .await?
         {
-            Some(response) => svid_from_proto(response.attributes),
-            None => Ok(a),
+            Some(response) if response.attributes.is_some() => svid_from_proto(response.attributes),
+            _ => Ok(a),
         }
     }
 
@@ -140,7 +141,9 @@ impl CredentialComposer for ExternalCredentialComposer {
         else {
             return Ok(claims);
         };
-        let out = response.attributes.ok_or_else(missing)?;
-        Ok(out.claims.map(from_struct).unwrap_or_default())
+        match response.attributes {
+            Some(out) => Ok(out.claims.map(from_struct).unwrap_or_default()),
+            None => Ok(claims),
+        }
     }
 }

@@ -55,8 +55,8 @@ impl agentstorev1::agent_store_server::AgentStore for AgentStore {
     }
 }
 
-/// The server's own X.509 identity and bundle.
-#[derive(Debug, Clone)]
+/// The server's own X.509 identity and bundle. Its `Debug` leaves the key out.
+#[derive(Clone)]
 pub struct X509Identity {
     /// DER chain, leaf first.
     pub cert_chain: Vec<Vec<u8>>,
@@ -64,6 +64,14 @@ pub struct X509Identity {
     pub private_key: Vec<u8>,
     /// The trust bundle of the server's trust domain.
     pub bundle: spire_plugin::PluginBundle,
+}
+
+impl std::fmt::Debug for X509Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("X509Identity")
+            .field("certificates", &self.cert_chain.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The server's answer to "who are you?".

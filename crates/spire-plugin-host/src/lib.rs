@@ -158,6 +158,7 @@ pub struct ExternalPlugin {
     process: Arc<process::PluginProcess>,
     _broker: broker::Broker,
     options: HostOptions,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// grpc-go's text of a failed call.
@@ -221,6 +222,7 @@ impl ExternalPlugin {
             process,
             _broker: broker,
             options: options.clone(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -390,6 +392,12 @@ impl ExternalPlugin {
         }
     }
 
+    /// Whether the plugin is being shut down (its streams end; that is no error) or its
+    /// process has exited.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed) || self.process.has_exited()
+    }
+
     /// The per-call timeout.
     pub(crate) fn call_timeout(&self) -> Duration {
         self.options.call_timeout
@@ -398,6 +406,8 @@ impl ExternalPlugin {
     /// Deinitialises the plugin, asks it to shut down, and ends the process (killing it if
     /// it does not exit in time).
     pub async fn shutdown(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut init = initv1::init_client::InitClient::new(self.channel.clone());
         match tokio::time::timeout(CONTROL_CALL_TIMEOUT, init.deinit(initv1::DeinitRequest {}))
             .await

@@ -56,6 +56,7 @@ impl ExternalUpstreamAuthority {
         deliver: impl Fn(T) + Send + 'static,
     ) {
         let name = self.plugin.name().to_owned();
+        let plugin = self.plugin.clone();
         let task = tokio::spawn(async move {
             loop {
                 match stream.message().await {
@@ -69,6 +70,8 @@ impl ExternalUpstreamAuthority {
                     }
                     Ok(None) => return,
                     Err(status) if status.code() == tonic::Code::Cancelled => return,
+                    // The plugin is shutting down (or gone): its streams end with it.
+                    Err(_) if plugin.is_stopping() => return,
                     Err(status) => {
                         tracing::error!(
                             plugin_name = %name,
@@ -90,6 +93,17 @@ impl ExternalUpstreamAuthority {
         }
     }
 
+    /// Ends the stream kept in `slot` (SPIRE stops the previous stream before a new call).
+    fn stop(slot: &Mutex<Option<AbortHandle>>) {
+        if let Some(old) = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            old.abort();
+        }
+    }
+
     /// The first answer of a stream, or SPIRE's error when the stream ends first.
     async fn first<T>(&self, stream: &mut tonic::Streaming<T>) -> PluginResult<T> {
         match self
@@ -105,15 +119,8 @@ impl ExternalUpstreamAuthority {
 
 impl Drop for ExternalUpstreamAuthority {
     fn drop(&mut self) {
-        for slot in [&self.mint_stream, &self.publish_stream] {
-            if let Some(task) = slot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()
-            {
-                task.abort();
-            }
-        }
+        Self::stop(&self.mint_stream);
+        Self::stop(&self.publish_stream);
     }
 }
 
@@ -129,6 +136,7 @@ impl UpstreamAuthority for ExternalUpstreamAuthority {
         preferred_ttl_secs: i32,
         updates: Arc<dyn UpstreamUpdates>,
     ) -> PluginResult<UpstreamX509Ca> {
+        Self::stop(&self.mint_stream);
         let mut client = self.client.clone();
         let request = uav1::MintX509caRequest {
             csr: csr.to_vec(),
@@ -181,6 +189,7 @@ impl UpstreamAuthority for ExternalUpstreamAuthority {
         key: &JwtKey,
         updates: Arc<dyn UpstreamUpdates>,
     ) -> PluginResult<Vec<JwtKey>> {
+        Self::stop(&self.publish_stream);
         let mut client = self.client.clone();
         let request = uav1::PublishJwtKeyRequest {
             jwt_key: Some(jwt_key_to_proto(key)),

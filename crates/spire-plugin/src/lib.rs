@@ -485,8 +485,8 @@ pub trait CredentialComposer: Send + Sync + fmt::Debug {
 
 // === SVIDStore ===
 
-/// An X509-SVID to store (`PutX509SVIDRequest`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An X509-SVID to store (`PutX509SVIDRequest`). Its `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredSvid {
     /// SPIFFE ID.
     pub spiffe_id: SpiffeId,
@@ -500,6 +500,15 @@ pub struct StoredSvid {
     pub expires_at: i64,
     /// Federated bundles by trust domain.
     pub federated_bundles: Vec<(TrustDomain, Vec<Vec<u8>>)>,
+}
+
+impl fmt::Debug for StoredSvid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSvid")
+            .field("spiffe_id", &self.spiffe_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `spire.plugin.agent.svidstore.v1.SVIDStore`.

@@ -1,7 +1,8 @@
 //! The plugins that follow the trust bundle, driven as SPIRE drives them: Notifiers get
 //! "bundle loaded" once at start-up (an error stops the server) and "bundle updated" after
-//! every change the CA manager makes (errors are logged); BundlePublishers publish at
-//! start-up, after every change and every 30 seconds. The IdentityProvider host service
+//! every change the CA manager makes (errors are logged), on their own task; BundlePublishers
+//! publish at start-up, after every change and every 30 seconds. Both read the bundle from
+//! the datastore. The IdentityProvider host service
 //! answers from the server's own SVID.
 
 use std::sync::Arc;
@@ -107,21 +108,14 @@ pub async fn publish(publishers: &[(String, Arc<dyn BundlePublisher>)], server: 
     if publishers.is_empty() {
         return;
     }
-    // From the datastore, as SPIRE does: the in-memory copy may not have caught up with
-    // the change that woke us.
-    let bundle = match server
-        .registry()
-        .ds()
-        .fetch_bundle(server.trust_domain())
-        .await
-    {
+    let bundle = match stored_bundle(server).await {
         Ok(Some(b)) => b,
         Ok(None) => {
             tracing::error!(error = "bundle not found", "Failed to publish bundle");
             return;
         }
         Err(e) => {
-            tracing::error!(error = %format!("failed to fetch bundle from datastore: {e}"), "Failed to publish bundle");
+            tracing::error!(error = %e, "Failed to publish bundle");
             return;
         }
     };
@@ -135,6 +129,37 @@ pub async fn publish(publishers: &[(String, Arc<dyn BundlePublisher>)], server: 
         }
     });
     futures::future::join_all(calls).await;
+}
+
+/// Our bundle from the datastore, as SPIRE's notifiers and publishers read it (the
+/// in-memory copy may not have caught up with the change that woke them).
+pub async fn stored_bundle(server: &Server) -> Result<Option<StoredBundle>, String> {
+    server
+        .registry()
+        .ds()
+        .fetch_bundle(server.trust_domain())
+        .await
+        .map_err(|e| format!("failed to fetch bundle from datastore: {e}"))
+}
+
+/// Tells the notifiers "bundle updated" after every change seen on `changes`.
+pub async fn run_notifiers(
+    notifiers: Vec<(String, Arc<dyn Notifier>)>,
+    server: Arc<Server>,
+    mut changes: watch::Receiver<u64>,
+) {
+    if notifiers.is_empty() {
+        return;
+    }
+    while changes.changed().await.is_ok() {
+        let result = match stored_bundle(&server).await {
+            Ok(bundle) => notify(&notifiers, Event::Updated, bundle.as_ref()).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, subsystem_name = "ca_manager", "Failed to notify on bundle update");
+        }
+    }
 }
 
 /// Publishes at once, then after every change seen on `changes` and every
@@ -169,9 +194,10 @@ pub struct ServerIdentity(pub Arc<Server>);
 impl IdentityFetcher for ServerIdentity {
     async fn fetch_x509_identity(&self) -> Result<X509Identity, String> {
         let bundle = self.0.own_bundle().ok_or("bundle not found")?;
+        let identity = self.0.svid_identity().load_full();
         Ok(X509Identity {
-            cert_chain: self.0.svid_chain().load().as_ref().clone(),
-            private_key: self.0.svid_key().load().as_ref().clone(),
+            cert_chain: identity.0.clone(),
+            private_key: identity.1.clone(),
             bundle: plugin_bundle(&bundle),
         })
     }

@@ -110,8 +110,10 @@ async fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
         .svid()
         .set(&issued.chain, key.pkcs8_der())
         .map_err(|e| RunError::Other(e.to_string()))?;
+    server
+        .svid_identity()
+        .store(Arc::new((issued.chain.clone(), key.pkcs8_der().to_vec())));
     server.svid_chain().store(Arc::new(issued.chain));
-    server.svid_key().store(Arc::new(key.pkcs8_der().to_vec()));
     tracing::debug!(
         expiration = %spire_gocompat::time::utc_string(not_after),
         spiffe_id = %server.server_id(),
@@ -296,10 +298,13 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
     // hear of the start-up changes twice.
     let mut notifier_changes = bundle_changes.subscribe();
     notifier_changes.borrow_and_update();
+    let own = crate::bundleplugins::stored_bundle(&server)
+        .await
+        .map_err(RunError::Other)?;
     crate::bundleplugins::notify(
         &cat.notifiers,
         crate::bundleplugins::Event::Loaded,
-        server.own_bundle().as_ref(),
+        own.as_ref(),
     )
     .await
     .map_err(RunError::Other)?;
@@ -341,8 +346,7 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
     {
         let server = server.clone();
         let own_roots = own_roots.clone();
-        let mut changes = notifier_changes;
-        let notifiers = cat.notifiers;
+        let mut changes = bundle_changes.subscribe();
         tokio::spawn(async move {
             while changes.changed().await.is_ok() {
                 if let Err(e) = server.refresh_bundles().await {
@@ -354,18 +358,15 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
                         .map(|b| b.root_cas.into_iter().map(|r| r.der).collect())
                         .unwrap_or_default(),
                 ));
-                if let Err(e) = crate::bundleplugins::notify(
-                    &notifiers,
-                    crate::bundleplugins::Event::Updated,
-                    server.own_bundle().as_ref(),
-                )
-                .await
-                {
-                    tracing::warn!(error = %e, subsystem_name = "ca_manager", "Failed to notify on bundle update");
-                }
             }
         });
     }
+    // Notifiers on their own task, so a slow one does not hold up the bundle reload.
+    tokio::spawn(crate::bundleplugins::run_notifiers(
+        cat.notifiers,
+        server.clone(),
+        notifier_changes,
+    ));
     tokio::spawn(crate::bundleplugins::run_publishers(
         cat.bundle_publishers,
         server.clone(),

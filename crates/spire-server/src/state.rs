@@ -61,8 +61,9 @@ pub struct Server {
     svid: Arc<SvidResolver>,
     /// The server's SVID chain (for Debug GetInfo).
     svid_chain: ArcSwap<Vec<Vec<u8>>>,
-    /// The server's SVID key, PKCS#8 DER (for the IdentityProvider host service).
-    svid_key: ArcSwap<Vec<u8>>,
+    /// The server's SVID chain and its key (PKCS#8 DER), swapped together, for the
+    /// IdentityProvider host service.
+    svid_identity: ArcSwap<(Vec<Vec<u8>>, Vec<u8>)>,
     /// Set when the server starts to stop: long-lived streams end.
     stopping: tokio::sync::watch::Sender<bool>,
     /// Logger control.
@@ -119,7 +120,7 @@ impl Server {
             tls_bundles: SharedBundles::new(BundleSet::new()),
             svid: SvidResolver::new(),
             svid_chain: ArcSwap::from_pointee(Vec::new()),
-            svid_key: ArcSwap::from_pointee(Vec::new()),
+            svid_identity: ArcSwap::from_pointee((Vec::new(), Vec::new())),
             stopping: tokio::sync::watch::Sender::new(false),
             log: parts.log,
             settings: parts.settings,
@@ -173,9 +174,9 @@ impl Server {
         &self.svid_chain
     }
 
-    /// The server's SVID key, PKCS#8 DER.
-    pub fn svid_key(&self) -> &ArcSwap<Vec<u8>> {
-        &self.svid_key
+    /// The server's SVID chain and key (PKCS#8 DER), as one value.
+    pub fn svid_identity(&self) -> &ArcSwap<(Vec<Vec<u8>>, Vec<u8>)> {
+        &self.svid_identity
     }
 
     /// Marks the server as stopping: streams that would otherwise run forever end, so a

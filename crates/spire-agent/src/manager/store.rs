@@ -217,7 +217,12 @@ impl Manager {
                 keys.insert(id.clone(), pkcs8);
                 csrs.push((id, csr));
             }
-            let results = self.client.new_x509_svids(csrs).await?;
+            let mut results = Vec::with_capacity(csrs.len());
+            let mut csrs = csrs.into_iter().peekable();
+            while csrs.peek().is_some() {
+                let batch: Vec<_> = csrs.by_ref().take(CSR_BATCH_LIMIT).collect();
+                results.extend(self.client.new_x509_svids(batch).await?);
+            }
             let mut minted: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
             for (id, result) in results {
                 match result {
@@ -236,7 +241,13 @@ impl Manager {
                     continue;
                 };
                 let Some(leaf) = chain.first() else { continue };
-                let (not_before, not_after) = validity(leaf)?;
+                let (not_before, not_after) = match validity(leaf) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(subsystem_name = "manager", entry_id = entry.id.as_str(), error = %e, "Failed to mint X509 SVID");
+                        continue;
+                    }
+                };
                 if let Some(old) = stored.get(&entry.id)
                     && old.stored
                     && old.entry.selectors != entry.selectors

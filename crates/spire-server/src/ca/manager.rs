@@ -92,13 +92,42 @@ impl UpstreamUpdates for UpstreamInbox {
     }
 }
 
-fn jwt_signing_key(k: spire_plugin::JwtKey) -> JwtSigningKey {
-    JwtSigningKey {
-        kid: k.key_id,
-        pkix: k.public_key,
-        not_after: k.expires_at,
-        tainted: k.tainted,
-    }
+/// JWT keys from an UpstreamAuthority, checked as SPIRE checks them (a key ID, a PKIX key).
+fn checked_jwt_keys(keys: Vec<spire_plugin::JwtKey>) -> Result<Vec<JwtSigningKey>, String> {
+    keys.into_iter()
+        .map(|k| {
+            if k.key_id.is_empty() {
+                return Err("invalid plugin response: missing key ID for JWT key".to_owned());
+            }
+            spiffe_core::PublicKey::from_spki_der(&k.public_key).map_err(|e| {
+                format!(
+                    "invalid plugin response: failed to unmarshal public key for JWT key {:?}: {e}",
+                    k.key_id
+                )
+            })?;
+            Ok(JwtSigningKey {
+                kid: k.key_id,
+                pkix: k.public_key,
+                not_after: k.expires_at,
+                tainted: k.tainted,
+            })
+        })
+        .collect()
+}
+
+/// X.509 roots from an UpstreamAuthority, each parsed before it joins the bundle.
+fn checked_roots(roots: Vec<spire_plugin::X509Authority>) -> Result<Vec<RootCa>, String> {
+    roots
+        .into_iter()
+        .map(|r| {
+            spire_pki::certificate_facts(&r.der)
+                .map_err(|e| format!("plugin response has malformed upstream X.509 roots: {e}"))?;
+            Ok(RootCa {
+                der: r.der,
+                tainted: r.tainted,
+            })
+        })
+        .collect()
 }
 
 /// The CA manager.
@@ -228,21 +257,13 @@ impl CaManager {
                 let Some(manager) = weak.upgrade() else {
                     return;
                 };
-                let result = match update {
-                    UpstreamNews::Roots(roots) => {
-                        let roots = roots
-                            .into_iter()
-                            .map(|r| RootCa {
-                                der: r.der,
-                                tainted: r.tainted,
-                            })
-                            .collect();
-                        manager.append_bundle(roots, vec![]).await
-                    }
-                    UpstreamNews::JwtKeys(keys) => {
-                        let keys = keys.into_iter().map(jwt_signing_key).collect();
-                        manager.append_bundle(vec![], keys).await
-                    }
+                let checked = match update {
+                    UpstreamNews::Roots(roots) => checked_roots(roots).map(|r| (r, vec![])),
+                    UpstreamNews::JwtKeys(keys) => checked_jwt_keys(keys).map(|k| (vec![], k)),
+                };
+                let result = match checked {
+                    Ok((roots, keys)) => manager.append_bundle(roots, keys).await,
+                    Err(e) => Err(ManagerError::Upstream(e)),
                 };
                 if let Err(e) = result {
                     tracing::error!(error = %e, subsystem_name = "ca_manager", "Failed to store what the upstream authority sent");
@@ -676,11 +697,17 @@ impl CaManager {
         extensions: &[spire_pki::Extension],
         now: SystemTime,
     ) -> Result<(X509Authority, Vec<Vec<u8>>, String), ManagerError> {
+        // Certificate policies stay out of the CSR, as SPIRE leaves them out.
+        let csr_extensions: Vec<spire_pki::Extension> = extensions
+            .iter()
+            .filter(|e| e.oid != "2.5.29.32")
+            .cloned()
+            .collect();
         let csr = spire_pki::make_ca_csr(
             signer.clone(),
             &self.config.trust_domain,
             subject,
-            extensions,
+            &csr_extensions,
         )?;
         let ttl = i32::try_from(self.config.ca_ttl.as_secs()).unwrap_or(i32::MAX);
         let minted = upstream
@@ -698,6 +725,18 @@ impl CaManager {
         let authority =
             X509Authority::new(ca_cert.clone(), signer, self.config.trust_domain.clone())
                 .map_err(|e| invalid(e.to_string()))?;
+        if !spire_pki::is_ca_certificate(ca_cert).map_err(|e| invalid(e.to_string()))? {
+            return Err(invalid(
+                "the certificate is not a CA that may sign certificates".into(),
+            ));
+        }
+        for root in &minted.upstream_x509_roots {
+            spire_pki::certificate_facts(root).map_err(|e| {
+                ManagerError::Upstream(format!(
+                    "rpc error: code = Internal desc = plugin response has malformed upstream X.509 roots: {e}"
+                ))
+            })?;
+        }
         let uris = spire_pki::certificate_uris(ca_cert).map_err(|e| invalid(e.to_string()))?;
         let td_id = self.config.trust_domain.id_string();
         if uris != [td_id.clone()] {
@@ -749,7 +788,9 @@ impl CaManager {
                 .await
             {
                 Ok(keys) => {
-                    let keys = keys.into_iter().map(jwt_signing_key).collect();
+                    let keys = checked_jwt_keys(keys).map_err(|e| {
+                        ManagerError::Upstream(format!("rpc error: code = Internal desc = {e}"))
+                    })?;
                     return self.append_bundle(vec![], keys).await;
                 }
                 Err(e) if e.code == spire_plugin::Code::Unimplemented => {

@@ -370,12 +370,14 @@ impl Ca {
                 .map_err(|_| spiffe_core::KeyError::Signing)
         };
         let remote = key.signer.is_remote();
+        let mut expires_at = secs(expires);
         let token = if self.composers.is_empty() && !remote {
             jwt::sign_with(&claims, &key.kid, key.algorithm(), sign)?
         } else {
             let mut claims = jwt::claims_map(&claims);
             if !self.composers.is_empty() {
                 claims = compose::jwt_svid(&self.composers, id, claims).await?;
+                expires_at = self.check_composed_claims(&claims)?;
             }
             if remote {
                 // A KeyManager plugin signs without blocking a thread.
@@ -393,6 +395,35 @@ impl Ca {
                 jwt::sign_claims_with(&claims, &key.kid, key.algorithm(), sign)?
             }
         };
-        Ok((token, secs(expires)))
+        Ok((token, expires_at))
+    }
+
+    /// What CredentialComposers returned must still be a JWT-SVID of our trust domain
+    /// (SPIRE validates the token after composing): a `sub` in the trust domain, an
+    /// audience, an expiry. Returns the expiry.
+    fn check_composed_claims(&self, claims: &spire_plugin::JwtClaims) -> Result<i64, CaError> {
+        let invalid = |why: &str| CaError::Invalid(format!("invalid JWT-SVID: {why}"));
+        let sub = claims
+            .get("sub")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| invalid("missing subject"))?;
+        let sub = SpiffeId::parse(sub).map_err(|_| invalid("subject is not a SPIFFE ID"))?;
+        if !sub.is_member_of(&self.trust_domain) {
+            return Err(invalid("subject is not a member of the trust domain"));
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(serde_json::Value::String(a)) => !a.is_empty(),
+            Some(serde_json::Value::Array(a)) => {
+                !a.is_empty() && a.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+            }
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(invalid("missing audience"));
+        }
+        claims
+            .get("exp")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| invalid("missing expiry"))
     }
 }
