@@ -636,6 +636,20 @@ impl PublicKey {
                 .is_ok()
     }
 
+    /// Verifies an X.509 certificate signature as SPIRE's CAs make them: ECDSA (ASN.1) with
+    /// SHA-256 on P-256 and SHA-384 on P-384, RSA PKCS#1 v1.5 with SHA-256.
+    pub fn verify_x509(&self, msg: &[u8], sig: &[u8]) -> bool {
+        let alg: &'static dyn signature::VerificationAlgorithm = match self.kind {
+            PublicKeyKind::Ec(Curve::P256) => &signature::ECDSA_P256_SHA256_ASN1,
+            PublicKeyKind::Ec(Curve::P384) => &signature::ECDSA_P384_SHA384_ASN1,
+            PublicKeyKind::Ec(_) => return false,
+            PublicKeyKind::Rsa { .. } => &signature::RSA_PKCS1_2048_8192_SHA256,
+        };
+        signature::UnparsedPublicKey::new(alg, &self.spki)
+            .verify(msg, sig)
+            .is_ok()
+    }
+
     /// EC coordinates (x, y), for JWK encoding.
     pub fn ec_coordinates(&self) -> Option<(Curve, Vec<u8>, Vec<u8>)> {
         let PublicKeyKind::Ec(curve) = self.kind else {
