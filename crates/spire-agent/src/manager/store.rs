@@ -46,25 +46,36 @@ fn store_of(entry: &Entry) -> Result<(String, Vec<String>), &'static str> {
 }
 
 impl Manager {
-    fn svid_store(&self, name: &str) -> Option<Arc<dyn SvidStore>> {
-        self.cfg
-            .svid_stores
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s.clone())
-    }
-
-    /// Deletes what was stored for `entry`; true when it is gone.
-    async fn delete_stored(&self, entry: &Entry) -> bool {
+    /// The store `entry` names, its name and the metadata; `None` (logged, with SPIRE's
+    /// words for `doing`: "deleting", "storing") when there is none.
+    fn svid_store(
+        &self,
+        entry: &Entry,
+        doing: &str,
+    ) -> Option<(Arc<dyn SvidStore>, String, Vec<String>)> {
         let (name, metadata) = match store_of(entry) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, error = e, "Invalid store name in selectors");
-                return false;
+                return None;
             }
         };
-        let Some(store) = self.svid_store(&name) else {
-            tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), "Error deleting SVID: SVIDStore not found");
+        let Some(store) = self
+            .cfg
+            .svid_stores
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.clone())
+        else {
+            tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), "Error {doing} SVID: SVIDStore not found");
+            return None;
+        };
+        Some((store, name, metadata))
+    }
+
+    /// Deletes what was stored for `entry`; true when it is gone.
+    async fn delete_stored(&self, entry: &Entry) -> bool {
+        let Some((store, name, metadata)) = self.svid_store(entry, "deleting") else {
             return false;
         };
         match store.delete_x509_svid(&metadata).await {
@@ -86,15 +97,7 @@ impl Manager {
     /// Stores `record`'s SVID through its plugin; true when the plugin took it.
     async fn put_stored(&self, record: &StoredRecord) -> bool {
         let entry = &record.entry;
-        let (name, metadata) = match store_of(entry) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, error = e, "Invalid store name in selectors");
-                return false;
-            }
-        };
-        let Some(store) = self.svid_store(&name) else {
-            tracing::error!(subsystem_name = "svid_store_service", entry = entry.id.as_str(), spiffe_id = %entry.spiffe_id, svid_store = name.as_str(), "Error storing SVID: SVIDStore not found");
+        let Some((store, name, metadata)) = self.svid_store(entry, "storing") else {
             return false;
         };
         if record.bundles.own.is_empty() {
@@ -194,29 +197,11 @@ impl Manager {
             }
         }
         if !mint.is_empty() {
-            let key_type = self.cfg.workload_key_type;
             let ids: Vec<(String, SpiffeId)> = mint
                 .iter()
                 .map(|(e, _)| (e.id.clone(), e.spiffe_id.clone()))
                 .collect();
-            let generated = tokio::task::spawn_blocking(move || {
-                ids.into_iter()
-                    .map(|(id, spiffe_id)| {
-                        let key = PrivateKey::generate(key_type).map_err(pki)?;
-                        let pkcs8 = key.pkcs8_der().to_vec();
-                        let csr = spire_pki::make_csr(key, Some(&spiffe_id)).map_err(pki)?;
-                        Ok((id, pkcs8, csr))
-                    })
-                    .collect::<Result<Vec<_>, ManagerError>>()
-            })
-            .await
-            .map_err(pki)??;
-            let mut keys: HashMap<String, Vec<u8>> = HashMap::new();
-            let mut csrs = Vec::with_capacity(generated.len());
-            for (id, pkcs8, csr) in generated {
-                keys.insert(id.clone(), pkcs8);
-                csrs.push((id, csr));
-            }
+            let (mut keys, csrs) = self.keys_and_csrs(ids).await?;
             let mut results = Vec::with_capacity(csrs.len());
             let mut csrs = csrs.into_iter().peekable();
             while csrs.peek().is_some() {

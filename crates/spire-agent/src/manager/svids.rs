@@ -30,26 +30,7 @@ impl Manager {
             }
             requests.push((s.entry.id.clone(), s.entry.spiffe_id.clone()));
         }
-        let key_type = self.cfg.workload_key_type;
-        let generated = tokio::task::spawn_blocking(move || {
-            requests
-                .into_iter()
-                .map(|(id, spiffe_id)| {
-                    let key = PrivateKey::generate(key_type).map_err(pki)?;
-                    let pkcs8 = key.pkcs8_der().to_vec();
-                    let csr = spire_pki::make_csr(key, Some(&spiffe_id)).map_err(pki)?;
-                    Ok((id, pkcs8, csr))
-                })
-                .collect::<Result<Vec<_>, ManagerError>>()
-        })
-        .await
-        .map_err(pki)??;
-        let mut keys: HashMap<String, Vec<u8>> = HashMap::new();
-        let mut csrs = Vec::with_capacity(generated.len());
-        for (id, pkcs8, csr) in generated {
-            keys.insert(id.clone(), pkcs8);
-            csrs.push((id, csr));
-        }
+        let (mut keys, csrs) = self.keys_and_csrs(requests).await?;
         let results = match self.client.new_x509_svids(csrs).await {
             Ok(r) => {
                 self.csr_limit.lock().success();
@@ -105,6 +86,35 @@ impl Manager {
         }
         self.notify(&notify);
         Ok(())
+    }
+
+    /// A fresh key and its CSR for each `(entry ID, SPIFFE ID)`, made off the runtime's
+    /// threads: the keys (PKCS#8) by entry ID, and the CSRs in request order.
+    pub(super) async fn keys_and_csrs(
+        &self,
+        requests: Vec<(String, SpiffeId)>,
+    ) -> Result<(HashMap<String, Vec<u8>>, Vec<(String, Vec<u8>)>), ManagerError> {
+        let key_type = self.cfg.workload_key_type;
+        let generated = tokio::task::spawn_blocking(move || {
+            requests
+                .into_iter()
+                .map(|(id, spiffe_id)| {
+                    let key = PrivateKey::generate(key_type).map_err(pki)?;
+                    let pkcs8 = key.pkcs8_der().to_vec();
+                    let csr = spire_pki::make_csr(key, Some(&spiffe_id)).map_err(pki)?;
+                    Ok((id, pkcs8, csr))
+                })
+                .collect::<Result<Vec<_>, ManagerError>>()
+        })
+        .await
+        .map_err(pki)??;
+        let mut keys = HashMap::with_capacity(generated.len());
+        let mut csrs = Vec::with_capacity(generated.len());
+        for (id, pkcs8, csr) in generated {
+            keys.insert(id.clone(), pkcs8);
+            csrs.push((id, csr));
+        }
+        Ok((keys, csrs))
     }
 
     pub(super) async fn run_svid_sync(&self) -> Result<(), ManagerError> {
