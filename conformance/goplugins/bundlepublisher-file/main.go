@@ -20,8 +20,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/spiffe/spire-plugin-sdk/pluginmain"
@@ -30,6 +28,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"spire-rs/conformance/goplugins/internal/atomicfile"
 	"spire-rs/conformance/goplugins/internal/pluginconf"
 )
 
@@ -90,32 +89,10 @@ func (p *Plugin) PublishBundle(ctx context.Context, req *bundlepublisherv1.Publi
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "unable to encode the bundle: %v", err)
 	}
-	if err := writeAtomically(config.Path, append(data, '\n')); err != nil {
+	if err := atomicfile.Write(config.Path, append(data, '\n'), 0o644); err != nil {
 		return nil, status.Errorf(codes.Internal, "unable to write %s: %v", config.Path, err)
 	}
 	return &bundlepublisherv1.PublishBundleResponse{}, nil
-}
-
-// writeAtomically replaces path with data (mode 0644) by renaming a temporary file of the
-// same directory over it, so a reader sees the old content or the new, never a part.
-func writeAtomically(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {

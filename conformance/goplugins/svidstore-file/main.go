@@ -46,6 +46,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"spire-rs/conformance/goplugins/internal/atomicfile"
 	"spire-rs/conformance/goplugins/internal/pluginconf"
 )
 
@@ -163,7 +164,7 @@ func (p *Plugin) PutX509SVID(ctx context.Context, req *svidstorev1.PutX509SVIDRe
 		return nil, status.Errorf(codes.Internal, "unable to encode the SVID: %v", err)
 	}
 	path := filepath.Join(config.Dir, name+".json")
-	if err := writeAtomically(config.Dir, path, append(data, '\n')); err != nil {
+	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
 		return nil, status.Errorf(codes.Internal, "unable to write %s: %v", path, err)
 	}
 	return &svidstorev1.PutX509SVIDResponse{}, nil
@@ -186,24 +187,6 @@ func (p *Plugin) DeleteX509SVID(ctx context.Context, req *svidstorev1.DeleteX509
 		return nil, status.Errorf(codes.Internal, "unable to remove %s: %v", path, err)
 	}
 	return &svidstorev1.DeleteX509SVIDResponse{}, nil
-}
-
-// writeAtomically replaces path with data (mode 0600, as os.CreateTemp creates it) by
-// renaming a temporary file of dir over it.
-func writeAtomically(dir, path string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {

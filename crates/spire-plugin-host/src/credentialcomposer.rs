@@ -53,6 +53,18 @@ impl ExternalCredentialComposer {
     }
 }
 
+/// The composed attributes, or the input when the plugin answered without any (SPIRE reads
+/// an empty answer as "unchanged").
+fn svid_or_input(
+    answer: Option<ccv1::X509svidAttributes>,
+    input: X509SvidAttributes,
+) -> PluginResult<X509SvidAttributes> {
+    match answer {
+        Some(composed) => svid_from_proto(Some(composed)),
+        None => Ok(input),
+    }
+}
+
 #[async_trait]
 impl CredentialComposer for ExternalCredentialComposer {
     async fn compose_server_x509_ca(&self, a: X509CaAttributes) -> PluginResult<X509CaAttributes> {
@@ -75,13 +87,10 @@ impl CredentialComposer for ExternalCredentialComposer {
         let request = ccv1::ComposeServerX509svidRequest {
             attributes: Some(svid_to_proto(a.clone())),
         };
-        match self
+        let answer = self
             .compose(client.compose_server_x509svid(request))
-            .await?
-        {
-            Some(response) if response.attributes.is_some() => svid_from_proto(response.attributes),
-            _ => Ok(a),
-        }
+            .await?;
+        svid_or_input(answer.and_then(|r| r.attributes), a)
     }
 
     async fn compose_agent_x509_svid(
@@ -96,10 +105,8 @@ impl CredentialComposer for ExternalCredentialComposer {
             spiffe_id: id.to_string(),
             public_key: public_key.spki_der().to_vec(),
         };
-        match self.compose(client.compose_agent_x509svid(request)).await? {
-            Some(response) if response.attributes.is_some() => svid_from_proto(response.attributes),
-            _ => Ok(a),
-        }
+        let answer = self.compose(client.compose_agent_x509svid(request)).await?;
+        svid_or_input(answer.and_then(|r| r.attributes), a)
     }
 
     async fn compose_workload_x509_svid(
@@ -114,13 +121,10 @@ impl CredentialComposer for ExternalCredentialComposer {
             spiffe_id: id.to_string(),
             public_key: public_key.spki_der().to_vec(),
         };
-        match self
+        let answer = self
             .compose(client.compose_workload_x509svid(request))
-            .await?
-        {
-            Some(response) if response.attributes.is_some() => svid_from_proto(response.attributes),
-            _ => Ok(a),
-        }
+            .await?;
+        svid_or_input(answer.and_then(|r| r.attributes), a)
     }
 
     async fn compose_workload_jwt_svid(
