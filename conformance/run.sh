@@ -19,6 +19,8 @@
 #   SPIRE_REF_BIN_DIR         reference binaries (default: conformance/build-reference.sh)
 #   SPIRE_RS_GOPLUGINS_DIR    the Go SDK test plugins (default: conformance/goplugins/build.sh)
 #   SPIRE_RS_REQUIRE_CLIENTS  1: py-spiffe / go-spiffe unavailable is a failure, not a skip
+#   SPIRE_RS_K8S_BIN_DIR      kube-apiserver, kubelet, kubectl (default: conformance/k8s/build.sh)
+#   SPIRE_RS_REQUIRE_K8S      1: no Kubernetes cluster is a failure, not a skip
 #   CONFORMANCE_THREADS       parallel scenarios (default 4)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,6 +50,10 @@ log "reference SPIRE in $SPIRE_REF_BIN_DIR"
 # External plugins built with SPIRE's Go plugin SDK, for external_plugins::*.
 SPIRE_RS_GOPLUGINS_DIR="${SPIRE_RS_GOPLUGINS_DIR:-$(conformance/goplugins/build.sh)}"
 export SPIRE_RS_GOPLUGINS_DIR
+
+# kube-apiserver and kubelet for k8s_psat::* (built once per machine).
+SPIRE_RS_K8S_BIN_DIR="${SPIRE_RS_K8S_BIN_DIR:-$(conformance/k8s/build.sh)}"
+export SPIRE_RS_K8S_BIN_DIR
 
 # py-spiffe for the independent-client scenario; go-spiffe is built by the scenario itself.
 conformance/pyclient/setup.sh || log "py-spiffe unavailable: clients::py_spiffe will skip (or fail with SPIRE_RS_REQUIRE_CLIENTS=1)"

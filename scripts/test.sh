@@ -29,6 +29,11 @@ export SPIRE_RS_REQUIRE_PY=1 SPIRE_RS_REQUIRE_CLIENTS=1
 SPIRE_RS_GOPLUGINS_DIR="$(conformance/goplugins/build.sh)"
 export SPIRE_RS_GOPLUGINS_DIR
 
+# A real Kubernetes control plane (kube-apiserver built once per machine; etcd from Debian)
+# for the k8s plugins' tests and scenarios: required, not skipped.
+SPIRE_RS_K8S_BIN_DIR="$(conformance/k8s/build.sh)"
+export SPIRE_RS_K8S_BIN_DIR SPIRE_RS_REQUIRE_K8S=1
+
 # The Go module cache holds SPIRE's example configs that the config tests read.
 GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE)}"
 export GOMODCACHE

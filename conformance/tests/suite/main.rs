@@ -34,6 +34,7 @@ mod external_plugins;
 mod force_rotation;
 mod interop;
 mod join_token;
+mod k8s_psat;
 mod limits;
 mod restarts;
 mod rotation;

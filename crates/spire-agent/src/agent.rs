@@ -12,6 +12,7 @@ use spire_plugin::{AgentNodeAttestor, WorkloadAttestor};
 use spire_plugins::nodeattestor::join_token::JoinTokenAgent;
 use spire_plugins::nodeattestor::x509pop::{AgentConfig as X509PopConfig, X509PopAgent};
 use spire_plugins::workloadattestor::unix::{UnixAttestor, UnixConfig};
+use spire_plugins_k8s::psat;
 use spire_tls::SharedBundles;
 
 use crate::attest::{AttestError, attest};
@@ -212,6 +213,15 @@ impl AgentSettings {
                         AgentError::Config(format!("failed to configure plugin \"x509pop\": {e}"))
                     })?;
                     node_attestor = Some(("x509pop".into(), Arc::new(plugin)));
+                }
+                ("NodeAttestor", psat::PLUGIN_NAME) => {
+                    let cfg: psat::AgentConfig = crate::plugins::builtin_data(p)?;
+                    let plugin = psat::PsatAgent::new(&cfg).map_err(|e| {
+                        AgentError::Config(format!(
+                            "failed to configure plugin \"k8s_psat\": rpc error: code = InvalidArgument desc = {e}"
+                        ))
+                    })?;
+                    node_attestor = Some((psat::PLUGIN_NAME.into(), Arc::new(plugin)));
                 }
                 ("WorkloadAttestor", "unix") => {
                     let cfg: UnixConfig = crate::plugins::builtin_data(p)?;

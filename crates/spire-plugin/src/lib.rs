@@ -120,6 +120,18 @@ impl PluginError {
         self.message = format!("{prefix}: {}", self.message);
         self
     }
+
+    /// SPIRE's plugin facade prefix, `<type in lower case>(<name>): `, added unless the
+    /// message already has it (a bare `<name>: ` prefix is replaced).
+    pub fn facade_prefixed(mut self, plugin_type: &str, name: &str) -> Self {
+        let prefix = format!("{}({name}): ", plugin_type.to_ascii_lowercase());
+        if !self.message.starts_with(&prefix) {
+            let bare = format!("{name}: ");
+            let rest = self.message.strip_prefix(&bare).unwrap_or(&self.message);
+            self.message = format!("{prefix}{rest}");
+        }
+        self
+    }
 }
 
 /// Result alias for plugin calls.
@@ -586,7 +598,17 @@ impl fmt::Display for PluginType {
 
 #[cfg(test)]
 mod tests {
-    use super::Code;
+    use super::{Code, PluginError};
+
+    #[test]
+    fn facade_prefix_as_spire_adds_it() {
+        let e = PluginError::internal("boom").facade_prefixed("NodeAttestor", "k8s_psat");
+        assert_eq!(e.message, "nodeattestor(k8s_psat): boom");
+        let again = e.clone().facade_prefixed("NodeAttestor", "k8s_psat");
+        assert_eq!(again.message, "nodeattestor(k8s_psat): boom");
+        let bare = PluginError::internal("x509pop: bad").facade_prefixed("NodeAttestor", "x509pop");
+        assert_eq!(bare.message, "nodeattestor(x509pop): bad");
+    }
 
     #[test]
     fn codes_travel_as_grpc_codes_and_back() {

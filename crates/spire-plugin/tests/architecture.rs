@@ -163,6 +163,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("spire-plugin-host", 4),
     ("spire-plugin-sdk", 4),
     ("spire-plugins", 5),
+    ("spire-plugins-k8s", 5),
     ("spire-server", 6),
     ("spire-agent", 6),
 ];

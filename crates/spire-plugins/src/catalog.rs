@@ -122,7 +122,6 @@ const SPIRE_NODE_ATTESTORS: &[&str] = &[
     "azure_msi",
     "gcp_iit",
     "http_challenge",
-    "k8s_psat",
     "sshpop",
     "tpm_devid",
 ];
@@ -132,7 +131,7 @@ pub const SERVER: Side = Side {
     builtins: &[
         ("DataStore", &["sql"]),
         ("KeyManager", &["disk", "memory"]),
-        ("NodeAttestor", &["join_token", "x509pop"]),
+        ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
     ],
     spire_only: &[
         ("KeyManager", &["aws_kms", "gcp_kms", "azure_key_vault"]),
@@ -182,7 +181,7 @@ pub const SERVER: Side = Side {
 pub const AGENT: Side = Side {
     builtins: &[
         ("KeyManager", &["disk", "memory"]),
-        ("NodeAttestor", &["join_token", "x509pop"]),
+        ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
         ("WorkloadAttestor", &["unix"]),
     ],
     spire_only: &[

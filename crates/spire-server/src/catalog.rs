@@ -20,6 +20,7 @@ use spire_plugin_host::hostservices::{self, AgentLookupCell, IdentityFetcherCell
 use spire_plugin_host::{CoreConfig, ExternalPlugin, HostError, LaunchSpec};
 use spire_plugins::keymanager::{LocalKeyManager, ServerDiskConfig};
 use spire_plugins::nodeattestor::x509pop::{self, X509PopServer};
+use spire_plugins_k8s::psat;
 
 pub use spire_plugins::catalog::CatalogError;
 use spire_plugins::catalog::{SERVER, configure_err, decode};
@@ -208,6 +209,12 @@ pub async fn load(
                     X509PopServer::new(&cfg, trust_domain.clone(), Some(own_bundle.clone()))
                         .map_err(|e| configure_err(p, e))?;
                 node_attestors.insert("x509pop".into(), Arc::new(plugin));
+            }
+            ("NodeAttestor", psat::PLUGIN_NAME) => {
+                let cfg: psat::ServerConfig = decode(p)?;
+                let plugin = psat::PsatServer::new(&cfg, trust_domain.clone())
+                    .map_err(|e| configure_err(p, e))?;
+                node_attestors.insert(psat::PLUGIN_NAME.into(), Arc::new(plugin));
             }
             _ => return Err(SERVER.not_available(p).into()),
         }

@@ -12,6 +12,9 @@
 //! - Web PKI (only for fetching `trust_bundle_url` over https): [`web_client_config`] over
 //!   [`system_roots`], the platform's roots as Go finds them (`SSL_CERT_FILE`,
 //!   `SSL_CERT_DIR`, then the usual files).
+//! - Other HTTPS APIs (the Kubernetes API server, kubelets): [`https_client_config`] with
+//!   the roots, or the skipped verification, and the client certificate their configuration
+//!   names.
 //!
 //! Architecture invariant: no other crate constructs a `rustls::ServerConfig` or
 //! `rustls::ClientConfig`.
@@ -648,6 +651,149 @@ pub fn web_client_config(
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_root_certificates(store)
         .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// How an [`https_client_config`] client checks the server's certificate.
+#[derive(Clone)]
+pub enum ServerTrust {
+    /// Web-PKI verification (chain and host name) against these roots.
+    Roots(Vec<CertificateDer<'static>>),
+    /// No verification of the server's certificate at all (Go's `InsecureSkipVerify`:
+    /// kubeconfig's `insecure-skip-tls-verify`, SPIRE's `skip_kubelet_verification`). The
+    /// handshake signature is still checked against the presented certificate.
+    SkipVerification,
+}
+
+impl fmt::Debug for ServerTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerTrust::Roots(r) => write!(f, "Roots({} certificates)", r.len()),
+            ServerTrust::SkipVerification => f.write_str("SkipVerification"),
+        }
+    }
+}
+
+/// A client certificate chain and its key, presented by an [`https_client_config`] client.
+pub struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("certificates", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for ClientIdentity {
+    fn clone(&self) -> Self {
+        ClientIdentity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl ClientIdentity {
+    /// A certificate chain (PEM, leaf first) and its private key (PEM: PKCS#8, PKCS#1 or
+    /// SEC1), as kubeconfig files hold them.
+    pub fn from_pem(certs: &[u8], key: &[u8]) -> Result<ClientIdentity, TlsError> {
+        use rustls_pki_types::pem::PemObject as _;
+        let chain = certs_from_pem(certs)?;
+        let key = PrivateKeyDer::from_pem_slice(key)
+            .map_err(|e| TlsError::Key(format!("no private key found in PEM data: {e}")))?;
+        Ok(ClientIdentity { chain, key })
+    }
+}
+
+/// Every certificate in PEM data; none is an error.
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Config(format!("unable to parse PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Config("no certificates found in PEM data".into()));
+    }
+    Ok(certs)
+}
+
+/// Accepts any server certificate, verifying only that the handshake was signed by the key
+/// it names ([`ServerTrust::SkipVerification`]).
+#[derive(Debug)]
+struct SkipServerVerification;
+
+impl ServerCertVerifier for SkipServerVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        algorithms().supported_schemes()
+    }
+}
+
+/// Client configuration for HTTPS APIs outside SPIFFE (the Kubernetes API server, a
+/// kubelet): the server is checked as `trust` says, `identity` is presented when the
+/// server asks for a client certificate. HTTP/1.1 only (no ALPN), as client-go speaks to
+/// a kubelet; sessions are not resumed.
+pub fn https_client_config(
+    trust: &ServerTrust,
+    identity: Option<&ClientIdentity>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match trust {
+        ServerTrust::Roots(roots) => {
+            let mut store = rustls::RootCertStore::empty();
+            let (added, _ignored) = store.add_parsable_certificates(roots.iter().cloned());
+            if added == 0 {
+                return Err(TlsError::Config(
+                    "none of the trusted root certificates could be used".into(),
+                ));
+            }
+            builder.with_root_certificates(store)
+        }
+        ServerTrust::SkipVerification => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SkipServerVerification)),
+    };
+    let mut config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(|e| TlsError::Key(e.to_string()))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 

@@ -281,7 +281,7 @@ async fn attest(
         let attested = attestor
             .attest(data.payload.clone(), &mut challenger)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(|e| ApiError::from(e.facade_prefixed("NodeAttestor", &attestor_type)))?;
         let mut selectors = Vec::new();
         for v in &attested.selector_values {
             if let Ok(s) = Selector::new(&attestor_type, v) {

@@ -1,0 +1,141 @@
+//! A real Kubernetes control plane for a scenario: etcd and kube-apiserver on loopback,
+//! started by `conformance/k8s/cluster.sh` in the scenario's directory and stopped (by PID)
+//! when dropped. The binaries come from `conformance/k8s/build.sh` (cached per machine);
+//! `run.sh` and `scripts/test.sh` build them and set `SPIRE_RS_K8S_BIN_DIR`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::{Cmd, Scenario, client_unavailable, run, workspace_root};
+
+/// Whether a missing cluster fails the scenario instead of skipping it.
+pub fn k8s_required() -> bool {
+    std::env::var("SPIRE_RS_REQUIRE_K8S").is_ok_and(|v| v == "1")
+}
+
+/// A running loopback cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub server: String,
+    kubectl: PathBuf,
+}
+
+fn script() -> PathBuf {
+    workspace_root().join("conformance/k8s/cluster.sh")
+}
+
+impl Cluster {
+    /// Starts a cluster in the scenario's `k8s` directory, or reports it unavailable (a
+    /// visible skip, or a failure with `SPIRE_RS_REQUIRE_K8S=1`) and returns `None`.
+    pub fn start(sc: &Scenario) -> Option<Cluster> {
+        let why = match std::env::var("SPIRE_RS_K8S_BIN_DIR") {
+            Ok(d) if Path::new(&d).join("kube-apiserver").exists() => None,
+            Ok(d) => Some(format!("no kube-apiserver in SPIRE_RS_K8S_BIN_DIR={d}")),
+            Err(_) => Some(
+                "SPIRE_RS_K8S_BIN_DIR is not set (conformance/k8s/build.sh prints it)".to_string(),
+            ),
+        };
+        let why = why.or_else(|| {
+            Command::new("etcd")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_err()
+                .then(|| "etcd is not installed (Debian: etcd-server)".to_string())
+        });
+        if let Some(why) = why {
+            assert!(
+                !k8s_required(),
+                "a Kubernetes cluster is unavailable and SPIRE_RS_REQUIRE_K8S=1: {why}"
+            );
+            client_unavailable(sc, "a Kubernetes cluster", &why);
+            return None;
+        }
+        let dir = sc.subdir("k8s");
+        let dir_s = dir.display().to_string();
+        let out = run(&script(), &["start", &dir_s], None);
+        let env = parse_env(&dir.join("cluster.env"));
+        let cluster = Cluster {
+            kubeconfig: dir.join("admin.kubeconfig"),
+            server: env.get("K8S_SERVER").cloned().unwrap_or_default(),
+            kubectl: PathBuf::from(env.get("K8S_BIN").cloned().unwrap_or_default()).join("kubectl"),
+            dir,
+        };
+        assert!(out.ok(), "cluster.sh start failed: {out}");
+        Some(cluster)
+    }
+
+    /// Runs kubectl with the admin kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Cmd {
+        let kc = self.kubeconfig.display().to_string();
+        let mut all = vec!["--kubeconfig", kc.as_str()];
+        all.extend_from_slice(args);
+        run(&self.kubectl, &all, None)
+    }
+
+    /// kubectl that must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.ok(), "kubectl {args:?}: {out}");
+        out.stdout
+    }
+
+    /// `kubectl apply` of a YAML document.
+    pub fn apply(&self, yaml: &str) {
+        let file = tempfile::Builder::new()
+            .suffix(".yaml")
+            .tempfile_in(&self.dir)
+            .expect("temp yaml");
+        std::fs::write(file.path(), yaml).expect("write yaml");
+        self.kubectl_ok(&["apply", "-f", &file.path().display().to_string()]);
+    }
+
+    /// A projected service-account token bound to a pod (what the kubelet mounts for a
+    /// `serviceAccountToken` volume), written to a file in the cluster directory.
+    pub fn pod_token(&self, ns: &str, sa: &str, pod: &str, audience: &str) -> PathBuf {
+        let token = self.kubectl_ok(&[
+            "-n",
+            ns,
+            "create",
+            "token",
+            sa,
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            pod,
+            "--audience",
+            audience,
+        ]);
+        let path = self.dir.join(format!("token-{ns}-{sa}-{pod}-{audience}"));
+        std::fs::write(&path, token.trim()).expect("write token");
+        path
+    }
+
+    /// A field of an object (`kubectl get -o jsonpath`).
+    pub fn jsonpath(&self, args: &[&str], path: &str) -> String {
+        let jp = format!("jsonpath={path}");
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", &jp]);
+        self.kubectl_ok(&all)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = run(&script(), &["stop", &self.dir.display().to_string()], None);
+    }
+}
+
+fn parse_env(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
