@@ -5,12 +5,13 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 command -v go >/dev/null || { echo "go is required to build the go-spiffe client" >&2; exit 1; }
-sum="$(cat "$here/main.go" "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-16)"
+# Static (CGO_ENABLED=0), so it also runs inside a minimal container image.
+sum="$( (cat "$here/main.go" "$here/go.mod" "$here/go.sum"; echo static) | sha256sum | cut -c1-16)"
 cache="${SPIRE_RS_GOCLIENT_CACHE:-$HOME/.cache/spire-rs/goclient}"
 bin="$cache/goclient-$sum"
 if [[ ! -x "$bin" ]]; then
     mkdir -p "$cache"
-    (cd "$here" && GOFLAGS=-mod=mod go build -o "$bin.tmp" .) >&2
+    (cd "$here" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -o "$bin.tmp" .) >&2
     mv "$bin.tmp" "$bin"
 fi
 echo "$bin"

@@ -134,7 +134,7 @@ async fn py_spiffe() {
     );
 }
 
-fn go_client(sc: &Scenario) -> Option<PathBuf> {
+pub(crate) fn go_client(sc: &Scenario) -> Option<PathBuf> {
     let script = workspace_root().join("conformance/goclient/build.sh");
     let out = run(
         std::path::Path::new("bash"),

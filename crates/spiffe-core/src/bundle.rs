@@ -248,6 +248,32 @@ impl Bundle {
         })
     }
 
+    /// The SPIFFE bundle format without indentation (go-spiffe's `Bundle.Marshal`, what
+    /// SPIRE's bundle publishers write for the `spiffe` format).
+    pub fn to_spiffe_json_compact(&self) -> String {
+        let keys = self.jwks(true, true, true);
+        serde_json::to_string(&BundleDocOut {
+            keys: &keys,
+            spiffe_sequence: self.sequence_number.unwrap_or(0),
+            spiffe_refresh_hint: self.refresh_hint.unwrap_or(0),
+        })
+        .unwrap_or_default()
+    }
+
+    /// A plain JWKS of every authority (X.509 authorities with `x5c`, JWT authorities with
+    /// `kid`), without `use` members or SPIFFE metadata: the bundle publishers' `jwks`
+    /// format.
+    pub fn to_jwks_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Jwks {
+            keys: Vec<Jwk>,
+        }
+        serde_json::to_string(&Jwks {
+            keys: self.jwks(true, true, false),
+        })
+        .unwrap_or_default()
+    }
+
     /// A standard JWKS of the JWT authorities only, without `use` members: what the
     /// Workload API's FetchJWTBundles serves.
     pub fn to_jwt_jwks_json(&self) -> String {

@@ -13,6 +13,7 @@ use spire_plugins::nodeattestor::join_token::JoinTokenAgent;
 use spire_plugins::nodeattestor::x509pop::{AgentConfig as X509PopConfig, X509PopAgent};
 use spire_plugins::workloadattestor::unix::{UnixAttestor, UnixConfig};
 use spire_plugins_k8s::psat;
+use spire_plugins_k8s::workload as k8s_wa;
 use spire_tls::SharedBundles;
 
 use crate::attest::{AttestError, attest};
@@ -222,6 +223,18 @@ impl AgentSettings {
                         ))
                     })?;
                     node_attestor = Some((psat::PLUGIN_NAME.into(), Arc::new(plugin)));
+                }
+                ("WorkloadAttestor", k8s_wa::PLUGIN_NAME) => {
+                    let cfg: k8s_wa::Config = crate::plugins::builtin_data(p)?;
+                    let plugin =
+                        k8s_wa::K8sAttestor::new(&cfg, |k| std::env::var(k).ok(), "/").map_err(
+                            |e| {
+                                AgentError::Config(format!(
+                                    "failed to configure plugin \"k8s\": rpc error: code = InvalidArgument desc = {e}"
+                                ))
+                            },
+                        )?;
+                    workload_attestors.push((k8s_wa::PLUGIN_NAME.into(), Arc::new(plugin)));
                 }
                 ("WorkloadAttestor", "unix") => {
                     let cfg: UnixConfig = crate::plugins::builtin_data(p)?;

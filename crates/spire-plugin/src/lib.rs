@@ -41,6 +41,8 @@ pub enum Code {
     Unimplemented,
     /// A dependency is down; retry later.
     Unavailable,
+    /// The operation gave up before it completed (e.g. polling that ran out of attempts).
+    DeadlineExceeded,
     /// Anything else.
     Internal,
 }
@@ -57,12 +59,13 @@ impl Code {
             Code::Unimplemented => 12,
             Code::Internal => 13,
             Code::Unavailable => 14,
+            Code::DeadlineExceeded => 4,
         }
     }
 
     /// The code for a gRPC status code number, the ones without a counterpart folded into
     /// the nearest (`OutOfRange` is bad input, `Unauthenticated` a refusal, `Aborted` a
-    /// state conflict, `DeadlineExceeded` an unavailable plugin; anything else `Internal`).
+    /// state conflict; anything else `Internal`).
     pub fn from_grpc(code: i32) -> Code {
         match code {
             3 | 11 => Code::InvalidArgument,
@@ -71,7 +74,8 @@ impl Code {
             7 | 16 => Code::PermissionDenied,
             9 | 10 => Code::FailedPrecondition,
             12 => Code::Unimplemented,
-            4 | 14 => Code::Unavailable,
+            4 => Code::DeadlineExceeded,
+            14 => Code::Unavailable,
             _ => Code::Internal,
         }
     }
@@ -620,12 +624,13 @@ mod tests {
             Code::FailedPrecondition,
             Code::Unimplemented,
             Code::Unavailable,
+            Code::DeadlineExceeded,
             Code::Internal,
         ] {
             assert_eq!(Code::from_grpc(c.grpc()), c);
         }
         assert_eq!(Code::from_grpc(16), Code::PermissionDenied);
-        assert_eq!(Code::from_grpc(4), Code::Unavailable);
+        assert_eq!(Code::from_grpc(4), Code::DeadlineExceeded);
         assert_eq!(Code::from_grpc(2), Code::Internal);
         assert_eq!(Code::from_grpc(99), Code::Internal);
     }

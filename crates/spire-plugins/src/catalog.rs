@@ -132,6 +132,8 @@ pub const SERVER: Side = Side {
         ("DataStore", &["sql"]),
         ("KeyManager", &["disk", "memory"]),
         ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
+        ("Notifier", &["k8sbundle"]),
+        ("BundlePublisher", &["k8s_configmap"]),
     ],
     spire_only: &[
         ("KeyManager", &["aws_kms", "gcp_kms", "azure_key_vault"]),
@@ -149,14 +151,13 @@ pub const SERVER: Side = Side {
                 "ejbca",
             ],
         ),
-        ("Notifier", &["gcs_bundle", "k8sbundle"]),
+        ("Notifier", &["gcs_bundle"]),
         (
             "BundlePublisher",
             &[
                 "aws_s3",
                 "gcp_cloudstorage",
                 "aws_rolesanywhere_trustanchor",
-                "k8s_configmap",
             ],
         ),
         ("CredentialComposer", &["uniqueid"]),
@@ -182,12 +183,12 @@ pub const AGENT: Side = Side {
     builtins: &[
         ("KeyManager", &["disk", "memory"]),
         ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
-        ("WorkloadAttestor", &["unix"]),
+        ("WorkloadAttestor", &["k8s", "unix"]),
     ],
     spire_only: &[
         ("NodeAttestor", SPIRE_NODE_ATTESTORS),
         ("SVIDStore", &["aws_secretsmanager", "gcp_secretmanager"]),
-        ("WorkloadAttestor", &["docker", "k8s", "systemd", "windows"]),
+        ("WorkloadAttestor", &["docker", "systemd", "windows"]),
     ],
     counts: &[
         ("KeyManager", Count::ExactlyOne),

@@ -20,7 +20,11 @@ use spire_plugin_host::hostservices::{self, AgentLookupCell, IdentityFetcherCell
 use spire_plugin_host::{CoreConfig, ExternalPlugin, HostError, LaunchSpec};
 use spire_plugins::keymanager::{LocalKeyManager, ServerDiskConfig};
 use spire_plugins::nodeattestor::x509pop::{self, X509PopServer};
+use spire_plugins_k8s::bundle as k8s_bundle;
 use spire_plugins_k8s::psat;
+
+/// How often `k8sbundle` looks for labelled webhooks and APIServices that lack the bundle.
+const K8S_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub use spire_plugins::catalog::CatalogError;
 use spire_plugins::catalog::{SERVER, configure_err, decode};
@@ -209,6 +213,20 @@ pub async fn load(
                     X509PopServer::new(&cfg, trust_domain.clone(), Some(own_bundle.clone()))
                         .map_err(|e| configure_err(p, e))?;
                 node_attestors.insert("x509pop".into(), Arc::new(plugin));
+            }
+            ("Notifier", k8s_bundle::NOTIFIER_NAME) => {
+                let cfg: k8s_bundle::NotifierConfig = decode(p)?;
+                let plugin = Arc::new(
+                    k8s_bundle::K8sBundleNotifier::new(&cfg).map_err(|e| configure_err(p, e))?,
+                );
+                plugin.spawn_watchers(K8S_WATCH_INTERVAL);
+                notifiers.push((p.name.clone(), plugin));
+            }
+            ("BundlePublisher", k8s_bundle::PUBLISHER_NAME) => {
+                let cfg: k8s_bundle::PublisherConfig = decode(p)?;
+                let plugin = k8s_bundle::K8sConfigMapPublisher::new(&cfg)
+                    .map_err(|e| configure_err(p, e))?;
+                bundle_publishers.push((p.name.clone(), Arc::new(plugin)));
             }
             ("NodeAttestor", psat::PLUGIN_NAME) => {
                 let cfg: psat::ServerConfig = decode(p)?;

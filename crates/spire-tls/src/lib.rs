@@ -659,6 +659,9 @@ pub fn web_client_config(
 pub enum ServerTrust {
     /// Web-PKI verification (chain and host name) against these roots.
     Roots(Vec<CertificateDer<'static>>),
+    /// The chain is verified against these roots, the host name is not (SPIRE's kubelet
+    /// client when it does not know the node's name and dials 127.0.0.1).
+    RootsAnyName(Vec<CertificateDer<'static>>),
     /// No verification of the server's certificate at all (Go's `InsecureSkipVerify`:
     /// kubeconfig's `insecure-skip-tls-verify`, SPIRE's `skip_kubelet_verification`). The
     /// handshake signature is still checked against the presented certificate.
@@ -669,6 +672,7 @@ impl fmt::Debug for ServerTrust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerTrust::Roots(r) => write!(f, "Roots({} certificates)", r.len()),
+            ServerTrust::RootsAnyName(r) => write!(f, "RootsAnyName({} certificates)", r.len()),
             ServerTrust::SkipVerification => f.write_str("SkipVerification"),
         }
     }
@@ -761,6 +765,65 @@ impl ServerCertVerifier for SkipServerVerification {
     }
 }
 
+/// Web-PKI chain verification that accepts any host name ([`ServerTrust::RootsAnyName`]).
+#[derive(Debug)]
+struct ChainOnlyVerification(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnlyVerification {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+fn root_store(roots: &[CertificateDer<'static>]) -> Result<rustls::RootCertStore, TlsError> {
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(roots.iter().cloned());
+    if added == 0 {
+        return Err(TlsError::Config(
+            "none of the trusted root certificates could be used".into(),
+        ));
+    }
+    Ok(store)
+}
+
 /// Client configuration for HTTPS APIs outside SPIFFE (the Kubernetes API server, a
 /// kubelet): the server is checked as `trust` says, `identity` is presented when the
 /// server asks for a client certificate. HTTP/1.1 only (no ALPN), as client-go speaks to
@@ -773,15 +836,17 @@ pub fn https_client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match trust {
-        ServerTrust::Roots(roots) => {
-            let mut store = rustls::RootCertStore::empty();
-            let (added, _ignored) = store.add_parsable_certificates(roots.iter().cloned());
-            if added == 0 {
-                return Err(TlsError::Config(
-                    "none of the trusted root certificates could be used".into(),
-                ));
-            }
-            builder.with_root_certificates(store)
+        ServerTrust::Roots(roots) => builder.with_root_certificates(root_store(roots)?),
+        ServerTrust::RootsAnyName(roots) => {
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(root_store(roots)?),
+                provider(),
+            )
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnlyVerification(inner)))
         }
         ServerTrust::SkipVerification => builder
             .dangerous()

@@ -69,6 +69,36 @@ impl Cluster {
         Some(cluster)
     }
 
+    /// Starts containerd and a kubelet for the node (`cluster.sh start-node`; one kubelet per
+    /// machine, so this waits for any other scenario's node to stop). Returns the
+    /// kubelet's secure port and containerd's socket.
+    pub fn start_node(&self) -> Node {
+        let out = run(
+            &script(),
+            &["start-node", &self.dir.display().to_string()],
+            None,
+        );
+        assert!(out.ok(), "cluster.sh start-node failed: {out}");
+        let env = parse_env(&self.dir.join("cluster.env"));
+        Node {
+            kubelet_port: env
+                .get("K8S_KUBELET_PORT")
+                .and_then(|p| p.parse().ok())
+                .expect("K8S_KUBELET_PORT in cluster.env"),
+            containerd_sock: PathBuf::from(
+                env.get("K8S_CONTAINERD_SOCK")
+                    .cloned()
+                    .expect("K8S_CONTAINERD_SOCK in cluster.env"),
+            ),
+            name: env.get("K8S_NODE_NAME").cloned().unwrap_or_default(),
+        }
+    }
+
+    /// The cluster CA (it also signs the kubelet's serving certificate).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("pki/ca.crt")
+    }
+
     /// Runs kubectl with the admin kubeconfig.
     pub fn kubectl(&self, args: &[&str]) -> Cmd {
         let kc = self.kubeconfig.display().to_string();
@@ -122,6 +152,38 @@ impl Cluster {
         all.extend_from_slice(args);
         all.extend_from_slice(&["-o", &jp]);
         self.kubectl_ok(&all)
+    }
+}
+
+/// The node's kubelet and container runtime.
+#[derive(Debug)]
+pub struct Node {
+    pub kubelet_port: u16,
+    pub containerd_sock: PathBuf,
+    pub name: String,
+}
+
+impl Node {
+    /// Runs a command in a running container (`ctr tasks exec`): the process joins the
+    /// container's cgroups, as a workload started inside the pod would.
+    pub fn exec(&self, container_id: &str, args: &[&str]) -> Cmd {
+        let sock = self.containerd_sock.display().to_string();
+        static EXECS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = EXECS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let exec_id = format!("spcf-{}-{n}", std::process::id());
+        let mut all = vec![
+            "-a",
+            sock.as_str(),
+            "-n",
+            "k8s.io",
+            "tasks",
+            "exec",
+            "--exec-id",
+            exec_id.as_str(),
+            container_id,
+        ];
+        all.extend_from_slice(args);
+        run(Path::new("ctr"), &all, None)
     }
 }
 

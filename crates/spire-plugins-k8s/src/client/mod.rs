@@ -500,6 +500,39 @@ impl KubeClient {
             .await
     }
 
+    /// `PATCH` with a strategic merge patch (what client-go's typed `Patch` calls send).
+    pub async fn strategic_merge_patch<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        patch: &B,
+    ) -> Result<T, K8sError> {
+        let body = to_json(patch)?;
+        self.http()?
+            .json(
+                Method::PATCH,
+                path,
+                Some(("application/strategic-merge-patch+json", body)),
+            )
+            .await
+    }
+
+    /// Server-side apply (`PATCH` with `application/apply-patch+yaml`; JSON is YAML). The
+    /// path carries `fieldManager`.
+    pub async fn apply<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        object: &B,
+    ) -> Result<T, K8sError> {
+        let body = to_json(object)?;
+        self.http()?
+            .json(
+                Method::PATCH,
+                path,
+                Some(("application/apply-patch+yaml", body)),
+            )
+            .await
+    }
+
     /// `PATCH` with a merge patch.
     pub async fn merge_patch<T: DeserializeOwned, B: Serialize>(
         &self,

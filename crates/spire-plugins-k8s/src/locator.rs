@@ -1,0 +1,472 @@
+//! Which pod and container a process runs in, read from `/proc/<pid>/mountinfo` and
+//! `/proc/<pid>/cgroup` as SPIRE 1.13 reads them: the "new" container locator (cgroup mount
+//! roots first, then cgroup paths; the last 64-hex segment is the container ID, a
+//! `pod<uid>` segment above it the pod) and the legacy one (two whole-path patterns for
+//! cgroupfs/systemd and CRI-O paths). Both understand cgroup v1, v2 and hybrid layouts,
+//! the cgroupfs and systemd drivers, and containerd, CRI-O and Docker IDs.
+
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use regex::Regex;
+use spire_plugin::{Code, PluginError, PluginResult};
+
+/// Where a process's pod UID and container ID are found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Location {
+    /// The pod UID, dashes only (empty when the paths name none).
+    pub pod_uid: String,
+    /// The container ID (empty when the process is not in a container).
+    pub container_id: String,
+}
+
+#[allow(
+    clippy::expect_used,
+    reason = "constant patterns, checked by the tests"
+)]
+static RE_POD_UID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)pod([[:xdigit:]]{8}[-_][[:xdigit:]]{4}[-_][[:xdigit:]]{4}[-_][[:xdigit:]]{4}[-_][[:xdigit:]]{12})(?-u:\b)")
+        .expect("pod UID pattern")
+});
+#[allow(
+    clippy::expect_used,
+    reason = "constant patterns, checked by the tests"
+)]
+static RE_CONTAINER_ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u:\b)([[:xdigit:]]{64})(?-u:\b)").expect("container ID pattern")
+});
+#[allow(
+    clippy::expect_used,
+    reason = "constant patterns, checked by the tests"
+)]
+static LEGACY: LazyLock<[Regex; 2]> = LazyLock::new(|| {
+    [
+        Regex::new(concat!(
+            r"[[:punct:]]pod(?P<poduid>[[:xdigit:]]{8}[[:punct:]]?[[:xdigit:]]{4}[[:punct:]]?[[:xdigit:]]{4}[[:punct:]]?[[:xdigit:]]{4}[[:punct:]]?[[:xdigit:]]{12})[[:punct:]]",
+            r"(?:[[:^punct:]]+[[:punct:]])*",
+            r"(?P<containerid>[[:xdigit:]]{64})$"
+        ))
+        .expect("legacy cgroupfs/systemd pattern"),
+        Regex::new(concat!(
+            r"(?P<mustnotmatch>pod[[:xdigit:]]{8}[[:punct:]]?[[:xdigit:]]{4}[[:punct:]]?[[:xdigit:]]{4}[[:punct:]]?[[:xdigit:]]{4}[[:punct:]]?[[:xdigit:]]{12}[[:punct:]])?",
+            r"(?:[[:^punct:]]*/*)*crio[[:punct:]]",
+            r"(?P<containerid>[[:xdigit:]]{64})$"
+        ))
+        .expect("legacy CRI-O pattern"),
+    ]
+});
+
+/// Reads the locations from a root directory (`/` on a host; a fixture tree in tests).
+#[derive(Debug, Clone)]
+pub struct Locator {
+    root: PathBuf,
+    legacy: bool,
+}
+
+impl Locator {
+    /// A locator reading `<root>/proc`; `legacy` selects SPIRE's legacy container locator.
+    pub fn new(root: impl Into<PathBuf>, legacy: bool) -> Locator {
+        Locator {
+            root: root.into(),
+            legacy,
+        }
+    }
+
+    fn proc_file(&self, pid: i32, name: &str) -> PathBuf {
+        self.root.join("proc").join(pid.to_string()).join(name)
+    }
+
+    /// The pod UID and container ID of `pid`.
+    pub fn locate(&self, pid: i32) -> PluginResult<Location> {
+        if self.legacy {
+            let cgroups = read_cgroups(&self.proc_file(pid, "cgroup"))?.unwrap_or_default();
+            return legacy_from_cgroups(&cgroups);
+        }
+        let mountinfo = self.proc_file(pid, "mountinfo");
+        let mut found = Location::default();
+        if let Some(roots) = read_cgroup_mount_roots(&mountinfo)? {
+            let mut ex = Extractor::default();
+            for root in &roots {
+                ex.add(root)?;
+            }
+            found = ex.into_location();
+        }
+        if found.container_id.is_empty() {
+            let mut ex = Extractor::default();
+            for path in read_cgroups(&self.proc_file(pid, "cgroup"))?.unwrap_or_default() {
+                ex.add(&path)?;
+            }
+            found = ex.into_location();
+        }
+        Ok(found)
+    }
+}
+
+/// The cgroup paths of `/proc/<pid>/cgroup` (`id:controllers:path`); `None` when the file
+/// does not exist (the process is gone).
+fn read_cgroups(path: &Path) -> PluginResult<Option<Vec<String>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(PluginError::internal(format!(
+                "unable to obtain cgroups: {}",
+                spire_gocompat::os::path_error("open", &path.display().to_string(), &e)
+            )));
+        }
+    };
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let parts: Vec<&str> = line.splitn(3, ':').collect();
+        if parts.len() != 3 {
+            return Err(PluginError::internal(format!(
+                "unable to obtain cgroups: invalid cgroup entry, contains {} colon separated fields but expected at least 3: {}",
+                parts.len(),
+                spire_gocompat::strconv::quote(line)
+            )));
+        }
+        out.push(parts[2].to_string());
+    }
+    Ok(Some(out))
+}
+
+/// The roots of the cgroup (v1 and v2) mounts in `/proc/<pid>/mountinfo`; `None` when the
+/// file does not exist.
+fn read_cgroup_mount_roots(path: &Path) -> PluginResult<Option<Vec<String>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(PluginError::internal(format!(
+                "failed to parse mount info at {}: {}",
+                spire_gocompat::strconv::quote(&path.display().to_string()),
+                spire_gocompat::os::path_error("open", &path.display().to_string(), &e)
+            )));
+        }
+    };
+    let mut roots = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-");
+        let (Some(sep), true) = (sep, fields.len() >= 10) else {
+            return Err(PluginError::internal(format!(
+                "failed to parse mount info at {}: wrong number of fields (expected at least 10, got {}): {line}",
+                spire_gocompat::strconv::quote(&path.display().to_string()),
+                fields.len()
+            )));
+        };
+        let fs_type = fields.get(sep + 1).copied().unwrap_or_default();
+        if fs_type == "cgroup" || fs_type == "cgroup2" {
+            roots.push(fields[3].to_string());
+        }
+    }
+    Ok(Some(roots))
+}
+
+/// SPIRE's `extractor`: folds the (pod, container) found in each path, refusing
+/// conflicting answers.
+#[derive(Debug, Default)]
+struct Extractor {
+    pod_uid: String,
+    container_id: String,
+}
+
+impl Extractor {
+    fn add(&mut self, path: &str) -> PluginResult<()> {
+        let (pod_uid, container_id) = extract(path);
+        if !self.pod_uid.is_empty() && pod_uid.is_empty() {
+            return Ok(());
+        }
+        if self.pod_uid.is_empty() && !pod_uid.is_empty() {
+            self.pod_uid.clone_from(&pod_uid);
+            self.container_id.clone_from(&container_id);
+        }
+        if !pod_uid.is_empty() && !self.pod_uid.is_empty() && pod_uid != self.pod_uid {
+            return Err(PluginError::new(
+                Code::FailedPrecondition,
+                format!(
+                    "multiple pod UIDs found ({}, {})",
+                    spire_gocompat::strconv::quote(&self.pod_uid),
+                    spire_gocompat::strconv::quote(&pod_uid)
+                ),
+            ));
+        }
+        if !self.container_id.is_empty() && container_id != self.container_id {
+            return Err(PluginError::new(
+                Code::FailedPrecondition,
+                format!(
+                    "multiple container IDs found ({}, {})",
+                    spire_gocompat::strconv::quote(&self.container_id),
+                    spire_gocompat::strconv::quote(&container_id)
+                ),
+            ));
+        }
+        self.container_id = container_id;
+        self.pod_uid = pod_uid;
+        Ok(())
+    }
+
+    fn into_location(self) -> Location {
+        Location {
+            pod_uid: self.pod_uid,
+            container_id: self.container_id,
+        }
+    }
+}
+
+/// Go's `path.Split` then trimming the trailing slash.
+fn strip_segment(p: &str) -> (&str, &str) {
+    match p.rfind('/') {
+        Some(i) => (p[..i].trim_end_matches('/'), &p[i + 1..]),
+        None => ("", p),
+    }
+}
+
+/// The (pod UID, container ID) one cgroup path or mount root names: the container ID is
+/// the first 64-hex word of the deepest segment that has one; the pod UID is looked for
+/// from there upwards.
+fn extract(path: &str) -> (String, String) {
+    let (mut rest, mut segment) = strip_segment(path);
+    let mut container_id = String::new();
+    while !segment.is_empty() {
+        if let Some(c) = RE_CONTAINER_ID.captures(segment)
+            && let Some(m) = c.get(1)
+        {
+            container_id = m.as_str().to_string();
+            segment = &segment[..m.start()];
+            break;
+        }
+        (rest, segment) = strip_segment(rest);
+    }
+    if container_id.is_empty() {
+        return (String::new(), String::new());
+    }
+    if segment.is_empty() {
+        (rest, segment) = strip_segment(rest);
+    }
+    let mut pod_uid = String::new();
+    while !segment.is_empty() {
+        if let Some(c) = RE_POD_UID.captures(segment)
+            && let Some(m) = c.get(1)
+        {
+            pod_uid = m.as_str().replace('_', "-");
+            break;
+        }
+        (rest, segment) = strip_segment(rest);
+    }
+    (pod_uid, container_id)
+}
+
+/// The legacy locator over every cgroup path.
+fn legacy_from_cgroups(paths: &[String]) -> PluginResult<Location> {
+    let mut found = Location::default();
+    for p in paths {
+        let Some((pod_uid, container_id)) = legacy_match(p) else {
+            continue;
+        };
+        if found.container_id.is_empty() {
+            found = Location {
+                pod_uid,
+                container_id,
+            };
+        } else if found.container_id != container_id {
+            return Err(PluginError::new(
+                Code::FailedPrecondition,
+                format!(
+                    "multiple container IDs found in cgroups ({}, {})",
+                    found.container_id, container_id
+                ),
+            ));
+        } else if found.pod_uid != pod_uid {
+            return Err(PluginError::new(
+                Code::FailedPrecondition,
+                format!(
+                    "multiple pod UIDs found in cgroups ({}, {})",
+                    found.pod_uid, pod_uid
+                ),
+            ));
+        }
+    }
+    Ok(found)
+}
+
+fn legacy_match(path: &str) -> Option<(String, String)> {
+    let path = path.strip_suffix(".scope").unwrap_or(path);
+    let mut result = None;
+    for re in LEGACY.iter() {
+        let Some(c) = re.captures(path) else {
+            continue;
+        };
+        if c.name("mustnotmatch")
+            .is_some_and(|m| !m.as_str().is_empty())
+        {
+            continue;
+        }
+        if result.is_some() {
+            tracing::warn!(cgroup = path, "More than one regex matches for cgroup");
+            return None;
+        }
+        let pod = c
+            .name("poduid")
+            .map(|m| {
+                m.as_str()
+                    .chars()
+                    .map(|ch| if ch.is_ascii_punctuation() { '-' } else { ch })
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        let container = c
+            .name("containerid")
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
+        result = Some((pod, container));
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CID: &str = "09bc3d7ade839efec32b6bec4ec79d099027a668ddba043083ec21d3c3b8f1e6";
+    const UID: &str = "2c48913c-b29f-11e7-9350-020968147796";
+
+    fn both(path: &str) -> ((String, String), Option<(String, String)>) {
+        (extract(path), legacy_match(path))
+    }
+
+    #[test]
+    fn cgroupfs_driver_paths() {
+        // What the loopback cluster's kubelet (cgroupfs, containerd) gives, on v1 and v2.
+        let p = format!("/kubepods/besteffort/pod{UID}/{CID}");
+        let (new, legacy) = both(&p);
+        assert_eq!(new, (UID.to_string(), CID.to_string()));
+        assert_eq!(legacy, Some((UID.to_string(), CID.to_string())));
+        let p = format!("/kubepods/pod{UID}/{CID}");
+        assert_eq!(extract(&p), (UID.to_string(), CID.to_string()));
+    }
+
+    #[test]
+    fn systemd_driver_paths() {
+        let u = UID.replace('-', "_");
+        let containerd = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{u}.slice/cri-containerd-{CID}.scope"
+        );
+        let (new, legacy) = both(&containerd);
+        assert_eq!(new, (UID.to_string(), CID.to_string()));
+        assert_eq!(legacy, Some((UID.to_string(), CID.to_string())));
+        let docker = format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice/docker-{CID}.scope"
+        );
+        assert_eq!(extract(&docker), (UID.to_string(), CID.to_string()));
+        let crio = format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{u}.slice/crio-{CID}.scope"
+        );
+        assert_eq!(extract(&crio), (UID.to_string(), CID.to_string()));
+        // The legacy CRI-O pattern refuses a path that also names the pod, and the first
+        // pattern takes it instead.
+        assert_eq!(
+            legacy_match(&crio),
+            Some((UID.to_string(), CID.to_string()))
+        );
+    }
+
+    #[test]
+    fn crio_and_docker_outside_pods() {
+        let crio = format!("/system.slice/crio-{CID}.scope");
+        assert_eq!(extract(&crio), (String::new(), CID.to_string()));
+        assert_eq!(legacy_match(&crio), Some((String::new(), CID.to_string())));
+        let docker = format!("/docker/{CID}");
+        assert_eq!(extract(&docker), (String::new(), CID.to_string()));
+        assert_eq!(legacy_match(&docker), None);
+    }
+
+    #[test]
+    fn host_paths_name_nothing() {
+        for p in [
+            "/",
+            "/user.slice/user-0.slice/session-1.scope",
+            "/system.slice/spire-agent.service",
+            "",
+        ] {
+            assert_eq!(extract(p), (String::new(), String::new()), "{p}");
+            assert_eq!(legacy_match(p), None, "{p}");
+        }
+        // A 64-hex word that is part of a longer word is not a container ID.
+        assert_eq!(
+            extract(&format!("/x/{CID}0")),
+            (String::new(), String::new())
+        );
+    }
+
+    fn fixture(pid: i32, cgroup: &str, mountinfo: Option<&str>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("proc").join(pid.to_string());
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("cgroup"), cgroup).unwrap();
+        if let Some(m) = mountinfo {
+            std::fs::write(p.join("mountinfo"), m).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn hybrid_v1_and_v2_files_agree() {
+        // cgroup v1 hybrid (this machine kind): every hierarchy and the unified one.
+        let path = format!("/kubepods/besteffort/pod{UID}/{CID}");
+        let cgroup =
+            format!("12:memory:{path}\n11:cpu,cpuacct:{path}\n1:name=systemd:{path}\n0::{path}\n");
+        let host_mounts = "25 30 0:22 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n26 30 0:23 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let dir = fixture(42, &cgroup, Some(host_mounts));
+        for legacy in [false, true] {
+            let l = Locator::new(dir.path(), legacy).locate(42).unwrap();
+            assert_eq!(l.pod_uid, UID);
+            assert_eq!(l.container_id, CID);
+        }
+        // A process gone: nothing, no error.
+        assert_eq!(
+            Locator::new(dir.path(), false).locate(43).unwrap(),
+            Location::default()
+        );
+    }
+
+    #[test]
+    fn cgroup_namespace_mount_roots_are_used_first() {
+        // Inside a private cgroup namespace /proc/<pid>/cgroup says "/", the mount roots
+        // still carry the path.
+        let root = format!("/kubepods/besteffort/pod{UID}/{CID}");
+        let mounts = format!(
+            "25 30 0:22 {root} /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n26 30 0:5 / /dev rw - tmpfs tmpfs rw\n"
+        );
+        let dir = fixture(7, "0::/\n", Some(&mounts));
+        let l = Locator::new(dir.path(), false).locate(7).unwrap();
+        assert_eq!((l.pod_uid.as_str(), l.container_id.as_str()), (UID, CID));
+    }
+
+    #[test]
+    fn conflicts_and_garbage_are_errors() {
+        let other = "f".repeat(64);
+        let cgroup =
+            format!("1:memory:/kubepods/pod{UID}/{CID}\n2:cpu:/kubepods/pod{UID}/{other}\n");
+        let dir = fixture(9, &cgroup, None);
+        let err = Locator::new(dir.path(), false).locate(9).unwrap_err();
+        assert_eq!(err.code, Code::FailedPrecondition);
+        assert!(
+            err.message.starts_with("multiple container IDs found"),
+            "{err}"
+        );
+        let err = Locator::new(dir.path(), true).locate(9).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("multiple container IDs found in cgroups"),
+            "{err}"
+        );
+
+        let dir = fixture(10, "garbage\n", None);
+        let err = Locator::new(dir.path(), false).locate(10).unwrap_err();
+        assert!(err.message.contains("invalid cgroup entry"), "{err}");
+        let dir = fixture(11, "0::/\n", Some("1 2 3\n"));
+        let err = Locator::new(dir.path(), false).locate(11).unwrap_err();
+        assert!(err.message.contains("wrong number of fields"), "{err}");
+    }
+}
