@@ -149,21 +149,43 @@ async fn pod_workload_gets_its_svid() {
     let wl_container = running_container(&k8s, "wl").await;
     let other_container = running_container(&k8s, "other").await;
 
+    // Every kind of selector the attestor gives, so the entry matches only if all of them
+    // are exactly what SPIRE's attestor says.
+    let pod_uid = k8s.jsonpath(&["-n", "work", "pod", "wl"], "{.metadata.uid}");
+    let image = k8s.jsonpath(
+        &["-n", "work", "pod", "wl"],
+        "{.status.containerStatuses[0].image}",
+    );
+    let image_id = k8s.jsonpath(
+        &["-n", "work", "pod", "wl"],
+        "{.status.containerStatuses[0].imageID}",
+    );
     let workload = id("/k8s/work/wl");
-    server.entry_create(&[
+    let selectors = [
+        "k8s:ns:work".to_string(),
+        "k8s:sa:wl-sa".to_string(),
+        "k8s:pod-label:app:wl".to_string(),
+        "k8s:pod-name:wl".to_string(),
+        format!("k8s:pod-uid:{pod_uid}"),
+        format!("k8s:node-name:{}", node.name),
+        "k8s:pod-image-count:1".to_string(),
+        "k8s:pod-init-image-count:0".to_string(),
+        format!("k8s:pod-image:{image}"),
+        format!("k8s:pod-image:{image_id}"),
+        "k8s:container-name:app".to_string(),
+        format!("k8s:container-image:{image}"),
+        format!("k8s:container-image:{image_id}"),
+    ];
+    let mut args = vec![
         "-parentID",
-        &agent_id,
+        agent_id.as_str(),
         "-spiffeID",
-        &workload,
-        "-selector",
-        "k8s:ns:work",
-        "-selector",
-        "k8s:sa:wl-sa",
-        "-selector",
-        "k8s:pod-label:app:wl",
-        "-selector",
-        "k8s:container-name:app",
-    ]);
+        workload.as_str(),
+    ];
+    for s in &selectors {
+        args.extend_from_slice(&["-selector", s.as_str()]);
+    }
+    server.entry_create(&args);
 
     let socket = format!(
         "unix:///spire-agent/{}",
