@@ -35,6 +35,7 @@ mod force_rotation;
 mod interop;
 mod join_token;
 mod k8s_bundle;
+mod k8s_deploy;
 mod k8s_psat;
 mod k8s_workload;
 mod limits;

@@ -31,6 +31,11 @@ impl Cluster {
     /// Starts a cluster in the scenario's `k8s` directory, or reports it unavailable (a
     /// visible skip, or a failure with `SPIRE_RS_REQUIRE_K8S=1`) and returns `None`.
     pub fn start(sc: &Scenario) -> Option<Cluster> {
+        Self::start_with_node(sc, "node-1")
+    }
+
+    /// [`Cluster::start`] with the node (and the kubelet's host name) called `node`.
+    pub fn start_with_node(sc: &Scenario, node: &str) -> Option<Cluster> {
         let why = match std::env::var("SPIRE_RS_K8S_BIN_DIR") {
             Ok(d) if Path::new(&d).join("kube-apiserver").exists() => None,
             Ok(d) => Some(format!("no kube-apiserver in SPIRE_RS_K8S_BIN_DIR={d}")),
@@ -57,7 +62,17 @@ impl Cluster {
         }
         let dir = sc.subdir("k8s");
         let dir_s = dir.display().to_string();
-        let out = run(&script(), &["start", &dir_s], None);
+        let out = Command::new(script())
+            .args(["start", &dir_s])
+            .env("K8S_NODE_NAME", node)
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| Cmd {
+                status: o.status,
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            })
+            .expect("run cluster.sh");
         let env = parse_env(&dir.join("cluster.env"));
         let cluster = Cluster {
             kubeconfig: dir.join("admin.kubeconfig"),
