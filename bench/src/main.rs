@@ -6,7 +6,7 @@
 //! spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --large] [--reference-dir DIR]
 //!             [--ours-dir DIR] [--out FILE] [--cache-dir DIR] [size overrides]
 //! ```
-//! Scenarios: footprint, workload, signing, propagation, scale, coldstart. The report
+//! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s. The report
 //! (Markdown) goes to stdout and, with `--out`, to a file; text in that file below the
 //! "kept" marker survives a rewrite. Exits non-zero if any scenario failed (in `--smoke`,
 //! also if any spire-rs figure is missing).
@@ -33,7 +33,7 @@ use crate::procs::Implementation;
 use crate::report::Section;
 use crate::scenarios::{Ctx, Sizes};
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "footprint",
     "workload",
     "signing",
@@ -41,6 +41,7 @@ const SCENARIOS: [&str; 7] = [
     "scale",
     "coldstart",
     "plugins",
+    "k8s",
 ];
 
 /// The line of RESULTS.md after which text is kept when the harness rewrites the file.
@@ -50,8 +51,8 @@ const USAGE: &str = "usage: spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --
         [--reference-dir DIR] [--ours-dir DIR] [--out FILE] [--cache-dir DIR]
         [--work-dir DIR] [--calls N] [--sign-secs S] [--samples N] [--entries N] [--agent-entries N]
         [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M]
-scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins
-(plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh)";
+scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s
+(plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s needs root)";
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -301,6 +302,7 @@ async fn run(args: &Args, ctx: &Ctx) -> Vec<Section> {
             "workload" => scenarios::workload::run(ctx).await,
             "signing" => scenarios::signing::run(ctx).await,
             "plugins" => scenarios::plugins::run(ctx).await,
+            "k8s" => scenarios::k8s::run(ctx).await,
             "propagation" => scenarios::propagation::run(ctx).await,
             "scale" => scenarios::scale::run(ctx).await,
             _ => scenarios::coldstart::run(ctx).await,

@@ -14,6 +14,8 @@ pub(crate) enum Unit {
     Rate(&'static str),
     /// A fraction, printed as a percentage.
     Fraction,
+    /// A count of events.
+    Count,
 }
 
 impl Unit {
@@ -27,6 +29,7 @@ impl Unit {
             Unit::Rate(unit) if v < 100.0 => format!("{v:.1} {unit}"),
             Unit::Rate(unit) => format!("{v:.0} {unit}"),
             Unit::Fraction => format!("{:.1} %", v * 100.0),
+            Unit::Count => format!("{v:.0}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod coldstart;
 pub(crate) mod footprint;
+pub(crate) mod k8s;
 pub(crate) mod plugins;
 pub(crate) mod propagation;
 pub(crate) mod scale;

@@ -92,6 +92,7 @@ enum Verify {
 
 #[derive(Debug)]
 struct KubeletSettings {
+    timeout: Duration,
     secure: bool,
     port: u16,
     node_name: String,
@@ -119,7 +120,7 @@ impl KubeletSettings {
                 identity: None,
                 credentials: Credentials::None,
             })
-            .map(|c| c.with_timeout(KUBELET_TIMEOUT))
+            .map(|c| c.with_timeout(self.timeout))
             .map_err(|e| PluginError::internal(e.to_string()));
         }
         let trust = match &self.verify {
@@ -164,7 +165,7 @@ impl KubeletSettings {
             identity,
             credentials,
         })
-        .map(|c| c.with_timeout(KUBELET_TIMEOUT))
+        .map(|c| c.with_timeout(self.timeout))
         .map_err(|e| bad(e.to_string()))
     }
 }
@@ -325,6 +326,7 @@ impl K8sAttestor {
             (false, true, true) => Auth::Token(or_default(&config.token_path, DEFAULT_TOKEN_PATH)),
         };
         let settings = KubeletSettings {
+            timeout: KUBELET_TIMEOUT,
             secure,
             port,
             node_name,
@@ -347,6 +349,16 @@ impl K8sAttestor {
             fetch: tokio::sync::Mutex::new(()),
             kubelet_calls: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The same attestor with another bound on each kubelet request (tests).
+    #[cfg(test)]
+    fn with_kubelet_timeout(mut self, timeout: Duration) -> K8sAttestor {
+        self.settings.timeout = timeout;
+        if let Ok(c) = self.settings.client() {
+            self.client.lock().client = Arc::new(c);
+        }
+        self
     }
 
     /// How many times the kubelet was asked for its pods.

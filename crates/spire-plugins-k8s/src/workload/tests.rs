@@ -248,6 +248,29 @@ async fn kubelet_failures_are_errors() {
 }
 
 #[tokio::test]
+async fn a_kubelet_that_never_answers_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            open.push(conn);
+        }
+    });
+    let root = proc_tree(100, &format!("/kubepods/besteffort/pod{UID}/{CID}"));
+    let a = attestor(&config(port), root.path()).with_kubelet_timeout(Duration::from_millis(200));
+    let err = a.attest(100).await.unwrap_err();
+    assert_eq!(err.code, Code::Internal);
+    assert_eq!(
+        err.message,
+        format!(
+            "unable to perform request: Get \"http://127.0.0.1:{port}/pods\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+        )
+    );
+    hold.abort();
+}
+
+#[tokio::test]
 async fn two_pods_with_the_same_container_are_refused() {
     let twice = pods_json(true).replace(&"a".repeat(64), CID);
     let kubelet = FakeKubelet::start(200, twice).await;
