@@ -27,7 +27,9 @@ const DEFAULT_NAMESPACE: &str = "spire";
 const DEFAULT_CONFIG_MAP: &str = "spire-bundle";
 const DEFAULT_CONFIG_MAP_KEY: &str = "bundle.crt";
 /// client-go's `retry.DefaultRetry`: attempts on a write conflict.
-const CONFLICT_ATTEMPTS: usize = 5;
+const CONFLICT_ATTEMPTS: u32 = 5;
+/// The first wait after a write conflict.
+const CONFLICT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The X.509 authorities as concatenated PEM blocks (SPIRE's `bundleData`).
 pub fn x509_pem(bundle: &PluginBundle) -> String {
@@ -175,78 +177,96 @@ impl K8sBundleNotifier {
             }
             clusters.push(with_defaults(c.clone()));
         }
-        let targets = clusters
-            .into_iter()
-            .map(|cluster| Target {
-                client: Arc::new(KubeClient::new(ConfigSource::from_path(
-                    &cluster.kube_config_file_path,
-                ))),
+        let mut targets = Vec::new();
+        for cluster in clusters {
+            let client = KubeClient::new(ConfigSource::from_path(&cluster.kube_config_file_path));
+            // SPIRE builds its clients when configured: a bad kubeconfig stops the start.
+            client
+                .http()
+                .map_err(|e| format!("unable to create new kubeClients: {e}"))?;
+            targets.push(Target {
+                client: Arc::new(client),
                 cluster,
-            })
-            .collect();
+            });
+        }
         Ok(K8sBundleNotifier {
             targets,
             current: Arc::new(Mutex::new(None)),
         })
     }
 
-    /// The objects to write: the ConfigMap, then the labelled webhook configurations and
-    /// APIServices.
-    async fn list(&self, t: &Target) -> Result<Vec<(Kind, String, String)>, String> {
-        let mut out = vec![(
-            Kind::ConfigMap,
-            t.cluster.namespace.clone(),
-            t.cluster.config_map.clone(),
-        )];
-        // SPIRE reads the ConfigMap to list it: a missing one is an error here.
-        t.client
-            .get::<Value>(&Kind::ConfigMap.object_path(&t.cluster.namespace, &t.cluster.config_map))
-            .await
-            .map_err(|e| format!("unable to get list: {e}"))?;
-        let mut labelled = Vec::new();
+    /// The kinds of object a cluster's bundle goes into: its ConfigMap, then the labelled
+    /// webhook configurations and APIServices.
+    fn kinds(t: &Target) -> Vec<Kind> {
+        let mut kinds = vec![Kind::ConfigMap];
         if !t.cluster.webhook_label.is_empty() {
-            labelled.push((Kind::MutatingWebhook, &t.cluster.webhook_label));
-            labelled.push((Kind::ValidatingWebhook, &t.cluster.webhook_label));
+            kinds.extend([Kind::MutatingWebhook, Kind::ValidatingWebhook]);
         }
         if !t.cluster.api_service_label.is_empty() {
-            labelled.push((Kind::ApiService, &t.cluster.api_service_label));
+            kinds.push(Kind::ApiService);
         }
-        for (kind, label) in labelled {
-            let selector = path_segment(&format!("{label}=true"));
-            let list: Value = t
-                .client
-                .get(&format!("{}?labelSelector={selector}", kind.collection()))
-                .await
-                .map_err(|e| format!("unable to get list: {e}"))?;
-            for item in list["items"].as_array().cloned().unwrap_or_default() {
-                let name = item["metadata"]["name"].as_str().unwrap_or_default();
-                out.push((kind, String::new(), name.to_string()));
+        kinds
+    }
+
+    /// The objects of one kind to write, as (namespace, name); each kind is listed on its own,
+    /// as SPIRE's clients are, so one failing does not hold the others back.
+    async fn list(&self, t: &Target, kind: Kind) -> Result<Vec<(String, String)>, String> {
+        let label = match kind {
+            Kind::ConfigMap => {
+                // SPIRE reads the ConfigMap to list it: a missing one is an error here.
+                t.client
+                    .get::<Value>(
+                        &Kind::ConfigMap.object_path(&t.cluster.namespace, &t.cluster.config_map),
+                    )
+                    .await
+                    .map_err(|e| format!("unable to get list: {e}"))?;
+                return Ok(vec![(
+                    t.cluster.namespace.clone(),
+                    t.cluster.config_map.clone(),
+                )]);
             }
-        }
-        Ok(out)
+            Kind::MutatingWebhook | Kind::ValidatingWebhook => &t.cluster.webhook_label,
+            Kind::ApiService => &t.cluster.api_service_label,
+        };
+        let selector = path_segment(&format!("{label}=true"));
+        let list: Value = t
+            .client
+            .get(&format!("{}?labelSelector={selector}", kind.collection()))
+            .await
+            .map_err(|e| format!("unable to get list: {e}"))?;
+        Ok(list["items"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| item["metadata"]["name"].as_str())
+            .map(|name| (String::new(), name.to_string()))
+            .collect())
     }
 
     async fn update_all(&self, pem: &str) -> PluginResult<()> {
         *self.current.lock() = Some(pem.to_string());
         let mut errors = Vec::new();
         for t in &self.targets {
-            let objects = match self.list(t).await {
-                Ok(o) => o,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            for (kind, ns, name) in objects {
-                match update_object(&t.client, &t.cluster, kind, &ns, &name, pem).await {
-                    Ok(()) | Err(Update::UpToDate) => {}
-                    Err(Update::Failed(e)) => {
-                        let shown = if ns.is_empty() {
-                            name.clone()
-                        } else {
-                            format!("{ns}/{name}")
-                        };
-                        errors.push(format!("{shown}: {e}"));
+            for kind in Self::kinds(t) {
+                let objects = match self.list(t, kind).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
+                for (ns, name) in objects {
+                    match update_object(&t.client, &t.cluster, kind, &ns, &name, pem).await {
+                        Ok(()) | Err(Update::UpToDate) => {}
+                        Err(Update::Failed(e)) => {
+                            let shown = if ns.is_empty() {
+                                name.clone()
+                            } else {
+                                format!("{ns}/{name}")
+                            };
+                            errors.push(format!("{shown}: {e}"));
+                        }
                     }
                 }
             }
@@ -278,7 +298,7 @@ async fn update_object(
 ) -> Result<(), Update> {
     let path = kind.object_path(namespace, name);
     let mut last = String::new();
-    for _ in 0..CONFLICT_ATTEMPTS {
+    for attempt in 0..CONFLICT_ATTEMPTS {
         let obj: Value = client.get(&path).await.map_err(|e| {
             Update::Failed(format!(
                 "rpc error: code = Internal desc = unable to get object {namespace}/{name}: {e}"
@@ -292,7 +312,11 @@ async fn update_object(
             .await
         {
             Ok(_) => return Ok(()),
-            Err(e) if e.is_conflict() => last = e.to_string(),
+            Err(e) if e.is_conflict() => {
+                last = e.to_string();
+                // client-go's DefaultRetry: 10 ms, growing.
+                tokio::time::sleep(CONFLICT_BACKOFF * (attempt + 1)).await;
+            }
             Err(e) => return Err(Update::Failed(e.to_string())),
         }
     }
@@ -326,11 +350,15 @@ fn patch_for(kind: Kind, cluster: &NotifierCluster, obj: &Value, pem: &str) -> O
             let patched: Vec<Value> = hooks
                 .iter()
                 .map(|h| {
+                    let mut client_config = serde_json::Map::new();
+                    if !ca.is_empty() {
+                        client_config.insert("caBundle".into(), json!(ca));
+                    }
                     json!({
                         "name": h["name"],
                         "admissionReviewVersions": h["admissionReviewVersions"],
                         "sideEffects": h["sideEffects"],
-                        "clientConfig": {"caBundle": ca},
+                        "clientConfig": client_config,
                     })
                 })
                 .collect();
@@ -368,11 +396,7 @@ impl K8sBundleNotifier {
     /// bundle updates (SPIRE's informers): lists them every `every` and writes the current
     /// bundle into any that lack it. Runs until the notifier is dropped.
     pub fn spawn_watchers(self: &Arc<Self>, every: std::time::Duration) {
-        if !self
-            .targets
-            .iter()
-            .any(|t| !t.cluster.webhook_label.is_empty() || !t.cluster.api_service_label.is_empty())
-        {
+        if !self.targets.iter().any(|t| Self::kinds(t).len() > 1) {
             return;
         }
         let weak = Arc::downgrade(self);
@@ -388,23 +412,30 @@ impl K8sBundleNotifier {
                     continue;
                 };
                 for t in &me.targets {
-                    let Ok(objects) = me.list(t).await else {
-                        continue;
-                    };
-                    for (kind, ns, name) in objects.into_iter().filter(|o| o.0 != Kind::ConfigMap) {
-                        match update_object(&t.client, &t.cluster, kind, &ns, &name, &pem).await {
-                            Ok(()) => {
-                                tracing::debug!(plugin_name = NOTIFIER_NAME, name = %name, "Set bundle for object")
-                            }
-                            Err(Update::UpToDate) => {}
-                            Err(Update::Failed(e)) => {
-                                tracing::error!(plugin_name = NOTIFIER_NAME, name = %name, error = %e, "Unable to set bundle for object")
-                            }
-                        }
+                    for kind in Self::kinds(t).into_iter().skip(1) {
+                        me.watch_pass(t, kind, &pem).await;
                     }
                 }
             }
         });
+    }
+
+    /// One pass of the watcher over the labelled objects of one kind.
+    async fn watch_pass(&self, t: &Target, kind: Kind, pem: &str) {
+        let Ok(objects) = self.list(t, kind).await else {
+            return;
+        };
+        for (ns, name) in objects {
+            match update_object(&t.client, &t.cluster, kind, &ns, &name, pem).await {
+                Ok(()) => {
+                    tracing::debug!(plugin_name = NOTIFIER_NAME, name = %name, "Set bundle for object");
+                }
+                Err(Update::UpToDate) => {}
+                Err(Update::Failed(e)) => {
+                    tracing::error!(plugin_name = NOTIFIER_NAME, name = %name, error = %e, "Unable to set bundle for object");
+                }
+            }
+        }
     }
 }
 
@@ -463,41 +494,60 @@ impl Format {
 
     /// The bundle in this format (SPIRE's formatter: authorities must parse).
     pub fn render(self, b: &PluginBundle, refresh_hint: i64) -> Result<String, String> {
-        if self == Format::Pem {
-            return Ok(x509_pem(b));
-        }
-        let td = TrustDomain::new(&b.trust_domain).map_err(|e| e.to_string())?;
-        let mut bundle = Bundle::new(td);
-        for (i, a) in b.x509_authorities.iter().enumerate() {
-            x509_parser::parse_x509_certificate(&a.der)
-                .map_err(|e| format!("unable to parse root CA {i}: {e}"))?;
-            bundle.x509_authorities.push(X509Authority {
-                der: a.der.clone(),
-                tainted: a.tainted,
-            });
-        }
-        for (i, k) in b.jwt_authorities.iter().enumerate() {
-            let public_key = PublicKey::from_spki_der(&k.public_key)
-                .map_err(|e| format!("unable to parse JWT signing key {i}: {e}"))?;
-            bundle.jwt_authorities.push(JwtAuthority {
-                key_id: k.key_id.clone(),
-                public_key,
-                expires_at: k.expires_at,
-                tainted: k.tainted,
-            });
-        }
-        let hint = if refresh_hint != 0 {
-            refresh_hint
-        } else {
-            b.refresh_hint
+        let spiffe_err = |e: String| {
+            format!("could not convert bundle to spiffe format: failed to convert bundle: {e}")
         };
-        bundle.refresh_hint = (hint > 0).then_some(hint);
-        bundle.sequence_number = (b.sequence_number > 0).then_some(b.sequence_number);
-        Ok(match self {
-            Format::Spiffe => bundle.to_spiffe_json_compact(),
-            _ => bundle.to_jwks_json(),
-        })
+        match self {
+            Format::Pem => Ok(x509_pem(b)),
+            Format::Jwks => authorities(b, None)
+                .map(|bundle| bundle.to_jwks_json())
+                .map_err(|e| format!("could not convert bundle to jwks format: {e}")),
+            Format::Spiffe => {
+                let td =
+                    TrustDomain::new(&b.trust_domain).map_err(|e| spiffe_err(e.to_string()))?;
+                let mut bundle = authorities(b, Some(td)).map_err(spiffe_err)?;
+                let hint = if refresh_hint != 0 {
+                    refresh_hint
+                } else {
+                    b.refresh_hint
+                };
+                bundle.refresh_hint = (hint > 0).then_some(hint);
+                bundle.sequence_number = (b.sequence_number > 0).then_some(b.sequence_number);
+                Ok(bundle.to_spiffe_json_compact())
+            }
+        }
     }
+}
+
+/// The plugin bundle's authorities, parsed (SPIRE's `getAuthorities`): JWT keys with the
+/// same key ID collapse to the last one, as in Go's map. The trust domain only names the
+/// bundle (the JWKS format has none).
+fn authorities(b: &PluginBundle, td: Option<TrustDomain>) -> Result<Bundle, String> {
+    let td = match td {
+        Some(td) => td,
+        None => TrustDomain::new("jwks.invalid").map_err(|e| e.to_string())?,
+    };
+    let mut bundle = Bundle::new(td);
+    for (i, a) in b.x509_authorities.iter().enumerate() {
+        x509_parser::parse_x509_certificate(&a.der)
+            .map_err(|e| format!("unable to parse root CA {i}: {e}"))?;
+        bundle.x509_authorities.push(X509Authority {
+            der: a.der.clone(),
+            tainted: a.tainted,
+        });
+    }
+    for (i, k) in b.jwt_authorities.iter().enumerate() {
+        let public_key = PublicKey::from_spki_der(&k.public_key)
+            .map_err(|e| format!("unable to parse JWT signing key {i}: {e}"))?;
+        bundle.jwt_authorities.retain(|a| a.key_id != k.key_id);
+        bundle.jwt_authorities.push(JwtAuthority {
+            key_id: k.key_id.clone(),
+            public_key,
+            expires_at: k.expires_at,
+            tainted: k.tainted,
+        });
+    }
+    Ok(bundle)
 }
 
 #[derive(Debug)]
@@ -553,12 +603,18 @@ impl K8sConfigMapPublisher {
                 })?;
                 d.as_secs()
             };
+            let client = KubeClient::new(ConfigSource::from_path(&c.kubeconfig_path));
+            client.http().map_err(|e| {
+                format!(
+                    "failed to create Kubernetes client for cluster {q}: error getting kubeconfig: {e}"
+                )
+            })?;
             targets.push(PublishTarget {
                 id: id.clone(),
                 cluster: c.clone(),
                 format,
                 refresh_hint,
-                client: KubeClient::new(ConfigSource::from_path(&c.kubeconfig_path)),
+                client,
             });
         }
         Ok(K8sConfigMapPublisher {

@@ -79,7 +79,14 @@ impl Locator {
     /// The pod UID and container ID of `pid`.
     pub fn locate(&self, pid: i32) -> PluginResult<Location> {
         if self.legacy {
-            let cgroups = read_cgroups(&self.proc_file(pid, "cgroup"))?.unwrap_or_default();
+            // The legacy locator reports a vanished process (SPIRE's: the file must exist).
+            let file = self.proc_file(pid, "cgroup");
+            let Some(cgroups) = read_cgroups(&file)? else {
+                return Err(PluginError::internal(format!(
+                    "unable to obtain cgroups: open {}: no such file or directory",
+                    file.display()
+                )));
+            };
             return legacy_from_cgroups(&cgroups);
         }
         let mountinfo = self.proc_file(pid, "mountinfo");
@@ -105,8 +112,8 @@ impl Locator {
 /// The cgroup paths of `/proc/<pid>/cgroup` (`id:controllers:path`); `None` when the file
 /// does not exist (the process is gone).
 fn read_cgroups(path: &Path) -> PluginResult<Option<Vec<String>>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match std::fs::read(path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(PluginError::internal(format!(
@@ -133,8 +140,8 @@ fn read_cgroups(path: &Path) -> PluginResult<Option<Vec<String>>> {
 /// The roots of the cgroup (v1 and v2) mounts in `/proc/<pid>/mountinfo`; `None` when the
 /// file does not exist.
 fn read_cgroup_mount_roots(path: &Path) -> PluginResult<Option<Vec<String>>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let text = match std::fs::read(path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(PluginError::internal(format!(
@@ -146,8 +153,10 @@ fn read_cgroup_mount_roots(path: &Path) -> PluginResult<Option<Vec<String>>> {
     };
     let mut roots = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let sep = fields.iter().position(|f| *f == "-");
+        // mount-utils' ParseMountInfo: whitespace-separated fields, the optional ones ended
+        // by "-" somewhere from the seventh field on.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let sep = fields.iter().skip(6).position(|f| *f == "-").map(|i| i + 6);
         let (Some(sep), true) = (sep, fields.len() >= 10) else {
             return Err(PluginError::internal(format!(
                 "failed to parse mount info at {}: wrong number of fields (expected at least 10, got {}): {line}",
@@ -214,10 +223,10 @@ impl Extractor {
     }
 }
 
-/// Go's `path.Split` then trimming the trailing slash.
+/// Go's `path.Split`, then one trailing slash trimmed (as SPIRE's `stripSegment`).
 fn strip_segment(p: &str) -> (&str, &str) {
     match p.rfind('/') {
-        Some(i) => (p[..i].trim_end_matches('/'), &p[i + 1..]),
+        Some(i) => (&p[..i], &p[i + 1..]),
         None => ("", p),
     }
 }
@@ -290,6 +299,36 @@ fn legacy_from_cgroups(paths: &[String]) -> PluginResult<Location> {
     Ok(found)
 }
 
+/// Go's `unicode.IsPunct` on ASCII: the punctuation characters, not the symbols
+/// (`$+<=>^`|~`).
+fn is_go_punct(c: char) -> bool {
+    matches!(
+        c,
+        '!' | '"'
+            | '#'
+            | '%'
+            | '&'
+            | '\''
+            | '('
+            | ')'
+            | '*'
+            | ','
+            | '-'
+            | '.'
+            | '/'
+            | ':'
+            | ';'
+            | '?'
+            | '@'
+            | '['
+            | '\\'
+            | ']'
+            | '_'
+            | '{'
+            | '}'
+    )
+}
+
 fn legacy_match(path: &str) -> Option<(String, String)> {
     let path = path.strip_suffix(".scope").unwrap_or(path);
     let mut result = None;
@@ -311,7 +350,7 @@ fn legacy_match(path: &str) -> Option<(String, String)> {
             .map(|m| {
                 m.as_str()
                     .chars()
-                    .map(|ch| if ch.is_ascii_punctuation() { '-' } else { ch })
+                    .map(|ch| if is_go_punct(ch) { '-' } else { ch })
                     .collect::<String>()
             })
             .unwrap_or_default();

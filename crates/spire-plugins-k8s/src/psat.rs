@@ -33,7 +33,7 @@ const POD_NAME_KEY: &str = "authentication.kubernetes.io/pod-name";
 const POD_UID_KEY: &str = "authentication.kubernetes.io/pod-uid";
 
 /// The attestation payload (SPIRE's `k8s.PSATAttestationData`).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 pub struct AttestationData {
     /// The agent's cluster name.
     #[serde(default)]
@@ -41,6 +41,19 @@ pub struct AttestationData {
     /// The projected service-account token.
     #[serde(default)]
     pub token: String,
+}
+
+impl std::fmt::Debug for AttestationData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttestationData")
+            .field("cluster", &self.cluster)
+            .field("token", &"(redacted)")
+            .finish()
+    }
+}
+
+fn q(s: &str) -> String {
+    spire_gocompat::strconv::quote(s)
 }
 
 // === Agent ===
@@ -87,9 +100,9 @@ impl PsatAgent {
         let data = std::fs::read(&self.token_path)
             .map_err(|e| fail(spire_gocompat::os::path_error("open", &shown, &e)))?;
         if data.is_empty() {
-            return Err(fail(format!("{shown:?} is empty")));
+            return Err(fail(format!("{} is empty", q(&shown))));
         }
-        String::from_utf8(data).map_err(|_| fail(format!("{shown:?} is not UTF-8 text")))
+        String::from_utf8(data).map_err(|_| fail(format!("{} is not UTF-8 text", q(&shown))))
     }
 }
 
@@ -221,7 +234,8 @@ impl PsatServer {
         for (name, c) in &config.clusters {
             if c.service_account_allow_list.is_empty() {
                 return Err(format!(
-                    "cluster {name:?} configuration must have at least one service account allowed"
+                    "cluster {} configuration must have at least one service account allowed",
+                    q(name)
                 ));
             }
             clusters.insert(
@@ -347,7 +361,8 @@ pub fn agent_id(
 ) -> PluginResult<SpiffeId> {
     let path = clean_join(&["spire", "agent", plugin, cluster, node_uid]);
     let s = format!("spiffe://{trust_domain}/{path}");
-    SpiffeId::parse(&s).map_err(|e| PluginError::internal(format!("invalid agent ID {s:?}: {e}")))
+    SpiffeId::parse(&s)
+        .map_err(|e| PluginError::internal(format!("invalid agent ID {}: {e}", q(&s))))
 }
 
 #[async_trait]
@@ -375,8 +390,8 @@ impl ServerNodeAttestor for PsatServer {
         }
         let Some(cluster) = self.clusters.get(&data.cluster) else {
             return Err(PluginError::invalid_argument(format!(
-                "not configured for cluster {:?}",
-                data.cluster
+                "not configured for cluster {}",
+                q(&data.cluster)
             )));
         };
         let status = validate_token(cluster.api.as_ref(), &data.token, &cluster.audience)
@@ -399,7 +414,8 @@ impl ServerNodeAttestor for PsatServer {
         let full = format!("{namespace}:{service_account}");
         if !cluster.service_accounts.contains(&full) {
             return Err(PluginError::permission_denied(format!(
-                "{full:?} is not an allowed service account"
+                "{} is not an allowed service account",
+                q(&full)
             )));
         }
         let pod_name = single_extra(&status, POD_NAME_KEY, "name").map_err(|e| {

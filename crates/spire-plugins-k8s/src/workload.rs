@@ -119,6 +119,7 @@ impl KubeletSettings {
                 tls_server_name: None,
                 identity: None,
                 credentials: Credentials::None,
+                files: Vec::new(),
             })
             .map(|c| c.with_timeout(self.timeout))
             .map_err(|e| PluginError::internal(e.to_string()));
@@ -164,6 +165,7 @@ impl KubeletSettings {
             tls_server_name: None,
             identity,
             credentials,
+            files: Vec::new(),
         })
         .map(|c| c.with_timeout(self.timeout))
         .map_err(|e| bad(e.to_string()))
@@ -227,7 +229,9 @@ pub struct K8sAttestor {
     disable_container_selectors: bool,
     client: Mutex<ClientSlot>,
     cache: Mutex<Option<Cached>>,
-    fetch: tokio::sync::Mutex<()>,
+    /// Held by the one caller fetching; holds the outcome of the last fetch and when it
+    /// ended, so callers that waited through it share it, error included.
+    fetch: tokio::sync::Mutex<Option<(Instant, PluginResult<Arc<PodIndex>>)>>,
     kubelet_calls: std::sync::atomic::AtomicU64,
 }
 
@@ -255,7 +259,11 @@ impl K8sAttestor {
         getenv: impl Fn(&str) -> Option<String>,
         root: impl Into<PathBuf>,
     ) -> Result<K8sAttestor, String> {
-        if config.experimental.is_some() {
+        if config
+            .experimental
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("\"sigstore\""))
+        {
             return Err(
                 "experimental sigstore image verification is not supported by spire-rs".into(),
             );
@@ -307,8 +315,9 @@ impl K8sAttestor {
         } else {
             Verify::Ca(or_default(&config.kubelet_ca_path, DEFAULT_KUBELET_CA_PATH))
         };
+        // SPIRE checks the credentials only for the secure port.
         let auth = match (
-            config.use_anonymous_authentication,
+            config.use_anonymous_authentication || !secure,
             config.certificate_path.is_empty(),
             config.private_key_path.is_empty(),
         ) {
@@ -346,7 +355,7 @@ impl K8sAttestor {
                 loaded: Instant::now(),
             }),
             cache: Mutex::new(None),
-            fetch: tokio::sync::Mutex::new(()),
+            fetch: tokio::sync::Mutex::new(None),
             kubelet_calls: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -397,10 +406,23 @@ impl K8sAttestor {
         if let Some(p) = self.cached() {
             return Ok(p);
         }
-        let _one_at_a_time = self.fetch.lock().await;
+        let asked = Instant::now();
+        let mut last = self.fetch.lock().await;
+        if let Some((ended, outcome)) = last.as_ref()
+            && *ended >= asked
+        {
+            return outcome.clone();
+        }
         if let Some(p) = self.cached() {
             return Ok(p);
         }
+        let outcome = self.fetch_pods().await;
+        *last = Some((Instant::now(), outcome.clone()));
+        outcome
+    }
+
+    /// One `/pods` request; a good answer is cached for half the poll interval.
+    async fn fetch_pods(&self) -> PluginResult<Arc<PodIndex>> {
         let client = self.kubelet();
         self.kubelet_calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -765,29 +765,31 @@ impl ServerCertVerifier for SkipServerVerification {
     }
 }
 
-/// Web-PKI chain verification that accepts any host name ([`ServerTrust::RootsAnyName`]).
+/// Web-PKI chain verification without a host name ([`ServerTrust::RootsAnyName`]): the
+/// chain to the roots, validity and the serverAuth usage are checked; the name is not.
 #[derive(Debug)]
-struct ChainOnlyVerification(Arc<rustls::client::WebPkiServerVerifier>);
+struct ChainOnlyVerification {
+    roots: Arc<rustls::RootCertStore>,
+}
 
 impl ServerCertVerifier for ChainOnlyVerification {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName
-                | rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
+        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            algorithms().all,
+        )?;
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -796,7 +798,7 @@ impl ServerCertVerifier for ChainOnlyVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms())
     }
 
     fn verify_tls13_signature(
@@ -805,11 +807,11 @@ impl ServerCertVerifier for ChainOnlyVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        algorithms().supported_schemes()
     }
 }
 
@@ -835,23 +837,18 @@ pub fn https_client_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = match trust {
-        ServerTrust::Roots(roots) => builder.with_root_certificates(root_store(roots)?),
-        ServerTrust::RootsAnyName(roots) => {
-            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::new(root_store(roots)?),
-                provider(),
-            )
-            .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-            builder
+    let builder =
+        match trust {
+            ServerTrust::Roots(roots) => builder.with_root_certificates(root_store(roots)?),
+            ServerTrust::RootsAnyName(roots) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnlyVerification(inner)))
-        }
-        ServerTrust::SkipVerification => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SkipServerVerification)),
-    };
+                .with_custom_certificate_verifier(Arc::new(ChainOnlyVerification {
+                    roots: Arc::new(root_store(roots)?),
+                })),
+            ServerTrust::SkipVerification => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(SkipServerVerification)),
+        };
     let mut config = match identity {
         Some(id) => builder
             .with_client_auth_cert(id.chain.clone(), id.key.clone_key())

@@ -468,3 +468,90 @@ async fn a_swapped_client_svid_is_presented_on_the_next_connection() {
     let peer = handshake(server, client).await.unwrap();
     assert_eq!(peer.unwrap().path(), "/spire/agent/second");
 }
+
+/// A web-PKI server: a CA and a serverAuth leaf for `name`, as a kubelet has.
+fn web_server(name: &str) -> (Vec<CertificateDer<'static>>, Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(vec![]).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = leaf.signed_by(&key, &issuer).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    (vec![ca_cert.der().clone()], Arc::new(config))
+}
+
+/// One handshake to `server` as `name`.
+async fn web_handshake(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    name: &str,
+) -> Result<(), String> {
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let srv = tokio::spawn(async move { TlsAcceptor::from(server).accept(a).await.map(|_| ()) });
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let result = TlsConnector::from(client)
+        .connect(name, b)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    drop(srv);
+    result
+}
+
+#[tokio::test]
+async fn https_trust_modes() {
+    let (roots, server) = web_server("node-1");
+    let (other_roots, _) = web_server("node-1");
+    let cfg = |t: ServerTrust| https_client_config(&t, None).unwrap();
+
+    // Full web PKI: the name must match.
+    web_handshake(
+        server.clone(),
+        cfg(ServerTrust::Roots(roots.clone())),
+        "node-1",
+    )
+    .await
+    .unwrap();
+    let err = web_handshake(
+        server.clone(),
+        cfg(ServerTrust::Roots(roots.clone())),
+        "127.0.0.1",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("not valid for name"), "{err}");
+
+    // Chain only: any name, but still the right CA.
+    web_handshake(
+        server.clone(),
+        cfg(ServerTrust::RootsAnyName(roots.clone())),
+        "127.0.0.1",
+    )
+    .await
+    .unwrap();
+    let err = web_handshake(
+        server.clone(),
+        cfg(ServerTrust::RootsAnyName(other_roots)),
+        "127.0.0.1",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("invalid peer certificate"), "{err}");
+
+    // Skipped verification: anything.
+    web_handshake(server, cfg(ServerTrust::SkipVerification), "127.0.0.1")
+        .await
+        .unwrap();
+}

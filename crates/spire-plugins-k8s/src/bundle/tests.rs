@@ -29,9 +29,26 @@ fn bundle() -> PluginBundle {
     }
 }
 
+/// A kubeconfig naming a server that is never dialed by these tests.
+fn kubeconfig(dir: &std::path::Path) -> String {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        "clusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\ncontexts:\n- name: x\n  context: {cluster: c}\ncurrent-context: x\n",
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
 #[test]
 fn notifier_configuration_rules() {
-    let n = K8sBundleNotifier::new(&NotifierConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path());
+    let n = K8sBundleNotifier::new(&NotifierConfig {
+        kube_config_file_path: kc.clone(),
+        ..Default::default()
+    })
+    .unwrap();
     assert_eq!(n.targets.len(), 1);
     assert_eq!(n.targets[0].cluster.namespace, "spire");
     assert_eq!(n.targets[0].cluster.config_map, "spire-bundle");
@@ -39,7 +56,7 @@ fn notifier_configuration_rules() {
 
     let listed_only = NotifierConfig {
         clusters: vec![NotifierCluster {
-            kube_config_file_path: "/k".into(),
+            kube_config_file_path: kc.clone(),
             ..Default::default()
         }],
         ..Default::default()
@@ -55,6 +72,20 @@ fn notifier_configuration_rules() {
     assert_eq!(
         K8sBundleNotifier::new(&missing).unwrap_err(),
         "cluster configuration is missing kube_config_file_path"
+    );
+    // The clients are made when configured, so a bad kubeconfig is a start-up error.
+    let bad = dir.path().join("nope");
+    let err = K8sBundleNotifier::new(&NotifierConfig {
+        kube_config_file_path: bad.display().to_string(),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "unable to create new kubeClients: unable to create client config: stat {}: no such file or directory",
+            bad.display()
+        )
     );
 }
 
@@ -83,6 +114,8 @@ fn patches_carry_the_resource_version_and_skip_up_to_date_objects() {
 
 #[test]
 fn publisher_configuration_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = kubeconfig(dir.path());
     let mk = |c: PublisherCluster| {
         let mut clusters = BTreeMap::new();
         clusters.insert("c1".to_string(), c);
@@ -93,9 +126,20 @@ fn publisher_configuration_errors() {
         namespace: "spire".into(),
         configmap_name: "b".into(),
         configmap_key: "k".into(),
+        kubeconfig_path: kc,
         ..Default::default()
     };
     assert!(mk(full.clone()).is_ok());
+    assert!(
+        mk(PublisherCluster {
+            kubeconfig_path: "/nonexistent/kubeconfig".into(),
+            ..full.clone()
+        })
+        .unwrap_err()
+        .starts_with(
+            "failed to create Kubernetes client for cluster \"c1\": error getting kubeconfig: unable to create client config: stat /nonexistent/kubeconfig"
+        )
+    );
     assert_eq!(
         mk(PublisherCluster {
             format: String::new(),
@@ -154,6 +198,6 @@ fn formats() {
         Format::Spiffe
             .render(&broken, 0)
             .unwrap_err()
-            .starts_with("unable to parse root CA 0")
+            .starts_with("could not convert bundle to spiffe format: failed to convert bundle: unable to parse root CA 0")
     );
 }

@@ -59,6 +59,9 @@ pub struct ClientConfig {
     pub identity: Option<ClientIdentity>,
     /// Other credentials.
     pub credentials: Credentials,
+    /// The files this configuration was read from besides the kubeconfig itself (CA,
+    /// client certificate and key): a change to any of them reloads the client.
+    pub files: Vec<PathBuf>,
 }
 
 /// A YAML `null` (`user:` with nothing after it) reads as the default.
@@ -103,6 +106,8 @@ struct RawCluster {
     insecure_skip_tls_verify: bool,
     #[serde(rename = "tls-server-name")]
     tls_server_name: String,
+    #[serde(rename = "proxy-url")]
+    proxy_url: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +137,14 @@ struct RawUser {
     exec: Option<serde_json::Value>,
     #[serde(rename = "auth-provider")]
     auth_provider: Option<serde_json::Value>,
+    #[serde(rename = "as")]
+    impersonate: String,
+    #[serde(rename = "as-uid")]
+    impersonate_uid: String,
+    #[serde(rename = "as-groups")]
+    impersonate_groups: Option<serde_json::Value>,
+    #[serde(rename = "as-user-extra")]
+    impersonate_extra: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for RawUser {
@@ -230,6 +243,9 @@ fn resolve_config(raw: RawConfig, base: &Path) -> Result<ClientConfig, K8sError>
             ))
         })?;
     let c = &cluster.cluster;
+    if !c.proxy_url.is_empty() {
+        return Err(invalid("proxy-url is not supported"));
+    }
     if c.server.is_empty() {
         return Err(invalid("cluster has no server defined"));
     }
@@ -242,6 +258,7 @@ fn resolve_config(raw: RawConfig, base: &Path) -> Result<ClientConfig, K8sError>
             server.scheme()
         )));
     }
+    let mut files = Vec::new();
     let has_ca = !c.certificate_authority.is_empty() || !c.certificate_authority_data.is_empty();
     if c.insecure_skip_tls_verify && has_ca {
         return Err(invalid(
@@ -256,6 +273,7 @@ fn resolve_config(raw: RawConfig, base: &Path) -> Result<ClientConfig, K8sError>
             spire_tls::certs_from_pem(&pem).map_err(|e| K8sError::Config(e.to_string()))?,
         )
     } else if !c.certificate_authority.is_empty() {
+        files.push(resolve(base, &c.certificate_authority));
         let pem = read(&resolve(base, &c.certificate_authority))?;
         ServerTrust::Roots(
             spire_tls::certs_from_pem(&pem).map_err(|e| K8sError::Config(e.to_string()))?,
@@ -267,7 +285,14 @@ fn resolve_config(raw: RawConfig, base: &Path) -> Result<ClientConfig, K8sError>
     let user = raw.users.iter().find(|u| u.name == ctx.context.user);
     let (identity, credentials) = match user {
         None => (None, Credentials::None),
-        Some(u) => user_credentials(&u.user, base)?,
+        Some(u) => {
+            for f in [&u.user.client_certificate, &u.user.client_key] {
+                if !f.is_empty() {
+                    files.push(resolve(base, f));
+                }
+            }
+            user_credentials(&u.user, base)?
+        }
     };
     Ok(ClientConfig {
         server,
@@ -275,6 +300,7 @@ fn resolve_config(raw: RawConfig, base: &Path) -> Result<ClientConfig, K8sError>
         tls_server_name: (!c.tls_server_name.is_empty()).then(|| c.tls_server_name.clone()),
         identity,
         credentials,
+        files,
     })
 }
 
@@ -285,6 +311,15 @@ fn user_credentials(
     if u.exec.is_some() || u.auth_provider.is_some() {
         return Err(invalid(
             "exec and auth-provider credentials are not supported; use a client certificate or a token",
+        ));
+    }
+    if !u.impersonate.is_empty()
+        || !u.impersonate_uid.is_empty()
+        || u.impersonate_groups.is_some()
+        || u.impersonate_extra.is_some()
+    {
+        return Err(invalid(
+            "impersonation (as, as-uid, as-groups, as-user-extra) is not supported",
         ));
     }
     let cert = if !u.client_certificate_data.is_empty() {
@@ -367,6 +402,7 @@ pub fn in_cluster(
         tls_server_name: None,
         identity: None,
         credentials: Credentials::TokenFile(token),
+        files: vec![dir.join("ca.crt")],
     })
 }
 
@@ -468,6 +504,46 @@ mod tests {
         assert_eq!(
             from_kubeconfig(&kc).unwrap_err().to_string(),
             "invalid configuration: context was not found for specified context: x"
+        );
+    }
+
+    #[test]
+    fn unsupported_settings_are_refused_and_referenced_files_tracked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.crt"), ca_pem()).unwrap();
+        let kc = dir.path().join("kubeconfig");
+        let base = "clusters:\n- name: c\n  cluster:\n    server: https://k:1\n    certificate-authority: ca.crt\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n";
+        std::fs::write(
+            &kc,
+            format!("{base}users:\n- name: u\n  user:\n    token: t\n"),
+        )
+        .unwrap();
+        let c = from_kubeconfig(&kc).unwrap();
+        assert_eq!(c.files, vec![dir.path().join("ca.crt")]);
+        std::fs::write(
+            &kc,
+            format!("{base}users:\n- name: u\n  user:\n    token: t\n    as: someone-else\n"),
+        )
+        .unwrap();
+        assert!(
+            from_kubeconfig(&kc)
+                .unwrap_err()
+                .to_string()
+                .contains("impersonation")
+        );
+        std::fs::write(
+            &kc,
+            base.replace(
+                "    certificate-authority: ca.crt\n",
+                "    proxy-url: http://proxy:3128\n",
+            ),
+        )
+        .unwrap();
+        assert!(
+            from_kubeconfig(&kc)
+                .unwrap_err()
+                .to_string()
+                .contains("proxy-url")
         );
     }
 

@@ -223,18 +223,22 @@ impl HttpClient {
         })
     }
 
+    /// One attempt. An error says whether the request may be sent again: only when it went
+    /// to a kept-alive connection that turned out closed before the request was written, or
+    /// when it is a GET (as Go's transport replays).
     async fn send_once(
         &self,
         method: &Method,
         path_and_query: &str,
         content_type: Option<&str>,
         body: &Bytes,
-    ) -> Result<(StatusCode, Bytes), String> {
-        let authorization = self.authorization()?;
-        let mut sender = match self.pooled() {
-            Some(s) => s,
-            None => self.connect().await?,
+    ) -> Result<(StatusCode, Bytes), (String, bool)> {
+        let authorization = self.authorization().map_err(|e| (e, false))?;
+        let (mut sender, pooled) = match self.pooled() {
+            Some(s) => (s, true),
+            None => (self.connect().await.map_err(|e| (e, false))?, false),
         };
+        let replayable = |e: &hyper::Error| pooled && (e.is_canceled() || *method == Method::GET);
         let authority = if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -255,14 +259,18 @@ impl HttpClient {
         }
         let req = req
             .body(Full::new(body.clone()))
-            .map_err(|e| e.to_string())?;
-        sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+            .map_err(|e| (e.to_string(), false))?;
+        // Not ready: the kept-alive connection closed; nothing was sent on it.
+        sender.ready().await.map_err(|e| (e.to_string(), pooled))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| (e.to_string(), replayable(&e)))?;
         let status = resp.status();
         let body = http_body_util::Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
-            .map_err(|e| format!("reading response body: {e}"))?
+            .map_err(|e| (format!("reading response body: {e}"), false))?
             .to_bytes();
         let mut pool = self.pool.lock();
         if pool.len() < POOL_SIZE {
@@ -291,12 +299,13 @@ impl HttpClient {
                 .await
             {
                 Ok(r) => Ok(r),
-                Err(e) if e.contains("connection closed") || e.contains("canceled") => {
+                Err((_, true)) => {
                     self.pool.lock().clear();
                     self.send_once(&method, path_and_query, content_type, &body)
                         .await
+                        .map_err(|(e, _)| e)
                 }
-                Err(e) => Err(e),
+                Err((e, false)) => Err(e),
             }
         };
         match tokio::time::timeout(self.timeout, attempt).await {
@@ -387,7 +396,15 @@ impl ConfigSource {
 #[derive(Debug)]
 pub struct KubeClient {
     source: ConfigSource,
-    current: Mutex<Option<(Option<SystemTime>, Arc<HttpClient>)>>,
+    current: Mutex<Option<Loaded>>,
+}
+
+/// A client and the modification times of the files it was made from.
+#[derive(Debug)]
+struct Loaded {
+    stamp: Vec<Option<SystemTime>>,
+    files: Vec<PathBuf>,
+    client: Arc<HttpClient>,
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -411,22 +428,34 @@ impl KubeClient {
 
     /// The HTTP client for the current configuration.
     pub fn http(&self) -> Result<Arc<HttpClient>, K8sError> {
-        let stamp = match &self.source {
-            ConfigSource::File(p) => modified(p),
+        let kubeconfig = match &self.source {
+            ConfigSource::File(p) => Some(p.clone()),
             ConfigSource::InCluster => None,
         };
-        if let Some((seen, client)) = self.current.lock().as_ref()
-            && *seen == stamp
+        let stamp_of = |files: &[PathBuf]| -> Vec<Option<SystemTime>> {
+            kubeconfig
+                .iter()
+                .chain(files.iter())
+                .map(|f| modified(f))
+                .collect()
+        };
+        if let Some(loaded) = self.current.lock().as_ref()
+            && stamp_of(&loaded.files) == loaded.stamp
         {
-            return Ok(client.clone());
+            return Ok(loaded.client.clone());
         }
         let config = match &self.source {
             ConfigSource::File(p) => kubeconfig::from_kubeconfig(p),
             ConfigSource::InCluster => kubeconfig::in_cluster_from_env(),
         }
         .map_err(|e| K8sError::Config(format!("unable to create client config: {e}")))?;
+        let files = config.files.clone();
         let client = Arc::new(HttpClient::new(config)?);
-        *self.current.lock() = Some((stamp, client.clone()));
+        *self.current.lock() = Some(Loaded {
+            stamp: stamp_of(&files),
+            files,
+            client: client.clone(),
+        });
         Ok(client)
     }
 

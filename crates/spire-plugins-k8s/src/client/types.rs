@@ -3,17 +3,30 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A JSON `null` reads as the field's zero value, as Go's decoding has it (the API server
+/// and kubelets write `null` for some empty lists).
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// `metav1.Status`, the body of error answers.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Status {
     /// Always `Status`.
+    #[serde(deserialize_with = "nullable")]
     pub kind: String,
     /// Human-readable description.
+    #[serde(deserialize_with = "nullable")]
     pub message: String,
     /// Machine-readable reason (`NotFound`, `Conflict`, …).
+    #[serde(deserialize_with = "nullable")]
     pub reason: String,
 }
 
@@ -23,24 +36,30 @@ pub struct Status {
 pub struct TokenReview {
     /// `authentication.k8s.io/v1`.
     #[serde(rename = "apiVersion")]
+    #[serde(deserialize_with = "nullable")]
     pub api_version: String,
     /// `TokenReview`.
+    #[serde(deserialize_with = "nullable")]
     pub kind: String,
     /// What to review.
+    #[serde(deserialize_with = "nullable")]
     pub spec: TokenReviewSpec,
     /// The answer.
     #[serde(skip_serializing)]
+    #[serde(deserialize_with = "nullable")]
     pub status: TokenReviewStatus,
 }
 
 /// `TokenReviewSpec`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TokenReviewSpec {
     /// The bearer token.
+    #[serde(deserialize_with = "nullable")]
     pub token: String,
     /// Audiences the token must be valid for (any one of them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub audiences: Vec<String>,
 }
 
@@ -49,12 +68,16 @@ pub struct TokenReviewSpec {
 #[serde(default)]
 pub struct TokenReviewStatus {
     /// Whether the token is valid.
+    #[serde(deserialize_with = "nullable")]
     pub authenticated: bool,
     /// Who the token belongs to.
+    #[serde(deserialize_with = "nullable")]
     pub user: UserInfo,
     /// The audiences the token is valid for, among those asked.
+    #[serde(deserialize_with = "nullable")]
     pub audiences: Vec<String>,
     /// Why the token could not be checked.
+    #[serde(deserialize_with = "nullable")]
     pub error: String,
 }
 
@@ -63,12 +86,16 @@ pub struct TokenReviewStatus {
 #[serde(default)]
 pub struct UserInfo {
     /// `system:serviceaccount:<ns>:<name>` for service accounts.
+    #[serde(deserialize_with = "nullable")]
     pub username: String,
     /// The service account's UID.
+    #[serde(deserialize_with = "nullable")]
     pub uid: String,
     /// Groups.
+    #[serde(deserialize_with = "nullable")]
     pub groups: Vec<String>,
     /// `authentication.kubernetes.io/pod-name`, `…/pod-uid`, `…/node-name`, …
+    #[serde(deserialize_with = "nullable")]
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
@@ -78,24 +105,31 @@ pub struct UserInfo {
 pub struct ObjectMeta {
     /// Name.
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
     /// Namespace.
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub namespace: String,
     /// UID.
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub uid: String,
     /// Labels.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
     /// Annotations.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub annotations: BTreeMap<String, String>,
     /// Owners.
     #[serde(rename = "ownerReferences", skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub owner_references: Vec<OwnerReference>,
     /// Optimistic-concurrency version.
     #[serde(rename = "resourceVersion", skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub resource_version: String,
 }
 
@@ -104,10 +138,13 @@ pub struct ObjectMeta {
 #[serde(default)]
 pub struct OwnerReference {
     /// Kind of the owner.
+    #[serde(deserialize_with = "nullable")]
     pub kind: String,
     /// Name of the owner.
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
     /// UID of the owner.
+    #[serde(deserialize_with = "nullable")]
     pub uid: String,
 }
 
@@ -116,10 +153,13 @@ pub struct OwnerReference {
 #[serde(default)]
 pub struct Pod {
     /// Metadata.
+    #[serde(deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
     /// Spec.
+    #[serde(deserialize_with = "nullable")]
     pub spec: PodSpec,
     /// Status.
+    #[serde(deserialize_with = "nullable")]
     pub status: PodStatus,
 }
 
@@ -129,17 +169,22 @@ pub struct Pod {
 pub struct PodSpec {
     /// The node the pod runs on.
     #[serde(rename = "nodeName")]
+    #[serde(deserialize_with = "nullable")]
     pub node_name: String,
     /// The service account.
     #[serde(rename = "serviceAccountName")]
+    #[serde(deserialize_with = "nullable")]
     pub service_account_name: String,
     /// Containers.
+    #[serde(deserialize_with = "nullable")]
     pub containers: Vec<Container>,
     /// Init containers.
     #[serde(rename = "initContainers")]
+    #[serde(deserialize_with = "nullable")]
     pub init_containers: Vec<Container>,
     /// Ephemeral containers.
     #[serde(rename = "ephemeralContainers")]
+    #[serde(deserialize_with = "nullable")]
     pub ephemeral_containers: Vec<Container>,
 }
 
@@ -148,8 +193,10 @@ pub struct PodSpec {
 #[serde(default)]
 pub struct Container {
     /// Name.
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
     /// Image reference.
+    #[serde(deserialize_with = "nullable")]
     pub image: String,
 }
 
@@ -159,20 +206,26 @@ pub struct Container {
 pub struct PodStatus {
     /// The node's IP.
     #[serde(rename = "hostIP")]
+    #[serde(deserialize_with = "nullable")]
     pub host_ip: String,
     /// The pod's IP.
     #[serde(rename = "podIP")]
+    #[serde(deserialize_with = "nullable")]
     pub pod_ip: String,
     /// Phase.
+    #[serde(deserialize_with = "nullable")]
     pub phase: String,
     /// Container statuses.
     #[serde(rename = "containerStatuses")]
+    #[serde(deserialize_with = "nullable")]
     pub container_statuses: Vec<ContainerStatus>,
     /// Init container statuses.
     #[serde(rename = "initContainerStatuses")]
+    #[serde(deserialize_with = "nullable")]
     pub init_container_statuses: Vec<ContainerStatus>,
     /// Ephemeral container statuses.
     #[serde(rename = "ephemeralContainerStatuses")]
+    #[serde(deserialize_with = "nullable")]
     pub ephemeral_container_statuses: Vec<ContainerStatus>,
 }
 
@@ -181,14 +234,18 @@ pub struct PodStatus {
 #[serde(default)]
 pub struct ContainerStatus {
     /// Container name.
+    #[serde(deserialize_with = "nullable")]
     pub name: String,
     /// Image reference as run.
+    #[serde(deserialize_with = "nullable")]
     pub image: String,
     /// Image ID (digest).
     #[serde(rename = "imageID")]
+    #[serde(deserialize_with = "nullable")]
     pub image_id: String,
     /// `<runtime>://<id>`.
     #[serde(rename = "containerID")]
+    #[serde(deserialize_with = "nullable")]
     pub container_id: String,
 }
 
@@ -197,6 +254,7 @@ pub struct ContainerStatus {
 #[serde(default)]
 pub struct PodList {
     /// Pods.
+    #[serde(deserialize_with = "nullable")]
     pub items: Vec<Pod>,
 }
 
@@ -205,6 +263,7 @@ pub struct PodList {
 #[serde(default)]
 pub struct Node {
     /// Metadata.
+    #[serde(deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
 }
 
@@ -214,14 +273,27 @@ pub struct Node {
 pub struct ConfigMap {
     /// `v1`.
     #[serde(rename = "apiVersion", skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub api_version: String,
     /// `ConfigMap`.
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "nullable")]
     pub kind: String,
     /// Metadata.
+    #[serde(deserialize_with = "nullable")]
     pub metadata: ObjectMeta,
     /// Data.
+    #[serde(deserialize_with = "nullable")]
     pub data: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for TokenReviewSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenReviewSpec")
+            .field("token", &"(redacted)")
+            .field("audiences", &self.audiences)
+            .finish()
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +316,21 @@ mod tests {
             vec!["p-uid".to_string()]
         );
         assert_eq!(r.status.audiences, vec!["spire-server".to_string()]);
+    }
+
+    #[test]
+    fn nulls_read_as_empty_and_tokens_stay_out_of_debug() {
+        let pod: Pod = serde_json::from_str(
+            r#"{"metadata":{"name":"p","labels":null,"ownerReferences":null},"spec":{"containers":null,"nodeName":null},"status":null}"#,
+        )
+        .unwrap();
+        assert_eq!(pod.metadata.name, "p");
+        assert!(pod.spec.containers.is_empty());
+        let spec = TokenReviewSpec {
+            token: "secret-token".into(),
+            audiences: vec![],
+        };
+        assert!(!format!("{spec:?}").contains("secret-token"));
     }
 
     #[test]

@@ -271,6 +271,64 @@ async fn a_kubelet_that_never_answers_times_out() {
 }
 
 #[tokio::test]
+async fn a_failed_fetch_is_shared_by_the_callers_that_waited_for_it() {
+    let kubelet = FakeKubelet::start(500, "down".into()).await;
+    let root = proc_tree(100, &format!("/kubepods/besteffort/pod{UID}/{CID}"));
+    let a = Arc::new(attestor(&config(kubelet.port), root.path()));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { a.attest(100).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().is_err());
+    }
+    assert!(
+        kubelet.calls() < 5,
+        "{} kubelet calls for one burst against a failing kubelet",
+        kubelet.calls()
+    );
+}
+
+#[tokio::test]
+async fn init_containers_and_pod_only_selectors() {
+    // The process runs in the pod's init container.
+    let init = "b".repeat(64);
+    let kubelet = FakeKubelet::start(200, pods_json(false)).await;
+    let root = proc_tree(100, &format!("/kubepods/besteffort/pod{UID}/{init}"));
+    let got = attestor(&config(kubelet.port), root.path())
+        .attest(100)
+        .await
+        .unwrap();
+    assert!(got.contains(&"container-name:init".to_string()), "{got:?}");
+    assert!(got.contains(&"pod-name:wl".to_string()), "{got:?}");
+
+    // Container selectors off and the container not listed yet: the pod is known from the
+    // cgroups, so its selectors are given at once.
+    let root = proc_tree(100, &format!("/kubepods/besteffort/pod{UID}/{CID}"));
+    let mut cfg = config(kubelet.port);
+    cfg.disable_container_selectors = true;
+    let got = attestor(&cfg, root.path()).attest(100).await.unwrap();
+    assert!(got.contains(&"pod-name:wl".to_string()), "{got:?}");
+    assert!(got.iter().all(|s| !s.starts_with("container-")), "{got:?}");
+
+    // A pod UID the kubelet does not list: polled, then refused.
+    let root = proc_tree(
+        100,
+        &format!(
+            "/kubepods/besteffort/pod{}/{CID}",
+            "99999999-9999-9999-9999-999999999999"
+        ),
+    );
+    let err = attestor(&config(kubelet.port), root.path())
+        .attest(100)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::DeadlineExceeded);
+}
+
+#[tokio::test]
 async fn two_pods_with_the_same_container_are_refused() {
     let twice = pods_json(true).replace(&"a".repeat(64), CID);
     let kubelet = FakeKubelet::start(200, twice).await;
@@ -310,6 +368,26 @@ fn configuration_errors_as_spire_reports_them() {
             ..Default::default()
         }),
         "the private key path is required with the certificate path"
+    );
+    // The read-only port needs no credentials, so none are checked.
+    K8sAttestor::new(
+        &Config {
+            kubelet_read_only_port: 10255,
+            certificate_path: "/c".into(),
+            experimental: Some(serde_json::json!({})),
+            ..Default::default()
+        },
+        |_| None,
+        dir.path(),
+    )
+    .unwrap();
+    assert!(
+        mk(Config {
+            kubelet_read_only_port: 10255,
+            experimental: Some(serde_json::json!({"sigstore": {}})),
+            ..Default::default()
+        })
+        .contains("sigstore")
     );
     // Secure port by default: the service account's CA and token must be readable.
     let missing = dir.path().join("ca.crt");
