@@ -271,3 +271,124 @@ async fn client_and_psat_against_a_real_api_server() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// The `k8s` WorkloadAttestor against a real kubelet (containerd, a running pod), over the
+/// kubelet's secure port with a client certificate, and refused with a token the kubelet
+/// does not authorize.
+#[tokio::test]
+#[ignore = "needs a real kubelet: scripts/test.sh runs it"]
+async fn workload_attestor_against_a_real_kubelet() {
+    use spire_plugin::WorkloadAttestor as _;
+    use spire_plugins_k8s::workload::{Config, K8sAttestor};
+
+    let Some(k8s) = Cluster::start() else {
+        return;
+    };
+    let out = Command::new(root().join("conformance/k8s/cluster.sh"))
+        .args(["start-node", &k8s.dir.path().display().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "start-node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = std::fs::read_to_string(k8s.dir.path().join("cluster.env")).unwrap();
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_string()
+    };
+    let port: i64 = get("K8S_KUBELET_PORT").parse().unwrap();
+    let sock = get("K8S_CONTAINERD_SOCK");
+    k8s.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: work}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: work}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: wl, namespace: work, labels: {app: wl}}\nspec:\n  nodeName: node-1\n  hostNetwork: true\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 0\n  containers: [{name: app, image: docker.io/local/app:1, imagePullPolicy: Never}]\n",
+    );
+    // The container's process, as containerd lists it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let pid = loop {
+        let cid = k8s.kubectl(&[
+            "-n",
+            "work",
+            "get",
+            "pod",
+            "wl",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].containerID}",
+        ]);
+        if let Some(cid) = cid.strip_prefix("containerd://") {
+            let tasks = Command::new("ctr")
+                .args(["-a", &sock, "-n", "k8s.io", "tasks", "ls"])
+                .output()
+                .unwrap();
+            let tasks = String::from_utf8_lossy(&tasks.stdout).into_owned();
+            if let Some(pid) = tasks
+                .lines()
+                .find(|l| l.starts_with(cid))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                break pid;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "pod never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+
+    let pki = k8s.dir.path().join("pki");
+    let cert_auth = Config {
+        kubelet_secure_port: port,
+        kubelet_ca_path: pki.join("ca.crt").display().to_string(),
+        certificate_path: pki.join("admin.crt").display().to_string(),
+        private_key_path: pki.join("admin.key").display().to_string(),
+        poll_retry_interval: "100ms".into(),
+        max_poll_attempts: 50,
+        ..Default::default()
+    };
+    let a = K8sAttestor::new(&cert_auth, |_| None, "/").unwrap();
+    let selectors = a.attest(pid).await.unwrap();
+    for want in [
+        "ns:work",
+        "sa:default",
+        "pod-name:wl",
+        "pod-label:app:wl",
+        "container-name:app",
+        "node-name:node-1",
+    ] {
+        assert!(
+            selectors.iter().any(|s| s == want),
+            "{want} missing from {selectors:?}"
+        );
+    }
+    // This test's own process is in no pod: no selectors, no error.
+    assert!(
+        a.attest(std::process::id() as i32)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A token the kubelet authenticates but does not authorize: the kubelet's refusal.
+    k8s.apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: nobody, namespace: work}\n");
+    let token = k8s.kubectl(&["-n", "work", "create", "token", "nobody"]);
+    let token_path = k8s.dir.path().join("nobody-token");
+    std::fs::write(&token_path, token.trim()).unwrap();
+    let refused = K8sAttestor::new(
+        &Config {
+            token_path: token_path.display().to_string(),
+            certificate_path: String::new(),
+            private_key_path: String::new(),
+            ..cert_auth
+        },
+        |_| None,
+        "/",
+    )
+    .unwrap();
+    let err = refused.attest(pid).await.unwrap_err();
+    assert!(
+        err.message
+            .starts_with("unexpected status code on pods response: 403 Forbidden"),
+        "{err}"
+    );
+}
