@@ -725,54 +725,16 @@ pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsErr
     Ok(certs)
 }
 
-/// Accepts any server certificate, verifying only that the handshake was signed by the key
-/// it names ([`ServerTrust::SkipVerification`]).
+/// Server verification for [`ServerTrust::RootsAnyName`] (with roots: the chain to them,
+/// validity and the serverAuth usage are checked, the name is not) and
+/// [`ServerTrust::SkipVerification`] (without: any certificate). Either way the handshake
+/// must be signed by the key the presented certificate names.
 #[derive(Debug)]
-struct SkipServerVerification;
-
-impl ServerCertVerifier for SkipServerVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &algorithms())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &algorithms())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        algorithms().supported_schemes()
-    }
+struct NameFreeVerification {
+    roots: Option<Arc<rustls::RootCertStore>>,
 }
 
-/// Web-PKI chain verification without a host name ([`ServerTrust::RootsAnyName`]): the
-/// chain to the roots, validity and the serverAuth usage are checked; the name is not.
-#[derive(Debug)]
-struct ChainOnlyVerification {
-    roots: Arc<rustls::RootCertStore>,
-}
-
-impl ServerCertVerifier for ChainOnlyVerification {
+impl ServerCertVerifier for NameFreeVerification {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -781,14 +743,16 @@ impl ServerCertVerifier for ChainOnlyVerification {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            algorithms().all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                algorithms().all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -842,12 +806,12 @@ pub fn https_client_config(
             ServerTrust::Roots(roots) => builder.with_root_certificates(root_store(roots)?),
             ServerTrust::RootsAnyName(roots) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnlyVerification {
-                    roots: Arc::new(root_store(roots)?),
+                .with_custom_certificate_verifier(Arc::new(NameFreeVerification {
+                    roots: Some(Arc::new(root_store(roots)?)),
                 })),
             ServerTrust::SkipVerification => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(SkipServerVerification)),
+                .with_custom_certificate_verifier(Arc::new(NameFreeVerification { roots: None })),
         };
     let mut config = match identity {
         Some(id) => builder

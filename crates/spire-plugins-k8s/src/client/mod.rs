@@ -500,13 +500,12 @@ impl KubeClient {
             },
             status: types::TokenReviewStatus::default(),
         };
-        let body = to_json(&review)?;
         let answer: types::TokenReview = self
-            .http()?
-            .json(
+            .write(
                 Method::POST,
                 "/apis/authentication.k8s.io/v1/tokenreviews",
-                Some(("application/json", body)),
+                "application/json",
+                &review,
             )
             .await?;
         Ok(answer.status)
@@ -517,15 +516,17 @@ impl KubeClient {
         self.http()?.json(Method::GET, path, None).await
     }
 
-    /// `POST` (create) of an object.
-    pub async fn create<T: DeserializeOwned, B: Serialize>(
+    /// A write of `body` as JSON with `content_type`.
+    async fn write<T: DeserializeOwned, B: Serialize>(
         &self,
+        method: Method,
         path: &str,
+        content_type: &str,
         body: &B,
     ) -> Result<T, K8sError> {
         let body = to_json(body)?;
         self.http()?
-            .json(Method::POST, path, Some(("application/json", body)))
+            .json(method, path, Some((content_type, body)))
             .await
     }
 
@@ -535,14 +536,13 @@ impl KubeClient {
         path: &str,
         patch: &B,
     ) -> Result<T, K8sError> {
-        let body = to_json(patch)?;
-        self.http()?
-            .json(
-                Method::PATCH,
-                path,
-                Some(("application/strategic-merge-patch+json", body)),
-            )
-            .await
+        self.write(
+            Method::PATCH,
+            path,
+            "application/strategic-merge-patch+json",
+            patch,
+        )
+        .await
     }
 
     /// Server-side apply (`PATCH` with `application/apply-patch+yaml`; JSON is YAML). The
@@ -552,29 +552,7 @@ impl KubeClient {
         path: &str,
         object: &B,
     ) -> Result<T, K8sError> {
-        let body = to_json(object)?;
-        self.http()?
-            .json(
-                Method::PATCH,
-                path,
-                Some(("application/apply-patch+yaml", body)),
-            )
-            .await
-    }
-
-    /// `PATCH` with a merge patch.
-    pub async fn merge_patch<T: DeserializeOwned, B: Serialize>(
-        &self,
-        path: &str,
-        patch: &B,
-    ) -> Result<T, K8sError> {
-        let body = to_json(patch)?;
-        self.http()?
-            .json(
-                Method::PATCH,
-                path,
-                Some(("application/merge-patch+json", body)),
-            )
+        self.write(Method::PATCH, path, "application/apply-patch+yaml", object)
             .await
     }
 }
