@@ -32,6 +32,7 @@ fn plugins(kubeconfig: &str) -> String {
             namespace = "spire"
             kube_config_file_path = "{kubeconfig}"
             webhook_label = "spiffe.io/webhook"
+            api_service_label = "spiffe.io/apiservice"
         }}
     }}
     BundlePublisher "k8s_configmap" {{
@@ -152,4 +153,36 @@ async fn configmaps_and_webhooks_follow_the_bundle() {
     server.cli_ok(&["localauthority", "x509", "prepare"]);
     wait_published(&k8s, &server, "the bundle after a CA preparation").await;
     assert_eq!(pem_certs(&server.bundle_pem()).len(), 2);
+
+    // A labelled APIService created while the server runs gets the bundle too, without
+    // waiting for a bundle change.
+    k8s.apply(API_SERVICE);
+    let d = Deadline::new("the APIService gets the bundle", 60);
+    loop {
+        let ca = k8s.jsonpath(
+            &["apiservice", "v1.spire-test.example.org"],
+            "{.spec.caBundle}",
+        );
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(ca.trim())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if pem_certs(&ca) == pem_certs(&server.bundle_pem()) {
+            break;
+        }
+        d.tick(tail(&server.log(), 1500)).await;
+    }
 }
+
+const API_SERVICE: &str = r#"apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1.spire-test.example.org
+  labels: {"spiffe.io/apiservice": "true"}
+spec:
+  group: spire-test.example.org
+  version: v1
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+  service: {name: nothing, namespace: spire, port: 443}
+"#;

@@ -182,6 +182,42 @@ async fn attestation_selectors_and_reattestation() {
     );
 }
 
+/// `token` with `exp` (and `iat`, `nbf`) an hour in the past, re-signed (RS256) with the
+/// service-account key the API server trusts.
+fn expire(token: &str, sa_key: &Path) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.trim().split('.');
+    let (header, payload) = (parts.next().unwrap(), parts.next().unwrap());
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&b64.decode(payload).unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    claims["iat"] = serde_json::json!(now - 7200);
+    claims["nbf"] = serde_json::json!(now - 7200);
+    claims["exp"] = serde_json::json!(now - 3600);
+    let signed = format!("{header}.{}", b64.encode(claims.to_string()));
+    let mut openssl = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(sa_key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    use std::io::Write as _;
+    openssl
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(signed.as_bytes())
+        .unwrap();
+    let sig = openssl.wait_with_output().unwrap();
+    assert!(sig.status.success(), "openssl dgst -sign failed");
+    format!("{signed}.{}", b64.encode(sig.stdout))
+}
+
 /// Starts an agent that must be refused, waits for `why` in its log and checks it never
 /// becomes healthy.
 async fn refused(sc: &Scenario, server: &Server, label: &str, attestor: &Attestor, why: &[&str]) {
@@ -251,6 +287,23 @@ async fn refusals() {
             "nodeattestor(k8s_psat): not configured for cluster \\\"elsewhere\\\"",
             "nodeattestor(k8s_psat): not configured for cluster \"elsewhere\"",
         ],
+    )
+    .await;
+
+    // An expired token, signed by the cluster's own service-account key (a real one with its
+    // expiry moved into the past).
+    let expired = sc.path().join("expired-token");
+    let expired_token = expire(
+        &std::fs::read_to_string(&good).unwrap(),
+        &k8s.dir.join("pki/sa.key"),
+    );
+    std::fs::write(&expired, expired_token).unwrap();
+    refused(
+        &sc,
+        &server,
+        "expired",
+        &agent_block("test", &expired),
+        &["nodeattestor(k8s_psat): unable to validate token with TokenReview API: token review API response contains an error"],
     )
     .await;
 
