@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use spiffe_core::{Bundle, BundleSet, KeyType, TrustDomain};
 use spire_config::{AgentConfig, RebootstrapMode, TrustBundleSource};
 use spire_plugin::{AgentNodeAttestor, WorkloadAttestor};
+use spire_plugins::catalog::configure_err;
 use spire_plugins::nodeattestor::join_token::JoinTokenAgent;
 use spire_plugins::nodeattestor::x509pop::{AgentConfig as X509PopConfig, X509PopAgent};
 use spire_plugins::workloadattestor::unix::{UnixAttestor, UnixConfig};
@@ -217,23 +218,14 @@ impl AgentSettings {
                 }
                 ("NodeAttestor", psat::PLUGIN_NAME) => {
                     let cfg: psat::AgentConfig = crate::plugins::builtin_data(p)?;
-                    let plugin = psat::PsatAgent::new(&cfg).map_err(|e| {
-                        AgentError::Config(format!(
-                            "failed to configure plugin \"k8s_psat\": rpc error: code = InvalidArgument desc = {e}"
-                        ))
-                    })?;
+                    let plugin = psat::PsatAgent::new(&cfg)
+                        .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
                     node_attestor = Some((psat::PLUGIN_NAME.into(), Arc::new(plugin)));
                 }
                 ("WorkloadAttestor", k8s_wa::PLUGIN_NAME) => {
                     let cfg: k8s_wa::Config = crate::plugins::builtin_data(p)?;
-                    let plugin =
-                        k8s_wa::K8sAttestor::new(&cfg, |k| std::env::var(k).ok(), "/").map_err(
-                            |e| {
-                                AgentError::Config(format!(
-                                    "failed to configure plugin \"k8s\": rpc error: code = InvalidArgument desc = {e}"
-                                ))
-                            },
-                        )?;
+                    let plugin = k8s_wa::K8sAttestor::new(&cfg, |k| std::env::var(k).ok(), "/")
+                        .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
                     workload_attestors.push((k8s_wa::PLUGIN_NAME.into(), Arc::new(plugin)));
                 }
                 ("WorkloadAttestor", "unix") => {

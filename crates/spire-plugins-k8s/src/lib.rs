@@ -8,3 +8,10 @@ pub mod client;
 pub mod locator;
 pub mod psat;
 pub mod workload;
+
+/// A file's bytes, or Go's `*os.PathError` text (`open <path>: <errno text>`), the wording
+/// every plugin here reports.
+pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path)
+        .map_err(|e| spire_gocompat::os::path_error("open", &path.display().to_string(), &e))
+}

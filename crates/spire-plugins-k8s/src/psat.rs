@@ -97,8 +97,7 @@ impl PsatAgent {
         let fail = |why: String| {
             PluginError::invalid_argument(format!("unable to load token from {shown}: {why}"))
         };
-        let data = std::fs::read(&self.token_path)
-            .map_err(|e| fail(spire_gocompat::os::path_error("open", &shown, &e)))?;
+        let data = crate::read_file(&self.token_path).map_err(fail)?;
         if data.is_empty() {
             return Err(fail(format!("{} is empty", q(&shown))));
         }

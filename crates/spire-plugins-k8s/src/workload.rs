@@ -100,9 +100,10 @@ struct KubeletSettings {
     auth: Auth,
 }
 
-fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
-    std::fs::read(path)
-        .map_err(|e| spire_gocompat::os::path_error("open", &path.display().to_string(), &e))
+use crate::read_file as read;
+
+fn q(s: &str) -> String {
+    spire_gocompat::strconv::quote(s)
 }
 
 impl KubeletSettings {
@@ -110,19 +111,27 @@ impl KubeletSettings {
     /// `reloadKubeletClient`, with its errors).
     fn client(&self) -> PluginResult<HttpClient> {
         let bad = |m: String| PluginError::invalid_argument(m);
-        if !self.secure {
-            let server = url::Url::parse(&format!("http://127.0.0.1:{}", self.port))
-                .map_err(|e| PluginError::internal(e.to_string()))?;
-            return HttpClient::new(ClientConfig {
+        let connect = |server: String, trust, identity, credentials| {
+            let server = url::Url::parse(&server)
+                .map_err(|e| bad(format!("invalid kubelet address {}: {e}", q(&server))))?;
+            HttpClient::new(ClientConfig {
                 server,
-                trust: ServerTrust::SkipVerification,
+                trust,
                 tls_server_name: None,
-                identity: None,
-                credentials: Credentials::None,
+                identity,
+                credentials,
                 files: Vec::new(),
             })
             .map(|c| c.with_timeout(self.timeout))
-            .map_err(|e| PluginError::internal(e.to_string()));
+            .map_err(|e| bad(e.to_string()))
+        };
+        if !self.secure {
+            return connect(
+                format!("http://127.0.0.1:{}", self.port),
+                ServerTrust::SkipVerification,
+                None,
+                Credentials::None,
+            );
         }
         let trust = match &self.verify {
             Verify::Skip => ServerTrust::SkipVerification,
@@ -157,18 +166,12 @@ impl KubeletSettings {
         } else {
             &self.node_name
         };
-        let server = url::Url::parse(&format!("https://{host}:{}", self.port))
-            .map_err(|e| bad(format!("invalid kubelet address {host:?}: {e}")))?;
-        HttpClient::new(ClientConfig {
-            server,
+        connect(
+            format!("https://{host}:{}", self.port),
             trust,
-            tls_server_name: None,
             identity,
             credentials,
-            files: Vec::new(),
-        })
-        .map(|c| c.with_timeout(self.timeout))
-        .map_err(|e| bad(e.to_string()))
+        )
     }
 }
 

@@ -173,8 +173,7 @@ fn invalid(why: impl std::fmt::Display) -> K8sError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, K8sError> {
-    std::fs::read(path)
-        .map_err(|e| K8sError::Config(path_error("open", &path.display().to_string(), &e)))
+    crate::read_file(path).map_err(K8sError::Config)
 }
 
 fn b64(field: &str, data: &str) -> Result<Vec<u8>, K8sError> {

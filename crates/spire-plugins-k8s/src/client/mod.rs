@@ -211,10 +211,8 @@ impl HttpClient {
             Credentials::None => None,
             Credentials::Token(t) => Some(format!("Bearer {t}")),
             Credentials::TokenFile(p) => {
-                let t = std::fs::read_to_string(p).map_err(|e| {
-                    spire_gocompat::os::path_error("open", &p.display().to_string(), &e)
-                })?;
-                Some(format!("Bearer {}", t.trim()))
+                let t = crate::read_file(p)?;
+                Some(format!("Bearer {}", String::from_utf8_lossy(&t).trim()))
             }
             Credentials::Basic { username, password } => Some(format!(
                 "Basic {}",
