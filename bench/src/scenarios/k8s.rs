@@ -252,19 +252,7 @@ async fn measure(
         .await
         .context("the workload in the pod never got its SVID")?;
         let mut m = Metrics::default();
-        let mut wl = clients::workload_client(&agent.socket).await?;
-        for _ in 0..warmup {
-            clients::fetch_x509_ids(&mut wl).await?;
-        }
-        let mut samples = Vec::with_capacity(calls);
-        for _ in 0..calls {
-            let t = Instant::now();
-            if clients::fetch_x509_ids(&mut wl).await?.is_empty() {
-                bail!("FetchX509SVID: no SVIDs");
-            }
-            samples.push(t.elapsed().as_secs_f64());
-        }
-        samples.sort_by(f64::total_cmp);
+        let samples = super::plugins::fetch_latencies(&agent.socket, calls, warmup).await?;
         for p in PERCENTILES {
             m.set(format!("latency.p{p}"), percentile(&samples, p));
         }

@@ -30,7 +30,11 @@ fn plugins_dir() -> Option<PathBuf> {
 }
 
 /// Sorted latencies of `calls` sequential FetchX509SVID calls after `warmup` untimed ones.
-async fn fetch_latencies(socket: &Path, calls: usize, warmup: usize) -> Result<Vec<f64>> {
+pub(super) async fn fetch_latencies(
+    socket: &Path,
+    calls: usize,
+    warmup: usize,
+) -> Result<Vec<f64>> {
     let mut client = clients::workload_client(socket).await?;
     for _ in 0..warmup {
         clients::fetch_x509_ids(&mut client).await?;
