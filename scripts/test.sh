@@ -34,6 +34,11 @@ export SPIRE_RS_GOPLUGINS_DIR
 SPIRE_RS_K8S_BIN_DIR="$(conformance/k8s/build.sh)"
 export SPIRE_RS_K8S_BIN_DIR SPIRE_RS_REQUIRE_K8S=1
 
+# Real container engines (dockerd, podman, systemd in a container) for the docker and systemd
+# workload attestors' tests and scenarios: required, not skipped (.ci/run installs docker.io,
+# podman and debootstrap; conformance/containers/engines.sh starts them on private roots).
+export SPIRE_RS_REQUIRE_CONTAINERS=1
+
 # The Go module cache holds SPIRE's example configs that the config tests read.
 GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE)}"
 export GOMODCACHE

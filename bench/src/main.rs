@@ -6,7 +6,7 @@
 //! spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --large] [--reference-dir DIR]
 //!             [--ours-dir DIR] [--out FILE] [--cache-dir DIR] [size overrides]
 //! ```
-//! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s. The report
+//! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker. The report
 //! (Markdown) goes to stdout and, with `--out`, to a file; text in that file below the
 //! "kept" marker survives a rewrite. Exits non-zero if any scenario failed (in `--smoke`,
 //! also if any spire-rs figure is missing).
@@ -33,7 +33,7 @@ use crate::procs::Implementation;
 use crate::report::Section;
 use crate::scenarios::{Ctx, Sizes};
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "footprint",
     "workload",
     "signing",
@@ -42,6 +42,7 @@ const SCENARIOS: [&str; 8] = [
     "coldstart",
     "plugins",
     "k8s",
+    "docker",
 ];
 
 /// The line of RESULTS.md after which text is kept when the harness rewrites the file.
@@ -51,8 +52,9 @@ const USAGE: &str = "usage: spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --
         [--reference-dir DIR] [--ours-dir DIR] [--out FILE] [--cache-dir DIR]
         [--work-dir DIR] [--calls N] [--sign-secs S] [--samples N] [--entries N] [--agent-entries N]
         [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M]
-scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s
-(plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s needs root)";
+scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker
+(plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s and docker need
+root; docker needs Debian's docker.io)";
 
 static START: OnceLock<Instant> = OnceLock::new();
 
@@ -303,6 +305,7 @@ async fn run(args: &Args, ctx: &Ctx) -> Vec<Section> {
             "signing" => scenarios::signing::run(ctx).await,
             "plugins" => scenarios::plugins::run(ctx).await,
             "k8s" => scenarios::k8s::run(ctx).await,
+            "docker" => scenarios::docker::run(ctx).await,
             "propagation" => scenarios::propagation::run(ctx).await,
             "scale" => scenarios::scale::run(ctx).await,
             _ => scenarios::coldstart::run(ctx).await,

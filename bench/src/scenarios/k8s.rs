@@ -115,9 +115,10 @@ impl Drop for FakeKubelet {
     }
 }
 
-/// This process inside a pod's cgroups, on every hierarchy it could join; moved back to its
-/// own cgroups and the directories removed when dropped.
-struct InPod {
+/// This process inside a cgroup path (a pod's container, or a docker container's), on every
+/// hierarchy it could join, the missing directories made; moved back to its own cgroups and
+/// the directories it made removed when dropped.
+pub(super) struct InCgroup {
     made: Vec<PathBuf>,
     original: Vec<PathBuf>,
 }
@@ -145,8 +146,9 @@ fn write_pid(dir: &Path) -> std::io::Result<()> {
     std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
 }
 
-impl InPod {
-    fn enter(uid: &str, cid: &str) -> Result<InPod> {
+impl InCgroup {
+    /// Joins `<hierarchy root>/<segments...>` on every hierarchy.
+    pub(super) fn enter(segments: &[&str]) -> Result<InCgroup> {
         let mounts = cgroup_mounts()?;
         let own = std::fs::read_to_string("/proc/self/cgroup")?;
         let mut made = Vec::new();
@@ -168,12 +170,9 @@ impl InPod {
             let Some((root, _, _)) = mount else {
                 continue;
             };
-            let target = root
-                .join("kubepods/besteffort")
-                .join(format!("pod{uid}"))
-                .join(cid);
+            let target = segments.iter().fold(root.clone(), |d, s| d.join(s));
             let mut dir = root.clone();
-            for seg in ["kubepods", "besteffort", &format!("pod{uid}"), cid] {
+            for seg in segments {
                 let parent = dir.clone();
                 dir = dir.join(seg);
                 if !dir.exists() {
@@ -194,15 +193,17 @@ impl InPod {
                 joined += 1;
             }
         }
-        let me = InPod { made, original };
+        let me = InCgroup { made, original };
         if joined == 0 {
-            bail!("could not join any pod cgroup (needs root and writable /sys/fs/cgroup)");
+            bail!(
+                "could not join any cgroup {segments:?} (needs root and writable /sys/fs/cgroup)"
+            );
         }
         Ok(me)
     }
 }
 
-impl Drop for InPod {
+impl Drop for InCgroup {
     fn drop(&mut self) {
         for dir in &self.original {
             let _ = write_pid(dir);
@@ -211,6 +212,40 @@ impl Drop for InPod {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// `n` `spire-agent api fetch x509` processes started at once from this process (so in its
+/// cgroups): seconds until all of them hold their SVID.
+pub(super) async fn burst_fetch(client: &Path, socket: &Path, n: usize) -> Result<f64> {
+    let socket = socket.display().to_string();
+    let t = Instant::now();
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            tokio::process::Command::new(client)
+                .args([
+                    "api",
+                    "fetch",
+                    "x509",
+                    "-socketPath",
+                    &socket,
+                    "-timeout",
+                    "60s",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut failed = 0;
+    for mut c in children {
+        if !c.wait().await?.success() {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {n} workloads got no SVID");
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
 
 fn k8s_attestor(port: u16) -> String {
@@ -244,7 +279,9 @@ async fn measure(
     let mut agent = Agent::spawn_with(&imp, server.port, &token, &k8s_attestor(kubelet.port))?;
     agent.wait_ready(Duration::from_secs(120)).await?;
 
-    let in_pod = InPod::enter(&pod_uid(TARGET), &container_id(TARGET))?;
+    let pod = format!("pod{}", pod_uid(TARGET));
+    let cid = container_id(TARGET);
+    let in_pod = InCgroup::enter(&["kubepods", "besteffort", &pod, &cid])?;
     let result = async {
         clients::wait_for_svids(&agent.socket, Duration::from_secs(60), |ids| {
             !ids.is_empty()
@@ -260,35 +297,8 @@ async fn measure(
         // The burst: distinct processes, each attested afresh.
         agent.proc.reset_peak()?;
         let before = kubelet.calls();
-        let socket = agent.socket.display().to_string();
-        let t = Instant::now();
-        let children: Vec<_> = (0..burst)
-            .map(|_| {
-                tokio::process::Command::new(&client)
-                    .args([
-                        "api",
-                        "fetch",
-                        "x509",
-                        "-socketPath",
-                        &socket,
-                        "-timeout",
-                        "60s",
-                    ])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-            })
-            .collect::<std::io::Result<_>>()?;
-        let mut failed = 0;
-        for mut c in children {
-            if !c.wait().await?.success() {
-                failed += 1;
-            }
-        }
-        if failed > 0 {
-            bail!("{failed} of {burst} workloads got no SVID");
-        }
-        m.set("burst.seconds", t.elapsed().as_secs_f64());
+        let seconds = burst_fetch(&client, &agent.socket, burst).await?;
+        m.set("burst.seconds", seconds);
         m.set("burst.kubelet_calls", (kubelet.calls() - before) as f64);
         m.set("burst.agent_peak_rss", agent.proc.memory()?.peak as f64);
         Ok(m)

@@ -2,6 +2,7 @@
 //! their figures into one section of the report.
 
 pub(crate) mod coldstart;
+pub(crate) mod docker;
 pub(crate) mod footprint;
 pub(crate) mod k8s;
 pub(crate) mod plugins;

@@ -14,13 +14,20 @@ const SPIRE_RS_SERVER_PLUGINS: &[(&str, &str)] = &[
     ("KeyManager", "disk"),
     ("KeyManager", "memory"),
     ("NodeAttestor", "join_token"),
+    ("NodeAttestor", "k8s_psat"),
     ("NodeAttestor", "x509pop"),
+    ("Notifier", "k8sbundle"),
+    ("BundlePublisher", "k8s_configmap"),
 ];
 const SPIRE_RS_AGENT_PLUGINS: &[(&str, &str)] = &[
     ("KeyManager", "disk"),
     ("KeyManager", "memory"),
     ("NodeAttestor", "join_token"),
+    ("NodeAttestor", "k8s_psat"),
     ("NodeAttestor", "x509pop"),
+    ("WorkloadAttestor", "docker"),
+    ("WorkloadAttestor", "k8s"),
+    ("WorkloadAttestor", "systemd"),
     ("WorkloadAttestor", "unix"),
 ];
 const PLUGIN_TYPES: &[&str] = &[

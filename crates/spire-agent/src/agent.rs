@@ -13,8 +13,10 @@ use spire_plugins::catalog::configure_err;
 use spire_plugins::nodeattestor::join_token::JoinTokenAgent;
 use spire_plugins::nodeattestor::x509pop::{AgentConfig as X509PopConfig, X509PopAgent};
 use spire_plugins::workloadattestor::unix::{UnixAttestor, UnixConfig};
+use spire_plugins_docker as docker_wa;
 use spire_plugins_k8s::psat;
 use spire_plugins_k8s::workload as k8s_wa;
+use spire_plugins_systemd as systemd_wa;
 use spire_tls::SharedBundles;
 
 use crate::attest::{AttestError, attest};
@@ -227,6 +229,20 @@ impl AgentSettings {
                     let plugin = k8s_wa::K8sAttestor::new(&cfg, |k| std::env::var(k).ok(), "/")
                         .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
                     workload_attestors.push((k8s_wa::PLUGIN_NAME.into(), Arc::new(plugin)));
+                }
+                ("WorkloadAttestor", docker_wa::PLUGIN_NAME) => {
+                    let cfg: docker_wa::Config = crate::plugins::builtin_data_checked(p)?;
+                    let plugin = docker_wa::DockerAttestor::new(&cfg, "/")
+                        .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
+                    workload_attestors.push((docker_wa::PLUGIN_NAME.into(), Arc::new(plugin)));
+                }
+                ("WorkloadAttestor", systemd_wa::PLUGIN_NAME) => {
+                    // SPIRE's systemd attestor has no configuration service: its
+                    // `plugin_data` is never read.
+                    workload_attestors.push((
+                        systemd_wa::PLUGIN_NAME.into(),
+                        Arc::new(systemd_wa::SystemdAttestor::new()),
+                    ));
                 }
                 ("WorkloadAttestor", "unix") => {
                     let cfg: UnixConfig = crate::plugins::builtin_data(p)?;
@@ -807,6 +823,58 @@ mod tests {
         assert!(
             storage.load().bundle.is_empty(),
             "bundle kept after the delay"
+        );
+    }
+
+    fn settings(workload_attestor: &str) -> Result<AgentSettings, AgentError> {
+        let text = format!(
+            r#"
+agent {{
+    data_dir = "/tmp/spire-agent"
+    server_address = "127.0.0.1"
+    server_port = "8081"
+    trust_domain = "example.org"
+    insecure_bootstrap = true
+}}
+plugins {{
+    NodeAttestor "join_token" {{ plugin_data {{}} }}
+    KeyManager "memory" {{ plugin_data {{}} }}
+    {workload_attestor}
+}}
+"#
+        );
+        let c = spire_config::load_agent_config(
+            &text,
+            spire_config::Format::Hcl,
+            &Default::default(),
+            None,
+        )
+        .unwrap();
+        AgentSettings::from_config(&c)
+    }
+
+    /// The docker and systemd attestors are built in; docker's configuration errors are
+    /// SPIRE's (checked against reference SPIRE 1.13.3's agent).
+    #[test]
+    fn docker_and_systemd_attestors_configure_as_spire() {
+        let s = settings(r#"WorkloadAttestor "docker" { plugin_data { docker_socket_path = "unix:///nonexistent.sock" } }"#).unwrap();
+        assert_eq!(s.workload_attestors[0].0, "docker");
+        let s = settings(r#"WorkloadAttestor "systemd" { plugin_data { anything = 1 } }"#).unwrap();
+        assert_eq!(s.workload_attestors[0].0, "systemd");
+        let err = |wa: &str| match settings(wa) {
+            Err(AgentError::Config(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            err(r#"WorkloadAttestor "docker" { plugin_data { foo = 1
+                bar = "x" } }"#),
+            "failed to configure plugin \"docker\": rpc error: code = InvalidArgument desc = unknown configurations detected: bar,foo"
+        );
+        assert_eq!(
+            err(
+                r#"WorkloadAttestor "docker" { plugin_data { container_id_cgroup_matchers = ["/docker/<id>"] } }"#
+            ),
+            "failed to configure plugin \"docker\": rpc error: code = InvalidArgument desc = the new container locator and custom cgroup matchers cannot both be used; please open an issue if the new container locator fails to locate workload containers in your environment; to continue using custom matchers set use_new_container_locator=false"
         );
     }
 }

@@ -53,11 +53,12 @@ plugins {{
 
     #[test]
     fn spire_builtins_we_lack_are_not_available() {
-        let with_docker = format!("{OURS}    WorkloadAttestor \"docker\" {{ plugin_data {{}} }}\n");
-        let err = check(&config(&with_docker)).unwrap_err();
+        let with_windows =
+            format!("{OURS}    WorkloadAttestor \"windows\" {{ plugin_data {{}} }}\n");
+        let err = check(&config(&with_windows)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "failed to load plugin \"docker\": plugin \"docker\" of type \"WorkloadAttestor\" is not available in spire-rs yet"
+            "failed to load plugin \"windows\": plugin \"windows\" of type \"WorkloadAttestor\" is not available in spire-rs yet"
         );
         let store = format!("{OURS}    SVIDStore \"aws_secretsmanager\" {{ plugin_data {{}} }}\n");
         assert!(matches!(

@@ -100,16 +100,44 @@ impl WorkloadAttestation {
         tracing::debug!(
             subsystem_name = "workload_attestor",
             pid = caller.pid,
-            selectors = ?selectors.iter().map(|s| format!("{}:{}", s.selector_type(), s.value())).collect::<Vec<_>>(),
+            selectors = %logged_selectors(&selectors),
             "PID attested to have selectors"
         );
         Ok(selectors)
     }
 }
 
+/// Selectors as SPIRE's agent logs them (`%v` of its selector messages):
+/// `[type:"unix" value:"uid:0" type:"docker" value:"label:app:web"]`.
+fn logged_selectors(selectors: &[Selector]) -> String {
+    let items: Vec<String> = selectors
+        .iter()
+        .map(|s| {
+            format!(
+                "type:{} value:{}",
+                spire_gocompat::strconv::quote(s.selector_type()),
+                spire_gocompat::strconv::quote(s.value())
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selectors_are_logged_as_spire_logs_them() {
+        let s = [
+            Selector::new("unix", "uid:0").unwrap(),
+            Selector::new("docker", "label:a:\"b\"").unwrap(),
+        ];
+        assert_eq!(
+            logged_selectors(&s),
+            r#"[type:"unix" value:"uid:0" type:"docker" value:"label:a:\"b\""]"#
+        );
+    }
     use spire_plugins::workloadattestor::unix::{UnixAttestor, UnixConfig};
 
     #[tokio::test]

@@ -160,10 +160,13 @@ const LAYERS: &[(&str, u8)] = &[
     ("spire-cli", 3),
     ("spire-datastore", 3),
     ("spire-plugin-wire", 3),
+    ("spire-containerinfo", 3),
     ("spire-plugin-host", 4),
     ("spire-plugin-sdk", 4),
     ("spire-plugins", 5),
     ("spire-plugins-k8s", 5),
+    ("spire-plugins-docker", 5),
+    ("spire-plugins-systemd", 5),
     ("spire-server", 6),
     ("spire-agent", 6),
 ];

@@ -1,5 +1,5 @@
 //! WorkloadAttestor `k8s`, as SPIRE 1.13's: the caller's pod UID and container ID come from
-//! its cgroups ([`crate::locator`]); the kubelet's `/pods` (secure port with the service
+//! its cgroups ([`spire_containerinfo`]); the kubelet's `/pods` (secure port with the service
 //! account token or a client certificate, or the read-only port) says which pod and
 //! container those are, and the selectors describe them.
 //!
@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::client::types::{ContainerStatus, Pod, PodList};
 use crate::client::{ClientConfig, Credentials, HttpClient, K8sError};
-use crate::locator::Locator;
+use spire_containerinfo::Locator;
 
 /// The plugin name, also the selector type.
 pub const PLUGIN_NAME: &str = "k8s";

@@ -183,12 +183,12 @@ pub const AGENT: Side = Side {
     builtins: &[
         ("KeyManager", &["disk", "memory"]),
         ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
-        ("WorkloadAttestor", &["k8s", "unix"]),
+        ("WorkloadAttestor", &["docker", "k8s", "systemd", "unix"]),
     ],
     spire_only: &[
         ("NodeAttestor", SPIRE_NODE_ATTESTORS),
         ("SVIDStore", &["aws_secretsmanager", "gcp_secretmanager"]),
-        ("WorkloadAttestor", &["docker", "systemd", "windows"]),
+        ("WorkloadAttestor", &["windows"]),
     ],
     counts: &[
         ("KeyManager", Count::ExactlyOne),

@@ -247,6 +247,13 @@ plugins {{
         self.proc.as_mut().is_some_and(|p| p.exited().is_none())
     }
 
+    /// Counts a run started elsewhere (inside a container, say): the path its log is to be
+    /// written to, which [`Agent::log`] then reads.
+    pub fn external_run(&mut self) -> PathBuf {
+        self.runs += 1;
+        self.log_path(self.runs)
+    }
+
     /// The log of the current (last) run.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path(self.runs)).unwrap_or_default()

@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod agent;
+pub mod containers;
 pub mod k8s;
 pub mod pki;
 pub mod server;

@@ -1,9 +1,11 @@
 //! Which pod and container a process runs in, read from `/proc/<pid>/mountinfo` and
-//! `/proc/<pid>/cgroup` as SPIRE 1.13 reads them: the "new" container locator (cgroup mount
-//! roots first, then cgroup paths; the last 64-hex segment is the container ID, a
-//! `pod<uid>` segment above it the pod) and the legacy one (two whole-path patterns for
-//! cgroupfs/systemd and CRI-O paths). Both understand cgroup v1, v2 and hybrid layouts,
-//! the cgroupfs and systemd drivers, and containerd, CRI-O and Docker IDs.
+//! `/proc/<pid>/cgroup` as SPIRE 1.13's container-aware workload attestors (`k8s`, `docker`)
+//! read them: the "new" container locator (cgroup mount roots first, then cgroup paths; the
+//! last 64-hex segment is the container ID, a `pod<uid>` segment above it the pod) and the
+//! legacy Kubernetes one (two whole-path patterns for cgroupfs/systemd and CRI-O paths).
+//! Both understand cgroup v1, v2 and hybrid layouts, the cgroupfs and systemd drivers, and
+//! containerd, CRI-O, Docker and Podman (`libpod-<id>`) IDs. [`cgroup_paths`] also serves
+//! the docker attestor's legacy `container_id_cgroup_matchers`.
 
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -76,6 +78,13 @@ impl Locator {
         self.root.join("proc").join(pid.to_string()).join(name)
     }
 
+    /// The container ID of `pid` alone (the docker attestor's view: pod UIDs are not
+    /// looked for, so a path naming a pod does not outrank one that names none); empty
+    /// when the process is in no container or is gone.
+    pub fn container_id(&self, pid: i32) -> PluginResult<String> {
+        self.find(pid, false).map(|l| l.container_id)
+    }
+
     /// The pod UID and container ID of `pid`.
     pub fn locate(&self, pid: i32) -> PluginResult<Location> {
         if self.legacy {
@@ -89,17 +98,22 @@ impl Locator {
             };
             return legacy_from_cgroups(&cgroups);
         }
+        self.find(pid, true)
+    }
+
+    /// SPIRE's new locator: mount roots first, then cgroup paths.
+    fn find(&self, pid: i32, with_pod: bool) -> PluginResult<Location> {
         let mountinfo = self.proc_file(pid, "mountinfo");
         let mut found = Location::default();
         if let Some(roots) = read_cgroup_mount_roots(&mountinfo)? {
-            let mut ex = Extractor::default();
+            let mut ex = Extractor::new(with_pod);
             for root in &roots {
                 ex.add(root)?;
             }
             found = ex.into_location();
         }
         if found.container_id.is_empty() {
-            let mut ex = Extractor::default();
+            let mut ex = Extractor::new(with_pod);
             for path in read_cgroups(&self.proc_file(pid, "cgroup"))?.unwrap_or_default() {
                 ex.add(&path)?;
             }
@@ -112,29 +126,64 @@ impl Locator {
 /// The cgroup paths of `/proc/<pid>/cgroup` (`id:controllers:path`); `None` when the file
 /// does not exist (the process is gone).
 fn read_cgroups(path: &Path) -> PluginResult<Option<Vec<String>>> {
+    match cgroup_paths(path) {
+        Ok(paths) => Ok(Some(paths)),
+        Err(CgroupsError::Missing(_)) => Ok(None),
+        Err(e) => Err(PluginError::internal(format!(
+            "unable to obtain cgroups: {e}"
+        ))),
+    }
+}
+
+/// Why `/proc/<pid>/cgroup` could not be read; shown as SPIRE's `cgroups.GetCgroups` words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupsError {
+    /// The file does not exist (Go's `*os.PathError`).
+    Missing(String),
+    /// It could not be read (Go's `*os.PathError`).
+    Unreadable(String),
+    /// A line without three colon-separated fields.
+    BadLine(String),
+}
+
+impl std::fmt::Display for CgroupsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CgroupsError::Missing(m) | CgroupsError::Unreadable(m) | CgroupsError::BadLine(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+impl std::error::Error for CgroupsError {}
+
+/// Every cgroup path in `/proc/<pid>/cgroup` (the third field of each line), in file order.
+pub fn cgroup_paths(path: &Path) -> Result<Vec<String>, CgroupsError> {
     let text = match std::fs::read(path) {
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(PluginError::internal(format!(
-                "unable to obtain cgroups: {}",
-                spire_gocompat::os::path_error("open", &path.display().to_string(), &e)
-            )));
+            let msg = spire_gocompat::os::path_error("open", &path.display().to_string(), &e);
+            return Err(if e.kind() == std::io::ErrorKind::NotFound {
+                CgroupsError::Missing(msg)
+            } else {
+                CgroupsError::Unreadable(msg)
+            });
         }
     };
     let mut out = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         let parts: Vec<&str> = line.splitn(3, ':').collect();
-        if parts.len() != 3 {
-            return Err(PluginError::internal(format!(
-                "unable to obtain cgroups: invalid cgroup entry, contains {} colon separated fields but expected at least 3: {}",
+        let [_, _, group] = parts.as_slice() else {
+            return Err(CgroupsError::BadLine(format!(
+                "invalid cgroup entry, contains {} colon separated fields but expected at least 3: {}",
                 parts.len(),
                 spire_gocompat::strconv::quote(line)
             )));
-        }
-        out.push(parts[2].to_string());
+        };
+        out.push((*group).to_string());
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// The roots of the cgroup (v1 and v2) mounts in `/proc/<pid>/mountinfo`; `None` when the
@@ -178,11 +227,22 @@ fn read_cgroup_mount_roots(path: &Path) -> PluginResult<Option<Vec<String>>> {
 struct Extractor {
     pod_uid: String,
     container_id: String,
+    with_pod: bool,
 }
 
 impl Extractor {
+    fn new(with_pod: bool) -> Extractor {
+        Extractor {
+            with_pod,
+            ..Extractor::default()
+        }
+    }
+
     fn add(&mut self, path: &str) -> PluginResult<()> {
-        let (pod_uid, container_id) = extract(path);
+        let (mut pod_uid, container_id) = extract(path);
+        if !self.with_pod {
+            pod_uid.clear();
+        }
         if !self.pod_uid.is_empty() && pod_uid.is_empty() {
             return Ok(());
         }
