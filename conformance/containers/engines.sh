@@ -21,6 +21,7 @@
 set -euo pipefail
 cmd="${1:-}"; dir="${2:-}"
 [[ -n "$cmd" && -n "$dir" ]] || { echo "usage: $0 docker-start|podman-start|systemd-image|stop DIR" >&2; exit 2; }
+[[ "$dir" != *[[:space:]\']* ]] || { echo "$0: DIR must not contain spaces or quotes: $dir" >&2; exit 2; }
 cache="${SPIRE_RS_CONTAINER_CACHE:-$HOME/.cache/spire-rs/containers}"
 PODMAN_RUN_FLAGS="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
 
@@ -71,7 +72,9 @@ docker-start)
     rm -rf "$rootfs"
     ;;
 podman-start)
-    command -v podman >/dev/null || { echo "podman-start: podman is required (Debian: podman)" >&2; exit 1; }
+    for b in podman curl; do
+        command -v "$b" >/dev/null || { echo "podman-start: $b is required (Debian: podman, curl)" >&2; exit 1; }
+    done
     mkdir -p "$dir"
     [[ ! -f "$dir/engine.env" ]] || { echo "podman-start: $dir already has an engine (run '$0 stop $dir' first)" >&2; exit 1; }
     flags="--root $dir/root --runroot $dir/run --cgroup-manager=cgroupfs --events-backend=file --tmpdir $dir/tmp"
@@ -119,13 +122,13 @@ stop)
         # shellcheck disable=SC2086
         podman $PODMAN_FLAGS rm -af -t 0 >/dev/null 2>&1 || true
     fi
-    if running "$ENGINE_PID"; then
-        kill -TERM "$ENGINE_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do running "$ENGINE_PID" || break; sleep 0.1; done
-        running "$ENGINE_PID" && kill -KILL -- "-$ENGINE_PID" 2>/dev/null || true
-    fi
+    # The daemon leads its own process group (setsid): TERM it, give it dockerd's own
+    # shutdown time, then KILL whatever of the group is left (its containerd, shims).
+    kill -TERM "$ENGINE_PID" 2>/dev/null || true
+    for _ in $(seq 1 300); do running "$ENGINE_PID" || break; sleep 0.1; done
+    kill -KILL -- "-$ENGINE_PID" 2>/dev/null || true
     # Whatever the daemon left mounted under DIR (overlay layers, shm, netns).
-    grep -F " $dir/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    { grep -F " $dir/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -f "$dir/engine.env"
     ;;
 *) echo "usage: $0 docker-start|podman-start|systemd-image|stop DIR" >&2; exit 2 ;;

@@ -20,9 +20,9 @@ use anyhow::{Context as _, Result, bail};
 use spire_proto::spire::api::types;
 
 use super::Ctx;
-use super::k8s::{InCgroup, burst_fetch};
-use crate::clients::{self, Admin};
-use crate::procs::{Agent, Implementation, Server};
+use super::k8s::{InCgroup, burst_fetch, pair_with_entry};
+use crate::clients;
+use crate::procs::Implementation;
 use crate::report::{Metrics, Section, Unit, percentile, row};
 
 const PERCENTILES: [f64; 2] = [50.0, 99.0];
@@ -113,22 +113,16 @@ async fn measure(
         fresh_calls,
         burst,
     } = plan;
-    let server = Server::start(&imp).await?;
-    let admin = Admin::connect(&server.socket).await?;
-    let token = admin.join_token().await?;
-    let parent = clients::join_token_agent_path(&token);
-    admin
-        .create_entries(vec![clients::entry(
-            &parent,
-            "/bench/docker",
-            types::Selector {
-                r#type: "docker".into(),
-                value: "label:bench:target".into(),
-            },
-        )])
-        .await?;
-    let mut agent = Agent::spawn_with(&imp, server.port, &token, &docker_attestor(&dockerd.host))?;
-    agent.wait_ready(Duration::from_secs(120)).await?;
+    let (server, agent) = pair_with_entry(
+        &imp,
+        "/bench/docker",
+        types::Selector {
+            r#type: "docker".into(),
+            value: "label:bench:target".into(),
+        },
+        &docker_attestor(&dockerd.host),
+    )
+    .await?;
 
     let inside = InCgroup::enter(&["docker", target])?;
     let result = async {
@@ -157,7 +151,7 @@ async fn measure(
             "burst.seconds",
             burst_fetch(&client, &agent.socket, burst).await?,
         );
-        m.set("burst.agent_peak_rss", agent.proc.memory()?.peak as f64);
+        m.set("burst.agent_peak_rss", agent.proc.memory()?.peak);
         Ok(m)
     }
     .await;

@@ -214,6 +214,26 @@ impl Drop for InCgroup {
     }
 }
 
+/// A server with one entry (`path`, `selector`, parented to the agent) and a ready agent
+/// attested with a join token, with `attestor` among its WorkloadAttestors.
+pub(super) async fn pair_with_entry(
+    imp: &Implementation,
+    path: &str,
+    selector: types::Selector,
+    attestor: &str,
+) -> Result<(Server, Agent)> {
+    let server = Server::start(imp).await?;
+    let admin = Admin::connect(&server.socket).await?;
+    let token = admin.join_token().await?;
+    let parent = clients::join_token_agent_path(&token);
+    admin
+        .create_entries(vec![clients::entry(&parent, path, selector)])
+        .await?;
+    let mut agent = Agent::spawn_with(imp, server.port, &token, attestor)?;
+    agent.wait_ready(Duration::from_secs(120)).await?;
+    Ok((server, agent))
+}
+
 /// `n` `spire-agent api fetch x509` processes started at once from this process (so in its
 /// cgroups): seconds until all of them hold their SVID.
 pub(super) async fn burst_fetch(client: &Path, socket: &Path, n: usize) -> Result<f64> {
@@ -262,22 +282,16 @@ async fn measure(
     burst: usize,
 ) -> Result<Metrics> {
     let kubelet = FakeKubelet::start(pods_json(PODS)).await?;
-    let server = Server::start(&imp).await?;
-    let admin = Admin::connect(&server.socket).await?;
-    let token = admin.join_token().await?;
-    let parent = clients::join_token_agent_path(&token);
-    admin
-        .create_entries(vec![clients::entry(
-            &parent,
-            "/bench/k8s",
-            types::Selector {
-                r#type: "k8s".into(),
-                value: format!("pod-name:bench-wl-{TARGET}"),
-            },
-        )])
-        .await?;
-    let mut agent = Agent::spawn_with(&imp, server.port, &token, &k8s_attestor(kubelet.port))?;
-    agent.wait_ready(Duration::from_secs(120)).await?;
+    let (server, agent) = pair_with_entry(
+        &imp,
+        "/bench/k8s",
+        types::Selector {
+            r#type: "k8s".into(),
+            value: format!("pod-name:bench-wl-{TARGET}"),
+        },
+        &k8s_attestor(kubelet.port),
+    )
+    .await?;
 
     let pod = format!("pod{}", pod_uid(TARGET));
     let cid = container_id(TARGET);
@@ -300,7 +314,7 @@ async fn measure(
         let seconds = burst_fetch(&client, &agent.socket, burst).await?;
         m.set("burst.seconds", seconds);
         m.set("burst.kubelet_calls", (kubelet.calls() - before) as f64);
-        m.set("burst.agent_peak_rss", agent.proc.memory()?.peak as f64);
+        m.set("burst.agent_peak_rss", agent.proc.memory()?.peak);
         Ok(m)
     }
     .await;

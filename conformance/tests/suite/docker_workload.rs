@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use crate::clients::go_client;
 use crate::support::containers::Engine;
 use crate::support::{
-    Agent, AgentOpts, Attestor, Deadline, Impl, Scenario, ServerOpts, agent_subject, id,
+    Agent, AgentOpts, Attestor, Deadline, Impl, Scenario, Server, ServerOpts, agent_subject, id,
     join_token_pair, server_subject, tail,
 };
 
@@ -72,24 +72,36 @@ fn fetch_in(
     )
 }
 
-async fn container_workload(sc: Scenario, engine: Option<Engine>) {
-    let Some(client) = go_client(&sc) else {
-        return;
-    };
-    let Some(engine) = engine else {
-        return;
-    };
+fn agent_opts(engine: &Engine) -> AgentOpts {
+    AgentOpts {
+        extra_plugins: attestor(engine),
+        ..Default::default()
+    }
+}
+
+/// The go-spiffe client, the engine, and a server with the subject's agent (docker
+/// attestor on the engine's socket): `None` when the client or the engine is unavailable.
+async fn setup(
+    sc: &Scenario,
+    engine: Option<Engine>,
+) -> Option<(std::path::PathBuf, Engine, Server, Agent, String)> {
+    let client = go_client(sc)?;
+    let engine = engine?;
     let (server, agent, agent_id) = join_token_pair(
-        &sc,
+        sc,
         server_subject(),
         agent_subject(),
         ServerOpts::default(),
-        AgentOpts {
-            extra_plugins: attestor(&engine),
-            ..Default::default()
-        },
+        agent_opts(&engine),
     )
     .await;
+    Some((client, engine, server, agent, agent_id))
+}
+
+async fn container_workload(sc: Scenario, engine: Option<Engine>) {
+    let Some((client, engine, server, agent, agent_id)) = setup(&sc, engine).await else {
+        return;
+    };
     let (web, other) = containers(&engine, &agent, &client);
 
     // Every kind of selector the attestor gives; label and environment values holding `:`
@@ -130,6 +142,15 @@ async fn container_workload(sc: Scenario, engine: Option<Engine>) {
     assert!(
         !out.stdout.contains(&format!("spiffe_id={workload}")),
         "a container without the selectors got the SVID: {out}"
+    );
+    // ... and it was refused for what the attestor found, not for want of an attestation.
+    let other_attested = attested_selector_sets(&agent.log(), "docker")
+        .into_iter()
+        .any(|(_, s)| s.contains("docker:label:app:other"));
+    assert!(
+        other_attested,
+        "the agent did not attest the other container: {}",
+        tail(&agent.log(), 2000)
     );
     let ids = agent.fetch_x509_ids().unwrap_or_default();
     assert!(
@@ -231,34 +252,16 @@ async fn podman_selectors_match_reference_agent() {
 }
 
 async fn selectors_match_reference(sc: Scenario, engine: Option<Engine>) {
-    let Some(client) = go_client(&sc) else {
+    let Some((client, engine, server, agent, _)) = setup(&sc, engine).await else {
         return;
     };
-    let Some(engine) = engine else {
-        return;
-    };
-    let (server, agent, _) = join_token_pair(
-        &sc,
-        server_subject(),
-        agent_subject(),
-        ServerOpts::default(),
-        AgentOpts {
-            extra_plugins: attestor(&engine),
-            ..Default::default()
-        },
-    )
-    .await;
-    let token = server.token(None);
     let reference = Agent::start_new(
         &sc,
         "reference-agent",
         Impl::Reference,
         &server,
-        &Attestor::JoinToken(token),
-        AgentOpts {
-            extra_plugins: attestor(&engine),
-            ..Default::default()
-        },
+        &Attestor::JoinToken(server.token(None)),
+        agent_opts(&engine),
     )
     .await;
     // One container mounting both agents' sockets.

@@ -237,8 +237,15 @@ impl AgentSettings {
                     workload_attestors.push((docker_wa::PLUGIN_NAME.into(), Arc::new(plugin)));
                 }
                 ("WorkloadAttestor", systemd_wa::PLUGIN_NAME) => {
-                    // SPIRE's systemd attestor has no configuration service: its
-                    // `plugin_data` is never read.
+                    // SPIRE's systemd attestor has no configuration service: configuration
+                    // given to it (a non-empty `plugin_data`, or `plugin_data_file`) fails
+                    // to load, as in SPIRE's catalog.
+                    if !matches!(p.data, spire_config::PluginData::None) {
+                        return Err(AgentError::Config(format!(
+                            "failed to configure plugin {:?}: no supported configuration interface found",
+                            p.name
+                        )));
+                    }
                     workload_attestors.push((
                         systemd_wa::PLUGIN_NAME.into(),
                         Arc::new(systemd_wa::SystemdAttestor::new()),
@@ -827,30 +834,9 @@ mod tests {
     }
 
     fn settings(workload_attestor: &str) -> Result<AgentSettings, AgentError> {
-        let text = format!(
-            r#"
-agent {{
-    data_dir = "/tmp/spire-agent"
-    server_address = "127.0.0.1"
-    server_port = "8081"
-    trust_domain = "example.org"
-    insecure_bootstrap = true
-}}
-plugins {{
-    NodeAttestor "join_token" {{ plugin_data {{}} }}
-    KeyManager "memory" {{ plugin_data {{}} }}
-    {workload_attestor}
-}}
-"#
-        );
-        let c = spire_config::load_agent_config(
-            &text,
-            spire_config::Format::Hcl,
-            &Default::default(),
-            None,
-        )
-        .unwrap();
-        AgentSettings::from_config(&c)
+        AgentSettings::from_config(&crate::catalog::tests::config(&format!(
+            "NodeAttestor \"join_token\" {{ plugin_data {{}} }}\nKeyManager \"memory\" {{ plugin_data {{}} }}\n{workload_attestor}"
+        )))
     }
 
     /// The docker and systemd attestors are built in; docker's configuration errors are
@@ -859,12 +845,18 @@ plugins {{
     fn docker_and_systemd_attestors_configure_as_spire() {
         let s = settings(r#"WorkloadAttestor "docker" { plugin_data { docker_socket_path = "unix:///nonexistent.sock" } }"#).unwrap();
         assert_eq!(s.workload_attestors[0].0, "docker");
-        let s = settings(r#"WorkloadAttestor "systemd" { plugin_data { anything = 1 } }"#).unwrap();
+        let s = settings(r#"WorkloadAttestor "systemd" { plugin_data {} }"#).unwrap();
+        assert_eq!(s.workload_attestors[0].0, "systemd");
+        let s = settings(r#"WorkloadAttestor "systemd" {}"#).unwrap();
         assert_eq!(s.workload_attestors[0].0, "systemd");
         let err = |wa: &str| match settings(wa) {
             Err(AgentError::Config(m)) => m,
             other => panic!("{other:?}"),
         };
+        assert_eq!(
+            err(r#"WorkloadAttestor "systemd" { plugin_data { anything = 1 } }"#),
+            "failed to configure plugin \"systemd\": no supported configuration interface found"
+        );
         assert_eq!(
             err(r#"WorkloadAttestor "docker" { plugin_data { foo = 1
                 bar = "x" } }"#),

@@ -16,10 +16,11 @@ pub fn check(config: &AgentConfig) -> Result<(), CatalogError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn config(plugins: &str) -> AgentConfig {
+    /// An agent configuration with these plugin blocks.
+    pub(crate) fn config(plugins: &str) -> AgentConfig {
         let text = format!(
             r#"
 agent {{

@@ -63,8 +63,17 @@ impl WorkloadAttestation {
         }
         let mut selectors = Vec::new();
         let mut complete = true;
-        for (name, plugin) in &self.plugins {
-            match plugin.attest(caller.pid).await {
+        // Every attestor at once (as SPIRE runs them), so a slow one (a daemon that takes
+        // its time) does not hold up the others.
+        let pid = caller.pid;
+        let answers = futures::future::join_all(
+            self.plugins
+                .iter()
+                .map(|(name, plugin)| async move { (name, plugin.attest(pid).await) }),
+        )
+        .await;
+        for (name, answer) in answers {
+            match answer {
                 Ok(values) => {
                     for v in values {
                         match Selector::new(name, &v) {

@@ -34,7 +34,7 @@ impl DockerClient {
     /// negotiated).
     pub fn new(host: &str, version: &str) -> Result<DockerClient, String> {
         let host = if host.is_empty() { DEFAULT_HOST } else { host };
-        let Some((proto, addr)) = host.split_once("://") else {
+        let Some((proto, addr)) = host.split_once("://").filter(|(_, a)| !a.is_empty()) else {
             return Err(format!("unable to parse docker host `{host}`"));
         };
         let transport = match proto {
@@ -99,16 +99,29 @@ impl DockerClient {
 
     /// The Go client's words for a failed request.
     fn error(&self, e: BollardError) -> String {
-        match e {
+        match &e {
             BollardError::DockerResponseServerError { message, .. } => {
                 format!("Error response from daemon: {message}")
             }
             BollardError::SocketNotFoundError(_)
             | BollardError::HyperLegacyError { .. }
-            | BollardError::IOError { .. } => format!(
-                "Cannot connect to the Docker daemon at {}. Is the docker daemon running?",
-                self.host
-            ),
+            | BollardError::IOError { .. } => {
+                if io_kind(&e) == Some(std::io::ErrorKind::PermissionDenied) {
+                    let addr = match &self.transport {
+                        Transport::Unix(p) => format!("dial unix {p}"),
+                        Transport::Tcp(a) => format!("dial tcp {a}"),
+                    };
+                    format!(
+                        "permission denied while trying to connect to the Docker daemon socket at {}: {addr}: connect: permission denied",
+                        self.host
+                    )
+                } else {
+                    format!(
+                        "Cannot connect to the Docker daemon at {}. Is the docker daemon running?",
+                        self.host
+                    )
+                }
+            }
             BollardError::RequestTimeoutError => format!(
                 "request to the Docker daemon at {} timed out after {}s",
                 self.host,
@@ -117,6 +130,23 @@ impl DockerClient {
             other => other.to_string(),
         }
     }
+
+    /// The daemon's address as configured (`unix:///var/run/docker.sock`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+/// The kind of the I/O error somewhere in `e`'s source chain.
+fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// `1.41` or `v1.41`.
@@ -151,6 +181,10 @@ mod tests {
         assert_eq!(
             DockerClient::new("/var/run/docker.sock", "").unwrap_err(),
             "unable to parse docker host `/var/run/docker.sock`"
+        );
+        assert_eq!(
+            DockerClient::new("unix://", "").unwrap_err(),
+            "unable to parse docker host `unix://`"
         );
         assert!(
             DockerClient::new("ssh://h", "")

@@ -169,7 +169,22 @@ impl WorkloadAttestor for DockerAttestor {
         };
         let mut attempt = 0;
         loop {
-            match self.client.container_config(&id).await {
+            // One attempt (connecting, negotiating, inspecting, reading the body) is bounded
+            // as a whole, so a daemon that stalls mid-answer cannot hold attestation.
+            let answer = match tokio::time::timeout(
+                client::REQUEST_TIMEOUT,
+                self.client.container_config(&id),
+            )
+            .await
+            {
+                Ok(a) => a,
+                Err(_) => Err(format!(
+                    "request to the Docker daemon at {} timed out after {}s",
+                    self.client.host(),
+                    client::REQUEST_TIMEOUT.as_secs()
+                )),
+            };
+            match answer {
                 Ok(config) => return Ok(config.as_ref().map(selectors).unwrap_or_default()),
                 Err(e) if attempt == RETRIES => {
                     return Err(PluginError::new(Code::Internal, e));

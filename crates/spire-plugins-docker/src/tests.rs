@@ -79,6 +79,31 @@ async fn a_dead_daemon_is_retried_with_backoff_then_reported() {
     assert_eq!(started.elapsed(), Duration::from_millis(700));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_daemon_that_never_answers_is_given_up_on() {
+    // A socket that accepts connections and never answers (a hung daemon): each attempt
+    // ends after 10 s, so attestation gives up after the four attempts and the backoff.
+    let dir = proc_fixture(7, &format!("0::/docker/{CID}\n"));
+    let socket = dir.path().join("hung.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            conns.push(c);
+        }
+    });
+    let host = format!("unix://{}", socket.display());
+    let a = DockerAttestor::new(&config(&host), dir.path()).unwrap();
+    let started = tokio::time::Instant::now();
+    let err = a.attest(7).await.unwrap_err();
+    assert_eq!(
+        err.message,
+        format!("request to the Docker daemon at {host} timed out after 10s")
+    );
+    assert_eq!(started.elapsed(), Duration::from_millis(40_700));
+    held.abort();
+}
+
 #[test]
 fn legacy_matchers_over_cgroup_files() {
     let matchers = Matchers::new(&["/docker/<id>".to_string()]).unwrap();

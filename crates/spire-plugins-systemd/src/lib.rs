@@ -74,22 +74,41 @@ impl SystemdAttestor {
         Ok(c)
     }
 
-    /// The unit `pid` belongs to.
+    /// The unit `pid` belongs to. A connection found broken (the bus restarted) is
+    /// replaced and the question asked once more on the new one, as godbus reconnects
+    /// before use.
     pub async fn unit_info(&self, pid: u32) -> PluginResult<UnitInfo> {
-        let conn = self.connection().await?;
-        let result = unit_info(&conn, pid).await;
-        if result.as_ref().is_err_and(|e| e.dropped) {
-            // The bus went away: connect afresh next time.
-            self.conn.lock().await.take();
+        let mut retried = false;
+        loop {
+            let conn = self.connection().await?;
+            let failed = match unit_info(&conn, pid).await {
+                Ok(info) => return Ok(info),
+                Err(f) => f,
+            };
+            if failed.dropped {
+                // Forget this connection, unless another caller has already replaced it.
+                let mut guard = self.conn.lock().await;
+                if guard
+                    .as_ref()
+                    .is_some_and(|c| c.unique_name() == conn.unique_name())
+                {
+                    guard.take();
+                }
+            }
+            if !failed.retry || retried {
+                return Err(failed.error);
+            }
+            retried = true;
         }
-        result.map_err(|e| e.error)
     }
 }
 
-/// A failed exchange, and whether the connection is to be replaced.
+/// A failed exchange, whether the connection is to be replaced, and whether asking again
+/// on a new one may help (the bus closed the connection; not after a timeout).
 struct Failed {
     error: PluginError,
     dropped: bool,
+    retry: bool,
 }
 
 fn internal(message: String) -> PluginError {
@@ -149,6 +168,7 @@ impl std::fmt::Display for BusError {
 async fn unit_info(conn: &zbus::Connection, pid: u32) -> Result<UnitInfo, Failed> {
     let fail = |prefix: String, e: BusError| Failed {
         dropped: e.connection_lost(),
+        retry: matches!(e, BusError::Bus(zbus::Error::InputOutput(_))),
         error: internal(format!("{prefix}: {e}")),
     };
     let manager = proxy(
@@ -173,6 +193,7 @@ async fn unit_info(conn: &zbus::Connection, pid: u32) -> Result<UnitInfo, Failed
             let shown = format!("{value:?}");
             String::try_from(value).map_err(|_| Failed {
                 dropped: false,
+                retry: false,
                 error: internal(format!(
                     "Returned value for {name} was not a string: {shown}"
                 )),

@@ -3,7 +3,6 @@
 //! started by `conformance/containers/engines.sh` and stopped (containers removed, daemon
 //! stopped by PID) when dropped.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{Cmd, Scenario, client_unavailable, run, workspace_root};
@@ -72,7 +71,7 @@ impl Engine {
             Kind::Podman => "podman-start",
         };
         let out = run(&script(), &[verb, &dir.display().to_string()], None);
-        let env = parse_env(&dir.join("engine.env"));
+        let env = super::parse_env_file(&dir.join("engine.env"));
         let split = |k: &str| -> Vec<String> {
             env.get(k)
                 .map(|v| v.split_whitespace().map(str::to_string).collect())
@@ -165,14 +164,4 @@ impl Drop for Engine {
     fn drop(&mut self) {
         let _ = run(&script(), &["stop", &self.dir.display().to_string()], None);
     }
-}
-
-/// `engine.env`: `KEY=value` lines, values possibly single-quoted.
-fn parse_env(path: &Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect()
 }

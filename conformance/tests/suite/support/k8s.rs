@@ -3,7 +3,6 @@
 //! when dropped. The binaries come from `conformance/k8s/build.sh` (cached per machine);
 //! `run.sh` and `scripts/test.sh` build them and set `SPIRE_RS_K8S_BIN_DIR`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -73,7 +72,7 @@ impl Cluster {
                 stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
             })
             .expect("run cluster.sh");
-        let env = parse_env(&dir.join("cluster.env"));
+        let env = super::parse_env_file(&dir.join("cluster.env"));
         let cluster = Cluster {
             kubeconfig: dir.join("admin.kubeconfig"),
             server: env.get("K8S_SERVER").cloned().unwrap_or_default(),
@@ -94,7 +93,7 @@ impl Cluster {
             None,
         );
         assert!(out.ok(), "cluster.sh start-node failed: {out}");
-        let env = parse_env(&self.dir.join("cluster.env"));
+        let env = super::parse_env_file(&self.dir.join("cluster.env"));
         Node {
             kubelet_port: env
                 .get("K8S_KUBELET_PORT")
@@ -206,13 +205,4 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = run(&script(), &["stop", &self.dir.display().to_string()], None);
     }
-}
-
-fn parse_env(path: &Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }

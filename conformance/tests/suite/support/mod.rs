@@ -308,6 +308,17 @@ impl std::fmt::Display for Cmd {
     }
 }
 
+/// A `KEY=value` file written by a setup script (`cluster.env`, `engine.env`), values
+/// possibly single-quoted; empty when the file is missing.
+pub fn parse_env_file(path: &Path) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
 /// Runs a command to completion (stdin closed).
 pub fn run(bin: &Path, args: &[&str], cwd: Option<&Path>) -> Cmd {
     let mut c = Command::new(bin);
