@@ -2,7 +2,7 @@
 //! Docker client: the caller's container is found from its cgroups (SPIRE 1.13's new
 //! container locator, `spire-containerinfo`, or the legacy `container_id_cgroup_matchers`),
 //! inspected over the Docker Engine API ([`client`]; dockerd or podman's Docker-compatible
-//! socket), and described by SPIRE's selectors: `label:<k>:<v>`, `env:<k>=<v>` and
+//! socket; only the container's `Config` is read), and described by SPIRE's selectors: `label:<k>:<v>`, `env:<k>=<v>` and
 //! `image_id:<image as given to docker run>`.
 
 pub mod client;
@@ -146,7 +146,7 @@ fn legacy_container_id(matchers: &Matchers, paths: &[String]) -> PluginResult<Op
 }
 
 /// SPIRE's selector values for a container's configuration.
-pub fn selectors(config: &bollard::models::ContainerConfig) -> Vec<String> {
+pub fn selectors(config: &client::ContainerConfig) -> Vec<String> {
     let mut out = Vec::new();
     for (k, v) in config.labels.iter().flatten() {
         out.push(format!("label:{k}:{v}"));

@@ -192,7 +192,7 @@ fn selectors_from_an_inspected_container() {
     // `Config` captured from dockerd 20.10.24 (API 1.41) for
     // `docker run --label app=web --label url=http://x:1/a=b -e A=b=c local/busybox:1 sleep 300`
     // (the image labelled org.example.app=demo by `docker import`).
-    let config: bollard::models::ContainerConfig = serde_json::from_str(
+    let config: client::ContainerConfig = serde_json::from_str(
         r#"{"Hostname": "a68e63538c21", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": false, "AttachStderr": false, "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": ["A=b=c", "PATH=/bin"], "Cmd": ["sleep", "300"], "Image": "local/busybox:1", "Volumes": null, "WorkingDir": "", "Entrypoint": null, "OnBuild": null, "Labels": {"app": "web", "org.example.app": "demo", "url": "http://x:1/a=b"}}"#,
     )
     .unwrap();
@@ -209,5 +209,5 @@ fn selectors_from_an_inspected_container() {
             "label:url:http://x:1/a=b",
         ]
     );
-    assert!(selectors(&bollard::models::ContainerConfig::default()).is_empty());
+    assert!(selectors(&client::ContainerConfig::default()).is_empty());
 }
