@@ -112,7 +112,7 @@ start() {
     bin="${SPIRE_RS_K8S_BIN_DIR:-$("$here/build.sh")}"
     command -v etcd >/dev/null || { echo "etcd is required (Debian: etcd-server)" >&2; exit 1; }
     NODE_NAME="${K8S_NODE_NAME:-node-1}"
-    ETCD_PORT=$(free_port); ETCD_PEER=$(free_port); API_PORT=$(free_port)
+    ETCD_PORT=$(free_port); ETCD_PEER=$(free_port)
     pki
     etcd --name test --data-dir "$dir/etcd" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -121,23 +121,42 @@ start() {
     ETCD_PID=$!
     echo "ETCD_PID=$ETCD_PID" > "$dir/pids"
     wait_up etcd 30 "$ETCD_PID" "$dir/etcd.log" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
-    "$bin/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-        --bind-address=127.0.0.1 --secure-port="$API_PORT" --advertise-address=127.0.0.1 \
-        --cert-dir="$dir/apiserver-certs" \
-        --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
-        --client-ca-file="$dir/pki/ca.crt" \
-        --service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
-        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-        --authorization-mode=Node,RBAC --service-cluster-ip-range=10.96.0.0/16 \
-        --endpoint-reconciler-type=none --enable-priority-and-fairness=false \
-        --kubelet-client-certificate="$dir/pki/admin.crt" --kubelet-client-key="$dir/pki/admin.key" \
-        > "$dir/apiserver.log" 2>&1 &
-    API_PID=$!
+    # The port is picked just before the apiserver binds it; if another process took it in
+    # between (a free port is only free until someone binds it), start again on another.
+    local try end
+    for try in 1 2 3 4 5; do
+        API_PORT=$(free_port)
+        "$bin/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+            --bind-address=127.0.0.1 --secure-port="$API_PORT" --advertise-address=127.0.0.1 \
+            --cert-dir="$dir/apiserver-certs" \
+            --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
+            --client-ca-file="$dir/pki/ca.crt" \
+            --service-account-key-file="$dir/pki/sa.pub" --service-account-signing-key-file="$dir/pki/sa.key" \
+            --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+            --authorization-mode=Node,RBAC --service-cluster-ip-range=10.96.0.0/16 \
+            --endpoint-reconciler-type=none --enable-priority-and-fairness=false \
+            --kubelet-client-certificate="$dir/pki/admin.crt" --kubelet-client-key="$dir/pki/admin.key" \
+            > "$dir/apiserver.log" 2>&1 &
+        API_PID=$!
+        end=$(( $(date +%s) + 90 ))
+        until curl -sf --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key" \
+                "https://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; do
+            if ! running "$API_PID"; then
+                if grep -q "address already in use" "$dir/apiserver.log"; then
+                    echo "start: port $API_PORT was taken before kube-apiserver bound it; try $try of 5" >&2
+                    continue 2
+                fi
+                die_log "$dir/apiserver.log" "kube-apiserver exited during startup (run: $0 stop $dir)"
+            fi
+            (( $(date +%s) <= end )) || { echo "API_PID=$API_PID" >> "$dir/pids"; die_log "$dir/apiserver.log" "kube-apiserver not ready after 90s (run: $0 stop $dir)"; }
+            sleep 0.2
+        done
+        break
+    done
+    running "$API_PID" || die_log "$dir/apiserver.log" "kube-apiserver: every port tried was taken (run: $0 stop $dir)"
     echo "API_PID=$API_PID" >> "$dir/pids"
     kubeconfig "$dir/admin.kubeconfig" admin
     kubeconfig "$dir/node.kubeconfig" node
-    wait_up kube-apiserver 90 "$API_PID" "$dir/apiserver.log" curl -sf --cacert "$dir/pki/ca.crt" --cert "$dir/pki/admin.crt" --key "$dir/pki/admin.key" \
-        "https://127.0.0.1:$API_PORT/readyz"
     cat > "$dir/cluster.env" <<ENV
 K8S_SERVER=https://127.0.0.1:$API_PORT
 KUBECONFIG=$dir/admin.kubeconfig
