@@ -5,13 +5,31 @@
 //! legacy Kubernetes one (two whole-path patterns for cgroupfs/systemd and CRI-O paths).
 //! Both understand cgroup v1, v2 and hybrid layouts, the cgroupfs and systemd drivers, and
 //! containerd, CRI-O, Docker and Podman (`libpod-<id>`) IDs. [`cgroup_paths`] also serves
-//! the docker attestor's legacy `container_id_cgroup_matchers`.
+//! the docker attestor's legacy `container_id_cgroup_matchers`. [`refuse_sigstore`] is the
+//! attestors' shared check of their `experimental` block.
 
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use regex::Regex;
 use spire_plugin::{Code, PluginError, PluginResult};
+
+/// Refuses an `experimental { sigstore { … } }` block (the decoded `experimental` value of the
+/// `docker` or `k8s` attestor's configuration): spire-rs has no sigstore image verification.
+/// The block decodes as an object, or as a list of objects when HCL repeats it.
+pub fn refuse_sigstore(experimental: Option<&serde_json::Value>) -> Result<(), String> {
+    fn names_sigstore(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Object(fields) => fields.contains_key("sigstore"),
+            serde_json::Value::Array(items) => items.iter().any(names_sigstore),
+            _ => false,
+        }
+    }
+    if experimental.is_some_and(names_sigstore) {
+        return Err("experimental sigstore image verification is not supported by spire-rs".into());
+    }
+    Ok(())
+}
 
 /// Where a process's pod UID and container ID are found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -426,6 +444,20 @@ fn legacy_match(path: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sigstore_is_refused_in_every_decoded_shape() {
+        use serde_json::json;
+        assert_eq!(refuse_sigstore(None), Ok(()));
+        assert_eq!(refuse_sigstore(Some(&json!({}))), Ok(()));
+        assert_eq!(refuse_sigstore(Some(&json!([{"other": 1}]))), Ok(()));
+        // A value that merely mentions the word is not the block.
+        assert_eq!(refuse_sigstore(Some(&json!({"note": "sigstore"}))), Ok(()));
+        for v in [json!({"sigstore": {}}), json!([{"sigstore": [{}]}])] {
+            let err = refuse_sigstore(Some(&v)).err().unwrap_or_default();
+            assert!(err.contains("sigstore"), "{v}: {err}");
+        }
+    }
 
     const CID: &str = "09bc3d7ade839efec32b6bec4ec79d099027a668ddba043083ec21d3c3b8f1e6";
     const UID: &str = "2c48913c-b29f-11e7-9350-020968147796";

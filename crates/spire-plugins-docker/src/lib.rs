@@ -62,15 +62,7 @@ impl DockerAttestor {
     /// Configures the plugin as SPIRE does (its errors); `root` is where `/proc` is read
     /// (`/` on a host).
     pub fn new(config: &Config, root: impl Into<PathBuf>) -> Result<DockerAttestor, String> {
-        if config
-            .experimental
-            .as_ref()
-            .is_some_and(|e| e.to_string().contains("\"sigstore\""))
-        {
-            return Err(
-                "experimental sigstore image verification is not supported by spire-rs".into(),
-            );
-        }
+        spire_containerinfo::refuse_sigstore(config.experimental.as_ref())?;
         let root = root.into();
         let use_new = config.use_new_container_locator.unwrap_or(true);
         let finder = if config.container_id_cgroup_matchers.is_empty() {

@@ -262,15 +262,7 @@ impl K8sAttestor {
         getenv: impl Fn(&str) -> Option<String>,
         root: impl Into<PathBuf>,
     ) -> Result<K8sAttestor, String> {
-        if config
-            .experimental
-            .as_ref()
-            .is_some_and(|e| e.to_string().contains("\"sigstore\""))
-        {
-            return Err(
-                "experimental sigstore image verification is not supported by spire-rs".into(),
-            );
-        }
+        spire_containerinfo::refuse_sigstore(config.experimental.as_ref())?;
         let max_poll_attempts = u32::try_from(config.max_poll_attempts)
             .ok()
             .filter(|n| *n > 0)
