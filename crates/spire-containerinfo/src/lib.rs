@@ -81,6 +81,7 @@ static LEGACY: LazyLock<[Regex; 2]> = LazyLock::new(|| {
 pub struct Locator {
     root: PathBuf,
     legacy: bool,
+    verbose: bool,
 }
 
 impl Locator {
@@ -89,7 +90,16 @@ impl Locator {
         Locator {
             root: root.into(),
             legacy,
+            verbose: false,
         }
+    }
+
+    /// With `on`, every mount and cgroup read is logged at debug level ("PID mount
+    /// enumerated", "PID cgroup enumerated"), as `verbose_container_locator_logs` asks.
+    #[must_use]
+    pub fn verbose(mut self, on: bool) -> Locator {
+        self.verbose = on;
+        self
     }
 
     fn proc_file(&self, pid: i32, name: &str) -> PathBuf {
@@ -123,17 +133,31 @@ impl Locator {
     fn find(&self, pid: i32, with_pod: bool) -> PluginResult<Location> {
         let mountinfo = self.proc_file(pid, "mountinfo");
         let mut found = Location::default();
-        if let Some(roots) = read_cgroup_mount_roots(&mountinfo)? {
+        if let Some(mounts) = read_mounts(&mountinfo)? {
+            if self.verbose {
+                for (i, (fs_type, root)) in mounts.iter().enumerate() {
+                    tracing::debug!(index = i + 1, total = mounts.len(), r#type = %fs_type, root = %root, "PID mount enumerated");
+                }
+            }
             let mut ex = Extractor::new(with_pod);
-            for root in &roots {
+            for (_, root) in mounts
+                .iter()
+                .filter(|(t, _)| t == "cgroup" || t == "cgroup2")
+            {
                 ex.add(root)?;
             }
             found = ex.into_location();
         }
         if found.container_id.is_empty() {
+            let paths = read_cgroups(&self.proc_file(pid, "cgroup"))?.unwrap_or_default();
+            if self.verbose {
+                for (i, path) in paths.iter().enumerate() {
+                    tracing::debug!(index = i + 1, total = paths.len(), path = %path, "PID cgroup enumerated");
+                }
+            }
             let mut ex = Extractor::new(with_pod);
-            for path in read_cgroups(&self.proc_file(pid, "cgroup"))?.unwrap_or_default() {
-                ex.add(&path)?;
+            for path in &paths {
+                ex.add(path)?;
             }
             found = ex.into_location();
         }
@@ -204,9 +228,9 @@ pub fn cgroup_paths(path: &Path) -> Result<Vec<String>, CgroupsError> {
     Ok(out)
 }
 
-/// The roots of the cgroup (v1 and v2) mounts in `/proc/<pid>/mountinfo`; `None` when the
-/// file does not exist.
-fn read_cgroup_mount_roots(path: &Path) -> PluginResult<Option<Vec<String>>> {
+/// The file system type and root of every mount in `/proc/<pid>/mountinfo`, in file order;
+/// `None` when the file does not exist.
+fn read_mounts(path: &Path) -> PluginResult<Option<Vec<(String, String)>>> {
     let text = match std::fs::read(path) {
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -218,7 +242,7 @@ fn read_cgroup_mount_roots(path: &Path) -> PluginResult<Option<Vec<String>>> {
             )));
         }
     };
-    let mut roots = Vec::new();
+    let mut mounts = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         // mount-utils' ParseMountInfo: whitespace-separated fields, the optional ones ended
         // by "-" somewhere from the seventh field on.
@@ -232,11 +256,9 @@ fn read_cgroup_mount_roots(path: &Path) -> PluginResult<Option<Vec<String>>> {
             )));
         };
         let fs_type = fields.get(sep + 1).copied().unwrap_or_default();
-        if fs_type == "cgroup" || fs_type == "cgroup2" {
-            roots.push(fields[3].to_string());
-        }
+        mounts.push((fs_type.to_string(), fields[3].to_string()));
     }
-    Ok(Some(roots))
+    Ok(Some(mounts))
 }
 
 /// SPIRE's `extractor`: folds the (pod, container) found in each path, refusing
@@ -269,6 +291,7 @@ impl Extractor {
             self.container_id.clone_from(&container_id);
         }
         if !pod_uid.is_empty() && !self.pod_uid.is_empty() && pod_uid != self.pod_uid {
+            tracing::debug!(previous = %self.pod_uid, current = %pod_uid, "Workload pod UID conflict");
             return Err(PluginError::new(
                 Code::FailedPrecondition,
                 format!(
@@ -279,6 +302,7 @@ impl Extractor {
             ));
         }
         if !self.container_id.is_empty() && container_id != self.container_id {
+            tracing::debug!(previous = %self.container_id, current = %container_id, "Workload container ID conflict");
             return Err(PluginError::new(
                 Code::FailedPrecondition,
                 format!(
@@ -572,6 +596,57 @@ mod tests {
         let dir = fixture(7, "0::/\n", Some(&mounts));
         let l = Locator::new(dir.path(), false).locate(7).unwrap();
         assert_eq!((l.pod_uid.as_str(), l.container_id.as_str()), (UID, CID));
+    }
+
+    /// The debug lines logged while `f` runs.
+    fn debug_lines(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, f);
+        let bytes = buf.0.lock().unwrap().clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn verbose_locator_logs_every_mount_and_cgroup() {
+        let mounts = "25 30 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n26 30 0:5 / /dev rw - tmpfs tmpfs rw\n";
+        let dir = fixture(7, &format!("0::/docker/{CID}\n"), Some(mounts));
+        let quiet = debug_lines(|| {
+            Locator::new(dir.path(), false).locate(7).unwrap();
+        });
+        assert!(!quiet.contains("enumerated"), "{quiet}");
+        let loud = debug_lines(|| {
+            let l = Locator::new(dir.path(), false)
+                .verbose(true)
+                .locate(7)
+                .unwrap();
+            assert_eq!(l.container_id, CID);
+        });
+        assert_eq!(loud.matches("PID mount enumerated").count(), 2, "{loud}");
+        assert!(
+            loud.contains("type=tmpfs") && loud.contains("total=2"),
+            "{loud}"
+        );
+        assert!(
+            loud.contains("PID cgroup enumerated") && loud.contains(&format!("path=/docker/{CID}")),
+            "{loud}"
+        );
     }
 
     #[test]

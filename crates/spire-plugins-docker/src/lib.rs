@@ -68,7 +68,7 @@ impl DockerAttestor {
         let finder = if config.container_id_cgroup_matchers.is_empty() {
             // SPIRE 1.13: without custom matchers the new locator is used, whatever
             // `use_new_container_locator` says.
-            Finder::New(Locator::new(root, false))
+            Finder::New(Locator::new(root, false).verbose(config.verbose_container_locator_logs))
         } else if use_new {
             return Err("the new container locator and custom cgroup matchers cannot both be used; please open an issue if the new container locator fails to locate workload containers in your environment; to continue using custom matchers set use_new_container_locator=false".into());
         } else {

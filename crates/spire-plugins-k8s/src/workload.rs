@@ -340,7 +340,7 @@ impl K8sAttestor {
         let client = settings.client().map_err(|e| e.message)?;
         Ok(K8sAttestor {
             settings,
-            locator: Locator::new(root, legacy),
+            locator: Locator::new(root, legacy).verbose(config.verbose_container_locator_logs),
             max_poll_attempts,
             poll_retry_interval,
             reload_interval,
