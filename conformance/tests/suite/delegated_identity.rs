@@ -407,7 +407,7 @@ async fn identities_and_bundles() {
     );
     let pid = sleeper.pid().to_string();
     let v = c.first("x509svids", &["-pid", &pid]);
-    assert_eq!(svid_ids(&v), [delegate.clone()], "x509svids -pid: {v}");
+    assert_eq!(svid_ids(&v), [delegate.as_str()], "x509svids -pid: {v}");
     assert_eq!(v["svids"][0]["verified"], "ok", "{v}");
     assert_eq!(v["federates_with"], serde_json::json!([]), "{v}");
 
@@ -441,7 +441,7 @@ async fn identities_and_bundles() {
             "-verify",
         ],
     );
-    assert_eq!(svid_ids(&v), [dw.clone()], "jwtsvids: {v}");
+    assert_eq!(svid_ids(&v), [dw.as_str()], "jwtsvids: {v}");
     let j = &v["svids"][0];
     assert_eq!(j["verified"], "ok", "{v}");
     assert_eq!(j["subject"], dw.as_str(), "{v}");
@@ -450,7 +450,7 @@ async fn identities_and_bundles() {
     assert_eq!(j["expires_at"], j["token_expiry"], "{v}");
     assert!(j["issued_at"].as_i64() < j["expires_at"].as_i64(), "{v}");
     let v = c.first("jwtsvids", &["-audience", "aud-1", "-pid", &pid, "-verify"]);
-    assert_eq!(svid_ids(&v), [delegate.clone()], "jwtsvids -pid: {v}");
+    assert_eq!(svid_ids(&v), [delegate.as_str()], "jwtsvids -pid: {v}");
     assert_eq!(v["svids"][0]["verified"], "ok", "{v}");
     sleeper.stop();
 
