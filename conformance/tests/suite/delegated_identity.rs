@@ -465,6 +465,14 @@ async fn identities_and_bundles() {
         "{v}"
     );
     assert_eq!(bundles[OTHER_TD]["parsed_keys"], 0, "{v}");
+    // SPIRE's bytes: the JWKS indented with four spaces (`json.MarshalIndent`).
+    assert_eq!(bundles[OTHER_TD]["raw"], "{\n    \"keys\": []\n}", "{v}");
+    assert!(
+        bundles["spiffe://example.org"]["raw"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("{\n    \"keys\": [\n        {\n            \"kty\": ")),
+        "{v}"
+    );
 
     // Pushed updates: a new entry for the delegated selectors reaches the SVID stream, a
     // changed federated bundle the bundle streams.

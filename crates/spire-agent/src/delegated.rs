@@ -697,7 +697,7 @@ mod tests {
         assert_eq!(x["spiffe://other.org"], vec![3]);
         let mut j = HashMap::new();
         fold_jwt_bundles(&mut j, &bundles);
-        assert_eq!(j["spiffe://other.org"], b"{\"keys\":[]}".to_vec());
+        assert_eq!(j["spiffe://other.org"], b"{\n    \"keys\": []\n}".to_vec());
         // The federated bundle goes: SPIRE's map still holds it.
         bundles.remove(&fed);
         fold_x509_bundles(&mut x, &bundles);
