@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use crate::support::{
-    Agent, AgentOpts, Attestor, Scenario, Server, ServerOpts, agent_selectors, agent_subject,
-    check_svid_json, id, join_token_pair, pki, server_subject, uid, uid_selector,
+    Agent, AgentOpts, Attestor, Deadline, Scenario, Server, ServerOpts, agent_selectors,
+    agent_subject, check_svid_json, id, join_token_pair, pki, server_subject, uid, uid_selector,
     wait_agent_listed, wait_until, workload,
 };
 
@@ -476,6 +476,7 @@ async fn go_sdk_svid_store_keeps_stored_svids() {
                 goplugin("svidstore-file").display(),
                 dir.display()
             ),
+            admin_socket: true,
             ..Default::default()
         },
     )
@@ -522,6 +523,8 @@ async fn go_sdk_svid_store_keeps_stored_svids() {
     // Never served to workloads.
     let served = agent.fetch_x509_ids().unwrap_or_default();
     assert!(!served.contains(&stored_id), "{served:?}");
+    // The agent's Debug GetInfo counts it among the SVID store's SVIDs.
+    wait_svidstore_count(&agent, 1).await;
 
     // The entry goes: the stored SVID goes.
     server.cli_ok(&["entry", "delete", "-entryID", &entry_id]);
@@ -531,6 +534,32 @@ async fn go_sdk_svid_store_keeps_stored_svids() {
             .ok_or_else(|| "still there".to_owned())
     })
     .await;
+    wait_svidstore_count(&agent, 0).await;
+}
+
+/// Polls the agent's Debug GetInfo (cached by both for 5 s) until
+/// `cached_svidstore_x509_svids_count` is `want`.
+async fn wait_svidstore_count(agent: &Agent, want: i32) {
+    use spire_proto::spire::agent::debug::v1 as debug;
+    let admin = agent.admin_socket.clone().expect("admin socket");
+    let d = Deadline::new(
+        format!("agent GetInfo cached_svidstore_x509_svids_count = {want}"),
+        60,
+    );
+    loop {
+        let last = match workload::uds_channel(&admin).await {
+            Ok(ch) => match debug::debug_client::DebugClient::new(ch)
+                .get_info(debug::GetInfoRequest::default())
+                .await
+            {
+                Ok(r) if r.get_ref().cached_svidstore_x509_svids_count == want => return,
+                Ok(r) => format!("{:?}", r.into_inner()),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e,
+        };
+        d.tick(last).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@ mod clients;
 mod config_parity;
 mod db_compat;
 mod debug_endpoints;
+mod delegated_identity;
 mod docker_workload;
 mod entries;
 mod evict_ban;

@@ -274,17 +274,17 @@ impl Bundle {
         .unwrap_or_default()
     }
 
-    /// A standard JWKS of the JWT authorities only, without `use` members: what the
-    /// Workload API's FetchJWTBundles serves.
+    /// A standard JWKS of the JWT authorities only, without `use` members, indented as
+    /// SPIRE's agent writes it (`bundleutil.Marshal` with `StandardJWKS`): what the Workload
+    /// API's FetchJWTBundles and the Delegated Identity API's SubscribeToJWTBundles serve.
     pub fn to_jwt_jwks_json(&self) -> String {
         #[derive(Serialize)]
         struct Jwks {
             keys: Vec<Jwk>,
         }
-        serde_json::to_string(&Jwks {
+        to_pretty_json(&Jwks {
             keys: self.jwks(false, true, false),
         })
-        .unwrap_or_default()
     }
 
     /// Parses a standard JWKS of JWT authorities (FetchJWTBundles' form); keys need a `kid`.

@@ -113,6 +113,8 @@ pub struct AgentSettings {
     pub socket_path: PathBuf,
     /// `admin_socket_path`.
     pub admin_socket_path: Option<PathBuf>,
+    /// `authorized_delegates`: who may use the Delegated Identity API.
+    pub authorized_delegates: Vec<spiffe_core::SpiffeId>,
     /// Bootstrap trust.
     pub trust_bundle: TrustBundleSource,
     /// `trust_bundle_format`.
@@ -297,6 +299,7 @@ impl AgentSettings {
             data_dir: c.data_dir.clone(),
             socket_path: c.socket_path.clone(),
             admin_socket_path: c.admin_socket_path.clone(),
+            authorized_delegates: c.authorized_delegates.clone(),
             trust_bundle: c.trust_bundle.clone(),
             trust_bundle_format: match c.trust_bundle_format {
                 spire_config::TrustBundleFormat::Spiffe => Format::Spiffe,
@@ -755,6 +758,11 @@ pub async fn run(
         s.workload_attestors.clone(),
         ProcFs::default(),
     ));
+    let delegated = crate::delegated::DelegatedIdentityService::new(
+        manager.clone(),
+        attestation.clone(),
+        &s.authorized_delegates,
+    );
     let api = WorkloadApi::new(manager.clone(), attestation, s.workload_api.clone());
     let listener = endpoints::bind_logged(&s.socket_path, 0o777, "spire agent UDS")?;
     tracing::info!(
@@ -779,6 +787,7 @@ pub async fn run(
             Some(tokio::spawn(endpoints::serve_admin_api(
                 l,
                 manager.clone(),
+                delegated,
                 stopped(stop_rx.clone()),
             )))
         }

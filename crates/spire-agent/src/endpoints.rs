@@ -1,5 +1,6 @@
 //! The agent's sockets: the public Workload API socket (with gRPC health) and the optional
-//! admin socket (`spire.agent.debug.v1.Debug`).
+//! admin socket (`spire.agent.debug.v1.Debug` and
+//! `spire.api.agent.delegatedidentity.v1.DelegatedIdentity`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use spire_proto::workload::spiffe_workload_api_server::SpiffeWorkloadApiServer;
 use tokio::net::UnixListener;
 use tonic::{Request, Response, Status};
 
+use crate::delegated::DelegatedIdentityService;
 use crate::manager::Manager;
 use crate::peertracker::{ProcFs, incoming};
 use crate::workload::{HealthService, WorkloadApi};
+use spire_proto::spire::api::agent::delegatedidentity::v1::delegated_identity_server::DelegatedIdentityServer;
 
 /// Endpoint failures.
 #[derive(Debug, thiserror::Error)]
@@ -180,17 +183,22 @@ impl debugv1::debug_server::Debug for DebugService {
             cached_x509_svids_count: x509,
             cached_jwt_svids_count: i32::try_from(self.manager.jwt_svid_count())
                 .map_err(|_| DebugError::OutOfRange("out of range value for JWT SVIDs count"))?,
-            cached_svidstore_x509_svids_count: 0,
+            cached_svidstore_x509_svids_count: i32::try_from(self.manager.svid_store_count().await)
+                .map_err(|_| {
+                    DebugError::OutOfRange("out of range value for SVIDStore X.509 SVIDs count")
+                })?,
         };
         *self.cached.lock() = Some((Instant::now(), resp.clone()));
         Ok(Response::new(resp))
     }
 }
 
-/// Serves the admin API on `listener` until `shutdown` completes.
+/// Serves the admin APIs (Debug and Delegated Identity) on `listener` until `shutdown`
+/// completes.
 pub async fn serve_admin_api(
     listener: UnixListener,
     manager: Arc<Manager>,
+    delegated: DelegatedIdentityService,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), EndpointError> {
     tonic::transport::Server::builder()
@@ -198,6 +206,7 @@ pub async fn serve_admin_api(
         .add_service(debugv1::debug_server::DebugServer::new(DebugService::new(
             manager,
         )))
+        .add_service(DelegatedIdentityServer::new(delegated))
         .serve_with_incoming_shutdown(incoming(listener, ProcFs::default()), shutdown)
         .await?;
     Ok(())

@@ -15,6 +15,8 @@
 //!   rotation, subscriptions.
 //! - [`workload`], [`workload_attestor`], [`peertracker`], [`endpoints`]: the Workload API
 //!   and admin sockets, caller identification and the PID-reuse guard.
+//! - [`delegated`]: the Delegated Identity API on the admin socket (identities for
+//!   workloads named by an authorized delegate).
 //! - [`storage`], [`keys`], [`trustbundle`]: the data directory (`agent-data.json`), the
 //!   agent SVID key slots (signers into the KeyManager; keys never leave it), the bootstrap
 //!   bundle (file, or `trust_bundle_url` over https or a UNIX socket).
@@ -32,6 +34,7 @@ pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod core;
+pub mod delegated;
 pub mod endpoints;
 pub mod keys;
 pub mod logging;

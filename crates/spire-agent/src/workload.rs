@@ -572,7 +572,7 @@ mod tests {
         let j = jwt_bundles_response(&update).unwrap();
         assert_eq!(
             std::str::from_utf8(&j.bundles["spiffe://example.org"]).unwrap(),
-            "{\"keys\":[]}"
+            "{\n    \"keys\": []\n}"
         );
         update.bundle = None;
         assert!(matches!(

@@ -61,11 +61,41 @@ impl WorkloadAttestation {
             self.proc_fs.check_alive(caller)?;
             return Ok(selectors);
         }
+        let (selectors, complete) = self.run_plugins(caller.pid).await;
+        self.proc_fs.check_alive(caller)?;
+        if complete && let Some(k) = key {
+            self.cache.lock().put(k, selectors.clone(), now);
+        }
+        tracing::debug!(
+            subsystem_name = "workload_attestor",
+            pid = caller.pid,
+            selectors = %logged_selectors(&selectors),
+            "PID attested to have selectors"
+        );
+        Ok(selectors)
+    }
+
+    /// The selectors of `pid` from every plugin, uncached and without the PID-reuse guard:
+    /// what the Delegated Identity API asks for a PID named by a delegate (SPIRE attests it
+    /// as given; the delegate vouches for it). A failing plugin is logged and contributes
+    /// nothing, as SPIRE does.
+    pub async fn attest_pid(&self, pid: i32) -> Vec<Selector> {
+        let (selectors, _) = self.run_plugins(pid).await;
+        tracing::debug!(
+            subsystem_name = "workload_attestor",
+            pid,
+            selectors = %logged_selectors(&selectors),
+            "PID attested to have selectors"
+        );
+        selectors
+    }
+
+    /// Every plugin at once on `pid`: the sorted selectors, and whether every plugin answered.
+    async fn run_plugins(&self, pid: i32) -> (Vec<Selector>, bool) {
         let mut selectors = Vec::new();
         let mut complete = true;
         // Every attestor at once (as SPIRE runs them), so a slow one (a daemon that takes
         // its time) does not hold up the others.
-        let pid = caller.pid;
         let answers = futures::future::join_all(
             self.plugins
                 .iter()
@@ -93,7 +123,7 @@ impl WorkloadAttestation {
                     complete = false;
                     tracing::error!(
                         subsystem_name = "workload_attestor",
-                        pid = caller.pid,
+                        pid,
                         error = %e,
                         "Failed to collect all selectors for PID"
                     );
@@ -102,23 +132,13 @@ impl WorkloadAttestation {
         }
         selectors.sort();
         selectors.dedup();
-        self.proc_fs.check_alive(caller)?;
-        if complete && let Some(k) = key {
-            self.cache.lock().put(k, selectors.clone(), now);
-        }
-        tracing::debug!(
-            subsystem_name = "workload_attestor",
-            pid = caller.pid,
-            selectors = %logged_selectors(&selectors),
-            "PID attested to have selectors"
-        );
-        Ok(selectors)
+        (selectors, complete)
     }
 }
 
 /// Selectors as SPIRE's agent logs them (`%v` of its selector messages):
 /// `[type:"unix" value:"uid:0" type:"docker" value:"label:app:web"]`.
-fn logged_selectors(selectors: &[Selector]) -> String {
+pub(crate) fn logged_selectors(selectors: &[Selector]) -> String {
     let items: Vec<String> = selectors
         .iter()
         .map(|s| {
@@ -177,8 +197,14 @@ mod tests {
         let mut reused = info.clone();
         reused.start_time = Some(1);
         assert!(w.attest(&reused).await.is_err());
-        let mut none = info;
+        let mut none = info.clone();
         none.pid = 0;
         assert!(w.attest(&none).await.is_err());
+
+        // A PID named by a delegate: attested as given, uncached; a PID that names no
+        // process gets no selectors (the plugin's failure is logged), as in SPIRE.
+        assert_eq!(w.attest_pid(me).await, s);
+        assert_eq!(w.cache.lock().len(), 1);
+        assert!(w.attest_pid(i32::MAX - 1).await.is_empty());
     }
 }

@@ -75,6 +75,15 @@ fn jwks_for_the_workload_api_has_no_use_and_no_x509() {
     assert!(!jwks.contains("x5c"));
     let back = Bundle::parse_jwt_jwks(td(), jwks.as_bytes()).unwrap();
     assert_eq!(back.jwt_authorities, b.jwt_authorities);
+    // SPIRE's bytes: `json.MarshalIndent` with four spaces.
+    assert!(
+        jwks.starts_with("{\n    \"keys\": [\n        {\n            \"kty\": "),
+        "{jwks}"
+    );
+    assert_eq!(
+        Bundle::new(td()).to_jwt_jwks_json(),
+        "{\n    \"keys\": []\n}"
+    );
 }
 
 #[test]

@@ -129,6 +129,22 @@ impl Manager {
         }
     }
 
+    /// How many SVIDs the SVID store service tracks, as SPIRE's store cache counts its
+    /// records (the debug API's `cached_svidstore_x509_svids_count`): every `store_svid`
+    /// entry of the last sync, and those gone whose SVID is not yet deleted from its store.
+    pub async fn svid_store_count(&self) -> usize {
+        let mut ids: std::collections::HashSet<String> = self
+            .mirror
+            .lock()
+            .await
+            .values()
+            .filter(|e| e.store_svid)
+            .map(|e| e.id.clone())
+            .collect();
+        ids.extend(self.stored.lock().await.keys().cloned());
+        ids.len()
+    }
+
     /// One pass of the store service over the `store_svid` entries of the last sync, with
     /// the bundles fetched then.
     pub(super) async fn update_stored_svids(

@@ -90,6 +90,9 @@ impl Manager {
                 self.store_bundle(Some(&own));
             }
         }
+        if !outcome.bundles_changed.is_empty() {
+            self.cache.notify_bundles();
+        }
         self.notify(&outcome.notify);
         self.update_svids().await?;
         if let Some(bundles) = store_bundles {

@@ -21,6 +21,9 @@ impl Manager {
             cache.update_entries(entries, bundles, &mut |_: &Entry, _: &X509SvidRecord| false);
         let (notify, _) = cache.update_svids(svids);
         drop(cache);
+        if !out.bundles_changed.is_empty() {
+            self.cache.notify_bundles();
+        }
         self.notify(&out.notify);
         self.notify(&notify);
     }
@@ -71,6 +74,9 @@ pub struct WorkloadCache {
     subscribers: Mutex<HashMap<SubscriberId, watch::Sender<u64>>>,
     /// Wakes the SVID task when a subscriber lacks SVIDs.
     svid_now: Notify,
+    /// Bumped whenever the set of bundles changes (the Delegated Identity API's bundle
+    /// streams watch it, as SPIRE's `SubscribeToBundleChanges`).
+    bundles_changed: watch::Sender<u64>,
     clock: SharedClock,
 }
 
@@ -88,6 +94,7 @@ impl WorkloadCache {
             cache: Mutex::new(cache),
             subscribers: Mutex::new(HashMap::new()),
             svid_now: Notify::new(),
+            bundles_changed: watch::channel(0).0,
             clock,
         }
     }
@@ -108,6 +115,22 @@ impl WorkloadCache {
                 tx.send_modify(|v| *v = v.wrapping_add(1));
             }
         }
+    }
+
+    /// Tells the bundle watchers that a bundle was added, updated or removed.
+    pub(super) fn notify_bundles(&self) {
+        self.bundles_changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A watch that changes whenever the set of bundles does; mark it seen before reading
+    /// [`bundles`](Self::bundles) so no change is missed.
+    pub fn watch_bundles(&self) -> watch::Receiver<u64> {
+        self.bundles_changed.subscribe()
+    }
+
+    /// Every bundle the agent holds (its own and the federated ones), by trust domain.
+    pub fn bundles(&self) -> BTreeMap<TrustDomain, Arc<Bundle>> {
+        self.cache.lock().bundles().clone()
     }
 
     /// Asks the SVID task to mint what subscribers are missing now.
