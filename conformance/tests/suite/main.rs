@@ -26,6 +26,7 @@ mod support;
 mod agent_cli;
 mod clients;
 mod config_parity;
+mod credential_composer;
 mod db_compat;
 mod debug_endpoints;
 mod docker_workload;
