@@ -41,6 +41,7 @@ mod k8s_deploy;
 mod k8s_psat;
 mod k8s_workload;
 mod limits;
+mod oidc;
 mod restarts;
 mod rotation;
 mod sync_entries;
