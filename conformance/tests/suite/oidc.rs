@@ -288,6 +288,7 @@ fn assert_same_key_headers(a: &Answer, b: &Answer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn server_api_source_matches_reference_and_verifies_with_pyjwt() {
+    // Also the `file` source, on the server's bundle written by `bundle show -format spiffe`.
     let sc = Scenario::new("oidc::server_api_source_matches_reference_and_verifies_with_pyjwt");
     let (server, agent, agent_id) = join_token_pair(
         &sc,
@@ -361,6 +362,39 @@ async fn server_api_source_matches_reference_and_verifies_with_pyjwt() {
     let a = ours.wait_keys(Some(2)).await;
     let b = theirs.wait_keys(Some(2)).await;
     assert_eq!(a.body, b.body, "keys after rotation");
+
+    // The `file` source: the same two keys from the bundle in SPIFFE format.
+    let bundle_path = sc.path().join("bundle.spiffe.json");
+    std::fs::write(
+        &bundle_path,
+        server.cli_ok(&["bundle", "show", "-format", "spiffe"]),
+    )
+    .expect("bundle");
+    let file_source = format!(
+        "file {{\n  path = \"{}\"\n  poll_interval = \"1s\"\n}}",
+        bundle_path.display()
+    );
+    let (p3, p4) = (free_port(), free_port());
+    let mut ours_file = Provider::start(
+        &sc,
+        "ours-file",
+        Impl::SpireRs,
+        &format!("insecure_addr = \"127.0.0.1:{p3}\""),
+        Addr::Tcp(p3),
+        &file_source,
+    );
+    let mut theirs_file = Provider::start(
+        &sc,
+        "reference-file",
+        Impl::Reference,
+        &format!("insecure_addr = \"127.0.0.1:{p4}\""),
+        Addr::Tcp(p4),
+        &file_source,
+    );
+    let fa = ours_file.wait_keys(Some(2)).await;
+    let fb = theirs_file.wait_keys(Some(2)).await;
+    assert_eq!(sorted_keys(&fa), sorted_keys(&fb));
+    assert_eq!(sorted_keys(&fa), sorted_keys(&a));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,4 +613,34 @@ async fn bad_configurations_fail_as_reference() {
         run_one(Impl::SpireRs, &missing),
         run_one(Impl::Reference, &missing)
     );
+
+    // SIGTERM: SPIRE's provider ends with Go's "http: Server closed" and exit code 1.
+    let ok = dir.join("ok.conf");
+    std::fs::write(
+        &ok,
+        format!("domains = [\"a\"]\ninsecure_addr = \"127.0.0.1:0\"\n{srv}\n"),
+    )
+    .expect("ok.conf");
+    let mut ends = Vec::new();
+    for imp in [Impl::SpireRs, Impl::Reference] {
+        let child = Command::new(imp.bin(BIN))
+            .args(["-config", &ok.display().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start provider");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        let out = child.wait_with_output().expect("provider output");
+        let err = String::from_utf8_lossy(&out.stderr);
+        ends.push((
+            out.status.code(),
+            err.lines().last().unwrap_or_default().to_string(),
+        ));
+    }
+    assert_eq!(ends[0], ends[1]);
+    assert_eq!(ends[0], (Some(1), "http: Server closed".to_string()));
 }

@@ -149,7 +149,7 @@ pub enum Source {
         /// `poll_interval`.
         poll_interval: Duration,
     },
-    /// `file`: a bundle file (parsed by SPIRE; refused by spire-rs for now).
+    /// `file`: a SPIFFE bundle file.
     File {
         /// `path`.
         path: PathBuf,
@@ -172,8 +172,8 @@ impl Source {
 /// `health_checks`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthChecks {
-    /// `bind_port` (default 8008).
-    pub bind_port: u16,
+    /// `bind_port` (default 8008; a value beyond 65535 fails to listen, as in SPIRE).
+    pub bind_port: i64,
     /// `live_path` (default `/live`).
     pub live_path: String,
     /// `ready_path` (default `/ready`).
@@ -438,10 +438,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 
     let health_checks = c.health_checks.as_ref().map(|h| HealthChecks {
         bind_port: if h.bind_port <= 0 {
-            DEFAULT_HEALTH_PORT
+            i64::from(DEFAULT_HEALTH_PORT)
         } else {
-            // Go would fail to listen on a port beyond 65535; keep it visible.
-            u16::try_from(h.bind_port).unwrap_or(0)
+            h.bind_port
         },
         live_path: if h.live_path.is_empty() {
             DEFAULT_LIVE_PATH.to_string()

@@ -6,7 +6,7 @@
 //! - `keys`: the JWKS document (go-jose's member order, `alg`, `use`).
 //! - `handler`: the HTTP answers, a pure function of the request and the key set (domain
 //!   checks, forwarded headers, path prefix, caching headers).
-//! - `source`: polling the server's bundle API or an agent's Workload API.
+//! - `source`: polling the server's bundle API, an agent's Workload API or a bundle file.
 //! - `serve`: listeners (TCP, UNIX socket, HTTPS with a certificate reloaded from disk)
 //!   and the health checks.
 //! - `run`: the program.

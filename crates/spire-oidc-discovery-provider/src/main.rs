@@ -46,6 +46,14 @@ fn main_inner(flags: &run::Flags) -> Result<(), String> {
             spire_gocompat::strconv::quote(&cfg.log_format)
         )
     })?;
+    if !cfg.log_path.is_empty() {
+        // SPIRE's logger opens the file itself; its error reads as Go's.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&cfg.log_path)
+            .map_err(|e| spire_gocompat::os::path_error("open", &cfg.log_path, &e))?;
+    }
     let _log = spire_log::init(&spire_log::LogConfig {
         level,
         format,

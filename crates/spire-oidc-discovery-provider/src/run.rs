@@ -126,15 +126,12 @@ pub fn parse_flags(args: &[String], prog: &str) -> Result<Flags, FlagError> {
     Ok(f)
 }
 
-/// Runs the provider until SIGINT or SIGTERM.
+/// Runs the provider until SIGINT or SIGTERM (which end it with SPIRE's error).
 pub async fn run(cfg: config::Config, clock: SharedClock) -> Result<(), String> {
-    if matches!(cfg.source, Source::File { .. }) {
-        return Err(
-            "the file source is not supported by spire-rs's oidc-discovery-provider yet; use server_api or workload_api"
-                .into(),
-        );
-    }
     if let Source::WorkloadApi { trust_domain, .. } = &cfg.source {
+        if let Some(e) = spiffe_core::id::go_compat::trust_domain_error(trust_domain) {
+            return Err(e.to_string());
+        }
         spiffe_core::TrustDomain::from_name_or_id(trust_domain).map_err(|e| e.to_string())?;
     }
     if let Listen::Acme(_) = cfg.listen {
@@ -225,14 +222,23 @@ pub async fn run(cfg: config::Config, clock: SharedClock) -> Result<(), String> 
             threshold: serve::health_threshold(poll_interval),
             started: clock.now(),
         };
-        match tokio::net::TcpListener::bind(("0.0.0.0", h.bind_port)).await {
+        let bound = match u16::try_from(h.bind_port) {
+            Ok(port) => tokio::net::TcpListener::bind(("0.0.0.0", port))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "listen tcp :{}: bind: {}",
+                        h.bind_port,
+                        spire_gocompat::os::errno_text(&e)
+                    )
+                }),
+            Err(_) => Err(format!("listen tcp: address {}: invalid port", h.bind_port)),
+        };
+        match bound {
             Ok(l) => {
                 tokio::spawn(serve::serve_health(l, health, state.clone(), clock.clone()));
             }
-            Err(e) => tracing::error!(
-                error = %format!("listen tcp :{}: {}", h.bind_port, spire_gocompat::os::errno_text(&e)),
-                "Health checks listener failed"
-            ),
+            Err(e) => tracing::error!(error = %e, "Health checks listener failed"),
         }
     }
 
@@ -246,7 +252,9 @@ pub async fn run(cfg: config::Config, clock: SharedClock) -> Result<(), String> 
     if let Listen::Socket(path) = &cfg.listen {
         let _ = std::fs::remove_file(path);
     }
-    Ok(())
+    // SPIRE's provider returns Go's `http.ErrServerClosed` from a graceful stop, so it ends
+    // with this message and exit code 1; supervisors see the same.
+    Err("http: Server closed".into())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - `server_api`: `GetBundle` (JWT authorities only) on the server's admin socket.
 //! - `workload_api`: the first answer of `FetchJWTBundles` on an agent's socket, the bundle
 //!   of the configured trust domain.
+//! - `file`: a SPIFFE bundle file's JWT authorities.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -82,10 +83,17 @@ pub enum PollError {
 }
 
 fn rpc_error(s: tonic::Status) -> PollError {
+    let message = if s.message().starts_with("transport: Error while dialing") {
+        format!(
+            "connection error: desc = {}",
+            spire_gocompat::strconv::quote(s.message())
+        )
+    } else {
+        s.message().to_string()
+    };
     PollError::Rpc(format!(
-        "rpc error: code = {} desc = {}",
+        "rpc error: code = {} desc = {message}",
         spire_gocompat::grpc::code_name(s.code() as i32),
-        s.message()
     ))
 }
 
@@ -94,7 +102,17 @@ pub fn uds_channel(path: &Path) -> Channel {
     let path: PathBuf = path.to_path_buf();
     let connector = tower::service_fn(move |_: Uri| {
         let path = path.clone();
-        async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(&path).await?)) }
+        async move {
+            match UnixStream::connect(&path).await {
+                Ok(s) => Ok(TokioIo::new(s)),
+                // grpc-go's wording, which SPIRE logs.
+                Err(e) => Err(std::io::Error::other(format!(
+                    "transport: Error while dialing: dial unix {}: connect: {}",
+                    path.display(),
+                    spire_gocompat::os::errno_text(&e)
+                ))),
+            }
+        }
     });
     Endpoint::from_static("http://localhost")
         .connect_timeout(Duration::from_secs(10))
@@ -202,6 +220,31 @@ pub async fn poll_workload(
     Ok(())
 }
 
+/// One `file` poll: the file holds a SPIFFE bundle (go-spiffe's `spiffebundle.Load`), whose
+/// JWT authorities are the keys.
+pub fn poll_file(path: &Path, state: &State, now: SystemTime) -> Result<(), PollError> {
+    let raw = std::fs::read(path).map_err(|e| {
+        PollError::Parse(format!(
+            "spiffebundle: unable to load SPIFFE bundle: {}",
+            spire_gocompat::os::path_error("open", &path.display().to_string(), &e)
+        ))
+    })?;
+    // The file's trust domain is not checked (SPIRE loads it for an empty one).
+    let td = TrustDomain::new("file").map_err(|e| PollError::Parse(e.to_string()))?;
+    let bundle = spiffe_core::Bundle::parse_spiffe_json(td, &raw)
+        .map_err(|e| PollError::Parse(format!("spiffebundle: unable to parse JWKS: {e}")))?;
+    let keys = bundle
+        .jwt_authorities
+        .iter()
+        .map(|a| Key {
+            kid: a.key_id.clone(),
+            key: a.public_key.clone(),
+        })
+        .collect();
+    state.update(raw, || Some(keys), now);
+    Ok(())
+}
+
 /// Runs a source's polls until the program stops.
 pub async fn run(source: crate::config::Source, state: Arc<State>, clock: SharedClock) {
     use crate::config::Source;
@@ -240,7 +283,12 @@ pub async fn run(source: crate::config::Source, state: Arc<State>, clock: Shared
                 tokio::time::sleep(interval).await;
             }
         }
-        Source::File { .. } => {}
+        Source::File { path, .. } => loop {
+            if let Err(e) = poll_file(&path, &state, clock.now()) {
+                tracing::warn!(error = %e, "Failed to load SPIFFE trust bundle");
+            }
+            tokio::time::sleep(interval).await;
+        },
     }
 }
 
@@ -285,6 +333,33 @@ mod tests {
         let keys = server_bundle_keys(&bundle);
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].kid, "good");
+    }
+
+    #[test]
+    fn file_source_reads_jwt_authorities_of_a_spiffe_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bundle.json");
+        let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let mut jwk = spiffe_core::jwk::Jwk::from_public_key(key.public_key());
+        jwk.kid = Some("jk".into());
+        jwk.key_use = Some("jwt-svid".into());
+        std::fs::write(
+            &path,
+            serde_json::to_vec(&serde_json::json!({ "keys": [jwk] })).unwrap(),
+        )
+        .unwrap();
+        let state = State::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(5);
+        poll_file(&path, &state, now).unwrap();
+        let set = state.key_set().unwrap();
+        assert_eq!(set.keys.unwrap()[0].kid, "jk");
+        let missing = dir.path().join("nope.json");
+        assert!(
+            poll_file(&missing, &state, now)
+                .unwrap_err()
+                .to_string()
+                .starts_with("spiffebundle: unable to load SPIFFE bundle: open ")
+        );
     }
 
     #[test]
