@@ -395,6 +395,19 @@ async fn server_api_source_matches_reference_and_verifies_with_pyjwt() {
     let fb = theirs_file.wait_keys(Some(2)).await;
     assert_eq!(sorted_keys(&fa), sorted_keys(&fb));
     assert_eq!(sorted_keys(&fa), sorted_keys(&a));
+
+    // A bundle without JWT authorities: both write `"keys": null`.
+    let mut x509_only: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bundle_path).expect("bundle"))
+            .expect("JSON");
+    if let Some(keys) = x509_only["keys"].as_array_mut() {
+        keys.retain(|k| k["use"] == "x509-svid");
+    }
+    std::fs::write(&bundle_path, x509_only.to_string()).expect("x509-only bundle");
+    let fa = ours_file.wait_keys(Some(0)).await;
+    let fb = theirs_file.wait_keys(Some(0)).await;
+    assert_eq!(fa.body, fb.body);
+    assert_eq!(fa.body, "{\n  \"keys\": null\n}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,12 +54,14 @@ impl State {
         self.inner.lock().last_poll
     }
 
-    /// Records a successful poll whose answer was `raw` and gave `keys`.
-    pub fn update(&self, raw: Vec<u8>, keys: impl FnOnce() -> Option<Vec<Key>>, now: SystemTime) {
+    /// Records a successful poll whose answer was `raw` and gave `keys`. No keys at all is
+    /// kept as `None`: SPIRE appends to a nil slice, which go-jose writes as `null`.
+    pub fn update(&self, raw: Vec<u8>, keys: impl FnOnce() -> Vec<Key>, now: SystemTime) {
         let mut inner = self.inner.lock();
         if inner.raw.as_ref() != Some(&raw) {
+            let keys = keys();
             inner.set = Some(KeySet {
-                keys: keys(),
+                keys: (!keys.is_empty()).then_some(keys),
                 modified: now,
             });
             inner.raw = Some(raw);
@@ -155,7 +157,7 @@ pub async fn poll_server(
         .map_err(rpc_error)?
         .into_inner();
     let raw = bundle.encode_to_vec();
-    state.update(raw, || Some(server_bundle_keys(&bundle)), now);
+    state.update(raw, || server_bundle_keys(&bundle), now);
     Ok(())
 }
 
@@ -216,7 +218,7 @@ pub async fn poll_workload(
         .map(|(_, b)| b.clone())
         .ok_or(PollError::NoBundle)?;
     let keys = workload_bundle_keys(&raw)?;
-    state.update(raw, || Some(keys), now);
+    state.update(raw, || keys, now);
     Ok(())
 }
 
@@ -241,7 +243,7 @@ pub fn poll_file(path: &Path, state: &State, now: SystemTime) -> Result<(), Poll
             key: a.public_key.clone(),
         })
         .collect();
-    state.update(raw, || Some(keys), now);
+    state.update(raw, || keys, now);
     Ok(())
 }
 
@@ -303,11 +305,18 @@ mod tests {
         let state = State::default();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         let t1 = t0 + Duration::from_secs(10);
-        state.update(b"a".to_vec(), || Some(vec![]), t0);
+        let key = Key {
+            kid: "k".into(),
+            key: PrivateKey::generate(KeyType::EcP256)
+                .unwrap()
+                .public_key()
+                .clone(),
+        };
+        state.update(b"a".to_vec(), || vec![key], t0);
         state.update(b"a".to_vec(), || panic!("not rebuilt"), t1);
         assert_eq!(state.key_set().unwrap().modified, t0);
         assert_eq!(state.last_poll(), Some(t1));
-        state.update(b"b".to_vec(), || None, t1);
+        state.update(b"b".to_vec(), Vec::new, t1);
         assert_eq!(state.key_set().unwrap().modified, t1);
         assert_eq!(state.key_set().unwrap().keys, None);
     }
