@@ -138,6 +138,11 @@ impl Provider {
 
     /// Waits until `/keys` answers 200 with `n` keys (or any number, with `None`).
     async fn wait_keys(&mut self, n: Option<usize>) -> Answer {
+        self.wait_keys_at("/keys", n).await
+    }
+
+    /// Waits until `path` answers 200 with `n` keys (or any number, with `None`).
+    async fn wait_keys_at(&mut self, path: &str, n: Option<usize>) -> Answer {
         let d = Deadline::new(format!("{} provider to serve keys", self.imp.name()), 60);
         loop {
             if let Some(status) = self.proc.exited() {
@@ -147,7 +152,7 @@ impl Provider {
                     self.proc.output()
                 );
             }
-            let last = match http(&self.addr, "GET", "/keys", "localhost", &[]) {
+            let last = match http(&self.addr, "GET", path, "localhost", &[]) {
                 Ok(a) if a.status == 200 => {
                     let count = a.json()["keys"].as_array().map_or(0, Vec::len);
                     if n.is_none_or(|n| n == count) {
@@ -656,4 +661,67 @@ async fn bad_configurations_fail_as_reference() {
     }
     assert_eq!(ends[0], ends[1]);
     assert_eq!(ends[0], (Some(1), "http: Server closed".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn issuer_prefix_and_key_use_options_match_reference() {
+    let sc = Scenario::new("oidc::issuer_prefix_and_key_use_options_match_reference");
+    let server = Server::start_new(&sc, "server", server_subject(), ServerOpts::default()).await;
+    let source = format!(
+        "server_api {{\n  address = \"unix://{}\"\n  poll_interval = \"1s\"\n}}",
+        server.socket.display()
+    );
+    let variants: [(&str, &str); 4] = [
+        (
+            "set_key_use = true\nserver_path_prefix = \"/oidc\"",
+            "/oidc",
+        ),
+        ("server_path_prefix = \"/a/b/\"", "/a/b"),
+        ("jwt_issuer = \"https://issuer.example/base\"", ""),
+        (
+            "jwt_issuer = \"https://issuer.example\"\njwks_uri = \"https://cdn.example/jwks.json\"",
+            "",
+        ),
+    ];
+    for (i, (options, prefix)) in variants.iter().enumerate() {
+        let text = format!("{options}\n{source}");
+        let (p1, p2) = (free_port(), free_port());
+        let mut ours = Provider::start(
+            &sc,
+            &format!("ours-{i}"),
+            Impl::SpireRs,
+            &format!("insecure_addr = \"127.0.0.1:{p1}\""),
+            Addr::Tcp(p1),
+            &text,
+        );
+        let mut theirs = Provider::start(
+            &sc,
+            &format!("reference-{i}"),
+            Impl::Reference,
+            &format!("insecure_addr = \"127.0.0.1:{p2}\""),
+            Addr::Tcp(p2),
+            &text,
+        );
+        let keys = format!("{prefix}/keys");
+        let a = ours.wait_keys_at(&keys, Some(1)).await;
+        let b = theirs.wait_keys_at(&keys, Some(1)).await;
+        assert_eq!(a.body, b.body, "{options}");
+        if options.contains("set_key_use") {
+            assert_eq!(a.json()["keys"][0]["use"], "sig", "{}", a.body);
+        }
+        for path in [
+            format!("{prefix}/.well-known/openid-configuration"),
+            "/.well-known/openid-configuration".to_string(),
+            "/keys".to_string(),
+        ] {
+            let x = get(&ours.addr, &path, "oidc.example.org");
+            let y = get(&theirs.addr, &path, "oidc.example.org");
+            assert_eq!(
+                (x.status, &x.body),
+                (y.status, &y.body),
+                "{options}: {path}"
+            );
+        }
+    }
 }
