@@ -59,11 +59,21 @@ export SPIRE_RS_K8S_BIN_DIR
 # py-spiffe for the independent-client scenario; go-spiffe is built by the scenario itself.
 conformance/pyclient/setup.sh || log "py-spiffe unavailable: clients::py_spiffe will skip (or fail with SPIRE_RS_REQUIRE_CLIENTS=1)"
 
+# PyJWT (a venv built once per machine) for the OIDC discovery provider scenarios.
+conformance/oidcclient/setup.sh >/dev/null || log "PyJWT unavailable: oidc::server_api_* will skip (or fail with SPIRE_RS_REQUIRE_CLIENTS=1)"
+
 needs_ours=0
 for p in "${pairings[@]}"; do [[ "$p" != reference ]] && needs_ours=1; done
 if [[ $needs_ours == 1 && -z "${SPIRE_RS_BIN_DIR:-}" ]]; then
     log "building our spire-server and spire-agent"
     cargo build -p spire-server -p spire-agent
+    SPIRE_RS_BIN_DIR="${CARGO_TARGET_DIR:-$root/target}/debug"
+    [[ "$SPIRE_RS_BIN_DIR" = /* ]] || SPIRE_RS_BIN_DIR="$root/$SPIRE_RS_BIN_DIR"
+fi
+# The oidc scenarios run our oidc-discovery-provider beside SPIRE's in every pairing.
+log "building our oidc-discovery-provider"
+cargo build -p spire-oidc-discovery-provider
+if [[ -z "${SPIRE_RS_BIN_DIR:-}" ]]; then
     SPIRE_RS_BIN_DIR="${CARGO_TARGET_DIR:-$root/target}/debug"
     [[ "$SPIRE_RS_BIN_DIR" = /* ]] || SPIRE_RS_BIN_DIR="$root/$SPIRE_RS_BIN_DIR"
 fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of spire-rs the way CI does: starts PostgreSQL and MariaDB on loopback,
-# builds reference SPIRE 1.13.3 (cached) for the differential and interop tests, installs
+# builds reference SPIRE 1.13.3 and its oidc-discovery-provider (cached) for the differential and interop tests, installs
 # py-spiffe for the independent-client tests, then runs the whole workspace's tests and
 # the conformance suite (reference, spire-rs and both mixed pairs).
 #
@@ -24,6 +24,9 @@ export SPIRE_RS_REQUIRE_DBS=1
 # py-spiffe and go-spiffe, independent Workload API clients: required, not skipped.
 conformance/pyclient/setup.sh
 export SPIRE_RS_REQUIRE_PY=1 SPIRE_RS_REQUIRE_CLIENTS=1
+
+# PyJWT, the OIDC relying party of the oidc-discovery-provider scenarios (a venv).
+conformance/oidcclient/setup.sh >/dev/null
 
 # External plugins built with SPIRE's plugin SDK (Go), loaded by both implementations.
 SPIRE_RS_GOPLUGINS_DIR="$(conformance/goplugins/build.sh)"
@@ -51,7 +54,7 @@ cargo test --workspace --exclude spire-conformance --locked "$@" -- --include-ig
 
 # The conformance suite: reference SPIRE (keeps the scenarios honest), then our server and
 # agent together and each of them paired with the reference other half.
-cargo build --locked -p spire-server -p spire-agent
+cargo build --locked -p spire-server -p spire-agent -p spire-oidc-discovery-provider
 SPIRE_RS_BIN_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
 export SPIRE_RS_BIN_DIR
 conformance/run.sh all

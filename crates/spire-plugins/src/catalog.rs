@@ -59,6 +59,13 @@ pub enum CatalogError {
         /// How many there are.
         got: usize,
     },
+    /// Configuration given to a built-in that takes none (SPIRE's plugins without a
+    /// configuration service, such as `uniqueid`).
+    #[error("failed to configure plugin {name:?}: no supported configuration interface found")]
+    NoConfigInterface {
+        /// Plugin name.
+        name: String,
+    },
     /// A plugin rejected its configuration.
     #[error(
         "failed to configure plugin {name:?}: rpc error: code = InvalidArgument desc = {message}"
@@ -134,6 +141,7 @@ pub const SERVER: Side = Side {
         ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
         ("Notifier", &["k8sbundle"]),
         ("BundlePublisher", &["k8s_configmap"]),
+        ("CredentialComposer", &["uniqueid"]),
     ],
     spire_only: &[
         ("KeyManager", &["aws_kms", "gcp_kms", "azure_key_vault"]),
@@ -160,7 +168,6 @@ pub const SERVER: Side = Side {
                 "aws_rolesanywhere_trustanchor",
             ],
         ),
-        ("CredentialComposer", &["uniqueid"]),
     ],
     counts: &[
         ("DataStore", Count::ExactlyOne),
@@ -300,6 +307,18 @@ pub fn configure_err(p: &PluginConfig, e: impl std::fmt::Display) -> CatalogErro
     CatalogError::Configure {
         name: p.name.clone(),
         message: e.to_string(),
+    }
+}
+
+/// For a built-in without a configuration service: no data (or an empty `plugin_data {}`)
+/// is fine, anything else fails as SPIRE's catalog fails it.
+pub fn refuse_data(p: &PluginConfig) -> Result<(), CatalogError> {
+    if matches!(p.data, spire_config::PluginData::None) {
+        Ok(())
+    } else {
+        Err(CatalogError::NoConfigInterface {
+            name: p.name.clone(),
+        })
     }
 }
 

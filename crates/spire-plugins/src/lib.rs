@@ -2,6 +2,7 @@
 //!
 //! - [`catalog`]: the catalog rules both programs share (built-ins by type and name, SPIRE's
 //!   built-ins not here yet, external plugins, count constraints, `plugin_data` decoding).
+//! - [`credentialcomposer`]: `uniqueid` (server).
 //! - [`keymanager`]: `memory` and `disk` (server and agent; the disk format is SPIRE's
 //!   `keys.json`, so key files move between SPIRE and spire-rs).
 //!
@@ -9,6 +10,7 @@
 //! `spire-pki`, never on the server or agent crates.
 
 pub mod catalog;
+pub mod credentialcomposer;
 pub mod keymanager;
 pub mod nodeattestor;
 pub mod workloadattestor;

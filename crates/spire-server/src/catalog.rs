@@ -18,6 +18,7 @@ use spire_plugin::{
 };
 use spire_plugin_host::hostservices::{self, AgentLookupCell, IdentityFetcherCell};
 use spire_plugin_host::{CoreConfig, ExternalPlugin, HostError, LaunchSpec};
+use spire_plugins::credentialcomposer::uniqueid;
 use spire_plugins::keymanager::{LocalKeyManager, ServerDiskConfig};
 use spire_plugins::nodeattestor::x509pop::{self, X509PopServer};
 use spire_plugins_k8s::bundle as k8s_bundle;
@@ -27,7 +28,7 @@ use spire_plugins_k8s::psat;
 const K8S_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub use spire_plugins::catalog::CatalogError;
-use spire_plugins::catalog::{SERVER, configure_err, decode};
+use spire_plugins::catalog::{SERVER, configure_err, decode, refuse_data};
 
 /// Why the plugins could not be loaded; the messages are SPIRE's.
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +229,13 @@ pub async fn load(
                     .map_err(|e| configure_err(p, e))?;
                 bundle_publishers.push((p.name.clone(), Arc::new(plugin)));
             }
+            ("CredentialComposer", uniqueid::PLUGIN_NAME) => {
+                // SPIRE's uniqueid composer has no configuration service: configuration
+                // given to it (a non-empty `plugin_data`, or `plugin_data_file`) fails to
+                // load, as in SPIRE's catalog.
+                refuse_data(p)?;
+                credential_composers.push(Arc::new(uniqueid::UniqueId));
+            }
             ("NodeAttestor", psat::PLUGIN_NAME) => {
                 let cfg: psat::ServerConfig = decode(p)?;
                 let plugin = psat::PsatServer::new(&cfg, trust_domain.clone())
@@ -341,6 +349,60 @@ plugins {{
         assert_eq!(
             check(&config(builtin)).unwrap_err().to_string(),
             "failed to load plugin \"disk\": plugin \"disk\" of type \"UpstreamAuthority\" is not available in spire-rs yet"
+        );
+    }
+
+    fn config_in(dir: &std::path::Path, plugins: &str) -> ServerConfig {
+        let db = dir.join("datastore.sqlite3");
+        let text = format!(
+            r#"
+server {{
+    data_dir = "{dir}"
+    trust_domain = "example.org"
+}}
+plugins {{
+    DataStore "sql" {{ plugin_data {{ database_type = "sqlite3" connection_string = "{db}" }} }}
+    KeyManager "memory" {{ plugin_data {{}} }}
+{plugins}
+}}
+"#,
+            dir = dir.display(),
+            db = db.display(),
+        );
+        spire_config::load_server_config(
+            &text,
+            spire_config::Format::Hcl,
+            &Default::default(),
+            None,
+        )
+        .unwrap()
+    }
+
+    /// `CredentialComposer "uniqueid"` is built in and takes no configuration: an empty
+    /// `plugin_data {}` is fine, any data fails as SPIRE's catalog fails it.
+    #[tokio::test]
+    async fn uniqueid_is_built_in_and_refuses_plugin_data() {
+        let td = TrustDomain::new("example.org").unwrap();
+        let clock: SharedClock = Arc::new(spire_clock::SystemClock);
+        let own: x509pop::TrustBundleFn = Arc::new(Vec::new);
+        for block in [
+            "    CredentialComposer \"uniqueid\" {}\n",
+            "    CredentialComposer \"uniqueid\" { plugin_data {} }\n",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = config_in(dir.path(), block);
+            assert_eq!(check(&cfg), Ok(()));
+            let cat = load(&cfg, &td, own.clone(), &clock).await.unwrap();
+            assert_eq!(cat.credential_composers.len(), 1);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(
+            dir.path(),
+            "    CredentialComposer \"uniqueid\" { plugin_data { foo = \"bar\" } }\n",
+        );
+        assert_eq!(
+            load(&cfg, &td, own, &clock).await.unwrap_err().to_string(),
+            "failed to configure plugin \"uniqueid\": no supported configuration interface found"
         );
     }
 }

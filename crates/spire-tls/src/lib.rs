@@ -240,6 +240,21 @@ impl SvidResolver {
         Ok(())
     }
 
+    /// Replaces the presented certificate with a PEM chain (leaf first) and its PEM private
+    /// key (PKCS#8, PKCS#1 or SEC1), as serving certificate files hold them.
+    pub fn set_pem(&self, chain_pem: &[u8], key_pem: &[u8]) -> Result<(), TlsError> {
+        use rustls_pki_types::pem::PemObject as _;
+        let certs = certs_from_pem(chain_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| TlsError::Key(format!("no private key found in PEM data: {e}")))?;
+        let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
+            .map_err(|e| TlsError::Key(e.to_string()))?;
+        let ck = CertifiedKey::new(certs, signing);
+        ck.keys_match().map_err(|e| TlsError::Key(e.to_string()))?;
+        self.current.store(Arc::new(Some(Arc::new(ck))));
+        Ok(())
+    }
+
     /// Stops presenting a certificate.
     pub fn clear(&self) {
         self.current.store(Arc::new(None));
@@ -580,6 +595,19 @@ pub fn server_config(
     };
     let mut config = builder.with_cert_resolver(svid);
     config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Server configuration for plain HTTPS (a web server such as the OIDC discovery
+/// provider): presents what `cert` holds, asks for no client certificate, negotiates
+/// HTTP/1.1.
+pub fn https_server_config(cert: Arc<SvidResolver>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -63,7 +63,7 @@ impl Impl {
             path.display(),
             match self {
                 Impl::SpireRs =>
-                    "build it first (`cargo build -p spire-server -p spire-agent`) or point SPIRE_RS_BIN_DIR at a directory holding it",
+                    "build it first (`cargo build -p spire-server -p spire-agent -p spire-oidc-discovery-provider`) or point SPIRE_RS_BIN_DIR at a directory holding it",
                 Impl::Reference =>
                     "run conformance/build-reference.sh or point SPIRE_REF_BIN_DIR at a directory holding it",
             }

@@ -1,0 +1,121 @@
+//! The built-in CredentialComposer `uniqueid`: workload X509-SVIDs carry an
+//! `x500UniqueIdentifier` (2.5.4.45) subject attribute whose value is SPIRE's truncated
+//! SHA-256 of the SPIFFE ID. The subject server's SVIDs (minted over its socket and issued
+//! to the agent's workload) are compared byte for byte with reference SPIRE's, minted for
+//! the same SPIFFE ID by a reference server with the same configuration.
+
+use crate::support::*;
+
+const UNIQUEID: &str = "CredentialComposer \"uniqueid\" {}";
+
+/// The leaf's subject as DER, and the raw TLV (type and value, i.e. the
+/// `AttributeTypeAndValue` SEQUENCE) of each RDN attribute.
+fn subject_parts(leaf: &[u8]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let (_, c) = x509_parser::parse_x509_certificate(leaf).expect("parse leaf");
+    let subject = c.subject();
+    let attrs = subject
+        .iter_attributes()
+        .map(|a| {
+            let value = a.attr_value();
+            let mut tlv = vec![value.header.tag().0 as u8];
+            let data = value.data;
+            assert!(data.len() < 128, "short attribute values only");
+            tlv.push(data.len() as u8);
+            tlv.extend_from_slice(data);
+            (a.attr_type().to_id_string(), tlv)
+        })
+        .collect();
+    (subject.as_raw().to_vec(), attrs)
+}
+
+/// `x509 mint -write` for `spiffe_id`: the leaf's DER.
+fn mint_leaf(sc: &Scenario, server: &Server, spiffe_id: &str) -> Vec<u8> {
+    let out = sc.subdir(&format!("mint-{}", server.label));
+    let dir = out.display().to_string();
+    server.cli_ok(&["x509", "mint", "-spiffeID", spiffe_id, "-write", &dir]);
+    let pem = std::fs::read_to_string(out.join("svid.pem")).expect("svid.pem");
+    pki::pem_certs(&pem)
+        .into_iter()
+        .next()
+        .expect("a minted leaf")
+}
+
+/// SPIRE's vector (`pkg/common/x509svid/uniqueid_test.go`) for spiffe://example.org/foo:
+/// a PrintableString (0x13) of 32 hex digits.
+fn expected_foo_attribute() -> Vec<u8> {
+    let mut v = vec![0x13, 0x20];
+    v.extend_from_slice(b"c3406f9b12ceb4f9c948318c579b905b");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn uniqueid_subject_attribute_matches_reference() {
+    let sc = Scenario::new("credential_composer::uniqueid_subject_attribute_matches_reference");
+    let opts = ServerOpts {
+        extra_plugins: UNIQUEID.into(),
+        ..Default::default()
+    };
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        opts.clone(),
+        AgentOpts::default(),
+    )
+    .await;
+    let reference = Server::start_new(&sc, "reference", Impl::Reference, opts).await;
+
+    let foo = id("/foo");
+    let ours = mint_leaf(&sc, &server, &foo);
+    let theirs = mint_leaf(&sc, &reference, &foo);
+    let (ours_dn, ours_attrs) = subject_parts(&ours);
+    let (theirs_dn, theirs_attrs) = subject_parts(&theirs);
+    assert_eq!(
+        ours_attrs.last(),
+        Some(&("2.5.4.45".to_string(), expected_foo_attribute())),
+        "{ours_attrs:?}"
+    );
+    assert_eq!(ours_attrs, theirs_attrs);
+    assert_eq!(pki::hex(&ours_dn), pki::hex(&theirs_dn), "subject DER");
+
+    // A workload SVID issued through the agent carries the same subject as the one the
+    // reference server mints for that SPIFFE ID; SVIDs for other IDs differ.
+    let workload = id("/workload");
+    server.workload_entry(&agent_id, &workload, &uid_selector());
+    let svid = agent.wait_x509(&workload, 60).await;
+    check_svid_json(&svid, &workload);
+    let chain = pki::split_der(&pki::b64(svid["x509_svid"].as_str().unwrap_or_default()));
+    let (issued_dn, _) = subject_parts(&chain[0]);
+    let (reference_dn, _) = subject_parts(&mint_leaf(&sc, &reference, &workload));
+    assert_eq!(
+        pki::hex(&issued_dn),
+        pki::hex(&reference_dn),
+        "workload subject DER"
+    );
+    assert_ne!(issued_dn, ours_dn);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn uniqueid_refuses_plugin_data() {
+    let sc = Scenario::new("credential_composer::uniqueid_refuses_plugin_data");
+    let mut server = Server::new(
+        &sc,
+        "server",
+        server_subject(),
+        ServerOpts {
+            extra_plugins: "CredentialComposer \"uniqueid\" {\n        plugin_data {\n            foo = \"bar\"\n        }\n    }".into(),
+            ..Default::default()
+        },
+    );
+    let status = server.run_expecting_exit(60).await;
+    assert!(!status.success());
+    let log = server.log();
+    assert!(
+        log.contains("failed to configure plugin \\\"uniqueid\\\": no supported configuration interface found")
+            || log.contains("failed to configure plugin \"uniqueid\": no supported configuration interface found"),
+        "{}",
+        tail(&log, 3000)
+    );
+}

@@ -1,0 +1,3 @@
+//! Built-in CredentialComposers (server).
+
+pub mod uniqueid;
