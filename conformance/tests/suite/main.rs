@@ -42,6 +42,7 @@ mod k8s_workload;
 mod limits;
 mod restarts;
 mod rotation;
+mod sds;
 mod sync_entries;
 mod systemd_workload;
 mod x509pop;

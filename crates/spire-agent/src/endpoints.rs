@@ -1,4 +1,4 @@
-//! The agent's sockets: the public Workload API socket (with gRPC health) and the optional
+//! The agent's sockets: the public Workload API socket (with Envoy SDS and gRPC health) and the optional
 //! admin socket (`spire.agent.debug.v1.Debug`).
 
 use std::path::Path;
@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::manager::Manager;
 use crate::peertracker::{ProcFs, incoming};
+use crate::sds::SdsService;
 use crate::workload::{HealthService, WorkloadApi};
 
 /// Endpoint failures.
@@ -51,16 +52,20 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, EndpointError> {
     Ok(spire_uds::bind(path, SOCKET_DIR_MODE, mode)?)
 }
 
-/// Serves the Workload API and health on `listener` until `shutdown` completes.
+/// Serves the Workload API, SDS and health on `listener` until `shutdown` completes.
 pub async fn serve_workload_api(
     listener: UnixListener,
     api: WorkloadApi,
+    sds: SdsService,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), EndpointError> {
     // grpc-go's 4 MiB receive limit (tonic's default too), refused with grpc-go's code.
     tonic::transport::Server::builder()
         .layer(spire_uds::limits::OversizeLayer)
         .add_service(SpiffeWorkloadApiServer::new(api))
+        .add_service(
+            spire_proto::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer::new(sds),
+        )
         .add_service(HealthServer::new(HealthService))
         .serve_with_incoming_shutdown(incoming(listener, ProcFs::default()), shutdown)
         .await?;
