@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Agent, AgentOpts, Attestor, Deadline, Impl, Proc, Scenario, Server, ServerOpts,
-    agent_subject, client_unavailable, id, join_token_pair, pki, run, server_subject,
-    uid_selector, workspace_root,
+    Agent, AgentOpts, Attestor, Deadline, Impl, Proc, Scenario, Server, ServerOpts, agent_subject,
+    client_unavailable, id, join_token_pair, pki, run, server_subject, uid_selector,
+    workspace_root,
 };
 
 const OTHER_TD: &str = "spiffe://other.org";

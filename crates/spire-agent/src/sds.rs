@@ -172,10 +172,11 @@ impl<'a> ContextBuilder<'a> {
             }
         })?;
         let ctx = if self.spiffe {
-            let typed = Self::spiffe_context(vec![tls::spiffe_cert_validator_config::TrustDomain {
-                name: td.name().to_owned(),
-                trust_bundle: Some(inline(bundle_pem(bundle))),
-            }]);
+            let typed =
+                Self::spiffe_context(vec![tls::spiffe_cert_validator_config::TrustDomain {
+                    name: td.name().to_owned(),
+                    trust_bundle: Some(inline(bundle_pem(bundle))),
+                }]);
             tls::CertificateValidationContext {
                 trusted_ca: None,
                 custom_validator_config: Some(core::TypedExtensionConfig {
@@ -360,7 +361,10 @@ impl SdsService {
         }
     }
 
-    async fn selectors<T>(&self, req: &Request<T>) -> Result<Vec<spire_plugin::Selector>, SdsError> {
+    async fn selectors<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<Vec<spire_plugin::Selector>, SdsError> {
         let caller = req
             .extensions()
             .get::<CallerInfo>()
@@ -395,12 +399,22 @@ impl StreamState {
         }
         if !self.last_nonce.is_empty() {
             if self.last_nonce != req.response_nonce {
-                tracing::warn!(subsystem_name = "sds_api", nonce = req.response_nonce.as_str(), expect = self.last_nonce.as_str(), "Received unexpected nonce; ignoring request");
+                tracing::warn!(
+                    subsystem_name = "sds_api",
+                    nonce = req.response_nonce.as_str(),
+                    expect = self.last_nonce.as_str(),
+                    "Received unexpected nonce; ignoring request"
+                );
                 return false;
             }
             let version = self.version_info();
             if req.version_info.is_empty() || req.version_info != version {
-                tracing::error!(subsystem_name = "sds_api", version_info = req.version_info.as_str(), expect = version.as_str(), "Client rejected expected version and rolled back");
+                tracing::error!(
+                    subsystem_name = "sds_api",
+                    version_info = req.version_info.as_str(),
+                    expect = version.as_str(),
+                    "Client rejected expected version and rolled back"
+                );
             }
             if req.node.is_none() {
                 req.node = self.last_node.clone();
@@ -425,7 +439,13 @@ impl StreamState {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
-        tracing::debug!(subsystem_name = "sds_api", version_info = resp.version_info.as_str(), nonce = resp.nonce.as_str(), count = resp.resources.len(), "Sending StreamSecrets response");
+        tracing::debug!(
+            subsystem_name = "sds_api",
+            version_info = resp.version_info.as_str(),
+            nonce = resp.nonce.as_str(),
+            count = resp.resources.len(),
+            "Sending StreamSecrets response"
+        );
         self.last_nonce = resp.nonce.clone();
         if let Some(node) = &req.node {
             self.last_node = Some(node.clone());
@@ -517,7 +537,11 @@ impl SecretDiscoveryService for SdsService {
                 tracing::error!(subsystem_name = "sds_api", resource_names = ?req.get_ref().resource_names, error = %e, "Error building fetch secrets response");
                 e
             })?;
-        tracing::debug!(subsystem_name = "sds_api", count = resp.resources.len(), "Sending FetchSecrets response");
+        tracing::debug!(
+            subsystem_name = "sds_api",
+            count = resp.resources.len(),
+            "Sending FetchSecrets response"
+        );
         Ok(Response::new(resp))
     }
 }

@@ -300,7 +300,11 @@ fn unknown_names_are_refused_sorted_and_quoted() {
         &cfg(),
         "",
         String::new(),
-        &request(&["spiffe://example.org/nope", "b\"q", "spiffe://example.org/a"]),
+        &request(&[
+            "spiffe://example.org/nope",
+            "b\"q",
+            "spiffe://example.org/a",
+        ]),
         &update(),
     )
     .unwrap_err();
@@ -344,7 +348,10 @@ fn stream_state_follows_spire() {
     ack.response_nonce = r1.nonce.clone();
     assert!(!st.on_request(ack));
     // The node of earlier requests is kept for requests without one.
-    assert_eq!(st.last_req.as_ref().unwrap().node.as_ref().unwrap().id, "envoy");
+    assert_eq!(
+        st.last_req.as_ref().unwrap().node.as_ref().unwrap().id,
+        "envoy"
+    );
     // A stale nonce is ignored, even with new names.
     let mut stale = request(&["ROOTCA"]);
     stale.response_nonce = "00000000".into();
@@ -384,7 +391,10 @@ fn errors_map_to_spire_codes() {
     assert_eq!(st.message(), "Method is not implemented");
     let st = Status::from(SdsError::NoBundleSpiffe("spiffe://x".into()));
     assert_eq!(st.code(), tonic::Code::NotFound);
-    assert_eq!(st.message(), "no bundle found for trust domain: \"spiffe://x\"");
+    assert_eq!(
+        st.message(),
+        "no bundle found for trust domain: \"spiffe://x\""
+    );
     let st = Status::from(SdsError::NoCaller);
     assert_eq!(st.code(), tonic::Code::Internal);
 }
