@@ -7,7 +7,7 @@
 //! `DeltaSecrets` (not implemented). The last scenario serves the same entries through
 //! reference SPIRE's agent and ours and compares what SDS returns.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -34,7 +34,7 @@ fn sds_client(sc: &Scenario) -> Option<PathBuf> {
 }
 
 /// Runs the client and returns the JSON lines it printed.
-fn sds(bin: &PathBuf, agent: &Agent, mode: &str, args: &[&str]) -> Vec<Value> {
+fn sds(bin: &Path, agent: &Agent, mode: &str, args: &[&str]) -> Vec<Value> {
     let socket = agent.socket.display().to_string();
     let mut all = vec![mode, "-socket", socket.as_str()];
     all.extend_from_slice(args);
@@ -47,7 +47,7 @@ fn sds(bin: &PathBuf, agent: &Agent, mode: &str, args: &[&str]) -> Vec<Value> {
 }
 
 /// One FetchSecrets answer (retrying SPIRE's "not authorized" while SVIDs are minted).
-fn fetch(bin: &PathBuf, agent: &Agent, args: &[&str]) -> Value {
+fn fetch(bin: &Path, agent: &Agent, args: &[&str]) -> Value {
     let mut a = vec!["-retry", "20s"];
     a.extend_from_slice(args);
     let mut out = sds(bin, agent, "fetch", &a);
@@ -134,7 +134,7 @@ fn federate(sc: &Scenario, server: &Server, agent_id: &str, wl: &str) {
 }
 
 /// Waits until a full FetchSecrets answer holds every one of `want`.
-async fn wait_names(bin: &PathBuf, agent: &Agent, want: &[&str]) -> Value {
+async fn wait_names(bin: &Path, agent: &Agent, want: &[&str]) -> Value {
     let d = Deadline::new(format!("SDS resources {want:?}"), 60);
     loop {
         let resp = fetch(bin, agent, &[]);
@@ -165,7 +165,7 @@ async fn sds_resources() {
 
     // A caller with no identity: the bundle only, and no default SVID.
     let resp = fetch(&bin, &agent, &[]);
-    assert_eq!(names(&resp), [td.clone()], "{resp}");
+    assert_eq!(names(&resp), std::slice::from_ref(&td), "{resp}");
     let resp = sds(&bin, &agent, "fetch", &["-names", "default"]);
     assert_error(
         &resp[0],

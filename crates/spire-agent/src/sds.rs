@@ -499,18 +499,17 @@ impl SecretDiscoveryService for SdsService {
                 if !due {
                     continue;
                 }
-                match state.respond(&cfg, &upd) {
-                    None => {}
-                    Some(Ok(resp)) => {
-                        if tx.send(Ok(resp)).await.is_err() {
-                            return;
-                        }
-                    }
+                let sent = match state.respond(&cfg, &upd) {
+                    None => continue,
+                    Some(Ok(resp)) => tx.send(Ok(resp)).await,
                     Some(Err(e)) => {
                         tracing::error!(subsystem_name = "sds_api", error = %e, "Error building stream secrets response");
                         let _ = tx.send(Err(e.into())).await;
                         return;
                     }
+                };
+                if sent.is_err() {
+                    return;
                 }
             }
         });

@@ -1,3 +1,6 @@
+//! Unit tests of the SDS resources and stream state (`sds.rs`): names, PEM forms, the SPIFFE
+//! validator choice, SPIRE's error messages and the ACK/NACK rules.
+
 use std::time::UNIX_EPOCH;
 
 use super::*;
