@@ -6,7 +6,7 @@
 //! spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --large] [--reference-dir DIR]
 //!             [--ours-dir DIR] [--out FILE] [--cache-dir DIR] [size overrides]
 //! ```
-//! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker. The report
+//! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds. The report
 //! (Markdown) goes to stdout and, with `--out`, to a file; text in that file below the
 //! "kept" marker survives a rewrite. Exits non-zero if any scenario failed (in `--smoke`,
 //! also if any spire-rs figure is missing).
@@ -33,7 +33,7 @@ use crate::procs::Implementation;
 use crate::report::Section;
 use crate::scenarios::{Ctx, Sizes};
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "footprint",
     "workload",
     "signing",
@@ -43,6 +43,7 @@ const SCENARIOS: [&str; 9] = [
     "plugins",
     "k8s",
     "docker",
+    "sds",
 ];
 
 /// The line of RESULTS.md after which text is kept when the harness rewrites the file.
@@ -52,7 +53,7 @@ const USAGE: &str = "usage: spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --
         [--reference-dir DIR] [--ours-dir DIR] [--out FILE] [--cache-dir DIR]
         [--work-dir DIR] [--calls N] [--sign-secs S] [--samples N] [--entries N] [--agent-entries N]
         [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M]
-scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker
+scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds
 (plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s and docker need
 root; docker needs Debian's docker.io)";
 
@@ -308,6 +309,7 @@ async fn run(args: &Args, ctx: &Ctx) -> Vec<Section> {
             "docker" => scenarios::docker::run(ctx).await,
             "propagation" => scenarios::propagation::run(ctx).await,
             "scale" => scenarios::scale::run(ctx).await,
+            "sds" => scenarios::sds::run(ctx).await,
             _ => scenarios::coldstart::run(ctx).await,
         };
         log(&format!(

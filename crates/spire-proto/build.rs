@@ -55,7 +55,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let exported_bytes = exported.encode_to_vec();
     fs::write(out_dir.join("file_descriptor_set.bin"), &exported_bytes)?;
 
-    let is_google = |f: &FileDescriptorProto| f.package().starts_with("google.");
+    // The well-known types only: `google.rpc` is ours (proto/google/rpc).
+    let is_google = |f: &FileDescriptorProto| f.package() == "google.protobuf";
     let google: Vec<FileDescriptorProto> =
         fds.file.iter().filter(|f| is_google(f)).cloned().collect();
 

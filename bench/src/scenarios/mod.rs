@@ -8,6 +8,7 @@ pub(crate) mod k8s;
 pub(crate) mod plugins;
 pub(crate) mod propagation;
 pub(crate) mod scale;
+pub(crate) mod sds;
 pub(crate) mod signing;
 pub(crate) mod workload;
 

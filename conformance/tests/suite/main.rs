@@ -45,6 +45,7 @@ mod limits;
 mod oidc;
 mod restarts;
 mod rotation;
+mod sds;
 mod sync_entries;
 mod systemd_workload;
 mod x509pop;

@@ -129,11 +129,18 @@ fn bench(c: &mut Criterion) {
         "unix".into(),
         Arc::new(UnixAttestor::new(UnixConfig::default())),
     )];
-    let api = WorkloadApi::new(
+    let attestation = Arc::new(WorkloadAttestation::new(attestors, ProcFs::default()));
+    let sds = spire_agent::sds::SdsService::new(
         manager.clone(),
-        Arc::new(WorkloadAttestation::new(attestors, ProcFs::default())),
-        WorkloadApiConfig::default(),
+        attestation.clone(),
+        spire_agent::sds::SdsConfig {
+            default_svid_name: "default".into(),
+            default_bundle_name: "ROOTCA".into(),
+            default_all_bundles_name: "ALL".into(),
+            disable_spiffe_cert_validation: false,
+        },
     );
+    let api = WorkloadApi::new(manager.clone(), attestation, WorkloadApiConfig::default());
     let sock = dir.path().join("api.sock");
     let listener = {
         let _guard = rt.enter();
@@ -142,6 +149,7 @@ fn bench(c: &mut Criterion) {
     rt.spawn(spire_agent::endpoints::serve_workload_api(
         listener,
         api,
+        sds,
         std::future::pending(),
     ));
     let mut client = rt.block_on(async {

@@ -144,6 +144,8 @@ pub struct AgentSettings {
     pub manager: ManagerConfig,
     /// Workload API settings.
     pub workload_api: WorkloadApiConfig,
+    /// `sds { }`.
+    pub sds: spire_config::SdsConfig,
 }
 
 impl AgentSettings {
@@ -343,6 +345,7 @@ impl AgentSettings {
                     .cloned()
                     .collect::<HashSet<_>>(),
             },
+            sds: c.sds.clone(),
         })
     }
 }
@@ -763,6 +766,7 @@ pub async fn run(
         attestation.clone(),
         &s.authorized_delegates,
     );
+    let sds = crate::sds::SdsService::new(manager.clone(), attestation.clone(), s.sds.clone());
     let api = WorkloadApi::new(manager.clone(), attestation, s.workload_api.clone());
     let listener = endpoints::bind_logged(&s.socket_path, 0o777, "spire agent UDS")?;
     tracing::info!(
@@ -778,6 +782,7 @@ pub async fn run(
     let workload = tokio::spawn(endpoints::serve_workload_api(
         listener,
         api,
+        sds,
         stopped(stop_rx.clone()),
     ));
     let admin = match &s.admin_socket_path {

@@ -1,5 +1,5 @@
-//! The agent's sockets: the public Workload API socket (with gRPC health) and the optional
-//! admin socket (`spire.agent.debug.v1.Debug` and
+//! The agent's sockets: the public Workload API socket (with Envoy SDS and gRPC health) and
+//! the optional admin socket (`spire.agent.debug.v1.Debug` and
 //! `spire.api.agent.delegatedidentity.v1.DelegatedIdentity`).
 
 use std::path::Path;
@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::delegated::DelegatedIdentityService;
 use crate::manager::Manager;
 use crate::peertracker::{ProcFs, incoming};
+use crate::sds::SdsService;
 use crate::workload::{HealthService, WorkloadApi};
 use spire_proto::spire::api::agent::delegatedidentity::v1::delegated_identity_server::DelegatedIdentityServer;
 
@@ -54,16 +55,20 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, EndpointError> {
     Ok(spire_uds::bind(path, SOCKET_DIR_MODE, mode)?)
 }
 
-/// Serves the Workload API and health on `listener` until `shutdown` completes.
+/// Serves the Workload API, SDS and health on `listener` until `shutdown` completes.
 pub async fn serve_workload_api(
     listener: UnixListener,
     api: WorkloadApi,
+    sds: SdsService,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), EndpointError> {
     // grpc-go's 4 MiB receive limit (tonic's default too), refused with grpc-go's code.
     tonic::transport::Server::builder()
         .layer(spire_uds::limits::OversizeLayer)
         .add_service(SpiffeWorkloadApiServer::new(api))
+        .add_service(
+            spire_proto::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer::new(sds),
+        )
         .add_service(HealthServer::new(HealthService))
         .serve_with_incoming_shutdown(incoming(listener, ProcFs::default()), shutdown)
         .await?;

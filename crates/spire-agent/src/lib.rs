@@ -13,8 +13,9 @@
 //! - [`attest`]: node attestation (`Agent/AttestAgent` + `Bundle/GetBundle`).
 //! - [`manager`]: the async shell: sync loop, push stream, SVID issuance, agent SVID
 //!   rotation, subscriptions.
-//! - [`workload`], [`workload_attestor`], [`peertracker`], [`endpoints`]: the Workload API
-//!   and admin sockets, caller identification and the PID-reuse guard.
+//! - [`workload`], [`sds`] (Envoy SDS v3), [`workload_attestor`], [`peertracker`],
+//!   [`endpoints`]: the Workload API and SDS on the public socket, the admin socket, caller
+//!   identification and the PID-reuse guard.
 //! - [`delegated`]: the Delegated Identity API on the admin socket (identities for
 //!   workloads named by an authorized delegate).
 //! - [`storage`], [`keys`], [`trustbundle`]: the data directory (`agent-data.json`), the
@@ -41,6 +42,7 @@ pub mod logging;
 pub mod manager;
 pub mod peertracker;
 pub mod plugins;
+pub mod sds;
 pub mod storage;
 pub mod trustbundle;
 pub mod workload;

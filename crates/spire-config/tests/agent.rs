@@ -343,3 +343,17 @@ fn agent_validation_messages() {
         load("agent {\n server_address = \"x\"\n server_port = 1\n}\nplugins {}").unwrap_err();
     assert_eq!(err.to_string(), "trust_domain must be configured");
 }
+
+#[test]
+fn sds_names_keep_spires_defaults_unless_given() {
+    // SPIRE fills the defaults before decoding: a block naming one key keeps the others,
+    // and an explicit empty string stays empty.
+    let c = load(&agent_conf(
+        "  insecure_bootstrap = true\n  sds {\n    default_bundle_name = \"\"\n    disable_spiffe_cert_validation = true\n  }\n",
+    ))
+    .unwrap();
+    assert_eq!(c.sds.default_svid_name, "default");
+    assert_eq!(c.sds.default_bundle_name, "");
+    assert_eq!(c.sds.default_all_bundles_name, "ALL");
+    assert!(c.sds.disable_spiffe_cert_validation);
+}

@@ -31,6 +31,7 @@
 //! | [`spire::api::agent::logger::v1`] | `spire.api.agent.logger.v1` | `logger_server::Logger` |
 //! | [`spire::common`] | `spire.common` (datastore blobs) | — (`Bundle`, `RegistrationEntry`, `AttestedNode`, ...) |
 //! | [`journal`] | *(none)*, SPIRE CA journal | — (`Entries`, `X509caEntry`, `JwtKeyEntry`, `Status`) |
+//! | [`envoy::service::secret::v3`] | `envoy.service.secret.v3` (Envoy SDS, subset of Envoy's API with [`envoy`] and [`google::rpc`]) | `secret_discovery_service_server::SecretDiscoveryService` |
 //! | [`grpc::health::v1`] | `grpc.health.v1` | `health_server::Health` |
 //! | [`plugin`] | `plugin` (HashiCorp go-plugin) | `grpc_broker_server::GrpcBroker`, `grpc_controller_server::GrpcController`, `grpc_stdio_server::GrpcStdio` |
 //! | [`spire::service::common::config::v1`] | `spire.service.common.config.v1` | `config_server::Config` |
@@ -127,6 +128,66 @@ pub mod grpc {
         package! {
             /// `grpc.health.v1`: the standard gRPC health checking protocol.
             mod v1 = "grpc.health.v1"
+        }
+    }
+}
+
+/// `google.*` (other than the well-known types, which are [`pbjson_types`]).
+pub mod google {
+    package! {
+        /// `google.rpc`: the error model carried by xDS NACKs.
+        mod rpc = "google.rpc"
+    }
+}
+
+/// `envoy.*`: the subset of Envoy's API that the agent's SDS service speaks
+/// (see `proto/README.md`).
+pub mod envoy {
+    /// `envoy.type.*`
+    pub mod r#type {
+        package! {
+            /// `envoy.type.v3`: `SemanticVersion`.
+            mod v3 = "envoy.r#type.v3"
+        }
+    }
+    /// `envoy.config.*`
+    pub mod config {
+        /// `envoy.config.core.*`
+        pub mod core {
+            package! {
+                /// `envoy.config.core.v3`: `Node`, `DataSource`, `TypedExtensionConfig`.
+                mod v3 = "envoy.config.core.v3"
+            }
+        }
+    }
+    /// `envoy.extensions.*`
+    pub mod extensions {
+        /// `envoy.extensions.transport_sockets.*`
+        pub mod transport_sockets {
+            /// `envoy.extensions.transport_sockets.tls.*`
+            pub mod tls {
+                package! {
+                    /// `envoy.extensions.transport_sockets.tls.v3`: `Secret` and its parts.
+                    mod v3 = "envoy.extensions.transport_sockets.tls.v3"
+                }
+            }
+        }
+    }
+    /// `envoy.service.*`
+    pub mod service {
+        /// `envoy.service.discovery.*`
+        pub mod discovery {
+            package! {
+                /// `envoy.service.discovery.v3`: xDS requests and responses.
+                mod v3 = "envoy.service.discovery.v3"
+            }
+        }
+        /// `envoy.service.secret.*`
+        pub mod secret {
+            package! {
+                /// `envoy.service.secret.v3`: `secret_discovery_service_server::SecretDiscoveryService`.
+                mod v3 = "envoy.service.secret.v3"
+            }
         }
     }
 }

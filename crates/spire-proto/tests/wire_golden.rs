@@ -10,6 +10,16 @@ use prost_types::{DescriptorProto, EnumDescriptorProto, FieldDescriptorProto, Fi
 
 const GOLDEN: &str = include_str!("golden/wire.txt");
 
+/// The Envoy SDS messages we declare, each with all of Envoy's fields
+/// (`conformance/protodump/envoy`); ours are a subset.
+const GOLDEN_ENVOY: &str = include_str!("golden/wire-envoy.txt");
+
+/// Packages of which we declare only what SDS needs (checked against
+/// [`GOLDEN_ENVOY`] as a subset).
+fn is_subset_package(pkg: &str) -> bool {
+    pkg.starts_with("envoy.") || pkg == "google.rpc"
+}
+
 /// Full name of a type declared at `scope` (a package or message full name).
 fn join(scope: &str, name: &str) -> String {
     if scope.is_empty() {
@@ -135,13 +145,21 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// The facts of our compiled descriptors, in the golden file's line format.
-fn facts(fds: &FileDescriptorSet) -> BTreeSet<String> {
+/// The facts of our compiled descriptors, in the golden file's line format:
+/// SPIRE's packages (`subset == false`) or the Envoy subset (`subset == true`).
+fn facts(fds: &FileDescriptorSet, subset: bool) -> BTreeSet<String> {
     let ours: Vec<_> = fds
         .file
         .iter()
-        // spire-rs's own extension packages are not part of SPIRE's wire facts.
-        .filter(|f| !f.package().starts_with("google.") && !f.package().starts_with("spirers."))
+        .filter(|f| {
+            if subset {
+                return is_subset_package(f.package());
+            }
+            // spire-rs's own extension packages are not part of SPIRE's wire facts.
+            f.package() != "google.protobuf"
+                && !f.package().starts_with("spirers.")
+                && !is_subset_package(f.package())
+        })
         .collect();
     let mut w = Walker {
         messages: HashMap::new(),
@@ -185,8 +203,11 @@ fn facts(fds: &FileDescriptorSet) -> BTreeSet<String> {
 }
 
 fn golden() -> BTreeSet<String> {
-    GOLDEN
-        .lines()
+    lines_of(GOLDEN)
+}
+
+fn lines_of(text: &str) -> BTreeSet<String> {
+    text.lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_owned)
         .collect()
@@ -195,7 +216,7 @@ fn golden() -> BTreeSet<String> {
 #[test]
 fn descriptors_match_reference_golden() {
     let fds = FileDescriptorSet::decode(spire_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let actual = facts(&fds);
+    let actual = facts(&fds, false);
     let expected = golden();
 
     let missing: Vec<_> = expected.difference(&actual).collect();
@@ -212,6 +233,38 @@ fn descriptors_match_reference_golden() {
             report.push_str(&format!("+ {l}\n"));
         }
         panic!("{report}");
+    }
+}
+
+#[test]
+fn envoy_subset_matches_reference_golden() {
+    let fds = FileDescriptorSet::decode(spire_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let actual = facts(&fds, true);
+    let expected = lines_of(GOLDEN_ENVOY);
+    // Every field, message, package and RPC we declare is Envoy's, unchanged.
+    let extra: Vec<_> = actual.difference(&expected).collect();
+    // Every message and RPC the golden file pins is declared (fields may be left out).
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|l| l.starts_with("message ") || l.starts_with("rpc ") || l.starts_with("package "))
+        .filter(|l| !actual.contains(*l))
+        .collect();
+    assert!(
+        extra.is_empty() && missing.is_empty(),
+        "our Envoy protos differ from tests/golden/wire-envoy.txt:\n\
+         not Envoy's: {extra:#?}\nnot declared: {missing:#?}"
+    );
+    // The fields SPIRE's SDS handler reads or writes are all declared.
+    for field in [
+        "envoy.config.core.v3.Node metadata 3 google.protobuf.Struct",
+        "envoy.config.core.v3.Node user_agent_build_version 8 envoy.config.core.v3.BuildVersion oneof=user_agent_version_type",
+        "envoy.config.core.v3.DataSource inline_bytes 2 bytes oneof=specifier",
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext custom_validator_config 12 envoy.config.core.v3.TypedExtensionConfig",
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext trusted_ca 1 envoy.config.core.v3.DataSource",
+        "envoy.extensions.transport_sockets.tls.v3.TlsCertificate private_key 2 envoy.config.core.v3.DataSource",
+        "envoy.service.discovery.v3.DiscoveryRequest error_detail 6 google.rpc.Status",
+    ] {
+        assert!(actual.contains(field), "{field} is not declared");
     }
 }
 

@@ -223,6 +223,13 @@ impl Subscription {
         self.cache.lock().workload_update(&self.selectors)
     }
 
+    /// The current update, with every change notice so far taken as seen (so that
+    /// [`Self::changed`] waits for a change after this snapshot).
+    pub fn latest(&mut self) -> WorkloadUpdate {
+        self.rx.borrow_and_update();
+        self.update()
+    }
+
     /// Waits for the next change that may concern this subscriber.
     pub async fn changed(&mut self) -> bool {
         self.rx.changed().await.is_ok()

@@ -82,9 +82,10 @@ struct RawAgent {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct RawSds {
-    default_svid_name: String,
-    default_bundle_name: String,
-    default_all_bundles_name: String,
+    // SPIRE's defaults are in place before decoding, so an explicit "" stays "".
+    default_svid_name: Option<String>,
+    default_bundle_name: Option<String>,
+    default_all_bundles_name: Option<String>,
     disable_spiffe_cert_validation: bool,
 }
 
@@ -519,13 +520,7 @@ fn build(
         (!join_token.is_empty()).then_some(join_token)
     };
 
-    let or = |s: &str, d: &str| {
-        if s.is_empty() {
-            d.to_owned()
-        } else {
-            s.to_owned()
-        }
-    };
+    let or = |s: &Option<String>, d: &str| s.clone().unwrap_or_else(|| d.to_owned());
     let sds = SdsConfig {
         default_svid_name: or(&agent.sds.default_svid_name, "default"),
         default_bundle_name: or(&agent.sds.default_bundle_name, "ROOTCA"),
