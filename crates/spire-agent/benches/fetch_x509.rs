@@ -98,6 +98,7 @@ fn bench(c: &mut Criterion) {
                 rebootstrap_delay: Duration::from_secs(600),
                 clock: spire_clock::system(),
                 svid_stores: Vec::new(),
+                metrics: spire_telemetry::Metrics::disabled(),
             },
             storage,
             Arc::new(spire_agent::keys::SvidKeyStore::memory()),
@@ -142,6 +143,7 @@ fn bench(c: &mut Criterion) {
     rt.spawn(spire_agent::endpoints::serve_workload_api(
         listener,
         api,
+        spire_telemetry::Metrics::disabled(),
         std::future::pending(),
     ));
     let mut client = rt.block_on(async {

@@ -142,6 +142,10 @@ pub struct AgentSettings {
     pub manager: ManagerConfig,
     /// Workload API settings.
     pub workload_api: WorkloadApiConfig,
+    /// `telemetry { }`.
+    pub telemetry: spire_config::TelemetryConfig,
+    /// `health_checks { }`.
+    pub health_checks: spire_config::HealthChecksConfig,
 }
 
 impl AgentSettings {
@@ -324,7 +328,10 @@ impl AgentSettings {
                 rebootstrap_delay: c.rebootstrap_delay,
                 clock: spire_clock::system(),
                 svid_stores: Vec::new(),
+                metrics: spire_telemetry::Metrics::disabled(),
             },
+            telemetry: c.telemetry.clone(),
+            health_checks: c.health_checks.clone(),
             node_attestor,
             key_manager,
             workload_attestors,
@@ -634,6 +641,14 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     tracing::info!(data_dir = %s.data_dir.display(), version = VERSION, "Starting agent");
+    s.manager.metrics = spire_telemetry::start(
+        &s.telemetry,
+        spire_telemetry::Service::Agent,
+        s.trust_domain.name(),
+        VERSION,
+    )
+    .await
+    .map_err(|e| AgentError::Config(e.to_string()))?;
     let external_km = crate::plugins::start_external(&mut s).await?;
     std::fs::create_dir_all(&s.data_dir)
         .map_err(|e| AgentError::State(format!("failed to create data directory: {e}")))?;
@@ -770,6 +785,7 @@ pub async fn run(
     let workload = tokio::spawn(endpoints::serve_workload_api(
         listener,
         api,
+        s.manager.metrics.clone(),
         stopped(stop_rx.clone()),
     ));
     let admin = match &s.admin_socket_path {

@@ -55,11 +55,13 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, EndpointError> {
 pub async fn serve_workload_api(
     listener: UnixListener,
     api: WorkloadApi,
+    metrics: spire_telemetry::Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), EndpointError> {
     // grpc-go's 4 MiB receive limit (tonic's default too), refused with grpc-go's code.
     tonic::transport::Server::builder()
         .layer(spire_uds::limits::OversizeLayer)
+        .layer(spire_telemetry::rpc::RpcMetricsLayer::new(metrics))
         .add_service(SpiffeWorkloadApiServer::new(api))
         .add_service(HealthServer::new(HealthService))
         .serve_with_incoming_shutdown(incoming(listener, ProcFs::default()), shutdown)

@@ -183,6 +183,14 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         nix::sys::stat::umask(old);
     }
     let td = config.trust_domain.clone();
+    let metrics = spire_telemetry::start(
+        &config.telemetry,
+        spire_telemetry::Service::Server,
+        td.name(),
+        spire_cli::VERSION,
+    )
+    .await
+    .map_err(|e| RunError::Other(e.to_string()))?;
     let server_id = td
         .id_with_path("/spire/server")
         .map_err(|e| RunError::Other(e.to_string()))?;
@@ -253,6 +261,7 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
             rate_limit_signing: config.ratelimit.signing,
         },
         clock: clock.clone(),
+        metrics: metrics.clone(),
     }));
 
     // The CA must be active before anything is signed.
