@@ -61,7 +61,7 @@ pub async fn serve_workload_api(
     // grpc-go's 4 MiB receive limit (tonic's default too), refused with grpc-go's code.
     tonic::transport::Server::builder()
         .layer(spire_uds::limits::OversizeLayer)
-        .layer(spire_telemetry::rpc::RpcMetricsLayer::new(metrics))
+        .layer(spire_telemetry::rpc::RpcMetricsLayer::new(metrics).with_workload_api_connections())
         .add_service(SpiffeWorkloadApiServer::new(api))
         .add_service(HealthServer::new(HealthService))
         .serve_with_incoming_shutdown(incoming(listener, ProcFs::default()), shutdown)

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
@@ -22,6 +23,8 @@ use crate::{CallCounter, Metrics, names};
 pub struct RpcMetricsLayer {
     metrics: Metrics,
     keys: Arc<RwLock<HashMap<String, Arc<Vec<String>>>>>,
+    /// The agent's per-service "connection" metrics: Workload API calls in progress.
+    workload_api_calls: Option<Arc<AtomicI64>>,
 }
 
 impl RpcMetricsLayer {
@@ -30,10 +33,36 @@ impl RpcMetricsLayer {
         RpcMetricsLayer {
             metrics,
             keys: Arc::default(),
+            workload_api_calls: None,
         }
     }
 
-    fn start(&self, path: &str) -> CallCounter {
+    /// Also emits the agent's `workload_api_connection` counter and
+    /// `workload_api_connections` gauge (SPIRE counts calls there, not connections).
+    pub fn with_workload_api_connections(mut self) -> Self {
+        self.workload_api_calls = Some(Arc::default());
+        self
+    }
+
+    fn start(&self, path: &str) -> Call {
+        let open = match &self.workload_api_calls {
+            Some(n) if path.starts_with("/SpiffeWorkloadAPI/") => {
+                self.metrics
+                    .incr_counter(&["workload_api", "connection"], 1.0, &[]);
+                let now = n.fetch_add(1, Ordering::AcqRel) + 1;
+                self.metrics
+                    .set_gauge(&["workload_api", "connections"], now as f64, &[]);
+                Some((self.metrics.clone(), n.clone()))
+            }
+            _ => None,
+        };
+        Call {
+            counter: self.counter(path),
+            open,
+        }
+    }
+
+    fn counter(&self, path: &str) -> CallCounter {
         let cached = self.keys.read().get(path).cloned();
         let key = match cached {
             Some(k) => k,
@@ -108,8 +137,24 @@ where
     }
 }
 
+/// A call in progress: its counter and, for the Workload API, the open-calls gauge.
+struct Call {
+    counter: CallCounter,
+    open: Option<(Metrics, Arc<AtomicI64>)>,
+}
+
+impl Call {
+    fn done(self, code: tonic::Code) {
+        self.counter.done(code);
+        if let Some((metrics, n)) = self.open {
+            let now = n.fetch_sub(1, Ordering::AcqRel) - 1;
+            metrics.set_gauge(&["workload_api", "connections"], now as f64, &[]);
+        }
+    }
+}
+
 /// A call whose response has not come: dropped, it ends as Canceled.
-struct Pending(Option<CallCounter>);
+struct Pending(Option<Call>);
 
 impl Drop for Pending {
     fn drop(&mut self) {
@@ -127,7 +172,7 @@ fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
 
 struct Counted {
     inner: Body,
-    counter: Option<CallCounter>,
+    counter: Option<Call>,
 }
 
 impl Counted {
