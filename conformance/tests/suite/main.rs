@@ -44,4 +44,5 @@ mod restarts;
 mod rotation;
 mod sync_entries;
 mod systemd_workload;
+mod telemetry;
 mod x509pop;
