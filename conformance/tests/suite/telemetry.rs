@@ -49,6 +49,33 @@ const SERVER_FAMILIES: &[(&str, &str)] = &[
         "spire_server_rpc_svid_v1_svid_batch_new_x509svid_elapsed_time",
         "summary",
     ),
+    (
+        "spire_server_rateLimit_agent_v1_agent_attest_agent",
+        "counter",
+    ),
+    (
+        "spire_server_rateLimit_svid_v1_svid_batch_new_x509svid",
+        "counter",
+    ),
+    (
+        "spire_server_rateLimit_svid_v1_svid_batch_new_x509svid_elapsed_time",
+        "summary",
+    ),
+    ("spire_server_server_ca_sign_x509_svid", "counter"),
+    ("spire_server_svid_rotate", "counter"),
+    ("spire_server_svid_rotate_elapsed_time", "summary"),
+    ("spire_server_ca_manager_x509_ca_prepare", "counter"),
+    (
+        "spire_server_ca_manager_x509_ca_prepare_elapsed_time",
+        "summary",
+    ),
+    ("spire_server_ca_manager_jwt_key_prepare", "counter"),
+    ("spire_server_ca_manager_x509_ca_activate", "counter"),
+    ("spire_server_manager_jwt_key_activate", "counter"),
+    ("spire_server_manager_x509_ca_rotate_expiration", "gauge"),
+    ("spire_server_manager_x509_ca_rotate_ttl", "gauge"),
+    ("spire_server_server_key_manager_generate_key", "counter"),
+    ("spire_server_server_key_manager_get_public_keys", "counter"),
 ];
 
 /// Families reference SPIRE's agent emits for the workload that spire-rs emits too.
@@ -70,6 +97,22 @@ const AGENT_FAMILIES: &[(&str, &str)] = &[
     ("spire_agent_node_attestor_new_svid_elapsed_time", "summary"),
     ("spire_agent_agent_key_manager_generate_key", "counter"),
     ("spire_agent_agent_key_manager_get_keys", "counter"),
+    ("spire_agent_manager_sync_fetch_entries_updates", "counter"),
+    (
+        "spire_agent_manager_sync_fetch_entries_updates_elapsed_time",
+        "summary",
+    ),
+    ("spire_agent_manager_sync_fetch_svids_updates", "counter"),
+    ("spire_agent_sync_entries_total", "gauge"),
+    ("spire_agent_sync_entries_missing", "gauge"),
+    ("spire_agent_sync_entries_stale", "gauge"),
+    ("spire_agent_sync_entries_dropped", "gauge"),
+    ("spire_agent_sync_bundles_total", "gauge"),
+    ("spire_agent_lru_cache_entry_add", "counter"),
+    ("spire_agent_lru_cache_entry_update", "counter"),
+    ("spire_agent_lru_cache_entry_remove", "counter"),
+    ("spire_agent_lru_cache_record_map_size", "gauge"),
+    ("spire_agent_lru_cache_svid_map_size", "gauge"),
 ];
 
 /// Families reference SPIRE emits for the workload that spire-rs does not (yet), and why.
@@ -77,24 +120,24 @@ const AGENT_FAMILIES: &[(&str, &str)] = &[
 const NOT_BUILT: &[(&str, &str)] = &[
     (
         "spire_server_runtime_num_goroutines",
-        "go-metrics' Go runtime gauges (runtime_*): no Go runtime",
+        "go-metrics' Go runtime gauges and summaries (runtime_*): there is no Go runtime",
     ),
     ("spire_agent_runtime_num_goroutines", "as above"),
     (
         "spire_server_datastore_node_fetch",
-        "datastore call metrics are not instrumented",
+        "datastore call metrics (datastore_*) are not instrumented",
     ),
     (
-        "spire_server_ca_manager_x509_ca_prepare",
-        "CA manager metrics are not instrumented",
+        "spire_server_entry_cache_reload",
+        "the server's entry index is kept current, never reloaded as a whole",
     ),
     (
-        "spire_agent_manager_sync_fetch_entries_updates",
-        "agent manager sync metrics are not instrumented",
+        "spire_agent_bootstrap_attempts",
+        "bootstrap gauges (bootstrap_attempts, bootstrap_seconds, bootstraped) are not instrumented",
     ),
     (
-        "spire_agent_lru_cache_record_map_size",
-        "agent LRU cache metrics are not instrumented",
+        "spire_agent_store_store_svid_updates",
+        "the SVID store service's periodic call is not instrumented",
     ),
 ];
 

@@ -65,10 +65,13 @@ pub async fn serve(
     socket_path: PathBuf,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EndpointsError> {
-    let limits = Arc::new(RateLimits::new(
-        server.settings().rate_limit_attestation,
-        server.settings().rate_limit_signing,
-    ));
+    let limits = Arc::new(
+        RateLimits::new(
+            server.settings().rate_limit_attestation,
+            server.settings().rate_limit_signing,
+        )
+        .with_metrics(server.metrics().clone()),
+    );
     let agent = AgentServer::new(api::agent::AgentService::new(
         server.clone(),
         limits.clone(),
