@@ -96,12 +96,20 @@ async fn start_external<T>(
     spec: &LaunchSpec,
     core: &CoreConfig,
     p: &PluginConfig,
-    services: (&AgentLookupCell, &IdentityFetcherCell),
+    services: (
+        &AgentLookupCell,
+        &IdentityFetcherCell,
+        &spire_telemetry::Metrics,
+    ),
     bind: impl FnOnce(Arc<ExternalPlugin>) -> Result<T, HostError>,
 ) -> Result<T, CatalogError> {
     let data = p.data.load().map_err(|e| configure_err(p, e))?;
     let data = data.as_ref().map(|d| d.text());
-    let host_services = hostservices::server(services.0.clone(), services.1.clone());
+    let host_services = hostservices::server_with_metrics(
+        services.0.clone(),
+        services.1.clone(),
+        services.2.clone(),
+    );
     Ok(ExternalPlugin::start(spec, core, data, host_services, bind).await?)
 }
 
@@ -111,6 +119,7 @@ pub async fn load(
     trust_domain: &TrustDomain,
     own_bundle: x509pop::TrustBundleFn,
     clock: &SharedClock,
+    metrics: &spire_telemetry::Metrics,
 ) -> Result<Catalog, LoadError> {
     check(config)?;
     let enabled: Vec<&PluginConfig> = config
@@ -141,7 +150,7 @@ pub async fn load(
                 nodeattestor::ExternalServerNodeAttestor, notifier::ExternalNotifier,
                 upstreamauthority::ExternalUpstreamAuthority,
             };
-            let services = (&agents, &identity);
+            let services = (&agents, &identity, metrics);
             match p.plugin_type.as_str() {
                 "KeyManager" => {
                     let plugin =

@@ -218,6 +218,7 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         &td,
         Arc::new(move || roots_for_plugin.load().as_ref().clone()),
         &clock,
+        &metrics,
     )
     .await?;
 

@@ -226,6 +226,23 @@ impl Metrics {
         }
     }
 
+    /// `MeasureSinceWithLabels` for a start given as nanoseconds since the Unix epoch (the
+    /// plugin Metrics host service's form); a start in the future counts as zero.
+    pub fn measure_since_unix_nanos(
+        &self,
+        key: &[&str],
+        start_unix_nanos: i64,
+        labels: &[Label<'_>],
+    ) {
+        if self.inner.is_some() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64);
+            let ms = now.saturating_sub(start_unix_nanos).max(0) as f64 / 1_000_000.0;
+            self.emit(key, labels, Kind::Sample(f64::from(ms as f32)));
+        }
+    }
+
     /// `telemetry.StartCall`: a call whose [`CallCounter::done`] emits the counter and its
     /// `elapsed_time` with a `status` label.
     pub fn start_call(&self, key: &[&str]) -> CallCounter {
