@@ -9,6 +9,7 @@ pub(crate) mod plugins;
 pub(crate) mod propagation;
 pub(crate) mod scale;
 pub(crate) mod signing;
+pub(crate) mod telemetry;
 pub(crate) mod workload;
 
 use std::path::PathBuf;
