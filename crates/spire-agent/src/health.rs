@@ -43,22 +43,23 @@ pub async fn run(
     let mut wait = listening.clone();
     let _ = tokio::time::timeout(START_TIMEOUT, wait.wait_for(|v| *v)).await;
     let shared = Arc::new(Shared::default());
-    {
-        let shared = shared.clone();
-        tokio::spawn(async move { check_loop(&shared, &socket_path, &listening).await });
-    }
-    if config.listener_enabled {
-        let addr = config.listen_address();
-        tracing::info!(address = %addr, subsystem_name = "health", "Serving health checks");
-        match TcpListener::bind(&addr).await {
-            Ok(listener) => serve(listener, config, shared).await,
-            Err(e) => tracing::warn!(
-                error = %format!("listen tcp {addr}: bind: {}", spire_gocompat::os::errno_text(&e)),
-                subsystem_name = "health",
-                "Error serving health checks"
-            ),
+    let checks = check_loop(&shared, &socket_path, &listening);
+    let listener = async {
+        if config.listener_enabled {
+            let addr = config.listen_address();
+            tracing::info!(address = %addr, subsystem_name = "health", "Serving health checks");
+            match TcpListener::bind(&addr).await {
+                Ok(listener) => serve(listener, config, shared.clone()).await,
+                Err(e) => tracing::warn!(
+                    error = %format!("listen tcp {addr}: bind: {}", spire_gocompat::os::errno_text(&e)),
+                    subsystem_name = "health",
+                    "Error serving health checks"
+                ),
+            }
         }
-    }
+    };
+    // Both run until the task is aborted; the checker goes on when the listener cannot.
+    tokio::join!(checks, listener);
 }
 
 async fn check_loop(
