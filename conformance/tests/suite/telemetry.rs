@@ -113,6 +113,9 @@ const AGENT_FAMILIES: &[(&str, &str)] = &[
     ("spire_agent_lru_cache_entry_remove", "counter"),
     ("spire_agent_lru_cache_record_map_size", "gauge"),
     ("spire_agent_lru_cache_svid_map_size", "gauge"),
+    ("spire_agent_bootstrap_attempts", "gauge"),
+    ("spire_agent_bootstrap_seconds", "gauge"),
+    ("spire_agent_bootstraped", "gauge"),
 ];
 
 /// Families reference SPIRE emits for the workload that spire-rs does not (yet), and why.
@@ -130,10 +133,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
     (
         "spire_server_entry_cache_reload",
         "the server's entry index is kept current, never reloaded as a whole",
-    ),
-    (
-        "spire_agent_bootstrap_attempts",
-        "bootstrap gauges (bootstrap_attempts, bootstrap_seconds, bootstraped) are not instrumented",
     ),
     (
         "spire_agent_store_store_svid_updates",
@@ -422,6 +421,10 @@ async fn metrics_after_a_workload() {
         ["attestor", "host", "status"].map(String::from).into()
     );
     assert!(agent_out.contains("attestor=\"join_token\""), "{agent_out}");
+    assert_eq!(
+        label_names(&agent_out, "spire_agent_bootstrap_attempts"),
+        ["host", "mode"].map(String::from).into()
+    );
     assert_eq!(
         label_names(&agent_out, "spire_agent_workload_api_workload_attestor"),
         ["attestor", "host", "status"].map(String::from).into()

@@ -669,6 +669,7 @@ pub async fn run(
     std::fs::create_dir_all(&s.data_dir)
         .map_err(|e| AgentError::State(format!("failed to create data directory: {e}")))?;
     let storage = Arc::new(Storage::open(&s.data_dir)?);
+    storage.set_metrics(s.manager.metrics.clone());
     let keys = Arc::new(
         match (&s.key_manager, external_km) {
             (_, Some(km)) => SvidKeyStore::new(km),
