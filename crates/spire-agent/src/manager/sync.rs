@@ -142,9 +142,18 @@ impl Manager {
         }
         self.notify(&outcome.notify);
         self.update_svids().await?;
-        if let Some(bundles) = store_bundles {
-            self.update_stored_svids(stored_entries, &bundles).await?;
-        }
+        // SPIRE's SVID store service pass (`store_store_svid_updates`, always OK), run here
+        // after each sync, with or without SVIDStores.
+        let call = self
+            .cfg
+            .metrics
+            .start_call(&["store", "store_svid_updates"]);
+        let stored = match store_bundles {
+            Some(bundles) => self.update_stored_svids(stored_entries, &bundles).await,
+            None => Ok(()),
+        };
+        call.done(tonic::Code::Ok);
+        stored?;
         *self.last_sync.lock() = Some(now);
         Ok(())
     }
