@@ -123,6 +123,19 @@ const AGENT_FAMILIES: &[(&str, &str)] = &[
     ),
 ];
 
+/// client_golang's process collector families, in both programs' expositions.
+const PROCESS_FAMILIES: &[(&str, &str)] = &[
+    ("process_cpu_seconds_total", "counter"),
+    ("process_max_fds", "gauge"),
+    ("process_open_fds", "gauge"),
+    ("process_resident_memory_bytes", "gauge"),
+    ("process_virtual_memory_bytes", "gauge"),
+    ("process_virtual_memory_max_bytes", "gauge"),
+    ("process_start_time_seconds", "gauge"),
+    ("process_network_receive_bytes_total", "counter"),
+    ("process_network_transmit_bytes_total", "counter"),
+];
+
 /// Families reference SPIRE emits for the workload that spire-rs does not (yet), and why.
 /// Checked against the reference so the list stays true.
 const NOT_BUILT: &[(&str, &str)] = &[
@@ -312,6 +325,16 @@ fn check_families(
         "{what} ({}) lacks families reference SPIRE emits: {missing:?}\nall: {:?}",
         imp.name(),
         got.keys().collect::<Vec<_>>()
+    );
+    let process: Vec<&str> = PROCESS_FAMILIES
+        .iter()
+        .filter(|(n, t)| !exposition.lines().any(|l| l == format!("# TYPE {n} {t}")))
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        process.is_empty(),
+        "{what} ({}) lacks process families: {process:?}",
+        imp.name()
     );
     if imp == Impl::Reference {
         let prefix = if what == "server" {

@@ -14,6 +14,7 @@
 
 mod filter;
 pub mod names;
+mod process;
 mod prometheus;
 pub mod rpc;
 

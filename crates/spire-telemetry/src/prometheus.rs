@@ -1,7 +1,8 @@
 //! The Prometheus sink: the recorder shaped as go-metrics' Prometheus sink (summaries with
 //! the 0.5/0.9/0.99 quantiles over a 10 s window of five 2 s buckets, as client_golang's
 //! `MaxAge` and `AgeBuckets`) and the HTTP listener, which answers every path with the
-//! exposition as SPIRE's `promhttp.HandlerFor` does.
+//! exposition as SPIRE's `promhttp.HandlerFor` does, followed by client_golang's
+//! `process_*` families.
 
 use std::convert::Infallible;
 use std::num::NonZeroU32;
@@ -80,7 +81,8 @@ impl PrometheusListener {
                 let handle = handle.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
-                        let body = handle.render();
+                        let mut body = handle.render();
+                        body.push_str(&crate::process::render());
                         async move {
                             let mut resp = Response::new(Full::new(Bytes::from(body)));
                             resp.headers_mut().insert(
