@@ -33,7 +33,7 @@ pub(crate) fn render() -> String {
             (utime + stime) / USER_HZ,
         );
     }
-    if let Some(limits) = std::fs::read_to_string("/proc/self/limits").ok() {
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
         let soft = |prefix: &str| -> Option<f64> {
             let line = limits.lines().find(|l| l.starts_with(prefix))?;
             let v = line[prefix.len()..].split_whitespace().next()?;
@@ -72,7 +72,7 @@ pub(crate) fn render() -> String {
             fds.count() as f64,
         );
     }
-    if let Some(status) = std::fs::read_to_string("/proc/self/status").ok() {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         let kb = |key: &str| -> Option<f64> {
             let line = status.lines().find(|l| l.starts_with(key))?;
             line[key.len()..]
@@ -115,7 +115,7 @@ pub(crate) fn render() -> String {
             btime + start / USER_HZ,
         );
     }
-    if let Some(dev) = std::fs::read_to_string("/proc/self/net/dev").ok() {
+    if let Ok(dev) = std::fs::read_to_string("/proc/self/net/dev") {
         let (mut rx, mut tx) = (0.0, 0.0);
         for line in dev.lines().skip(2) {
             let Some((_, counters)) = line.split_once(':') else {
