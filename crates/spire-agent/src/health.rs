@@ -43,6 +43,7 @@ pub async fn run(
     let mut wait = listening.clone();
     let _ = tokio::time::timeout(START_TIMEOUT, wait.wait_for(|v| *v)).await;
     let shared = Arc::new(Shared::default());
+    tracing::debug!(subsystem_name = "health", "Initializing health checkers");
     let checks = check_loop(&shared, &socket_path, &listening);
     let listener = async {
         if config.listener_enabled {
