@@ -33,7 +33,7 @@ use crate::procs::Implementation;
 use crate::report::Section;
 use crate::scenarios::{Ctx, Sizes};
 
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "footprint",
     "workload",
     "signing",
@@ -44,6 +44,7 @@ const SCENARIOS: [&str; 10] = [
     "k8s",
     "docker",
     "sds",
+    "telemetry",
 ];
 
 /// The line of RESULTS.md after which text is kept when the harness rewrites the file.
@@ -53,7 +54,8 @@ const USAGE: &str = "usage: spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --
         [--reference-dir DIR] [--ours-dir DIR] [--out FILE] [--cache-dir DIR]
         [--work-dir DIR] [--calls N] [--sign-secs S] [--samples N] [--entries N] [--agent-entries N]
         [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M]
-scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds
+scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds,
+telemetry
 (plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s and docker need
 root; docker needs Debian's docker.io)";
 
@@ -303,6 +305,7 @@ async fn run(args: &Args, ctx: &Ctx) -> Vec<Section> {
         let section = match s {
             "footprint" => scenarios::footprint::run(ctx).await,
             "workload" => scenarios::workload::run(ctx).await,
+            "telemetry" => scenarios::telemetry::run(ctx).await,
             "signing" => scenarios::signing::run(ctx).await,
             "plugins" => scenarios::plugins::run(ctx).await,
             "k8s" => scenarios::k8s::run(ctx).await,

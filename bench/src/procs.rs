@@ -376,6 +376,17 @@ impl Agent {
         join_token: &str,
         extra_plugins: &str,
     ) -> Result<Self> {
+        Self::spawn_with_top(imp, server_port, join_token, extra_plugins, "")
+    }
+
+    /// [`Agent::spawn_with`] plus top-level blocks (`telemetry`, `health_checks`).
+    pub(crate) fn spawn_with_top(
+        imp: &Implementation,
+        server_port: u16,
+        join_token: &str,
+        extra_plugins: &str,
+        extra_top: &str,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spire-bench-agent-")
             .tempdir_in(work_dir())?;
@@ -406,6 +417,7 @@ plugins {{
     }}
     {extra_plugins}
 }}
+{extra_top}
 "#,
             sock = socket.display(),
         );

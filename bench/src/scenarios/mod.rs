@@ -10,6 +10,7 @@ pub(crate) mod propagation;
 pub(crate) mod scale;
 pub(crate) mod sds;
 pub(crate) mod signing;
+pub(crate) mod telemetry;
 pub(crate) mod workload;
 
 use std::path::PathBuf;

@@ -64,6 +64,15 @@ async fn call(client: &mut clients::WorkloadClient, kind: Call) -> Result<()> {
 
 /// Latencies in seconds, sorted: `calls` timed calls split over `n` clients that run at the
 /// same time, each after `warmup` untimed calls.
+pub(crate) async fn measure_latency_x509(
+    socket: &Path,
+    n: usize,
+    calls: usize,
+    warmup: usize,
+) -> Result<Vec<f64>> {
+    measure_latency(socket, n, calls, warmup, Call::X509).await
+}
+
 async fn measure_latency(
     socket: &Path,
     n: usize,

@@ -48,4 +48,5 @@ mod rotation;
 mod sds;
 mod sync_entries;
 mod systemd_workload;
+mod telemetry;
 mod x509pop;

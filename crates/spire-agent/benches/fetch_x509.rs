@@ -98,6 +98,7 @@ fn bench(c: &mut Criterion) {
                 rebootstrap_delay: Duration::from_secs(600),
                 clock: spire_clock::system(),
                 svid_stores: Vec::new(),
+                metrics: spire_telemetry::Metrics::disabled(),
             },
             storage,
             Arc::new(spire_agent::keys::SvidKeyStore::memory()),
@@ -150,6 +151,7 @@ fn bench(c: &mut Criterion) {
         listener,
         api,
         sds,
+        spire_telemetry::Metrics::disabled(),
         std::future::pending(),
     ));
     let mut client = rt.block_on(async {

@@ -146,6 +146,10 @@ pub struct AgentSettings {
     pub workload_api: WorkloadApiConfig,
     /// `sds { }`.
     pub sds: spire_config::SdsConfig,
+    /// `telemetry { }`.
+    pub telemetry: spire_config::TelemetryConfig,
+    /// `health_checks { }`.
+    pub health_checks: spire_config::HealthChecksConfig,
 }
 
 impl AgentSettings {
@@ -329,7 +333,10 @@ impl AgentSettings {
                 rebootstrap_delay: c.rebootstrap_delay,
                 clock: spire_clock::system(),
                 svid_stores: Vec::new(),
+                metrics: spire_telemetry::Metrics::disabled(),
             },
+            telemetry: c.telemetry.clone(),
+            health_checks: c.health_checks.clone(),
             node_attestor,
             key_manager,
             workload_attestors,
@@ -535,6 +542,8 @@ async fn attest_or_load(
     )?;
     let csr = spire_pki::make_csr_with_signer(key.signer.clone(), None)
         .map_err(|e| AttestError::Csr(e.to_string()))?;
+    let mut call = s.manager.metrics.start_call(&["node_attestor", "new_svid"]);
+    call.add_label("attestor", &s.node_attestor.0);
     let attested = attest(
         &s.server_address,
         connector,
@@ -542,7 +551,12 @@ async fn attest_or_load(
         s.node_attestor.1.as_ref(),
         csr,
     )
-    .await?;
+    .await;
+    call.done(match &attested {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => e.status().map_or(tonic::Code::Unknown, tonic::Status::code),
+    });
+    let attested = attested?;
     tracing::info!(
         subsystem_name = "attestor",
         reattestable = attested.reattestable,
@@ -640,20 +654,41 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     tracing::info!(data_dir = %s.data_dir.display(), version = VERSION, "Starting agent");
+    s.manager.metrics = spire_telemetry::start(
+        &s.telemetry,
+        spire_telemetry::Service::Agent,
+        s.trust_domain.name(),
+        VERSION,
+    )
+    .await
+    .map_err(|e| AgentError::Config(e.to_string()))?;
+    // The health checker (and its listener, when enabled) starts once the Workload API
+    // listens, or after 8 s.
+    let (listening_tx, listening_rx) = tokio::sync::watch::channel(false);
+    let health = tokio::spawn(crate::health::run(
+        s.health_checks.clone(),
+        s.socket_path.clone(),
+        listening_rx,
+    ));
+    let health = AbortOnDrop(health);
     let external_km = crate::plugins::start_external(&mut s).await?;
     std::fs::create_dir_all(&s.data_dir)
         .map_err(|e| AgentError::State(format!("failed to create data directory: {e}")))?;
     let storage = Arc::new(Storage::open(&s.data_dir)?);
-    let keys = Arc::new(match (&s.key_manager, external_km) {
-        (_, Some(km)) => SvidKeyStore::new(km),
-        (KeyManagerKind::Memory, None) => SvidKeyStore::memory(),
-        (KeyManagerKind::Disk(dir), None) => SvidKeyStore::disk(dir)?,
-        (KeyManagerKind::External, None) => {
-            return Err(AgentError::Config(
-                "the external KeyManager was not started".into(),
-            ));
+    storage.set_metrics(s.manager.metrics.clone());
+    let keys = Arc::new(
+        match (&s.key_manager, external_km) {
+            (_, Some(km)) => SvidKeyStore::new(km),
+            (KeyManagerKind::Memory, None) => SvidKeyStore::memory(),
+            (KeyManagerKind::Disk(dir), None) => SvidKeyStore::disk(dir)?,
+            (KeyManagerKind::External, None) => {
+                return Err(AgentError::Config(
+                    "the external KeyManager was not started".into(),
+                ));
+            }
         }
-    });
+        .with_metrics(s.manager.metrics.clone()),
+    );
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
 
     // SPIRE's `SetStorage`: settle the bootstrap use, then check the mode against the
@@ -757,10 +792,10 @@ pub async fn run(
         }
     }
 
-    let attestation = Arc::new(WorkloadAttestation::new(
-        s.workload_attestors.clone(),
-        ProcFs::default(),
-    ));
+    let attestation = Arc::new(
+        WorkloadAttestation::new(s.workload_attestors.clone(), ProcFs::default())
+            .with_metrics(s.manager.metrics.clone()),
+    );
     let delegated = crate::delegated::DelegatedIdentityService::new(
         manager.clone(),
         attestation.clone(),
@@ -783,8 +818,10 @@ pub async fn run(
         listener,
         api,
         sds,
+        s.manager.metrics.clone(),
         stopped(stop_rx.clone()),
     ));
+    listening_tx.send_replace(true);
     let admin = match &s.admin_socket_path {
         Some(path) => {
             let l = endpoints::bind_logged(path, 0o770, "admin UDS")?;
@@ -809,7 +846,17 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
     }
     let _ = std::fs::remove_file(&s.socket_path);
+    drop(health);
     result
+}
+
+/// Aborts a background task when the run ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

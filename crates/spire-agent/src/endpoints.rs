@@ -60,11 +60,13 @@ pub async fn serve_workload_api(
     listener: UnixListener,
     api: WorkloadApi,
     sds: SdsService,
+    metrics: spire_telemetry::Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), EndpointError> {
     // grpc-go's 4 MiB receive limit (tonic's default too), refused with grpc-go's code.
     tonic::transport::Server::builder()
         .layer(spire_uds::limits::OversizeLayer)
+        .layer(spire_telemetry::rpc::RpcMetricsLayer::new(metrics).with_workload_api_connections())
         .add_service(SpiffeWorkloadApiServer::new(api))
         .add_service(
             spire_proto::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer::new(sds),

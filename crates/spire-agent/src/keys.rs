@@ -49,12 +49,22 @@ impl SlotKey {
 #[derive(Debug, Clone)]
 pub struct SvidKeyStore {
     km: Arc<dyn KeyManager>,
+    metrics: spire_telemetry::Metrics,
 }
 
 impl SvidKeyStore {
     /// Keys in `km`.
     pub fn new(km: Arc<dyn KeyManager>) -> Self {
-        Self { km }
+        Self {
+            km,
+            metrics: spire_telemetry::Metrics::disabled(),
+        }
+    }
+
+    /// Counts calls as SPIRE's `agent_key_manager_*` metrics.
+    pub fn with_metrics(mut self, metrics: spire_telemetry::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The `memory` KeyManager.
@@ -72,6 +82,13 @@ impl SvidKeyStore {
 
     /// The SVID keys present, A before B.
     pub async fn keys(&self) -> Result<Vec<SlotKey>, KeyStoreError> {
+        let call = self.metrics.start_call(&["agent_key_manager", "get_keys"]);
+        let r = self.keys_uncounted().await;
+        call.done(code(&r));
+        r
+    }
+
+    async fn keys_uncounted(&self) -> Result<Vec<SlotKey>, KeyStoreError> {
         let mut out = Vec::new();
         for id in [SLOT_A, SLOT_B] {
             if self.km.get_public_key(id).await?.is_some() {
@@ -91,11 +108,25 @@ impl SvidKeyStore {
         } else {
             SLOT_A
         };
-        self.km.generate_key(id, SVID_KEY_TYPE).await?;
+        let call = self
+            .metrics
+            .start_call(&["agent_key_manager", "generate_key"]);
+        let r = self.km.generate_key(id, SVID_KEY_TYPE).await;
+        call.done(code(&r));
+        r?;
         Ok(SlotKey {
             id: id.to_string(),
             signer: self.km.signer(id).await?,
         })
+    }
+}
+
+/// OK, or Unknown for a failed KeyManager call.
+fn code<T, E>(r: &Result<T, E>) -> tonic::Code {
+    if r.is_ok() {
+        tonic::Code::Ok
+    } else {
+        tonic::Code::Unknown
     }
 }
 

@@ -21,6 +21,8 @@
 //! - [`storage`], [`keys`], [`trustbundle`]: the data directory (`agent-data.json`), the
 //!   agent SVID key slots (signers into the KeyManager; keys never leave it), the bootstrap
 //!   bundle (file, or `trust_bundle_url` over https or a UNIX socket).
+//! - [`health`]: the HTTP health listener (`health_checks`), checking the agent's own
+//!   Workload API.
 //! - [`agent`]: start-up and the run loop; [`plugins`]: external plugins (`plugin_cmd`)
 //!   started before attesting; [`logging`]: logrus-format logs; [`cli`]: the
 //!   `run` and `validate` commands; [`catalog`]: which plugins this build has (checked by
@@ -37,6 +39,7 @@ pub mod client;
 pub mod core;
 pub mod delegated;
 pub mod endpoints;
+pub mod health;
 pub mod keys;
 pub mod logging;
 pub mod manager;

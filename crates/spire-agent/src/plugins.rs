@@ -73,6 +73,7 @@ impl ExternalPluginSetting {
     async fn start<T>(
         &self,
         core: &CoreConfig,
+        metrics: &spire_telemetry::Metrics,
         bind: impl FnOnce(Arc<ExternalPlugin>) -> Result<T, HostError>,
     ) -> Result<T, AgentError> {
         let data = self
@@ -89,7 +90,7 @@ impl ExternalPluginSetting {
             &self.spec,
             core,
             data.as_deref(),
-            hostservices::agent(),
+            hostservices::agent_with_metrics(metrics.clone()),
             bind,
         )
         .await?)
@@ -122,25 +123,32 @@ pub(crate) async fn start_external(
     let core = CoreConfig {
         trust_domain: s.trust_domain.name().to_string(),
     };
+    let metrics = s.manager.metrics.clone();
     for (position, ext) in std::mem::take(&mut s.external_workload_attestors) {
-        let attestor = ext.start(&core, ExternalWorkloadAttestor::bind).await?;
+        let attestor = ext
+            .start(&core, &metrics, ExternalWorkloadAttestor::bind)
+            .await?;
         let at = position.min(s.workload_attestors.len());
         s.workload_attestors
             .insert(at, (ext.spec.name.clone(), Arc::new(attestor)));
     }
     for ext in std::mem::take(&mut s.external_svid_stores) {
-        let store = ext.start(&core, ExternalSvidStore::bind).await?;
+        let store = ext.start(&core, &metrics, ExternalSvidStore::bind).await?;
         s.manager
             .svid_stores
             .push((ext.spec.name.clone(), Arc::new(store)));
     }
     if let Some(ext) = s.external_node_attestor.take() {
-        let attestor = ext.start(&core, ExternalAgentNodeAttestor::bind).await?;
+        let attestor = ext
+            .start(&core, &metrics, ExternalAgentNodeAttestor::bind)
+            .await?;
         s.node_attestor = (ext.spec.name.clone(), Arc::new(attestor));
     }
     match s.external_key_manager.take() {
         Some(ext) => {
-            let km = ext.start(&core, ExternalKeyManager::bind_agent).await?;
+            let km = ext
+                .start(&core, &metrics, ExternalKeyManager::bind_agent)
+                .await?;
             Ok(Some(Arc::new(km)))
         }
         None => Ok(None),

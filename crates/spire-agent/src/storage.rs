@@ -185,9 +185,47 @@ impl AgentData {
 pub struct Storage {
     path: PathBuf,
     data: Mutex<AgentData>,
+    metrics: std::sync::OnceLock<spire_telemetry::Metrics>,
+}
+
+/// SPIRE's trust bundle source gauges: `bootstraped`, and `bootstrap_seconds` (the start
+/// time, Go's zero time when none) and `bootstrap_attempts` for the current mode.
+fn bootstrap_metrics(m: &spire_telemetry::Metrics, st: &BootstrapState) {
+    /// `time.Time{}.Unix()`.
+    const GO_ZERO_TIME: i64 = -62_135_596_800;
+    let mode = if st.use_ == crate::core::bootstrap::USE_REBOOTSTRAP {
+        "rebootstrap"
+    } else {
+        "bootstrap"
+    };
+    let seconds = st.start_time.map_or(GO_ZERO_TIME, |t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
+    m.set_gauge(
+        &["bootstraped"],
+        if st.start_time.is_none() { 1.0 } else { 0.0 },
+        &[],
+    );
+    m.set_gauge(
+        &["bootstrap_seconds"],
+        f64::from(seconds as f32),
+        &[("mode", mode)],
+    );
+    m.set_gauge(
+        &["bootstrap_attempts"],
+        st.connection_attempts as f64,
+        &[("mode", mode)],
+    );
 }
 
 impl Storage {
+    /// Reports the bootstrap state's gauges into `metrics` from now on (and at once).
+    pub fn set_metrics(&self, metrics: spire_telemetry::Metrics) {
+        bootstrap_metrics(&metrics, &self.data.lock().bootstrap_state());
+        let _ = self.metrics.set(metrics);
+    }
+
     /// Opens `<dir>/agent-data.json`; a missing file is an empty state.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         let path = dir.join(DATA_FILE);
@@ -205,6 +243,7 @@ impl Storage {
         Ok(Self {
             path,
             data: Mutex::new(data),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -260,6 +299,9 @@ impl Storage {
         let before = self.data.lock().bootstrap_state();
         let mut after = before.clone();
         let out = f(&mut after);
+        if let Some(m) = self.metrics.get() {
+            bootstrap_metrics(m, &after);
+        }
         if after != before || self.data.lock().bootstrap_use != after.use_ {
             self.update(|d| d.set_bootstrap_state(&after))?;
         }

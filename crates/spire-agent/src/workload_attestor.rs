@@ -31,6 +31,7 @@ pub struct WorkloadAttestation {
     plugins: Vec<(String, Arc<dyn WorkloadAttestor>)>,
     proc_fs: ProcFs,
     cache: Mutex<AttestationCache>,
+    metrics: spire_telemetry::Metrics,
 }
 
 impl WorkloadAttestation {
@@ -40,7 +41,14 @@ impl WorkloadAttestation {
             plugins,
             proc_fs,
             cache: Mutex::new(AttestationCache::new(CACHE_ENTRIES, CACHE_MAX_AGE)),
+            metrics: spire_telemetry::Metrics::disabled(),
         }
+    }
+
+    /// Emits SPIRE's `workload_api` attestation metrics into `metrics`.
+    pub fn with_metrics(mut self, metrics: spire_telemetry::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The selectors of the caller, sorted.
@@ -48,6 +56,25 @@ impl WorkloadAttestation {
         if caller.pid <= 0 {
             return Err(PeerError::NoCredentials.into());
         }
+        // SPIRE's `workload_api_workload_attestation` call (always OK: failing plugins
+        // only lose their selectors) and the `discovered_selectors` sample.
+        let call = self
+            .metrics
+            .start_call(&["workload_api", "workload_attestation"]);
+        let selectors = self.attest_uncounted(caller).await?;
+        self.metrics.add_sample(
+            &["workload_api", "discovered_selectors"],
+            selectors.len() as f32,
+            &[],
+        );
+        call.done(tonic::Code::Ok);
+        Ok(selectors)
+    }
+
+    async fn attest_uncounted(
+        &self,
+        caller: &CallerInfo,
+    ) -> Result<Vec<Selector>, WorkloadAttestError> {
         let key = caller.start_time.map(|start_time| ProcessKey {
             pid: caller.pid,
             start_time,
@@ -96,12 +123,21 @@ impl WorkloadAttestation {
         let mut complete = true;
         // Every attestor at once (as SPIRE runs them), so a slow one (a daemon that takes
         // its time) does not hold up the others.
-        let answers = futures::future::join_all(
-            self.plugins
-                .iter()
-                .map(|(name, plugin)| async move { (name, plugin.attest(pid).await) }),
-        )
-        .await;
+        let answers =
+            futures::future::join_all(self.plugins.iter().map(|(name, plugin)| async move {
+                let mut call = self
+                    .metrics
+                    .start_call(&["workload_api", "workload_attestor"]);
+                call.add_label("attestor", name);
+                let answer = plugin.attest(pid).await;
+                call.done(if answer.is_ok() {
+                    tonic::Code::Ok
+                } else {
+                    tonic::Code::Unknown
+                });
+                (name, answer)
+            }))
+            .await;
         for (name, answer) in answers {
             match answer {
                 Ok(values) => {

@@ -7,8 +7,8 @@
 //!   own X509-SVID, its key and the trust bundle, through an [`IdentityFetcher`] the server
 //!   provides once its CA is up (before that, SPIRE's "IdentityProvider host service has not
 //!   been initialized").
-//! - `spire.hostservice.common.metrics.v1.Metrics` (both): spire-rs has no metrics sink yet,
-//!   so the plugin's metrics are accepted and dropped, as SPIRE drops them when no telemetry
+//! - `spire.hostservice.common.metrics.v1.Metrics` (both): the plugin's metrics go into the
+//!   program's telemetry (`spire-telemetry`); with no sink configured they are dropped, as
 //!   sink is configured.
 
 use std::sync::{Arc, OnceLock};
@@ -112,14 +112,30 @@ impl identityv1::identity_provider_server::IdentityProvider for IdentityProvider
     }
 }
 
-struct Metrics;
+/// The plugin's metrics, fed into the program's telemetry as SPIRE's `metricsservice`
+/// does (keys and labels as the plugin sends them; `EmitKey` has no Prometheus form).
+struct Metrics(spire_telemetry::Metrics);
+
+fn labels(labels: &[metricsv1::Label]) -> Vec<(&str, &str)> {
+    labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect()
+}
+
+fn key(parts: &[String]) -> Vec<&str> {
+    parts.iter().map(String::as_str).collect()
+}
 
 #[tonic::async_trait]
 impl metricsv1::metrics_server::Metrics for Metrics {
     async fn set_gauge(
         &self,
-        _request: Request<metricsv1::SetGaugeRequest>,
+        request: Request<metricsv1::SetGaugeRequest>,
     ) -> Result<Response<pbjson_types::Empty>, Status> {
+        let r = request.into_inner();
+        self.0
+            .set_gauge(&key(&r.key), f64::from(r.val), &labels(&r.labels));
         Ok(Response::new(pbjson_types::Empty {}))
     }
 
@@ -132,22 +148,29 @@ impl metricsv1::metrics_server::Metrics for Metrics {
 
     async fn incr_counter(
         &self,
-        _request: Request<metricsv1::IncrCounterRequest>,
+        request: Request<metricsv1::IncrCounterRequest>,
     ) -> Result<Response<pbjson_types::Empty>, Status> {
+        let r = request.into_inner();
+        self.0.incr_counter(&key(&r.key), r.val, &labels(&r.labels));
         Ok(Response::new(pbjson_types::Empty {}))
     }
 
     async fn add_sample(
         &self,
-        _request: Request<metricsv1::AddSampleRequest>,
+        request: Request<metricsv1::AddSampleRequest>,
     ) -> Result<Response<pbjson_types::Empty>, Status> {
+        let r = request.into_inner();
+        self.0.add_sample(&key(&r.key), r.val, &labels(&r.labels));
         Ok(Response::new(pbjson_types::Empty {}))
     }
 
     async fn measure_since(
         &self,
-        _request: Request<metricsv1::MeasureSinceRequest>,
+        request: Request<metricsv1::MeasureSinceRequest>,
     ) -> Result<Response<pbjson_types::Empty>, Status> {
+        let r = request.into_inner();
+        self.0
+            .measure_since_unix_nanos(&key(&r.key), r.time, &labels(&r.labels));
         Ok(Response::new(pbjson_types::Empty {}))
     }
 }
@@ -157,8 +180,17 @@ const AGENT_STORE: &str = "spire.hostservice.server.agentstore.v1.AgentStore";
 const IDENTITY_PROVIDER: &str = "spire.hostservice.server.identityprovider.v1.IdentityProvider";
 
 /// The server's host services: AgentStore (answered through `agents`), IdentityProvider
-/// (through `identity`) and Metrics.
+/// (through `identity`) and Metrics (dropped).
 pub fn server(agents: AgentLookupCell, identity: IdentityFetcherCell) -> HostServices {
+    server_with_metrics(agents, identity, spire_telemetry::Metrics::disabled())
+}
+
+/// [`server`], with the plugin's metrics fed into `metrics`.
+pub fn server_with_metrics(
+    agents: AgentLookupCell,
+    identity: IdentityFetcherCell,
+    metrics: spire_telemetry::Metrics,
+) -> HostServices {
     let routes = Routes::new(agentstorev1::agent_store_server::AgentStoreServer::new(
         AgentStore(agents),
     ))
@@ -167,17 +199,90 @@ pub fn server(agents: AgentLookupCell, identity: IdentityFetcherCell) -> HostSer
             identity,
         )),
     )
-    .add_service(metricsv1::metrics_server::MetricsServer::new(Metrics));
+    .add_service(metricsv1::metrics_server::MetricsServer::new(Metrics(
+        metrics,
+    )));
     HostServices::new(
         vec![AGENT_STORE.into(), IDENTITY_PROVIDER.into(), METRICS.into()],
         routes,
     )
 }
 
-/// The agent's host services: Metrics.
+/// The agent's host services: Metrics (dropped).
 pub fn agent() -> HostServices {
+    agent_with_metrics(spire_telemetry::Metrics::disabled())
+}
+
+/// [`agent`], with the plugin's metrics fed into `metrics`.
+pub fn agent_with_metrics(metrics: spire_telemetry::Metrics) -> HostServices {
     HostServices::new(
         vec![METRICS.into()],
-        Routes::new(metricsv1::metrics_server::MetricsServer::new(Metrics)),
+        Routes::new(metricsv1::metrics_server::MetricsServer::new(Metrics(
+            metrics,
+        ))),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metricsv1::metrics_server::Metrics as _;
+
+    #[tokio::test]
+    async fn plugin_metrics_reach_the_program_s_telemetry() {
+        let config = spire_config::TelemetryConfig {
+            prometheus: Some(spire_config::PrometheusConfig {
+                host: "127.0.0.1".into(),
+                port: 0,
+            }),
+            ..Default::default()
+        };
+        let Ok(t) = spire_telemetry::Metrics::configure(
+            &config,
+            spire_telemetry::Service::Agent,
+            "example.org",
+            Some("h".into()),
+        ) else {
+            unreachable!()
+        };
+        let svc = Metrics(t.metrics.clone());
+        let label = metricsv1::Label {
+            name: "plugin".into(),
+            value: "my.plugin".into(),
+        };
+        let _ = svc
+            .incr_counter(Request::new(metricsv1::IncrCounterRequest {
+                key: vec!["my".into(), "calls".into()],
+                val: 2.0,
+                labels: vec![label.clone()],
+            }))
+            .await;
+        let _ = svc
+            .set_gauge(Request::new(metricsv1::SetGaugeRequest {
+                key: vec!["my".into(), "level".into()],
+                val: 1.5,
+                labels: vec![],
+            }))
+            .await;
+        let _ = svc
+            .measure_since(Request::new(metricsv1::MeasureSinceRequest {
+                key: vec!["my".into(), "op".into()],
+                time: 0,
+                labels: vec![label],
+            }))
+            .await;
+        let out = t.metrics.render();
+        assert!(
+            out.contains(r#"spire_agent_my_calls{host="h",plugin="my_plugin"} 2"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"spire_agent_my_level{host="h"} 1.5"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"spire_agent_my_op_count{host="h",plugin="my_plugin"} 1"#),
+            "{out}"
+        );
+    }
 }

@@ -161,6 +161,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("spire-datastore", 3),
     ("spire-plugin-wire", 3),
     ("spire-containerinfo", 3),
+    ("spire-telemetry", 3),
     ("spire-plugin-host", 4),
     ("spire-plugin-sdk", 4),
     ("spire-plugins", 5),

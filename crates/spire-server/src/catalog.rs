@@ -97,12 +97,20 @@ async fn start_external<T>(
     spec: &LaunchSpec,
     core: &CoreConfig,
     p: &PluginConfig,
-    services: (&AgentLookupCell, &IdentityFetcherCell),
+    services: (
+        &AgentLookupCell,
+        &IdentityFetcherCell,
+        &spire_telemetry::Metrics,
+    ),
     bind: impl FnOnce(Arc<ExternalPlugin>) -> Result<T, HostError>,
 ) -> Result<T, CatalogError> {
     let data = p.data.load().map_err(|e| configure_err(p, e))?;
     let data = data.as_ref().map(|d| d.text());
-    let host_services = hostservices::server(services.0.clone(), services.1.clone());
+    let host_services = hostservices::server_with_metrics(
+        services.0.clone(),
+        services.1.clone(),
+        services.2.clone(),
+    );
     Ok(ExternalPlugin::start(spec, core, data, host_services, bind).await?)
 }
 
@@ -112,6 +120,7 @@ pub async fn load(
     trust_domain: &TrustDomain,
     own_bundle: x509pop::TrustBundleFn,
     clock: &SharedClock,
+    metrics: &spire_telemetry::Metrics,
 ) -> Result<Catalog, LoadError> {
     check(config)?;
     let enabled: Vec<&PluginConfig> = config
@@ -142,7 +151,7 @@ pub async fn load(
                 nodeattestor::ExternalServerNodeAttestor, notifier::ExternalNotifier,
                 upstreamauthority::ExternalUpstreamAuthority,
             };
-            let services = (&agents, &identity);
+            let services = (&agents, &identity, metrics);
             match p.plugin_type.as_str() {
                 "KeyManager" => {
                     let plugin =
@@ -392,7 +401,15 @@ plugins {{
             let dir = tempfile::tempdir().unwrap();
             let cfg = config_in(dir.path(), block);
             assert_eq!(check(&cfg), Ok(()));
-            let cat = load(&cfg, &td, own.clone(), &clock).await.unwrap();
+            let cat = load(
+                &cfg,
+                &td,
+                own.clone(),
+                &clock,
+                &spire_telemetry::Metrics::disabled(),
+            )
+            .await
+            .unwrap();
             assert_eq!(cat.credential_composers.len(), 1);
         }
         let dir = tempfile::tempdir().unwrap();
@@ -401,7 +418,16 @@ plugins {{
             "    CredentialComposer \"uniqueid\" { plugin_data { foo = \"bar\" } }\n",
         );
         assert_eq!(
-            load(&cfg, &td, own, &clock).await.unwrap_err().to_string(),
+            load(
+                &cfg,
+                &td,
+                own,
+                &clock,
+                &spire_telemetry::Metrics::disabled()
+            )
+            .await
+            .unwrap_err()
+            .to_string(),
             "failed to configure plugin \"uniqueid\": no supported configuration interface found"
         );
     }

@@ -87,6 +87,7 @@ async fn server_on(clock: &ManualClock) -> TestServer {
             rate_limit_signing: false,
         },
         clock: clock.shared(),
+        metrics: spire_telemetry::Metrics::disabled(),
     }));
     ca_manager.rotate(server.now()).await.unwrap();
     server.refresh_bundles().await.unwrap();

@@ -30,6 +30,7 @@ use crate::api;
 use crate::auth::AuthLayer;
 use crate::ratelimit::RateLimits;
 use crate::state::Server;
+use spire_telemetry::rpc::RpcMetricsLayer;
 
 /// Errors starting the listeners.
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +65,13 @@ pub async fn serve(
     socket_path: PathBuf,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), EndpointsError> {
-    let limits = Arc::new(RateLimits::new(
-        server.settings().rate_limit_attestation,
-        server.settings().rate_limit_signing,
-    ));
+    let limits = Arc::new(
+        RateLimits::new(
+            server.settings().rate_limit_attestation,
+            server.settings().rate_limit_signing,
+        )
+        .with_metrics(server.metrics().clone()),
+    );
     let agent = AgentServer::new(api::agent::AgentService::new(
         server.clone(),
         limits.clone(),
@@ -97,6 +101,7 @@ pub async fn serve(
     // for every service not set above), refused with grpc-go's code.
     let uds_router = tonic::transport::Server::builder()
         .layer(OversizeLayer)
+        .layer(RpcMetricsLayer::new(server.metrics().clone()))
         .layer(AuthLayer::new(server.clone()))
         .add_service(agent.clone())
         .add_service(bundle.clone())
@@ -152,6 +157,7 @@ pub async fn serve(
     let tcp_router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(60)))
         .layer(OversizeLayer)
+        .layer(RpcMetricsLayer::new(server.metrics().clone()))
         .layer(AuthLayer::new(server.clone()))
         .add_service(agent)
         .add_service(bundle)

@@ -88,6 +88,8 @@ pub struct RateLimits {
     pub x509_signing: Option<PerIpLimiter>,
     /// JWT signing: 500 per second per IP.
     pub jwt_signing: Option<PerIpLimiter>,
+    /// Where `rateLimit_<method>` calls are counted.
+    pub metrics: spire_telemetry::Metrics,
 }
 
 impl RateLimits {
@@ -97,18 +99,41 @@ impl RateLimits {
             attestation: attestation.then(|| PerIpLimiter::new(1)),
             x509_signing: signing.then(|| PerIpLimiter::new(500)),
             jwt_signing: signing.then(|| PerIpLimiter::new(500)),
+            metrics: spire_telemetry::Metrics::disabled(),
         }
+    }
+
+    /// Counts limiter calls into `metrics`.
+    pub fn with_metrics(mut self, metrics: spire_telemetry::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
-/// Waits on an optional limiter.
+/// Waits on an optional limiter. A limiter in use is counted as SPIRE's
+/// `rateLimit_<method key>` call (`ResourceExhausted` when over the burst); a disabled one
+/// is not.
 pub async fn limit(
+    limits: &RateLimits,
     l: &Option<PerIpLimiter>,
     ip: Option<&str>,
     n: u32,
+    method_key: &[&str],
 ) -> Result<(), BurstExceeded> {
     match l {
-        Some(l) => l.wait(ip, n).await,
+        Some(l) => {
+            let mut key = Vec::with_capacity(method_key.len() + 1);
+            key.push("rateLimit");
+            key.extend_from_slice(method_key);
+            let call = limits.metrics.start_call(&key);
+            let r = l.wait(ip, n).await;
+            call.done(if r.is_ok() {
+                tonic::Code::Ok
+            } else {
+                tonic::Code::ResourceExhausted
+            });
+            r
+        }
         None => Ok(()),
     }
 }

@@ -97,7 +97,19 @@ fn server_svid_signed_by_tainted(server: &Server) -> bool {
 }
 
 /// Signs a fresh server SVID and installs it for TLS; returns when it should next rotate.
+/// The server SVID rotation, counted as SPIRE's `svid_rotate` call.
 async fn rotate_server_svid(server: &Server) -> Result<SystemTime, RunError> {
+    let call = server.metrics().start_call(&["svid", "rotate"]);
+    let r = rotate_server_svid_uncounted(server).await;
+    call.done(if r.is_ok() {
+        tonic::Code::Ok
+    } else {
+        tonic::Code::Unknown
+    });
+    r
+}
+
+async fn rotate_server_svid_uncounted(server: &Server) -> Result<SystemTime, RunError> {
     let key = PrivateKey::generate(KeyType::EcP256).map_err(|e| RunError::Other(e.to_string()))?;
     let now = server.now();
     let issued = server
@@ -183,6 +195,14 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         nix::sys::stat::umask(old);
     }
     let td = config.trust_domain.clone();
+    let metrics = spire_telemetry::start(
+        &config.telemetry,
+        spire_telemetry::Service::Server,
+        td.name(),
+        spire_cli::VERSION,
+    )
+    .await
+    .map_err(|e| RunError::Other(e.to_string()))?;
     let server_id = td
         .id_with_path("/spire/server")
         .map_err(|e| RunError::Other(e.to_string()))?;
@@ -198,20 +218,24 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         &td,
         Arc::new(move || roots_for_plugin.load().as_ref().clone()),
         &clock,
+        &metrics,
     )
     .await?;
 
-    let ca = Arc::new(Ca::new(
-        td.clone(),
-        CaSettings {
-            x509_svid_ttl: config.default_x509_svid_ttl,
-            jwt_svid_ttl: config.default_jwt_svid_ttl,
-            agent_ttl: config.agent_ttl,
-            svid_subject: Subject::default_svid(),
-            jwt_issuer: config.jwt_issuer.clone(),
-        },
-        cat.credential_composers.clone(),
-    ));
+    let ca = Arc::new(
+        Ca::new(
+            td.clone(),
+            CaSettings {
+                x509_svid_ttl: config.default_x509_svid_ttl,
+                jwt_svid_ttl: config.default_jwt_svid_ttl,
+                agent_ttl: config.agent_ttl,
+                svid_subject: Subject::default_svid(),
+                jwt_issuer: config.jwt_issuer.clone(),
+            },
+            cat.credential_composers.clone(),
+        )
+        .with_metrics(metrics.clone()),
+    );
     // Every change the CA manager makes to the bundle bumps this counter; the bundle
     // reloader, the notifiers and the publishers each follow it.
     let (bundle_changes, _) = tokio::sync::watch::channel(0u64);
@@ -253,6 +277,7 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
             rate_limit_signing: config.ratelimit.signing,
         },
         clock: clock.clone(),
+        metrics: metrics.clone(),
     }));
 
     // The CA must be active before anything is signed.

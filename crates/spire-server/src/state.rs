@@ -73,6 +73,7 @@ pub struct Server {
     clock: SharedClock,
     /// When the server started.
     started: Instant,
+    metrics: spire_telemetry::Metrics,
 }
 
 impl std::fmt::Debug for Server {
@@ -104,6 +105,8 @@ pub struct ServerParts {
     pub settings: ApiSettings,
     /// Wall-clock time for everything the server stamps, signs and expires.
     pub clock: SharedClock,
+    /// Telemetry (disabled unless `telemetry { Prometheus { ... } }`).
+    pub metrics: spire_telemetry::Metrics,
 }
 
 impl Server {
@@ -126,6 +129,7 @@ impl Server {
             settings: parts.settings,
             clock: parts.clock,
             started: Instant::now(),
+            metrics: parts.metrics,
         }
     }
 
@@ -191,6 +195,11 @@ impl Server {
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
+    }
+
+    /// Telemetry.
+    pub fn metrics(&self) -> &spire_telemetry::Metrics {
+        &self.metrics
     }
 
     /// Logger control.

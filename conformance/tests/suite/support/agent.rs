@@ -32,6 +32,8 @@ pub struct AgentOpts {
     pub extra_plugins: String,
     /// A `KeyManager` block in place of the default `disk` one.
     pub key_manager: Option<String>,
+    /// Top-level blocks after `plugins {}` (`telemetry`, `health_checks`).
+    pub extra_top: String,
 }
 
 /// An agent: its files, its configuration and (when started) its process.
@@ -119,7 +121,9 @@ plugins {{
     }}
     {extra_plugins}
 }}
+{extra_top}
 "#,
+                extra_top = opts.extra_top,
                 data = data_dir.display(),
                 port = server.port,
                 socket = socket.display(),

@@ -16,6 +16,8 @@ pub struct ServerOpts {
     pub extra_plugins: String,
     /// A `KeyManager` block in place of the default `disk` one.
     pub key_manager: Option<String>,
+    /// Top-level blocks after `plugins {}` (`telemetry`, `health_checks`).
+    pub extra_top: String,
 }
 
 /// A server: its files, its configuration and (when started) its process.
@@ -95,7 +97,9 @@ plugins {{
     }}
     {extra_plugins}
 }}
+{extra_top}
 "#,
+            extra_top = self.opts.extra_top,
             port = self.port,
             socket = self.socket.display(),
             data = self.data_dir.display(),
@@ -190,6 +194,14 @@ plugins {{
     /// The running process's PID.
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().map(Proc::pid)
+    }
+
+    /// Waits until the current run's log contains `needle`.
+    pub async fn wait_log(&self, needle: &str, secs: u64) {
+        let d = Deadline::new(format!("server log line {needle:?}"), secs);
+        while !self.log().contains(needle) {
+            d.tick(tail(&self.log(), 1500)).await;
+        }
     }
 
     /// Every run's log, concatenated.

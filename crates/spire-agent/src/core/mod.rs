@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod bootstrap;
 pub mod cache;
 pub mod entry;
+pub mod health;
 pub mod jwt_cache;
 pub mod rotation;
 pub mod sync;

@@ -78,6 +78,8 @@ pub struct ManagerConfig {
     pub clock: SharedClock,
     /// SVIDStore plugins by name, for `store_svid` entries.
     pub svid_stores: Vec<(String, Arc<dyn spire_plugin::SvidStore>)>,
+    /// Telemetry (disabled unless configured).
+    pub metrics: spire_telemetry::Metrics,
 }
 
 /// The agent's own credentials.

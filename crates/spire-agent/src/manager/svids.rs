@@ -31,12 +31,18 @@ impl Manager {
             requests.push((s.entry.id.clone(), s.entry.spiffe_id.clone()));
         }
         let (mut keys, csrs) = self.keys_and_csrs(requests).await?;
+        let call = self
+            .cfg
+            .metrics
+            .start_call(&["manager", "sync", "fetch_svids_updates"]);
         let results = match self.client.new_x509_svids(csrs).await {
             Ok(r) => {
+                call.done(tonic::Code::Ok);
                 self.csr_limit.lock().success();
                 r
             }
             Err(e) => {
+                call.done(e.status().map_or(tonic::Code::Unknown, tonic::Status::code));
                 self.csr_limit.lock().failure();
                 return Err(e.into());
             }

@@ -7,34 +7,62 @@ impl Manager {
     /// Entry and bundle sync, then SVID issuance for stale entries.
     pub async fn synchronize(&self) -> Result<(), ManagerError> {
         let mut mirror = self.mirror.lock().await;
-        if self.cfg.use_sync_authorized_entries {
-            let (stats, malformed) = self.client.sync_entries(&mut mirror).await?;
-            for m in malformed {
-                tracing::warn!(subsystem_name = "manager", entry_id = m.id.as_str(), error = %m.error, "Received malformed entry from SPIRE server; are the server and agent versions compatible?");
+        // SPIRE's `manager_sync_fetch_entries_updates` call (entries, then bundles) and
+        // its sync gauges.
+        let call = self
+            .cfg
+            .metrics
+            .start_call(&["manager", "sync", "fetch_entries_updates"]);
+        let fetched: Result<_, ManagerError> = async {
+            if self.cfg.use_sync_authorized_entries {
+                let (stats, malformed) = self.client.sync_entries(&mut mirror).await?;
+                for m in malformed {
+                    tracing::warn!(subsystem_name = "manager", entry_id = m.id.as_str(), error = %m.error, "Received malformed entry from SPIRE server; are the server and agent versions compatible?");
+                }
+                tracing::debug!(
+                    subsystem_name = "manager",
+                    total = stats.total,
+                    missing = stats.missing,
+                    stale = stats.stale,
+                    dropped = stats.dropped,
+                    "Synced entries"
+                );
+                let m = &self.cfg.metrics;
+                m.set_gauge(&["sync_entries_total"], stats.total as f64, &[]);
+                m.set_gauge(&["sync_entries_missing"], stats.missing as f64, &[]);
+                m.set_gauge(&["sync_entries_stale"], stats.stale as f64, &[]);
+                m.set_gauge(&["sync_entries_dropped"], stats.dropped as f64, &[]);
+            } else {
+                let malformed = self.client.get_authorized_entries(&mut mirror).await?;
+                for m in malformed {
+                    tracing::warn!(subsystem_name = "manager", entry_id = m.id.as_str(), error = %m.error, "Received malformed entry from SPIRE server; are the server and agent versions compatible?");
+                }
             }
-            tracing::debug!(
-                subsystem_name = "manager",
-                total = stats.total,
-                missing = stats.missing,
-                stale = stats.stale,
-                dropped = stats.dropped,
-                "Synced entries"
-            );
-        } else {
-            let malformed = self.client.get_authorized_entries(&mut mirror).await?;
-            for m in malformed {
-                tracing::warn!(subsystem_name = "manager", entry_id = m.id.as_str(), error = %m.error, "Received malformed entry from SPIRE server; are the server and agent versions compatible?");
+            let federated: BTreeSet<TrustDomain> = mirror
+                .values()
+                .flat_map(|e| e.federates_with.iter().cloned())
+                .collect();
+            let federated: Vec<TrustDomain> = federated.into_iter().collect();
+            let (bundles, not_found) = self.client.fetch_bundles(&federated).await?;
+            for td in not_found {
+                tracing::warn!(subsystem_name = "manager", federated_bundle = %td.id_string(), "Federated bundle not found");
             }
+            if self.cfg.use_sync_authorized_entries {
+                self.cfg
+                    .metrics
+                    .set_gauge(&["sync_bundles_total"], bundles.len() as f64, &[]);
+            }
+            Ok(bundles)
         }
-        let federated: BTreeSet<TrustDomain> = mirror
-            .values()
-            .flat_map(|e| e.federates_with.iter().cloned())
-            .collect();
-        let federated: Vec<TrustDomain> = federated.into_iter().collect();
-        let (bundles, not_found) = self.client.fetch_bundles(&federated).await?;
-        for td in not_found {
-            tracing::warn!(subsystem_name = "manager", federated_bundle = %td.id_string(), "Federated bundle not found");
-        }
+        .await;
+        call.done(match &fetched {
+            Ok(_) => tonic::Code::Ok,
+            Err(ManagerError::Client(e)) => {
+                e.status().map_or(tonic::Code::Unknown, tonic::Status::code)
+            }
+            Err(_) => tonic::Code::Unknown,
+        });
+        let bundles = fetched?;
         let now = self.now();
         if let Some(own) = bundles.get(&self.cfg.trust_domain) {
             self.process_tainted_authorities(own, now)?;
@@ -64,6 +92,28 @@ impl Manager {
             },
         );
         drop(mirror);
+        {
+            // SPIRE's LRU cache metrics.
+            let m = &self.cfg.metrics;
+            m.incr_counter(&["lru_cache_entry_add"], outcome.created.len() as f32, &[]);
+            m.incr_counter(
+                &["lru_cache_entry_update"],
+                outcome.updated.len() as f32,
+                &[],
+            );
+            m.incr_counter(
+                &["lru_cache_entry_remove"],
+                outcome.removed.len() as f32,
+                &[],
+            );
+            let cache = self.cache.lock();
+            m.set_gauge(
+                &["lru_cache_record_map_size"],
+                cache.entry_count() as f64,
+                &[],
+            );
+            m.set_gauge(&["lru_cache_svid_map_size"], cache.svid_count() as f64, &[]);
+        }
         for e in &outcome.created {
             tracing::debug!(subsystem_name = "cache_manager", entry = e.id.as_str(), spiffe_id = %e.spiffe_id, "Entry created");
         }
@@ -95,9 +145,18 @@ impl Manager {
         }
         self.notify(&outcome.notify);
         self.update_svids().await?;
-        if let Some(bundles) = store_bundles {
-            self.update_stored_svids(stored_entries, &bundles).await?;
-        }
+        // SPIRE's SVID store service pass (`store_store_svid_updates`, always OK), run here
+        // after each sync, with or without SVIDStores.
+        let call = self
+            .cfg
+            .metrics
+            .start_call(&["store", "store_svid_updates"]);
+        let stored = match store_bundles {
+            Some(bundles) => self.update_stored_svids(stored_entries, &bundles).await,
+            None => Ok(()),
+        };
+        call.done(tonic::Code::Ok);
+        stored?;
         *self.last_sync.lock() = Some(now);
         Ok(())
     }

@@ -226,12 +226,17 @@ async fn attest(
     tx: &mpsc::Sender<Result<pb::AttestAgentResponse, Status>>,
 ) -> Result<pb::AttestAgentResponse, Status> {
     let ip = caller.addr.map(|a| a.ip().to_string());
-    ratelimit::limit(&limits.attestation, ip.as_deref(), 1)
-        .await
-        .map_err(|e| {
-            ApiError::resource_exhausted("rejecting request due to attest agent rate limiting")
-                .with(e)
-        })?;
+    ratelimit::limit(
+        &limits,
+        &limits.attestation,
+        ip.as_deref(),
+        1,
+        &["agent", "v1", "agent", "attest_agent"],
+    )
+    .await
+    .map_err(|e| {
+        ApiError::resource_exhausted("rejecting request due to attest agent rate limiting").with(e)
+    })?;
     let first = rx
         .message()
         .await
@@ -529,12 +534,18 @@ impl pb::agent_server::Agent for AgentService {
         let caller = auth::caller(&request)?;
         let req = request.into_inner();
         let ip = caller.addr.map(|a| a.ip().to_string());
-        ratelimit::limit(&self.limits.attestation, ip.as_deref(), 1)
-            .await
-            .map_err(|e| {
-                ApiError::resource_exhausted("rejecting request due to renew agent rate limiting")
-                    .with(e)
-            })?;
+        ratelimit::limit(
+            &self.limits,
+            &self.limits.attestation,
+            ip.as_deref(),
+            1,
+            &["agent", "v1", "agent", "renew_agent"],
+        )
+        .await
+        .map_err(|e| {
+            ApiError::resource_exhausted("rejecting request due to renew agent rate limiting")
+                .with(e)
+        })?;
         let id = caller
             .id
             .clone()

@@ -249,9 +249,11 @@ impl pb::svid_server::Svid for SvidService {
         }
         let ip = caller.addr.map(|a| a.ip().to_string());
         ratelimit::limit(
+            &self.limits,
             &self.limits.x509_signing,
             ip.as_deref(),
             req.params.len() as u32,
+            &["svid", "v1", "svid", "batch_new_x509svid"],
         )
         .await
         .map_err(|e| {
@@ -277,14 +279,20 @@ impl pb::svid_server::Svid for SvidService {
         let caller = auth::caller(&request)?;
         let req = request.into_inner();
         let ip = caller.addr.map(|a| a.ip().to_string());
-        ratelimit::limit(&self.limits.jwt_signing, ip.as_deref(), 1)
-            .await
-            .map_err(|e| {
-                ApiError::resource_exhausted(
-                    "rejecting request due to JWT signing request rate limiting",
-                )
-                .with(e)
-            })?;
+        ratelimit::limit(
+            &self.limits,
+            &self.limits.jwt_signing,
+            ip.as_deref(),
+            1,
+            &["svid", "v1", "svid", "new_jwtsvid"],
+        )
+        .await
+        .map_err(|e| {
+            ApiError::resource_exhausted(
+                "rejecting request due to JWT signing request rate limiting",
+            )
+            .with(e)
+        })?;
         let entries = self.authorized_entries(&caller, &[req.entry_id.as_str()])?;
         let entry = entries
             .get(&req.entry_id)
@@ -306,14 +314,20 @@ impl pb::svid_server::Svid for SvidService {
         let caller = auth::caller(&request)?;
         let req = request.into_inner();
         let ip = caller.addr.map(|a| a.ip().to_string());
-        ratelimit::limit(&self.limits.attestation, ip.as_deref(), 1)
-            .await
-            .map_err(|e| {
-                ApiError::resource_exhausted(
-                    "rejecting request due to downstream CA signing rate limit",
-                )
-                .with(e)
-            })?;
+        ratelimit::limit(
+            &self.limits,
+            &self.limits.attestation,
+            ip.as_deref(),
+            1,
+            &["svid", "v1", "svid", "new_downstream_x509ca"],
+        )
+        .await
+        .map_err(|e| {
+            ApiError::resource_exhausted(
+                "rejecting request due to downstream CA signing rate limit",
+            )
+            .with(e)
+        })?;
         let is_downstream = caller
             .id
             .as_ref()

@@ -151,6 +151,15 @@ impl std::fmt::Debug for CaManager {
     }
 }
 
+/// OK, or Unknown for a failed step (SPIRE's plain errors).
+fn call_code<T, E>(r: &Result<T, E>) -> tonic::Code {
+    if r.is_ok() {
+        tonic::Code::Ok
+    } else {
+        tonic::Code::Unknown
+    }
+}
+
 pub(super) fn secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -178,7 +187,12 @@ impl CaManager {
             "Loading journal from datastore"
         );
         let mut candidate_ids = Vec::new();
-        for key in km.get_public_keys().await? {
+        let call = ca
+            .metrics()
+            .start_call(&["server_key_manager", "get_public_keys"]);
+        let keys = km.get_public_keys().await;
+        call.done(call_code(&keys));
+        for key in keys? {
             if let Ok(skid) = spire_pki::subject_key_id(key.public_key.spki_der()) {
                 candidate_ids.push(spire_pki::hex(&skid));
             }
@@ -439,7 +453,22 @@ impl CaManager {
         Ok(())
     }
 
+    /// `prepare_x509_uncounted` as SPIRE's `ca_manager_x509_ca_prepare` call.
     async fn prepare_x509(&self, st: &mut State, now: SystemTime) -> Result<(), ManagerError> {
+        let call = self
+            .ca
+            .metrics()
+            .start_call(&["ca", "manager", "x509_ca", "prepare"]);
+        let r = self.prepare_x509_uncounted(st, now).await;
+        call.done(call_code(&r));
+        r
+    }
+
+    async fn prepare_x509_uncounted(
+        &self,
+        st: &mut State,
+        now: SystemTime,
+    ) -> Result<(), ManagerError> {
         let into_current = st.x509_current.is_empty();
         let slot = if into_current {
             &mut st.x509_current
@@ -454,9 +483,16 @@ impl CaManager {
         slot.reset();
         let key_id = slot.km_key_id();
         let slot_id = slot.id;
-        self.km
+        let call = self
+            .ca
+            .metrics()
+            .start_call(&["server_key_manager", "generate_key"]);
+        let generated = self
+            .km
             .generate_key(&key_id, self.config.x509_key_type)
-            .await?;
+            .await;
+        call.done(call_code(&generated));
+        generated?;
         let signer = self.km.signer(&key_id).await?;
         let (subject, extensions) = if self.ca.composers().is_empty() {
             (self.config.ca_subject.clone(), vec![])
@@ -557,6 +593,19 @@ impl CaManager {
             .duration_since(now)
             .unwrap_or_default()
             .as_secs_f64();
+        let metrics = self.ca.metrics();
+        metrics.incr_counter(&["ca", "manager", "x509_ca", "activate"], 1.0, &[]);
+        let td = self.config.trust_domain.name();
+        metrics.set_gauge(
+            &["manager", "x509_ca", "rotate", "expiration"],
+            secs(slot.not_after) as f64,
+            &[("trust_domain_id", td)],
+        );
+        metrics.set_gauge(
+            &["manager", "x509_ca", "rotate", "ttl"],
+            f64::from(ttl as f32),
+            &[("trust_domain_id", td)],
+        );
         if let Err(e) = st
             .journal
             .update_x509_ca_status(&authority_id, Status::Active)
@@ -583,7 +632,22 @@ impl CaManager {
         self.activate_x509(st, now).await;
     }
 
+    /// `prepare_jwt_uncounted` as SPIRE's `ca_manager_jwt_key_prepare` call.
     async fn prepare_jwt(&self, st: &mut State, now: SystemTime) -> Result<(), ManagerError> {
+        let call = self
+            .ca
+            .metrics()
+            .start_call(&["ca", "manager", "jwt_key", "prepare"]);
+        let r = self.prepare_jwt_uncounted(st, now).await;
+        call.done(call_code(&r));
+        r
+    }
+
+    async fn prepare_jwt_uncounted(
+        &self,
+        st: &mut State,
+        now: SystemTime,
+    ) -> Result<(), ManagerError> {
         let into_current = st.jwt_current.is_empty();
         let slot = if into_current {
             &mut st.jwt_current
@@ -599,9 +663,16 @@ impl CaManager {
         let key_id = slot.km_key_id();
         let slot_id = slot.id;
         let not_after = now + self.config.ca_ttl;
-        self.km
+        let call = self
+            .ca
+            .metrics()
+            .start_call(&["server_key_manager", "generate_key"]);
+        let generated = self
+            .km
             .generate_key(&key_id, self.config.jwt_key_type)
-            .await?;
+            .await;
+        call.done(call_code(&generated));
+        generated?;
         let signer = self.km.signer(&key_id).await?;
         let kid = new_key_id();
         let pkix = signer.public_key().spki_der().to_vec();
@@ -663,6 +734,9 @@ impl CaManager {
             subsystem_name = "ca_manager",
             "JWT key activated"
         );
+        self.ca
+            .metrics()
+            .incr_counter(&["manager", "jwt_key", "activate"], 1.0, &[]);
         slot.status = Status::Active;
         let authority_id = slot.authority_id.clone();
         if let Err(e) = st

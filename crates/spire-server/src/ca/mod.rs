@@ -111,6 +111,7 @@ pub struct Ca {
     x509: ArcSwapOption<X509Ca>,
     jwt: ArcSwapOption<JwtKey>,
     composers: Composers,
+    metrics: spire_telemetry::Metrics,
 }
 
 fn secs(t: SystemTime) -> i64 {
@@ -129,7 +130,19 @@ impl Ca {
             x509: ArcSwapOption::empty(),
             jwt: ArcSwapOption::empty(),
             composers,
+            metrics: spire_telemetry::Metrics::disabled(),
         }
+    }
+
+    /// Counts signatures as SPIRE's `server_ca_sign_*` counters.
+    pub fn with_metrics(mut self, metrics: spire_telemetry::Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Telemetry.
+    pub fn metrics(&self) -> &spire_telemetry::Metrics {
+        &self.metrics
     }
 
     /// The CredentialComposers.
@@ -224,6 +237,8 @@ impl Ca {
                 ca.authority.issue_x509_svid_template(&template)?
             }
         };
+        self.metrics
+            .incr_counter(&["server_ca", "sign", "x509_svid"], 1.0, &[]);
         let mut chain = Vec::with_capacity(1 + ca.upstream_chain.len());
         chain.push(leaf.der);
         chain.extend(ca.upstream_chain.iter().cloned());
@@ -324,6 +339,8 @@ impl Ca {
             ttl,
             now,
         })?;
+        self.metrics
+            .incr_counter(&["server_ca", "sign", "x509_ca_svid"], 1.0, &[]);
         let mut chain = vec![cert];
         chain.extend(ca.upstream_chain.iter().cloned());
         Ok(chain)
@@ -395,6 +412,8 @@ impl Ca {
                 jwt::sign_claims_with(&claims, &key.kid, key.algorithm(), sign)?
             }
         };
+        self.metrics
+            .incr_counter(&["server_ca", "sign", "jwt_svid"], 1.0, &[]);
         Ok((token, expires_at))
     }
 
