@@ -556,7 +556,7 @@ pub enum HelloCert {
 #[derive(Default)]
 struct Slot {
     current: Option<Issued>,
-    failed: Option<(SystemTime, String)>,
+    failed: Option<SystemTime>,
     renewing: bool,
 }
 
@@ -655,10 +655,13 @@ impl Manager {
             return Ok(HelloCert::Site(i.certified.clone()));
         }
         let now = self.clock.now();
-        if let Some((at, e)) = &s.failed
-            && now < *at + RETRY_AFTER
+        if let Some(at) = s.failed
+            && now < at + RETRY_AFTER
         {
-            return Err(HelloError::Issue(e.clone()));
+            // autocert keeps the failed state for a minute: hellos meanwhile get this.
+            return Err(HelloError::Issue(
+                "acme/autocert: missing certificate".to_string(),
+            ));
         }
         if let Some(i) = self.cache_get(&domain) {
             s.current = Some(i.clone());
@@ -675,12 +678,12 @@ impl Manager {
                 Ok(HelloCert::Site(i.certified))
             }
             Ok(Err(e)) => {
-                s.failed = Some((now, e.clone()));
+                s.failed = Some(now);
                 Err(HelloError::Issue(e))
             }
             Err(_) => {
                 let e = "acme/autocert: context deadline exceeded".to_string();
-                s.failed = Some((now, e.clone()));
+                s.failed = Some(now);
                 Err(HelloError::Issue(e))
             }
         }
