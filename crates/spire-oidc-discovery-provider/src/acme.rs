@@ -1131,6 +1131,22 @@ mod tests {
         );
     }
 
+    /// A throwaway key written by Go's `x509.MarshalECPrivateKey` + `pem.Encode`, as
+    /// autocert stores keys.
+    const GO_SEC1_PEM: &str = "-----BEGIN EC PRIVATE KEY-----
+MHcCAQEEICrK6rOKuAlspMzDZ7aaK/4G5WNbNFAEQdKU9gwziviooAoGCCqGSM49
+AwEHoUQDQgAE4uHs6T85bT2CE2dlHawfxtcro8+90sJ8X5vJStwBm3Ks25RazInN
+kR7stty054CzdVREZUJZcWoeCodfsCY+Dg==
+-----END EC PRIVATE KEY-----
+";
+
+    #[test]
+    fn keys_written_by_go_are_read_and_written_back_byte_for_byte() {
+        let block = pem::parse(GO_SEC1_PEM).unwrap();
+        let key = EcKey::from_der(block.contents()).unwrap();
+        assert_eq!(key.to_sec1_pem().unwrap(), GO_SEC1_PEM);
+    }
+
     #[derive(Debug)]
     struct Fixed(SystemTime);
     impl spire_clock::Clock for Fixed {
