@@ -741,7 +741,9 @@ struct Pebble {
 }
 
 impl Pebble {
-    fn start(sc: &Scenario, tls_port: u16) -> Option<Pebble> {
+    /// Starts pebble issuing certificates valid `validity` seconds, validating TLS-ALPN-01
+    /// on `tls_port`.
+    fn start(sc: &Scenario, tls_port: u16, validity: u64) -> Option<Pebble> {
         let script = workspace_root().join("conformance/pebble/build.sh");
         let out = match Command::new("bash").arg(&script).output() {
             Ok(o) => o,
@@ -801,7 +803,7 @@ impl Pebble {
                 "domainBlocklist": ["blocked-domain.example"],
                 "retryAfter": { "authz": 1, "order": 1 },
                 "keyAlgorithm": "ecdsa",
-                "profiles": { "default": { "description": "default", "validityPeriod": 7776000 } }
+                "profiles": { "default": { "description": "default", "validityPeriod": validity } }
             }
         });
         let path = dir.join("pebble.json");
@@ -893,7 +895,7 @@ async fn acme_certificate_from_pebble_is_served_and_cached() {
     }
     // SPIRE's provider always listens on 443; ours takes SPIRE_RS_OIDC_ACME_PORT in tests.
     let port = free_port();
-    let Some(mut pebble) = Pebble::start(&sc, port) else {
+    let Some(mut pebble) = Pebble::start(&sc, port, 90 * 86_400) else {
         return;
     };
     let root = pebble.issuing_root().await;
@@ -1007,5 +1009,117 @@ async fn acme_certificate_from_pebble_is_served_and_cached() {
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&again).expect("JSON")["issuer"],
         doc["issuer"]
+    );
+}
+
+/// The leaf certificate (PEM) served for `name` at 127.0.0.1:`port`, verified with `ca`.
+fn served_leaf(name: &str, port: u16, ca: &Path) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--max-time",
+            "60",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{certs}",
+            "--cacert",
+            &ca.display().to_string(),
+            "--resolve",
+            &format!("{name}:{port}:127.0.0.1"),
+            &format!("https://{name}:{port}/.well-known/openid-configuration"),
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let end = "-----END CERTIFICATE-----";
+    match (out.status.success(), text.find(end)) {
+        (true, Some(i)) => Ok(text[..i + end.len()].trim().to_string()),
+        _ => Err(format!("{}{text}", String::from_utf8_lossy(&out.stderr))),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn acme_certificate_is_renewed_30_days_before_expiry() {
+    let sc = Scenario::new("oidc::acme_certificate_is_renewed_30_days_before_expiry");
+    if Command::new("curl").arg("--version").output().is_err() {
+        client_unavailable(&sc, "curl", "curl is not installed");
+        return;
+    }
+    if matches!(subject(), Impl::Reference) {
+        eprintln!(
+            "SKIPPED {} for the reference subject: SPIRE 1.13.3's autocert cannot finish an order with pebble (no Location header on finalize); it also listens on port 443 only",
+            sc.name
+        );
+        return;
+    }
+    let port = free_port();
+    // Certificates valid 30 days and a minute: due for renewal (30 days before expiry, minus
+    // up to an hour of jitter) as soon as they are issued.
+    let Some(mut pebble) = Pebble::start(&sc, port, 30 * 86_400 + 60) else {
+        return;
+    };
+    let root_path = sc.subdir("certs").join("pebble-root.pem");
+    std::fs::write(&root_path, pebble.issuing_root().await).expect("root");
+    let server = Server::start_new(&sc, "server", server_subject(), ServerOpts::default()).await;
+    let cache_dir = sc.subdir("acme-cache");
+    let conf = format!(
+        "domains = [\"oidc.example.org\"]\nacme {{\n  directory_url = \"{}\"\n  email = \"admin@example.org\"\n  tos_accepted = true\n  cache_dir = \"{}\"\n}}\nserver_api {{\n  address = \"unix://{}\"\n}}\n",
+        pebble.directory,
+        cache_dir.display(),
+        server.socket.display()
+    );
+    let conf_path = sc.subdir("provider").join("oidc.conf");
+    std::fs::write(&conf_path, conf).expect("conf");
+    let port_s = port.to_string();
+    let minica = pebble.minica.display().to_string();
+    let mut p = Proc::spawn(
+        &subject().bin(BIN),
+        &["-config", &conf_path.display().to_string()],
+        sc.subdir("provider").join("oidc.log"),
+        &[
+            ("SSL_CERT_FILE", minica.as_str()),
+            ("SPIRE_RS_OIDC_ACME_PORT", port_s.as_str()),
+        ],
+    );
+    let first = wait_until("the first ACME certificate", 120, || {
+        if let Some(s) = p.exited() {
+            panic!("provider exited with {s}: {}", p.output());
+        }
+        served_leaf("oidc.example.org", port, &root_path)
+    })
+    .await;
+    let key_block = |pem: &str| {
+        pem.split("-----END EC PRIVATE KEY-----")
+            .next()
+            .map(str::to_string)
+    };
+    let first_key = wait_until("the first certificate in the cache", 30, || {
+        std::fs::read_to_string(cache_dir.join("oidc.example.org")).map_err(|e| e.to_string())
+    })
+    .await;
+    // Without a restart, the listener goes on to serve a renewed certificate, and the
+    // cache holds it under the same key (autocert renews with the certificate's key).
+    wait_until("a renewed certificate to be served", 120, || {
+        if let Some(s) = p.exited() {
+            panic!("provider exited with {s}: {}", p.output());
+        }
+        if let Some(s) = pebble.proc.exited() {
+            panic!("pebble exited with {s}: {}", pebble.proc.output());
+        }
+        match served_leaf("oidc.example.org", port, &root_path)? {
+            leaf if leaf != first => Ok(()),
+            _ => Err("still the first certificate".to_string()),
+        }
+    })
+    .await;
+    let cached = std::fs::read_to_string(cache_dir.join("oidc.example.org")).expect("cache");
+    assert_eq!(key_block(&cached), key_block(&first_key));
+    assert!(
+        p.output().contains("Renewed the ACME certificate"),
+        "{}",
+        p.output()
     );
 }
