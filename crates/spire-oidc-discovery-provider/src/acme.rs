@@ -94,11 +94,13 @@ pub fn server_name(sni: Option<&str>) -> Result<String, HelloError> {
     if !name.trim_matches('.').contains('.') {
         return Err(HelloError::ComponentCount);
     }
-    // SNI is ASCII on the wire; IDNA lookup lowercases it and refuses what is not a
-    // host name character.
+    // SNI is ASCII on the wire; IDNA lookup (STD3 rules, hyphen checks) lowercases it and
+    // refuses other characters and labels that begin or end with a hyphen.
+    let bad_label = |l: &str| l.starts_with('-') || l.ends_with('-');
     if !name
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        || name.split('.').any(bad_label)
     {
         return Err(HelloError::InvalidCharacter);
     }
