@@ -62,6 +62,9 @@ conformance/pyclient/setup.sh || log "py-spiffe unavailable: clients::py_spiffe 
 # PyJWT (a venv built once per machine) for the OIDC discovery provider scenarios.
 conformance/oidcclient/setup.sh >/dev/null || log "PyJWT unavailable: oidc::server_api_* will skip (or fail with SPIRE_RS_REQUIRE_CLIENTS=1)"
 
+# pebble, the ACME CA of the provider's acme scenario (built once per machine).
+conformance/pebble/build.sh >/dev/null || log "pebble unavailable: oidc::acme_* will skip (or fail with SPIRE_RS_REQUIRE_CLIENTS=1)"
+
 needs_ours=0
 for p in "${pairings[@]}"; do [[ "$p" != reference ]] && needs_ours=1; done
 if [[ $needs_ours == 1 && -z "${SPIRE_RS_BIN_DIR:-}" ]]; then

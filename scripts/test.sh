@@ -28,6 +28,10 @@ export SPIRE_RS_REQUIRE_PY=1 SPIRE_RS_REQUIRE_CLIENTS=1
 # PyJWT, the OIDC relying party of the oidc-discovery-provider scenarios (a venv).
 conformance/oidcclient/setup.sh >/dev/null
 
+# pebble (Let's Encrypt's test ACME CA, Go, built once per machine) for the provider's acme
+# scenario: required, not skipped.
+conformance/pebble/build.sh >/dev/null
+
 # External plugins built with SPIRE's plugin SDK (Go), loaded by both implementations.
 SPIRE_RS_GOPLUGINS_DIR="$(conformance/goplugins/build.sh)"
 export SPIRE_RS_GOPLUGINS_DIR

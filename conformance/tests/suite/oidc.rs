@@ -725,3 +725,401 @@ async fn issuer_prefix_and_key_use_options_match_reference() {
         }
     }
 }
+
+/// Pebble (Let's Encrypt's test ACME server) and its DNS server, built by
+/// `conformance/pebble/build.sh`; `None` (a visible skip) when they cannot be built.
+struct Pebble {
+    /// The directory URL.
+    directory: String,
+    /// The management port (`/roots/0` is the issuing root).
+    management: u16,
+    /// The root of pebble's own HTTPS listeners.
+    minica: PathBuf,
+    /// The ACME server.
+    proc: Proc,
+    _dns: Proc,
+}
+
+impl Pebble {
+    /// Starts pebble issuing certificates valid `validity` seconds, validating TLS-ALPN-01
+    /// on `tls_port`.
+    fn start(sc: &Scenario, tls_port: u16, validity: u64) -> Option<Pebble> {
+        let script = workspace_root().join("conformance/pebble/build.sh");
+        let out = match Command::new("bash").arg(&script).output() {
+            Ok(o) => o,
+            Err(e) => {
+                client_unavailable(sc, "pebble", &e.to_string());
+                return None;
+            }
+        };
+        if !out.status.success() {
+            client_unavailable(
+                sc,
+                "pebble",
+                &format!(
+                    "conformance/pebble/build.sh failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            );
+            return None;
+        }
+        let cache = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let dir = sc.subdir("pebble");
+        let (dns_port, dns_mgmt) = (free_port(), free_port());
+        let dns = Proc::spawn(
+            &cache.join("bin/pebble-challtestsrv"),
+            &[
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+                "-dnsserver",
+                &format!("127.0.0.1:{dns_port}"),
+                "-management",
+                &format!("127.0.0.1:{dns_mgmt}"),
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-doh",
+                "",
+            ],
+            dir.join("challtestsrv.log"),
+            &[],
+        );
+        let (port, management, http_port) = (free_port(), free_port(), free_port());
+        let config = serde_json::json!({
+            "pebble": {
+                "listenAddress": format!("127.0.0.1:{port}"),
+                "managementListenAddress": format!("127.0.0.1:{management}"),
+                "certificate": cache.join("localhost.cert.pem"),
+                "privateKey": cache.join("localhost.key.pem"),
+                "httpPort": http_port,
+                "tlsPort": tls_port,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false,
+                "domainBlocklist": ["blocked-domain.example"],
+                "retryAfter": { "authz": 1, "order": 1 },
+                "keyAlgorithm": "ecdsa",
+                "profiles": { "default": { "description": "default", "validityPeriod": validity } }
+            }
+        });
+        let path = dir.join("pebble.json");
+        std::fs::write(&path, config.to_string()).expect("pebble config");
+        let proc = Proc::spawn(
+            &cache.join("bin/pebble"),
+            &[
+                "-config",
+                &path.display().to_string(),
+                "-dnsserver",
+                &format!("127.0.0.1:{dns_port}"),
+            ],
+            dir.join("pebble.log"),
+            // No validation delay, and no deliberately refused nonces.
+            &[("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")],
+        );
+        Some(Pebble {
+            directory: format!("https://127.0.0.1:{port}/dir"),
+            management,
+            minica: cache.join("pebble.minica.pem"),
+            proc,
+            _dns: dns,
+        })
+    }
+
+    /// The root pebble issues under, from its management interface.
+    async fn issuing_root(&mut self) -> String {
+        let (mgmt, minica) = (self.management, self.minica.clone());
+        wait_until("pebble's issuing root", 30, || {
+            let out = Command::new("curl")
+                .args(["-sS", "--max-time", "5", "--cacert"])
+                .arg(&minica)
+                .arg(format!("https://127.0.0.1:{mgmt}/roots/0"))
+                .output()
+                .map_err(|e| e.to_string())?;
+            let body = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && body.contains("BEGIN CERTIFICATE") {
+                Ok(body)
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        })
+        .await
+    }
+}
+
+/// `curl` to `name` at 127.0.0.1:`port`, verifying with `ca`: the discovery document.
+fn curl_name(name: &str, port: u16, ca: &Path) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--max-time",
+            "60",
+            "--cacert",
+            &ca.display().to_string(),
+            "--resolve",
+            &format!("{name}:{port}:127.0.0.1"),
+            &format!("https://{name}:{port}/.well-known/openid-configuration"),
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn acme_certificate_from_pebble_is_served_and_cached() {
+    let sc = Scenario::new("oidc::acme_certificate_from_pebble_is_served_and_cached");
+    if Command::new("curl").arg("--version").output().is_err() {
+        client_unavailable(&sc, "curl", "curl is not installed");
+        return;
+    }
+    let imp = subject();
+    if matches!(imp, Impl::Reference) {
+        // Checked by hand with port 443 free: pebble answers a finalization with the order
+        // but no Location header (Boulder sends one), and x/crypto v0.43.0's
+        // CreateOrderCert then polls the order at the URL "" ("Post \"\": unsupported
+        // protocol scheme"), so SPIRE's provider never gets a certificate from pebble.
+        eprintln!(
+            "SKIPPED {} for the reference subject: SPIRE 1.13.3's autocert cannot finish an order with pebble (no Location header on finalize); it also listens on port 443 only",
+            sc.name
+        );
+        return;
+    }
+    // SPIRE's provider always listens on 443; ours takes SPIRE_RS_OIDC_ACME_PORT in tests.
+    let port = free_port();
+    let Some(mut pebble) = Pebble::start(&sc, port, 90 * 86_400) else {
+        return;
+    };
+    let root = pebble.issuing_root().await;
+    let dir = sc.subdir("certs");
+    let root_path = dir.join("pebble-root.pem");
+    std::fs::write(&root_path, &root).expect("root");
+
+    let server = Server::start_new(&sc, "server", server_subject(), ServerOpts::default()).await;
+    let cache_dir = sc.subdir("acme-cache");
+    let conf = format!(
+        "log_level = \"debug\"\ndomains = [\"oidc.example.org\"]\nacme {{\n  directory_url = \"{}\"\n  email = \"admin@example.org\"\n  tos_accepted = true\n  cache_dir = \"{}\"\n}}\nserver_api {{\n  address = \"unix://{}\"\n}}\n",
+        pebble.directory,
+        cache_dir.display(),
+        server.socket.display()
+    );
+    let conf_path = sc.subdir("provider").join("oidc.conf");
+    std::fs::write(&conf_path, conf).expect("conf");
+    let port_s = port.to_string();
+    let minica = pebble.minica.display().to_string();
+    // Extra roots for the directory come from SSL_CERT_FILE, as for Go's provider.
+    let env = [
+        ("SSL_CERT_FILE", minica.as_str()),
+        ("SPIRE_RS_OIDC_ACME_PORT", port_s.as_str()),
+    ];
+    let start = |n: &str| {
+        Proc::spawn(
+            &imp.bin(BIN),
+            &["-config", &conf_path.display().to_string()],
+            sc.subdir("provider").join(format!("oidc-{n}.log")),
+            &env,
+        )
+    };
+    let mut p = start("1");
+
+    // The first ClientHello for the domain obtains the certificate (TLS-ALPN-01 answered
+    // on the same port); the chain verifies against pebble's root.
+    let body = wait_until("the ACME provider to answer over HTTPS", 120, || {
+        if let Some(s) = p.exited() {
+            panic!("provider exited with {s}: {}", p.output());
+        }
+        if let Some(s) = pebble.proc.exited() {
+            panic!("pebble exited with {s}: {}", pebble.proc.output());
+        }
+        curl_name("oidc.example.org", port, &root_path)
+    })
+    .await;
+    let doc: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        doc["issuer"],
+        format!("https://oidc.example.org:{port}"),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["jwks_uri"],
+        format!("https://oidc.example.org:{port}/keys"),
+        "{doc}"
+    );
+    let log = p.output();
+    assert!(
+        log.contains("ACME Terms Of Service accepted"),
+        "no ToS log line: {log}"
+    );
+
+    // A name outside `domains` and a name without a dot get no certificate.
+    let refused = curl_name("other.example.org", port, &root_path);
+    assert!(refused.is_err(), "{refused:?}");
+    let refused = curl_name("localhost", port, &root_path);
+    assert!(refused.is_err(), "{refused:?}");
+
+    // autocert's DirCache layout: the account key and the domain's key + chain, 0600.
+    use std::os::unix::fs::PermissionsExt as _;
+    let account = std::fs::read_to_string(cache_dir.join("acme_account+key")).expect("account key");
+    assert!(
+        account.starts_with("-----BEGIN EC PRIVATE KEY-----\n"),
+        "{account}"
+    );
+    let entry = cache_dir.join("oidc.example.org");
+    let cached = std::fs::read_to_string(&entry).expect("cached certificate");
+    assert!(
+        cached.starts_with("-----BEGIN EC PRIVATE KEY-----\n"),
+        "{cached}"
+    );
+    assert!(
+        cached.matches("-----BEGIN CERTIFICATE-----").count() >= 2,
+        "{cached}"
+    );
+    assert_eq!(
+        std::fs::metadata(&entry)
+            .expect("entry")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // With the CA gone, a restarted provider serves the cached certificate.
+    p.stop();
+    pebble.proc.stop();
+    let mut p = start("2");
+    let again = wait_until(
+        "the restarted provider to serve the cached certificate",
+        60,
+        || {
+            if let Some(s) = p.exited() {
+                panic!("provider exited with {s}: {}", p.output());
+            }
+            curl_name("oidc.example.org", port, &root_path)
+        },
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&again).expect("JSON")["issuer"],
+        doc["issuer"]
+    );
+}
+
+/// The leaf certificate (PEM) served for `name` at 127.0.0.1:`port`, verified with `ca`.
+fn served_leaf(name: &str, port: u16, ca: &Path) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--max-time",
+            "60",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{certs}",
+            "--cacert",
+            &ca.display().to_string(),
+            "--resolve",
+            &format!("{name}:{port}:127.0.0.1"),
+            &format!("https://{name}:{port}/.well-known/openid-configuration"),
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let end = "-----END CERTIFICATE-----";
+    match (out.status.success(), text.find(end)) {
+        (true, Some(i)) => Ok(text[..i + end.len()].trim().to_string()),
+        _ => Err(format!("{}{text}", String::from_utf8_lossy(&out.stderr))),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn acme_certificate_is_renewed_30_days_before_expiry() {
+    let sc = Scenario::new("oidc::acme_certificate_is_renewed_30_days_before_expiry");
+    if Command::new("curl").arg("--version").output().is_err() {
+        client_unavailable(&sc, "curl", "curl is not installed");
+        return;
+    }
+    if matches!(subject(), Impl::Reference) {
+        eprintln!(
+            "SKIPPED {} for the reference subject: SPIRE 1.13.3's autocert cannot finish an order with pebble (no Location header on finalize); it also listens on port 443 only",
+            sc.name
+        );
+        return;
+    }
+    let port = free_port();
+    // Certificates valid 30 days and a minute: due for renewal (30 days before expiry, minus
+    // up to an hour of jitter) as soon as they are issued.
+    let Some(mut pebble) = Pebble::start(&sc, port, 30 * 86_400 + 60) else {
+        return;
+    };
+    let root_path = sc.subdir("certs").join("pebble-root.pem");
+    std::fs::write(&root_path, pebble.issuing_root().await).expect("root");
+    let server = Server::start_new(&sc, "server", server_subject(), ServerOpts::default()).await;
+    let cache_dir = sc.subdir("acme-cache");
+    let conf = format!(
+        "domains = [\"oidc.example.org\"]\nacme {{\n  directory_url = \"{}\"\n  email = \"admin@example.org\"\n  tos_accepted = true\n  cache_dir = \"{}\"\n}}\nserver_api {{\n  address = \"unix://{}\"\n}}\n",
+        pebble.directory,
+        cache_dir.display(),
+        server.socket.display()
+    );
+    let conf_path = sc.subdir("provider").join("oidc.conf");
+    std::fs::write(&conf_path, conf).expect("conf");
+    let port_s = port.to_string();
+    let minica = pebble.minica.display().to_string();
+    let mut p = Proc::spawn(
+        &subject().bin(BIN),
+        &["-config", &conf_path.display().to_string()],
+        sc.subdir("provider").join("oidc.log"),
+        &[
+            ("SSL_CERT_FILE", minica.as_str()),
+            ("SPIRE_RS_OIDC_ACME_PORT", port_s.as_str()),
+        ],
+    );
+    let first = wait_until("the first ACME certificate", 120, || {
+        if let Some(s) = p.exited() {
+            panic!("provider exited with {s}: {}", p.output());
+        }
+        served_leaf("oidc.example.org", port, &root_path)
+    })
+    .await;
+    let key_block = |pem: &str| {
+        pem.split("-----END EC PRIVATE KEY-----")
+            .next()
+            .map(str::to_string)
+    };
+    let first_key = wait_until("the first certificate in the cache", 30, || {
+        std::fs::read_to_string(cache_dir.join("oidc.example.org")).map_err(|e| e.to_string())
+    })
+    .await;
+    // Without a restart, the listener goes on to serve a renewed certificate, and the
+    // cache holds it under the same key (autocert renews with the certificate's key).
+    wait_until("a renewed certificate to be served", 120, || {
+        if let Some(s) = p.exited() {
+            panic!("provider exited with {s}: {}", p.output());
+        }
+        if let Some(s) = pebble.proc.exited() {
+            panic!("pebble exited with {s}: {}", pebble.proc.output());
+        }
+        match served_leaf("oidc.example.org", port, &root_path)? {
+            leaf if leaf != first => Ok(()),
+            _ => Err("still the first certificate".to_string()),
+        }
+    })
+    .await;
+    let cached = std::fs::read_to_string(cache_dir.join("oidc.example.org")).expect("cache");
+    assert_eq!(key_block(&cached), key_block(&first_key));
+    assert!(
+        p.output().contains("Renewed the ACME certificate"),
+        "{}",
+        p.output()
+    );
+}

@@ -106,7 +106,7 @@ struct RawHealthChecks {
     ready_path: String,
 }
 
-/// The `acme` section (validated; spire-rs does not serve ACME yet).
+/// The `acme` section (served by `acme`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Acme {
     /// `directory_url`.

@@ -9,8 +9,11 @@
 //! - `source`: polling the server's bundle API, an agent's Workload API or a bundle file.
 //! - `serve`: listeners (TCP, UNIX socket, HTTPS with a certificate reloaded from disk)
 //!   and the health checks.
+//! - `acme`: HTTPS with certificates from an ACME CA (autocert's behaviour: TLS-ALPN-01 on
+//!   the serving listener, host policy, `DirCache` layout, renewal).
 //! - `run`: the program.
 
+pub mod acme;
 pub mod config;
 pub mod handler;
 pub mod keys;

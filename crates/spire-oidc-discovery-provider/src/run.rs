@@ -134,12 +134,6 @@ pub async fn run(cfg: config::Config, clock: SharedClock) -> Result<(), String> 
         }
         spiffe_core::TrustDomain::from_name_or_id(trust_domain).map_err(|e| e.to_string())?;
     }
-    if let Listen::Acme(_) = cfg.listen {
-        return Err(
-            "acme is not supported by spire-rs's oidc-discovery-provider yet; use serving_cert_file, insecure_addr or listen_socket_path"
-                .into(),
-        );
-    }
     for d in &cfg.domains {
         crate::handler::check_domain(std::slice::from_ref(d), d)?;
     }
@@ -212,7 +206,34 @@ pub async fn run(cfg: config::Config, clock: SharedClock) -> Result<(), String> 
                 }
             })
         }
-        Listen::Acme(_) => return Err("acme is not supported".into()),
+        Listen::Acme(a) => {
+            let http = crate::acme::AcmeHttp::new()?;
+            let manager = crate::acme::Manager::new(
+                &crate::acme::Settings {
+                    domains: cfg.domains.clone(),
+                    directory_url: a.directory_url.clone(),
+                    email: a.email.clone(),
+                    cache_dir: a.cache_dir.clone(),
+                },
+                http,
+                clock.clone(),
+                crate::acme::random_jitter,
+            );
+            let port = crate::acme::listen_port()?;
+            let l = match tokio::net::TcpListener::bind(("::", port)).await {
+                Ok(l) => l,
+                Err(_) => tokio::net::TcpListener::bind(("0.0.0.0", port))
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "failed to create an ACME listener: listen tcp :{port}: bind: {}",
+                            spire_gocompat::os::errno_text(&e)
+                        )
+                    })?,
+            };
+            tracing::info!("Serving HTTPS via ACME");
+            tokio::spawn(crate::acme::serve(l, manager, app))
+        }
     };
 
     if let Some(h) = &cfg.health_checks {

@@ -61,7 +61,7 @@ fn to_response(r: Response) -> hyper::Response<Full<Bytes>> {
 }
 
 /// Serves one connection.
-async fn serve_conn<S, F, Fut>(io: S, f: F)
+pub(crate) async fn serve_conn<S, F, Fut>(io: S, f: F)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(hyper::Request<Incoming>) -> Fut + Send + Sync + 'static + Clone,
@@ -80,7 +80,7 @@ where
     }
 }
 
-fn app_fn(
+pub(crate) fn app_fn(
     app: App,
     tls: bool,
 ) -> impl Fn(hyper::Request<Incoming>) -> std::future::Ready<hyper::Response<Full<Bytes>>>

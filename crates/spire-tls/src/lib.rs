@@ -611,6 +611,33 @@ pub fn https_server_config(cert: Arc<SvidResolver>) -> Result<Arc<rustls::Server
     Ok(Arc::new(config))
 }
 
+/// Server configuration presenting exactly `key` and offering exactly the `alpn`
+/// protocols, for a listener that picks the certificate itself once it has read the
+/// ClientHello (the OIDC discovery provider's ACME listener, which may have to obtain the
+/// certificate first, and answers TLS-ALPN-01 challenges with `acme-tls/1`). TLS 1.2 and
+/// 1.3; no client certificate.
+pub fn fixed_cert_server_config(
+    key: Arc<CertifiedKey>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(FixedCert(key)));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct FixedCert(Arc<CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for FixedCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
 /// Client configuration: verifies the server with `server`, presents `svid` when set,
 /// negotiates `h2`.
 ///
