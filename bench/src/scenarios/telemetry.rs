@@ -113,7 +113,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Section {
     let (calls, warmup) = (s.latency_calls, s.latency_warmup);
     super::section(
         ctx,
-        "10. Telemetry cost on the Workload API",
+        "11. Telemetry cost on the Workload API",
         format!(
             "One server; an agent without telemetry, then one with `telemetry {{ Prometheus }}` \
              scraped every second during the calls (both of the same implementation, the \
