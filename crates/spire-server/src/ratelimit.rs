@@ -82,9 +82,10 @@ impl PerIpLimiter {
 /// The limits SPIRE applies.
 #[derive(Debug)]
 pub struct RateLimits {
-    /// AttestAgent and RenewAgent: 1 per second per IP.
+    /// AttestAgent: 1 per second per IP.
     pub attestation: Option<PerIpLimiter>,
-    /// X.509 signing: 500 CSRs per second per IP.
+    /// X.509 signing (BatchNewX509SVID, NewDownstreamX509CA and RenewAgent share it, as
+    /// SPIRE's `csrLimit`): 500 CSRs per second per IP.
     pub x509_signing: Option<PerIpLimiter>,
     /// JWT signing: 500 per second per IP.
     pub jwt_signing: Option<PerIpLimiter>,

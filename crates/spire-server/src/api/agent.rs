@@ -536,7 +536,7 @@ impl pb::agent_server::Agent for AgentService {
         let ip = caller.addr.map(|a| a.ip().to_string());
         ratelimit::limit(
             &self.limits,
-            &self.limits.attestation,
+            &self.limits.x509_signing,
             ip.as_deref(),
             1,
             &["agent", "v1", "agent", "renew_agent"],

@@ -316,7 +316,7 @@ impl pb::svid_server::Svid for SvidService {
         let ip = caller.addr.map(|a| a.ip().to_string());
         ratelimit::limit(
             &self.limits,
-            &self.limits.attestation,
+            &self.limits.x509_signing,
             ip.as_deref(),
             1,
             &["svid", "v1", "svid", "new_downstream_x509ca"],
