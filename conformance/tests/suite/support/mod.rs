@@ -439,18 +439,23 @@ pub fn clients_required() -> bool {
 }
 
 /// Reports a missing optional client: a failure with `SPIRE_RS_REQUIRE_CLIENTS=1`, else a
-/// printed skip.
-/// `SPIRE_CONFORMANCE_SKIP_FILE`, when set, collects the names of skipped scenarios for the
-/// results file.
+/// printed skip (see [`skip`]).
 pub fn client_unavailable(sc: &Scenario, what: &str, why: &str) {
     assert!(
         !clients_required(),
         "{what} is unavailable and SPIRE_RS_REQUIRE_CLIENTS=1: {why}"
     );
-    eprintln!(
-        "SKIPPED {}: {what} is unavailable ({why}); set SPIRE_RS_REQUIRE_CLIENTS=1 to fail instead",
-        sc.name
+    skip(
+        sc,
+        &format!("{what} is unavailable ({why}); set SPIRE_RS_REQUIRE_CLIENTS=1 to fail instead"),
     );
+}
+
+/// Skips the rest of a scenario visibly: prints `SKIPPED <name>: <why>` and, when
+/// `SPIRE_CONFORMANCE_SKIP_FILE` is set, records the scenario there so the results file
+/// reports it as skipped rather than passed.
+pub fn skip(sc: &Scenario, why: &str) {
+    eprintln!("SKIPPED {}: {why}", sc.name);
     if let Ok(f) = std::env::var("SPIRE_CONFORMANCE_SKIP_FILE")
         && !f.is_empty()
     {
@@ -460,7 +465,7 @@ pub fn client_unavailable(sc: &Scenario, what: &str, why: &str) {
             .append(true)
             .open(f)
         {
-            let _ = writeln!(file, "{}\t{what} unavailable: {why}", sc.name);
+            let _ = writeln!(file, "{}\t{why}", sc.name);
         }
     }
 }
