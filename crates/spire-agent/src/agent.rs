@@ -17,6 +17,7 @@ use spire_plugins_docker as docker_wa;
 use spire_plugins_k8s::psat;
 use spire_plugins_k8s::workload as k8s_wa;
 use spire_plugins_systemd as systemd_wa;
+use spire_plugins_tpm as tpm_devid;
 use spire_tls::SharedBundles;
 
 use crate::attest::{AttestError, attest};
@@ -225,6 +226,12 @@ impl AgentSettings {
                         AgentError::Config(format!("failed to configure plugin \"x509pop\": {e}"))
                     })?;
                     node_attestor = Some(("x509pop".into(), Arc::new(plugin)));
+                }
+                ("NodeAttestor", tpm_devid::PLUGIN_NAME) => {
+                    let cfg: tpm_devid::AgentConfig = crate::plugins::builtin_data(p)?;
+                    let plugin = tpm_devid::TpmDevIdAgent::new(&cfg)
+                        .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
+                    node_attestor = Some((tpm_devid::PLUGIN_NAME.into(), Arc::new(plugin)));
                 }
                 ("NodeAttestor", psat::PLUGIN_NAME) => {
                     let cfg: psat::AgentConfig = crate::plugins::builtin_data(p)?;

@@ -130,7 +130,6 @@ const SPIRE_NODE_ATTESTORS: &[&str] = &[
     "gcp_iit",
     "http_challenge",
     "sshpop",
-    "tpm_devid",
 ];
 
 /// The server's catalog.
@@ -138,7 +137,10 @@ pub const SERVER: Side = Side {
     builtins: &[
         ("DataStore", &["sql"]),
         ("KeyManager", &["disk", "memory"]),
-        ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
+        (
+            "NodeAttestor",
+            &["join_token", "k8s_psat", "tpm_devid", "x509pop"],
+        ),
         ("Notifier", &["k8sbundle"]),
         ("BundlePublisher", &["k8s_configmap"]),
         ("CredentialComposer", &["uniqueid"]),
@@ -189,7 +191,10 @@ pub const SERVER: Side = Side {
 pub const AGENT: Side = Side {
     builtins: &[
         ("KeyManager", &["disk", "memory"]),
-        ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
+        (
+            "NodeAttestor",
+            &["join_token", "k8s_psat", "tpm_devid", "x509pop"],
+        ),
         ("WorkloadAttestor", &["docker", "k8s", "systemd", "unix"]),
     ],
     spire_only: &[

@@ -245,6 +245,12 @@ pub async fn load(
                 refuse_data(p)?;
                 credential_composers.push(Arc::new(uniqueid::UniqueId));
             }
+            ("NodeAttestor", spire_plugins_tpm::PLUGIN_NAME) => {
+                let cfg: spire_plugins_tpm::ServerConfig = decode(p)?;
+                let plugin = spire_plugins_tpm::TpmDevIdServer::new(&cfg, trust_domain.clone())
+                    .map_err(|e| configure_err(p, e))?;
+                node_attestors.insert(spire_plugins_tpm::PLUGIN_NAME.into(), Arc::new(plugin));
+            }
             ("NodeAttestor", psat::PLUGIN_NAME) => {
                 let cfg: psat::ServerConfig = decode(p)?;
                 let plugin = psat::PsatServer::new(&cfg, trust_domain.clone())
