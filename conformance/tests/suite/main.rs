@@ -49,4 +49,5 @@ mod sds;
 mod sync_entries;
 mod systemd_workload;
 mod telemetry;
+mod tpm_devid;
 mod x509pop;
