@@ -46,6 +46,10 @@ export SPIRE_RS_K8S_BIN_DIR SPIRE_RS_REQUIRE_K8S=1
 # podman and debootstrap; conformance/containers/engines.sh starts them on private roots).
 export SPIRE_RS_REQUIRE_CONTAINERS=1
 
+# A software TPM (swtpm, swtpm_setup from Debian; .ci/run installs them) for the tpm_devid
+# scenarios, provisioned by conformance/tpmprov (Go): required, not skipped.
+export SPIRE_RS_REQUIRE_TPM=1
+
 # The Go module cache holds SPIRE's example configs that the config tests read.
 GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE)}"
 export GOMODCACHE

@@ -127,7 +127,7 @@ impl Tpm {
                     n += got;
                     if n >= 10 {
                         let size = u32::from_be_bytes([buf[2], buf[3], buf[4], buf[5]]) as usize;
-                        if size > MAX_RESPONSE || size < 10 {
+                        if !(10..=MAX_RESPONSE).contains(&size) {
                             return Err(TpmError::Other(format!(
                                 "TPM response size {size} out of range"
                             )));

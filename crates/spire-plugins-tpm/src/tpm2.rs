@@ -373,7 +373,7 @@ pub(crate) fn kdfa(
         counter += 1;
     }
     out.truncate(len);
-    if bits % 8 != 0
+    if !bits.is_multiple_of(8)
         && let Some(first) = out.first_mut()
     {
         *first &= (1u8 << (bits % 8)) - 1;
