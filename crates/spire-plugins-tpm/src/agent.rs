@@ -499,6 +499,9 @@ impl AgentNodeAttestor for TpmDevIdAgent {
 }
 
 #[cfg(test)]
+mod swtpm_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
