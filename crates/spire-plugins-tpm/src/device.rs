@@ -74,6 +74,20 @@ impl std::fmt::Debug for Tpm {
     }
 }
 
+/// Largest buffer a `TPM2B_*` this client sends may hold (TPM 2.0 buffers are at most a
+/// few KiB; anything larger is refused before it reaches the TPM).
+pub(crate) const MAX_TPM2B: usize = 4096;
+
+fn check_len(what: &str, v: &[u8]) -> Result<(), TpmError> {
+    if v.len() > MAX_TPM2B {
+        return Err(TpmError::Other(format!(
+            "{what} is {} bytes, more than {MAX_TPM2B}",
+            v.len()
+        )));
+    }
+    Ok(())
+}
+
 /// An authorization for one handle of a command.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Auth<'a> {
@@ -139,7 +153,16 @@ impl Tpm {
                 }
             }
         }
-        buf.truncate(n);
+        if n < 10 {
+            return Err(TpmError::Other("short TPM response".into()));
+        }
+        let size = u32::from_be_bytes([buf[2], buf[3], buf[4], buf[5]]) as usize;
+        if !(10..=n).contains(&size) {
+            return Err(TpmError::Other(format!(
+                "TPM response size {size} does not match the {n} bytes read"
+            )));
+        }
+        buf.truncate(size);
         Ok(buf)
     }
 
@@ -161,6 +184,7 @@ impl Tpm {
             for a in auths {
                 match a {
                     Auth::Password(pw) => {
+                        check_len("password", pw)?;
                         area.u32(RS_PW).tpm2b(&[]).u8(1).tpm2b(pw);
                     }
                     Auth::Policy(h) => {
@@ -286,6 +310,8 @@ impl Tpm {
         public: &[u8],
         private: &[u8],
     ) -> Result<u32, TpmError> {
+        check_len("private blob", private)?;
+        check_len("public blob", public)?;
         let mut p = Writer::default();
         p.tpm2b(private).tpm2b(public);
         let (h, _) = self.run(
@@ -399,6 +425,12 @@ impl Tpm {
         credential: &[u8],
         secret: &[u8],
     ) -> Result<Vec<u8>, TpmError> {
+        if let Err(e) =
+            check_len("credential", credential).and_then(|()| check_len("secret", secret))
+        {
+            let _ = self.flush(session);
+            return Err(e);
+        }
         let mut p = Writer::default();
         p.tpm2b(credential).tpm2b(secret);
         let result = self.run(
@@ -547,6 +579,45 @@ mod tests {
         Public::decode(&srk_template_ecc()).unwrap();
         let ak = Public::decode(&ak_template_rsa()).unwrap();
         assert_eq!(ak.signing_scheme().unwrap().hash, alg::SHA256);
+    }
+
+    /// A fake TPM on a socket pair: answers each command with `reply`.
+    fn fake(reply: Vec<u8>) -> Tpm {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut theirs = theirs;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = theirs.read(&mut buf) {
+                if n == 0 || theirs.write_all(&reply).is_err() {
+                    break;
+                }
+            }
+        });
+        Tpm {
+            channel: Channel::Socket(ours),
+            sleep: |_| {},
+        }
+    }
+
+    #[test]
+    fn tpm_error_codes_and_bad_responses_are_errors() {
+        // TPM_RC_AUTH_FAIL-style code (0x98e) on a FlushContext.
+        let mut t = fake(vec![0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x09, 0x8e]);
+        let err = t.flush(0x8000_0000).unwrap_err();
+        assert_eq!(err.to_string(), "TPM error 0x98e in FlushContext");
+        // A response claiming more bytes than the limit.
+        let mut t = fake(vec![0x80, 0x01, 0xff, 0, 0, 10, 0, 0, 0, 0]);
+        assert!(t.flush(1).unwrap_err().to_string().contains("out of range"));
+        // Retry codes are retried, then reported.
+        let mut t = fake(vec![0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x09, 0x22]);
+        assert_eq!(
+            t.flush(1).unwrap_err().to_string(),
+            "TPM error 0x922 in FlushContext"
+        );
+        // Oversized inputs never reach the TPM.
+        let mut t = fake(vec![0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0]);
+        assert!(t.load(1, &[], &[0; 5000], &[]).is_err());
+        t.flush(1).unwrap();
     }
 
     #[test]
