@@ -6,10 +6,10 @@
 //
 // Usage: tpmprov -tpm PATH -out DIR [-cn NAME] [-devid-password PW] [-owner-password PW]
 //
-//	[-intermediate]
+//	[-intermediate] [-ecc]
 //
 // Writes into DIR: devid.pub, devid.priv (TPM blobs), devid.pem (leaf, then intermediate
-// if any), ca.pem (root), ca-key.pem is not written (the CA key is discarded).
+// if any), ca.pem (root). The CA keys are discarded.
 package main
 
 import (
@@ -46,6 +46,39 @@ func srkTemplateHighRSA() tpm2.Public {
 	}
 }
 
+// srkTemplateHighECC is go-tpm-tools' SRKTemplateECC with empty unique points, as SPIRE's
+// tpmutil.SRKTemplateHighECC.
+func srkTemplateHighECC() tpm2.Public {
+	return tpm2.Public{
+		Type:    tpm2.AlgECC,
+		NameAlg: tpm2.AlgSHA256,
+		Attributes: tpm2.FlagDecrypt | tpm2.FlagRestricted | tpm2.FlagFixedTPM |
+			tpm2.FlagFixedParent | tpm2.FlagSensitiveDataOrigin | tpm2.FlagUserWithAuth |
+			tpm2.FlagNoDA,
+		ECCParameters: &tpm2.ECCParams{
+			Symmetric: &tpm2.SymScheme{Alg: tpm2.AlgAES, KeyBits: 128, Mode: tpm2.AlgCFB},
+			CurveID:   tpm2.CurveNISTP256,
+			Point:     tpm2.ECPoint{XRaw: []byte{}, YRaw: []byte{}},
+		},
+	}
+}
+
+// devIDTemplateECC is the ECC DevID key template of SPIRE's test/tpmsimulator: an
+// unrestricted NIST P-256 signing key with ECDSA-SHA256.
+func devIDTemplateECC() tpm2.Public {
+	return tpm2.Public{
+		Type:    tpm2.AlgECC,
+		NameAlg: tpm2.AlgSHA256,
+		Attributes: tpm2.FlagSign | tpm2.FlagFixedTPM | tpm2.FlagFixedParent |
+			tpm2.FlagSensitiveDataOrigin | tpm2.FlagUserWithAuth,
+		ECCParameters: &tpm2.ECCParams{
+			Sign:    &tpm2.SigScheme{Alg: tpm2.AlgECDSA, Hash: tpm2.AlgSHA256},
+			CurveID: tpm2.CurveNISTP256,
+			Point:   tpm2.ECPoint{XRaw: make([]byte, 32), YRaw: make([]byte, 32)},
+		},
+	}
+}
+
 // devIDTemplateRSA is the DevID key template of SPIRE's test/tpmsimulator: an unrestricted
 // RSA-2048 signing key with RSASSA-SHA256.
 func devIDTemplateRSA() tpm2.Public {
@@ -68,6 +101,7 @@ func main() {
 	devIDPassword := flag.String("devid-password", "", "DevID key password")
 	ownerPassword := flag.String("owner-password", "", "owner hierarchy password")
 	intermediate := flag.Bool("intermediate", false, "issue the DevID through an intermediate CA")
+	ecc := flag.Bool("ecc", false, "an ECC (NIST P-256) DevID key instead of RSA-2048")
 	flag.Parse()
 	if *tpmPath == "" || *out == "" {
 		fail(fmt.Errorf("-tpm and -out are required"))
@@ -78,13 +112,17 @@ func main() {
 	}
 	defer rwc.Close()
 
+	srkTemplate, keyTemplate := srkTemplateHighRSA(), devIDTemplateRSA()
+	if *ecc {
+		srkTemplate, keyTemplate = srkTemplateHighECC(), devIDTemplateECC()
+	}
 	srk, _, _, _, _, _, err := tpm2.CreatePrimaryEx(rwc, tpm2.HandleOwner, tpm2.PCRSelection{},
-		*ownerPassword, "", srkTemplateHighRSA())
+		*ownerPassword, "", srkTemplate)
 	if err != nil {
 		fail(fmt.Errorf("create SRK: %w", err))
 	}
 	priv, pub, _, _, _, err := tpm2.CreateKey(rwc, srk, tpm2.PCRSelection{}, "", *devIDPassword,
-		devIDTemplateRSA())
+		keyTemplate)
 	_ = tpm2.FlushContext(rwc, srk)
 	if err != nil {
 		fail(fmt.Errorf("create DevID key: %w", err))

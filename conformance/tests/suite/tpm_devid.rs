@@ -43,6 +43,8 @@ struct Tpm {
     ek_ca: PathBuf,
     /// tpmprov's output: devid.pem (leaf + intermediate), devid.pub, devid.priv, ca.pem.
     devid: PathBuf,
+    /// The DevID key's authorization value ("" for none).
+    devid_password: String,
 }
 
 impl Tpm {
@@ -70,8 +72,9 @@ impl Tpm {
 
     fn agent_block(&self) -> String {
         format!(
-            "NodeAttestor \"tpm_devid\" {{\n        plugin_data {{\n            devid_cert_path = \"{d}/devid.pem\"\n            devid_pub_path = \"{d}/devid.pub\"\n            devid_priv_path = \"{d}/devid.priv\"\n            tpm_device_path = \"{s}\"\n        }}\n    }}",
+            "NodeAttestor \"tpm_devid\" {{\n        plugin_data {{\n            devid_cert_path = \"{d}/devid.pem\"\n            devid_pub_path = \"{d}/devid.pub\"\n            devid_priv_path = \"{d}/devid.priv\"\n            devid_password = \"{p}\"\n            tpm_device_path = \"{s}\"\n        }}\n    }}",
             d = self.devid.display(),
+            p = self.devid_password,
             s = self.socket.display()
         )
     }
@@ -85,8 +88,17 @@ fn server_block(devid_ca: &Path, ek_ca: &Path) -> String {
     )
 }
 
+/// How the DevID key is made.
+#[derive(Clone, Copy)]
+enum DevId {
+    /// RSA-2048, no password.
+    Rsa,
+    /// NIST P-256, with a password.
+    EccWithPassword,
+}
+
 /// Manufactures, starts and provisions a swtpm, or skips (returns `None`).
-async fn swtpm(sc: &Scenario) -> Option<Tpm> {
+async fn swtpm(sc: &Scenario, kind: DevId) -> Option<Tpm> {
     for cmd in ["swtpm", "swtpm_setup", "go"] {
         if !which(cmd) {
             tpm_unavailable(sc, &format!("{cmd} is not installed"));
@@ -190,25 +202,33 @@ async fn swtpm(sc: &Scenario) -> Option<Tpm> {
     }
     let devid = dir.join("devid");
     std::fs::create_dir_all(&devid).unwrap();
-    let prov = run(
-        Path::new(build.stdout.trim()),
-        &[
-            "-tpm",
-            &socket.display().to_string(),
-            "-out",
-            &devid.display().to_string(),
-            "-cn",
-            "node-devid",
-            "-intermediate",
-        ],
-        None,
-    );
+    let devid_password = match kind {
+        DevId::Rsa => String::new(),
+        DevId::EccWithPassword => "devid-secret".to_string(),
+    };
+    let (socket_arg, devid_arg) = (socket.display().to_string(), devid.display().to_string());
+    let mut args = vec![
+        "-tpm",
+        &socket_arg,
+        "-out",
+        &devid_arg,
+        "-cn",
+        "node-devid",
+        "-intermediate",
+        "-devid-password",
+        &devid_password,
+    ];
+    if matches!(kind, DevId::EccWithPassword) {
+        args.push("-ecc");
+    }
+    let prov = run(Path::new(build.stdout.trim()), &args, None);
     assert!(prov.ok(), "tpmprov: {prov}");
     Some(Tpm {
         _proc: proc,
         socket,
         ek_ca,
         devid,
+        devid_password,
     })
 }
 
@@ -216,11 +236,24 @@ async fn swtpm(sc: &Scenario) -> Option<Tpm> {
 #[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn attest() {
     let sc = Scenario::new("tpm_devid::attest");
-    let Some(tpm) = swtpm(&sc).await else {
+    attest_with(&sc, DevId::Rsa).await;
+}
+
+/// An ECC DevID key (loaded under SPIRE's ECC SRK, the nonce signed with ECDSA) with a
+/// `devid_password`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn ecc_devid_with_password() {
+    let sc = Scenario::new("tpm_devid::ecc_devid_with_password");
+    attest_with(&sc, DevId::EccWithPassword).await;
+}
+
+async fn attest_with(sc: &Scenario, kind: DevId) {
+    let Some(tpm) = swtpm(sc, kind).await else {
         return;
     };
     let server = Server::start_new(
-        &sc,
+        sc,
         "server",
         server_subject(),
         ServerOpts {
@@ -230,7 +263,7 @@ async fn attest() {
     )
     .await;
     let agent = Agent::start_new(
-        &sc,
+        sc,
         "agent",
         agent_subject(),
         &server,
@@ -275,7 +308,7 @@ async fn attest() {
 #[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn untrusted_cas() {
     let sc = Scenario::new("tpm_devid::untrusted_cas");
-    let Some(tpm) = swtpm(&sc).await else {
+    let Some(tpm) = swtpm(&sc, DevId::Rsa).await else {
         return;
     };
     // The DevID CA where the EK CA belongs, and the EK CA where the DevID CA belongs.

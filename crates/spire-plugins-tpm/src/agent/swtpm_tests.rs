@@ -156,6 +156,36 @@ fn der(tag: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// SPIRE's test ECC DevID template: an unrestricted NIST P-256 ECDSA-SHA256 signing key.
+fn devid_template_ecc() -> Vec<u8> {
+    let attrs = attr::SIGN
+        | attr::FIXED_TPM
+        | attr::FIXED_PARENT
+        | attr::SENSITIVE_DATA_ORIGIN
+        | attr::USER_WITH_AUTH;
+    let mut w = Writer::default();
+    w.u16(alg::ECC).u16(alg::SHA256).u32(attrs).tpm2b(&[]);
+    w.u16(alg::NULL).u16(alg::ECDSA).u16(alg::SHA256);
+    w.u16(0x0003).u16(alg::NULL).tpm2b(&[0; 32]).tpm2b(&[0; 32]);
+    w.0
+}
+
+/// The SubjectPublicKeyInfo of a P-256 key from its coordinates.
+fn p256_spki(x: &[u8], y: &[u8]) -> Vec<u8> {
+    let alg_id = der(
+        0x30,
+        &[
+            der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]),
+            der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]),
+        ]
+        .concat(),
+    );
+    let mut bits = vec![0u8, 0x04];
+    bits.extend_from_slice(x);
+    bits.extend_from_slice(y);
+    der(0x30, &[alg_id, der(0x03, &bits)].concat())
+}
+
 /// The SubjectPublicKeyInfo of an RSA key from its modulus and exponent.
 fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
     let int = |v: &[u8]| {
@@ -183,19 +213,27 @@ fn rsa_spki(n: &[u8], e: &[u8]) -> Vec<u8> {
 }
 
 /// Creates a DevID key under the SRK with our own TPM client and issues its certificate.
-fn provision(tpm: &Swtpm, dir: &Path) -> (AgentConfig, Vec<u8>, Vec<u8>) {
+fn provision(tpm: &Swtpm, dir: &Path, ecc: bool) -> (AgentConfig, Vec<u8>, Vec<u8>) {
     let mut t = Tpm::open(&tpm.socket).unwrap();
+    let (srk_template, template) = if ecc {
+        (device::srk_template_ecc(), devid_template_ecc())
+    } else {
+        (device::srk_template_rsa(), devid_template())
+    };
     let srk = t
-        .create_primary(device::RH_OWNER, &[], &[], &device::srk_template_rsa())
+        .create_primary(device::RH_OWNER, &[], &[], &srk_template)
         .unwrap();
-    let key = t
-        .create(srk.handle, &[], b"devid-pw", &devid_template())
-        .unwrap();
+    let key = t.create(srk.handle, &[], b"devid-pw", &template).unwrap();
     t.flush(srk.handle).unwrap();
     drop(t);
     let public = Public::decode(&key.public).unwrap();
-    let (n, e) = public.rsa().unwrap();
-    let spki = rsa_spki(n, &e);
+    let spki = match &public.params {
+        KeyParams::Rsa { .. } => {
+            let (n, e) = public.rsa().unwrap();
+            rsa_spki(n, &e)
+        }
+        KeyParams::Ecc { x, y, .. } => p256_spki(x, y),
+    };
 
     let mut ca_params = CertificateParams::default();
     ca_params
@@ -326,7 +364,7 @@ async fn attests_through_swtpm_and_survives_a_failed_activation() {
     let Some(tpm) = swtpm(dir.path()) else {
         return;
     };
-    let (cfg, leaf, ca) = provision(&tpm, dir.path());
+    let (cfg, leaf, ca) = provision(&tpm, dir.path(), false);
     let agent = TpmDevIdAgent::new(&cfg).unwrap();
     let server = server(dir.path(), &ca, &tpm.ek_ca);
 
@@ -383,4 +421,36 @@ async fn attests_through_swtpm_and_survives_a_failed_activation() {
         "{err}"
     );
     assert!(server_result.is_err());
+}
+
+/// An ECC DevID key: loaded under SPIRE's ECC SRK, the AK still under the RSA SRK, the
+/// nonce signed with ECDSA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attests_with_an_ecc_devid_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tpm) = swtpm(dir.path()) else {
+        return;
+    };
+    let (cfg, leaf, ca) = provision(&tpm, dir.path(), true);
+    let agent = TpmDevIdAgent::new(&cfg).unwrap();
+    let server = server(dir.path(), &ca, &tpm.ek_ca);
+    let (agent_result, server_result) = run(&agent, &server, |_| {}).await;
+    agent_result.unwrap();
+    let attested = server_result.unwrap();
+    assert_eq!(
+        attested.agent_id.to_string(),
+        format!(
+            "spiffe://example.org/spire/agent/tpm_devid/{}",
+            crate::fingerprint(&leaf)
+        )
+    );
+    // The DevID nonce signature must be the key's: a nonce tampered in transit fails.
+    let (agent_result, server_result) = run(&agent, &server, |req| req.devid[0] ^= 1).await;
+    agent_result.unwrap();
+    let err = server_result.unwrap_err();
+    assert!(
+        err.message
+            .starts_with("devID challenge verification failed"),
+        "{err}"
+    );
 }
