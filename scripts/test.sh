@@ -46,6 +46,11 @@ export SPIRE_RS_K8S_BIN_DIR SPIRE_RS_REQUIRE_K8S=1
 # podman and debootstrap; conformance/containers/engines.sh starts them on private roots).
 export SPIRE_RS_REQUIRE_CONTAINERS=1
 
+# SoftHSM2 (and OpenSC's pkcs11-tool) for the pkcs11 KeyManager's tests and scenarios:
+# required, not skipped (.ci/run installs softhsm2 and opensc; every test makes its own token
+# directory and SOFTHSM2_CONF).
+export SPIRE_RS_REQUIRE_SOFTHSM=1
+
 # The Go module cache holds SPIRE's example configs that the config tests read.
 GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE)}"
 export GOMODCACHE

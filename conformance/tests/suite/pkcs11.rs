@@ -34,7 +34,11 @@ impl SoftHsm {
     fn new(sc: &Scenario) -> Option<SoftHsm> {
         let missing = if !Path::new(MODULE).exists() {
             Some(format!("{MODULE} is missing (Debian: softhsm2)"))
-        } else if Command::new("softhsm2-util").arg("--version").output().is_err() {
+        } else if Command::new("softhsm2-util")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             Some("softhsm2-util is not installed (Debian: softhsm2)".into())
         } else if Command::new("pkcs11-tool").arg("--help").output().is_err() {
             Some("pkcs11-tool is not installed (Debian: opensc)".into())
@@ -46,7 +50,10 @@ impl SoftHsm {
                 std::env::var("SPIRE_RS_REQUIRE_SOFTHSM").as_deref() != Ok("1"),
                 "{why} and SPIRE_RS_REQUIRE_SOFTHSM=1"
             );
-            skip(sc, &format!("{why}; set SPIRE_RS_REQUIRE_SOFTHSM=1 to fail instead"));
+            skip(
+                sc,
+                &format!("{why}; set SPIRE_RS_REQUIRE_SOFTHSM=1 to fail instead"),
+            );
             return None;
         }
         let dir = sc.subdir("softhsm");
@@ -96,10 +103,7 @@ impl SoftHsm {
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        vec![(
-            "SOFTHSM2_CONF".into(),
-            self.conf.display().to_string(),
-        )]
+        vec![("SOFTHSM2_CONF".into(), self.conf.display().to_string())]
     }
 
     /// The `KeyManager "pkcs11"` block.
@@ -187,8 +191,8 @@ fn openssl_verify(dir: &Path, svid: &serde_json::Value, name: &str) -> String {
         c.arg("-untrusted").arg(untrusted);
     }
     let out = c.arg(&leaf_path).output().expect("openssl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "openssl verify {name}: {text}");
     assert!(text.contains(": OK"), "openssl verify {name}: {text}");
     pki::facts(&chain[0]).akid
@@ -446,7 +450,10 @@ async fn server_refuses_a_wrong_pin_or_a_missing_token() {
         assert!(!status.success(), "{label}: the server started");
         let log = server.log();
         assert!(log.contains(needle), "{label}: no {needle:?} in:\n{log}");
-        assert!(!log.contains("0000-wrong") && !log.contains(PIN), "{label}: PIN logged");
+        assert!(
+            !log.contains("0000-wrong") && !log.contains(PIN),
+            "{label}: PIN logged"
+        );
         assert!(!log.contains("panicked"), "{label}: {log}");
     }
 }

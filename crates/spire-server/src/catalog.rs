@@ -219,9 +219,7 @@ pub async fn load(
             ("KeyManager", spire_plugins_pkcs11::PLUGIN_NAME) => {
                 use spire_plugins_pkcs11::{Config, Pkcs11KeyManager, Side};
                 let cfg: Config = decode_checked(p)?;
-                let settings = cfg
-                    .parse(Side::Server)
-                    .map_err(|e| configure_err(p, e))?;
+                let settings = cfg.parse(Side::Server).map_err(|e| configure_err(p, e))?;
                 km = Some(Arc::new(
                     Pkcs11KeyManager::start(settings)
                         .await
@@ -477,10 +475,16 @@ plugins {{
             assert_eq!(check(&cfg), Ok(()));
             let (td, own, clock) = (td.clone(), own.clone(), clock.clone());
             async move {
-                load(&cfg, &td, own, &clock, &spire_telemetry::Metrics::disabled())
-                    .await
-                    .unwrap_err()
-                    .to_string()
+                load(
+                    &cfg,
+                    &td,
+                    own,
+                    &clock,
+                    &spire_telemetry::Metrics::disabled(),
+                )
+                .await
+                .unwrap_err()
+                .to_string()
             }
         };
         assert_eq!(
@@ -502,4 +506,3 @@ plugins {{
         );
     }
 }
-
