@@ -457,3 +457,45 @@ async fn server_refuses_a_wrong_pin_or_a_missing_token() {
         assert!(!log.contains("panicked"), "{label}: {log}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn server_survives_its_token_being_removed() {
+    let sc = Scenario::new("pkcs11::server_survives_its_token_being_removed");
+    if server_subject() == Impl::Reference {
+        skip(&sc, EXTENSION);
+        return;
+    }
+    let Some(hsm) = SoftHsm::new(&sc) else {
+        return;
+    };
+    let mut server = Server::start_new(
+        &sc,
+        "server",
+        server_subject(),
+        ServerOpts {
+            key_manager: Some(hsm.key_manager("")),
+            env: hsm.env(),
+            ..ServerOpts::default()
+        },
+    )
+    .await;
+    let wl = id("/minted");
+    let minted = server.cli(&["x509", "mint", "-spiffeID", &wl]);
+    assert!(minted.ok(), "x509 mint: {minted}");
+    // The token goes away under the running server (another process deletes it).
+    let mut delete = hsm.command("softhsm2-util");
+    delete.args(["--delete-token", "--token", TOKEN]);
+    hsm.check(delete);
+    let minted = server.cli(&["x509", "mint", "-spiffeID", &wl]);
+    assert!(!minted.ok(), "x509 mint signed without its token: {minted}");
+    assert!(
+        minted.all().contains("PKCS#11 token \"spire\" is not available"),
+        "{minted}"
+    );
+    // The server keeps running and answering.
+    assert!(server.is_running(), "the server exited");
+    assert!(server.cli(&["bundle", "show"]).ok());
+    let log = server.log();
+    assert!(!log.contains("panicked"), "{log}");
+}
