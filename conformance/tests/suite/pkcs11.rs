@@ -490,7 +490,9 @@ async fn server_survives_its_token_being_removed() {
     let minted = server.cli(&["x509", "mint", "-spiffeID", &wl]);
     assert!(!minted.ok(), "x509 mint signed without its token: {minted}");
     assert!(
-        minted.all().contains("PKCS#11 token \"spire\" is not available"),
+        minted
+            .all()
+            .contains("PKCS#11 token \"spire\" is not available"),
         "{minted}"
     );
     // The server keeps running and answering.

@@ -572,3 +572,48 @@ fn sessions_logged_out_behind_our_back_log_in_again() {
         });
     });
 }
+
+#[test]
+fn an_interrupted_replacement_keeps_the_old_key() {
+    isolated("an_interrupted_replacement_keeps_the_old_key", |hsm| {
+        block_on(async {
+            let km = open(hsm);
+            let old = km.generate_key("x509-CA-A", KeyType::EcP256).await.unwrap();
+            // A newer generation under the same label whose replacement never finished
+            // (made by another PKCS#11 client: generation 5 in the CKA_ID's first 8 bytes).
+            let out = Command::new("pkcs11-tool")
+                .args([
+                    "--module",
+                    MODULE,
+                    "--token-label",
+                    LABEL,
+                    "--login",
+                    "--pin",
+                    PIN,
+                    "--keypairgen",
+                    "--key-type",
+                    "EC:prime256v1",
+                    "--label",
+                    "spire-server-x509-CA-A",
+                    "--id",
+                    "00000000000000050102030405060708",
+                ])
+                .env("SOFTHSM2_CONF", hsm.conf())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(hsm.object_labels(LABEL, PIN).len(), 4);
+            // A restart takes the oldest whole pair: the key the server knew.
+            let km = open(hsm);
+            assert_eq!(km.get_public_keys().await.unwrap(), vec![old.clone()]);
+            let signer = km.signer("x509-CA-A").await.unwrap();
+            let sig = signer.sign(b"m", SignatureKind::X509).unwrap();
+            assert!(old.public_key.verify_x509(b"m", &sig));
+            // The next generation removes both.
+            let new = km.generate_key("x509-CA-A", KeyType::EcP256).await.unwrap();
+            assert_ne!(new.fingerprint, old.fingerprint);
+            assert_eq!(hsm.object_labels(LABEL, PIN).len(), 2);
+            assert_eq!(open(hsm).get_public_keys().await.unwrap(), vec![new]);
+        });
+    });
+}
