@@ -318,11 +318,17 @@ impl Signer for Pkcs11Signer {
         true
     }
 
+    /// Signs on the calling worker thread, first telling a multi-threaded runtime to hand
+    /// its other tasks to another worker (`block_in_place`), so a slow token holds up no
+    /// one else; on a current-thread runtime, on a blocking thread instead.
     fn sign_async<'a>(&'a self, message: &'a [u8], kind: SignatureKind) -> SignFuture<'a> {
         Box::pin(async move {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return self.sign(message, kind);
             };
+            if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                return tokio::task::block_in_place(|| self.sign(message, kind));
+            }
             let inner = self.0.clone();
             let message = message.to_vec();
             runtime
