@@ -104,10 +104,11 @@ impl Pkcs11KeyManager {
 
     /// [`Pkcs11KeyManager::open`] on a blocking thread.
     pub async fn start(settings: Settings) -> Result<Self, Pkcs11Error> {
+        let path = settings.module_path.display().to_string();
         tokio::task::spawn_blocking(move || Self::open(&settings))
             .await
             .map_err(|e| Pkcs11Error::Module {
-                path: String::new(),
+                path,
                 reason: e.to_string(),
             })?
     }
