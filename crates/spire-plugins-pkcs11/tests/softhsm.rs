@@ -617,3 +617,23 @@ fn an_interrupted_replacement_keeps_the_old_key() {
         });
     });
 }
+
+#[test]
+fn rsa_4096_keys_too() {
+    isolated("rsa_4096_keys_too", |hsm| {
+        block_on(async {
+            let km = open(hsm);
+            let k = km
+                .generate_key("JWT-Signer-B", KeyType::Rsa4096)
+                .await
+                .unwrap();
+            assert_eq!(k.key_type, KeyType::Rsa4096);
+            let signer = km.signer("JWT-Signer-B").await.unwrap();
+            check_signs(&signer, KeyType::Rsa4096).await;
+            assert_eq!(
+                open(hsm).get_public_key("JWT-Signer-B").await.unwrap(),
+                Some(k)
+            );
+        });
+    });
+}
