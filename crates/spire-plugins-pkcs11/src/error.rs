@@ -63,6 +63,14 @@ pub enum Pkcs11Error {
         /// The PKCS#11 return value, or what was seen.
         detail: String,
     },
+    /// Every session of the token stayed busy.
+    #[error("no session of PKCS#11 token {token} came free within {secs}s")]
+    Busy {
+        /// The token.
+        token: String,
+        /// How long was waited.
+        secs: u64,
+    },
     /// A PKCS#11 call failed.
     #[error("PKCS#11 {call} failed on token {token}: {rv}")]
     Call {
@@ -116,7 +124,7 @@ impl From<Pkcs11Error> for PluginError {
             | Pkcs11Error::NoSuchSlot { .. }
             | Pkcs11Error::PinIncorrect { .. }
             | Pkcs11Error::PinLocked { .. } => Code::FailedPrecondition,
-            Pkcs11Error::Unavailable { .. } => Code::Unavailable,
+            Pkcs11Error::Unavailable { .. } | Pkcs11Error::Busy { .. } => Code::Unavailable,
             Pkcs11Error::KeyGone { .. } => Code::NotFound,
             Pkcs11Error::Call { .. } | Pkcs11Error::BadKey { .. } => Code::Internal,
         };

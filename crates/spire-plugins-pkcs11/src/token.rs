@@ -5,19 +5,23 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::config::{Pin, TokenSelector};
 use crate::error::{Pkcs11Error, Recovery, ck_name, recovery, rv_name, rv_of};
 
-/// Idle sessions kept open; more are opened under load and closed when they come back.
-const MAX_IDLE_SESSIONS: usize = 8;
+/// Sessions open at once (idle or in use); a caller that finds none free waits for one.
+/// Tokens limit their sessions, some to a handful.
+const MAX_SESSIONS: usize = 8;
+/// How long a caller waits for a free session.
+const SESSION_WAIT: Duration = Duration::from_secs(30);
 
 static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
 
@@ -79,6 +83,8 @@ struct Pool {
     /// Bumped whenever every session was dropped; object handles found under an older epoch
     /// are looked up again.
     epoch: u64,
+    /// Sessions open, idle or in use.
+    open: usize,
 }
 
 /// One token, its PIN and its sessions.
@@ -87,6 +93,8 @@ pub(crate) struct Token {
     selector: TokenSelector,
     pin: Pin,
     pool: Mutex<Pool>,
+    /// Signalled when a session is given back or closed.
+    freed: Condvar,
 }
 
 impl std::fmt::Debug for Token {
@@ -113,7 +121,9 @@ impl Token {
                 slot: None,
                 idle: Vec::new(),
                 epoch: 0,
+                open: 1,
             }),
+            freed: Condvar::new(),
         };
         let session = token.new_session()?;
         token.pool.lock().idle.push(session);
@@ -247,36 +257,76 @@ impl Token {
         }
     }
 
+    /// An idle session, a new one while fewer than `MAX_SESSIONS` are open, or the next one
+    /// given back (waiting up to `SESSION_WAIT`).
     fn take(&self) -> Result<(Session, u64), Pkcs11Error> {
-        let (idle, epoch) = {
-            let mut pool = self.pool.lock();
-            (pool.idle.pop(), pool.epoch)
-        };
-        match idle {
-            Some(s) => Ok((s, epoch)),
-            None => Ok((self.new_session()?, epoch)),
+        let mut pool = self.pool.lock();
+        loop {
+            if let Some(s) = pool.idle.pop() {
+                return Ok((s, pool.epoch));
+            }
+            if pool.open < MAX_SESSIONS {
+                pool.open += 1;
+                let epoch = pool.epoch;
+                drop(pool);
+                return match self.new_session() {
+                    Ok(s) => Ok((s, epoch)),
+                    Err(e) => {
+                        self.closed();
+                        Err(e)
+                    }
+                };
+            }
+            if self.freed.wait_for(&mut pool, SESSION_WAIT).timed_out() {
+                return Err(Pkcs11Error::Busy {
+                    token: self.name(),
+                    secs: SESSION_WAIT.as_secs(),
+                });
+            }
         }
+    }
+
+    /// Counts a session closed (or never opened).
+    fn closed(&self) {
+        let mut pool = self.pool.lock();
+        pool.open = pool.open.saturating_sub(1);
+        self.freed.notify_one();
     }
 
     fn give_back(&self, session: Session, epoch: u64) {
-        let mut pool = self.pool.lock();
-        if pool.epoch == epoch && pool.idle.len() < MAX_IDLE_SESSIONS {
-            pool.idle.push(session);
-        }
-    }
-
-    /// Drops every idle session: they belong to a token that went away.
-    fn reset(&self, epoch: u64) {
         let stale = {
             let mut pool = self.pool.lock();
-            if pool.epoch != epoch {
-                return;
+            if pool.epoch == epoch {
+                pool.idle.push(session);
+                None
+            } else {
+                pool.open = pool.open.saturating_sub(1);
+                Some(session)
             }
-            pool.epoch += 1;
-            pool.slot = None;
-            std::mem::take(&mut pool.idle)
+        };
+        self.freed.notify_one();
+        drop(stale);
+    }
+
+    /// Closes `session`, which belongs to a token that went away, and every idle one.
+    fn reset(&self, session: Session, epoch: u64) {
+        let stale = {
+            let mut pool = self.pool.lock();
+            pool.open = pool.open.saturating_sub(1);
+            let stale = if pool.epoch == epoch {
+                pool.epoch += 1;
+                pool.slot = None;
+                let stale = std::mem::take(&mut pool.idle);
+                pool.open = pool.open.saturating_sub(stale.len());
+                stale
+            } else {
+                Vec::new()
+            };
+            self.freed.notify_all();
+            stale
         };
         // Closing sessions of a removed token fails; cryptoki only logs that.
+        drop(session);
         drop(stale);
     }
 
@@ -307,8 +357,7 @@ impl Token {
                 }
             };
             if refind && let Err(e) = self.log_in_if_needed(&session) {
-                drop(session);
-                self.reset(epoch);
+                self.reset(session, epoch);
                 return Err(e);
             }
             match op(&session, epoch, refind) {
@@ -322,8 +371,7 @@ impl Token {
                 }
                 Err(OpError::Ck(call, e)) => match recovery(&e) {
                     Recovery::Reopen => {
-                        drop(session);
-                        self.reset(epoch);
+                        self.reset(session, epoch);
                         refind = true;
                         last = Some((call, e));
                     }

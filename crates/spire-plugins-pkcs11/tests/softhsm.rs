@@ -479,8 +479,9 @@ fn concurrent_signatures_share_the_session_pool() {
             km.generate_key("x509-CA-A", KeyType::EcP256).await.unwrap();
             km.signer("x509-CA-A").await.unwrap()
         });
+        // Twice as many signers as the pool has sessions (8): they wait their turn.
         std::thread::scope(|s| {
-            for t in 0..8 {
+            for t in 0..16 {
                 let signer = signer.clone();
                 s.spawn(move || {
                     for i in 0..50 {
