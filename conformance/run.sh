@@ -23,6 +23,7 @@
 #   SPIRE_RS_REQUIRE_K8S      1: no Kubernetes cluster is a failure, not a skip
 #   SPIRE_RS_REQUIRE_CONTAINERS 1: no dockerd/podman (docker, systemd attestor scenarios) is a failure, not a skip
 #   SPIRE_RS_REQUIRE_TPM      1: no swtpm/swtpm_setup or Go (tpm_devid scenarios) is a failure, not a skip
+#   SPIRE_RS_REQUIRE_SOFTHSM  1: no SoftHSM2/pkcs11-tool (pkcs11 KeyManager scenarios) is a failure, not a skip
 #   CONFORMANCE_THREADS       parallel scenarios (default 4)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

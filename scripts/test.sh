@@ -49,6 +49,10 @@ export SPIRE_RS_REQUIRE_CONTAINERS=1
 # A software TPM (swtpm, swtpm_setup from Debian; .ci/run installs them) for the tpm_devid
 # scenarios, provisioned by conformance/tpmprov (Go): required, not skipped.
 export SPIRE_RS_REQUIRE_TPM=1
+# SoftHSM2 (and OpenSC's pkcs11-tool) for the pkcs11 KeyManager's tests and scenarios:
+# required, not skipped (.ci/run installs softhsm2 and opensc; every test makes its own token
+# directory and SOFTHSM2_CONF).
+export SPIRE_RS_REQUIRE_SOFTHSM=1
 
 # The Go module cache holds SPIRE's example configs that the config tests read.
 GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE)}"

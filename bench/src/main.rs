@@ -6,7 +6,7 @@
 //! spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --large] [--reference-dir DIR]
 //!             [--ours-dir DIR] [--out FILE] [--cache-dir DIR] [size overrides]
 //! ```
-//! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds. The report
+//! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds, telemetry, pkcs11. The report
 //! (Markdown) goes to stdout and, with `--out`, to a file; text in that file below the
 //! "kept" marker survives a rewrite. Exits non-zero if any scenario failed (in `--smoke`,
 //! also if any spire-rs figure is missing).
@@ -33,7 +33,7 @@ use crate::procs::Implementation;
 use crate::report::Section;
 use crate::scenarios::{Ctx, Sizes};
 
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "footprint",
     "workload",
     "signing",
@@ -45,6 +45,7 @@ const SCENARIOS: [&str; 11] = [
     "docker",
     "sds",
     "telemetry",
+    "pkcs11",
 ];
 
 /// The line of RESULTS.md after which text is kept when the harness rewrites the file.
@@ -55,8 +56,8 @@ const USAGE: &str = "usage: spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --
         [--work-dir DIR] [--calls N] [--sign-secs S] [--samples N] [--entries N] [--agent-entries N]
         [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M]
 scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds,
-telemetry
-(plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s and docker need
+telemetry, pkcs11
+(pkcs11 needs Debian's softhsm2; plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s and docker need
 root; docker needs Debian's docker.io)";
 
 static START: OnceLock<Instant> = OnceLock::new();
@@ -313,6 +314,7 @@ async fn run(args: &Args, ctx: &Ctx) -> Vec<Section> {
             "propagation" => scenarios::propagation::run(ctx).await,
             "scale" => scenarios::scale::run(ctx).await,
             "sds" => scenarios::sds::run(ctx).await,
+            "pkcs11" => scenarios::pkcs11::run(ctx).await,
             _ => scenarios::coldstart::run(ctx).await,
         };
         log(&format!(

@@ -166,7 +166,13 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    fn spawn(bin: &Path, config: &Path, extra: &[&str], dir: tempfile::TempDir) -> Result<Self> {
+    fn spawn(
+        bin: &Path,
+        config: &Path,
+        extra: &[&str],
+        dir: tempfile::TempDir,
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let log = dir.path().join("output.log");
         let out = std::fs::File::create(&log)?;
         let err = out.try_clone()?;
@@ -181,6 +187,7 @@ impl Proc {
             .stderr(Stdio::from(err))
             // Plugins' go-plugin sockets go with the run's directory.
             .env("TMPDIR", dir.path())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true)
             // Its own process group, so that killing it also ends the plugin processes it
             // started (a SIGKILLed host cannot end them itself).
@@ -277,6 +284,8 @@ pub(crate) struct ServerOptions {
     pub(crate) datastore: Option<PathBuf>,
     /// A `KeyManager` block in place of the default `disk` one.
     pub(crate) key_manager: Option<String>,
+    /// Extra environment of the server process (e.g. `SOFTHSM2_CONF`).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -333,7 +342,7 @@ plugins {{
         );
         let config = dir.path().join("server.conf");
         std::fs::write(&config, conf)?;
-        let proc = Proc::spawn(&imp.server, &config, &[], dir)?;
+        let proc = Proc::spawn(&imp.server, &config, &[], dir, &opts.env)?;
         Ok(Self { proc, socket, port })
     }
 
@@ -423,7 +432,7 @@ plugins {{
         );
         let config = dir.path().join("agent.conf");
         std::fs::write(&config, conf)?;
-        let proc = Proc::spawn(&imp.agent, &config, &[], dir)?;
+        let proc = Proc::spawn(&imp.agent, &config, &[], dir, &[])?;
         Ok(Self { proc, socket })
     }
 

@@ -5,6 +5,7 @@ pub(crate) mod coldstart;
 pub(crate) mod docker;
 pub(crate) mod footprint;
 pub(crate) mod k8s;
+pub(crate) mod pkcs11;
 pub(crate) mod plugins;
 pub(crate) mod propagation;
 pub(crate) mod scale;

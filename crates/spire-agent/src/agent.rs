@@ -93,6 +93,8 @@ pub enum KeyManagerKind {
     Memory,
     /// `disk` with its `directory`.
     Disk(String),
+    /// `pkcs11` (spire-rs only): keys in a PKCS#11 token, opened by `run`.
+    Pkcs11(spire_plugins_pkcs11::Settings),
     /// An external plugin (`external_key_manager`), started by `run`.
     External,
 }
@@ -210,6 +212,14 @@ impl AgentSettings {
                         ));
                     }
                     key_manager = Some(KeyManagerKind::Disk(d.directory));
+                }
+                ("KeyManager", spire_plugins_pkcs11::PLUGIN_NAME) => {
+                    let cfg: spire_plugins_pkcs11::Config =
+                        crate::plugins::builtin_data_checked(p)?;
+                    let settings = cfg
+                        .parse(spire_plugins_pkcs11::Side::Agent)
+                        .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
+                    key_manager = Some(KeyManagerKind::Pkcs11(settings));
                 }
                 ("NodeAttestor", "join_token") => {
                     // Without a token the plugin is still configured, as SPIRE's is: a
@@ -688,6 +698,19 @@ pub async fn run(
             (_, Some(km)) => SvidKeyStore::new(km),
             (KeyManagerKind::Memory, None) => SvidKeyStore::memory(),
             (KeyManagerKind::Disk(dir), None) => SvidKeyStore::disk(dir)?,
+            (KeyManagerKind::Pkcs11(settings), None) => SvidKeyStore::new(Arc::new(
+                spire_plugins_pkcs11::Pkcs11KeyManager::start(settings.clone())
+                    .await
+                    .map_err(|e| {
+                        AgentError::Config(
+                            spire_plugins::catalog::CatalogError::Configure {
+                                name: spire_plugins_pkcs11::PLUGIN_NAME.into(),
+                                message: e.to_string(),
+                            }
+                            .to_string(),
+                        )
+                    })?,
+            )),
             (KeyManagerKind::External, None) => {
                 return Err(AgentError::Config(
                     "the external KeyManager was not started".into(),
@@ -936,5 +959,52 @@ mod tests {
             ),
             "failed to configure plugin \"docker\": rpc error: code = InvalidArgument desc = the new container locator and custom cgroup matchers cannot both be used; please open an issue if the new container locator fails to locate workload containers in your environment; to continue using custom matchers set use_new_container_locator=false"
         );
+    }
+
+    /// KeyManager "pkcs11" (ours) is parsed with the configuration; the token is opened by
+    /// `run` (tested against SoftHSM in `spire-plugins-pkcs11` and the conformance suite).
+    #[test]
+    fn pkcs11_key_manager_configuration() {
+        let with_km = |km: &str| {
+            AgentSettings::from_config(&crate::catalog::tests::config(&format!(
+                "NodeAttestor \"join_token\" {{ plugin_data {{}} }}\n{km}\nWorkloadAttestor \"unix\" {{ plugin_data {{}} }}"
+            )))
+        };
+        let s = with_km(
+            r#"KeyManager "pkcs11" { plugin_data { module_path = "/usr/lib/softhsm/libsofthsm2.so" token_label = "spire" user_pin_file = "/etc/spire/pin" } }"#,
+        )
+        .unwrap();
+        match &s.key_manager {
+            KeyManagerKind::Pkcs11(p) => {
+                assert_eq!(p.key_label_prefix, "spire-agent-");
+                assert_eq!(
+                    p.token,
+                    spire_plugins_pkcs11::TokenSelector::Label("spire".into())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = |km: &str| match with_km(km) {
+            Err(AgentError::Config(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            err(r#"KeyManager "pkcs11" { plugin_data { token_label = "spire" user_pin = "1" } }"#),
+            "failed to configure plugin \"pkcs11\": rpc error: code = InvalidArgument desc = module_path is required"
+        );
+        assert_eq!(
+            err(
+                r#"KeyManager "pkcs11" { plugin_data { module_path = "/m.so" slot_id = 1 user_pin = "1" pin = "2" } }"#
+            ),
+            "failed to configure plugin \"pkcs11\": rpc error: code = InvalidArgument desc = unknown configurations detected: pin"
+        );
+        let e = err(
+            r#"KeyManager "pkcs11" { plugin_data { module_path = "/m.so" token_label = "a" slot_id = 1 user_pin = "secret-pin" } }"#,
+        );
+        assert!(
+            e.ends_with("token_label and slot_id are mutually exclusive"),
+            "{e}"
+        );
+        assert!(!e.contains("secret-pin"));
     }
 }

@@ -136,7 +136,7 @@ const SPIRE_NODE_ATTESTORS: &[&str] = &[
 pub const SERVER: Side = Side {
     builtins: &[
         ("DataStore", &["sql"]),
-        ("KeyManager", &["disk", "memory"]),
+        ("KeyManager", &["disk", "memory", "pkcs11"]),
         (
             "NodeAttestor",
             &["join_token", "k8s_psat", "tpm_devid", "x509pop"],
@@ -190,7 +190,7 @@ pub const SERVER: Side = Side {
 /// The agent's catalog.
 pub const AGENT: Side = Side {
     builtins: &[
-        ("KeyManager", &["disk", "memory"]),
+        ("KeyManager", &["disk", "memory", "pkcs11"]),
         (
             "NodeAttestor",
             &["join_token", "k8s_psat", "tpm_devid", "x509pop"],
@@ -344,4 +344,27 @@ pub fn decode<T: serde::de::DeserializeOwned + Default>(
         }
         None => Ok(T::default()),
     }
+}
+
+/// Decodes a built-in's `plugin_data`, refusing keys `T` has no field for with the words of
+/// SPIRE plugins that check them (`unknown configurations detected: a,b`).
+pub fn decode_checked<T: serde::de::DeserializeOwned + Default>(
+    p: &PluginConfig,
+) -> Result<T, CatalogError> {
+    let Some(data) = p.data.load().map_err(|e| configure_err(p, e))? else {
+        return Ok(T::default());
+    };
+    let (value, unknown) = data
+        .decode_lenient::<T>()
+        .map_err(|e| configure_err(p, format!("unable to decode configuration: {e}")))?;
+    if !unknown.is_empty() {
+        let mut keys: Vec<String> = unknown.into_iter().map(|k| k.key).collect();
+        keys.sort();
+        keys.dedup();
+        return Err(configure_err(
+            p,
+            format!("unknown configurations detected: {}", keys.join(",")),
+        ));
+    }
+    Ok(value)
 }

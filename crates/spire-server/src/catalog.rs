@@ -28,7 +28,7 @@ use spire_plugins_k8s::psat;
 const K8S_WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub use spire_plugins::catalog::CatalogError;
-use spire_plugins::catalog::{SERVER, configure_err, decode, refuse_data};
+use spire_plugins::catalog::{SERVER, configure_err, decode, decode_checked, refuse_data};
 
 /// Why the plugins could not be loaded; the messages are SPIRE's.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +214,16 @@ pub async fn load(
                 let cfg: ServerDiskConfig = decode(p)?;
                 km = Some(Arc::new(
                     LocalKeyManager::server_disk(&cfg).map_err(|e| configure_err(p, e))?,
+                ));
+            }
+            ("KeyManager", spire_plugins_pkcs11::PLUGIN_NAME) => {
+                use spire_plugins_pkcs11::{Config, Pkcs11KeyManager, Side};
+                let cfg: Config = decode_checked(p)?;
+                let settings = cfg.parse(Side::Server).map_err(|e| configure_err(p, e))?;
+                km = Some(Arc::new(
+                    Pkcs11KeyManager::start(settings)
+                        .await
+                        .map_err(|e| configure_err(p, e))?,
                 ));
             }
             ("NodeAttestor", "join_token") => {}
@@ -435,6 +445,70 @@ plugins {{
             .unwrap_err()
             .to_string(),
             "failed to configure plugin \"uniqueid\": no supported configuration interface found"
+        );
+    }
+
+    /// KeyManager "pkcs11" (ours): its configuration is checked before the token is
+    /// opened, unknown keys refused; opening a token is tested against SoftHSM in
+    /// `spire-plugins-pkcs11` and the conformance suite.
+    #[tokio::test]
+    async fn pkcs11_configuration_errors() {
+        let td = TrustDomain::new("example.org").unwrap();
+        let clock: SharedClock = Arc::new(spire_clock::SystemClock);
+        let own: x509pop::TrustBundleFn = Arc::new(Vec::new);
+        let dir = tempfile::tempdir().unwrap();
+        let load_err = |data: &str| {
+            let text = format!(
+                r#"
+server {{
+    data_dir = "{dir}"
+    trust_domain = "example.org"
+}}
+plugins {{
+    DataStore "sql" {{ plugin_data {{ database_type = "sqlite3" connection_string = "{dir}/ds.sqlite3" }} }}
+    KeyManager "pkcs11" {{ plugin_data {{ {data} }} }}
+}}
+"#,
+                dir = dir.path().display(),
+            );
+            let cfg = spire_config::load_server_config(
+                &text,
+                spire_config::Format::Hcl,
+                &Default::default(),
+                None,
+            )
+            .unwrap();
+            assert_eq!(check(&cfg), Ok(()));
+            let (td, own, clock) = (td.clone(), own.clone(), clock.clone());
+            async move {
+                load(
+                    &cfg,
+                    &td,
+                    own,
+                    &clock,
+                    &spire_telemetry::Metrics::disabled(),
+                )
+                .await
+                .unwrap_err()
+                .to_string()
+            }
+        };
+        assert_eq!(
+            load_err(r#"module_path = "/m.so" token_label = "t" user_pin = "1" colour = "red""#)
+                .await,
+            "failed to configure plugin \"pkcs11\": rpc error: code = InvalidArgument desc = unknown configurations detected: colour"
+        );
+        assert_eq!(
+            load_err(r#"module_path = "/m.so" user_pin = "1""#).await,
+            "failed to configure plugin \"pkcs11\": rpc error: code = InvalidArgument desc = one of token_label or slot_id is required"
+        );
+        let e = load_err(
+            r#"module_path = "/nonexistent/libpkcs11.so" token_label = "t" user_pin = "1""#,
+        )
+        .await;
+        assert!(
+            e.starts_with("failed to configure plugin \"pkcs11\": rpc error: code = InvalidArgument desc = unable to load PKCS#11 module /nonexistent/libpkcs11.so: "),
+            "{e}"
         );
     }
 }

@@ -34,6 +34,8 @@ pub struct AgentOpts {
     pub key_manager: Option<String>,
     /// Top-level blocks after `plugins {}` (`telemetry`, `health_checks`).
     pub extra_top: String,
+    /// Extra environment of the process (e.g. `SOFTHSM2_CONF`).
+    pub env: Vec<(String, String)>,
 }
 
 /// An agent: its files, its configuration and (when started) its process.
@@ -47,6 +49,7 @@ pub struct Agent {
     pub admin_socket: Option<PathBuf>,
     pub conf: PathBuf,
     pub label: String,
+    env: Vec<(String, String)>,
     proc: Option<Proc>,
     runs: usize,
 }
@@ -146,6 +149,7 @@ plugins {{
             admin_socket,
             conf,
             label: label.to_string(),
+            env: opts.env,
             proc: None,
             runs: 0,
         }
@@ -182,7 +186,17 @@ plugins {{
         let conf = self.conf.display().to_string();
         let mut args = vec!["run", "-config", &conf];
         args.extend_from_slice(flags);
-        self.proc = Some(Proc::spawn(&self.bin, &args, self.log_path(self.runs), &[]));
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.proc = Some(Proc::spawn(
+            &self.bin,
+            &args,
+            self.log_path(self.runs),
+            &env,
+        ));
     }
 
     /// SIGKILL (no chance to clean up) and wait.

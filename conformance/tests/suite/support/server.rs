@@ -18,6 +18,8 @@ pub struct ServerOpts {
     pub key_manager: Option<String>,
     /// Top-level blocks after `plugins {}` (`telemetry`, `health_checks`).
     pub extra_top: String,
+    /// Extra environment of the process (e.g. `SOFTHSM2_CONF`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A server: its files, its configuration and (when started) its process.
@@ -117,6 +119,14 @@ plugins {{
         self.dir.join(format!("server.{run}.log"))
     }
 
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.opts
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     /// Starts the process and waits until `bundle show` answers over the socket.
     pub async fn start(&mut self) {
         assert!(self.proc.is_none(), "server {} already running", self.label);
@@ -126,7 +136,7 @@ plugins {{
             &self.bin,
             &["run", "-config", &conf],
             self.log_path(self.runs),
-            &[],
+            &self.env(),
         ));
         let d = Deadline::new(
             format!("{} spire-server {} to serve", self.imp.name(), self.label),
@@ -161,7 +171,7 @@ plugins {{
             &self.bin,
             &["run", "-config", &conf],
             self.log_path(self.runs),
-            &[],
+            &self.env(),
         );
         let d = Deadline::new(
             format!("{} spire-server {} to exit", self.imp.name(), self.label),
