@@ -124,21 +124,23 @@ pub struct Side {
 }
 
 /// SPIRE 1.13's node attestors this build lacks (both halves).
-const SPIRE_NODE_ATTESTORS: &[&str] = &[
-    "aws_iid",
-    "azure_msi",
-    "gcp_iit",
-    "http_challenge",
-    "sshpop",
-    "tpm_devid",
-];
+const SPIRE_NODE_ATTESTORS: &[&str] = &["aws_iid", "azure_msi", "gcp_iit", "tpm_devid"];
 
 /// The server's catalog.
 pub const SERVER: Side = Side {
     builtins: &[
         ("DataStore", &["sql"]),
         ("KeyManager", &["disk", "memory"]),
-        ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
+        (
+            "NodeAttestor",
+            &[
+                "http_challenge",
+                "join_token",
+                "k8s_psat",
+                "sshpop",
+                "x509pop",
+            ],
+        ),
         ("Notifier", &["k8sbundle"]),
         ("BundlePublisher", &["k8s_configmap"]),
         ("CredentialComposer", &["uniqueid"]),
@@ -189,7 +191,16 @@ pub const SERVER: Side = Side {
 pub const AGENT: Side = Side {
     builtins: &[
         ("KeyManager", &["disk", "memory"]),
-        ("NodeAttestor", &["join_token", "k8s_psat", "x509pop"]),
+        (
+            "NodeAttestor",
+            &[
+                "http_challenge",
+                "join_token",
+                "k8s_psat",
+                "sshpop",
+                "x509pop",
+            ],
+        ),
         ("WorkloadAttestor", &["docker", "k8s", "systemd", "unix"]),
     ],
     spire_only: &[
