@@ -98,3 +98,30 @@ async fn disallowed_host_is_refused() {
     );
     assert!(server.agent_ids().is_empty(), "{:?}", server.agent_ids());
 }
+
+/// Trust on first use cannot be turned off while agents may use any port: the server stops
+/// with SPIRE's message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn tofu_cannot_be_turned_off_for_non_root_ports() {
+    let sc = Scenario::new("http_challenge::tofu_cannot_be_turned_off_for_non_root_ports");
+    let mut server = Server::new(
+        &sc,
+        "server",
+        server_subject(),
+        ServerOpts {
+            extra_plugins: server_block("tofu = false"),
+            ..Default::default()
+        },
+    );
+    let status = server.run_expecting_exit(60).await;
+    assert!(!status.success());
+    let log = server.log();
+    assert!(
+        log.contains(
+            "you can not turn off trust on first use (TOFU) when non-root ports are allowed"
+        ) && log.contains("InvalidArgument"),
+        "{}",
+        crate::support::tail(&log, 3000)
+    );
+}

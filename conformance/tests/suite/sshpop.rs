@@ -218,3 +218,70 @@ async fn unknown_ca_is_refused() {
     assert!(server.agent_ids().is_empty(), "{:?}", server.agent_ids());
     agent.stop();
 }
+
+/// Configuration errors stop both programs with SPIRE's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn configuration_errors() {
+    let sc = Scenario::new("sshpop::configuration_errors");
+    let missing = sc.path().join("missing.pub");
+    for (label, data, want) in [
+        (
+            "no-authorities",
+            String::new(),
+            "missing required config value for ".to_string(),
+        ),
+        (
+            "missing-file",
+            format!("cert_authorities_path = \"{}\"", missing.display()),
+            format!(
+                "failed to get cert authorities from file: open {}: no such file or directory",
+                missing.display()
+            ),
+        ),
+    ] {
+        let mut server = Server::new(
+            &sc,
+            label,
+            server_subject(),
+            ServerOpts {
+                extra_plugins: format!(
+                    "NodeAttestor \"sshpop\" {{\n        plugin_data {{\n            {data}\n        }}\n    }}"
+                ),
+                ..Default::default()
+            },
+        );
+        let status = server.run_expecting_exit(60).await;
+        assert!(!status.success(), "{label}");
+        let log = server.log();
+        assert!(
+            log.contains(&want) && log.contains("InvalidArgument"),
+            "{label}: {}",
+            crate::support::tail(&log, 3000)
+        );
+    }
+
+    // The agent: no host key where it is told to look.
+    let server = Server::start_new(&sc, "server", server_subject(), ServerOpts::default()).await;
+    let nokey = sc.path().join("nokey");
+    let mut agent = Agent::new(
+        &sc,
+        "agent",
+        agent_subject(),
+        &server,
+        &agent_block(&nokey, &sc.path().join("nocert")),
+        AgentOpts::default(),
+    );
+    agent.start();
+    let status = agent.wait_exit(60).await;
+    assert!(!status.success());
+    let log = agent.log();
+    assert!(
+        log.contains(&format!(
+            "failed to read host key file: open {}: no such file or directory",
+            nokey.display()
+        )),
+        "{}",
+        crate::support::tail(&log, 3000)
+    );
+}
