@@ -12,6 +12,7 @@ use spire_plugin::{AgentNodeAttestor, WorkloadAttestor};
 use spire_plugins::catalog::configure_err;
 use spire_plugins::nodeattestor::join_token::JoinTokenAgent;
 use spire_plugins::nodeattestor::x509pop::{AgentConfig as X509PopConfig, X509PopAgent};
+use spire_plugins::nodeattestor::{http_challenge, sshpop};
 use spire_plugins::workloadattestor::unix::{UnixAttestor, UnixConfig};
 use spire_plugins_docker as docker_wa;
 use spire_plugins_k8s::psat;
@@ -242,6 +243,18 @@ impl AgentSettings {
                     let plugin = tpm_devid::TpmDevIdAgent::new(&cfg)
                         .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
                     node_attestor = Some((tpm_devid::PLUGIN_NAME.into(), Arc::new(plugin)));
+                }
+                ("NodeAttestor", sshpop::PLUGIN_NAME) => {
+                    let cfg: sshpop::AgentConfig = crate::plugins::builtin_data(p)?;
+                    let plugin = sshpop::SshPopAgent::new(&cfg)
+                        .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
+                    node_attestor = Some((sshpop::PLUGIN_NAME.into(), Arc::new(plugin)));
+                }
+                ("NodeAttestor", http_challenge::PLUGIN_NAME) => {
+                    let cfg: http_challenge::AgentConfig = crate::plugins::builtin_data(p)?;
+                    let plugin = http_challenge::HttpChallengeAgent::new(&cfg)
+                        .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
+                    node_attestor = Some((http_challenge::PLUGIN_NAME.into(), Arc::new(plugin)));
                 }
                 ("NodeAttestor", psat::PLUGIN_NAME) => {
                     let cfg: psat::AgentConfig = crate::plugins::builtin_data(p)?;

@@ -124,13 +124,7 @@ pub struct Side {
 }
 
 /// SPIRE 1.13's node attestors this build lacks (both halves).
-const SPIRE_NODE_ATTESTORS: &[&str] = &[
-    "aws_iid",
-    "azure_msi",
-    "gcp_iit",
-    "http_challenge",
-    "sshpop",
-];
+const SPIRE_NODE_ATTESTORS: &[&str] = &["aws_iid", "azure_msi", "gcp_iit"];
 
 /// The server's catalog.
 pub const SERVER: Side = Side {
@@ -139,7 +133,14 @@ pub const SERVER: Side = Side {
         ("KeyManager", &["disk", "memory", "pkcs11"]),
         (
             "NodeAttestor",
-            &["join_token", "k8s_psat", "tpm_devid", "x509pop"],
+            &[
+                "http_challenge",
+                "join_token",
+                "k8s_psat",
+                "sshpop",
+                "tpm_devid",
+                "x509pop",
+            ],
         ),
         ("Notifier", &["k8sbundle"]),
         ("BundlePublisher", &["k8s_configmap"]),
@@ -193,7 +194,14 @@ pub const AGENT: Side = Side {
         ("KeyManager", &["disk", "memory", "pkcs11"]),
         (
             "NodeAttestor",
-            &["join_token", "k8s_psat", "tpm_devid", "x509pop"],
+            &[
+                "http_challenge",
+                "join_token",
+                "k8s_psat",
+                "sshpop",
+                "tpm_devid",
+                "x509pop",
+            ],
         ),
         ("WorkloadAttestor", &["docker", "k8s", "systemd", "unix"]),
     ],

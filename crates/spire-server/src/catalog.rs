@@ -21,6 +21,7 @@ use spire_plugin_host::{CoreConfig, ExternalPlugin, HostError, LaunchSpec};
 use spire_plugins::credentialcomposer::uniqueid;
 use spire_plugins::keymanager::{LocalKeyManager, ServerDiskConfig};
 use spire_plugins::nodeattestor::x509pop::{self, X509PopServer};
+use spire_plugins::nodeattestor::{http_challenge, sshpop};
 use spire_plugins_k8s::bundle as k8s_bundle;
 use spire_plugins_k8s::psat;
 
@@ -233,6 +234,24 @@ pub async fn load(
                     X509PopServer::new(&cfg, trust_domain.clone(), Some(own_bundle.clone()))
                         .map_err(|e| configure_err(p, e))?;
                 node_attestors.insert("x509pop".into(), Arc::new(plugin));
+            }
+            ("NodeAttestor", sshpop::PLUGIN_NAME) => {
+                let cfg: sshpop::ServerConfig = decode(p)?;
+                let now_clock = clock.clone();
+                let now: sshpop::NowFn = Arc::new(move || now_clock.now());
+                let plugin = sshpop::SshPopServer::new(&cfg, trust_domain.clone(), now)
+                    .map_err(|e| configure_err(p, e))?;
+                node_attestors.insert(sshpop::PLUGIN_NAME.into(), Arc::new(plugin));
+            }
+            ("NodeAttestor", http_challenge::PLUGIN_NAME) => {
+                let cfg: http_challenge::ServerConfig = decode(p)?;
+                let plugin = http_challenge::HttpChallengeServer::new(
+                    &cfg,
+                    trust_domain.clone(),
+                    agents.clone(),
+                )
+                .map_err(|e| configure_err(p, e))?;
+                node_attestors.insert(http_challenge::PLUGIN_NAME.into(), Arc::new(plugin));
             }
             ("Notifier", k8s_bundle::NOTIFIER_NAME) => {
                 let cfg: k8s_bundle::NotifierConfig = decode(p)?;
