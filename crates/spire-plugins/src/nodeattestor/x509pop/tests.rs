@@ -5,7 +5,6 @@ use std::path::Path;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use tokio::sync::mpsc;
 
 use super::*;
 
@@ -69,64 +68,8 @@ fn server(ca: &Ca, dir: &Path) -> X509PopServer {
     X509PopServer::new(&cfg, TrustDomain::new("example.org").unwrap(), None).unwrap()
 }
 
-/// Wires the agent and server halves together through channels, as the AttestAgent stream
-/// does.
 async fn run(agent: &dyn AgentNodeAttestor, server: &X509PopServer) -> PluginResult<AttestedAgent> {
-    struct AgentSide {
-        to_server: mpsc::Sender<Vec<u8>>,
-        from_server: mpsc::Receiver<Option<Vec<u8>>>,
-    }
-    #[async_trait]
-    impl AttestationExchange for AgentSide {
-        async fn send(&mut self, data: Vec<u8>) -> PluginResult<Option<Vec<u8>>> {
-            self.to_server
-                .send(data)
-                .await
-                .map_err(|e| PluginError::internal(e.to_string()))?;
-            self.from_server
-                .recv()
-                .await
-                .ok_or_else(|| PluginError::internal("closed"))
-        }
-    }
-    struct ServerSide {
-        to_agent: mpsc::Sender<Option<Vec<u8>>>,
-        from_agent: mpsc::Receiver<Vec<u8>>,
-    }
-    #[async_trait]
-    impl Challenger for ServerSide {
-        async fn challenge(&mut self, c: Vec<u8>) -> PluginResult<Vec<u8>> {
-            self.to_agent
-                .send(Some(c))
-                .await
-                .map_err(|e| PluginError::internal(e.to_string()))?;
-            self.from_agent
-                .recv()
-                .await
-                .ok_or_else(|| PluginError::internal("closed"))
-        }
-    }
-    let (a2s_tx, mut a2s_rx) = mpsc::channel(4);
-    let (s2a_tx, s2a_rx) = mpsc::channel(4);
-    let mut agent_side = AgentSide {
-        to_server: a2s_tx,
-        from_server: s2a_rx,
-    };
-    let done_tx = s2a_tx.clone();
-    let server_fut = async move {
-        let payload = a2s_rx.recv().await.unwrap();
-        let mut side = ServerSide {
-            to_agent: s2a_tx,
-            from_agent: a2s_rx,
-        };
-        let result = server.attest(payload, &mut side).await;
-        let _ = done_tx.send(None).await;
-        result
-    };
-    let (agent_result, server_result) = tokio::join!(agent.attest(&mut agent_side), server_fut);
-    let attested = server_result?;
-    agent_result?;
-    Ok(attested)
+    crate::nodeattestor::testexchange::run(agent, server).await
 }
 
 #[tokio::test]
