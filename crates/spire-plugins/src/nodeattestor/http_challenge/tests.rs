@@ -400,3 +400,21 @@ fn the_payload_uses_spires_field_names() {
         serde_json::json!({"hostname": "node1", "agentname": "default", "port": 80})
     );
 }
+
+#[tokio::test]
+async fn dns_patterns_are_go_regular_expressions() {
+    let srv = server_with(|c| {
+        c.allowed_dns_patterns = vec![r"(?i)^node\d+\.example\.org$".into(), "^edge-".into()];
+    })
+    .unwrap();
+    for ok in ["NODE1.example.org", "node22.Example.ORG", "edge-7"] {
+        srv.validate_host_name(ok).unwrap();
+    }
+    for bad in ["node.example.org", "xnode1.example.org.evil", "10.0.0.1"] {
+        assert_eq!(
+            srv.validate_host_name(bad).unwrap_err().message,
+            "the requested hostname is not allowed to connect",
+            "{bad}"
+        );
+    }
+}
