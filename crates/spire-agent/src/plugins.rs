@@ -29,34 +29,12 @@ pub(crate) fn builtin_data<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-/// A built-in's `plugin_data` decoded into `T`, refusing keys `T` does not have with the
-/// words of SPIRE plugins that check them (`unknown configurations detected: a,b`, an
-/// `InvalidArgument` from the plugin's Configure).
+/// A built-in's `plugin_data` decoded into `T`, refusing keys `T` does not have
+/// (`unknown configurations detected: a,b`), as the server's catalog decodes them.
 pub(crate) fn builtin_data_checked<T: serde::de::DeserializeOwned + Default>(
     p: &spire_config::PluginConfig,
 ) -> Result<T, AgentError> {
-    let failed =
-        |e: String| AgentError::Config(spire_plugins::catalog::configure_err(p, e).to_string());
-    let Some(data) = p
-        .data
-        .load()
-        .map_err(|e| AgentError::Config(e.to_string()))?
-    else {
-        return Ok(T::default());
-    };
-    let (value, unknown) = data
-        .decode_lenient::<T>()
-        .map_err(|e| failed(format!("unable to decode configuration: {e}")))?;
-    if !unknown.is_empty() {
-        let mut keys: Vec<String> = unknown.into_iter().map(|k| k.key).collect();
-        keys.sort();
-        keys.dedup();
-        return Err(failed(format!(
-            "unknown configurations detected: {}",
-            keys.join(",")
-        )));
-    }
-    Ok(value)
+    spire_plugins::catalog::decode_checked(p).map_err(|e| AgentError::Config(e.to_string()))
 }
 
 /// An external plugin to start when the agent runs.
