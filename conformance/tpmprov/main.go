@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/google/go-tpm/tpmutil"
 )
 
 // srkTemplateHighRSA is go-tpm-tools' SRKTemplateRSA with an empty unique field, as SPIRE's
@@ -100,6 +101,8 @@ func main() {
 	cn := flag.String("cn", "devid-leaf", "DevID certificate subject common name")
 	devIDPassword := flag.String("devid-password", "", "DevID key password")
 	ownerPassword := flag.String("owner-password", "", "owner hierarchy password")
+	newOwnerPassword := flag.String("new-owner-password", "", "owner hierarchy password to set once provisioned")
+	newEndorsementPassword := flag.String("new-endorsement-password", "", "endorsement hierarchy password to set once provisioned")
 	intermediate := flag.Bool("intermediate", false, "issue the DevID through an intermediate CA")
 	ecc := flag.Bool("ecc", false, "an ECC (NIST P-256) DevID key instead of RSA-2048")
 	flag.Parse()
@@ -168,6 +171,26 @@ func main() {
 	write("devid.priv", priv, 0o600)
 	write("devid.pem", pemCerts(chain), 0o644)
 	write("ca.pem", pemCerts([][]byte{rootCert.Raw}), 0o644)
+
+	// Hierarchy passwords last: the agent then needs them to recreate the SRK (owner) and
+	// to open the EK's PolicySecret session (endorsement).
+	changes := []struct {
+		handle   tpmutil.Handle
+		old, new string
+		name     string
+	}{
+		{tpm2.HandleOwner, *ownerPassword, *newOwnerPassword, "owner"},
+		{tpm2.HandleEndorsement, "", *newEndorsementPassword, "endorsement"},
+	}
+	for _, c := range changes {
+		if c.new == "" {
+			continue
+		}
+		auth := tpm2.AuthCommand{Session: tpm2.HandlePasswordSession, Attributes: tpm2.AttrContinueSession, Auth: []byte(c.old)}
+		if err := tpm2.HierarchyChangeAuth(rwc, c.handle, auth, c.new); err != nil {
+			fail(fmt.Errorf("set %s hierarchy password: %w", c.name, err))
+		}
+	}
 }
 
 func newCA(cn string, parentKey crypto.Signer, parent *x509.Certificate) (crypto.Signer, *x509.Certificate) {

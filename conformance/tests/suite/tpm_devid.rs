@@ -45,6 +45,8 @@ struct Tpm {
     devid: PathBuf,
     /// The DevID key's authorization value ("" for none).
     devid_password: String,
+    /// The owner and endorsement hierarchies' authorization values ("" for none).
+    hierarchy: (String, String),
 }
 
 impl Tpm {
@@ -72,9 +74,11 @@ impl Tpm {
 
     fn agent_block(&self) -> String {
         format!(
-            "NodeAttestor \"tpm_devid\" {{\n        plugin_data {{\n            devid_cert_path = \"{d}/devid.pem\"\n            devid_pub_path = \"{d}/devid.pub\"\n            devid_priv_path = \"{d}/devid.priv\"\n            devid_password = \"{p}\"\n            tpm_device_path = \"{s}\"\n        }}\n    }}",
+            "NodeAttestor \"tpm_devid\" {{\n        plugin_data {{\n            devid_cert_path = \"{d}/devid.pem\"\n            devid_pub_path = \"{d}/devid.pub\"\n            devid_priv_path = \"{d}/devid.priv\"\n            devid_password = \"{p}\"\n            owner_hierarchy_password = \"{o}\"\n            endorsement_hierarchy_password = \"{e}\"\n            tpm_device_path = \"{s}\"\n        }}\n    }}",
             d = self.devid.display(),
             p = self.devid_password,
+            o = self.hierarchy.0,
+            e = self.hierarchy.1,
             s = self.socket.display()
         )
     }
@@ -95,6 +99,9 @@ enum DevId {
     Rsa,
     /// NIST P-256, with a password.
     EccWithPassword,
+    /// RSA-2048, no password, in a TPM whose owner and endorsement hierarchies have
+    /// passwords (set after provisioning).
+    RsaHierarchyPasswords,
 }
 
 /// Manufactures, starts and provisions a swtpm, or skips (returns `None`).
@@ -203,8 +210,14 @@ async fn swtpm(sc: &Scenario, kind: DevId) -> Option<Tpm> {
     let devid = dir.join("devid");
     std::fs::create_dir_all(&devid).unwrap();
     let devid_password = match kind {
-        DevId::Rsa => String::new(),
+        DevId::Rsa | DevId::RsaHierarchyPasswords => String::new(),
         DevId::EccWithPassword => "devid-secret".to_string(),
+    };
+    let hierarchy = match kind {
+        DevId::RsaHierarchyPasswords => {
+            ("owner-secret".to_string(), "endorsement-secret".to_string())
+        }
+        _ => (String::new(), String::new()),
     };
     let (socket_arg, devid_arg) = (socket.display().to_string(), devid.display().to_string());
     let mut args = vec![
@@ -221,6 +234,10 @@ async fn swtpm(sc: &Scenario, kind: DevId) -> Option<Tpm> {
     if matches!(kind, DevId::EccWithPassword) {
         args.push("-ecc");
     }
+    if !hierarchy.0.is_empty() {
+        args.extend(["-new-owner-password", &hierarchy.0]);
+        args.extend(["-new-endorsement-password", &hierarchy.1]);
+    }
     let prov = run(Path::new(build.stdout.trim()), &args, None);
     assert!(prov.ok(), "tpmprov: {prov}");
     Some(Tpm {
@@ -229,6 +246,7 @@ async fn swtpm(sc: &Scenario, kind: DevId) -> Option<Tpm> {
         ek_ca,
         devid,
         devid_password,
+        hierarchy,
     })
 }
 
@@ -248,10 +266,63 @@ async fn ecc_devid_with_password() {
     attest_with(&sc, DevId::EccWithPassword).await;
 }
 
+/// A TPM whose owner and endorsement hierarchies have passwords: the agent recreates the
+/// SRK with `owner_hierarchy_password` and opens the EK's PolicySecret session with
+/// `endorsement_hierarchy_password`. Without them the same agent cannot attest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn hierarchy_passwords() {
+    let sc = Scenario::new("tpm_devid::hierarchy_passwords");
+    let Some(mut tpm) = swtpm(&sc, DevId::RsaHierarchyPasswords).await else {
+        return;
+    };
+    let mut server = Server::start_new(
+        &sc,
+        "server-nopass",
+        server_subject(),
+        ServerOpts {
+            extra_plugins: server_block(&tpm.devid.join("ca.pem"), &tpm.ek_ca),
+            ..Default::default()
+        },
+    )
+    .await;
+    let hierarchy = std::mem::take(&mut tpm.hierarchy);
+    let mut agent = Agent::new(
+        &sc,
+        "agent-nopass",
+        agent_subject(),
+        &server,
+        &Attestor::Block(tpm.agent_block()),
+        AgentOpts::default(),
+    );
+    agent.start();
+    // SPIRE's agent retries attestation; the SRK cannot be recreated without the owner
+    // password, so every attempt fails in the TPM, before the server is asked.
+    agent
+        .wait_log(
+            "unable to start a new TPM session: cannot load DevID key on TPM",
+            60,
+        )
+        .await;
+    agent.kill();
+    assert!(
+        server.agent_ids().is_empty(),
+        "no agent may be attested without the hierarchy passwords: {:?}",
+        server.agent_ids()
+    );
+    server.stop();
+    tpm.hierarchy = hierarchy;
+    attest_tpm(&sc, &tpm).await;
+}
+
 async fn attest_with(sc: &Scenario, kind: DevId) {
     let Some(tpm) = swtpm(sc, kind).await else {
         return;
     };
+    attest_tpm(sc, &tpm).await;
+}
+
+async fn attest_tpm(sc: &Scenario, tpm: &Tpm) {
     let server = Server::start_new(
         sc,
         "server",
