@@ -53,4 +53,5 @@ mod sync_entries;
 mod systemd_workload;
 mod telemetry;
 mod tpm_devid;
+mod upstream_disk;
 mod x509pop;

@@ -53,6 +53,9 @@ pub enum PkiError {
     /// Certificate assembly failed.
     #[error("failed to create certificate: {0}")]
     Build(String),
+    /// The CSR is well formed but asks for what may not be signed.
+    #[error("{0}")]
+    InvalidCsr(String),
     /// The SPIFFE ID does not belong to the issuer's trust domain.
     #[error("invalid X509-SVID ID: {id} is not a member of trust domain {trust_domain}")]
     WrongTrustDomain {
@@ -747,6 +750,93 @@ impl X509Authority {
     }
 }
 
+impl X509Authority {
+    /// Signs a server's CA CSR as an upstream CA does (SPIRE's `x509svid.UpstreamCA`, behind
+    /// the `disk` UpstreamAuthority): the CSR's signature checked, exactly one URI SAN, the
+    /// trust domain's ID; the CSR's subject and extensions kept; a CA certificate valid
+    /// from ten seconds before `now` for `preferred_ttl` (an hour when zero), never past
+    /// this authority's own `notAfter`.
+    pub fn sign_upstream_ca_csr(
+        &self,
+        csr_der: &[u8],
+        trust_domain: &TrustDomain,
+        preferred_ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<u8>, PkiError> {
+        let (rest, req) = X509CertificationRequest::from_der(csr_der)
+            .map_err(|e| PkiError::MalformedCsr(format!("unable to parse CSR: {e}")))?;
+        if !rest.is_empty() {
+            return Err(PkiError::MalformedCsr(
+                "unable to parse CSR: trailing data".into(),
+            ));
+        }
+        let csr = parse_csr(csr_der)?;
+        let [uri] = csr.uris.as_slice() else {
+            return Err(PkiError::InvalidCsr(
+                "CSR must have exactly one URI SAN".into(),
+            ));
+        };
+        let want = trust_domain.id();
+        if *uri != want.to_string() {
+            return Err(PkiError::InvalidCsr(format!(
+                "CSR with SPIFFE ID \"{uri}\" is invalid: must use the trust domain ID for trust domain \"{}\"",
+                trust_domain.name()
+            )));
+        }
+        let info = &req.certification_request_info;
+        let subject = subject_from_name(&info.subject);
+        // The template sets these itself; the CSR's other extensions carry over.
+        const OWN: [&str; 5] = [
+            "2.5.29.17",
+            "2.5.29.19",
+            "2.5.29.15",
+            "2.5.29.14",
+            "2.5.29.35",
+        ];
+        let extensions: Vec<Extension> = csr_raw_extensions(&req)
+            .into_iter()
+            .filter(|e| !OWN.contains(&e.oid.as_str()))
+            .collect();
+        let ttl = if preferred_ttl.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            preferred_ttl
+        };
+        let key = SubjectKey::new(&csr.public_key)?;
+        let (nb, na) = capped_lifetime(now, ttl, Some(self.not_after));
+        let serial = new_serial_number();
+        let mut p = base_params(&want, &key, serial, nb, na)?;
+        p.distinguished_name = subject.to_rcgen()?;
+        add_extensions(&mut p, &extensions)?;
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.use_authority_key_identifier_extension = true;
+        let cert = p
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| PkiError::Signing(e.to_string()))?;
+        Ok(cert.der().to_vec())
+    }
+}
+
+/// The CSR's requested extensions as written (OID, critical flag, DER value), in order.
+fn csr_raw_extensions(req: &X509CertificationRequest<'_>) -> Vec<Extension> {
+    let mut out = Vec::new();
+    for attr in req.certification_request_info.iter_attributes() {
+        if let x509_parser::cri_attributes::ParsedCriAttribute::ExtensionRequest(er) =
+            attr.parsed_attribute()
+        {
+            for ext in &er.extensions {
+                out.push(Extension {
+                    oid: ext.oid.to_id_string(),
+                    critical: ext.critical,
+                    value: ext.value.to_vec(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// What goes into an X509-SVID.
 #[derive(Debug, Clone)]
 pub struct SvidRequest<'a> {
@@ -1007,8 +1097,12 @@ pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, PkiError> {
 pub fn subject_of(der: &[u8]) -> Result<Subject, PkiError> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
+    Ok(subject_from_name(cert.subject()))
+}
+
+fn subject_from_name(name: &x509_parser::x509::X509Name<'_>) -> Subject {
     let mut s = Subject::default();
-    for rdn in cert.subject().iter() {
+    for rdn in name.iter() {
         for atv in rdn.iter() {
             let v = atv.as_str().unwrap_or_default().to_string();
             match atv.attr_type().to_id_string().as_str() {
@@ -1025,7 +1119,7 @@ pub fn subject_of(der: &[u8]) -> Result<Subject, PkiError> {
             }
         }
     }
-    Ok(s)
+    s
 }
 
 /// Go's `pkix.Name.String()`: RDNs in reverse order, comma separated, with short names.

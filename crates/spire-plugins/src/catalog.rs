@@ -142,6 +142,7 @@ pub const SERVER: Side = Side {
                 "x509pop",
             ],
         ),
+        ("UpstreamAuthority", &["disk"]),
         ("Notifier", &["k8sbundle"]),
         ("BundlePublisher", &["k8s_configmap"]),
         ("CredentialComposer", &["uniqueid"]),
@@ -152,7 +153,6 @@ pub const SERVER: Side = Side {
         (
             "UpstreamAuthority",
             &[
-                "disk",
                 "awssecret",
                 "aws_pca",
                 "gcp_cas",

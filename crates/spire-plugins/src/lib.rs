@@ -13,4 +13,5 @@ pub mod catalog;
 pub mod credentialcomposer;
 pub mod keymanager;
 pub mod nodeattestor;
+pub mod upstreamauthority;
 pub mod workloadattestor;

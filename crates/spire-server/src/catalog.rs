@@ -22,6 +22,7 @@ use spire_plugins::credentialcomposer::uniqueid;
 use spire_plugins::keymanager::{LocalKeyManager, ServerDiskConfig};
 use spire_plugins::nodeattestor::x509pop::{self, X509PopServer};
 use spire_plugins::nodeattestor::{http_challenge, sshpop};
+use spire_plugins::upstreamauthority::disk as disk_upstream;
 use spire_plugins_k8s::bundle as k8s_bundle;
 use spire_plugins_k8s::psat;
 
@@ -280,6 +281,15 @@ pub async fn load(
                     .map_err(|e| configure_err(p, e))?;
                 node_attestors.insert(spire_plugins_tpm::PLUGIN_NAME.into(), Arc::new(plugin));
             }
+            ("UpstreamAuthority", disk_upstream::PLUGIN_NAME) => {
+                let cfg: disk_upstream::Config = decode_checked(p)?;
+                let now_clock = clock.clone();
+                let now: disk_upstream::NowFn = Arc::new(move || now_clock.now());
+                let plugin =
+                    disk_upstream::DiskUpstreamAuthority::new(&cfg, trust_domain.clone(), now)
+                        .map_err(|e| configure_err(p, e))?;
+                upstream_authority = Some(Arc::new(plugin));
+            }
             ("NodeAttestor", psat::PLUGIN_NAME) => {
                 let cfg: psat::ServerConfig = decode(p)?;
                 let plugin = psat::PsatServer::new(&cfg, trust_domain.clone())
@@ -389,10 +399,10 @@ plugins {{
             check(&config(two)).unwrap_err().to_string(),
             "plugin type \"UpstreamAuthority\" constraint not satisfied: expected at most 1 but got 2"
         );
-        let builtin = "    UpstreamAuthority \"disk\" { plugin_data {} }\n";
+        let builtin = "    UpstreamAuthority \"vault\" { plugin_data {} }\n";
         assert_eq!(
             check(&config(builtin)).unwrap_err().to_string(),
-            "failed to load plugin \"disk\": plugin \"disk\" of type \"UpstreamAuthority\" is not available in spire-rs yet"
+            "failed to load plugin \"vault\": plugin \"vault\" of type \"UpstreamAuthority\" is not available in spire-rs yet"
         );
     }
 

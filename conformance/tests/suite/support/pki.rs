@@ -85,6 +85,27 @@ impl NodeCa {
         self.issuer.der().to_vec()
     }
 
+    /// An intermediate CA under this one, CN `cn`: its certificate and key files
+    /// (`<cn>.crt.pem`, `<cn>.key.pem`) and its DER.
+    pub fn intermediate(&self, cn: &str) -> (PathBuf, PathBuf, Vec<u8>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().expect("intermediate key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign intermediate");
+        let key_path = self.dir.join(format!("{cn}.key.pem"));
+        let cert_path = self.dir.join(format!("{cn}.crt.pem"));
+        std::fs::write(&key_path, key.serialize_pem()).expect("write intermediate key");
+        std::fs::write(&cert_path, cert.pem()).expect("write intermediate cert");
+        (cert_path, key_path, cert.der().to_vec())
+    }
+
     /// A node certificate with subject CN `cn` and the x509pop SAN
     /// `x509pop://example.org/cluster/<cluster>` (selector `x509pop:san:cluster:<cluster>`).
     pub fn node(&self, cn: &str, cluster: &str) -> NodeCert {
