@@ -43,6 +43,7 @@ mod k8s_deploy;
 mod k8s_psat;
 mod k8s_workload;
 mod limits;
+mod nested;
 mod oidc;
 mod pkcs11;
 mod restarts;

@@ -290,6 +290,13 @@ pub async fn load(
                         .map_err(|e| configure_err(p, e))?;
                 upstream_authority = Some(Arc::new(plugin));
             }
+            ("UpstreamAuthority", crate::upstream_spire::PLUGIN_NAME) => {
+                use crate::upstream_spire::{Config, Shared, SpireUpstreamAuthority};
+                let cfg: Config = decode_checked(p)?;
+                let plugin = SpireUpstreamAuthority::new(&cfg, trust_domain.clone())
+                    .map_err(|e| configure_err(p, e))?;
+                upstream_authority = Some(Arc::new(Shared(Arc::new(plugin))));
+            }
             ("NodeAttestor", psat::PLUGIN_NAME) => {
                 let cfg: psat::ServerConfig = decode(p)?;
                 let plugin = psat::PsatServer::new(&cfg, trust_domain.clone())

@@ -24,6 +24,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod run;
 pub mod state;
+pub mod upstream_spire;
 
 #[cfg(test)]
 mod clock_tests;
