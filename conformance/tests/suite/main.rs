@@ -55,4 +55,5 @@ mod systemd_workload;
 mod telemetry;
 mod tpm_devid;
 mod upstream_disk;
+mod upstream_vault;
 mod x509pop;

@@ -142,7 +142,7 @@ pub const SERVER: Side = Side {
                 "x509pop",
             ],
         ),
-        ("UpstreamAuthority", &["disk", "spire"]),
+        ("UpstreamAuthority", &["disk", "spire", "vault"]),
         ("Notifier", &["k8sbundle"]),
         ("BundlePublisher", &["k8s_configmap"]),
         ("CredentialComposer", &["uniqueid"]),
@@ -152,14 +152,7 @@ pub const SERVER: Side = Side {
         ("NodeAttestor", SPIRE_NODE_ATTESTORS),
         (
             "UpstreamAuthority",
-            &[
-                "awssecret",
-                "aws_pca",
-                "gcp_cas",
-                "vault",
-                "cert-manager",
-                "ejbca",
-            ],
+            &["awssecret", "aws_pca", "gcp_cas", "cert-manager", "ejbca"],
         ),
         ("Notifier", &["gcs_bundle"]),
         (

@@ -23,6 +23,7 @@ use spire_plugins::keymanager::{LocalKeyManager, ServerDiskConfig};
 use spire_plugins::nodeattestor::x509pop::{self, X509PopServer};
 use spire_plugins::nodeattestor::{http_challenge, sshpop};
 use spire_plugins::upstreamauthority::disk as disk_upstream;
+use spire_plugins::upstreamauthority::vault as vault_upstream;
 use spire_plugins_k8s::bundle as k8s_bundle;
 use spire_plugins_k8s::psat;
 
@@ -290,6 +291,15 @@ pub async fn load(
                         .map_err(|e| configure_err(p, e))?;
                 upstream_authority = Some(Arc::new(plugin));
             }
+            ("UpstreamAuthority", vault_upstream::PLUGIN_NAME) => {
+                let cfg: vault_upstream::Config = decode_checked(p)?;
+                let now_clock = clock.clone();
+                let now: vault_upstream::NowFn = Arc::new(move || now_clock.now());
+                let env: vault_upstream::EnvFn = Arc::new(|k| std::env::var(k).ok());
+                let plugin = vault_upstream::VaultUpstreamAuthority::new(&cfg, env, now)
+                    .map_err(|e| configure_err(p, e))?;
+                upstream_authority = Some(Arc::new(plugin));
+            }
             ("UpstreamAuthority", crate::upstream_spire::PLUGIN_NAME) => {
                 use crate::upstream_spire::{Config, Shared, SpireUpstreamAuthority};
                 let cfg: Config = decode_checked(p)?;
@@ -406,10 +416,10 @@ plugins {{
             check(&config(two)).unwrap_err().to_string(),
             "plugin type \"UpstreamAuthority\" constraint not satisfied: expected at most 1 but got 2"
         );
-        let builtin = "    UpstreamAuthority \"vault\" { plugin_data {} }\n";
+        let builtin = "    UpstreamAuthority \"ejbca\" { plugin_data {} }\n";
         assert_eq!(
             check(&config(builtin)).unwrap_err().to_string(),
-            "failed to load plugin \"vault\": plugin \"vault\" of type \"UpstreamAuthority\" is not available in spire-rs yet"
+            "failed to load plugin \"ejbca\": plugin \"ejbca\" of type \"UpstreamAuthority\" is not available in spire-rs yet"
         );
     }
 

@@ -7,6 +7,8 @@
 //! else by running `conformance/build-reference.sh`, which builds it once per machine into
 //! `~/.cache/spire-rs` and prints the directory.
 
+pub mod vault;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;

@@ -2,3 +2,4 @@
 //! not its own root.
 
 pub mod disk;
+pub mod vault;
