@@ -54,6 +54,7 @@ mod sync_entries;
 mod systemd_workload;
 mod telemetry;
 mod tpm_devid;
+mod upstream_certmanager;
 mod upstream_disk;
 mod upstream_vault;
 mod x509pop;

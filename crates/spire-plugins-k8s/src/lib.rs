@@ -4,6 +4,7 @@
 //! they use ([`client`]).
 
 pub mod bundle;
+pub mod certmanager;
 pub mod client;
 pub mod psat;
 pub mod workload;

@@ -142,7 +142,10 @@ pub const SERVER: Side = Side {
                 "x509pop",
             ],
         ),
-        ("UpstreamAuthority", &["disk", "spire", "vault"]),
+        (
+            "UpstreamAuthority",
+            &["cert-manager", "disk", "spire", "vault"],
+        ),
         ("Notifier", &["k8sbundle"]),
         ("BundlePublisher", &["k8s_configmap"]),
         ("CredentialComposer", &["uniqueid"]),

@@ -300,6 +300,13 @@ pub async fn load(
                     .map_err(|e| configure_err(p, e))?;
                 upstream_authority = Some(Arc::new(plugin));
             }
+            ("UpstreamAuthority", spire_plugins_k8s::certmanager::PLUGIN_NAME) => {
+                use spire_plugins_k8s::certmanager::{CertManagerUpstreamAuthority, Config};
+                let cfg: Config = decode_checked(p)?;
+                let plugin = CertManagerUpstreamAuthority::new(&cfg, trust_domain.name())
+                    .map_err(|e| configure_err(p, e))?;
+                upstream_authority = Some(Arc::new(plugin));
+            }
             ("UpstreamAuthority", crate::upstream_spire::PLUGIN_NAME) => {
                 use crate::upstream_spire::{Config, Shared, SpireUpstreamAuthority};
                 let cfg: Config = decode_checked(p)?;

@@ -7,6 +7,7 @@
 //! else by running `conformance/build-reference.sh`, which builds it once per machine into
 //! `~/.cache/spire-rs` and prints the directory.
 
+pub mod ca;
 pub mod vault;
 
 use std::path::{Path, PathBuf};

@@ -82,29 +82,17 @@ impl Drop for FakeVault {
 }
 
 struct Pki {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    ca: crate::ca::TestCa,
     root_pem: String,
 }
 
 impl FakeVault {
     /// Starts the fake on a free loopback port.
     pub async fn start(setup: VaultSetup) -> std::io::Result<FakeVault> {
-        let key = rcgen::KeyPair::generate().map_err(std::io::Error::other)?;
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(std::io::Error::other)?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "fake vault root");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let root = params.self_signed(&key).map_err(std::io::Error::other)?;
-        let root_pem = root.pem();
-        let root_der = root.der().to_vec();
+        let ca = crate::ca::TestCa::new("fake vault root").map_err(std::io::Error::other)?;
+        let (root_pem, root_der) = (ca.pem.clone(), ca.der.clone());
         let pki = Arc::new(Pki {
-            issuer: rcgen::Issuer::new(params, key),
+            ca,
             root_pem: root_pem.clone(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -272,43 +260,11 @@ fn answer(req: &Seen, pki: &Pki, setup: &VaultSetup) -> (u16, Value) {
 
 fn sign_intermediate(body: &Value, pki: &Pki) -> Result<String, String> {
     let pem = body["csr"].as_str().ok_or("missing csr")?;
-    let der = pem_body(pem).ok_or("csr is not PEM")?;
-    let csr = rcgen::CertificateSigningRequestParams::from_der(&der.into())
-        .map_err(|e| format!("error parsing CSR: {e}"))?;
+    let der = crate::ca::pem_body(pem).ok_or("csr is not PEM")?;
     let ttl: u64 = match body["ttl"].as_str() {
         Some("") | None => 3600,
         Some(t) => t.parse().map_err(|_| format!("invalid ttl {t:?}"))?,
     };
-    let mut params = csr.params;
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    let now = std::time::SystemTime::now();
-    params.not_before = (now - std::time::Duration::from_secs(30)).into();
-    params.not_after = (now + std::time::Duration::from_secs(ttl)).into();
-    let cert = rcgen::CertificateSigningRequestParams {
-        params,
-        public_key: csr.public_key,
-    }
-    .signed_by(&pki.issuer)
-    .map_err(|e| e.to_string())?;
-    Ok(cert.pem())
-}
-
-/// The DER inside the first PEM block of `text`.
-fn pem_body(text: &str) -> Option<Vec<u8>> {
-    let start = text.find("-----BEGIN ")?;
-    let rest = &text[start..];
-    let body_start = rest.find('\n')? + 1;
-    let body_end = rest.find("-----END ")?;
-    let b64: String = rest[body_start..body_end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    pki.ca
+        .sign_ca_csr(&der, std::time::Duration::from_secs(ttl))
 }

@@ -528,6 +528,24 @@ impl KubeClient {
             .await
     }
 
+    /// `POST` of a new object (client-go's `Create`).
+    pub async fn create<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        object: &B,
+    ) -> Result<T, K8sError> {
+        self.write(Method::POST, path, "application/json", object)
+            .await
+    }
+
+    /// `DELETE` of an object.
+    pub async fn delete(&self, path: &str) -> Result<(), K8sError> {
+        self.http()?
+            .json::<serde_json::Value>(Method::DELETE, path, None)
+            .await
+            .map(|_| ())
+    }
+
     /// `PATCH` with a strategic merge patch (what client-go's typed `Patch` calls send).
     pub async fn strategic_merge_patch<T: DeserializeOwned, B: Serialize>(
         &self,
