@@ -215,3 +215,213 @@ async fn https_spiffe() {
         "{gone}"
     );
 }
+
+/// A test web CA and a certificate for 127.0.0.1 from it, written under `dir`:
+/// `(ca.pem, cert.pem, key.pem)`.
+fn web_pki(dir: &std::path::Path) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose, SanType};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "federation test web CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("self-sign");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).expect("leaf params");
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "bundle endpoint");
+    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().expect("ip"))];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = leaf.signed_by(&key, &issuer).expect("sign");
+    let w = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write pki file");
+        p.display().to_string()
+    };
+    (
+        w("web-ca.pem", ca_cert.pem()),
+        w("web-cert.pem", cert.pem()),
+        w("web-key.pem", key.serialize_pem()),
+    )
+}
+
+/// An HTTPS server (Python's) answering every GET with `body`.
+const GARBAGE_SERVER: &str = r#"
+import http.server, ssl, sys
+port, cert, key, body = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+srv = http.server.HTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("listening", flush=True)
+srv.serve_forever()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn https_web() {
+    let sc = Scenario::new("federation::https_web");
+    let (ca, cert, key) = web_pki(sc.path());
+    let be_port = free_port();
+    let b = Server::start_new(
+        &sc,
+        "server-b",
+        agent_subject(),
+        ServerOpts {
+            trust_domain: Some(B.into()),
+            extra_server: format!(
+                r#"federation {{
+        bundle_endpoint {{
+            address = "127.0.0.1"
+            port = {be_port}
+            profile "https_web" {{
+                serving_cert_file {{
+                    cert_file_path = "{cert}"
+                    key_file_path = "{key}"
+                    file_sync_interval = "1s"
+                }}
+            }}
+        }}
+    }}"#
+            ),
+            ..ServerOpts::default()
+        },
+    )
+    .await;
+    b.wait_log("Serving bundle endpoint", 30).await;
+
+    // A federates with B from its configuration file, trusting the test CA through
+    // SSL_CERT_FILE (as Go's crypto/x509 does).
+    let a = Server::start_new(
+        &sc,
+        "server",
+        server_subject(),
+        ServerOpts {
+            extra_server: format!(
+                r#"federation {{
+        federates_with "{B}" {{
+            bundle_endpoint_url = "https://127.0.0.1:{be_port}"
+            bundle_endpoint_profile "https_web" {{}}
+        }}
+    }}"#
+            ),
+            env: vec![("SSL_CERT_FILE".into(), ca.clone())],
+            ..ServerOpts::default()
+        },
+    )
+    .await;
+    // What the endpoint serves: the bundle as `bundle show -format spiffe` prints it, with
+    // the refresh hint (default 5m) added, in SPIRE's indented layout.
+    let served = run(
+        std::path::Path::new("curl"),
+        &[
+            "-sS",
+            "--cacert",
+            &ca,
+            &format!("https://127.0.0.1:{be_port}/"),
+        ],
+        None,
+    );
+    assert!(served.ok(), "curl the bundle endpoint: {served}");
+    let shown = b.cli_ok(&["bundle", "show", "-format", "spiffe"]);
+    let mut want: Value = serde_json::from_str(&shown).expect("bundle show JSON");
+    want["spiffe_refresh_hint"] = Value::from(300);
+    let got: Value = serde_json::from_str(&served.stdout).expect("endpoint JSON");
+    assert_eq!(got, want, "served: {}", served.stdout);
+    assert!(
+        served
+            .stdout
+            .starts_with("{\n    \"keys\": [\n        {\n            \"use\": \"x509-svid\""),
+        "{}",
+        served.stdout
+    );
+    let b_now = x509_keys(&b.cli_ok(&["bundle", "show", "-format", "spiffe"]));
+    wait_until("A to fetch B's bundle over https_web", 60, || {
+        let out = a.cli(&["bundle", "list", "-id", B_ID, "-format", "spiffe"]);
+        if out.ok() && x509_keys(&out.stdout) == b_now {
+            Ok(())
+        } else {
+            Err(out.all())
+        }
+    })
+    .await;
+    let refreshed = a.cli(&["federation", "refresh", "-id", B]);
+    assert!(refreshed.ok(), "federation refresh: {refreshed}");
+
+    // An endpoint serving garbage (trusted certificate, 200, not a bundle): refused, and
+    // the initial bundle given for that trust domain stays.
+    let g_port = free_port();
+    let mut garbage = Proc::spawn(
+        std::path::Path::new("python3"),
+        &[
+            "-c",
+            GARBAGE_SERVER,
+            &g_port.to_string(),
+            &cert,
+            &key,
+            r#"{"keys":[{"kty":"EC","crv":"P-256"}]} and more"#,
+        ],
+        sc.path().join("garbage.log"),
+        &[],
+    );
+    let d = Deadline::new("garbage endpoint to listen", 30);
+    while !garbage.output().contains("listening") {
+        if let Some(status) = garbage.exited() {
+            panic!(
+                "garbage endpoint exited with {status}: {}",
+                garbage.output()
+            );
+        }
+        d.tick(garbage.output()).await;
+    }
+    let b_bundle = sc.path().join("b-bundle.json");
+    std::fs::write(
+        &b_bundle,
+        b.cli_ok(&["bundle", "show", "-format", "spiffe"]),
+    )
+    .expect("write bundle");
+    a.cli_ok(&[
+        "federation",
+        "create",
+        "-trustDomain",
+        "g.test",
+        "-bundleEndpointURL",
+        &format!("https://127.0.0.1:{g_port}"),
+        "-bundleEndpointProfile",
+        "https_web",
+        "-trustDomainBundlePath",
+        &b_bundle.display().to_string(),
+        "-trustDomainBundleFormat",
+        "spiffe",
+    ]);
+    let refused = a.cli(&["federation", "refresh", "-id", "g.test"]);
+    assert!(!refused.ok(), "refresh from a garbage endpoint: {refused}");
+    assert!(
+        refused.all().contains("failed to refresh bundle"),
+        "{refused}"
+    );
+    let kept = a.cli_ok(&[
+        "bundle",
+        "list",
+        "-id",
+        "spiffe://g.test",
+        "-format",
+        "spiffe",
+    ]);
+    assert_eq!(
+        x509_keys(&kept),
+        b_now,
+        "g.test's bundle after garbage: {kept}"
+    );
+    a.wait_log("Error updating bundle", 60).await;
+    garbage.stop();
+}
