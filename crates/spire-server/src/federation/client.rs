@@ -81,7 +81,7 @@ pub enum UpdateError {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// No HTTP response.
-    #[error("failed to fetch bundle: Get {url:?}: {source}")]
+    #[error("failed to fetch bundle: Get {url:?}: {}", go_http_error(source))]
     Http {
         /// The URL.
         url: String,
@@ -102,6 +102,24 @@ pub enum FetchError {
     /// A key entry SPIRE refuses.
     #[error("{0}")]
     Key(String),
+}
+
+/// An HTTP error worded as Go's `net/http` words it where that differs: a refused or
+/// failed connect reads `dial tcp <addr>: connect: <errno text>`.
+fn go_http_error(e: &spire_http::HttpError) -> String {
+    if let spire_http::HttpError::Connect { addr, reason } = e
+        && let Some(code) = reason
+            .rsplit_once("(os error ")
+            .and_then(|(_, rest)| rest.strip_suffix(')'))
+            .and_then(|n| n.parse::<i32>().ok())
+    {
+        let errno = std::io::Error::from_raw_os_error(code);
+        return format!(
+            "dial tcp {addr}: connect: {}",
+            spire_gocompat::os::errno_text(&errno)
+        );
+    }
+    e.to_string()
 }
 
 #[derive(serde::Deserialize)]

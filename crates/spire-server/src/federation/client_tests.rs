@@ -246,3 +246,17 @@ async fn https_spiffe_update_stores_good_bundles_and_keeps_them_on_bad_answers()
     assert!(r.is_err());
     assert_eq!(ds.fetch_bundle(&b).await.unwrap().unwrap(), stored);
 }
+
+#[test]
+fn connect_errors_read_as_gos() {
+    let e = spire_http::HttpError::Connect {
+        addr: "127.0.0.1:2".into(),
+        reason: std::io::Error::from_raw_os_error(111).to_string(),
+    };
+    assert_eq!(
+        go_http_error(&e),
+        "dial tcp 127.0.0.1:2: connect: connection refused"
+    );
+    let other = spire_http::HttpError::Tls("bad certificate".into());
+    assert_eq!(go_http_error(&other), "tls: bad certificate");
+}
