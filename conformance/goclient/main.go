@@ -14,6 +14,9 @@
 //	goclient verify -svid FILE         verifies the PEM X509-SVID chain in FILE against the
 //	                                   bundles of the X509Source (own and federated); prints
 //	                                   "verified=<id>"
+//	goclient bundles                   FetchX509Bundles and FetchJWTBundles; prints
+//	                                   "x509_bundle=<td> <n authorities>" and
+//	                                   "jwt_bundle=<td> <n authorities>" per trust domain
 package main
 
 import (
@@ -93,6 +96,20 @@ func main() {
 		id, _, err := x509svid.Verify(certs, src)
 		check(err, "verify")
 		fmt.Printf("verified=%s\n", id)
+	case "bundles":
+		client, err := workloadapi.New(ctx, workloadapi.WithAddr(*socket))
+		check(err, "client")
+		defer client.Close()
+		x509s, err := client.FetchX509Bundles(ctx)
+		check(err, "x509 bundles")
+		for _, b := range x509s.Bundles() {
+			fmt.Printf("x509_bundle=%s %d\n", b.TrustDomain(), len(b.X509Authorities()))
+		}
+		jwts, err := client.FetchJWTBundles(ctx)
+		check(err, "jwt bundles")
+		for _, b := range jwts.Bundles() {
+			fmt.Printf("jwt_bundle=%s %d\n", b.TrustDomain(), len(b.JWTAuthorities()))
+		}
 	case "mtls-server":
 		id := mustID(*peer)
 		l, err := spiffetls.ListenWithMode(ctx, "tcp", *addr,

@@ -159,6 +159,30 @@ async fn https_spiffe() {
         "{verified}"
     );
 
+    // The Workload API's bundle calls carry B's bundle too (X.509 and JWT authorities).
+    let bundles = run(&goclient, &["bundles", "-socket", &endpoint], None);
+    assert!(
+        bundles.ok(),
+        "go-spiffe FetchX509Bundles/FetchJWTBundles: {bundles}"
+    );
+    let lines: Vec<&str> = bundles.stdout.lines().collect();
+    assert!(lines.contains(&"x509_bundle=b.test 2"), "{bundles}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("x509_bundle=example.org ")),
+        "{bundles}"
+    );
+    let b_jwt = serde_json::from_str::<Value>(&b.cli_ok(&["bundle", "show", "-format", "spiffe"]))
+        .expect("B's bundle")["keys"]
+        .as_array()
+        .map_or(0, |k| k.iter().filter(|k| k["use"] == "jwt-svid").count());
+    assert!(b_jwt > 0, "B has JWT authorities");
+    assert!(
+        lines.contains(&format!("jwt_bundle=b.test {b_jwt}").as_str()),
+        "{bundles}"
+    );
+
     // An endpoint presenting another SPIFFE ID than the relationship names: refused, and
     // the bundle stored for that trust domain stays as it was.
     a.cli_ok(&[
