@@ -1,3 +1,6 @@
+//! Tests of the bundle client: SPIRE's strict decoding, the refresh schedule, updates over TLS
+//! against a loopback endpoint and a SQLite datastore.
+
 use std::str::FromStr;
 
 use http_body_util::Full;

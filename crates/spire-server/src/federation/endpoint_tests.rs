@@ -1,3 +1,5 @@
+//! Tests of the bundle endpoint: answers, the served document, serving certificate reloads.
+
 use std::str::FromStr;
 
 use http_body_util::BodyExt;

@@ -1,3 +1,5 @@
+//! Tests of the bundle manager with a fake source and updater, on paused tokio time.
+
 use std::str::FromStr;
 
 use super::*;
