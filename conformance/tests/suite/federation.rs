@@ -100,7 +100,11 @@ async fn https_spiffe() {
     ]);
 
     // B gets a second CA; A fetches it on `federation refresh`.
-    b.cli_ok(&["localauthority", "x509", "prepare"]);
+    let prepared = b.cli_json(&["localauthority", "x509", "prepare"]);
+    let prepared_id = prepared["prepared_authority"]["authority_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("prepare output: {prepared}"))
+        .to_owned();
     let b_now = x509_keys(&b.cli_ok(&["bundle", "show", "-format", "spiffe"]));
     assert_eq!(b_now.len(), 2, "B's bundle after prepare");
     let refreshed = a.cli(&["federation", "refresh", "-id", B]);
@@ -181,6 +185,52 @@ async fn https_spiffe() {
     assert!(
         lines.contains(&format!("jwt_bundle=b.test {b_jwt}").as_str()),
         "{bundles}"
+    );
+
+    // A later change in B (its new CA active, a third prepared) reaches the running
+    // workload in A after a refresh, without restarting anything; an SVID B signs with
+    // its new CA verifies.
+    b.cli_ok(&[
+        "localauthority",
+        "x509",
+        "activate",
+        "-authorityID",
+        &prepared_id,
+    ]);
+    b.cli_ok(&["localauthority", "x509", "prepare"]);
+    assert_eq!(
+        x509_keys(&b.cli_ok(&["bundle", "show", "-format", "spiffe"])).len(),
+        3
+    );
+    let refreshed = a.cli(&["federation", "refresh", "-id", B]);
+    assert!(refreshed.ok(), "federation refresh: {refreshed}");
+    wait_until("B's third CA to reach the workload in A", 60, || {
+        let out = run(&goclient, &["bundles", "-socket", &endpoint], None);
+        if out.ok() && out.stdout.lines().any(|l| l == "x509_bundle=b.test 3") {
+            Ok(())
+        } else {
+            Err(out.all())
+        }
+    })
+    .await;
+    let mint2 = sc.subdir("b-mint2");
+    b.cli_ok(&[
+        "x509",
+        "mint",
+        "-spiffeID",
+        "spiffe://b.test/peer2",
+        "-write",
+        &mint2.display().to_string(),
+    ]);
+    let svid2 = mint2.join("svid.pem").display().to_string();
+    let out = run(
+        &goclient,
+        &["verify", "-socket", &endpoint, "-svid", &svid2],
+        None,
+    );
+    assert!(
+        out.ok() && out.stdout.contains("verified=spiffe://b.test/peer2"),
+        "{out}"
     );
 
     // An endpoint presenting another SPIFFE ID than the relationship names: refused, and
