@@ -11,11 +11,19 @@
 //	goclient mtls-client -addr H:P -peer ID
 //	                                   dials the server, authorizing peer ID, sends one line,
 //	                                   prints "reply=<line>" and "peer=<id>"
+//	goclient verify -svid FILE         verifies the PEM X509-SVID chain in FILE against the
+//	                                   bundles of the X509Source (own and federated); prints
+//	                                   "verified=<id>"
+//	goclient bundles                   FetchX509Bundles and FetchJWTBundles; prints
+//	                                   "x509_bundle=<td> <n authorities>" and
+//	                                   "jwt_bundle=<td> <n authorities>" per trust domain
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"net"
@@ -26,6 +34,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 )
 
@@ -39,6 +48,7 @@ func main() {
 	audience := fs.String("audience", "conformance", "JWT audience")
 	addr := fs.String("addr", "127.0.0.1:0", "mTLS address")
 	peer := fs.String("peer", "", "expected peer SPIFFE ID")
+	svidFile := fs.String("svid", "", "PEM chain to verify")
 	timeout := fs.Duration("timeout", 30*time.Second, "overall timeout")
 	_ = fs.Parse(os.Args[2:])
 
@@ -66,6 +76,40 @@ func main() {
 		parsed, err := jwtsvid.ParseAndValidate(svid.Marshal(), src, []string{*audience})
 		check(err, "jwt validation")
 		fmt.Printf("spiffe_id=%s\n", parsed.ID)
+	case "verify":
+		src, err := workloadapi.NewX509Source(ctx, clientOpt)
+		check(err, "x509 source")
+		defer src.Close()
+		data, err := os.ReadFile(*svidFile)
+		check(err, "read svid")
+		var certs []*x509.Certificate
+		for {
+			var block *pem.Block
+			block, data = pem.Decode(data)
+			if block == nil {
+				break
+			}
+			cert, err := x509.ParseCertificate(block.Bytes)
+			check(err, "parse svid")
+			certs = append(certs, cert)
+		}
+		id, _, err := x509svid.Verify(certs, src)
+		check(err, "verify")
+		fmt.Printf("verified=%s\n", id)
+	case "bundles":
+		client, err := workloadapi.New(ctx, workloadapi.WithAddr(*socket))
+		check(err, "client")
+		defer client.Close()
+		x509s, err := client.FetchX509Bundles(ctx)
+		check(err, "x509 bundles")
+		for _, b := range x509s.Bundles() {
+			fmt.Printf("x509_bundle=%s %d\n", b.TrustDomain(), len(b.X509Authorities()))
+		}
+		jwts, err := client.FetchJWTBundles(ctx)
+		check(err, "jwt bundles")
+		for _, b := range jwts.Bundles() {
+			fmt.Printf("jwt_bundle=%s %d\n", b.TrustDomain(), len(b.JWTAuthorities()))
+		}
 	case "mtls-server":
 		id := mustID(*peer)
 		l, err := spiffetls.ListenWithMode(ctx, "tcp", *addr,

@@ -34,6 +34,7 @@ mod docker_workload;
 mod entries;
 mod evict_ban;
 mod external_plugins;
+mod federation;
 mod force_rotation;
 mod http_challenge;
 mod interop;

@@ -9,6 +9,7 @@
 //! - [`auth`]: caller identification and SPIRE's authorization policy.
 //! - [`api`]: the gRPC services.
 //! - [`endpoints`]: the UNIX socket and TLS listeners.
+//! - [`federation`]: the bundle endpoint and federated bundle refresh.
 //! - [`cli`]: the `run` and `validate` commands.
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod ca;
 pub mod catalog;
 pub mod cli;
 pub mod endpoints;
+pub mod federation;
 pub mod health_http;
 pub mod index;
 pub mod ratelimit;

@@ -436,6 +436,25 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         });
     }
 
+    if let Some(be) = config.federation.bundle_endpoint.clone() {
+        let (_, serve) = crate::federation::endpoint::start(server.clone(), be)
+            .await
+            .map_err(|e| RunError::Other(e.to_string()))?;
+        tokio::spawn(serve);
+    }
+    {
+        use crate::federation::manager::{DatastoreUpdater, Manager, ServerSource, from_config};
+        let manager = Manager::new(
+            Box::new(ServerSource::new(
+                server.clone(),
+                from_config(&config.federation.federates_with),
+            )),
+            Arc::new(DatastoreUpdater::new(server.clone())),
+        );
+        server.set_federation(manager.clone());
+        tokio::spawn(manager.run());
+    }
+
     let shutdown = async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -74,6 +74,8 @@ pub struct Server {
     /// When the server started.
     started: Instant,
     metrics: spire_telemetry::Metrics,
+    /// The federated bundle manager, once started.
+    federation: std::sync::OnceLock<Arc<crate::federation::manager::Manager>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -130,7 +132,18 @@ impl Server {
             clock: parts.clock,
             started: Instant::now(),
             metrics: parts.metrics,
+            federation: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Installs the federated bundle manager (once, at start-up).
+    pub fn set_federation(&self, manager: Arc<crate::federation::manager::Manager>) {
+        let _ = self.federation.set(manager);
+    }
+
+    /// The federated bundle manager, when started.
+    pub fn federation(&self) -> Option<&Arc<crate::federation::manager::Manager>> {
+        self.federation.get()
     }
 
     /// Our trust domain.

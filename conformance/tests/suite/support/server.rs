@@ -20,6 +20,8 @@ pub struct ServerOpts {
     pub extra_top: String,
     /// Extra environment of the process (e.g. `SOFTHSM2_CONF`).
     pub env: Vec<(String, String)>,
+    /// The trust domain, when not [`TD`] (a second domain for federation).
+    pub trust_domain: Option<String>,
 }
 
 /// A server: its files, its configuration and (when started) its process.
@@ -80,7 +82,7 @@ impl Server {
     bind_address = "127.0.0.1"
     bind_port = "{port}"
     socket_path = "{socket}"
-    trust_domain = "{TD}"
+    trust_domain = "{td}"
     data_dir = "{data}"
     log_level = "DEBUG"
     {extra_server}
@@ -102,6 +104,7 @@ plugins {{
 {extra_top}
 "#,
             extra_top = self.opts.extra_top,
+            td = self.opts.trust_domain.as_deref().unwrap_or(TD),
             port = self.port,
             socket = self.socket.display(),
             data = self.data_dir.display(),

@@ -1,5 +1,5 @@
 //! `spire.api.server.trustdomain.v1.TrustDomain`: federation relationships.
-//! `RefreshBundle` answers Unimplemented until the federation client exists.
+//! `RefreshBundle` asks the federated bundle manager for an update now.
 
 use std::sync::Arc;
 
@@ -30,6 +30,14 @@ impl TrustDomainService {
     async fn changed(&self) {
         if let Err(e) = self.server.refresh_bundles().await {
             tracing::warn!(error = %e, "Failed to reload bundles after a change");
+        }
+        self.trigger_reload();
+    }
+
+    /// Relationships changed: the bundle manager re-reads them now.
+    fn trigger_reload(&self) {
+        if let Some(m) = self.server.federation() {
+            m.trigger_config_reload();
         }
     }
 }
@@ -509,6 +517,7 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
                 status: Some(status),
             });
         }
+        self.trigger_reload();
         Ok(Response::new(
             pb::BatchDeleteFederationRelationshipResponse { results },
         ))
@@ -521,25 +530,27 @@ impl pb::trust_domain_server::TrustDomain for TrustDomainService {
         let req = r.into_inner();
         let td = convert::parse_td(&req.trust_domain)
             .map_err(|e| ApiError::invalid_argument("failed to parse trust domain").with(e))?;
-        let known = self
-            .server
-            .registry()
-            .ds()
-            .fetch_federation_relationship(&td)
-            .await
-            .map_err(|e| ApiError::internal("failed to refresh bundle").with(e))?;
-        if known.is_none() {
+        let Some(manager) = self.server.federation() else {
             return Err(ApiError::not_found(format!(
                 "no relationship with trust domain {:?}",
                 td.name()
             ))
             .into());
+        };
+        match manager.refresh_bundle_for(&td).await {
+            Ok(true) => {
+                tracing::debug!(trust_domain_id = %td.name(), "Bundle refreshed");
+                Ok(Response::new(pbjson_types::Empty {}))
+            }
+            Ok(false) => Err(ApiError::not_found(format!(
+                "no relationship with trust domain {:?}",
+                td.name()
+            ))
+            .into()),
+            Err(e) => Err(ApiError::internal("failed to refresh bundle")
+                .with(e)
+                .into()),
         }
-        Err(
-            ApiError::unimplemented("bundle refresh is not available yet")
-                .unlogged()
-                .into(),
-        )
     }
 }
 

@@ -1,0 +1,352 @@
+//! The bundle endpoint (`federation.bundle_endpoint`): our trust domain's bundle in the
+//! SPIFFE bundle format over HTTPS, for servers of other trust domains that federate with
+//! us. `https_spiffe` presents the server's own X509-SVID; `https_web` with
+//! `serving_cert_file` presents a certificate read from files and re-read when their
+//! modification times change (checked every `file_sync_interval`).
+//!
+//! As SPIRE's endpoint: `GET /` only (other methods 405, other paths 404), the bundle as
+//! stored with `spiffe_refresh_hint` set to the configured hint (seconds), indented JSON.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use spire_config::{BundleEndpointConfig, BundleEndpointProfile, ServingCertFile};
+use spire_datastore::StoredBundle;
+use spire_gocompat::{GoDuration, format_go_duration};
+use spire_tls::SvidResolver;
+use tokio::net::TcpListener;
+
+use crate::api::convert;
+use crate::state::Server;
+
+const SUBSYSTEM: &str = "bundle_endpoint";
+
+/// Why the bundle endpoint cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The listener could not be bound.
+    #[error("listen tcp {addr}: {source}")]
+    Bind {
+        /// `address:port`.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The serving certificate could not be loaded.
+    #[error("failed to load certificate: {0}")]
+    ServingCert(String),
+    /// The TLS configuration could not be built.
+    #[error("{0}")]
+    Tls(#[from] spire_tls::TlsError),
+    /// The profile is not served by this build.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// Go's `time.Duration.String()` of a duration.
+pub fn go_duration(d: Duration) -> String {
+    GoDuration::from_std(d).map_or_else(|| format!("{d:?}"), format_go_duration)
+}
+
+/// Go's `net.TCPAddr.String()` of the configured address: `:<port>` when no IP is set.
+pub fn display_addr(address: Option<IpAddr>, port: u16) -> String {
+    match address {
+        None => format!(":{port}"),
+        Some(ip) => SocketAddr::new(ip, port).to_string(),
+    }
+}
+
+fn text_response(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        hyper::header::HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// The answer to one request, given our bundle as currently stored.
+pub fn respond(
+    method: &Method,
+    path: &str,
+    bundle: Option<&StoredBundle>,
+    refresh_hint: Duration,
+) -> Response<Full<Bytes>> {
+    if method != Method::GET {
+        return text_response(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed");
+    }
+    if path != "/" {
+        return text_response(StatusCode::NOT_FOUND, "404 page not found");
+    }
+    let Some(stored) = bundle else {
+        tracing::error!(
+            error = "trust domain bundle not found",
+            subsystem_name = SUBSYSTEM,
+            "Unable to retrieve local bundle"
+        );
+        return text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 unable to retrieve local bundle",
+        );
+    };
+    let mut bundle = convert::bundle_to_spiffe(stored);
+    let hint = i64::try_from(refresh_hint.as_secs()).unwrap_or(i64::MAX);
+    bundle.refresh_hint = Some(hint);
+    let mut resp = Response::new(Full::new(Bytes::from(bundle.to_spiffe_json())));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A serving certificate read from files, re-read when they change.
+#[derive(Debug)]
+pub struct ServingCert {
+    config: ServingCertFile,
+    resolver: Arc<SvidResolver>,
+    modified: parking_lot::Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+    /// The leaf certificate presented (DER).
+    leaf: parking_lot::Mutex<Vec<u8>>,
+}
+
+fn mtime(path: &Path) -> Result<SystemTime, std::io::Error> {
+    std::fs::metadata(path)?.modified()
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("open {}: {e}", path.display()))
+}
+
+impl ServingCert {
+    /// Loads the certificate and key; an error when either cannot be used.
+    pub fn load(config: ServingCertFile) -> Result<Arc<Self>, EndpointError> {
+        let me = Arc::new(Self {
+            config,
+            resolver: SvidResolver::new(),
+            modified: parking_lot::Mutex::new((None, None)),
+            leaf: parking_lot::Mutex::new(Vec::new()),
+        });
+        me.reload().map_err(EndpointError::ServingCert)?;
+        let times = (
+            mtime(&me.config.cert_file_path).ok(),
+            mtime(&me.config.key_file_path).ok(),
+        );
+        *me.modified.lock() = times;
+        Ok(me)
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        let cert = read(&self.config.cert_file_path)?;
+        let key = read(&self.config.key_file_path)?;
+        self.resolver
+            .set_pem(&cert, &key)
+            .map_err(|e| e.to_string())?;
+        if let Some(leaf) = spire_tls::certs_from_pem(&cert)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+        {
+            *self.leaf.lock() = leaf.to_vec();
+        }
+        Ok(())
+    }
+
+    /// The leaf certificate presented now (DER).
+    pub fn leaf_der(&self) -> Vec<u8> {
+        self.leaf.lock().clone()
+    }
+
+    /// What TLS presents.
+    pub fn resolver(&self) -> Arc<SvidResolver> {
+        self.resolver.clone()
+    }
+
+    /// One check of the files: reloads when a modification time changed. A failed reload
+    /// keeps the certificate served so far (and is tried again at the next check).
+    pub fn sync(&self) {
+        let stat = |p: &Path| match mtime(p) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::error!(
+                    subsystem_name = SUBSYSTEM,
+                    "Failed to get file info, file path {} does not exist anymore; please check if the path is correct",
+                    spire_gocompat::strconv::quote(&p.display().to_string())
+                );
+                None
+            }
+            Err(e) => {
+                tracing::error!(subsystem_name = SUBSYSTEM, "Failed to get file info: {e}");
+                None
+            }
+        };
+        let Some(cert_t) = stat(&self.config.cert_file_path) else {
+            return;
+        };
+        let Some(key_t) = stat(&self.config.key_file_path) else {
+            return;
+        };
+        let mut last = self.modified.lock();
+        if last.0 == Some(cert_t) && last.1 == Some(key_t) {
+            return;
+        }
+        tracing::info!(
+            subsystem_name = SUBSYSTEM,
+            "File change detected, reloading certificate and key..."
+        );
+        match self.reload() {
+            Ok(()) => {
+                *last = (Some(cert_t), Some(key_t));
+                tracing::info!(
+                    subsystem_name = SUBSYSTEM,
+                    "Loaded provided certificate with success"
+                );
+            }
+            Err(e) => {
+                tracing::error!(
+                    subsystem_name = SUBSYSTEM,
+                    "Failed to load certificate: {e}"
+                );
+            }
+        }
+    }
+
+    /// Checks the files every `file_sync_interval`, forever.
+    pub async fn watch(self: Arc<Self>) {
+        tracing::info!(
+            interval = %go_duration(self.config.file_sync_interval),
+            subsystem_name = SUBSYSTEM,
+            "Started watching certificate files"
+        );
+        let mut tick = tokio::time::interval(self.config.file_sync_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            self.sync();
+        }
+    }
+}
+
+/// Binds the listener: the configured IP, or every address (IPv6 and IPv4 when the
+/// system allows one socket for both, else IPv4) when none is set.
+async fn bind(config: &BundleEndpointConfig) -> Result<TcpListener, EndpointError> {
+    let err = |source| EndpointError::Bind {
+        addr: display_addr(config.address, config.port),
+        source,
+    };
+    match config.address {
+        Some(ip) => TcpListener::bind(SocketAddr::new(ip, config.port))
+            .await
+            .map_err(err),
+        None => {
+            match TcpListener::bind(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                config.port,
+            ))
+            .await
+            {
+                Ok(l) => Ok(l),
+                Err(_) => TcpListener::bind(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    config.port,
+                ))
+                .await
+                .map_err(err),
+            }
+        }
+    }
+}
+
+/// Binds the bundle endpoint and returns the task serving it (and, for a serving
+/// certificate file, watching it).
+pub async fn start(
+    server: Arc<Server>,
+    config: BundleEndpointConfig,
+) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + Send), EndpointError> {
+    let resolver = match &config.profile {
+        BundleEndpointProfile::HttpsSpiffe => server.svid().clone(),
+        BundleEndpointProfile::HttpsWebServingCert(files) => {
+            let cert = ServingCert::load(files.clone())?;
+            let resolver = cert.resolver();
+            tokio::spawn(cert.watch());
+            resolver
+        }
+        BundleEndpointProfile::HttpsWebAcme(_) => {
+            return Err(EndpointError::Unsupported(
+                "the bundle endpoint's https_web profile with acme is not supported yet",
+            ));
+        }
+    };
+    let tls = spire_tls::https_server_config(resolver)?;
+    let listener = bind(&config).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| EndpointError::Bind {
+            addr: display_addr(config.address, config.port),
+            source,
+        })?;
+    tracing::info!(
+        addr = %display_addr(config.address, config.port),
+        refresh_hint = %go_duration(config.refresh_hint),
+        "Serving bundle endpoint"
+    );
+    Ok((local, serve(server, listener, tls, config.refresh_hint)))
+}
+
+async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    refresh_hint: Duration,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let bundle = server.own_bundle();
+                async move {
+                    Ok::<_, Infallible>(respond(
+                        req.method(),
+                        req.uri().path(),
+                        bundle.as_ref(),
+                        refresh_hint,
+                    ))
+                }
+            });
+            let _ = http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(10))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+#[path = "endpoint_tests.rs"]
+mod tests;

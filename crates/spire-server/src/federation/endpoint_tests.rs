@@ -1,0 +1,154 @@
+//! Tests of the bundle endpoint: answers, the served document, serving certificate reloads.
+
+use std::str::FromStr;
+
+use http_body_util::BodyExt;
+use spiffe_core::TrustDomain;
+use spire_datastore::{RootCa, StoredBundle};
+
+use super::*;
+
+fn self_signed(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    (params.self_signed(&key).unwrap(), key)
+}
+
+async fn body(resp: Response<Full<Bytes>>) -> String {
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn stored(td: &str, ders: &[Vec<u8>], sequence: u64) -> StoredBundle {
+    let mut b = StoredBundle::new(TrustDomain::from_str(td).unwrap());
+    b.root_cas = ders
+        .iter()
+        .map(|d| RootCa {
+            der: d.clone(),
+            tainted: false,
+        })
+        .collect();
+    b.sequence_number = sequence;
+    b.refresh_hint = 17;
+    b
+}
+
+#[tokio::test]
+async fn only_get_slash_is_served() {
+    let b = stored("example.org", &[], 1);
+    let r = respond(&Method::POST, "/", Some(&b), Duration::from_secs(300));
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(body(r).await, "405 method not allowed\n");
+    let r = respond(&Method::GET, "/bundle", Some(&b), Duration::from_secs(300));
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body(r).await, "404 page not found\n");
+    let r = respond(&Method::GET, "/", None, Duration::from_secs(300));
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body(r).await, "500 unable to retrieve local bundle\n");
+}
+
+#[tokio::test]
+async fn bundle_is_served_with_the_configured_hint_and_stored_sequence() {
+    let (ca, _) = self_signed("ca");
+    let b = stored("example.org", &[ca.der().to_vec()], 42);
+    let r = respond(&Method::GET, "/", Some(&b), Duration::from_secs(300));
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let text = body(r).await;
+    // SPIRE's json.MarshalIndent shape: keys first, then sequence, then hint.
+    let keys_at = text.find("\"keys\"").unwrap();
+    let seq_at = text.find("\"spiffe_sequence\": 42").unwrap();
+    let hint_at = text.find("\"spiffe_refresh_hint\": 300").unwrap();
+    assert!(keys_at < seq_at && seq_at < hint_at, "{text}");
+    assert!(text.starts_with("{\n    \"keys\": [\n        {\n            \"use\": \"x509-svid\""));
+    let parsed = spiffe_core::Bundle::parse_spiffe_json(
+        TrustDomain::from_str("example.org").unwrap(),
+        text.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(parsed.x509_authorities[0].der, ca.der().to_vec());
+    assert_eq!(parsed.refresh_hint, Some(300));
+    assert_eq!(parsed.sequence_number, Some(42));
+}
+
+#[test]
+fn display_addr_is_gos() {
+    assert_eq!(display_addr(None, 8443), ":8443");
+    assert_eq!(
+        display_addr(Some("127.0.0.1".parse().unwrap()), 8443),
+        "127.0.0.1:8443"
+    );
+    assert_eq!(display_addr(Some("::1".parse().unwrap()), 1), "[::1]:1");
+}
+
+fn write_pair(dir: &Path, name: &str) -> Vec<u8> {
+    let (cert, key) = self_signed(name);
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    cert.der().to_vec()
+}
+
+fn served(cert: &ServingCert) -> Vec<u8> {
+    cert.leaf_der()
+}
+
+#[test]
+fn serving_cert_file_is_reloaded_when_it_changes_and_kept_when_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_pair(dir.path(), "one.test");
+    let cert = ServingCert::load(ServingCertFile {
+        cert_file_path: dir.path().join("cert.pem"),
+        key_file_path: dir.path().join("key.pem"),
+        file_sync_interval: Duration::from_secs(3600),
+    })
+    .unwrap();
+    assert_eq!(served(&cert), first);
+    // Unchanged files: nothing reloaded.
+    cert.sync();
+    assert_eq!(served(&cert), first);
+    // New files (with a later modification time): the new certificate is served.
+    let later = SystemTime::now() + Duration::from_secs(5);
+    let second = write_pair(dir.path(), "two.test");
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join(f))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+    }
+    cert.sync();
+    assert_eq!(served(&cert), second);
+    // A broken certificate file: the last good one stays.
+    std::fs::write(dir.path().join("cert.pem"), "garbage").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("cert.pem"))
+        .unwrap()
+        .set_modified(later + Duration::from_secs(5))
+        .unwrap();
+    cert.sync();
+    assert_eq!(served(&cert), second);
+    // A missing file: kept too.
+    std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+    cert.sync();
+    assert_eq!(served(&cert), second);
+}
+
+#[test]
+fn serving_cert_file_must_load_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = ServingCert::load(ServingCertFile {
+        cert_file_path: dir.path().join("cert.pem"),
+        key_file_path: dir.path().join("key.pem"),
+        file_sync_interval: Duration::from_secs(3600),
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("failed to load certificate: open "),
+        "{err}"
+    );
+}
