@@ -35,6 +35,7 @@ mod entries;
 mod evict_ban;
 mod external_plugins;
 mod force_rotation;
+mod gcp_iit;
 mod http_challenge;
 mod interop;
 mod join_token;

@@ -280,6 +280,13 @@ pub async fn load(
                     .map_err(|e| configure_err(p, e))?;
                 node_attestors.insert(spire_plugins_tpm::PLUGIN_NAME.into(), Arc::new(plugin));
             }
+            ("NodeAttestor", spire_plugins_gcp_azure::gcp::PLUGIN_NAME) => {
+                use spire_plugins_gcp_azure::gcp;
+                let cfg: gcp::ServerConfig = decode(p)?;
+                let plugin = gcp::GcpIitServer::new(&cfg, trust_domain.clone(), agents.clone())
+                    .map_err(|e| configure_err(p, e))?;
+                node_attestors.insert(gcp::PLUGIN_NAME.into(), Arc::new(plugin));
+            }
             ("NodeAttestor", psat::PLUGIN_NAME) => {
                 let cfg: psat::ServerConfig = decode(p)?;
                 let plugin = psat::PsatServer::new(&cfg, trust_domain.clone())
