@@ -503,3 +503,215 @@ pub mod gcp {
         }
     }
 }
+
+/// Azure's side for `azure_msi`: IMDS (managed identity tokens, instance metadata), the
+/// login authority (OIDC discovery, JWKS, client credentials tokens) and the ARM APIs
+/// (resources list, VM, network interface), all on one loopback server.
+pub mod azure {
+    use super::*;
+
+    pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+    pub const PRINCIPAL: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+    pub const SUBSCRIPTION: &str = "sub-1";
+
+    /// The fixture's state.
+    pub struct Azure {
+        pub key: TestKey,
+        /// The `tid` of issued tokens.
+        pub tenant: Mutex<String>,
+        /// Seconds the issued tokens are valid from now (negative: already expired).
+        pub lifetime: Mutex<i64>,
+        /// A fixed answer replacing every IMDS token answer.
+        pub token_override: Mutex<Option<Reply>>,
+        base: Mutex<String>,
+    }
+
+    impl std::fmt::Debug for Azure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "azure::Azure")
+        }
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    }
+
+    /// Starts the Azure fixture.
+    pub async fn start() -> (Arc<Azure>, HttpFixture) {
+        let azure = Arc::new(Azure {
+            key: TestKey::generate("azure-test-kid"),
+            tenant: Mutex::new(TENANT.into()),
+            lifetime: Mutex::new(3600),
+            token_override: Mutex::new(None),
+            base: Mutex::new(String::new()),
+        });
+        let a = azure.clone();
+        let fixture = HttpFixture::start(move |r| a.answer(r)).await;
+        *azure.base.lock() = fixture.url();
+        (azure, fixture)
+    }
+
+    const VM_ID: &str =
+        "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Compute/virtualMachines/vm-1";
+    const NIC_ID: &str = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Network/networkInterfaces/nic-1";
+
+    impl Azure {
+        /// A managed identity token for `resource`, as IMDS issues them.
+        pub fn token(&self, resource: &str) -> String {
+            let iat = now();
+            let exp = iat + *self.lifetime.lock();
+            self.key.sign(&serde_json::json!({
+                "aud": resource,
+                "iss": format!("https://sts.windows.net/{}/", self.tenant.lock()),
+                "iat": iat.min(exp),
+                "nbf": iat.min(exp),
+                "exp": exp,
+                "oid": PRINCIPAL,
+                "sub": PRINCIPAL,
+                "tid": *self.tenant.lock(),
+                "xms_mirid": VM_ID,
+            }))
+        }
+
+        fn answer(&self, r: &SeenRequest) -> Reply {
+            let path = r.path();
+            let q = r.query();
+            if path.starts_with("/metadata/") {
+                if r.header("metadata") != Some("true") {
+                    return Reply::json(
+                        400,
+                        &serde_json::json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+                    );
+                }
+                if path == "/metadata/identity/oauth2/token" {
+                    if let Some(o) = self.token_override.lock().clone() {
+                        return o;
+                    }
+                    let resource = q
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("resource="))
+                        .map(unescape)
+                        .unwrap_or_default();
+                    let token = self.token(&resource);
+                    return Reply::json(
+                        200,
+                        &serde_json::json!({
+                            "access_token": token,
+                            "client_id": "client-id",
+                            "expires_in": "86399",
+                            "expires_on": "1700086399",
+                            "ext_expires_in": "86399",
+                            "not_before": "1699999700",
+                            "resource": resource,
+                            "token_type": "Bearer"
+                        }),
+                    );
+                }
+                if path == "/metadata/instance" {
+                    return Reply::json(
+                        200,
+                        &serde_json::json!({"compute": {
+                            "name": "server-vm", "subscriptionId": SUBSCRIPTION, "resourceGroupName": "rg-server",
+                            "location": "westus"
+                        }}),
+                    );
+                }
+                return Reply::text(404, "not found");
+            }
+            let base = self.base.lock().clone();
+            if path == "/common/.well-known/openid-configuration" {
+                return Reply::json(
+                    200,
+                    &serde_json::json!({
+                        "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+                        "jwks_uri": format!("{base}/common/discovery/v2.0/keys"),
+                        "id_token_signing_alg_values_supported": ["RS256"],
+                    }),
+                );
+            }
+            if path == "/common/discovery/v2.0/keys" {
+                return Reply::json(200, &serde_json::json!({"keys": [self.key.jwk()]}));
+            }
+            if path.ends_with("/oauth2/v2.0/token") {
+                let body = String::from_utf8_lossy(&r.body);
+                if !body.contains("grant_type=client_credentials")
+                    || !body.contains("client_secret=")
+                {
+                    return Reply::json(400, &serde_json::json!({"error": "invalid_request"}));
+                }
+                return Reply::json(
+                    200,
+                    &serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "fixture-arm-token"}),
+                );
+            }
+            if !r
+                .header("authorization")
+                .is_some_and(|a| a.starts_with("Bearer "))
+            {
+                return Reply::json(
+                    401,
+                    &serde_json::json!({"error": {"code": "AuthenticationFailed", "message": "Authentication failed."}}),
+                );
+            }
+            if path == "/subscriptions/sub-1/resources" {
+                let want = format!("identity%2FprincipalId+eq+%27{PRINCIPAL}%27");
+                let value = if q.contains(&want) {
+                    vec![
+                        serde_json::json!({"id": VM_ID, "name": "vm-1", "type": "Microsoft.Compute/virtualMachines", "location": "westus"}),
+                    ]
+                } else {
+                    vec![]
+                };
+                return Reply::json(200, &serde_json::json!({"value": value}));
+            }
+            if path == VM_ID {
+                return Reply::json(
+                    200,
+                    &serde_json::json!({
+                        "id": VM_ID, "name": "vm-1", "type": "Microsoft.Compute/virtualMachines",
+                        "properties": {"vmId": "0000", "networkProfile": {"networkInterfaces": [{"id": NIC_ID, "properties": {"primary": true}}]}}
+                    }),
+                );
+            }
+            if path == NIC_ID {
+                return Reply::json(
+                    200,
+                    &serde_json::json!({
+                        "id": NIC_ID, "name": "nic-1",
+                        "properties": {
+                            "networkSecurityGroup": {"id": "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Network/networkSecurityGroups/nsg-1"},
+                            "ipConfigurations": [{"name": "ipconfig1", "properties": {"privateIPAddress": "10.0.0.4",
+                                "subnet": {"id": "/subscriptions/sub-1/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet-1/subnets/default"}}}]
+                        }
+                    }),
+                );
+            }
+            Reply::json(
+                404,
+                &serde_json::json!({"error": {"code": "ResourceNotFound", "message": "not found"}}),
+            )
+        }
+    }
+
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%'
+                && i + 2 < b.len()
+                && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}

@@ -67,12 +67,22 @@ impl RsaKey {
         Self::from_components(&n, &e)
     }
 
-    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+    fn verify(&self, alg: &str, message: &[u8], signature: &[u8]) -> bool {
+        use aws_lc_rs::signature as sig;
+        let params: &sig::RsaParameters = match alg {
+            "RS256" => &RSA_PKCS1_2048_8192_SHA256,
+            "RS384" => &sig::RSA_PKCS1_2048_8192_SHA384,
+            "RS512" => &sig::RSA_PKCS1_2048_8192_SHA512,
+            "PS256" => &sig::RSA_PSS_2048_8192_SHA256,
+            "PS384" => &sig::RSA_PSS_2048_8192_SHA384,
+            "PS512" => &sig::RSA_PSS_2048_8192_SHA512,
+            _ => return false,
+        };
         RsaPublicKeyComponents {
             n: &self.n,
             e: &self.e,
         }
-        .verify(&RSA_PKCS1_2048_8192_SHA256, message, signature)
+        .verify(params, message, signature)
         .is_ok()
     }
 }
@@ -99,7 +109,7 @@ impl KeySet {
         Self { keys }
     }
 
-    fn get(&self, kid: &str) -> Option<&RsaKey> {
+    pub fn get(&self, kid: &str) -> Option<&RsaKey> {
         self.keys.iter().find(|(k, _)| k == kid).map(|(_, key)| key)
     }
 
@@ -115,6 +125,7 @@ impl KeySet {
 /// A parsed, not yet verified, compact JWS.
 #[derive(Debug, Clone)]
 pub struct ParsedJws {
+    alg: String,
     signing_input: String,
     signature: Vec<u8>,
     kid: Option<String>,
@@ -134,6 +145,11 @@ const COMPACT: &str = "go-jose/go-jose: compact JWS format must have three parts
 /// Parses a compact JWS, accepting only RS256 (go-jose's `jwt.ParseSigned` with
 /// `[RS256]`).
 pub fn parse_rs256(token: &str) -> Result<ParsedJws, String> {
+    parse(token, &["RS256"])
+}
+
+/// Parses a compact JWS whose `alg` is one of `allowed` (go-jose's `jwt.ParseSigned`).
+pub fn parse(token: &str, allowed: &[&str]) -> Result<ParsedJws, String> {
     let parts: Vec<&str> = token.split('.').collect();
     let [h, p, s] = parts[..] else {
         return Err(COMPACT.into());
@@ -150,15 +166,18 @@ pub fn parse_rs256(token: &str) -> Result<ParsedJws, String> {
     let header: Header = serde_json::from_slice(&header_bytes)
         .map_err(|e| format!("go-jose/go-jose: invalid header: {e}"))?;
     let alg = header.alg.unwrap_or_default();
-    if alg != "RS256" {
+    if !allowed.contains(&alg.as_str()) {
+        let expected: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
         return Err(format!(
-            "unexpected signature algorithm {alg:?}; expected [\"RS256\"]"
+            "unexpected signature algorithm {alg:?}; expected [{}]",
+            expected.join(" ")
         ));
     }
     if header.crit.is_some() {
         return Err("go-jose/go-jose: unsupported crit header".into());
     }
     Ok(ParsedJws {
+        alg,
         signing_input: format!("{h}.{p}"),
         signature,
         kid: header.kid.filter(|k| !k.is_empty()),
@@ -174,10 +193,20 @@ impl ParsedJws {
             .as_deref()
             .and_then(|kid| keys.get(kid))
             .ok_or("go-jose/go-jose: JWK with matching kid not found in JWK Set")?;
-        if !key.verify(self.signing_input.as_bytes(), &self.signature) {
+        self.verify_with(key)
+    }
+
+    /// Verifies the signature with `key` and returns the payload.
+    pub fn verify_with(&self, key: &RsaKey) -> Result<&[u8], String> {
+        if !key.verify(&self.alg, self.signing_input.as_bytes(), &self.signature) {
             return Err("go-jose/go-jose: error in cryptographic primitive".into());
         }
         Ok(&self.payload)
+    }
+
+    /// The header's `kid`, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
     }
 
     /// The payload without any check (tests, error reports).
@@ -236,6 +265,15 @@ impl Claims {
     /// go-jose's `Claims.ValidateWithLeeway` with [`LEEWAY`]. NumericDates are whole
     /// seconds in go-jose, so fractions are dropped as it does.
     pub fn validate(&self, e: &Expected<'_>) -> Result<(), &'static str> {
+        self.validate_with_leeway(e, LEEWAY)
+    }
+
+    /// go-jose's `Claims.ValidateWithLeeway`.
+    pub fn validate_with_leeway(
+        &self,
+        e: &Expected<'_>,
+        leeway: Duration,
+    ) -> Result<(), &'static str> {
         if let Some(iss) = e.issuer
             && self.iss.as_deref() != Some(iss)
         {
@@ -250,7 +288,7 @@ impl Claims {
             return Err("go-jose/go-jose/jwt: validation failed, invalid audience claim (aud)");
         }
         let now = secs(e.now.unwrap_or_else(SystemTime::now));
-        let leeway = LEEWAY.as_secs_f64();
+        let leeway = leeway.as_secs_f64();
         if let Some(nbf) = self.nbf
             && now + leeway < nbf.trunc()
         {

@@ -13,6 +13,7 @@ use spiffe_core::{SpiffeId, TrustDomain};
 use spire_plugin::{PluginError, PluginResult};
 use spire_plugin_host::hostservices::AgentLookupCell;
 
+pub mod azure;
 pub mod gcp;
 pub mod jws;
 pub mod template;

@@ -124,7 +124,7 @@ pub struct Side {
 }
 
 /// SPIRE 1.13's node attestors this build lacks (both halves).
-const SPIRE_NODE_ATTESTORS: &[&str] = &["aws_iid", "azure_msi"];
+const SPIRE_NODE_ATTESTORS: &[&str] = &["aws_iid"];
 
 /// The server's catalog.
 pub const SERVER: Side = Side {
@@ -134,6 +134,7 @@ pub const SERVER: Side = Side {
         (
             "NodeAttestor",
             &[
+                "azure_msi",
                 "gcp_iit",
                 "http_challenge",
                 "join_token",
@@ -196,6 +197,7 @@ pub const AGENT: Side = Side {
         (
             "NodeAttestor",
             &[
+                "azure_msi",
                 "gcp_iit",
                 "http_challenge",
                 "join_token",
