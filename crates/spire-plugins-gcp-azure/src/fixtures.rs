@@ -378,6 +378,33 @@ pub mod gcp {
         pub lifetime: Mutex<i64>,
         /// A fixed answer replacing every identity token (garbage, errors, slowness).
         pub identity_override: Mutex<Option<Reply>>,
+        cert_pem: std::sync::OnceLock<String>,
+    }
+
+    /// `Mon, 02 Jan 2006 15:04:05 GMT` for Unix seconds `t`.
+    pub fn http_date(t: u64) -> String {
+        let days = (t / 86_400) as i64;
+        let rem = t % 86_400;
+        // Civil date from days (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        let dow = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+        let mon = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ][(m - 1) as usize];
+        format!(
+            "{dow}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
     }
 
     impl std::fmt::Debug for Google {
@@ -400,6 +427,7 @@ pub mod gcp {
             instance: Mutex::new(instance),
             lifetime: Mutex::new(3600),
             identity_override: Mutex::new(None),
+            cert_pem: std::sync::OnceLock::new(),
         });
         let g = google.clone();
         let fixture = HttpFixture::start(move |r| g.answer(r)).await;
@@ -453,9 +481,18 @@ pub mod gcp {
                 return Reply::text(404, "Not Found\n");
             }
             if path == "/oauth2/v1/certs" {
+                let pem = self
+                    .cert_pem
+                    .get_or_init(|| self.key.certificate_pem())
+                    .clone();
                 let mut certs = serde_json::Map::new();
-                certs.insert(self.key.kid.clone(), self.key.certificate_pem().into());
-                return Reply::json(200, &serde_json::Value::Object(certs));
+                certs.insert(self.key.kid.clone(), pem.into());
+                let mut reply = Reply::json(200, &serde_json::Value::Object(certs));
+                // Google's answer carries an Expires header a few hours ahead.
+                reply
+                    .headers
+                    .push(("Expires".into(), http_date(now() + 3600)));
+                return reply;
             }
             if path == "/token" {
                 let body = String::from_utf8_lossy(&r.body);

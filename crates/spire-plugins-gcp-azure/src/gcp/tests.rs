@@ -433,6 +433,18 @@ async fn certificates_are_cached_until_expires() {
 
 #[test]
 fn http_dates_parse_as_go_does() {
+    for t in [0u64, 1_796_414_400, 1_700_000_123, 4_102_444_800] {
+        assert_eq!(
+            parse_http_date(&fx::http_date(t)),
+            Some(UNIX_EPOCH + Duration::from_secs(t)),
+            "{}",
+            fx::http_date(t)
+        );
+    }
+    assert_eq!(
+        fx::http_date(1_796_414_400),
+        "Fri, 04 Dec 2026 20:00:00 GMT"
+    );
     assert_eq!(
         parse_http_date("Thu, 1 Jan 1970 00:01:00 GMT"),
         Some(UNIX_EPOCH + Duration::from_secs(60))
