@@ -226,7 +226,7 @@ impl AgentNodeAttestor for AzureMsiAgent {
 // === server ===
 
 /// One entry of `tenants`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 pub struct TenantConfig {
     #[serde(default)]
     pub resource_id: String,
@@ -236,6 +236,20 @@ pub struct TenantConfig {
     pub app_id: String,
     #[serde(default)]
     pub app_secret: String,
+}
+
+impl std::fmt::Debug for TenantConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConfig")
+            .field("resource_id", &self.resource_id)
+            .field("subscription_id", &self.subscription_id)
+            .field("app_id", &self.app_id)
+            .field(
+                "app_secret",
+                &(!self.app_secret.is_empty()).then_some("<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// `plugin_data` of the server's `azure_msi`.
