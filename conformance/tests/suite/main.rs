@@ -24,6 +24,7 @@
 mod support;
 
 mod agent_cli;
+mod azure_msi;
 mod clients;
 mod config_parity;
 mod credential_composer;
@@ -36,6 +37,7 @@ mod evict_ban;
 mod external_plugins;
 mod federation;
 mod force_rotation;
+mod gcp_iit;
 mod http_challenge;
 mod interop;
 mod join_token;

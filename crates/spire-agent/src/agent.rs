@@ -256,6 +256,18 @@ impl AgentSettings {
                         .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
                     node_attestor = Some((http_challenge::PLUGIN_NAME.into(), Arc::new(plugin)));
                 }
+                ("NodeAttestor", spire_plugins_gcp_azure::gcp::PLUGIN_NAME) => {
+                    use spire_plugins_gcp_azure::gcp;
+                    let cfg: gcp::AgentConfig = crate::plugins::builtin_data(p)?;
+                    let plugin = gcp::GcpIitAgent::new(&cfg);
+                    node_attestor = Some((gcp::PLUGIN_NAME.into(), Arc::new(plugin)));
+                }
+                ("NodeAttestor", spire_plugins_gcp_azure::azure::PLUGIN_NAME) => {
+                    use spire_plugins_gcp_azure::azure;
+                    let cfg: azure::AgentConfig = crate::plugins::builtin_data(p)?;
+                    let plugin = azure::AzureMsiAgent::new(&cfg);
+                    node_attestor = Some((azure::PLUGIN_NAME.into(), Arc::new(plugin)));
+                }
                 ("NodeAttestor", psat::PLUGIN_NAME) => {
                     let cfg: psat::AgentConfig = crate::plugins::builtin_data(p)?;
                     let plugin = psat::PsatAgent::new(&cfg)

@@ -170,6 +170,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("spire-plugins-docker", 5),
     ("spire-plugins-systemd", 5),
     ("spire-plugins-tpm", 5),
+    ("spire-plugins-gcp-azure", 5),
     ("spire-plugins-pkcs11", 5),
     ("spire-server", 6),
     ("spire-agent", 6),

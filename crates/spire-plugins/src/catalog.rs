@@ -124,7 +124,7 @@ pub struct Side {
 }
 
 /// SPIRE 1.13's node attestors this build lacks (both halves).
-const SPIRE_NODE_ATTESTORS: &[&str] = &["aws_iid", "azure_msi", "gcp_iit"];
+const SPIRE_NODE_ATTESTORS: &[&str] = &["aws_iid"];
 
 /// The server's catalog.
 pub const SERVER: Side = Side {
@@ -134,6 +134,8 @@ pub const SERVER: Side = Side {
         (
             "NodeAttestor",
             &[
+                "azure_msi",
+                "gcp_iit",
                 "http_challenge",
                 "join_token",
                 "k8s_psat",
@@ -155,7 +157,7 @@ pub const SERVER: Side = Side {
         ("NodeAttestor", SPIRE_NODE_ATTESTORS),
         (
             "UpstreamAuthority",
-            &["awssecret", "aws_pca", "gcp_cas", "cert-manager", "ejbca"],
+            &["awssecret", "aws_pca", "gcp_cas", "ejbca"],
         ),
         ("Notifier", &["gcs_bundle"]),
         (
@@ -190,6 +192,8 @@ pub const AGENT: Side = Side {
         (
             "NodeAttestor",
             &[
+                "azure_msi",
+                "gcp_iit",
                 "http_challenge",
                 "join_token",
                 "k8s_psat",

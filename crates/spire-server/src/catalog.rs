@@ -314,6 +314,21 @@ pub async fn load(
                     .map_err(|e| configure_err(p, e))?;
                 upstream_authority = Some(Arc::new(Shared(Arc::new(plugin))));
             }
+            ("NodeAttestor", spire_plugins_gcp_azure::gcp::PLUGIN_NAME) => {
+                use spire_plugins_gcp_azure::gcp;
+                let cfg: gcp::ServerConfig = decode(p)?;
+                let plugin = gcp::GcpIitServer::new(&cfg, trust_domain.clone(), agents.clone())
+                    .map_err(|e| configure_err(p, e))?;
+                node_attestors.insert(gcp::PLUGIN_NAME.into(), Arc::new(plugin));
+            }
+            ("NodeAttestor", spire_plugins_gcp_azure::azure::PLUGIN_NAME) => {
+                use spire_plugins_gcp_azure::azure;
+                let cfg: azure::ServerConfig = decode(p)?;
+                let plugin = azure::AzureMsiServer::new(&cfg, trust_domain.clone(), agents.clone())
+                    .await
+                    .map_err(|e| configure_err(p, e))?;
+                node_attestors.insert(azure::PLUGIN_NAME.into(), Arc::new(plugin));
+            }
             ("NodeAttestor", psat::PLUGIN_NAME) => {
                 let cfg: psat::ServerConfig = decode(p)?;
                 let plugin = psat::PsatServer::new(&cfg, trust_domain.clone())
