@@ -66,10 +66,10 @@ plugins {{
             check(&config(&store)),
             Err(CatalogError::NotAvailable { .. })
         ));
-        let aws = OURS.replace("join_token", "aws_iid");
+        let aws = OURS.replace("join_token", "azure_msi");
         assert!(matches!(
             check(&config(&aws)),
-            Err(CatalogError::NotAvailable { name, .. }) if name == "aws_iid"
+            Err(CatalogError::NotAvailable { name, .. }) if name == "azure_msi"
         ));
     }
 

@@ -124,7 +124,7 @@ pub struct Side {
 }
 
 /// SPIRE 1.13's node attestors this build lacks (both halves).
-const SPIRE_NODE_ATTESTORS: &[&str] = &["aws_iid", "azure_msi", "gcp_iit"];
+const SPIRE_NODE_ATTESTORS: &[&str] = &["azure_msi", "gcp_iit"];
 
 /// The server's catalog.
 pub const SERVER: Side = Side {
@@ -134,6 +134,7 @@ pub const SERVER: Side = Side {
         (
             "NodeAttestor",
             &[
+                "aws_iid",
                 "http_challenge",
                 "join_token",
                 "k8s_psat",
@@ -195,6 +196,7 @@ pub const AGENT: Side = Side {
         (
             "NodeAttestor",
             &[
+                "aws_iid",
                 "http_challenge",
                 "join_token",
                 "k8s_psat",
