@@ -505,6 +505,31 @@ impl AwsClient {
     }
 }
 
+impl AwsClient {
+    /// A signed Query API call of `action` to `service` (`ec2`, `iam`, `sts`) in `region`
+    /// with `session`'s credentials: the answer's XML text.
+    pub async fn query(
+        &self,
+        session: &Session,
+        service: &str,
+        region: &str,
+        version: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<String, String> {
+        let creds = self.base_creds(session)?;
+        let host = format!("{service}.{region}.{}", dns_suffix(&session.partition));
+        let mut all = vec![
+            ("Action".to_string(), action.to_string()),
+            ("Version".to_string(), version.to_string()),
+        ];
+        all.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let upper = service.to_ascii_uppercase();
+        self.call(&creds, service, &upper, action, region, &host, &all)
+            .await
+    }
+}
+
 #[async_trait]
 impl AwsApi for AwsClient {
     async fn describe_instances(
