@@ -24,6 +24,7 @@
 mod support;
 
 mod agent_cli;
+mod aws_iid;
 mod clients;
 mod config_parity;
 mod credential_composer;
