@@ -211,25 +211,43 @@ async fn selectors_from_moto_match_spires() {
         signature_rsa2048: ca.sign_pkcs7(doc.as_bytes()).unwrap(),
         document: doc,
     };
-    let cell: AgentLookupCell = Arc::default();
-    let _ = cell.set(Arc::new(Nobody));
-    let cfg: ServerConfig = serde_json::from_str(r#"{"access_key_id": "testing", "secret_access_key": "testing", "skip_block_device": true}"#).unwrap();
-    let server = AwsIidServer::new(
-        &cfg,
-        TrustDomain::new("example.org").unwrap(),
-        cell,
-        Arc::new(client),
-        &|_| None,
-        Trust::TestOverride {
-            path: "test".into(),
-            der: ca.cert_der.clone(),
-        },
+    let server = |cfg: &str, client: AwsClient| {
+        let cell: AgentLookupCell = Arc::default();
+        let _ = cell.set(Arc::new(Nobody));
+        let cfg: ServerConfig = serde_json::from_str(cfg).unwrap();
+        AwsIidServer::new(
+            &cfg,
+            TrustDomain::new("example.org").unwrap(),
+            cell,
+            Arc::new(client),
+            &|_| None,
+            Trust::TestOverride {
+                path: "test".into(),
+                der: ca.cert_der.clone(),
+            },
+        )
+        .unwrap()
+    };
+    let attested = server(
+        r#"{"access_key_id": "testing", "secret_access_key": "testing", "skip_block_device": true}"#,
+        client,
     )
+    .attest(serde_json::to_vec(&payload).unwrap(), &mut NoChallenge)
+    .await
     .unwrap();
-    let attested = server
-        .attest(serde_json::to_vec(&payload).unwrap(), &mut NoChallenge)
-        .await
-        .unwrap();
+    // The same through a role assumed in the instance's account (sts:AssumeRole, then calls
+    // signed with the session credentials and token).
+    let env_url = url.clone();
+    let env: spire_plugins_aws::api::EnvFn =
+        Arc::new(move |k| (k == "AWS_ENDPOINT_URL").then(|| env_url.clone()));
+    let assumed = server(
+        r#"{"access_key_id": "testing", "secret_access_key": "testing", "skip_block_device": true, "assume_role": "web-role"}"#,
+        AwsClient::with_env(Duration::from_secs(10), Arc::new(SystemTime::now), env),
+    )
+    .attest(serde_json::to_vec(&payload).unwrap(), &mut NoChallenge)
+    .await
+    .unwrap();
+    assert_eq!(assumed, attested);
     assert_eq!(
         attested.agent_id.as_str(),
         format!("spiffe://example.org/spire/agent/aws_iid/{account}/{region}/{instance_id}")
