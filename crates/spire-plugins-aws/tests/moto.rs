@@ -248,6 +248,19 @@ async fn selectors_from_moto_match_spires() {
     .await
     .unwrap();
     assert_eq!(assumed, attested);
+    // SPIRE's default block device check on moto's instance (root EBS volume and network
+    // interface 0 attached together).
+    let env_url = url.clone();
+    let env: spire_plugins_aws::api::EnvFn =
+        Arc::new(move |k| (k == "AWS_ENDPOINT_URL").then(|| env_url.clone()));
+    let checked = server(
+        r#"{"access_key_id": "testing", "secret_access_key": "testing"}"#,
+        AwsClient::with_env(Duration::from_secs(10), Arc::new(SystemTime::now), env),
+    )
+    .attest(serde_json::to_vec(&payload).unwrap(), &mut NoChallenge)
+    .await
+    .unwrap();
+    assert_eq!(checked, attested);
     assert_eq!(
         attested.agent_id.as_str(),
         format!("spiffe://example.org/spire/agent/aws_iid/{account}/{region}/{instance_id}")
