@@ -54,6 +54,11 @@ export SPIRE_RS_REQUIRE_TPM=1
 # directory and SOFTHSM2_CONF).
 export SPIRE_RS_REQUIRE_SOFTHSM=1
 
+# moto (AWS API mock server, a venv built once per machine) for the aws_iid server half's
+# EC2/IAM calls and scenario: required, not skipped.
+conformance/moto/setup.sh >/dev/null
+export SPIRE_RS_REQUIRE_AWS=1
+
 # The Go module cache holds SPIRE's example configs that the config tests read.
 GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE)}"
 export GOMODCACHE

@@ -24,6 +24,7 @@
 mod support;
 
 mod agent_cli;
+mod aws_iid;
 mod azure_msi;
 mod clients;
 mod config_parity;

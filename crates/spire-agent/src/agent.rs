@@ -250,6 +250,12 @@ impl AgentSettings {
                         .map_err(|e| AgentError::Config(configure_err(p, e).to_string()))?;
                     node_attestor = Some((sshpop::PLUGIN_NAME.into(), Arc::new(plugin)));
                 }
+                ("NodeAttestor", spire_plugins_aws::PLUGIN_NAME) => {
+                    let cfg: spire_plugins_aws::agent::AgentConfig =
+                        crate::plugins::builtin_data(p)?;
+                    let plugin = spire_plugins_aws::agent::AwsIidAgent::new(&cfg);
+                    node_attestor = Some((spire_plugins_aws::PLUGIN_NAME.into(), Arc::new(plugin)));
+                }
                 ("NodeAttestor", http_challenge::PLUGIN_NAME) => {
                     let cfg: http_challenge::AgentConfig = crate::plugins::builtin_data(p)?;
                     let plugin = http_challenge::HttpChallengeAgent::new(&cfg)

@@ -172,6 +172,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("spire-plugins-tpm", 5),
     ("spire-plugins-gcp-azure", 5),
     ("spire-plugins-pkcs11", 5),
+    ("spire-plugins-aws", 5),
     ("spire-server", 6),
     ("spire-agent", 6),
     ("spire-oidc-discovery-provider", 6),

@@ -123,9 +123,6 @@ pub struct Side {
     pub always_builtin: &'static [&'static str],
 }
 
-/// SPIRE 1.13's node attestors this build lacks (both halves).
-const SPIRE_NODE_ATTESTORS: &[&str] = &["aws_iid"];
-
 /// The server's catalog.
 pub const SERVER: Side = Side {
     builtins: &[
@@ -134,6 +131,7 @@ pub const SERVER: Side = Side {
         (
             "NodeAttestor",
             &[
+                "aws_iid",
                 "azure_msi",
                 "gcp_iit",
                 "http_challenge",
@@ -154,7 +152,6 @@ pub const SERVER: Side = Side {
     ],
     spire_only: &[
         ("KeyManager", &["aws_kms", "gcp_kms", "azure_key_vault"]),
-        ("NodeAttestor", SPIRE_NODE_ATTESTORS),
         (
             "UpstreamAuthority",
             &["awssecret", "aws_pca", "gcp_cas", "ejbca"],
@@ -192,6 +189,7 @@ pub const AGENT: Side = Side {
         (
             "NodeAttestor",
             &[
+                "aws_iid",
                 "azure_msi",
                 "gcp_iit",
                 "http_challenge",
@@ -205,7 +203,6 @@ pub const AGENT: Side = Side {
         ("WorkloadAttestor", &["docker", "k8s", "systemd", "unix"]),
     ],
     spire_only: &[
-        ("NodeAttestor", SPIRE_NODE_ATTESTORS),
         ("SVIDStore", &["aws_secretsmanager", "gcp_secretmanager"]),
         ("WorkloadAttestor", &["windows"]),
     ],

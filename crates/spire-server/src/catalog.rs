@@ -245,6 +245,27 @@ pub async fn load(
                     .map_err(|e| configure_err(p, e))?;
                 node_attestors.insert(sshpop::PLUGIN_NAME.into(), Arc::new(plugin));
             }
+            ("NodeAttestor", spire_plugins_aws::PLUGIN_NAME) => {
+                let cfg: spire_plugins_aws::server::ServerConfig = decode(p)?;
+                let trust = spire_plugins_aws::cacerts::Trust::from_env()
+                    .map_err(|e| configure_err(p, e))?;
+                let now_clock = clock.clone();
+                let api = spire_plugins_aws::api::AwsClient::new(
+                    spire_plugins_aws::server::AWS_TIMEOUT,
+                    Arc::new(move || now_clock.now()),
+                );
+                let env = |k: &str| std::env::var(k).ok();
+                let plugin = spire_plugins_aws::server::AwsIidServer::new(
+                    &cfg,
+                    trust_domain.clone(),
+                    agents.clone(),
+                    Arc::new(api),
+                    &env,
+                    trust,
+                )
+                .map_err(|e| configure_err(p, e))?;
+                node_attestors.insert(spire_plugins_aws::PLUGIN_NAME.into(), Arc::new(plugin));
+            }
             ("NodeAttestor", http_challenge::PLUGIN_NAME) => {
                 let cfg: http_challenge::ServerConfig = decode(p)?;
                 let plugin = http_challenge::HttpChallengeServer::new(
