@@ -23,6 +23,7 @@ pub mod duration;
 pub mod grpc;
 pub mod os;
 pub mod strconv;
+pub mod template;
 pub mod time;
 
 pub use duration::{DurationError, GoDuration, format_go_duration, parse_go_duration};

@@ -14,10 +14,8 @@ pub mod cacerts;
 pub mod imds;
 pub mod pkcs7;
 pub mod server;
-/// `agent_path_template`: the same source file as `spire-plugins`' (a crate of the same
-/// layer, so shared by path rather than by dependency).
-#[path = "../../spire-plugins/src/nodeattestor/template.rs"]
-pub mod template;
+/// `agent_path_template` (Go's text/template subset, shared through `spire-gocompat`).
+pub use spire_gocompat::template;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testsupport;
 

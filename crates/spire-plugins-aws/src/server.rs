@@ -469,7 +469,7 @@ impl AwsIidServer {
         }
         let path = self
             .template
-            .render(&values)
+            .render(&values, "awsiid.agentPathTemplateData")
             .map_err(|e| internal(format!("failed to create spiffe ID: {e}")))?;
         self.trust_domain
             .id_with_path(&format!("/spire/agent{path}"))

@@ -16,7 +16,8 @@ use spire_plugin_host::hostservices::AgentLookupCell;
 pub mod azure;
 pub mod gcp;
 pub mod jws;
-pub mod template;
+/// `agent_path_template` (Go's text/template subset, shared through `spire-gocompat`).
+pub use spire_gocompat::template;
 
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

@@ -57,18 +57,12 @@ fn internal(message: impl Into<String>) -> PluginError {
     PluginError::new(Code::Internal, message)
 }
 
-/// Go's `time.Duration.String()` for whole seconds (`24h0m0s`, `1m30s`, `0s`), which is
+/// Go's `time.Duration.String()` of whole seconds (`24h0m0s`, `1m30s`, `0s`), which is
 /// how `metav1.Duration` is written.
 pub fn go_duration(secs: u64) -> String {
-    if secs == 0 {
-        return "0s".into();
-    }
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
+    use spire_gocompat::duration::{GoDuration, format_go_duration};
+    GoDuration::from_std(Duration::from_secs(secs))
+        .map_or_else(|| format!("{secs}s"), format_go_duration)
 }
 
 /// Whether the request's status has a condition of `kind` with `status` (and `reason`,

@@ -6,7 +6,7 @@
 pub mod http_challenge;
 pub mod join_token;
 pub mod sshpop;
-pub mod template;
+pub use spire_gocompat::template;
 #[cfg(test)]
 mod testexchange;
 pub mod x509pop;

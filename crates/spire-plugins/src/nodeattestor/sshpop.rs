@@ -315,7 +315,7 @@ impl SshPopServer {
         );
         let path = self
             .template
-            .render(&values)
+            .render(&values, "sshpop.agentPathTemplateData")
             .map_err(|e| internal(format!("failed to create AgentID: {e}")))?;
         if !path.starts_with('/') {
             return Err(internal(format!(

@@ -416,7 +416,7 @@ impl ServerNodeAttestor for X509PopServer {
         }
         let path = self
             .template
-            .render(&values)
+            .render(&values, "x509pop.agentPathTemplateData")
             .map_err(|e| PluginError::internal(format!("failed to make spiffe id: {e}")))?;
         let agent_id = self
             .trust_domain

@@ -140,6 +140,9 @@ fn render(e: &UpdateError) -> String {
 
 struct Managed {
     config: Arc<parking_lot::Mutex<TrustDomainConfig>>,
+    /// Held for a whole update (fetch, compare, store): a `RefreshBundle` and the poll
+    /// never interleave, so an older fetch cannot overwrite a newer one.
+    updating: Arc<tokio::sync::Mutex<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -207,13 +210,14 @@ impl Manager {
         if let Err(e) = self.refresh_configs().await {
             tracing::error!(error = %e, subsystem_name = SUBSYSTEM, "Failed to reload configs");
         }
-        let config = {
+        let (config, updating) = {
             let managed = self.managed.lock().await;
             match managed.get(td) {
-                Some(m) => m.config.lock().clone(),
+                Some(m) => (m.config.lock().clone(), m.updating.clone()),
                 None => return Ok(false),
             }
         };
+        let _one_at_a_time = updating.lock().await;
         let (_, result) = self.updater.update(td, &config).await;
         result.map(|_| true)
     }
@@ -265,12 +269,21 @@ impl Manager {
                 "Trust domain is now managed"
             );
             let config = Arc::new(parking_lot::Mutex::new(config));
+            let updating = Arc::new(tokio::sync::Mutex::new(()));
             let task = tokio::spawn(run_updater(
                 td.clone(),
                 config.clone(),
+                updating.clone(),
                 self.updater.clone(),
             ));
-            managed.insert(td, Managed { config, task });
+            managed.insert(
+                td,
+                Managed {
+                    config,
+                    updating,
+                    task,
+                },
+            );
         }
         Ok(())
     }
@@ -279,12 +292,16 @@ impl Manager {
 async fn run_updater(
     td: TrustDomain,
     config: Arc<parking_lot::Mutex<TrustDomainConfig>>,
+    updating: Arc<tokio::sync::Mutex<()>>,
     updater: Arc<dyn Updater>,
 ) {
     loop {
         tracing::debug!(trust_domain = %td.name(), subsystem_name = SUBSYSTEM, "Polling for bundle update");
         let current = config.lock().clone();
-        let (next, result) = updater.update(&td, &current).await;
+        let (next, result) = {
+            let _one_at_a_time = updating.lock().await;
+            updater.update(&td, &current).await
+        };
         match result {
             Ok(true) => {
                 tracing::info!(trust_domain = %td.name(), subsystem_name = SUBSYSTEM, "Bundle refreshed");

@@ -154,3 +154,63 @@ fn federates_with_maps_to_updater_configs() {
         EndpointProfile::HttpsSpiffe(spiffe_core::SpiffeId::from_str("spiffe://c.test/x").unwrap())
     );
 }
+
+/// An update that takes a while (it fetched before a change upstream) and a
+/// `RefreshBundle` never overlap: the refresh starts after the poll's update has stored.
+struct SlowFirst {
+    active: parking_lot::Mutex<u32>,
+    overlapped: parking_lot::Mutex<bool>,
+    calls: parking_lot::Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl Updater for SlowFirst {
+    async fn update(
+        &self,
+        _td: &TrustDomain,
+        _config: &TrustDomainConfig,
+    ) -> (Duration, Result<bool, String>) {
+        let first = {
+            let mut calls = self.calls.lock();
+            *calls += 1;
+            *calls == 1
+        };
+        {
+            let mut active = self.active.lock();
+            *active += 1;
+            if *active > 1 {
+                *self.overlapped.lock() = true;
+            }
+        }
+        if first {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        *self.active.lock() -= 1;
+        (Duration::from_secs(3600), Ok(true))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_waits_for_the_update_in_flight() {
+    let source = Arc::new(FakeSource::default());
+    source.0.lock().insert(td("b.test"), web("https://b/"));
+    let updater = Arc::new(SlowFirst {
+        active: parking_lot::Mutex::new(0),
+        overlapped: parking_lot::Mutex::new(false),
+        calls: parking_lot::Mutex::new(0),
+    });
+    let manager = Manager::new(Box::new(source.clone()), updater.clone());
+    tokio::spawn(manager.clone().run());
+    settle().await;
+    assert_eq!(
+        *updater.calls.lock(),
+        1,
+        "the poll's first update is in flight"
+    );
+    assert_eq!(manager.refresh_bundle_for(&td("b.test")).await, Ok(true));
+    assert_eq!(*updater.calls.lock(), 2);
+    assert!(
+        !*updater.overlapped.lock(),
+        "updates of one trust domain never overlap"
+    );
+}
