@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use spiffe_core::bundle::{Bundle, BundleSet};
+use spiffe_core::x509svid::split_der_certificates;
 use spiffe_core::{SpiffeId, TrustDomain};
 use spire_plugin::{
     Code, JwtKey, PluginError, PluginResult, UpstreamAuthority, UpstreamUpdates, UpstreamX509Ca,
@@ -170,14 +171,27 @@ impl SpireUpstreamAuthority {
             .map_err(|_| "timed out".to_string())
             .and_then(|r| r)
             .map_err(|e| internal(format!("unable to create X509Source: {e}")))?;
-        let chain = spire_pki_split(&svid.x509_svid);
+        let malformed = |what: &str, e: spiffe_core::x509svid::X509SvidError| {
+            internal(format!(
+                "unable to create X509Source: the Workload API sent a malformed {what}: {e}"
+            ))
+        };
+        let chain =
+            split_der_certificates(&svid.x509_svid).map_err(|e| malformed("X509-SVID", e))?;
+        let roots = split_der_certificates(&svid.bundle).map_err(|e| malformed("bundle", e))?;
+        if chain.is_empty() || roots.is_empty() {
+            return Err(internal(
+                "unable to create X509Source: the Workload API sent no X509-SVID or no bundle"
+                    .into(),
+            ));
+        }
         let resolver = SvidResolver::new();
         resolver
             .set(&chain, &svid.x509_svid_key)
             .map_err(|e| internal(format!("unable to create X509Source: {e}")))?;
         let mut set = BundleSet::new();
         let mut own = Bundle::new(self.trust_domain.clone());
-        for der in spire_pki_split(&svid.bundle) {
+        for der in roots {
             own.x509_authorities
                 .push(spiffe_core::bundle::X509Authority {
                     der,
@@ -250,11 +264,6 @@ impl SpireUpstreamAuthority {
             old.abort();
         }
     }
-}
-
-/// Splits concatenated DER certificates.
-fn spire_pki_split(concatenated: &[u8]) -> Vec<Vec<u8>> {
-    spiffe_core::x509svid::split_der_certificates(concatenated).unwrap_or_default()
 }
 
 /// The first X509-SVID the Workload API gives this process (what go-spiffe's X509Source

@@ -265,9 +265,8 @@ impl VaultUpstreamAuthority {
                     .map_err(|e| invalid(format!("failed to load CA certificate: {e}")))?;
                 spire_tls::ServerTrust::Roots(roots)
             };
-            let tls = spire_tls::https_client_config(&trust, identity.as_ref()).map_err(|e| {
-                invalid(format!("failed to parse client cert and private-key: {e}"))
-            })?;
+            let tls = spire_tls::https_client_config(&trust, identity.as_ref())
+                .map_err(|e| invalid(format!("failed to configure TLS: {e}")))?;
             client = client.with_tls(tls);
         }
         Ok(Self {
