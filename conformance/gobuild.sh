@@ -5,7 +5,7 @@
 # run inside minimal container images.
 #
 # Usage: conformance/gobuild.sh NAME "WHAT" [CACHE_DIR]
-#   NAME      the module directory (goclient, sdsclient, delegatedclient)
+#   NAME      the module directory (goclient, sdsclient, delegatedclient, tmplclient)
 #   WHAT      how the client is named in the error when Go is missing
 #   CACHE_DIR where to keep the binary (default ~/.cache/spire-rs/NAME)
 set -euo pipefail

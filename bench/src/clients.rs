@@ -147,6 +147,27 @@ impl Admin {
         Ok((token, parent, selector))
     }
 
+    /// Deletes every attested agent (so that an attestor that trusts on first use lets the
+    /// same node attest again); returns how many there were.
+    pub(crate) async fn delete_all_agents(&self) -> Result<usize> {
+        let mut c = agentv1::agent_client::AgentClient::new(self.channel.clone());
+        let agents = timed(
+            "ListAgents",
+            c.list_agents(agentv1::ListAgentsRequest::default()),
+        )
+        .await?
+        .into_inner()
+        .agents;
+        for a in &agents {
+            timed(
+                "DeleteAgent",
+                c.delete_agent(agentv1::DeleteAgentRequest { id: a.id.clone() }),
+            )
+            .await?;
+        }
+        Ok(agents.len())
+    }
+
     /// Creates `entries` in one BatchCreateEntry call; returns their IDs in order.
     pub(crate) async fn create_entries(&self, entries: Vec<types::Entry>) -> Result<Vec<String>> {
         let resp = timed(
@@ -227,6 +248,19 @@ impl Admin {
             }
             token = resp.next_page_token;
         }
+    }
+
+    /// The first page of ListEntries with `page_size` entries; how many came.
+    pub(crate) async fn list_page(&self, page_size: i32) -> Result<usize> {
+        let resp = timed(
+            "ListEntries",
+            self.entries().list_entries(entryv1::ListEntriesRequest {
+                page_size,
+                ..Default::default()
+            }),
+        )
+        .await?;
+        Ok(resp.get_ref().entries.len())
     }
 
     /// The server's trust bundle.

@@ -6,7 +6,8 @@
 //! spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --large] [--reference-dir DIR]
 //!             [--ours-dir DIR] [--out FILE] [--cache-dir DIR] [size overrides]
 //! ```
-//! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds, telemetry, pkcs11. The report
+//! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds,
+//! telemetry, pkcs11, cloud, federation, fleet, ha. The report
 //! (Markdown) goes to stdout and, with `--out`, to a file; text in that file below the
 //! "kept" marker survives a rewrite. Exits non-zero if any scenario failed (in `--smoke`,
 //! also if any spire-rs figure is missing).
@@ -33,7 +34,7 @@ use crate::procs::Implementation;
 use crate::report::Section;
 use crate::scenarios::{Ctx, Sizes};
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 16] = [
     "footprint",
     "workload",
     "signing",
@@ -46,6 +47,10 @@ const SCENARIOS: [&str; 12] = [
     "sds",
     "telemetry",
     "pkcs11",
+    "cloud",
+    "federation",
+    "fleet",
+    "ha",
 ];
 
 /// The line of RESULTS.md after which text is kept when the harness rewrites the file.
@@ -54,10 +59,10 @@ const KEEP_MARKER: &str = "<!-- Text below this line is written by hand and kept
 const USAGE: &str = "usage: spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --large]
         [--reference-dir DIR] [--ours-dir DIR] [--out FILE] [--cache-dir DIR]
         [--work-dir DIR] [--calls N] [--sign-secs S] [--samples N] [--entries N] [--agent-entries N]
-        [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M]
+        [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M] [--agents N]
 scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds,
-telemetry, pkcs11
-(pkcs11 needs Debian's softhsm2; plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s and docker need
+telemetry, pkcs11, cloud, federation, fleet, ha
+(cloud's aws_iid rows need Python for moto: conformance/moto/setup.sh; ha needs SPIRE_RS_TEST_POSTGRES_URL: scripts/test-databases.sh; pkcs11 needs Debian's softhsm2; plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s and docker need
 root; docker needs Debian's docker.io)";
 
 static START: OnceLock<Instant> = OnceLock::new();
@@ -152,6 +157,7 @@ fn parse_args() -> Result<Args> {
             "--starts" => s.starts = n()?.max(1),
             "--cold-entries" => s.cold_entries = n()?,
             "--cold-timeout-min" => s.cold_timeout = Duration::from_secs(60 * n()? as u64),
+            "--agents" => s.fleet_agents = n()?,
             other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
@@ -315,6 +321,10 @@ async fn run(args: &Args, ctx: &Ctx) -> Vec<Section> {
             "scale" => scenarios::scale::run(ctx).await,
             "sds" => scenarios::sds::run(ctx).await,
             "pkcs11" => scenarios::pkcs11::run(ctx).await,
+            "cloud" => scenarios::cloud::run(ctx).await,
+            "federation" => scenarios::federation::run(ctx).await,
+            "fleet" => scenarios::fleet::run(ctx).await,
+            "ha" => scenarios::ha::run(ctx).await,
             _ => scenarios::coldstart::run(ctx).await,
         };
         log(&format!(

@@ -141,6 +141,44 @@ pub(crate) struct Proc {
     pub(crate) started: Instant,
     log: PathBuf,
     what: String,
+    spec: Spawn,
+}
+
+/// How a process was started.
+#[derive(Debug)]
+struct Spawn {
+    bin: PathBuf,
+    config: PathBuf,
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Spawn {
+    /// Starts the process in `dir`, its output appended to `log`.
+    fn start(&self, dir: &Path, log: &Path) -> Result<Child> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let err = out.try_clone()?;
+        Command::new(&self.bin)
+            .arg("run")
+            .arg("-config")
+            .arg(&self.config)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            // Plugins' go-plugin sockets go with the run's directory.
+            .env("TMPDIR", dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .kill_on_drop(true)
+            // Its own process group, so that killing it also ends the plugin processes it
+            // started (a SIGKILLed host cannot end them itself).
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))
+    }
 }
 
 /// SIGKILL to the process group `pgid` (the host and the plugins it started).
@@ -174,26 +212,14 @@ impl Proc {
         env: &[(String, String)],
     ) -> Result<Self> {
         let log = dir.path().join("output.log");
-        let out = std::fs::File::create(&log)?;
-        let err = out.try_clone()?;
+        let spec = Spawn {
+            bin: bin.to_path_buf(),
+            config: config.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.to_vec(),
+        };
         let started = Instant::now();
-        let child = Command::new(bin)
-            .arg("run")
-            .arg("-config")
-            .arg(config)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            // Plugins' go-plugin sockets go with the run's directory.
-            .env("TMPDIR", dir.path())
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .kill_on_drop(true)
-            // Its own process group, so that killing it also ends the plugin processes it
-            // started (a SIGKILLed host cannot end them itself).
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+        let child = spec.start(dir.path(), &log)?;
         let pid = child.id().context("spawned process has no pid")?;
         Ok(Self {
             child,
@@ -202,7 +228,20 @@ impl Proc {
             started,
             log,
             what: bin.display().to_string(),
+            spec,
         })
+    }
+
+    /// Stops the process and starts it again with the same command, environment and
+    /// directory (its data kept).
+    pub(crate) async fn restart(&mut self) -> Result<()> {
+        kill_group(self.pid);
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        self.started = Instant::now();
+        self.child = self.spec.start(self._dir.path(), &self.log)?;
+        self.pid = self.child.id().context("spawned process has no pid")?;
+        Ok(())
     }
 
     pub(crate) fn memory(&self) -> Result<Memory> {
@@ -286,6 +325,15 @@ pub(crate) struct ServerOptions {
     pub(crate) key_manager: Option<String>,
     /// Extra environment of the server process (e.g. `SOFTHSM2_CONF`).
     pub(crate) env: Vec<(String, String)>,
+    /// Plugin blocks after the `join_token` NodeAttestor (other node attestors).
+    pub(crate) extra_plugins: String,
+    /// The trust domain in place of [`TRUST_DOMAIN`].
+    pub(crate) trust_domain: Option<String>,
+    /// Blocks at the end of the `server` block (`federation`).
+    pub(crate) extra_server: String,
+    /// `(database_type, connection_string)` of a shared SQL database in place of the
+    /// server's own SQLite file.
+    pub(crate) sql: Option<(String, String)>,
 }
 
 impl Server {
@@ -308,7 +356,7 @@ impl Server {
     bind_address = "127.0.0.1"
     bind_port = "{port}"
     socket_path = "{sock}"
-    trust_domain = "{TRUST_DOMAIN}"
+    trust_domain = "{trust_domain}"
     data_dir = "{d}/data"
     log_level = "WARN"
     ca_key_type = "ec-p256"
@@ -320,22 +368,32 @@ impl Server {
         attestation = false
         signing = false
     }}
+    {extra_server}
 }}
 
 plugins {{
     DataStore "sql" {{
         plugin_data {{
-            database_type = "sqlite3"
-            connection_string = "{d}/data/datastore.sqlite3"
+            database_type = "{db_type}"
+            connection_string = "{db_conn}"
         }}
     }}
     {key_manager}
     NodeAttestor "join_token" {{
         plugin_data {{}}
     }}
+    {extra_plugins}
 }}
 "#,
             sock = socket.display(),
+            extra_plugins = opts.extra_plugins,
+            extra_server = opts.extra_server,
+            trust_domain = opts.trust_domain.as_deref().unwrap_or(TRUST_DOMAIN),
+            db_type = opts.sql.as_ref().map_or("sqlite3", |(t, _)| t.as_str()),
+            db_conn = opts
+                .sql
+                .as_ref()
+                .map_or_else(|| format!("{d}/data/datastore.sqlite3"), |(_, c)| c.clone()),
             key_manager = opts.key_manager.clone().unwrap_or_else(|| format!(
                 "KeyManager \"disk\" {{\n        plugin_data {{\n            keys_path = \"{d}/data/keys.json\"\n        }}\n    }}"
             )),
@@ -362,6 +420,21 @@ plugins {{
     pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// How an agent is configured beyond the defaults.
+#[derive(Debug, Default)]
+pub(crate) struct AgentOptions<'a> {
+    /// `join_token` in the `agent` block.
+    pub(crate) join_token: Option<&'a str>,
+    /// The NodeAttestor block.
+    pub(crate) node_attestor: &'a str,
+    /// Plugin blocks after the `unix` WorkloadAttestor.
+    pub(crate) extra_plugins: &'a str,
+    /// Top-level blocks (`telemetry`, `health_checks`).
+    pub(crate) extra_top: &'a str,
+    /// Extra environment of the agent process.
+    pub(crate) env: &'a [(String, String)],
 }
 
 /// A running agent.
@@ -396,11 +469,35 @@ impl Agent {
         extra_plugins: &str,
         extra_top: &str,
     ) -> Result<Self> {
+        Self::spawn_config(
+            imp,
+            server_port,
+            &AgentOptions {
+                join_token: Some(join_token),
+                node_attestor: "NodeAttestor \"join_token\" {\n        plugin_data {}\n    }",
+                extra_plugins,
+                extra_top,
+                env: &[],
+            },
+        )
+    }
+
+    /// Spawns `imp`'s agent attesting with `opts.node_attestor` to the server at
+    /// `server_port`.
+    pub(crate) fn spawn_config(
+        imp: &Implementation,
+        server_port: u16,
+        opts: &AgentOptions<'_>,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("spire-bench-agent-")
             .tempdir_in(work_dir())?;
         let d = dir.path().display().to_string();
         let socket = dir.path().join("agent.sock");
+        let join_token = opts
+            .join_token
+            .map(|t| format!("join_token = \"{t}\""))
+            .unwrap_or_default();
         let conf = format!(
             r#"agent {{
     data_dir = "{d}/data"
@@ -410,14 +507,12 @@ impl Agent {
     socket_path = "{sock}"
     trust_domain = "{TRUST_DOMAIN}"
     insecure_bootstrap = true
-    join_token = "{join_token}"
+    {join_token}
     workload_x509_svid_key_type = "ec-p256"
 }}
 
 plugins {{
-    NodeAttestor "join_token" {{
-        plugin_data {{}}
-    }}
+    {node_attestor}
     KeyManager "memory" {{
         plugin_data {{}}
     }}
@@ -429,10 +524,13 @@ plugins {{
 {extra_top}
 "#,
             sock = socket.display(),
+            node_attestor = opts.node_attestor,
+            extra_plugins = opts.extra_plugins,
+            extra_top = opts.extra_top,
         );
         let config = dir.path().join("agent.conf");
         std::fs::write(&config, conf)?;
-        let proc = Proc::spawn(&imp.agent, &config, &[], dir, &[])?;
+        let proc = Proc::spawn(&imp.agent, &config, &[], dir, opts.env)?;
         Ok(Self { proc, socket })
     }
 

@@ -1,9 +1,13 @@
 //! The scenarios. Each runs reference SPIRE, then spire-rs, never both at once, and turns
 //! their figures into one section of the report.
 
+pub(crate) mod cloud;
 pub(crate) mod coldstart;
 pub(crate) mod docker;
+pub(crate) mod federation;
+pub(crate) mod fleet;
 pub(crate) mod footprint;
+pub(crate) mod ha;
 pub(crate) mod k8s;
 pub(crate) mod pkcs11;
 pub(crate) mod plugins;
@@ -47,6 +51,8 @@ pub(crate) struct Sizes {
     pub(crate) cold_entries: usize,
     /// How long a cold start may take before it is reported as not finished.
     pub(crate) cold_timeout: Duration,
+    /// Simulated agents in the fleet scenario.
+    pub(crate) fleet_agents: usize,
 }
 
 impl Sizes {
@@ -63,6 +69,7 @@ impl Sizes {
             idle_secs: 5,
             cold_entries: 1_000_000,
             cold_timeout: Duration::from_secs(600),
+            fleet_agents: 5_000,
         }
     }
 
@@ -79,6 +86,7 @@ impl Sizes {
             idle_secs: 1,
             cold_entries: 2_000,
             cold_timeout: Duration::from_secs(60),
+            fleet_agents: 50,
         }
     }
 
@@ -95,6 +103,7 @@ impl Sizes {
             idle_secs: 10,
             cold_entries: 5_000_000,
             cold_timeout: Duration::from_secs(1800),
+            fleet_agents: 20_000,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use rand::Rng as _;
+use spire_proto::spire::api::types;
 use spire_proto::workload;
 
 use super::Ctx;
@@ -24,59 +25,15 @@ async fn measure(imp: Implementation, samples: usize) -> Result<Metrics> {
     })
     .await?;
 
-    // The workload's stream; a reader task stamps every message on arrival.
-    let mut client = clients::workload_client(&agent.socket).await?;
-    let mut stream = clients::timed(
-        "FetchX509SVID",
-        client.fetch_x509svid(workload::X509svidRequest {}),
+    let m = entry_delays(
+        &admin,
+        &parent,
+        &selector,
+        &agent.socket,
+        "/bench/prop",
+        samples,
     )
-    .await?
-    .into_inner();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<String>)>();
-    let reader = tokio::spawn(async move {
-        while let Ok(Some(msg)) = stream.message().await {
-            let ids = msg.svids.into_iter().map(|s| s.spiffe_id).collect();
-            if tx.send((Instant::now(), ids)).is_err() {
-                break;
-            }
-        }
-    });
-
-    let mut delays = Vec::with_capacity(samples);
-    for k in 0..samples {
-        // Not in step with either side's timers.
-        let pause = rand::rng().random_range(200..1200);
-        tokio::time::sleep(Duration::from_millis(pause)).await;
-        while rx.try_recv().is_ok() {}
-        let path = format!("/bench/prop/{k}");
-        let want = clients::id_string(&path);
-        admin
-            .create_entries(vec![clients::entry(&parent, &path, selector.clone())])
-            .await?;
-        let created = Instant::now();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let (at, ids) = tokio::time::timeout_at(deadline, rx.recv())
-                .await
-                .with_context(|| format!("{want} not delivered within 120 s"))?
-                .context("the FetchX509SVID stream ended")?;
-            if ids.contains(&want) {
-                delays.push(at.saturating_duration_since(created).as_secs_f64());
-                break;
-            }
-        }
-    }
-    reader.abort();
-    if delays.is_empty() {
-        bail!("no samples");
-    }
-    let mut sorted = delays.clone();
-    sorted.sort_by(f64::total_cmp);
-    let mut m = Metrics::default();
-    m.set("median", median(&delays));
-    m.set("p90", percentile(&sorted, 90.0));
-    m.set("max", percentile(&sorted, 100.0));
-    m.set("min", percentile(&sorted, 0.0));
+    .await?;
     agent.proc.stop().await;
     server.proc.stop().await;
     Ok(m)
@@ -110,4 +67,71 @@ pub(crate) async fn run(ctx: &Ctx) -> Section {
         |imp| measure(imp, n),
     )
     .await
+}
+
+/// The delays of `samples` entries created through `writer` (one at a time, at random
+/// moments, under `parent` with `selector`) until the workload's FetchX509SVID stream on
+/// `socket` delivers each: median, p90, max and min.
+pub(super) async fn entry_delays(
+    writer: &Admin,
+    parent: &str,
+    selector: &types::Selector,
+    socket: &std::path::Path,
+    prefix: &str,
+    samples: usize,
+) -> Result<Metrics> {
+    // The workload's stream; a reader task stamps every message on arrival.
+    let mut client = clients::workload_client(socket).await?;
+    let mut stream = clients::timed(
+        "FetchX509SVID",
+        client.fetch_x509svid(workload::X509svidRequest {}),
+    )
+    .await?
+    .into_inner();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<String>)>();
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(msg)) = stream.message().await {
+            let ids = msg.svids.into_iter().map(|s| s.spiffe_id).collect();
+            if tx.send((Instant::now(), ids)).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut delays = Vec::with_capacity(samples);
+    for k in 0..samples {
+        // Not in step with either side's timers.
+        let pause = rand::rng().random_range(200..1200);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        while rx.try_recv().is_ok() {}
+        let path = format!("{prefix}/{k}");
+        let want = clients::id_string(&path);
+        writer
+            .create_entries(vec![clients::entry(parent, &path, selector.clone())])
+            .await?;
+        let created = Instant::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (at, ids) = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .with_context(|| format!("{want} not delivered within 120 s"))?
+                .context("the FetchX509SVID stream ended")?;
+            if ids.contains(&want) {
+                delays.push(at.saturating_duration_since(created).as_secs_f64());
+                break;
+            }
+        }
+    }
+    reader.abort();
+    if delays.is_empty() {
+        bail!("no samples");
+    }
+    let mut sorted = delays.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mut m = Metrics::default();
+    m.set("median", median(&delays));
+    m.set("p90", percentile(&sorted, 90.0));
+    m.set("max", percentile(&sorted, 100.0));
+    m.set("min", percentile(&sorted, 0.0));
+    Ok(m)
 }

@@ -9,83 +9,28 @@
 //! which are asserted exactly as SPIRE's `resolveSelectors` derives them for the moto
 //! instance.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use spire_plugins_aws::api::{AwsClient, EnvFn};
-use spire_plugins_aws::server::Session;
+use spire_plugins_aws::moto::Moto;
 use spire_plugins_aws::testsupport::{ImdsContent, ImdsMode, ImdsServer, TestCa, document};
 
 use crate::support::{
     Agent, AgentOpts, Attestor, Impl, Scenario, Server, ServerOpts, agent_selectors, agent_subject,
-    check_svid_json, free_port, id, server_subject, skip, uid_selector, wait_agent_listed,
+    check_svid_json, id, server_subject, skip, uid_selector, wait_agent_listed,
 };
 
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tag<'a>(xml: &'a str, name: &str) -> &'a str {
-    let open = format!("<{name}>");
-    let start = xml
-        .find(&open)
-        .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
-        + open.len();
-    let end = xml[start..].find(&format!("</{name}>")).unwrap() + start;
-    &xml[start..end]
-}
-
 /// moto on a free port, or `None` (skipped) when it cannot be built and is not required.
-async fn start_moto(sc: &Scenario) -> Option<(Moto, String)> {
+async fn start_moto(sc: &Scenario) -> Option<Moto> {
     let root = spire_testsupport::workspace_root();
-    let out = Command::new("bash")
-        .arg(root.join("conformance/moto/setup.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        assert!(
-            std::env::var("SPIRE_RS_REQUIRE_AWS").as_deref() != Ok("1"),
-            "SPIRE_RS_REQUIRE_AWS=1 but conformance/moto/setup.sh failed"
-        );
-        skip(
-            sc,
-            "moto is not available (conformance/moto/setup.sh failed)",
-        );
-        return None;
-    }
-    let python = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let port = free_port();
-    let child = Command::new(python)
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto(child);
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Some((moto, format!("http://127.0.0.1:{port}")));
+    match Moto::start(&root.join("conformance/moto/setup.sh")).await {
+        Ok(m) => Some(m),
+        Err(e) => {
+            assert!(
+                std::env::var("SPIRE_RS_REQUIRE_AWS").as_deref() != Ok("1"),
+                "SPIRE_RS_REQUIRE_AWS=1 but moto is not available: {e}"
+            );
+            skip(sc, &format!("moto is not available ({e})"));
+            None
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("moto did not start on port {port}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,80 +44,15 @@ async fn imds_fixture_and_moto() {
         );
         return;
     }
-    let Some((_moto, moto_url)) = start_moto(&sc).await else {
+    let Some(moto) = start_moto(&sc).await else {
         return;
     };
-    let env_url = moto_url.clone();
-    let env: EnvFn = Arc::new(move |k| (k == "AWS_ENDPOINT_URL").then(|| env_url.clone()));
-    let client = AwsClient::with_env(Duration::from_secs(10), Arc::new(SystemTime::now), env);
-    let session = Session {
-        access_key_id: "testing".into(),
-        secret_access_key: "testing".into(),
-        assume_role: String::new(),
-        partition: "aws".into(),
-    };
     let region = "us-east-1";
-    let ec2 = |action: &'static str, params: Vec<(&'static str, String)>| {
-        let client = &client;
-        let session = &session;
-        async move {
-            let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            client
-                .query(session, "ec2", region, "2016-11-15", action, &p)
-                .await
-                .unwrap()
-        }
-    };
-    let sg = ec2(
-        "CreateSecurityGroup",
-        vec![
-            ("GroupName", "node-sg".into()),
-            ("GroupDescription", "nodes".into()),
-        ],
-    )
-    .await;
-    let sg_id = tag(&sg, "groupId").to_string();
-    for (action, params) in [
-        (
-            "CreateRole",
-            vec![
-                ("RoleName", "node-role"),
-                ("AssumeRolePolicyDocument", "{}"),
-            ],
-        ),
-        (
-            "CreateInstanceProfile",
-            vec![("InstanceProfileName", "node-profile")],
-        ),
-        (
-            "AddRoleToInstanceProfile",
-            vec![
-                ("InstanceProfileName", "node-profile"),
-                ("RoleName", "node-role"),
-            ],
-        ),
-    ] {
-        client
-            .query(&session, "iam", region, "2010-05-08", action, &params)
-            .await
-            .unwrap();
-    }
-    let run = ec2(
-        "RunInstances",
-        vec![
-            ("ImageId", "ami-12c6146b".into()),
-            ("MinCount", "1".into()),
-            ("MaxCount", "1".into()),
-            ("InstanceType", "t2.micro".into()),
-            ("SecurityGroupId.1", sg_id.clone()),
-            ("IamInstanceProfile.Name", "node-profile".into()),
-            ("TagSpecification.1.ResourceType", "instance".into()),
-            ("TagSpecification.1.Tag.1.Key", "Name".into()),
-            ("TagSpecification.1.Tag.1.Value", "node-1".into()),
-        ],
-    )
-    .await;
-    let instance_id = tag(&run, "instanceId").to_string();
+    let seeded = moto
+        .seed_instance(region, "node", &[("Name", "node-1")])
+        .await
+        .unwrap();
+    let (sg_id, instance_id) = (seeded.sg_id.clone(), seeded.instance_id.clone());
     let account = "123456789012";
 
     let ca = TestCa::new("test aws region").unwrap();
@@ -191,7 +71,7 @@ async fn imds_fixture_and_moto() {
             extra_plugins: "NodeAttestor \"aws_iid\" {\n        plugin_data {\n            skip_block_device = true\n        }\n    }".into(),
             env: vec![
                 ("SPIRE_RS_TEST_AWS_IID_CA".into(), ca_path.display().to_string()),
-                ("AWS_ENDPOINT_URL".into(), moto_url.clone()),
+                ("AWS_ENDPOINT_URL".into(), moto.url.clone()),
                 ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
                 ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
             ],

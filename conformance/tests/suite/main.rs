@@ -39,6 +39,7 @@ mod external_plugins;
 mod federation;
 mod force_rotation;
 mod gcp_iit;
+mod ha;
 mod http_challenge;
 mod interop;
 mod join_token;

@@ -165,6 +165,21 @@ async fn rsa_host_certificate_with_canonical_domain() {
     .await;
 }
 
+/// An `agent_path_template` with pipelines, sprig functions and Go builtins over the
+/// certificate's fields: every server must render the same agent ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn sprig_agent_path_template() {
+    attest(
+        "sshpop::sprig_agent_path_template",
+        &["-t", "ed25519"],
+        "canonical_domain = \"example.org\"\n            agent_path_template = \"/{{ .PluginName | upper }}/{{ .Hostname | title }}/{{ len .ValidPrincipals }}-{{ .CertType }}/{{ with .ValidPrincipals }}{{ index . 0 | sha1sum | trunc 7 }}{{ end }}\"",
+        "node1.example.org,node1",
+        Want::Path("/spire/agent/SSHPOP/Node1/2-2/1a14fe8"),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn ecdsa_host_certificate() {

@@ -1,6 +1,8 @@
 //! `spire-agent`: `run`, `validate`, and the client commands of `spire-cli`.
 
 fn main() {
+    // As every Go program does at start-up (SPIRE's included).
+    let _ = spire_gocompat::os::raise_open_files_limit();
     let cli = spire_cli::agent_cli(spire_agent::cli::commands());
     let mut stdin = std::io::stdin();
     let mut stdout = std::io::stdout();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::error::{DataStoreError, Result};
 
@@ -264,8 +264,11 @@ pub(crate) struct SqliteTarget {
 }
 
 /// Parses SPIRE's SQLite connection string: a plain path, or a `file:` URI
-/// with go-sqlite3 query parameters (`mode`, `cache`, `_busy_timeout`/`_timeout`).
-/// `_journal_mode` and `_foreign_keys` are forced to WAL and ON, as SPIRE does.
+/// with go-sqlite3 query parameters (`mode`, `cache`, `_busy_timeout`/`_timeout`,
+/// `_synchronous`/`_sync`). `_journal_mode` and `_foreign_keys` are forced to WAL and ON, as
+/// SPIRE does; `synchronous` is NORMAL unless set, as go-sqlite3 sets it on every connection
+/// (in WAL mode a commit is then not flushed to disk until the next checkpoint: durable
+/// against a crash of the process, not of the machine, exactly as SPIRE's database).
 pub(crate) fn parse_sqlite(conn: &str) -> Result<SqliteTarget> {
     let (path_part, query) = if let Some(rest) = conn.strip_prefix("file:") {
         match rest.split_once('?') {
@@ -293,6 +296,7 @@ pub(crate) fn parse_sqlite(conn: &str) -> Result<SqliteTarget> {
     };
 
     let mut busy = DEFAULT_SQLITE_BUSY_TIMEOUT;
+    let mut synchronous = SqliteSynchronous::Normal;
     let mut mode = String::new();
     let mut shared_cache = false;
     for (k, v) in query.map(parse_query).transpose()?.unwrap_or_default() {
@@ -303,6 +307,19 @@ pub(crate) fn parse_sqlite(conn: &str) -> Result<SqliteTarget> {
                 })?;
                 busy = Duration::from_millis(ms);
             }
+            "_synchronous" | "_sync" if !v.is_empty() => {
+                synchronous = match v.to_ascii_uppercase().as_str() {
+                    "0" | "OFF" => SqliteSynchronous::Off,
+                    "1" | "NORMAL" => SqliteSynchronous::Normal,
+                    "2" | "FULL" => SqliteSynchronous::Full,
+                    "3" | "EXTRA" => SqliteSynchronous::Extra,
+                    _ => {
+                        return Err(DataStoreError::InvalidArgument(format!(
+                            "Invalid _synchronous: {v}, expecting value of '0 OFF 1 NORMAL 2 FULL 3 EXTRA'"
+                        )));
+                    }
+                };
+            }
             "mode" => mode = v,
             "cache" => shared_cache = v == "shared",
             _ => {}
@@ -312,6 +329,7 @@ pub(crate) fn parse_sqlite(conn: &str) -> Result<SqliteTarget> {
     let mut options = SqliteConnectOptions::new()
         .foreign_keys(true)
         .busy_timeout(busy)
+        .synchronous(synchronous)
         .shared_cache(shared_cache);
     if in_memory {
         options = options
@@ -684,6 +702,32 @@ mod tests {
         assert!(parse_sqlite("http://x").is_err());
         let t = parse_sqlite("file:///var/lib/spire/ds.db").unwrap();
         assert_eq!(t.path.unwrap(), PathBuf::from("/var/lib/spire/ds.db"));
+    }
+
+    #[tokio::test]
+    async fn sqlite_synchronous_is_normal_as_go_sqlite3_sets_it_unless_the_string_says() {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ds.sqlite3");
+        for (query, want) in [("", 1i64), ("?_sync=FULL", 2), ("?_synchronous=off", 0)] {
+            let t = parse_sqlite(&format!("file:{}{query}", db.display())).unwrap();
+            let mut c = sqlx::SqliteConnection::connect_with(&t.options)
+                .await
+                .unwrap();
+            let (got,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(got, want, "{query:?}");
+        }
+        let err = parse_sqlite(&format!("file:{}?_sync=sometimes", db.display()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("Invalid _synchronous: sometimes, expecting value of '0 OFF 1 NORMAL 2 FULL 3 EXTRA'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@
 pub mod duration;
 pub mod grpc;
 pub mod os;
+pub mod path;
 pub mod strconv;
 pub mod template;
 pub mod time;

@@ -3,6 +3,20 @@
 
 use std::io;
 
+/// What Go programs (SPIRE's included) do when they start, since Go 1.19: raise the soft
+/// limit on open files to the hard limit, so that a server can hold thousands of agent
+/// connections without `EMFILE` on systems whose soft limit is 1024. Returns the soft limit
+/// now in force, `None` when it cannot be read or set.
+pub fn raise_open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= hard {
+        return Some(soft);
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).ok()?;
+    Some(hard)
+}
+
 /// Go's text for an errno (the `syscall.Errno.Error()` table on Linux).
 pub fn errno_text(err: &io::Error) -> String {
     let Some(code) = err.raw_os_error() else {
@@ -81,5 +95,23 @@ mod tests {
             errno_text(&io::Error::from(io::ErrorKind::UnexpectedEof)),
             "EOF"
         );
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    #[test]
+    fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+            return;
+        };
+        // Lower the soft limit (allowed without privileges), then raise it back.
+        let lowered = soft.min(hard).min(256);
+        if setrlimit(Resource::RLIMIT_NOFILE, lowered, hard).is_ok() && lowered < hard {
+            assert_eq!(super::raise_open_files_limit(), Some(hard));
+            assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).ok(), Some((hard, hard)));
+        }
+        assert_eq!(super::raise_open_files_limit(), Some(hard));
     }
 }

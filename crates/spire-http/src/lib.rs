@@ -244,6 +244,13 @@ impl Client {
         self
     }
 
+    /// The same client with every call bounded by `timeout` instead.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The bound of every call.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

@@ -12,9 +12,11 @@ pub mod agent;
 pub mod api;
 pub mod cacerts;
 pub mod imds;
+#[cfg(any(test, feature = "test-support"))]
+pub mod moto;
 pub mod pkcs7;
 pub mod server;
-/// `agent_path_template` (Go's text/template subset, shared through `spire-gocompat`).
+/// `agent_path_template` (Go's text/template with SPIRE's sprig functions, in `spire-gocompat`).
 pub use spire_gocompat::template;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testsupport;

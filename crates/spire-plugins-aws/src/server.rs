@@ -1,10 +1,10 @@
 //! The server half: signature, agent ID, trust on first use, selectors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::template::PathTemplate;
+use crate::template::{PathTemplate, Value};
 use async_trait::async_trait;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -457,19 +457,27 @@ impl AwsIidServer {
         doc: &InstanceIdentityDocument,
         tags: &[(String, String)],
     ) -> PluginResult<SpiffeId> {
-        let mut values = BTreeMap::new();
-        values.insert("InstanceID".to_string(), doc.instance_id.clone());
-        values.insert("AccountID".to_string(), doc.account_id.clone());
-        values.insert("Region".to_string(), doc.region.clone());
-        values.insert("PluginName".to_string(), PLUGIN_NAME.to_string());
-        // SPIRE leaves the template's TrustDomain empty.
-        values.insert("TrustDomain".to_string(), String::new());
-        for (k, v) in tags {
-            values.insert(format!("Tags.{k}"), v.clone());
-        }
+        let data = Value::structure(
+            "awsiid.agentPathTemplateData",
+            [
+                ("InstanceID", Value::from(doc.instance_id.as_str())),
+                ("AccountID", Value::from(doc.account_id.as_str())),
+                ("Region", Value::from(doc.region.as_str())),
+                ("PluginName", Value::from(PLUGIN_NAME)),
+                // SPIRE leaves the template's TrustDomain empty.
+                ("TrustDomain", Value::from("")),
+                (
+                    "Tags",
+                    Value::str_map("awsiid.instanceTags", tags.iter().cloned()),
+                ),
+            ],
+        );
         let path = self
             .template
-            .render(&values, "awsiid.agentPathTemplateData")
+            .execute(&data, &mut |b: &mut [u8]| {
+                // uuidv4's randomness; a failing system RNG leaves zeros (no secret).
+                let _ = aws_lc_rs::rand::fill(b);
+            })
             .map_err(|e| internal(format!("failed to create spiffe ID: {e}")))?;
         self.trust_domain
             .id_with_path(&format!("/spire/agent{path}"))

@@ -472,6 +472,37 @@ async fn configuration_shapes_the_result() {
     assert!(a.selector_values.iter().all(|v| !v.starts_with("iamrole:")));
     assert_eq!(api.calls.lock().unwrap().len(), 1);
 
+    // Sprig functions and pipelines over the tags; a tag the instance lacks is Go's
+    // missing map key error (SPIRE parses with missingkey=error).
+    let api = Arc::new(FakeApi {
+        reservations: vec![vec![instance(100, 100)]],
+        ..Default::default()
+    });
+    let s = server(
+        r#"{"agent_path_template": "/{{ .Region | upper }}/{{ .Tags.Name | replace \"-\" \"_\" }}/{{ trimPrefix \"i-\" .InstanceID }}", "disable_instance_profile_selectors": true}"#,
+        api.clone(),
+        &[],
+        &ca,
+    )
+    .unwrap();
+    let a = s.attest(p.clone(), &mut NoChallenge).await.unwrap();
+    assert_eq!(
+        a.agent_id.as_str(),
+        "spiffe://example.org/spire/agent/US-WEST-2/web_1/0abc"
+    );
+    let s = server(
+        r#"{"agent_path_template": "/{{ .Tags.Missing }}", "disable_instance_profile_selectors": true}"#,
+        api,
+        &[],
+        &ca,
+    )
+    .unwrap();
+    let e = s.attest(p.clone(), &mut NoChallenge).await.unwrap_err();
+    assert_eq!(
+        e.message,
+        "failed to create spiffe ID: template: agent-path:1:9: executing \"agent-path\" at <.Tags.Missing>: map has no entry for key \"Missing\""
+    );
+
     // DescribeInstances failing or finding nothing.
     let api = Arc::new(FakeApi {
         fail: Some("oh no".into()),

@@ -10,7 +10,6 @@
 )]
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,84 +19,29 @@ use spire_plugin_host::hostservices::{AgentLookup, AgentLookupCell};
 use spire_plugins_aws::IidAttestationData;
 use spire_plugins_aws::api::AwsClient;
 use spire_plugins_aws::cacerts::Trust;
-use spire_plugins_aws::server::{AwsIidServer, ServerConfig, Session};
+use spire_plugins_aws::moto::Moto;
+use spire_plugins_aws::server::{AwsIidServer, ServerConfig};
 use spire_plugins_aws::testsupport::{TestCa, document};
-
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn moto_python() -> Option<String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash")
-        .arg(root.join("conformance/moto/setup.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 fn required() -> bool {
     std::env::var("SPIRE_RS_REQUIRE_AWS").is_ok_and(|v| v == "1")
 }
 
-/// Starts moto on a free loopback port; `None` (after saying so) when it cannot be had.
-async fn start_moto() -> Option<(Moto, String)> {
-    let Some(python) = moto_python() else {
-        assert!(
-            !required(),
-            "SPIRE_RS_REQUIRE_AWS=1 but conformance/moto/setup.sh failed"
-        );
-        eprintln!("SKIPPED: moto is not available (conformance/moto/setup.sh failed)");
-        return None;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(&python)
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto(child);
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Some((moto, url));
+/// moto on a free loopback port; `None` (after saying so) when it cannot be had.
+async fn start_moto() -> Option<Moto> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/moto/setup.sh");
+    match Moto::start(&script).await {
+        Ok(m) => Some(m),
+        Err(e) => {
+            assert!(
+                !required(),
+                "SPIRE_RS_REQUIRE_AWS=1 but moto is not available: {e}"
+            );
+            eprintln!("SKIPPED: moto is not available: {e}");
+            None
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("moto did not start on {url}");
-}
-
-fn tag<'a>(xml: &'a str, name: &str) -> &'a str {
-    let open = format!("<{name}>");
-    let start = xml
-        .find(&open)
-        .unwrap_or_else(|| panic!("no <{name}> in {xml}"))
-        + open.len();
-    let end = xml[start..].find(&format!("</{name}>")).unwrap() + start;
-    &xml[start..end]
 }
 
 struct Nobody;
@@ -121,87 +65,19 @@ impl Challenger for NoChallenge {
 #[tokio::test]
 #[ignore = "needs moto (conformance/moto/setup.sh); scripts/test.sh runs it with SPIRE_RS_REQUIRE_AWS=1"]
 async fn selectors_from_moto_match_spires() {
-    let Some((_moto, url)) = start_moto().await else {
+    let Some(moto) = start_moto().await else {
         return;
     };
-    let env_url = url.clone();
-    let env: spire_plugins_aws::api::EnvFn = Arc::new(move |k| match k {
-        "AWS_ENDPOINT_URL" => Some(env_url.clone()),
-        _ => None,
-    });
-    let client = AwsClient::with_env(Duration::from_secs(10), Arc::new(SystemTime::now), env);
-    let session = Session {
-        access_key_id: "testing".into(),
-        secret_access_key: "testing".into(),
-        assume_role: String::new(),
-        partition: "aws".into(),
-    };
+    let url = moto.url.clone();
     let region = "us-east-1";
     // A security group, an instance profile with a role, an instance with tags.
-    let sg = client
-        .query(
-            &session,
-            "ec2",
-            region,
-            "2016-11-15",
-            "CreateSecurityGroup",
-            &[("GroupName", "web-sg"), ("GroupDescription", "web")],
-        )
+    let seeded = moto
+        .seed_instance(region, "web", &[("Name", "web-1"), ("env", "prod")])
         .await
         .unwrap();
-    let sg_id = tag(&sg, "groupId").to_string();
-    let iam = |action: &'static str, params: Vec<(&'static str, &'static str)>| {
-        let client = &client;
-        let session = &session;
-        async move {
-            client
-                .query(session, "iam", "us-east-1", "2010-05-08", action, &params)
-                .await
-                .unwrap()
-        }
-    };
-    iam(
-        "CreateRole",
-        vec![("RoleName", "web-role"), ("AssumeRolePolicyDocument", "{}")],
-    )
-    .await;
-    iam(
-        "CreateInstanceProfile",
-        vec![("InstanceProfileName", "web-profile")],
-    )
-    .await;
-    iam(
-        "AddRoleToInstanceProfile",
-        vec![
-            ("InstanceProfileName", "web-profile"),
-            ("RoleName", "web-role"),
-        ],
-    )
-    .await;
-    let run = client
-        .query(
-            &session,
-            "ec2",
-            region,
-            "2016-11-15",
-            "RunInstances",
-            &[
-                ("ImageId", "ami-12c6146b"),
-                ("MinCount", "1"),
-                ("MaxCount", "1"),
-                ("InstanceType", "t2.micro"),
-                ("SecurityGroupId.1", &sg_id),
-                ("IamInstanceProfile.Name", "web-profile"),
-                ("TagSpecification.1.ResourceType", "instance"),
-                ("TagSpecification.1.Tag.1.Key", "Name"),
-                ("TagSpecification.1.Tag.1.Value", "web-1"),
-                ("TagSpecification.1.Tag.2.Key", "env"),
-                ("TagSpecification.1.Tag.2.Value", "prod"),
-            ],
-        )
-        .await
-        .unwrap();
-    let instance_id = tag(&run, "instanceId").to_string();
+    let (client, _) = moto.client();
+    let sg_id = seeded.sg_id.clone();
+    let instance_id = seeded.instance_id.clone();
     let account = "123456789012";
 
     let ca = TestCa::new("test").unwrap();

@@ -144,6 +144,7 @@ fn bench(c: &mut Criterion) {
                 authority: format!("{}/", f.url()),
                 arm: f.url(),
                 imds: f.url(),
+                env: Arc::new(|_| None),
             },
             Arc::new(SystemTime::now),
             Duration::from_secs(10),

@@ -16,9 +16,9 @@ use spire_plugin::{
 };
 use spire_plugin_host::hostservices::AgentLookupCell;
 
-use crate::jws::{self, KeySet, RsaKey};
-use crate::template::PathTemplate;
-use crate::{NowFn, assess_tofu, test_override};
+use crate::jws::{self, EcKey, KeySet, RsaKey};
+use crate::template::{PathTemplate, Value};
+use crate::{NowFn, assess_tofu, query_escape, test_override};
 
 pub const PLUGIN_NAME: &str = "azure_msi";
 /// SPIRE's default `resource_id`: the Resource Manager API.
@@ -64,19 +64,6 @@ fn imds_url() -> String {
         .unwrap_or_else(|| IMDS_URL.into())
         .trim_end_matches('/')
         .to_string()
-}
-
-/// Go's `url.QueryEscape`.
-fn query_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b' ' => out.push('+'),
-            b if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) => out.push(b as char),
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The first KiB of a body, as SPIRE's `tryRead` quotes it.
@@ -261,18 +248,15 @@ pub struct ServerConfig {
     pub agent_path_template: String,
 }
 
-/// How the ARM APIs are called for a tenant.
-#[derive(Clone)]
-enum Credential {
-    /// The client credentials grant with an app registration.
-    App { app_id: String, secret: String },
-    /// The managed identity of the VM the server runs on, from IMDS.
-    ManagedIdentity,
-}
+mod credential;
+
+pub use crate::{EnvFn, process_env};
+pub use credential::Credential;
 
 struct Tenant {
     resource_id: String,
     subscription_id: String,
+    /// How the ARM APIs are called for the tenant.
     credential: Credential,
 }
 
@@ -294,6 +278,8 @@ pub struct AzureMsiServer {
     keys: tokio::sync::Mutex<KeyCache>,
     http: spire_http::Client,
     now: NowFn,
+    /// The login authority for tokens (`AZURE_AUTHORITY_HOST`, else `authority`).
+    token_authority: String,
 }
 
 impl std::fmt::Debug for AzureMsiServer {
@@ -305,7 +291,7 @@ impl std::fmt::Debug for AzureMsiServer {
 }
 
 /// The service endpoints the server half uses.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Endpoints {
     /// Replaces `https://login.microsoftonline.com/` (OIDC discovery and app tokens).
     pub authority: String,
@@ -313,6 +299,18 @@ pub struct Endpoints {
     pub arm: String,
     /// Replaces `http://169.254.169.254`.
     pub imds: String,
+    /// The environment `DefaultAzureCredential` and `AZURE_AUTHORITY_HOST` are read from.
+    pub env: EnvFn,
+}
+
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("authority", &self.authority)
+            .field("arm", &self.arm)
+            .field("imds", &self.imds)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Endpoints {
@@ -323,6 +321,7 @@ impl Default for Endpoints {
             arm: test_override(ARM_URL_ENV, "the Azure Resource Manager URL")
                 .unwrap_or_else(|| ARM_URL.into()),
             imds: imds_url(),
+            env: process_env(),
         }
     }
 }
@@ -388,14 +387,13 @@ impl AzureMsiServer {
                 }
                 (
                     t.subscription_id.clone(),
-                    Credential::App {
-                        app_id: t.app_id.clone(),
-                        secret: t.app_secret.clone(),
-                    },
+                    Credential::client_secret(id, &t.app_id, &t.app_secret),
                 )
             } else {
                 let sub = fetch_subscription(&http, &imds).await.map_err(invalid)?;
-                (sub, Credential::ManagedIdentity)
+                let cred = Credential::default_chain(id, &endpoints.env)
+                    .map_err(|e| invalid(format!("unable to fetch client credential: {e}")))?;
+                (sub, cred)
             };
             tenants.insert(
                 id.clone(),
@@ -416,10 +414,16 @@ impl AzureMsiServer {
                 ))
             })?
         };
-        let mut authority = endpoints.authority;
-        if !authority.ends_with('/') {
-            authority.push('/');
-        }
+        let with_slash = |mut a: String| {
+            if !a.ends_with('/') {
+                a.push('/');
+            }
+            a
+        };
+        let authority = with_slash(endpoints.authority);
+        let token_authority = (endpoints.env)("AZURE_AUTHORITY_HOST")
+            .filter(|h| !h.is_empty())
+            .map_or_else(|| authority.clone(), with_slash);
         Ok(Self {
             trust_domain,
             template,
@@ -431,6 +435,7 @@ impl AzureMsiServer {
             keys: tokio::sync::Mutex::default(),
             http,
             now,
+            token_authority,
         })
     }
 
@@ -483,50 +488,14 @@ impl AzureMsiServer {
         parse_jwks(&resp.body).map_err(|e| format!("failed to decode key set: {e}"))
     }
 
-    async fn access_token(&self, tenant_id: &str, t: &Tenant) -> Result<String, String> {
-        #[derive(Deserialize)]
-        struct Token {
-            #[serde(default)]
-            access_token: String,
-        }
-        let resp = match &t.credential {
-            Credential::App { app_id, secret } => {
-                let url = format!("{}{tenant_id}/oauth2/v2.0/token", self.authority);
-                let body = format!(
-                    "client_id={}&client_secret={}&grant_type=client_credentials&scope={}",
-                    query_escape(app_id),
-                    query_escape(secret),
-                    query_escape("https://management.azure.com/.default")
-                );
-                let req = spire_http::Request::post(&url)
-                    .and_then(|r| r.header("Content-Type", "application/x-www-form-urlencoded"))
-                    .map_err(|e| e.to_string())?
-                    .body(body.into_bytes());
-                self.http
-                    .send(req)
-                    .await
-                    .map_err(|e| format!("ClientSecretCredential: {e}"))?
-            }
-            Credential::ManagedIdentity => {
-                return fetch_msi_token(&self.http, &self.imds, DEFAULT_RESOURCE_ID)
-                    .await
-                    .map_err(|e| format!("ManagedIdentityCredential: {e}"));
-            }
+    async fn access_token(&self, t: &Tenant) -> Result<String, String> {
+        let ep = credential::TokenEndpoints {
+            authority: self.token_authority.clone(),
+            imds: self.imds.clone(),
+            http: self.http.clone(),
+            now: self.now.clone(),
         };
-        if !resp.status.is_success() {
-            return Err(format!(
-                "ClientSecretCredential authentication failed: {} {}",
-                resp.status.as_u16(),
-                try_read(&resp.body)
-            ));
-        }
-        let t: Token = resp
-            .json()
-            .map_err(|e| format!("ClientSecretCredential: {e}"))?;
-        if t.access_token.is_empty() {
-            return Err("ClientSecretCredential: response missing access token".into());
-        }
-        Ok(t.access_token)
+        t.credential.token(&ep).await
     }
 
     async fn arm_get(&self, token: &str, url: &str) -> Result<serde_json::Value, String> {
@@ -545,13 +514,8 @@ impl AzureMsiServer {
         resp.json().map_err(|e| e.to_string())
     }
 
-    async fn resolve(
-        &self,
-        tenant_id: &str,
-        t: &Tenant,
-        principal: &str,
-    ) -> PluginResult<Vec<String>> {
-        let token = self.access_token(tenant_id, t).await.map_err(|e| {
+    async fn resolve(&self, t: &Tenant, principal: &str) -> PluginResult<Vec<String>> {
+        let token = self.access_token(t).await.map_err(|e| {
             internal(format!(
                 "unable to get resource for principal {principal:?}: {}",
                 rpc_internal(&format!("unable to list virtual machine by principal: {e}"))
@@ -783,7 +747,7 @@ fn parse_subnet_id(id: &str) -> Option<(String, String, String)> {
     }
 }
 
-/// A JWK set: RSA keys by `kid` (other key types are left out).
+/// A JWK set: RSA and EC keys by `kid` (other key types are left out).
 pub fn parse_jwks(body: &[u8]) -> Result<KeySet, String> {
     #[derive(Deserialize)]
     struct Jwk {
@@ -795,6 +759,12 @@ pub fn parse_jwks(body: &[u8]) -> Result<KeySet, String> {
         n: String,
         #[serde(default)]
         e: String,
+        #[serde(default)]
+        crv: String,
+        #[serde(default)]
+        x: String,
+        #[serde(default)]
+        y: String,
     }
     #[derive(Deserialize)]
     struct Jwks {
@@ -803,8 +773,13 @@ pub fn parse_jwks(body: &[u8]) -> Result<KeySet, String> {
     }
     let set: Jwks = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let mut keys = Vec::new();
-    for k in set.keys.into_iter().filter(|k| k.kty == "RSA") {
-        keys.push((k.kid, RsaKey::from_jwk(&k.n, &k.e)?));
+    for k in set.keys {
+        let key: jws::PublicKey = match k.kty.as_str() {
+            "RSA" => RsaKey::from_jwk(&k.n, &k.e)?.into(),
+            "EC" => EcKey::from_jwk(&k.crv, &k.x, &k.y)?.into(),
+            _ => continue,
+        };
+        keys.push((k.kid, key));
     }
     Ok(KeySet::new(keys))
 }
@@ -888,17 +863,34 @@ struct MsiClaims {
 
 impl AzureMsiServer {
     fn agent_id(&self, c: &MsiClaims) -> PluginResult<SpiffeId> {
-        let principal = c.claims.sub.clone().unwrap_or_default();
-        let mut values = BTreeMap::new();
-        values.insert("PluginName", PLUGIN_NAME.to_string());
-        values.insert("TenantID", c.tid.clone());
-        values.insert("PrincipalID", principal.clone());
-        values.insert("Subject", principal);
-        values.insert("Issuer", c.claims.iss.clone().unwrap_or_default());
-        values.insert("ID", c.jti.clone());
+        // azure.agentPathTemplateData: the embedded MSITokenClaims (go-jose's
+        // jwt.Claims, then TenantID and PrincipalID), then PluginName. MSITokenClaims'
+        // PrincipalID takes the token's `sub`, shadowing the embedded Claims.Subject,
+        // which stays empty, as encoding/json decodes it in SPIRE.
+        let data = Value::structure(
+            "azure.agentPathTemplateData",
+            [
+                (
+                    "Issuer",
+                    Value::from(c.claims.iss.clone().unwrap_or_default()),
+                ),
+                ("Subject", Value::from("")),
+                ("Audience", Value::StrList(c.claims.aud.clone())),
+                ("ID", Value::from(c.jti.as_str())),
+                ("TenantID", Value::from(c.tid.as_str())),
+                (
+                    "PrincipalID",
+                    Value::from(c.claims.sub.clone().unwrap_or_default()),
+                ),
+                ("PluginName", Value::from(PLUGIN_NAME)),
+            ],
+        );
         let path = self
             .template
-            .render(&values, "azure.agentPathTemplateData")
+            .execute(&data, &mut |b: &mut [u8]| {
+                // uuidv4's randomness; a failing system RNG leaves zeros (no secret).
+                let _ = aws_lc_rs::rand::fill(b);
+            })
             .map_err(|e| internal(format!("unable to make agent ID: {e}")))?;
         crate::agent_id(&self.trust_domain, &path)
             .map_err(|e| internal(format!("unable to make agent ID: {e}")))
@@ -964,7 +956,7 @@ impl ServerNodeAttestor for AzureMsiServer {
                 TOKEN_LEEWAY,
             )
             .map_err(|e| internal(format!("unable to validate token claims: {e}")))?;
-        let selector_values = self.resolve(&claims.tid, tenant, &principal).await?;
+        let selector_values = self.resolve(tenant, &principal).await?;
         Ok(AttestedAgent {
             agent_id,
             selector_values,

@@ -21,6 +21,73 @@ use parking_lot::Mutex;
 
 use crate::jws::{KeySet, RsaKey};
 
+/// An ECDSA signing key with a key ID (ES256 on P-256, ES384 on P-384, ES512 on P-521).
+pub struct EcTestKey {
+    pub kid: String,
+    alg: &'static str,
+    crv: &'static str,
+    key: aws_lc_rs::signature::EcdsaKeyPair,
+}
+
+impl std::fmt::Debug for EcTestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EcTestKey({}, {})", self.kid, self.alg)
+    }
+}
+
+#[allow(clippy::expect_used)]
+impl EcTestKey {
+    /// A key for `alg` (`ES256`, `ES384` or `ES512`).
+    pub fn generate(kid: &str, alg: &str) -> Self {
+        use aws_lc_rs::signature as sig;
+        let (alg, crv, signing): (
+            &'static str,
+            &'static str,
+            &'static sig::EcdsaSigningAlgorithm,
+        ) = match alg {
+            "ES256" => ("ES256", "P-256", &sig::ECDSA_P256_SHA256_FIXED_SIGNING),
+            "ES384" => ("ES384", "P-384", &sig::ECDSA_P384_SHA384_FIXED_SIGNING),
+            _ => ("ES512", "P-521", &sig::ECDSA_P521_SHA512_FIXED_SIGNING),
+        };
+        let key = sig::EcdsaKeyPair::generate(signing).expect("EC key generation");
+        Self {
+            kid: kid.into(),
+            alg,
+            crv,
+            key,
+        }
+    }
+
+    /// A compact JWS of `claims` with this key's algorithm and `kid`.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let header = serde_json::json!({"alg": self.alg, "kid": self.kid, "typ": "JWT"});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = self
+            .key
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+            .expect("ECDSA signing");
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+
+    /// This key as a JWK (`kty` EC, `crv`, `x`, `y`).
+    pub fn jwk(&self) -> serde_json::Value {
+        let point = self.key.public_key().as_ref();
+        let len = (point.len() - 1) / 2;
+        serde_json::json!({
+            "kty": "EC",
+            "use": "sig",
+            "kid": self.kid,
+            "crv": self.crv,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..1 + len]),
+            "y": URL_SAFE_NO_PAD.encode(&point[1 + len..]),
+        })
+    }
+}
+
 /// An RSA signing key with a key ID, as Google and Azure sign their tokens.
 pub struct TestKey {
     pub kid: String,
@@ -82,7 +149,7 @@ impl TestKey {
     }
 
     pub fn key_set(&self) -> KeySet {
-        KeySet::new(vec![(self.kid.clone(), self.rsa_key())])
+        KeySet::new(vec![(self.kid.clone(), self.rsa_key().into())])
     }
 
     /// This key as a JWK (`kty`, `kid`, `use`, `n`, `e`), as Azure's JWKS lists keys.
@@ -554,6 +621,8 @@ pub mod azure {
     /// The fixture's state.
     pub struct Azure {
         pub key: TestKey,
+        /// When set, tokens are signed with this ECDSA key (listed next to `key`).
+        pub ec_key: Mutex<Option<super::EcTestKey>>,
         /// The `tid` of issued tokens.
         pub tenant: Mutex<String>,
         /// Seconds the issued tokens are valid from now (negative: already expired).
@@ -580,6 +649,7 @@ pub mod azure {
     pub async fn start() -> (Arc<Azure>, HttpFixture) {
         let azure = Arc::new(Azure {
             key: TestKey::generate("azure-test-kid"),
+            ec_key: Mutex::new(None),
             tenant: Mutex::new(TENANT.into()),
             lifetime: Mutex::new(3600),
             token_override: Mutex::new(None),
@@ -600,7 +670,7 @@ pub mod azure {
         pub fn token(&self, resource: &str) -> String {
             let iat = now();
             let exp = iat + *self.lifetime.lock();
-            self.key.sign(&serde_json::json!({
+            let claims = serde_json::json!({
                 "aud": resource,
                 "iss": format!("https://sts.windows.net/{}/", self.tenant.lock()),
                 "iat": iat.min(exp),
@@ -610,7 +680,11 @@ pub mod azure {
                 "sub": PRINCIPAL,
                 "tid": *self.tenant.lock(),
                 "xms_mirid": VM_ID,
-            }))
+            });
+            match &*self.ec_key.lock() {
+                Some(ec) => ec.sign(&claims),
+                None => self.key.sign(&claims),
+            }
         }
 
         fn answer(&self, r: &SeenRequest) -> Reply {
@@ -670,12 +744,20 @@ pub mod azure {
                 );
             }
             if path == "/common/discovery/v2.0/keys" {
-                return Reply::json(200, &serde_json::json!({"keys": [self.key.jwk()]}));
+                let mut keys = vec![self.key.jwk()];
+                if let Some(ec) = &*self.ec_key.lock() {
+                    keys.push(ec.jwk());
+                }
+                return Reply::json(200, &serde_json::json!({ "keys": keys }));
             }
             if path.ends_with("/oauth2/v2.0/token") {
                 let body = String::from_utf8_lossy(&r.body);
+                let assertion = body.contains("client_assertion=")
+                    && body.contains(
+                        "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+                    );
                 if !body.contains("grant_type=client_credentials")
-                    || !body.contains("client_secret=")
+                    || !(body.contains("client_secret=") || assertion)
                 {
                     return Reply::json(400, &serde_json::json!({"error": "invalid_request"}));
                 }

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use spiffe_core::{SpiffeId, TrustDomain};
 use spire_plugin::{
@@ -19,8 +17,10 @@ use spire_plugin::{
 use spire_plugin_host::hostservices::AgentLookupCell;
 
 use crate::jws::{self, KeySet, RsaKey};
-use crate::template::PathTemplate;
-use crate::{NowFn, assess_tofu, test_override};
+use crate::template::{PathTemplate, Value};
+use crate::{EnvFn, NowFn, assess_tofu, test_override};
+
+mod adc;
 
 pub const PLUGIN_NAME: &str = "gcp_iit";
 /// The audience SPIRE asks the metadata server for and requires on the server.
@@ -36,7 +36,6 @@ pub const CERTS_URL_ENV: &str = "SPIRE_RS_TEST_GCP_IIT_CERTS_URL";
 pub const COMPUTE_URL_ENV: &str = "SPIRE_RS_TEST_GCP_COMPUTE_URL";
 /// Every outbound call is bounded by this (SPIRE sets no limit).
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-const COMPUTE_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 fn internal(m: impl Into<String>) -> PluginError {
     PluginError::internal(m)
@@ -247,7 +246,7 @@ pub struct GcpIitServer {
     allowed_label_keys: BTreeSet<String>,
     allowed_metadata_keys: BTreeSet<String>,
     max_metadata_value_size: usize,
-    service_account_file: Option<PathBuf>,
+    credentials: adc::Credentials,
     agents: AgentLookupCell,
     certs_url: String,
     compute_url: String,
@@ -272,15 +271,22 @@ impl GcpIitServer {
         trust_domain: TrustDomain,
         agents: AgentLookupCell,
     ) -> PluginResult<Self> {
-        Self::with_env(config, trust_domain, agents, Arc::new(SystemTime::now))
+        Self::with_env(
+            config,
+            trust_domain,
+            agents,
+            Arc::new(SystemTime::now),
+            crate::process_env(),
+        )
     }
 
-    /// As [`GcpIitServer::new`] with an explicit clock.
+    /// As [`GcpIitServer::new`] with an explicit clock and environment.
     pub fn with_env(
         config: &ServerConfig,
         trust_domain: TrustDomain,
         agents: AgentLookupCell,
         now: NowFn,
+        env: EnvFn,
     ) -> PluginResult<Self> {
         if config.projectid_allow_list.is_empty() {
             return Err(PluginError::invalid_argument(
@@ -309,8 +315,11 @@ impl GcpIitServer {
             allowed_label_keys: config.allowed_label_keys.iter().cloned().collect(),
             allowed_metadata_keys: config.allowed_metadata_keys.iter().cloned().collect(),
             max_metadata_value_size: max,
-            service_account_file: (!config.service_account_file.is_empty())
-                .then(|| PathBuf::from(&config.service_account_file)),
+            credentials: adc::Credentials::new(adc::find(
+                (!config.service_account_file.is_empty())
+                    .then(|| PathBuf::from(&config.service_account_file)),
+                &env,
+            )),
             agents,
             certs_url: test_override(CERTS_URL_ENV, "Google's certificate URL")
                 .unwrap_or_else(|| GOOGLE_CERTS_URL.into()),
@@ -366,20 +375,28 @@ impl GcpIitServer {
     }
 
     fn agent_id(&self, ce: &ComputeEngine) -> PluginResult<SpiffeId> {
-        let mut values = BTreeMap::new();
-        values.insert("PluginName", PLUGIN_NAME.to_string());
-        values.insert("ProjectID", ce.project_id.clone());
-        values.insert("ProjectNumber", ce.project_number.to_string());
-        values.insert("Zone", ce.zone.clone());
-        values.insert("InstanceID", ce.instance_id.clone());
-        values.insert("InstanceName", ce.instance_name.clone());
-        values.insert(
-            "InstanceCreationTimestamp",
-            ce.instance_creation_timestamp.to_string(),
+        // gcp.agentPathTemplateData: the embedded ComputeEngine, then PluginName.
+        let data = Value::structure(
+            "gcp.agentPathTemplateData",
+            [
+                ("ProjectID", Value::from(ce.project_id.as_str())),
+                ("ProjectNumber", Value::Int64(ce.project_number)),
+                ("Zone", Value::from(ce.zone.as_str())),
+                ("InstanceID", Value::from(ce.instance_id.as_str())),
+                ("InstanceName", Value::from(ce.instance_name.as_str())),
+                (
+                    "InstanceCreationTimestamp",
+                    Value::Int64(ce.instance_creation_timestamp),
+                ),
+                ("PluginName", Value::from(PLUGIN_NAME)),
+            ],
         );
         let path = self
             .template
-            .render(&values, "gcp.agentPathTemplateData")
+            .execute(&data, &mut |b: &mut [u8]| {
+                // uuidv4's randomness; a failing system RNG leaves zeros (no secret).
+                let _ = aws_lc_rs::rand::fill(b);
+            })
             .map_err(|e| internal(format!("failed to create agent ID: {e}")))?;
         crate::agent_id(&self.trust_domain, &path)
             .map_err(|e| internal(format!("failed to create agent ID: {e}")))
@@ -415,132 +432,11 @@ impl GcpIitServer {
             .map_err(|e| format!("failed to fetch instance metadata: {e}"))
     }
 
-    /// An OAuth2 access token for the Compute API: from `service_account_file` (or
-    /// `GOOGLE_APPLICATION_CREDENTIALS`) with the JWT bearer grant, else from the
-    /// metadata server of the instance the server runs on (Application Default
-    /// Credentials, as the Go client library finds them).
+    /// An OAuth2 access token for the Compute API, from Application Default Credentials
+    /// ([`adc`]).
     async fn access_token(&self) -> Result<String, String> {
-        let file = self.service_account_file.clone().or_else(|| {
-            std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        });
-        if let Some(file) = file {
-            let text = std::fs::read(&file).map_err(|e| format!("open {}: {e}", file.display()))?;
-            let sa: ServiceAccountFile = serde_json::from_slice(&text)
-                .map_err(|e| format!("invalid credentials file {}: {e}", file.display()))?;
-            return self.service_account_token(&sa).await;
-        }
-        let host = std::env::var("GCE_METADATA_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_IDENTITY_TOKEN_HOST.into());
-        let url =
-            format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
-        let req = spire_http::Request::get(&url)
-            .and_then(|r| r.header("Metadata-Flavor", "Google"))
-            .map_err(|e| e.to_string())?;
-        let resp = self
-            .http
-            .send(req)
-            .await
-            .map_err(|e| format!("google: could not find default credentials: {e}"))?;
-        token_from(resp)
+        self.credentials.token(&self.http, &self.now).await
     }
-
-    async fn service_account_token(&self, sa: &ServiceAccountFile) -> Result<String, String> {
-        if sa.kind != "service_account" {
-            return Err(format!("unsupported credentials type {:?}", sa.kind));
-        }
-        let token_uri = if sa.token_uri.is_empty() {
-            "https://oauth2.googleapis.com/token"
-        } else {
-            &sa.token_uri
-        };
-        let key = rsa_private_key(&sa.private_key)?;
-        let iat = (self.now)()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": sa.private_key_id});
-        let claims = serde_json::json!({
-            "iss": sa.client_email,
-            "scope": COMPUTE_SCOPE,
-            "aud": token_uri,
-            "iat": iat,
-            "exp": iat + 3600,
-        });
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let mut sig = vec![0; key.public_modulus_len()];
-        key.sign(
-            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-            &aws_lc_rs::rand::SystemRandom::new(),
-            input.as_bytes(),
-            &mut sig,
-        )
-        .map_err(|_| "signing the token request failed".to_string())?;
-        let assertion = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig));
-        let body = format!(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
-        );
-        let req = spire_http::Request::post(token_uri)
-            .and_then(|r| r.header("Content-Type", "application/x-www-form-urlencoded"))
-            .map_err(|e| e.to_string())?
-            .body(body.into_bytes());
-        let resp = self
-            .http
-            .send(req)
-            .await
-            .map_err(|e| format!("oauth2: cannot fetch token: {e}"))?;
-        token_from(resp)
-    }
-}
-
-#[derive(Deserialize)]
-struct ServiceAccountFile {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    client_email: String,
-    #[serde(default)]
-    private_key_id: String,
-    #[serde(default)]
-    private_key: String,
-    #[serde(default)]
-    token_uri: String,
-}
-
-fn rsa_private_key(pem: &str) -> Result<aws_lc_rs::rsa::KeyPair, String> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|_| "private key is not PEM".to_string())?;
-    aws_lc_rs::rsa::KeyPair::from_pkcs8(&block.contents)
-        .or_else(|_| aws_lc_rs::rsa::KeyPair::from_der(&block.contents))
-        .map_err(|_| "private key is not an RSA key".to_string())
-}
-
-fn token_from(resp: spire_http::Response) -> Result<String, String> {
-    #[derive(Deserialize)]
-    struct Token {
-        #[serde(default)]
-        access_token: String,
-    }
-    if !resp.status.is_success() {
-        return Err(format!(
-            "oauth2: cannot fetch token: {}",
-            resp.status.as_u16()
-        ));
-    }
-    let t: Token = resp
-        .json()
-        .map_err(|e| format!("oauth2: cannot fetch token: {e}"))?;
-    if t.access_token.is_empty() {
-        return Err("oauth2: server response missing access_token".into());
-    }
-    Ok(t.access_token)
 }
 
 /// `googleapi: Error <code>: <message>` from an API error body, as the Go client words it.
@@ -584,7 +480,7 @@ pub fn parse_cert_map(body: &[u8]) -> Result<KeySet, String> {
     for (kid, pem) in map {
         let key = RsaKey::from_certificate_pem(&pem)
             .map_err(|e| format!("unable to unmarshal certificate response: {e}"))?;
-        keys.push((kid, key));
+        keys.push((kid, key.into()));
     }
     Ok(KeySet::new(keys))
 }

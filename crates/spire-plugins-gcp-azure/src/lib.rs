@@ -16,7 +16,7 @@ use spire_plugin_host::hostservices::AgentLookupCell;
 pub mod azure;
 pub mod gcp;
 pub mod jws;
-/// `agent_path_template` (Go's text/template subset, shared through `spire-gocompat`).
+/// `agent_path_template` (Go's text/template with SPIRE's sprig functions, in `spire-gocompat`).
 pub use spire_gocompat::template;
 
 #[cfg(any(test, feature = "fixtures"))]
@@ -24,6 +24,27 @@ pub mod fixtures;
 
 /// The wall clock, passed in.
 pub type NowFn = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// The environment, passed in.
+pub type EnvFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment.
+pub fn process_env() -> EnvFn {
+    Arc::new(|k| std::env::var(k).ok())
+}
+
+/// Go's `url.QueryEscape`.
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) => out.push(b as char),
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
 
 /// The value of test-only override `var`, logged at warn level every time it is used.
 fn test_override(var: &str, what: &str) -> Option<String> {

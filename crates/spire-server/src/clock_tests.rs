@@ -26,12 +26,12 @@ use crate::state::{ApiSettings, Server, ServerParts};
 /// 2031-01-01T00:00:00Z: far from the machine's time, so a stray clock read shows.
 const START: u64 = 1_924_992_000;
 
-struct TestServer {
-    server: Arc<Server>,
+pub(crate) struct TestServer {
+    pub(crate) server: Arc<Server>,
     _dir: tempfile::TempDir,
 }
 
-async fn server_on(clock: &ManualClock) -> TestServer {
+pub(crate) async fn server_on(clock: &ManualClock) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let td = TrustDomain::new("example.org").unwrap();
     let server_id = td.id_with_path("/spire/server").unwrap();

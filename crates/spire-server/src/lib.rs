@@ -30,3 +30,5 @@ pub mod upstream_spire;
 
 #[cfg(test)]
 mod clock_tests;
+#[cfg(test)]
+mod shared_db_tests;

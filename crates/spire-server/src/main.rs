@@ -4,6 +4,8 @@
 use std::io;
 
 fn main() {
+    // As every Go program does at start-up (SPIRE's included).
+    let _ = spire_gocompat::os::raise_open_files_limit();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = spire_cli::server_cli(vec![
         (

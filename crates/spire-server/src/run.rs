@@ -427,6 +427,29 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         crate::registry::events::Cursor::new(last_node_event),
     ));
 
+    // Bundles other servers write (each appends its own CA and JWT keys; any of them may
+    // refresh a federated bundle) are read back at the event poll's pace, as SPIRE's
+    // one-second datastore cache does; a change goes the way of our own changes.
+    {
+        let server = server.clone();
+        let changes = bundle_changes.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::registry::events::POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match server.bundles_changed_in_store().await {
+                    Ok(true) => {
+                        tracing::debug!("Bundle changed in the datastore; reloading");
+                        changes.send_modify(|n| *n += 1);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "Failed to check the bundles for changes"),
+                }
+            }
+        });
+    }
+
     if config.health_checks.listener_enabled {
         let (srv, hc) = (server.clone(), config.health_checks.clone());
         tokio::spawn(async move {

@@ -66,6 +66,8 @@ pub struct Server {
     svid_identity: ArcSwap<(Vec<Vec<u8>>, Vec<u8>)>,
     /// Set when the server starts to stop: long-lived streams end.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Bumped whenever the bundles are re-read (the bundle endpoint's waiting requests).
+    bundles_generation: tokio::sync::watch::Sender<u64>,
     /// Logger control.
     log: LogHandle,
     /// API settings.
@@ -127,6 +129,7 @@ impl Server {
             svid_chain: ArcSwap::from_pointee(Vec::new()),
             svid_identity: ArcSwap::from_pointee((Vec::new(), Vec::new())),
             stopping: tokio::sync::watch::Sender::new(false),
+            bundles_generation: tokio::sync::watch::Sender::new(0),
             log: parts.log,
             settings: parts.settings,
             clock: parts.clock,
@@ -247,7 +250,31 @@ impl Server {
         self.tls_bundles.store(set);
         self.bundles.store(Arc::new(Bundles { own, federated }));
         self.registry.bundles_changed();
+        self.bundles_generation
+            .send_modify(|g| *g = g.wrapping_add(1));
         Ok(())
+    }
+
+    /// A receiver that sees every re-read of the bundles (not only changes of ours).
+    pub fn bundles_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.bundles_generation.subscribe()
+    }
+
+    /// Whether the bundles in the datastore differ from the ones we serve: another server
+    /// sharing the database appended its CA or JWT key, or refreshed a federated bundle.
+    pub async fn bundles_changed_in_store(&self) -> Result<bool, spire_datastore::DataStoreError> {
+        let stored = self.registry.ds().list_bundles(None).await?.bundles;
+        let current = self.bundles.load();
+        let known = current.own.iter().chain(current.federated.iter()).count();
+        let same = stored.len() == known
+            && stored.iter().all(|b| {
+                if b.trust_domain == self.trust_domain {
+                    current.own.as_ref() == Some(b)
+                } else {
+                    current.federated.iter().any(|f| f == b)
+                }
+            });
+        Ok(!same)
     }
 
     /// Our bundle, as currently known.

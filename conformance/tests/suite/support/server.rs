@@ -22,6 +22,9 @@ pub struct ServerOpts {
     pub env: Vec<(String, String)>,
     /// The trust domain, when not [`TD`] (a second domain for federation).
     pub trust_domain: Option<String>,
+    /// `(database_type, connection_string)` of the `sql` DataStore, in place of the
+    /// server's own SQLite file (several servers on one database).
+    pub sql: Option<(String, String)>,
 }
 
 /// A server: its files, its configuration and (when started) its process.
@@ -91,8 +94,8 @@ impl Server {
 plugins {{
     DataStore "sql" {{
         plugin_data {{
-            database_type = "sqlite3"
-            connection_string = "{data}/datastore.sqlite3"
+            database_type = "{db_type}"
+            connection_string = "{db_conn}"
         }}
     }}
     {key_manager}
@@ -104,6 +107,11 @@ plugins {{
 {extra_top}
 "#,
             extra_top = self.opts.extra_top,
+            db_type = self.opts.sql.as_ref().map_or("sqlite3", |(t, _)| t.as_str()),
+            db_conn = self.opts.sql.as_ref().map_or_else(
+                || format!("{}/datastore.sqlite3", self.data_dir.display()),
+                |(_, c)| c.clone()
+            ),
             td = self.opts.trust_domain.as_deref().unwrap_or(TD),
             port = self.port,
             socket = self.socket.display(),

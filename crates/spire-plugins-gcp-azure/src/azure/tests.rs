@@ -48,6 +48,7 @@ fn endpoints(f: &HttpFixture) -> Endpoints {
         authority: format!("{}/", f.url()),
         arm: f.url(),
         imds: f.url(),
+        env: Arc::new(|_| None),
     }
 }
 
@@ -160,6 +161,192 @@ async fn agent_and_server_attest_with_app_credentials() {
         list.header("authorization"),
         Some("Bearer fixture-arm-token")
     );
+}
+
+async fn server_with_env(
+    cfg: &ServerConfig,
+    f: &HttpFixture,
+    vars: &[(&str, String)],
+) -> PluginResult<AzureMsiServer> {
+    let vars: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let mut ep = endpoints(f);
+    ep.env = Arc::new(move |k| vars.get(k).cloned());
+    AzureMsiServer::with_env(
+        cfg,
+        td(),
+        agents(&[]),
+        ep,
+        Arc::new(SystemTime::now),
+        Duration::from_secs(5),
+    )
+    .await
+}
+
+fn token_requests(f: &HttpFixture) -> Vec<String> {
+    f.requests()
+        .iter()
+        .filter(|r| r.path().ends_with("/oauth2/v2.0/token"))
+        .map(|r| format!("{} {}", r.path(), String::from_utf8_lossy(&r.body)))
+        .collect()
+}
+
+#[tokio::test]
+async fn default_credential_takes_the_environments_client_secret_and_caches_its_token() {
+    let (_a, f) = fx::start().await;
+    let s = server_with_env(
+        &config(TenantConfig::default()),
+        &f,
+        &[
+            ("AZURE_TENANT_ID", "env-tenant".into()),
+            ("AZURE_CLIENT_ID", "env-app".into()),
+            ("AZURE_CLIENT_SECRET", "env-secret".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let a = s
+        .attest(payload(&f).await, &mut NoChallenges)
+        .await
+        .unwrap();
+    assert_eq!(a.selector_values, WANT_SELECTORS);
+    let reqs = token_requests(&f);
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert!(
+        reqs[0].starts_with("/env-tenant/oauth2/v2.0/token ")
+            && reqs[0].contains("client_id=env-app")
+            && reqs[0].contains("client_secret=env-secret"),
+        "{reqs:?}"
+    );
+    // The token (valid ~1 h) is reused by the next attestation.
+    s.attest(payload(&f).await, &mut NoChallenges)
+        .await
+        .unwrap();
+    assert_eq!(token_requests(&f).len(), 1);
+}
+
+#[tokio::test]
+async fn default_credential_exchanges_the_federated_token_of_workload_identity() {
+    let (_a, f) = fx::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-identity-token");
+    std::fs::write(&file, "projected.service-account.jwt\n").unwrap();
+    let s = server_with_env(
+        &config(TenantConfig::default()),
+        &f,
+        &[
+            ("AZURE_CLIENT_ID", "wi-app".into()),
+            ("AZURE_TENANT_ID", "ignored-tenant".into()),
+            ("AZURE_FEDERATED_TOKEN_FILE", file.display().to_string()),
+            ("AZURE_AUTHORITY_HOST", format!("{}/", f.url())),
+        ],
+    )
+    .await
+    .unwrap();
+    let a = s
+        .attest(payload(&f).await, &mut NoChallenges)
+        .await
+        .unwrap();
+    assert_eq!(a.selector_values, WANT_SELECTORS);
+    let reqs = token_requests(&f);
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    // The configured tenant, not AZURE_TENANT_ID; the file's token as the assertion.
+    assert!(
+        reqs[0].starts_with(&format!("/{TENANT}/oauth2/v2.0/token ")),
+        "{reqs:?}"
+    );
+    assert!(
+        reqs[0].contains("client_assertion=projected.service-account.jwt&")
+            && reqs[0].contains("client_id=wi-app")
+            && !reqs[0].contains("client_secret"),
+        "{reqs:?}"
+    );
+}
+
+#[tokio::test]
+async fn default_credential_reports_every_member_when_none_issues_a_token() {
+    let (a, f) = fx::start().await;
+    *a.token_override.lock() = Some(Reply::json(
+        400,
+        &serde_json::json!({"error": "invalid_request", "error_description": "Identity not found"}),
+    ));
+    let s = server_with_env(
+        &config(TenantConfig::default()),
+        &f,
+        &[("AZURE_TOKEN_CREDENTIALS", "prod".into())],
+    )
+    .await
+    .unwrap();
+    let err = s
+        .attest(payload_of(&a.token(DEFAULT_RESOURCE_ID)), &mut NoChallenges)
+        .await
+        .unwrap_err()
+        .to_string();
+    for want in [
+        "DefaultAzureCredential: failed to acquire a token.",
+        "EnvironmentCredential: missing environment variable AZURE_TENANT_ID",
+        "WorkloadIdentityCredential: no client ID specified",
+        "ManagedIdentityCredential: authentication failed: 400",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    let bad = server_with_env(
+        &config(TenantConfig::default()),
+        &f,
+        &[("AZURE_TOKEN_CREDENTIALS", "nope".into())],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains(
+            "unable to fetch client credential: invalid AZURE_TOKEN_CREDENTIALS value \"nope\""
+        ),
+        "{bad}"
+    );
+}
+
+/// Tokens signed with ECDSA keys (ES256/384/512) attest like RSA-signed ones, the key
+/// picked by `kid` from a JWKS listing RSA and EC keys; a template renders the claims.
+#[tokio::test]
+async fn ecdsa_signed_tokens_attest() {
+    for alg in ["ES256", "ES384", "ES512"] {
+        let (a, f) = fx::start().await;
+        *a.ec_key.lock() = Some(crate::fixtures::EcTestKey::generate("ec-kid", alg));
+        let p = payload(&f).await;
+        let data: serde_json::Value = serde_json::from_slice(&p).unwrap();
+        let token = data["token"].as_str().unwrap();
+        let header = token.split('.').next().unwrap();
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["alg"], alg);
+        let cfg = ServerConfig {
+            agent_path_template: "/{{ .PluginName }}/{{ .TenantID | trunc 8 }}/{{ .PrincipalID | upper }}/{{ .Subject | default \"none\" }}".into(),
+            ..config(app_tenant())
+        };
+        let s = server(&cfg, &f, &[]).await.unwrap();
+        let attested = s.attest(p, &mut NoChallenges).await.unwrap();
+        assert_eq!(
+            attested.agent_id.as_str(),
+            format!(
+                "spiffe://example.org/spire/agent/azure_msi/11111111/{}/none",
+                PRINCIPAL.to_uppercase()
+            ),
+            "{alg}"
+        );
+        // The same token with its signature cut is refused.
+        let cut = &token[..token.len() - 4];
+        let err = s
+            .attest(payload_of(cut), &mut NoChallenges)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, spire_plugin::Code::InvalidArgument, "{alg}");
+    }
 }
 
 #[tokio::test]

@@ -285,6 +285,18 @@ async fn server_template_and_config_errors() {
         a.agent_id.as_str(),
         "spiffe://example.org/spire/agent/gcp_iit/us-west1-b/test-instance"
     );
+    // Sprig and printf over the ComputeEngine fields (ProjectNumber is an int64).
+    let cfg = ServerConfig {
+        agent_path_template: r#"/{{ regexReplaceAll "-[a-z]$" .Zone "" }}/{{ printf "%x" .ProjectNumber | trunc 6 }}/{{ .InstanceName | sha256sum | trunc 8 }}"#.into(),
+        ..config()
+    };
+    let s = server(&cfg, &f, &[]);
+    let g2 = g.token(TOKEN_AUDIENCE);
+    let a = attest_token(&s, g2).await.unwrap();
+    assert_eq!(
+        a.agent_id.as_str(),
+        "spiffe://example.org/spire/agent/us-west1/75bcd1/b6a8ed49"
+    );
     let err = GcpIitServer::new(&ServerConfig::default(), td(), agents(&[])).unwrap_err();
     assert_eq!(err.code, spire_plugin::Code::InvalidArgument);
     assert_eq!(err.message, "projectid_allow_list is required");
@@ -414,9 +426,15 @@ async fn certificates_are_cached_until_expires() {
         parse_http_date("Fri, 4 Dec 2026 10:00:00 GMT").unwrap(),
     ));
     let w = when.clone();
-    let s = GcpIitServer::with_env(&config(), td(), agents(&[]), Arc::new(move || *w.lock()))
-        .unwrap()
-        .with_endpoints(&fixed.url(), &f.url());
+    let s = GcpIitServer::with_env(
+        &config(),
+        td(),
+        agents(&[]),
+        Arc::new(move || *w.lock()),
+        Arc::new(|_| None),
+    )
+    .unwrap()
+    .with_endpoints(&fixed.url(), &f.url());
     // Tokens are checked against the fixed clock, so sign for it.
     let inst = g.instance.lock().clone();
     let t = when.lock().duration_since(UNIX_EPOCH).unwrap().as_secs();

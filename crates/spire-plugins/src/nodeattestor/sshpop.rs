@@ -10,7 +10,6 @@
 //! fingerprint being the unpadded URL-safe base64 SHA-256 of the certificate blob. As in
 //! SPIRE, no selectors are produced.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,7 +24,7 @@ use spire_plugin::{
     ServerNodeAttestor,
 };
 
-use super::template::PathTemplate;
+use super::template::{PathTemplate, Value};
 
 pub mod wire;
 
@@ -299,23 +298,32 @@ impl SshPopServer {
     }
 
     fn agent_id(&self, cert: &Certificate, hostname: &str) -> PluginResult<spiffe_core::SpiffeId> {
-        let mut values = BTreeMap::new();
-        values.insert("PluginName".to_string(), PLUGIN_NAME.to_string());
-        values.insert("Fingerprint".to_string(), fingerprint(cert.raw()));
-        values.insert("Hostname".to_string(), hostname.to_string());
-        // Fields of the embedded certificate, as Go's text/template prints them.
-        values.insert("KeyId".to_string(), cert.key_id.clone());
-        values.insert("Serial".to_string(), cert.serial.to_string());
-        values.insert("CertType".to_string(), cert.cert_type.to_string());
-        values.insert("ValidAfter".to_string(), cert.valid_after.to_string());
-        values.insert("ValidBefore".to_string(), cert.valid_before.to_string());
-        values.insert(
-            "ValidPrincipals".to_string(),
-            format!("[{}]", cert.valid_principals.join(" ")),
+        // SPIRE's sshpop.agentPathTemplateData: the embedded *ssh.Certificate's plain
+        // fields, then SPIRE's own.
+        let uint = |v: u64| Value::Int64(i64::try_from(v).unwrap_or(i64::MAX));
+        let data = Value::structure(
+            "sshpop.agentPathTemplateData",
+            [
+                ("Serial", uint(cert.serial)),
+                ("CertType", uint(u64::from(cert.cert_type))),
+                ("KeyId", Value::from(cert.key_id.as_str())),
+                (
+                    "ValidPrincipals",
+                    Value::StrList(cert.valid_principals.clone()),
+                ),
+                ("ValidAfter", uint(cert.valid_after)),
+                ("ValidBefore", uint(cert.valid_before)),
+                ("PluginName", Value::from(PLUGIN_NAME)),
+                ("Fingerprint", Value::from(fingerprint(cert.raw()))),
+                ("Hostname", Value::from(hostname)),
+            ],
         );
         let path = self
             .template
-            .render(&values, "sshpop.agentPathTemplateData")
+            .execute(&data, &mut |b: &mut [u8]| {
+                // uuidv4's randomness; a failing system RNG leaves zeros (no secret).
+                let _ = aws_lc_rs::rand::fill(b);
+            })
             .map_err(|e| internal(format!("failed to create AgentID: {e}")))?;
         if !path.starts_with('/') {
             return Err(internal(format!(

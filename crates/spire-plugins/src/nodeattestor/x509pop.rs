@@ -26,7 +26,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
-use super::template::PathTemplate;
+use super::template::{PathTemplate, Value};
 
 /// The plugin name, also the selector type.
 pub const PLUGIN_NAME: &str = "x509pop";
@@ -399,24 +399,19 @@ impl ServerNodeAttestor for X509PopServer {
             svid_path = trimmed.to_string();
         }
         let san_selectors = san_selectors(&leaf, self.trust_domain.name());
-        let mut values = BTreeMap::new();
-        values.insert("PluginName".to_string(), PLUGIN_NAME.to_string());
-        values.insert("Fingerprint".to_string(), fingerprint(leaf_der));
-        values.insert("SerialNumberHex".to_string(), serial_hex(leaf.raw_serial()));
-        values.insert(
-            "TrustDomain".to_string(),
-            self.trust_domain.name().to_string(),
+        let data = template_data(
+            &leaf,
+            leaf_der,
+            self.trust_domain.name(),
+            svid_path,
+            san_selectors.clone(),
         );
-        values.insert("SVIDPathTrimmed".to_string(), svid_path);
-        if let Some(cn) = common_name(&leaf) {
-            values.insert("Subject.CommonName".to_string(), cn);
-        }
-        for (k, v) in &san_selectors {
-            values.insert(format!("URISanSelectors.{k}"), v.clone());
-        }
         let path = self
             .template
-            .render(&values, "x509pop.agentPathTemplateData")
+            .execute(&data, &mut |b: &mut [u8]| {
+                // uuidv4's randomness; a failing system RNG leaves zeros (no secret).
+                let _ = aws_lc_rs::rand::fill(b);
+            })
             .map_err(|e| PluginError::internal(format!("failed to make spiffe id: {e}")))?;
         let agent_id = self
             .trust_domain
@@ -443,6 +438,82 @@ impl ServerNodeAttestor for X509PopServer {
             can_reattest: true,
         })
     }
+}
+
+/// SPIRE's `x509pop.agentPathTemplateData`: the leaf's fields Go's `x509.Certificate`
+/// promotes that have a plain text form (subject names, SANs), and SPIRE's own fields.
+fn template_data(
+    leaf: &X509Certificate<'_>,
+    leaf_der: &[u8],
+    trust_domain: &str,
+    svid_path: String,
+    san_selectors: BTreeMap<String, String>,
+) -> Value {
+    let attrs = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+        Value::StrList(
+            it.filter_map(|a| a.as_str().ok().map(str::to_string))
+                .collect(),
+        )
+    };
+    let subject = leaf.subject();
+    let first = |v: Option<&x509_parser::x509::AttributeTypeAndValue<'_>>| {
+        Value::from(v.and_then(|a| a.as_str().ok()).unwrap_or_default())
+    };
+    let subject = Value::structure(
+        "pkix.Name",
+        [
+            ("Country", attrs(&mut subject.iter_country())),
+            ("Organization", attrs(&mut subject.iter_organization())),
+            (
+                "OrganizationalUnit",
+                attrs(&mut subject.iter_organizational_unit()),
+            ),
+            ("Locality", attrs(&mut subject.iter_locality())),
+            ("Province", attrs(&mut subject.iter_state_or_province())),
+            (
+                "SerialNumber",
+                first(
+                    subject
+                        .iter_by_oid(&x509_parser::oid_registry::OID_X509_SERIALNUMBER)
+                        .next(),
+                ),
+            ),
+            ("CommonName", first(subject.iter_common_name().next())),
+        ],
+    );
+    let (mut dns, mut emails) = (Vec::new(), Vec::new());
+    if let Ok(Some(san)) = leaf.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(d) => dns.push(d.to_string()),
+                x509_parser::extensions::GeneralName::RFC822Name(e) => {
+                    emails.push(e.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    Value::structure(
+        "x509pop.agentPathTemplateData",
+        [
+            ("Subject", subject),
+            ("DNSNames", Value::StrList(dns)),
+            ("EmailAddresses", Value::StrList(emails)),
+            ("Version", Value::Int(i64::from(leaf.version().0) + 1)),
+            (
+                "SerialNumberHex",
+                Value::from(serial_hex(leaf.raw_serial())),
+            ),
+            ("Fingerprint", Value::from(fingerprint(leaf_der))),
+            ("PluginName", Value::from(PLUGIN_NAME)),
+            ("TrustDomain", Value::from(trust_domain)),
+            ("SVIDPathTrimmed", Value::from(svid_path)),
+            (
+                "URISanSelectors",
+                Value::str_map("map[string]string", san_selectors),
+            ),
+        ],
+    )
 }
 
 fn common_name(cert: &X509Certificate<'_>) -> Option<String> {

@@ -221,6 +221,31 @@ pub struct Updated {
     pub fetched: Option<Bundle>,
 }
 
+/// A client for `config`'s endpoint whose every call is bounded by `timeout`.
+async fn endpoint_client(
+    ds: &Arc<dyn DataStore>,
+    config: &TrustDomainConfig,
+    timeout: Duration,
+) -> Result<spire_http::Client, UpdateError> {
+    match &config.profile {
+        EndpointProfile::HttpsWeb => Ok(spire_http::Client::new(timeout)),
+        EndpointProfile::HttpsSpiffe(id) => {
+            let endpoint_td = id.trust_domain();
+            let roots = match ds.fetch_bundle(&endpoint_td).await {
+                Ok(Some(b)) => convert::bundle_to_spiffe(&b),
+                Ok(None) => return Err(UpdateError::NoEndpointBundle),
+                Err(source) => {
+                    return Err(UpdateError::EndpointBundle {
+                        td: endpoint_td.name().to_owned(),
+                        source,
+                    });
+                }
+            };
+            Ok(spire_http::Client::new(timeout).with_tls(spiffe_tls(id, roots)?))
+        }
+    }
+}
+
 /// One update of `td`'s stored bundle from its endpoint (SPIRE's `UpdateBundle`). On error
 /// the stored bundle, if any, is returned with it and left as it was.
 pub async fn update_bundle(
@@ -228,28 +253,9 @@ pub async fn update_bundle(
     td: &TrustDomain,
     config: &TrustDomainConfig,
 ) -> (Option<Bundle>, Result<Option<Bundle>, UpdateError>) {
-    let client = match &config.profile {
-        EndpointProfile::HttpsWeb => spire_http::Client::new(FETCH_TIMEOUT),
-        EndpointProfile::HttpsSpiffe(id) => {
-            let endpoint_td = id.trust_domain();
-            let roots = match ds.fetch_bundle(&endpoint_td).await {
-                Ok(Some(b)) => convert::bundle_to_spiffe(&b),
-                Ok(None) => return (None, Err(UpdateError::NoEndpointBundle)),
-                Err(source) => {
-                    return (
-                        None,
-                        Err(UpdateError::EndpointBundle {
-                            td: endpoint_td.name().to_owned(),
-                            source,
-                        }),
-                    );
-                }
-            };
-            match spiffe_tls(id, roots) {
-                Ok(tls) => spire_http::Client::new(FETCH_TIMEOUT).with_tls(tls),
-                Err(e) => return (None, Err(e.into())),
-            }
-        }
+    let client = match endpoint_client(ds, config, FETCH_TIMEOUT).await {
+        Ok(c) => c,
+        Err(e) => return (None, Err(e)),
     };
     let local = match ds.fetch_bundle(td).await {
         Ok(b) => b.map(|b| convert::bundle_to_spiffe(&b)),
@@ -265,6 +271,101 @@ pub async fn update_bundle(
     match ds.set_bundle(convert::stored_from_spiffe(&fetched)).await {
         Ok(_) => (local, Ok(Some(fetched))),
         Err(e) => (local, Err(UpdateError::Store(e))),
+    }
+}
+
+/// What a watch of an endpoint came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// The endpoint's bundle differs from the stored one: update now.
+    Changed,
+    /// Nothing changed before the deadline.
+    Unchanged,
+    /// The endpoint does not hold requests (not a spire-rs server).
+    Unsupported,
+    /// A fetch failed; poll on the schedule.
+    Failed(String),
+}
+
+/// Watches `td`'s endpoint until `deadline` with our extension (see
+/// [`super::endpoint::WAIT_HEADER`]): one plain fetch, compared with the stored bundle,
+/// then requests the endpoint holds until its bundle changes.
+pub async fn watch_bundle(
+    ds: &Arc<dyn DataStore>,
+    td: &TrustDomain,
+    config: &TrustDomainConfig,
+    deadline: tokio::time::Instant,
+) -> Watch {
+    use super::endpoint::{MAX_WAIT, WAIT_HEADER, WATCH_HEADER};
+    let failed = |e: &dyn std::fmt::Display| Watch::Failed(e.to_string());
+    let client = match endpoint_client(ds, config, FETCH_TIMEOUT).await {
+        Ok(c) => c,
+        Err(e) => return failed(&e),
+    };
+    let url = config.endpoint_url.as_str();
+    let req = match spire_http::Request::get(url) {
+        Ok(r) => r,
+        Err(e) => return failed(&e),
+    };
+    let first = match client.send(req).await {
+        Ok(r) => r,
+        Err(e) => return failed(&e),
+    };
+    if first.status != http::StatusCode::OK {
+        return Watch::Failed(format!("unexpected status {}", first.status.as_u16()));
+    }
+    let tag = match (first.header(WATCH_HEADER), first.header("etag")) {
+        (Some(_), Some(tag)) => tag.to_owned(),
+        _ => return Watch::Unsupported,
+    };
+    let fetched = match decode_endpoint_bundle(td, &first.body) {
+        Ok(b) => b,
+        Err(e) => return failed(&e),
+    };
+    match ds.fetch_bundle(td).await {
+        Ok(Some(local)) if same_bundle(&convert::bundle_to_spiffe(&local), &fetched) => {}
+        Ok(_) => return Watch::Changed,
+        Err(e) => return failed(&e),
+    }
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let wait = left.min(MAX_WAIT).as_secs();
+        if wait == 0 {
+            return Watch::Unchanged;
+        }
+        let client = client
+            .clone()
+            .with_timeout(Duration::from_secs(wait) + FETCH_TIMEOUT);
+        let req = spire_http::Request::get(url)
+            .and_then(|r| r.header("if-none-match", &tag))
+            .and_then(|r| r.header(WAIT_HEADER, &wait.to_string()));
+        let asked = tokio::time::Instant::now();
+        let resp = match req {
+            Ok(r) => client.send(r).await,
+            Err(e) => return failed(&e),
+        };
+        match resp {
+            // Answered long before the wait ended: not a held request (a cache or proxy in
+            // between); the schedule takes over rather than asking again at once.
+            Ok(r) if r.status == http::StatusCode::NOT_MODIFIED => {
+                if asked.elapsed() < Duration::from_secs(wait) / 2 {
+                    return Watch::Unchanged;
+                }
+            }
+            Ok(r) if r.status == http::StatusCode::OK => {
+                // Another server behind the same address may not hold requests.
+                if r.header(WATCH_HEADER).is_none() {
+                    return Watch::Unsupported;
+                }
+                return match decode_endpoint_bundle(td, &r.body) {
+                    Ok(b) if same_bundle(&b, &fetched) => Watch::Unchanged,
+                    Ok(_) => Watch::Changed,
+                    Err(e) => failed(&e),
+                };
+            }
+            Ok(r) => return Watch::Failed(format!("unexpected status {}", r.status.as_u16())),
+            Err(e) => return failed(&e),
+        }
     }
 }
 

@@ -58,29 +58,37 @@ struct Endpoint {
     url: String,
     cert: Arc<spire_tls::SvidResolver>,
     reply: Arc<parking_lot::Mutex<(u16, String)>>,
+    /// Headers added to every answer.
+    headers: Arc<parking_lot::Mutex<Vec<(&'static str, &'static str)>>>,
 }
 
 async fn endpoint() -> Endpoint {
     let cert = spire_tls::SvidResolver::new();
     let reply = Arc::new(parking_lot::Mutex::new((200u16, String::new())));
+    let headers = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let tls = spire_tls::https_server_config(cert.clone()).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}/", listener.local_addr().unwrap());
-    let r = reply.clone();
+    let (r, hs) = (reply.clone(), headers.clone());
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
-            let r = r.clone();
+            let (r, hs) = (r.clone(), hs.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let svc = hyper::service::service_fn(move |_req| {
                     let (status, body) = r.lock().clone();
+                    let extra = hs.lock().clone();
                     async move {
                         let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
                         *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        for (k, v) in extra {
+                            resp.headers_mut()
+                                .insert(k, hyper::header::HeaderValue::from_static(v));
+                        }
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
@@ -90,7 +98,12 @@ async fn endpoint() -> Endpoint {
             });
         }
     });
-    Endpoint { url, cert, reply }
+    Endpoint {
+        url,
+        cert,
+        reply,
+        headers,
+    }
 }
 
 async fn datastore(dir: &std::path::Path) -> Arc<dyn DataStore> {
@@ -262,4 +275,172 @@ fn connect_errors_read_as_gos() {
     );
     let other = spire_http::HttpError::Tls("bad certificate".into());
     assert_eq!(go_http_error(&other), "tls: bad certificate");
+}
+
+/// A loopback endpoint answering as ours does (with the wait extension), serving `bundle`;
+/// `changes` announces a new one.
+struct WatchEndpoint {
+    url: String,
+    bundle: Arc<parking_lot::Mutex<Option<StoredBundle>>>,
+    changes: tokio::sync::watch::Sender<u64>,
+    waiters: Arc<tokio::sync::Semaphore>,
+}
+
+async fn watch_endpoint(ca: &Ca) -> WatchEndpoint {
+    let cert = spire_tls::SvidResolver::new();
+    let (chain, key) = svid(ca, "spiffe://b.test/spire/server");
+    cert.set(&chain, &key).unwrap();
+    let tls = spire_tls::https_server_config(cert).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/", listener.local_addr().unwrap());
+    let bundle = Arc::new(parking_lot::Mutex::new(None::<StoredBundle>));
+    let changes = tokio::sync::watch::Sender::new(0u64);
+    let waiters = Arc::new(tokio::sync::Semaphore::new(
+        super::super::endpoint::MAX_WAITERS,
+    ));
+    let (b, tx, w) = (bundle.clone(), changes.clone(), waiters.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let (b, tx, w) = (b.clone(), tx.clone(), w.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req| {
+                    let (b, rx, w) = (b.clone(), tx.subscribe(), w.clone());
+                    async move {
+                        let current = move || b.lock().clone();
+                        Ok::<_, std::convert::Infallible>(
+                            super::super::endpoint::answer(
+                                &req,
+                                &current,
+                                rx,
+                                &w,
+                                Duration::from_secs(60),
+                            )
+                            .await,
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    WatchEndpoint {
+        url,
+        bundle,
+        changes,
+        waiters,
+    }
+}
+
+fn stored_b(ders: &[&[u8]]) -> StoredBundle {
+    let mut b = StoredBundle::new(td("b.test"));
+    for d in ders {
+        b.root_cas.push(spire_datastore::RootCa {
+            der: d.to_vec(),
+            tainted: false,
+        });
+    }
+    b
+}
+
+#[tokio::test]
+async fn watch_returns_when_a_spire_rs_endpoint_changes_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = datastore(dir.path()).await;
+    let b = td("b.test");
+    let ca1 = ca();
+    let ep = watch_endpoint(&ca1).await;
+    *ep.bundle.lock() = Some(stored_b(&[&ca1.der]));
+    let config = TrustDomainConfig {
+        endpoint_url: ep.url.clone(),
+        profile: EndpointProfile::HttpsSpiffe(
+            SpiffeId::from_str("spiffe://b.test/spire/server").unwrap(),
+        ),
+    };
+    ds.set_bundle(stored_b(&[&ca1.der])).await.unwrap();
+    let (_, r) = update_bundle(&ds, &b, &config).await;
+    r.unwrap();
+
+    // Nothing changes: the watch ends unchanged (in whole seconds before the deadline),
+    // having been held by the endpoint.
+    let start = tokio::time::Instant::now();
+    let deadline = start + Duration::from_secs(2);
+    assert_eq!(
+        watch_bundle(&ds, &b, &config, deadline).await,
+        Watch::Unchanged
+    );
+    assert!(start.elapsed() >= Duration::from_secs(1));
+
+    // A change while the request is held: the watch returns with it, long before the
+    // deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let watch = {
+        let (ds, b, config) = (ds.clone(), b.clone(), config.clone());
+        tokio::spawn(async move { watch_bundle(&ds, &b, &config, deadline).await })
+    };
+    while ep.waiters.available_permits() == super::super::endpoint::MAX_WAITERS {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ca2 = ca();
+    *ep.bundle.lock() = Some(stored_b(&[&ca1.der, &ca2.der]));
+    ep.changes.send_modify(|g| *g += 1);
+    assert_eq!(watch.await.unwrap(), Watch::Changed);
+    assert!(tokio::time::Instant::now() < deadline);
+
+    // The endpoint already differs from the stored copy: changed at once.
+    assert_eq!(
+        watch_bundle(&ds, &b, &config, deadline).await,
+        Watch::Changed
+    );
+    let (_, r) = update_bundle(&ds, &b, &config).await;
+    assert!(r.unwrap().is_some());
+
+    // An endpoint without the extension (SPIRE's): unsupported, after one plain fetch.
+    let plain = endpoint().await;
+    let (chain, key) = svid(&ca1, "spiffe://b.test/spire/server");
+    plain.cert.set(&chain, &key).unwrap();
+    *plain.reply.lock() = (200, bundle_json(&[&ca1.der, &ca2.der], 60, 2));
+    let config = TrustDomainConfig {
+        endpoint_url: plain.url.clone(),
+        ..config
+    };
+    assert_eq!(
+        watch_bundle(&ds, &b, &config, deadline).await,
+        Watch::Unsupported
+    );
+
+    // An endpoint that claims to hold requests but answers at once (a proxy, or a server
+    // that changed): unchanged, never a tight loop of "changed".
+    *plain.headers.lock() = vec![
+        (super::super::endpoint::WATCH_HEADER, "1"),
+        ("etag", "\"t1\""),
+    ];
+    let stored = ds.fetch_bundle(&b).await.unwrap().unwrap();
+    let same: Vec<&[u8]> = stored.root_cas.iter().map(|c| c.der.as_slice()).collect();
+    *plain.reply.lock() = (200, bundle_json(&same, stored.refresh_hint, 2));
+    let t = tokio::time::Instant::now();
+    assert_eq!(
+        watch_bundle(&ds, &b, &config, deadline).await,
+        Watch::Unchanged
+    );
+    *plain.reply.lock() = (304, String::new());
+    assert_eq!(
+        watch_bundle(&ds, &b, &config, deadline).await,
+        Watch::Failed("unexpected status 304".into())
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+
+    // An endpoint that is down: failed (the caller waits for the schedule).
+    *plain.reply.lock() = (503, "down".into());
+    assert!(matches!(
+        watch_bundle(&ds, &b, &config, deadline).await,
+        Watch::Failed(_)
+    ));
 }

@@ -6,6 +6,13 @@
 //!
 //! As SPIRE's endpoint: `GET /` only (other methods 405, other paths 404), the bundle as
 //! stored with `spiffe_refresh_hint` set to the configured hint (seconds), indented JSON.
+//!
+//! Our extension, between spire-rs servers only: every bundle is answered with an `ETag`
+//! and [`WATCH_HEADER`]; a request carrying `If-None-Match` with that tag and
+//! [`WAIT_HEADER`] (seconds, at most [`MAX_WAIT`]) is held until our bundle changes, then
+//! answered with the new bundle, or answered `304 Not Modified` when the wait ends first.
+//! SPIRE's clients send neither header and get SPIRE's answer; our client, seeing no
+//! [`WATCH_HEADER`] from a reference server, polls on the refresh hint as SPIRE does.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -29,6 +36,90 @@ use crate::api::convert;
 use crate::state::Server;
 
 const SUBSYSTEM: &str = "bundle_endpoint";
+
+/// Request header: how long (seconds) to hold a request whose `If-None-Match` is current.
+pub const WAIT_HEADER: &str = "x-spire-rs-bundle-wait";
+/// Response header: this endpoint holds requests that carry [`WAIT_HEADER`].
+pub const WATCH_HEADER: &str = "x-spire-rs-bundle-watch";
+/// The longest a request is held.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Requests held at once; more are answered at once.
+pub const MAX_WAITERS: usize = 1024;
+
+/// The entity tag of a bundle document: a digest of its bytes, quoted.
+pub fn etag(body: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    let hex: String = d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("\"{hex}\"")
+}
+
+/// The wait a request asks for: its `If-None-Match` tag and the duration (capped).
+fn requested_wait<B>(req: &Request<B>) -> Option<(String, Duration)> {
+    let h = req.headers();
+    let tag = h.get(hyper::header::IF_NONE_MATCH)?.to_str().ok()?.trim();
+    let secs: u64 = h.get(WAIT_HEADER)?.to_str().ok()?.trim().parse().ok()?;
+    if tag.is_empty() || secs == 0 {
+        return None;
+    }
+    Some((tag.to_owned(), Duration::from_secs(secs).min(MAX_WAIT)))
+}
+
+fn etag_of(resp: &Response<Full<Bytes>>) -> Option<&str> {
+    resp.headers()
+        .get(hyper::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+}
+
+fn not_modified(tag: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(tag) {
+        resp.headers_mut().insert(hyper::header::ETAG, v);
+    }
+    resp.headers_mut()
+        .insert(WATCH_HEADER, hyper::header::HeaderValue::from_static("1"));
+    resp
+}
+
+/// The answer to `req`, given our bundle as `current` reads it: at once, or, for a wait on
+/// the current tag, when `changes` (subscribed before the call) reports a change of the
+/// bundle or the wait ends.
+pub async fn answer<B>(
+    req: &Request<B>,
+    current: &(dyn Fn() -> Option<StoredBundle> + Send + Sync),
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    waiters: &tokio::sync::Semaphore,
+    refresh_hint: Duration,
+) -> Response<Full<Bytes>> {
+    let now = || {
+        respond(
+            req.method(),
+            req.uri().path(),
+            current().as_ref(),
+            refresh_hint,
+        )
+    };
+    let Some((tag, wait)) = requested_wait(req) else {
+        return now();
+    };
+    let Ok(_permit) = waiters.try_acquire() else {
+        return now();
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let resp = now();
+        if resp.status() != StatusCode::OK || etag_of(&resp) != Some(tag.as_str()) {
+            return resp;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return not_modified(&tag),
+        }
+    }
+}
 
 /// Why the bundle endpoint cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -107,11 +198,18 @@ pub fn respond(
     let mut bundle = convert::bundle_to_spiffe(stored);
     let hint = i64::try_from(refresh_hint.as_secs()).unwrap_or(i64::MAX);
     bundle.refresh_hint = Some(hint);
-    let mut resp = Response::new(Full::new(Bytes::from(bundle.to_spiffe_json())));
-    resp.headers_mut().insert(
+    let body = bundle.to_spiffe_json();
+    let tag = etag(body.as_bytes());
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let h = resp.headers_mut();
+    h.insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&tag) {
+        h.insert(hyper::header::ETAG, v);
+    }
+    h.insert(WATCH_HEADER, hyper::header::HeaderValue::from_static("1"));
     resp
 }
 
@@ -315,12 +413,14 @@ async fn serve(
     refresh_hint: Duration,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let waiters = Arc::new(tokio::sync::Semaphore::new(MAX_WAITERS));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let acceptor = acceptor.clone();
         let server = server.clone();
+        let waiters = waiters.clone();
         tokio::spawn(async move {
             let Ok(Ok(tls)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
@@ -328,14 +428,14 @@ async fn serve(
                 return;
             };
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let bundle = server.own_bundle();
+                let server = server.clone();
+                let waiters = waiters.clone();
                 async move {
-                    Ok::<_, Infallible>(respond(
-                        req.method(),
-                        req.uri().path(),
-                        bundle.as_ref(),
-                        refresh_hint,
-                    ))
+                    let changes = server.bundles_watch();
+                    let current = || server.own_bundle();
+                    Ok::<_, Infallible>(
+                        answer(&req, &current, changes, &waiters, refresh_hint).await,
+                    )
                 }
             });
             let _ = http1::Builder::new()

@@ -152,3 +152,126 @@ fn serving_cert_file_must_load_at_start() {
         "{err}"
     );
 }
+
+fn get(headers: &[(&str, &str)]) -> Request<()> {
+    let mut r = Request::builder().method(Method::GET).uri("/");
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.body(()).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_on_the_current_tag_is_held_until_the_bundle_changes_or_the_wait_ends() {
+    let (ca1, _) = self_signed("ca1");
+    let (ca2, _) = self_signed("ca2");
+    let hint = Duration::from_secs(300);
+    let bundle = Arc::new(parking_lot::Mutex::new(stored(
+        "example.org",
+        &[ca1.der().to_vec()],
+        1,
+    )));
+    let b = bundle.clone();
+    let current = move || Some(b.lock().clone());
+    let (tx, _) = tokio::sync::watch::channel(0u64);
+    let waiters = tokio::sync::Semaphore::new(MAX_WAITERS);
+
+    // A plain request (SPIRE's client): the bundle at once, with our tag and marker.
+    let plain = answer(&get(&[]), &current, tx.subscribe(), &waiters, hint).await;
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(plain.headers()[WATCH_HEADER], "1");
+    let tag = plain.headers()["etag"].to_str().unwrap().to_owned();
+    let text = body(plain).await;
+    assert_eq!(tag, etag(text.as_bytes()));
+
+    // A wait on the current tag with no change: 304 when the wait ends, not before.
+    let t = tokio::time::Instant::now();
+    let held = answer(
+        &get(&[("if-none-match", &tag), (WAIT_HEADER, "5")]),
+        &current,
+        tx.subscribe(),
+        &waiters,
+        hint,
+    )
+    .await;
+    assert_eq!(held.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(held.headers()["etag"], tag.as_str());
+    assert_eq!(t.elapsed(), Duration::from_secs(5));
+
+    // A wait longer than MAX_WAIT is capped.
+    let t = tokio::time::Instant::now();
+    let held = answer(
+        &get(&[("if-none-match", &tag), (WAIT_HEADER, "100000")]),
+        &current,
+        tx.subscribe(),
+        &waiters,
+        hint,
+    )
+    .await;
+    assert_eq!(held.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(t.elapsed(), MAX_WAIT);
+
+    // The bundle changes during the wait: the new bundle, at the change.
+    let rx = tx.subscribe();
+    let b = bundle.clone();
+    let ders = vec![ca1.der().to_vec(), ca2.der().to_vec()];
+    let changer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        *b.lock() = stored("example.org", &ders, 2);
+        tx.send_modify(|g| *g += 1);
+        tx
+    });
+    let t = tokio::time::Instant::now();
+    let changed = answer(
+        &get(&[("if-none-match", &tag), (WAIT_HEADER, "30")]),
+        &current,
+        rx,
+        &waiters,
+        hint,
+    )
+    .await;
+    assert_eq!(t.elapsed(), Duration::from_secs(2));
+    assert_eq!(changed.status(), StatusCode::OK);
+    let new_tag = changed.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_tag, tag);
+    {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(ca2.der());
+        assert!(body(changed).await.contains(&b64));
+    }
+    let tx = changer.await.unwrap();
+
+    // A stale tag is answered at once; so is every wait once the waiters are all taken.
+    let t = tokio::time::Instant::now();
+    let stale = answer(
+        &get(&[("if-none-match", &tag), (WAIT_HEADER, "30")]),
+        &current,
+        tx.subscribe(),
+        &waiters,
+        hint,
+    )
+    .await;
+    assert_eq!(stale.status(), StatusCode::OK);
+    let none = tokio::sync::Semaphore::new(0);
+    let busy = answer(
+        &get(&[("if-none-match", &new_tag), (WAIT_HEADER, "30")]),
+        &current,
+        tx.subscribe(),
+        &none,
+        hint,
+    )
+    .await;
+    assert_eq!(busy.status(), StatusCode::OK);
+    assert_eq!(t.elapsed(), Duration::ZERO);
+
+    // Malformed waits are plain requests.
+    for headers in [
+        vec![(WAIT_HEADER, "30")],
+        vec![("if-none-match", new_tag.as_str()), (WAIT_HEADER, "soon")],
+        vec![("if-none-match", new_tag.as_str()), (WAIT_HEADER, "0")],
+    ] {
+        let r = answer(&get(&headers), &current, tx.subscribe(), &waiters, hint).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    assert_eq!(t.elapsed(), Duration::ZERO);
+}

@@ -88,18 +88,35 @@ pub trait Updater: Send + Sync {
         td: &TrustDomain,
         config: &TrustDomainConfig,
     ) -> (Duration, Result<bool, String>);
+
+    /// Waits `max` before the next update, or less when the endpoint reports a change
+    /// before (a spire-rs endpoint holds a request until its bundle changes). The default
+    /// waits `max`.
+    async fn wait(&self, _td: &TrustDomain, _config: &TrustDomainConfig, max: Duration) {
+        tokio::time::sleep(max).await;
+    }
 }
 
 /// The real updater: fetch, store, publish to the server's bundle view.
 #[derive(Debug)]
 pub struct DatastoreUpdater {
     server: Arc<Server>,
+    /// Trust domains whose endpoint does not hold requests, and since when that is known
+    /// (asked again after [`WATCH_RETRY`]).
+    no_watch: parking_lot::Mutex<BTreeMap<TrustDomain, tokio::time::Instant>>,
 }
+
+/// How long an endpoint that does not hold requests is polled only on the schedule before
+/// it is asked again (it may have been replaced by a spire-rs server).
+const WATCH_RETRY: Duration = Duration::from_secs(600);
 
 impl DatastoreUpdater {
     /// Updates `server`'s datastore.
     pub fn new(server: Arc<Server>) -> Self {
-        Self { server }
+        Self {
+            server,
+            no_watch: parking_lot::Mutex::new(BTreeMap::new()),
+        }
     }
 }
 
@@ -131,6 +148,26 @@ impl Updater for DatastoreUpdater {
                 Err(render(&e)),
             ),
         }
+    }
+
+    async fn wait(&self, td: &TrustDomain, config: &TrustDomainConfig, max: Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        let known = self.no_watch.lock().get(td).copied();
+        if known.is_none_or(|since| since.elapsed() >= WATCH_RETRY) {
+            match client::watch_bundle(self.server.registry().ds(), td, config, deadline).await {
+                client::Watch::Changed => return,
+                client::Watch::Unsupported => {
+                    self.no_watch
+                        .lock()
+                        .insert(td.clone(), tokio::time::Instant::now());
+                }
+                client::Watch::Failed(e) => {
+                    tracing::debug!(error = %e, trust_domain = %td.name(), subsystem_name = SUBSYSTEM, "Bundle endpoint watch failed");
+                }
+                client::Watch::Unchanged => {}
+            }
+        }
+        tokio::time::sleep_until(deadline).await;
     }
 }
 
@@ -302,6 +339,7 @@ async fn run_updater(
             let _one_at_a_time = updating.lock().await;
             updater.update(&td, &current).await
         };
+        let updated = result.is_ok();
         match result {
             Ok(true) => {
                 tracing::info!(trust_domain = %td.name(), subsystem_name = SUBSYSTEM, "Bundle refreshed");
@@ -322,7 +360,13 @@ async fn run_updater(
             subsystem_name = SUBSYSTEM,
             "Scheduling next bundle refresh"
         );
-        tokio::time::sleep(next).await;
+        if updated {
+            updater.wait(&td, &current, next).await;
+        } else {
+            // Never watched after a failed update: a store that keeps failing would turn
+            // every watch into an immediate "changed".
+            tokio::time::sleep(next).await;
+        }
     }
 }
 

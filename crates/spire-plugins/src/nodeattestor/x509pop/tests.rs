@@ -213,3 +213,39 @@ fn wire_format_matches_spire() {
         r#"{"certificates":["AQI="]}"#
     );
 }
+
+/// A template over the certificate's subject, SANs and SAN selectors, with sprig.
+#[tokio::test]
+async fn templates_see_the_certificate_as_spires_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca();
+    let (cfg, _) = leaf(&ca, &rcgen::PKCS_ECDSA_P256_SHA256, dir.path());
+    let agent = X509PopAgent::new(&cfg).unwrap();
+    let mut server_cfg = ServerConfig {
+        ca_bundle_path: dir.path().join("ca.pem").to_string_lossy().into(),
+        agent_path_template: r#"/{{ .Subject.CommonName | upper }}/{{ index .URISanSelectors "datacenter" | replace "-" "_" }}/v{{ .Version }}{{ range .Subject.Organization }}/{{ . }}{{ end }}"#.into(),
+        ..Default::default()
+    };
+    fs::write(
+        dir.path().join("ca.pem"),
+        spiffe_core::pem_encode("CERTIFICATE", &ca.der),
+    )
+    .unwrap();
+    let td = TrustDomain::new("example.org").unwrap();
+    let server = X509PopServer::new(&server_cfg, td.clone(), None).unwrap();
+    let attested = run(&agent, &server).await.unwrap();
+    assert_eq!(
+        attested.agent_id.to_string(),
+        "spiffe://example.org/spire/agent/NODE-1/us_east_1/v3"
+    );
+    // A field Go's x509.Certificate has but the data here does not: Go's error.
+    server_cfg.agent_path_template = "/{{ .Subject.Nope }}".into();
+    let server = X509PopServer::new(&server_cfg, td, None).unwrap();
+    let e = run(&agent, &server).await.unwrap_err();
+    assert!(
+        e.message
+            .contains("can't evaluate field Nope in type pkix.Name"),
+        "{}",
+        e.message
+    );
+}
