@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Builds a Python venv with moto (AWS API mock server: EC2, IAM, STS) once per machine,
+# Builds a Python venv with moto (AWS API mock server: EC2, IAM, STS, Organizations, EKS, Auto Scaling) once per machine,
 # keyed by its version, under ~/.cache/spire-rs/moto-<version>, and prints the venv's
 # python. The aws_iid tests start `python -m moto.server -H 127.0.0.1 -p <free port>` and
 # point the server's AWS calls at it with AWS_ENDPOINT_URL.
 set -euo pipefail
 version=5.2.5
 venv="${SPIRE_RS_CACHE:-$HOME/.cache/spire-rs}/moto-$version"
-check() { "$1/bin/python" -c 'import moto.server, moto.ec2, moto.iam, moto.sts' 2>/dev/null; }
+check() { "$1/bin/python" -c 'import moto.server, moto.ec2, moto.iam, moto.sts, moto.organizations, moto.eks, moto.autoscaling' 2>/dev/null; }
 if [[ -x "$venv/bin/python" ]] && check "$venv"; then
     echo "$venv/bin/python"
     exit 0
 fi
 rm -rf "$venv.tmp"
 python3 -m venv "$venv.tmp" >&2
-"$venv.tmp/bin/pip" install --quiet --disable-pip-version-check "moto[server,ec2,iam,sts]==$version" >&2
+"$venv.tmp/bin/pip" install --quiet --disable-pip-version-check "moto[server,ec2,iam,sts,organizations,eks,autoscaling]==$version" >&2
 rm -rf "$venv"
 mv "$venv.tmp" "$venv"
 # A venv records its own path in its scripts; the python binary itself works after a move.

@@ -7,7 +7,8 @@
 //! cannot be made to trust a test document (skipped visibly). With our server, our agent
 //! and SPIRE's agent must send the same payload and so get the same agent ID and selectors,
 //! which are asserted exactly as SPIRE's `resolveSelectors` derives them for the moto
-//! instance.
+//! instance. A second scenario adds `verify_organization` and takes the server's AWS
+//! credentials from a web identity token (no keys).
 
 use spire_plugins_aws::moto::Moto;
 use spire_plugins_aws::testsupport::{ImdsContent, ImdsMode, ImdsServer, TestCa, document};
@@ -37,6 +38,26 @@ async fn start_moto(sc: &Scenario) -> Option<Moto> {
 #[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn imds_fixture_and_moto() {
     let sc = Scenario::new("aws_iid::imds_fixture_and_moto");
+    attest_through_moto(sc, Setup::StaticKeys).await;
+}
+
+/// `verify_organization` in the server's HCL (moto's organization, listed under a role
+/// assumed in the management account) and no keys at all: the server's AWS credentials come
+/// from a web identity token file (EKS IRSA) through STS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn organization_and_web_identity() {
+    let sc = Scenario::new("aws_iid::organization_and_web_identity");
+    attest_through_moto(sc, Setup::OrganizationWebIdentity).await;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    StaticKeys,
+    OrganizationWebIdentity,
+}
+
+async fn attest_through_moto(sc: Scenario, setup: Setup) {
     if server_subject() == Impl::Reference {
         skip(
             &sc,
@@ -63,18 +84,65 @@ async fn imds_fixture_and_moto() {
         .await
         .unwrap();
 
+    let mut env = vec![
+        (
+            "SPIRE_RS_TEST_AWS_IID_CA".to_string(),
+            ca_path.display().to_string(),
+        ),
+        ("AWS_ENDPOINT_URL".to_string(), moto.url.clone()),
+    ];
+    let mut data = "skip_block_device = true".to_string();
+    match setup {
+        Setup::StaticKeys => {
+            env.push(("AWS_ACCESS_KEY_ID".into(), "testing".into()));
+            env.push(("AWS_SECRET_ACCESS_KEY".into(), "testing".into()));
+        }
+        Setup::OrganizationWebIdentity => {
+            let (client, session) = moto.client();
+            let org = spire_plugins_aws::api::organizations_service("aws");
+            client
+                .json(
+                    &session,
+                    &org,
+                    "AWSOrganizationsV20161128.CreateOrganization",
+                    r#"{"FeatureSet": "ALL"}"#,
+                )
+                .await
+                .unwrap();
+            let token = sc.path().join("irsa-token");
+            std::fs::write(
+                &token,
+                "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzcGlyZS1zZXJ2ZXIifQ.c2ln",
+            )
+            .unwrap();
+            let missing = sc.path().join("no-aws-files");
+            for (k, v) in [
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+                (
+                    "AWS_ROLE_ARN",
+                    format!("arn:aws:iam::{account}:role/spire-server"),
+                ),
+                ("AWS_ROLE_SESSION_NAME", "spire-server".to_string()),
+                ("AWS_CONFIG_FILE", missing.display().to_string()),
+                ("AWS_SHARED_CREDENTIALS_FILE", missing.display().to_string()),
+                ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+            ] {
+                env.push((k.to_string(), v));
+            }
+            data.push_str(&format!(
+                "\n            verify_organization {{\n                management_account_id = \"{account}\"\n                assume_org_role = \"org-reader\"\n                org_account_map_ttl = \"5m\"\n            }}"
+            ));
+        }
+    }
     let server = Server::start_new(
         &sc,
         "server",
         server_subject(),
         ServerOpts {
-            extra_plugins: "NodeAttestor \"aws_iid\" {\n        plugin_data {\n            skip_block_device = true\n        }\n    }".into(),
-            env: vec![
-                ("SPIRE_RS_TEST_AWS_IID_CA".into(), ca_path.display().to_string()),
-                ("AWS_ENDPOINT_URL".into(), moto.url.clone()),
-                ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
-                ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
-            ],
+            extra_plugins: format!(
+                "NodeAttestor \"aws_iid\" {{\n        plugin_data {{\n            {data}\n        }}\n    }}"
+            ),
+            env,
             ..Default::default()
         },
     )
@@ -116,6 +184,12 @@ async fn imds_fixture_and_moto() {
     assert!(
         server.log().contains("SPIRE_RS_TEST_AWS_IID_CA"),
         "the test trust override must be logged"
+    );
+    // Every key of the plugin data (the verify_organization block included) was taken.
+    assert!(
+        !server.log().contains("Unknown plugin configuration key"),
+        "{}",
+        server.log()
     );
 
     let workload = id("/workload");

@@ -1,10 +1,13 @@
-//! The AWS APIs the server half calls — `ec2:DescribeInstances`, `iam:GetInstanceProfile`
-//! and, with `assume_role`, `sts:AssumeRole` — as Query API requests signed with Signature
-//! Version 4 (our own signer: a few hashes and HMACs, no SDK). Credentials are the
-//! configured keys or `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (`AWS_SESSION_TOKEN`);
-//! endpoints are AWS's for the partition, or `AWS_ENDPOINT_URL_<SERVICE>`/`AWS_ENDPOINT_URL`
-//! as the SDKs honour them. Every exchange is bounded by the HTTP client's timeout and
-//! answers are read into the few fields SPIRE uses.
+//! The AWS APIs the server half calls — `ec2:DescribeInstances`, `iam:GetInstanceProfile`,
+//! `organizations:ListAccounts` (`verify_organization`), `eks:ListNodegroups`,
+//! `eks:DescribeNodegroup` and `autoscaling:DescribeAutoScalingGroups`
+//! (`validate_eks_cluster_membership`) and `sts:AssumeRole` — in each service's protocol
+//! (Query, JSON 1.1, REST-JSON), signed with Signature Version 4 (our own signer: a few
+//! hashes and HMACs, no SDK). Credentials are the configured keys, else the SDK's default
+//! chain ([`crate::creds`]); endpoints are AWS's for the partition, or
+//! `AWS_ENDPOINT_URL_<SERVICE>`/`AWS_ENDPOINT_URL` as the SDKs honour them. Every exchange
+//! is bounded by the HTTP client's timeout and answers are read into the few fields SPIRE
+//! uses.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use async_trait::async_trait;
 use aws_lc_rs::{digest, hmac};
 use tokio::sync::Mutex;
 
+use crate::creds::{Chain, Credentials, Sts};
 use crate::server::{AwsApi, BlockDevice, Instance, NetworkInterface, Session};
 
 /// The largest API answer read.
@@ -25,21 +29,15 @@ pub type EnvFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// Time as a dependency.
 pub type NowFn = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
-#[derive(Clone)]
-struct Creds {
-    key: String,
-    secret: String,
-    token: Option<String>,
-    expires: Option<u64>,
-}
-
 /// The production [`AwsApi`].
 pub struct AwsClient {
     http: spire_http::Client,
     now: NowFn,
     env: EnvFn,
+    /// The default credential chain, for sessions without configured keys.
+    chain: Chain,
     /// Assumed-role credentials by role ARN.
-    assumed: Mutex<HashMap<String, Creds>>,
+    assumed: Mutex<HashMap<String, Credentials>>,
 }
 
 impl std::fmt::Debug for AwsClient {
@@ -133,20 +131,22 @@ pub fn parse_time(s: &str) -> Option<i64> {
     Some(secs)
 }
 
+/// RFC 3986 percent-encoding, unreserved characters kept (SigV4's `UriEncode`).
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// `application/x-www-form-urlencoded` as the SDKs encode Query API bodies (RFC 3986
 /// unreserved characters kept).
 fn form(params: &[(String, String)]) -> String {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect::<String>()
-    };
     params
         .iter()
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
@@ -154,45 +154,67 @@ fn form(params: &[(String, String)]) -> String {
         .join("&")
 }
 
-#[allow(clippy::too_many_arguments)]
-/// Signature Version 4 headers for a POST of `body` to `host` (path `/`).
-pub fn sign_v4(
-    key: &str,
-    secret: &str,
-    token: Option<&str>,
+/// One request to sign.
+#[derive(Debug, Clone)]
+pub struct Signable<'a> {
+    /// `GET`, `POST`.
+    pub method: &'a str,
+    /// The path, already escaped (`/` for the Query and JSON protocols).
+    pub path: &'a str,
+    /// Query parameters, unescaped.
+    pub query: &'a [(String, String)],
+    /// `host` header value.
+    pub host: &'a str,
+    /// Other headers to sign (lower-case names), content type included.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// Signature Version 4 headers (`x-amz-date`, the session token, `authorization` and the
+/// given ones; not `host`) for `req` to `service` in `region`.
+pub fn sign(
+    creds: &Credentials,
     region: &str,
     service: &str,
-    host: &str,
-    body: &[u8],
+    req: &Signable<'_>,
     now: SystemTime,
 ) -> Vec<(String, String)> {
     let amz = amz_date(now);
     let date = &amz[..8];
-    let ctype = "application/x-www-form-urlencoded; charset=utf-8";
-    let mut headers = vec![
-        ("content-type".to_string(), ctype.to_string()),
-        ("host".to_string(), host.to_string()),
-        ("x-amz-date".to_string(), amz.clone()),
-    ];
-    if let Some(t) = token {
-        headers.push(("x-amz-security-token".to_string(), t.to_string()));
+    let mut headers = req.headers.clone();
+    headers.push(("host".to_string(), req.host.to_string()));
+    headers.push(("x-amz-date".to_string(), amz.clone()));
+    if let Some(t) = &creds.token {
+        headers.push(("x-amz-security-token".to_string(), t.clone()));
     }
+    headers.sort();
     let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
     let signed = signed.join(";");
     let canonical_headers: String = headers
         .iter()
         .map(|(k, v)| format!("{k}:{}\n", v.trim()))
         .collect();
+    let mut query: Vec<(String, String)> =
+        req.query.iter().map(|(k, v)| (enc(k), enc(v))).collect();
+    query.sort();
+    let query = query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
     let canonical = format!(
-        "POST\n/\n\n{canonical_headers}\n{signed}\n{}",
-        sha256_hex(body)
+        "{}\n{}\n{query}\n{canonical_headers}\n{signed}\n{}",
+        req.method,
+        req.path,
+        sha256_hex(req.body)
     );
     let scope = format!("{date}/{region}/{service}/aws4_request");
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz}\n{scope}\n{}",
         sha256_hex(canonical.as_bytes())
     );
-    let mut k = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let mut k = hmac_sha256(format!("AWS4{}", creds.secret).as_bytes(), date.as_bytes());
     for part in [region, service, "aws4_request"] {
         k = hmac_sha256(&k, part.as_bytes());
     }
@@ -201,10 +223,47 @@ pub fn sign_v4(
     headers.push((
         "authorization".to_string(),
         format!(
-            "AWS4-HMAC-SHA256 Credential={key}/{scope}, SignedHeaders={signed}, Signature={sig}"
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={sig}",
+            creds.key
         ),
     ));
     headers
+}
+
+/// What one API call sends, in its service's protocol.
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// The Query protocol: a form POST to `/` (EC2, IAM, STS, Auto Scaling).
+    Query(Vec<(String, String)>),
+    /// JSON 1.1: a POST to `/` with `X-Amz-Target` (Organizations).
+    Json {
+        /// `AWSOrganizationsV20161128.ListAccounts`.
+        target: String,
+        /// The JSON body.
+        body: String,
+    },
+    /// REST-JSON: a GET of a path with a query (EKS).
+    RestGet {
+        /// The escaped path.
+        path: String,
+        /// The query parameters.
+        query: Vec<(String, String)>,
+    },
+}
+
+/// Where one service is called.
+#[derive(Debug, Clone)]
+pub struct Service<'a> {
+    /// The signing name (`ec2`, `organizations`).
+    pub signing: &'a str,
+    /// The SDK's service ID as `AWS_ENDPOINT_URL_<ID>` spells it (`EC2`, `AUTO_SCALING`).
+    pub env_id: &'a str,
+    /// The SDK's name in errors (`EC2`, `Auto Scaling`).
+    pub sdk: &'a str,
+    /// The signing region.
+    pub region: &'a str,
+    /// The default host.
+    pub host: String,
 }
 
 fn dns_suffix(partition: &str) -> &'static str {
@@ -240,7 +299,8 @@ fn items<'a, 'i>(
 }
 
 /// The error of an API answer that is not 2xx, as the SDK words it.
-fn api_error(service: &str, op: &str, status: u16, body: &[u8]) -> String {
+fn api_error(service: &str, op: &str, resp: &spire_http::Response) -> String {
+    let (status, body) = (resp.status.as_u16(), &resp.body[..]);
     let text = String::from_utf8_lossy(body);
     let (code, msg, req) = match roxmltree::Document::parse(&text) {
         Ok(doc) => {
@@ -256,7 +316,34 @@ fn api_error(service: &str, op: &str, status: u16, body: &[u8]) -> String {
                 if r.is_empty() { find("RequestID") } else { r }
             })
         }
-        Err(_) => (String::new(), String::new(), String::new()),
+        Err(_) => match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) => {
+                let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+                let code = field("__type");
+                let code = code.rsplit('#').next().unwrap_or(code).to_string();
+                let msg = if field("message").is_empty() {
+                    field("Message")
+                } else {
+                    field("message")
+                };
+                (code, msg.to_string(), String::new())
+            }
+            Err(_) => (String::new(), String::new(), String::new()),
+        },
+    };
+    // REST-JSON services name the error and the request in headers.
+    let code = if code.is_empty() {
+        let t = resp.header("x-amzn-errortype").unwrap_or_default();
+        t.split(':').next().unwrap_or(t).to_string()
+    } else {
+        code
+    };
+    let req = if req.is_empty() {
+        resp.header("x-amzn-requestid")
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        req
     };
     format!(
         "operation error {service}: {op}, https response error StatusCode: {status}, RequestID: {req}, api error {code}: {msg}"
@@ -346,6 +433,116 @@ pub fn parse_instance_profile(xml: &str) -> Result<Vec<String>, String> {
         .unwrap_or_default())
 }
 
+/// Parses a `DescribeAutoScalingGroups` answer: the instance IDs and the next token.
+pub fn parse_auto_scaling_groups(xml: &str) -> Result<(Vec<String>, Option<String>), String> {
+    let doc =
+        roxmltree::Document::parse(xml).map_err(|e| format!("deserialization failed, {e}"))?;
+    let Some(result) = doc
+        .descendants()
+        .find(|d| d.is_element() && d.tag_name().name() == "DescribeAutoScalingGroupsResult")
+    else {
+        return Ok((Vec::new(), None));
+    };
+    let mut ids = Vec::new();
+    for group in items(result, "AutoScalingGroups", "member") {
+        for i in items(group, "Instances", "member") {
+            if let Some(id) = text(i, "InstanceId").filter(|v| !v.is_empty()) {
+                ids.push(id);
+            }
+        }
+    }
+    Ok((ids, text(result, "NextToken").filter(|t| !t.is_empty())))
+}
+
+/// One page of `ListAccounts`: (id, status) of each account and the next token.
+pub type AccountsPage = (Vec<(String, String)>, Option<String>);
+
+/// Parses a `ListAccounts` answer.
+pub fn parse_list_accounts(json: &[u8]) -> Result<AccountsPage, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Account {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        status: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        #[serde(default)]
+        accounts: Vec<Account>,
+        #[serde(default)]
+        next_token: Option<String>,
+    }
+    let a: Answer =
+        serde_json::from_slice(json).map_err(|e| format!("deserialization failed, {e}"))?;
+    Ok((
+        a.accounts
+            .into_iter()
+            .filter_map(|x| Some((x.id?, x.status.unwrap_or_default())))
+            .collect(),
+        a.next_token.filter(|t| !t.is_empty()),
+    ))
+}
+
+/// Parses a `ListNodegroups` answer: the names and the next token.
+pub fn parse_list_nodegroups(json: &[u8]) -> Result<(Vec<String>, Option<String>), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer {
+        #[serde(default)]
+        nodegroups: Vec<String>,
+        #[serde(default)]
+        next_token: Option<String>,
+    }
+    let a: Answer =
+        serde_json::from_slice(json).map_err(|e| format!("deserialization failed, {e}"))?;
+    Ok((a.nodegroups, a.next_token.filter(|t| !t.is_empty())))
+}
+
+/// Parses a `DescribeNodegroup` answer: its Auto Scaling groups' names (`None` where the
+/// API gives none).
+pub fn parse_describe_nodegroup(json: &[u8]) -> Result<Vec<Option<String>>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("deserialization failed, {e}"))?;
+    let groups = v
+        .pointer("/nodegroup/resources/autoScalingGroups")
+        .and_then(|g| g.as_array())
+        .cloned()
+        .unwrap_or_default();
+    Ok(groups
+        .iter()
+        .map(|g| g.get("name").and_then(|n| n.as_str()).map(str::to_string))
+        .collect())
+}
+
+fn strings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The Credentials element of an `AssumeRole`/`AssumeRoleWithWebIdentity` answer.
+fn parse_sts_credentials(xml: &str, op: &str) -> Result<Credentials, String> {
+    let doc =
+        roxmltree::Document::parse(xml).map_err(|e| format!("deserialization failed, {e}"))?;
+    let c = doc
+        .descendants()
+        .find(|d| d.is_element() && d.tag_name().name() == "Credentials")
+        .ok_or_else(|| format!("operation error STS: {op}, no credentials in the answer"))?;
+    Ok(Credentials {
+        key: text(c, "AccessKeyId").unwrap_or_default(),
+        secret: text(c, "SecretAccessKey").unwrap_or_default(),
+        token: text(c, "SessionToken").filter(|t| !t.is_empty()),
+        expires: text(c, "Expiration")
+            .and_then(|e| parse_time(&e))
+            .and_then(|e| u64::try_from(e).ok()),
+        source: "assumed role",
+    })
+}
+
 impl AwsClient {
     /// A client whose every exchange is bounded by `timeout`.
     pub fn new(timeout: Duration, now: NowFn) -> Self {
@@ -360,152 +557,206 @@ impl AwsClient {
     pub fn with_env(timeout: Duration, now: NowFn, env: EnvFn) -> Self {
         Self {
             http: spire_http::Client::new(timeout),
+            chain: Chain::new(env.clone(), now.clone(), timeout),
             now,
             env,
             assumed: Mutex::new(HashMap::new()),
         }
     }
 
-    fn endpoint(&self, service: &str, host: &str) -> String {
-        let var = format!("AWS_ENDPOINT_URL_{}", service.to_ascii_uppercase());
+    fn endpoint(&self, env_id: &str, host: &str) -> String {
+        let var = format!("AWS_ENDPOINT_URL_{env_id}");
         (self.env)(&var)
             .or_else(|| (self.env)("AWS_ENDPOINT_URL"))
             .map(|u| u.trim_end_matches('/').to_string())
             .unwrap_or_else(|| format!("https://{host}"))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One API call: `None` for `creds` sends it unsigned.
     async fn call(
         &self,
-        creds: &Creds,
-        service: &str,
-        sdk_service: &str,
+        creds: Option<&Credentials>,
+        svc: &Service<'_>,
         op: &str,
-        region: &str,
-        host: &str,
-        params: &[(String, String)],
-    ) -> Result<String, String> {
-        let url = format!("{}/", self.endpoint(service, host));
-        let parsed = url::Url::parse(&url)
-            .map_err(|e| format!("operation error {sdk_service}: {op}, {e}"))?;
-        let host_header = match (parsed.host_str(), parsed.port()) {
+        call: &Call,
+    ) -> Result<spire_http::Response, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("operation error {}: {op}, {e}", svc.sdk);
+        let base = self.endpoint(svc.env_id, &svc.host);
+        let (method, path, query, headers, body): (_, String, Vec<(String, String)>, _, Vec<u8>) =
+            match call {
+                Call::Query(params) => (
+                    "POST",
+                    "/".to_string(),
+                    Vec::new(),
+                    vec![(
+                        "content-type".to_string(),
+                        "application/x-www-form-urlencoded; charset=utf-8".to_string(),
+                    )],
+                    form(params).into_bytes(),
+                ),
+                Call::Json { target, body } => (
+                    "POST",
+                    "/".to_string(),
+                    Vec::new(),
+                    vec![
+                        (
+                            "content-type".to_string(),
+                            "application/x-amz-json-1.1".to_string(),
+                        ),
+                        ("x-amz-target".to_string(), target.clone()),
+                    ],
+                    body.clone().into_bytes(),
+                ),
+                Call::RestGet { path, query } => {
+                    ("GET", path.clone(), query.clone(), Vec::new(), Vec::new())
+                }
+            };
+        let mut url = url::Url::parse(&format!("{base}{path}")).map_err(|e| fail(&e))?;
+        if !query.is_empty() {
+            let q = query
+                .iter()
+                .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            url.set_query(Some(&q));
+        }
+        let host_header = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
-            _ => {
-                return Err(format!(
-                    "operation error {sdk_service}: {op}, invalid endpoint {url:?}"
-                ));
-            }
+            _ => return Err(fail(&format!("invalid endpoint {base:?}"))),
         };
-        let body = form(params);
-        let headers = sign_v4(
-            &creds.key,
-            &creds.secret,
-            creds.token.as_deref(),
-            region,
-            service,
-            &host_header,
-            body.as_bytes(),
-            (self.now)(),
-        );
-        let mut req = spire_http::Request::post(&url)
-            .map_err(|e| format!("operation error {sdk_service}: {op}, {e}"))?
-            .max_body(MAX_BODY);
+        // A path prefix in the endpoint URL is part of the signed path.
+        let signed_path = url.path().to_string();
+        let headers = match creds {
+            Some(c) => sign(
+                c,
+                svc.region,
+                svc.signing,
+                &Signable {
+                    method,
+                    path: &signed_path,
+                    query: &query,
+                    host: &host_header,
+                    headers,
+                    body: &body,
+                },
+                (self.now)(),
+            ),
+            None => headers,
+        };
+        let mut req = if method == "GET" {
+            spire_http::Request::get(url.as_str())
+        } else {
+            spire_http::Request::post(url.as_str())
+        }
+        .map_err(|e| fail(&e))?
+        .max_body(MAX_BODY);
         for (k, v) in &headers {
-            req = req
-                .header(k, v)
-                .map_err(|e| format!("operation error {sdk_service}: {op}, {e}"))?;
+            req = req.header(k, v).map_err(|e| fail(&e))?;
+        }
+        if method != "GET" {
+            req = req.body(body);
         }
         let resp = self
             .http
-            .send(req.body(body.into_bytes()))
+            .send(req)
             .await
-            .map_err(|e| {
-                format!("operation error {sdk_service}: {op}, request send failed, {e}")
-            })?;
+            .map_err(|e| fail(&format!("request send failed, {e}")))?;
         if !resp.status.is_success() {
-            return Err(api_error(sdk_service, op, resp.status.as_u16(), &resp.body));
+            return Err(api_error(svc.sdk, op, &resp));
         }
+        Ok(resp)
+    }
+
+    async fn call_text(
+        &self,
+        creds: Option<&Credentials>,
+        svc: &Service<'_>,
+        op: &str,
+        call: &Call,
+    ) -> Result<String, String> {
+        let resp = self.call(creds, svc, op, call).await?;
         resp.text()
             .map(str::to_string)
-            .map_err(|e| format!("operation error {sdk_service}: {op}, {e}"))
+            .map_err(|e| format!("operation error {}: {op}, {e}", svc.sdk))
     }
 
-    fn base_creds(&self, session: &Session) -> Result<Creds, String> {
+    /// The session's own credentials: its keys, else the default chain.
+    async fn base_creds(&self, session: &Session, region: &str) -> Result<Credentials, String> {
         if !session.access_key_id.is_empty() && !session.secret_access_key.is_empty() {
-            return Ok(Creds {
-                key: session.access_key_id.clone(),
-                secret: session.secret_access_key.clone(),
-                token: None,
-                expires: None,
-            });
+            // Keys SPIRE took from the environment keep the environment's session token.
+            let token = ((self.env)("AWS_ACCESS_KEY_ID").as_deref()
+                == Some(session.access_key_id.as_str()))
+            .then(|| (self.env)("AWS_SESSION_TOKEN"))
+            .flatten();
+            return Ok(Credentials::fixed(
+                &session.access_key_id,
+                &session.secret_access_key,
+                token,
+                "configuration",
+            ));
         }
-        match ((self.env)("AWS_ACCESS_KEY_ID"), (self.env)("AWS_SECRET_ACCESS_KEY")) {
-            (Some(key), Some(secret)) => Ok(Creds {
-                key,
-                secret,
-                token: (self.env)("AWS_SESSION_TOKEN"),
-                expires: None,
-            }),
-            _ => Err("failed to refresh cached credentials, no AWS credentials: set access_key_id and secret_access_key or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into()),
-        }
+        self.chain.get(self, region).await
     }
 
-    /// The credentials for `account_id`: assumed role when configured (cached until 5 minutes
-    /// before they expire).
-    async fn creds(
+    /// The base credentials, or those of `role_arn` assumed with them (cached until five
+    /// minutes before they expire).
+    async fn role_creds(
         &self,
         session: &Session,
         region: &str,
-        account_id: &str,
-    ) -> Result<Creds, String> {
-        let base = self.base_creds(session)?;
-        if session.assume_role.is_empty() {
+        role_arn: Option<String>,
+    ) -> Result<Credentials, String> {
+        let base = self.base_creds(session, region).await?;
+        let Some(role) = role_arn else {
             return Ok(base);
-        }
-        let role = format!(
-            "arn:{}:iam::{account_id}:role/{}",
-            session.partition, session.assume_role
-        );
+        };
         let now = (self.now)()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut cache = self.assumed.lock().await;
         if let Some(c) = cache.get(&role)
-            && c.expires.is_some_and(|e| e > now + 300)
+            && c.expires
+                .is_some_and(|e| e > now + crate::creds::EXPIRY_WINDOW)
         {
             return Ok(c.clone());
         }
-        let host = format!("sts.{region}.{}", dns_suffix(&session.partition));
-        let params = vec![
-            ("Action".to_string(), "AssumeRole".to_string()),
-            ("Version".to_string(), "2011-06-15".to_string()),
-            ("RoleArn".to_string(), role.clone()),
-            ("RoleSessionName".to_string(), format!("spire-rs-{now}")),
-        ];
-        let xml = self
-            .call(&base, "sts", "STS", "AssumeRole", region, &host, &params)
+        let nanos = (self.now)()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let creds = self
+            .assume_role(&base, region, &role, &format!("aws-go-sdk-{nanos}"), None)
             .await?;
-        let doc =
-            roxmltree::Document::parse(&xml).map_err(|e| format!("deserialization failed, {e}"))?;
-        let c = doc
-            .descendants()
-            .find(|d| d.is_element() && d.tag_name().name() == "Credentials")
-            .ok_or("operation error STS: AssumeRole, no credentials in the answer")?;
-        let creds = Creds {
-            key: text(c, "AccessKeyId").unwrap_or_default(),
-            secret: text(c, "SecretAccessKey").unwrap_or_default(),
-            token: text(c, "SessionToken"),
-            expires: text(c, "Expiration")
-                .and_then(|e| parse_time(&e))
-                .and_then(|e| u64::try_from(e).ok()),
-        };
         cache.insert(role, creds.clone());
         Ok(creds)
     }
-}
 
-impl AwsClient {
+    /// The credentials for calls in `account_id`: assumed role when configured.
+    async fn creds(
+        &self,
+        session: &Session,
+        region: &str,
+        account_id: &str,
+    ) -> Result<Credentials, String> {
+        let role = (!session.assume_role.is_empty()).then(|| {
+            format!(
+                "arn:{}:iam::{account_id}:role/{}",
+                session.partition, session.assume_role
+            )
+        });
+        self.role_creds(session, region, role).await
+    }
+
+    fn sts_service<'a>(&self, region: &'a str, partition: &str) -> Service<'a> {
+        Service {
+            signing: "sts",
+            env_id: "STS",
+            sdk: "STS",
+            region,
+            host: format!("sts.{region}.{}", dns_suffix(partition)),
+        }
+    }
+
     /// A signed Query API call of `action` to `service` (`ec2`, `iam`, `sts`) in `region`
     /// with `session`'s credentials: the answer's XML text.
     pub async fn query(
@@ -517,16 +768,175 @@ impl AwsClient {
         action: &str,
         params: &[(&str, &str)],
     ) -> Result<String, String> {
-        let creds = self.base_creds(session)?;
-        let host = format!("{service}.{region}.{}", dns_suffix(&session.partition));
-        let mut all = vec![
-            ("Action".to_string(), action.to_string()),
-            ("Version".to_string(), version.to_string()),
-        ];
-        all.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let creds = self.base_creds(session, region).await?;
         let upper = service.to_ascii_uppercase();
-        self.call(&creds, service, &upper, action, region, &host, &all)
+        let svc = Service {
+            signing: service,
+            env_id: &upper,
+            sdk: &upper,
+            region,
+            host: format!("{service}.{region}.{}", dns_suffix(&session.partition)),
+        };
+        let mut all = strings(&[("Action", action), ("Version", version)]);
+        all.extend(strings(params));
+        self.call_text(Some(&creds), &svc, action, &Call::Query(all))
             .await
+    }
+
+    /// A signed JSON 1.1 call (moto seeding of Organizations, tests).
+    pub async fn json(
+        &self,
+        session: &Session,
+        svc: &Service<'_>,
+        target: &str,
+        body: &str,
+    ) -> Result<String, String> {
+        let creds = self.base_creds(session, svc.region).await?;
+        let op = target.rsplit('.').next().unwrap_or(target);
+        self.call_text(
+            Some(&creds),
+            svc,
+            op,
+            &Call::Json {
+                target: target.to_string(),
+                body: body.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// A signed REST-JSON POST is not needed by SPIRE; tests seed EKS through this helper.
+    pub async fn rest_json_post(
+        &self,
+        session: &Session,
+        svc: &Service<'_>,
+        path: &str,
+        body: &str,
+    ) -> Result<String, String> {
+        let creds = self.base_creds(session, svc.region).await?;
+        let url = format!("{}{path}", self.endpoint(svc.env_id, &svc.host));
+        let parsed = url::Url::parse(&url).map_err(|e| e.to_string())?;
+        let host = match (parsed.host_str(), parsed.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => return Err(format!("invalid endpoint {url:?}")),
+        };
+        let headers = sign(
+            &creds,
+            svc.region,
+            svc.signing,
+            &Signable {
+                method: "POST",
+                path: parsed.path(),
+                query: &[],
+                host: &host,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.as_bytes(),
+            },
+            (self.now)(),
+        );
+        let mut req = spire_http::Request::post(&url)
+            .map_err(|e| e.to_string())?
+            .max_body(MAX_BODY);
+        for (k, v) in &headers {
+            req = req.header(k, v).map_err(|e| e.to_string())?;
+        }
+        let resp = self
+            .http
+            .send(req.body(body.as_bytes().to_vec()))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status.is_success() {
+            return Err(api_error(svc.sdk, "POST", &resp));
+        }
+        resp.text().map(str::to_string).map_err(|e| e.to_string())
+    }
+}
+
+/// Organizations' endpoint and signing region for a partition (a global service).
+pub fn organizations_service(partition: &str) -> Service<'static> {
+    let (host, region) = match partition {
+        "aws-cn" => (
+            "organizations.cn-northwest-1.amazonaws.com.cn",
+            "cn-northwest-1",
+        ),
+        "aws-us-gov" => ("organizations.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+        _ => ("organizations.us-east-1.amazonaws.com", "us-east-1"),
+    };
+    Service {
+        signing: "organizations",
+        env_id: "ORGANIZATIONS",
+        sdk: "Organizations",
+        region,
+        host: host.to_string(),
+    }
+}
+
+/// EKS's regional endpoint.
+pub fn eks_service<'a>(region: &'a str, partition: &str) -> Service<'a> {
+    Service {
+        signing: "eks",
+        env_id: "EKS",
+        sdk: "EKS",
+        region,
+        host: format!("eks.{region}.{}", dns_suffix(partition)),
+    }
+}
+
+#[async_trait]
+impl Sts for AwsClient {
+    async fn assume_role(
+        &self,
+        with: &Credentials,
+        region: &str,
+        role_arn: &str,
+        session_name: &str,
+        external_id: Option<&str>,
+    ) -> Result<Credentials, String> {
+        let partition = role_arn.split(':').nth(1).unwrap_or("aws");
+        let svc = self.sts_service(region, partition);
+        let mut params = strings(&[
+            ("Action", "AssumeRole"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", role_arn),
+            ("RoleSessionName", session_name),
+        ]);
+        if let Some(x) = external_id {
+            params.push(("ExternalId".into(), x.into()));
+        }
+        let xml = self
+            .call_text(Some(with), &svc, "AssumeRole", &Call::Query(params))
+            .await?;
+        parse_sts_credentials(&xml, "AssumeRole")
+    }
+
+    async fn assume_role_with_web_identity(
+        &self,
+        region: &str,
+        role_arn: &str,
+        session_name: &str,
+        token: &str,
+    ) -> Result<Credentials, String> {
+        let partition = role_arn.split(':').nth(1).unwrap_or("aws");
+        let svc = self.sts_service(region, partition);
+        let params = strings(&[
+            ("Action", "AssumeRoleWithWebIdentity"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", role_arn),
+            ("RoleSessionName", session_name),
+            ("WebIdentityToken", token),
+        ]);
+        let xml = self
+            .call_text(
+                None,
+                &svc,
+                "AssumeRoleWithWebIdentity",
+                &Call::Query(params),
+            )
+            .await?;
+        let mut c = parse_sts_credentials(&xml, "AssumeRoleWithWebIdentity")?;
+        c.source = "web identity";
+        Ok(c)
     }
 }
 
@@ -540,27 +950,27 @@ impl AwsApi for AwsClient {
         instance_id: &str,
     ) -> Result<Vec<Vec<Instance>>, String> {
         let creds = self.creds(session, region, account_id).await?;
-        let host = format!("ec2.{region}.{}", dns_suffix(&session.partition));
-        let params: Vec<(String, String)> = [
+        let svc = Service {
+            signing: "ec2",
+            env_id: "EC2",
+            sdk: "EC2",
+            region,
+            host: format!("ec2.{region}.{}", dns_suffix(&session.partition)),
+        };
+        let params = strings(&[
             ("Action", "DescribeInstances"),
             ("Filter.1.Name", "instance-state-name"),
             ("Filter.1.Value.1", "pending"),
             ("Filter.1.Value.2", "running"),
             ("InstanceId.1", instance_id),
             ("Version", "2016-11-15"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         let xml = self
-            .call(
-                &creds,
-                "ec2",
-                "EC2",
+            .call_text(
+                Some(&creds),
+                &svc,
                 "DescribeInstances",
-                region,
-                &host,
-                &params,
+                &Call::Query(params),
             )
             .await?;
         parse_describe_instances(&xml)
@@ -579,26 +989,142 @@ impl AwsApi for AwsClient {
             "aws-us-gov" => ("iam.us-gov.amazonaws.com".to_string(), "us-gov-west-1"),
             _ => ("iam.amazonaws.com".to_string(), "us-east-1"),
         };
-        let params: Vec<(String, String)> = [
+        let svc = Service {
+            signing: "iam",
+            env_id: "IAM",
+            sdk: "IAM",
+            region: signing_region,
+            host,
+        };
+        let params = strings(&[
             ("Action", "GetInstanceProfile"),
             ("InstanceProfileName", name),
             ("Version", "2010-05-08"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         let xml = self
-            .call(
-                &creds,
-                "iam",
-                "IAM",
+            .call_text(
+                Some(&creds),
+                &svc,
                 "GetInstanceProfile",
-                signing_region,
-                &host,
-                &params,
+                &Call::Query(params),
             )
             .await?;
         parse_instance_profile(&xml)
+    }
+
+    async fn list_accounts(
+        &self,
+        session: &Session,
+        region: &str,
+        org_role_arn: &str,
+        next: Option<&str>,
+    ) -> Result<crate::api::AccountsPage, String> {
+        let creds = self
+            .role_creds(session, region, Some(org_role_arn.to_string()))
+            .await?;
+        let svc = organizations_service(&session.partition);
+        let body = match next {
+            Some(t) => serde_json::json!({ "NextToken": t }).to_string(),
+            None => "{}".to_string(),
+        };
+        let resp = self
+            .call(
+                Some(&creds),
+                &svc,
+                "ListAccounts",
+                &Call::Json {
+                    target: "AWSOrganizationsV20161128.ListAccounts".into(),
+                    body,
+                },
+            )
+            .await?;
+        parse_list_accounts(&resp.body)
+    }
+
+    async fn list_nodegroups(
+        &self,
+        session: &Session,
+        region: &str,
+        account_id: &str,
+        cluster: &str,
+        next: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), String> {
+        let creds = self.creds(session, region, account_id).await?;
+        let svc = eks_service(region, &session.partition);
+        let query = next
+            .map(|t| vec![("nextToken".to_string(), t.to_string())])
+            .unwrap_or_default();
+        let resp = self
+            .call(
+                Some(&creds),
+                &svc,
+                "ListNodegroups",
+                &Call::RestGet {
+                    path: format!("/clusters/{}/node-groups", enc(cluster)),
+                    query,
+                },
+            )
+            .await?;
+        parse_list_nodegroups(&resp.body)
+    }
+
+    async fn nodegroup_auto_scaling_groups(
+        &self,
+        session: &Session,
+        region: &str,
+        account_id: &str,
+        cluster: &str,
+        nodegroup: &str,
+    ) -> Result<Vec<Option<String>>, String> {
+        let creds = self.creds(session, region, account_id).await?;
+        let svc = eks_service(region, &session.partition);
+        let resp = self
+            .call(
+                Some(&creds),
+                &svc,
+                "DescribeNodegroup",
+                &Call::RestGet {
+                    path: format!("/clusters/{}/node-groups/{}", enc(cluster), enc(nodegroup)),
+                    query: Vec::new(),
+                },
+            )
+            .await?;
+        parse_describe_nodegroup(&resp.body)
+    }
+
+    async fn auto_scaling_group_instances(
+        &self,
+        session: &Session,
+        region: &str,
+        account_id: &str,
+        group: &str,
+        next: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), String> {
+        let creds = self.creds(session, region, account_id).await?;
+        let svc = Service {
+            signing: "autoscaling",
+            env_id: "AUTO_SCALING",
+            sdk: "Auto Scaling",
+            region,
+            host: format!("autoscaling.{region}.{}", dns_suffix(&session.partition)),
+        };
+        let mut params = strings(&[
+            ("Action", "DescribeAutoScalingGroups"),
+            ("AutoScalingGroupNames.member.1", group),
+            ("Version", "2011-01-01"),
+        ]);
+        if let Some(t) = next {
+            params.push(("NextToken".into(), t.into()));
+        }
+        let xml = self
+            .call_text(
+                Some(&creds),
+                &svc,
+                "DescribeAutoScalingGroups",
+                &Call::Query(params),
+            )
+            .await?;
+        parse_auto_scaling_groups(&xml)
     }
 }
 
@@ -623,6 +1149,108 @@ mod tests {
         );
         assert_eq!(parse_time("2015-08-30T12:36:00.000Z"), Some(1_440_938_160));
         assert_eq!(parse_time("2015-08-30T14:36:00+02:00"), Some(1_440_938_160));
+    }
+
+    #[test]
+    fn requests_sign_as_the_sdks_sign_them() {
+        // AWS's SigV4 test suite credentials and time; the first signature is the suite's
+        // `get-vanilla-query-order-key-case`, the others botocore's for the same requests.
+        let creds = Credentials::fixed(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            "test",
+        );
+        let t = UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        let signature = |method,
+                         path,
+                         query: &[(String, String)],
+                         headers: Vec<(String, String)>,
+                         body: &[u8]| {
+            let h = sign(
+                &creds,
+                "us-east-1",
+                "service",
+                &Signable {
+                    method,
+                    path,
+                    query,
+                    host: "example.amazonaws.com",
+                    headers,
+                    body,
+                },
+                t,
+            );
+            let auth = h
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .unwrap()
+                .1
+                .clone();
+            auth.rsplit("Signature=").next().unwrap().to_string()
+        };
+        assert_eq!(
+            signature(
+                "GET",
+                "/",
+                &strings(&[("Param2", "value2"), ("Param1", "value1")]),
+                vec![],
+                b""
+            ),
+            "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
+        );
+        assert_eq!(
+            signature(
+                "GET",
+                "/clusters/prod/node-groups",
+                &strings(&[("nextToken", "a/b=")]),
+                vec![],
+                b""
+            ),
+            "c27a8fbf22b3d755b404aeef88a33421558cfa90bd33783ae0b9b6eabae2cec5"
+        );
+        assert_eq!(
+            signature(
+                "POST",
+                "/",
+                &[],
+                vec![
+                    (
+                        "x-amz-target".into(),
+                        "AWSOrganizationsV20161128.ListAccounts".into()
+                    ),
+                    ("content-type".into(), "application/x-amz-json-1.1".into()),
+                ],
+                b"{}"
+            ),
+            "ab1d730c4cfae5a7135fcf5be0f51d1a763c9ba8f46faffde564b050760b1dbd"
+        );
+    }
+
+    #[test]
+    fn membership_answers_are_read() {
+        let (accounts, next) = parse_list_accounts(br#"{"Accounts":[{"Id":"111","Arn":"arn","Status":"ACTIVE","JoinedTimestamp":1.7E9},{"Id":"222","Status":"SUSPENDED"}],"NextToken":"n1"}"#).unwrap();
+        assert_eq!(
+            accounts,
+            [
+                ("111".to_string(), "ACTIVE".to_string()),
+                ("222".to_string(), "SUSPENDED".to_string())
+            ]
+        );
+        assert_eq!(next.as_deref(), Some("n1"));
+        let (groups, next) =
+            parse_list_nodegroups(br#"{"nodegroups":["a","b"],"nextToken":null}"#).unwrap();
+        assert_eq!(
+            (groups, next),
+            (vec!["a".to_string(), "b".to_string()], None)
+        );
+        let asgs = parse_describe_nodegroup(br#"{"nodegroup":{"nodegroupName":"a","resources":{"autoScalingGroups":[{"name":"eks-a-1"},{}],"remoteAccessSecurityGroup":null}}}"#).unwrap();
+        assert_eq!(asgs, [Some("eks-a-1".to_string()), None]);
+        let xml = r#"<DescribeAutoScalingGroupsResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><DescribeAutoScalingGroupsResult><AutoScalingGroups><member><AutoScalingGroupName>eks-a-1</AutoScalingGroupName><Instances><member><InstanceId>i-1</InstanceId><HealthStatus>Healthy</HealthStatus></member><member><InstanceId>i-2</InstanceId></member></Instances></member></AutoScalingGroups><NextToken>t2</NextToken></DescribeAutoScalingGroupsResult></DescribeAutoScalingGroupsResponse>"#;
+        let (ids, next) = parse_auto_scaling_groups(xml).unwrap();
+        assert_eq!(ids, ["i-1", "i-2"]);
+        assert_eq!(next.as_deref(), Some("t2"));
+        assert!(parse_list_accounts(b"<html>").is_err());
     }
 
     #[test]

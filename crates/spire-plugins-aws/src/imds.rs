@@ -145,31 +145,44 @@ impl Imds {
 
     /// `GetDynamicData`: the text at `/latest/dynamic/<path>`.
     pub async fn dynamic_data(&mut self, path: &str) -> Result<String, ImdsError> {
-        const OP: &str = "GetDynamicData";
-        let token = self.token(OP).await?;
-        let url = format!("{}/latest/dynamic/{path}", self.endpoint);
+        self.read("GetDynamicData", "dynamic", path).await
+    }
+
+    /// `GetMetadata`: the text at `/latest/meta-data/<path>`.
+    pub async fn meta_data(&mut self, path: &str) -> Result<String, ImdsError> {
+        self.read("GetMetadata", "meta-data", path).await
+    }
+
+    async fn read(
+        &mut self,
+        op: &'static str,
+        tree: &str,
+        path: &str,
+    ) -> Result<String, ImdsError> {
+        let token = self.token(op).await?;
+        let url = format!("{}/latest/{tree}/{path}", self.endpoint);
         let mut req = Request::get(&url)
-            .map_err(|e| ImdsError::new(OP, e.to_string()))?
+            .map_err(|e| ImdsError::new(op, e.to_string()))?
             .max_body(MAX_BODY);
         if let Some(t) = &token {
             req = req
                 .header(TOKEN_HEADER, t)
-                .map_err(|e| ImdsError::new(OP, e.to_string()))?;
+                .map_err(|e| ImdsError::new(op, e.to_string()))?;
         }
         let resp = self
             .client
             .send(req)
             .await
-            .map_err(|e| ImdsError::new(OP, send_error("GET", &url, &e)))?;
+            .map_err(|e| ImdsError::new(op, send_error("GET", &url, &e)))?;
         if !resp.status.is_success() {
             if resp.status.as_u16() == 401 {
                 // A token that expired or was revoked: the next read asks for a new one.
                 self.token = None;
             }
-            return Err(ImdsError::new(OP, status_error(&resp)));
+            return Err(ImdsError::new(op, status_error(&resp)));
         }
         resp.text()
             .map(str::to_string)
-            .map_err(|e| ImdsError::new(OP, format!("read response body failed, {e}")))
+            .map_err(|e| ImdsError::new(op, format!("read response body failed, {e}")))
     }
 }

@@ -11,7 +11,9 @@
 pub mod agent;
 pub mod api;
 pub mod cacerts;
+pub mod creds;
 pub mod imds;
+pub mod membership;
 #[cfg(any(test, feature = "test-support"))]
 pub mod moto;
 pub mod pkcs7;

@@ -14,7 +14,11 @@ use spire_plugin::{
 };
 use spire_plugin_host::hostservices::AgentLookupCell;
 
+use crate::api::NowFn;
 use crate::cacerts::{KeyType, Trust};
+use crate::membership::{
+    EKS_TTL, EksConfig, MembershipCache, Org, OrgConfig, eks_instances, organization_accounts,
+};
 use crate::pkcs7::SignedData;
 use crate::{IidAttestationData, InstanceIdentityDocument, PLUGIN_NAME};
 
@@ -52,12 +56,12 @@ pub struct ServerConfig {
     /// The agent ID path template.
     #[serde(default)]
     pub agent_path_template: String,
-    /// AWS Organizations membership check (not available in spire-rs).
+    /// Only nodes of the organization's ACTIVE accounts attest.
     #[serde(default)]
-    pub verify_organization: Option<serde::de::IgnoredAny>,
-    /// EKS node group membership check (not available in spire-rs).
+    pub verify_organization: Option<OrgConfig>,
+    /// Only instances of the named EKS clusters' node groups attest.
     #[serde(default)]
-    pub validate_eks_cluster_membership: Option<serde::de::IgnoredAny>,
+    pub validate_eks_cluster_membership: Option<EksConfig>,
 }
 
 /// Credentials and role settings for the AWS API client (`SessionConfig`).
@@ -141,6 +145,46 @@ pub trait AwsApi: Send + Sync + std::fmt::Debug {
         account_id: &str,
         name: &str,
     ) -> Result<Vec<String>, String>;
+
+    /// `organizations:ListAccounts` (one page) with the credentials of `org_role_arn`,
+    /// assumed through STS in `region`: (account ID, status) and the next page's token.
+    async fn list_accounts(
+        &self,
+        session: &Session,
+        region: &str,
+        org_role_arn: &str,
+        next: Option<&str>,
+    ) -> Result<crate::api::AccountsPage, String>;
+
+    /// `eks:ListNodegroups` (one page): the node group names and the next page's token.
+    async fn list_nodegroups(
+        &self,
+        session: &Session,
+        region: &str,
+        account_id: &str,
+        cluster: &str,
+        next: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), String>;
+
+    /// `eks:DescribeNodegroup`: the names of the node group's Auto Scaling groups.
+    async fn nodegroup_auto_scaling_groups(
+        &self,
+        session: &Session,
+        region: &str,
+        account_id: &str,
+        cluster: &str,
+        nodegroup: &str,
+    ) -> Result<Vec<Option<String>>, String>;
+
+    /// `autoscaling:DescribeAutoScalingGroups` of one group (one page): its instance IDs.
+    async fn auto_scaling_group_instances(
+        &self,
+        session: &Session,
+        region: &str,
+        account_id: &str,
+        group: &str,
+        next: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), String>;
 }
 
 /// The server half of `aws_iid`.
@@ -155,6 +199,8 @@ pub struct AwsIidServer {
     trust: Trust,
     agents: AgentLookupCell,
     api: Arc<dyn AwsApi>,
+    org: Option<(Org, MembershipCache)>,
+    eks: Option<(Vec<String>, MembershipCache)>,
 }
 
 impl std::fmt::Debug for AwsIidServer {
@@ -233,16 +279,21 @@ impl AwsIidServer {
                 PARTITIONS.join(" ")
             )));
         }
-        if config.verify_organization.is_some() {
-            return Err(invalid(
-                "verify_organization is not supported by spire-rs's aws_iid",
-            ));
-        }
-        if config.validate_eks_cluster_membership.is_some() {
-            return Err(invalid(
-                "validate_eks_cluster_membership is not supported by spire-rs's aws_iid",
-            ));
-        }
+        let now: NowFn = Arc::new(std::time::SystemTime::now);
+        let org = match &config.verify_organization {
+            Some(c) => {
+                let org = c.check().map_err(invalid)?;
+                let cache = MembershipCache::new(org.ttl, now.clone());
+                Some((org, cache))
+            }
+            None => None,
+        };
+        let eks = config.validate_eks_cluster_membership.as_ref().map(|c| {
+            (
+                c.eks_cluster_names.clone(),
+                MembershipCache::new(EKS_TTL, now.clone()),
+            )
+        });
         Ok(Self {
             trust_domain,
             template,
@@ -254,7 +305,78 @@ impl AwsIidServer {
             trust,
             agents,
             api,
+            org,
+            eks,
         })
+    }
+
+    /// The same plugin with the membership caches on `now`'s clock.
+    pub fn with_clock(mut self, now: NowFn) -> Self {
+        if let Some((org, _)) = self.org.take() {
+            let cache = MembershipCache::new(org.ttl, now.clone());
+            self.org = Some((org, cache));
+        }
+        if let Some((names, _)) = self.eks.take() {
+            self.eks = Some((names, MembershipCache::new(EKS_TTL, now)));
+        }
+        self
+    }
+
+    /// `verify_organization`: the node's account is an ACTIVE account of the organization.
+    async fn check_organization(&self, doc: &InstanceIdentityDocument) -> PluginResult<()> {
+        let Some((org, cache)) = &self.org else {
+            return Ok(());
+        };
+        let api = self.api.as_ref();
+        let check = cache.is_member(&doc.account_id, || {
+            organization_accounts(api, &self.session, org)
+        });
+        let member = tokio::time::timeout(AWS_TIMEOUT, check)
+            .await
+            .unwrap_or_else(|_| Err("context deadline exceeded".into()))
+            .map_err(|e| {
+                internal(format!(
+                    "failed aws ec2 attestation, issue while verifying if nodes account id: {} belong to org: {e}",
+                    doc.account_id
+                ))
+            })?;
+        if member {
+            Ok(())
+        } else {
+            Err(internal(format!(
+                "failed aws ec2 attestation, nodes account id: {} is not part of configured organization or doesn't have ACTIVE status",
+                doc.account_id
+            )))
+        }
+    }
+
+    /// `validate_eks_cluster_membership`: the instance is in one of the clusters' node
+    /// groups (listed through the node's own account and region, as SPIRE does).
+    async fn check_eks(&self, doc: &InstanceIdentityDocument) -> PluginResult<()> {
+        let Some((clusters, cache)) = &self.eks else {
+            return Ok(());
+        };
+        let api = self.api.as_ref();
+        let check = cache.is_member(&doc.instance_id, || {
+            eks_instances(api, &self.session, &doc.region, &doc.account_id, clusters)
+        });
+        let member = tokio::time::timeout(AWS_TIMEOUT, check)
+            .await
+            .unwrap_or_else(|_| Err("context deadline exceeded".into()))
+            .map_err(|e| {
+                internal(format!(
+                    "failed aws eks attestation, issue while verifying if nodes id: {} belong to cluster: {e}",
+                    doc.instance_id
+                ))
+            })?;
+        if member {
+            Ok(())
+        } else {
+            Err(internal(format!(
+                "failed aws eks attestation, nodes id: {} is not part of configured EKS cluster",
+                doc.instance_id
+            )))
+        }
     }
 
     async fn assess_tofu(&self, agent_id: &str) -> PluginResult<()> {
@@ -496,6 +618,8 @@ impl ServerNodeAttestor for AwsIidServer {
             return Err(invalid("missing attestation payload"));
         }
         let (_, doc) = validate_payload(&payload, &self.trust)?;
+        self.check_organization(&doc).await?;
+        self.check_eks(&doc).await?;
         let in_trust_list = self.local_accounts.contains(&doc.account_id);
         let reservations = tokio::time::timeout(
             AWS_TIMEOUT,

@@ -333,6 +333,80 @@ impl AwsApi for FakeApi {
         self.calls.lock().unwrap().push(format!("profile {name}"));
         Ok(vec![format!("arn:aws:iam::123456789012:role/{name}-role")])
     }
+    async fn list_accounts(
+        &self,
+        _: &Session,
+        region: &str,
+        role: &str,
+        next: Option<&str>,
+    ) -> Result<crate::api::AccountsPage, String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("accounts {role}@{region} {next:?}"));
+        // Two pages: an ACTIVE and a SUSPENDED account, then the node's account.
+        Ok(match next {
+            None => (
+                vec![
+                    ("111111111111".into(), "ACTIVE".into()),
+                    ("222222222222".into(), "SUSPENDED".into()),
+                ],
+                Some("page2".into()),
+            ),
+            Some(_) => (vec![("123456789012".into(), "ACTIVE".into())], None),
+        })
+    }
+    async fn list_nodegroups(
+        &self,
+        _: &Session,
+        region: &str,
+        account: &str,
+        cluster: &str,
+        _: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("nodegroups {cluster} {account}@{region}"));
+        if cluster == "missing" {
+            return Err(
+                "api error ResourceNotFoundException: No cluster found for name: missing.".into(),
+            );
+        }
+        Ok((vec![format!("{cluster}-ng")], None))
+    }
+    async fn nodegroup_auto_scaling_groups(
+        &self,
+        _: &Session,
+        _: &str,
+        _: &str,
+        _: &str,
+        nodegroup: &str,
+    ) -> Result<Vec<Option<String>>, String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("nodegroup {nodegroup}"));
+        Ok(vec![None, Some(format!("{nodegroup}-asg"))])
+    }
+    async fn auto_scaling_group_instances(
+        &self,
+        _: &Session,
+        _: &str,
+        _: &str,
+        group: &str,
+        _: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), String> {
+        self.calls.lock().unwrap().push(format!("asg {group}"));
+        Ok((
+            if group == "prod-ng-asg" {
+                vec!["i-0abc".into()]
+            } else {
+                vec!["i-other".into()]
+            },
+            None,
+        ))
+    }
 }
 
 struct Known(BTreeSet<String>);
@@ -568,6 +642,157 @@ fn configuration_errors_are_spires() {
     assert_eq!(
         e.message,
         "failed to parse agent svid template: \"/{{ .InstanceID \""
+    );
+}
+
+#[tokio::test]
+async fn organization_membership_gates_attestation() {
+    let ca = TestCa::new("test").unwrap();
+    let p = bytes(&payload(&ca, &doc()));
+    let api = Arc::new(FakeApi {
+        reservations: vec![vec![instance(100, 100)]],
+        ..Default::default()
+    });
+    let cfg = r#"{"verify_organization": {"management_account_id": "999999999999", "assume_org_role": "spire-org", "management_account_region": "eu-west-1"}, "disable_instance_profile_selectors": true}"#;
+    let s = server(cfg, api.clone(), &[], &ca).unwrap();
+    s.attest(p.clone(), &mut NoChallenge).await.unwrap();
+    // Both pages read with the organization role; the list is cached for the next node.
+    s.attest(p.clone(), &mut NoChallenge).await.unwrap();
+    assert_eq!(
+        *api.calls.lock().unwrap(),
+        [
+            "accounts arn:aws:iam::999999999999:role/spire-org@eu-west-1 None",
+            "accounts arn:aws:iam::999999999999:role/spire-org@eu-west-1 Some(\"page2\")",
+            "describe 123456789012@us-west-2 i-0abc",
+            "describe 123456789012@us-west-2 i-0abc",
+        ]
+    );
+    // A node of a suspended account is refused before any EC2 call.
+    let other = doc().replace("123456789012", "222222222222");
+    let api = Arc::new(FakeApi::default());
+    let e = server(cfg, api.clone(), &[], &ca)
+        .unwrap()
+        .attest(bytes(&payload(&ca, &other)), &mut NoChallenge)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, Code::Internal);
+    assert_eq!(
+        e.message,
+        "failed aws ec2 attestation, nodes account id: 222222222222 is not part of configured organization or doesn't have ACTIVE status"
+    );
+    assert!(
+        api.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|c| c.starts_with("accounts"))
+    );
+    // The block's required keys and TTL bounds, with SPIRE's words.
+    let e = server(
+        r#"{"verify_organization": {"management_account_id": "1"}}"#,
+        api.clone(),
+        &[],
+        &ca,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, Code::InvalidArgument);
+    assert!(
+        e.message
+            .contains("\"management_account_id\" & \"assume_org_role\"")
+    );
+    let e = server(r#"{"verify_organization": {"management_account_id": "1", "assume_org_role": "r", "org_account_map_ttl": "10s"}}"#, api, &[], &ca).unwrap_err();
+    assert!(
+        e.message.contains("greater than or equal to \"1m\""),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn membership_blocks_decode_from_hcl() {
+    let text = r#"plugins {
+  NodeAttestor "aws_iid" {
+    plugin_data {
+      skip_block_device = true
+      verify_organization {
+        management_account_id = "999999999999"
+        assume_org_role = "spire-org"
+        org_account_map_ttl = "5m"
+      }
+      validate_eks_cluster_membership {
+        eks_cluster_names = ["prod", "dev"]
+      }
+    }
+  }
+}"#;
+    let p =
+        spire_config::PluginsConfig::from_config_text(text, spire_config::Format::Auto).unwrap();
+    let spire_config::PluginData::Inline(data) = &p.plugins[0].data else {
+        panic!("inline data expected");
+    };
+    let (cfg, unknown) = data.decode_lenient::<ServerConfig>().unwrap();
+    assert!(unknown.is_empty(), "{unknown:?}");
+    let org = cfg.verify_organization.unwrap().check().unwrap();
+    assert_eq!(org.account_id, "999999999999");
+    assert_eq!(org.role, "spire-org");
+    assert_eq!(org.ttl, Duration::from_secs(300));
+    assert_eq!(
+        cfg.validate_eks_cluster_membership
+            .unwrap()
+            .eks_cluster_names,
+        ["prod", "dev"]
+    );
+}
+
+#[tokio::test]
+async fn eks_membership_gates_attestation() {
+    let ca = TestCa::new("test").unwrap();
+    let p = bytes(&payload(&ca, &doc()));
+    let api = Arc::new(FakeApi {
+        reservations: vec![vec![instance(100, 100)]],
+        ..Default::default()
+    });
+    let cfg = r#"{"validate_eks_cluster_membership": {"eks_cluster_names": ["dev", "prod"]}, "disable_instance_profile_selectors": true}"#;
+    let s = server(cfg, api.clone(), &[], &ca).unwrap();
+    let a = s.attest(p.clone(), &mut NoChallenge).await.unwrap();
+    assert_eq!(a.agent_id.as_str(), ID);
+    assert_eq!(
+        api.calls.lock().unwrap()[..6],
+        [
+            "nodegroups dev 123456789012@us-west-2",
+            "nodegroup dev-ng",
+            "asg dev-ng-asg",
+            "nodegroups prod 123456789012@us-west-2",
+            "nodegroup prod-ng",
+            "asg prod-ng-asg",
+        ]
+    );
+    // An instance outside the clusters is refused.
+    let s = server(
+        r#"{"validate_eks_cluster_membership": {"eks_cluster_names": ["dev"]}}"#,
+        api.clone(),
+        &[],
+        &ca,
+    )
+    .unwrap();
+    let e = s.attest(p.clone(), &mut NoChallenge).await.unwrap_err();
+    assert_eq!(
+        e.message,
+        "failed aws eks attestation, nodes id: i-0abc is not part of configured EKS cluster"
+    );
+    // An API failure names the step.
+    let s = server(
+        r#"{"validate_eks_cluster_membership": {"eks_cluster_names": ["missing"]}}"#,
+        api,
+        &[],
+        &ca,
+    )
+    .unwrap();
+    let e = s.attest(p, &mut NoChallenge).await.unwrap_err();
+    assert_eq!(e.code, Code::Internal);
+    assert_eq!(
+        e.message,
+        "failed aws eks attestation, issue while verifying if nodes id: i-0abc belong to cluster: issue while getting list of EKS Nodegroups: api error ResourceNotFoundException: No cluster found for name: missing."
     );
 }
 

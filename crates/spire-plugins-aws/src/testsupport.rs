@@ -178,6 +178,10 @@ pub struct ImdsContent {
     pub signature: String,
     /// `instance-identity/rsa2048`.
     pub rsa2048: String,
+    /// More GET paths: (path, the `Authorization` header required if any, body). Serves
+    /// IMDS role credentials (`/latest/meta-data/iam/security-credentials/...`) or a
+    /// container credentials endpoint.
+    pub paths: Vec<(String, Option<String>, String)>,
 }
 
 impl ImdsContent {
@@ -187,6 +191,7 @@ impl ImdsContent {
             signature: ca.sign_rsa1024_style(&document)?,
             rsa2048: ca.sign_pkcs7(document.as_bytes())?,
             document,
+            paths: Vec::new(),
         })
     }
 }
@@ -302,7 +307,15 @@ async fn serve(
                         "/latest/dynamic/instance-identity/rsa2048" => {
                             (200, vec![], content.rsa2048.clone())
                         }
-                        _ => (404, vec![], String::new()),
+                        other => match content.paths.iter().find(|(p, _, _)| p == other) {
+                            Some((_, Some(auth), _))
+                                if header("authorization").as_deref() != Some(auth.as_str()) =>
+                            {
+                                (403, vec![], "{\"message\":\"denied\"}".into())
+                            }
+                            Some((_, _, body)) => (200, vec![], body.clone()),
+                            None => (404, vec![], String::new()),
+                        },
                     }
                 }
             }

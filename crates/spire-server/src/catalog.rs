@@ -250,9 +250,10 @@ pub async fn load(
                 let trust = spire_plugins_aws::cacerts::Trust::from_env()
                     .map_err(|e| configure_err(p, e))?;
                 let now_clock = clock.clone();
+                let now: spire_plugins_aws::api::NowFn = Arc::new(move || now_clock.now());
                 let api = spire_plugins_aws::api::AwsClient::new(
                     spire_plugins_aws::server::AWS_TIMEOUT,
-                    Arc::new(move || now_clock.now()),
+                    now.clone(),
                 );
                 let env = |k: &str| std::env::var(k).ok();
                 let plugin = spire_plugins_aws::server::AwsIidServer::new(
@@ -263,7 +264,8 @@ pub async fn load(
                     &env,
                     trust,
                 )
-                .map_err(|e| configure_err(p, e))?;
+                .map_err(|e| configure_err(p, e))?
+                .with_clock(now);
                 node_attestors.insert(spire_plugins_aws::PLUGIN_NAME.into(), Arc::new(plugin));
             }
             ("NodeAttestor", http_challenge::PLUGIN_NAME) => {
