@@ -561,3 +561,183 @@ async fn ports_in_use_are_logged_not_fatal() {
     assert!(agent.is_running());
     drop(busy);
 }
+
+/// A UDP collector on loopback gathering every line it receives.
+struct Collector {
+    port: u16,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    async fn start() -> Collector {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind a UDP collector");
+        let port = socket.local_addr().expect("local addr").port();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = socket.recv(&mut buf).await {
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                if let Ok(mut l) = sink.lock() {
+                    l.extend(text.lines().map(str::to_owned));
+                }
+            }
+        });
+        Collector { port, lines, task }
+    }
+
+    /// The lines so far, the host name replaced by `<host>`.
+    fn lines(&self) -> Vec<String> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
+        lines
+            .into_iter()
+            .map(|l| {
+                if host.is_empty() {
+                    l
+                } else {
+                    l.replace(&format!("host:{host}"), "host:<host>")
+                        .replace(&format!(".{host}:"), ".<host>:")
+                }
+            })
+            .collect()
+    }
+
+    async fn wait_for(&self, what: &str, needle: &str) -> Vec<String> {
+        let d = Deadline::new(what, 60);
+        loop {
+            let lines = self.lines();
+            if lines.iter().any(|l| l.starts_with(needle)) {
+                return lines;
+            }
+            d.tick(format!(
+                "no line starting with {needle:?} among {} lines",
+                lines.len()
+            ))
+            .await;
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn statsd_block(statsd: u16, dogstatsd: u16) -> String {
+    format!(
+        "telemetry {{\n    Statsd = [{{ address = \"127.0.0.1:{statsd}\" }}]\n    DogStatsd = [{{ address = \"127.0.0.1:{dogstatsd}\" }}]\n}}\n"
+    )
+}
+
+/// `Statsd` and `DogStatsd` sinks: after the same workload, both programs send the lines
+/// reference SPIRE sends (go-metrics' statsd names with label values folded in; DogStatsd
+/// names with tags in SPIRE's label order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn statsd_and_dogstatsd_sinks() {
+    let sc = Scenario::new("telemetry::statsd_and_dogstatsd_sinks");
+    let (s_statsd, s_dog, a_statsd, a_dog) = (
+        Collector::start().await,
+        Collector::start().await,
+        Collector::start().await,
+        Collector::start().await,
+    );
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts {
+            extra_top: statsd_block(s_statsd.port, s_dog.port),
+            ..Default::default()
+        },
+        AgentOpts {
+            extra_top: statsd_block(a_statsd.port, a_dog.port),
+            ..Default::default()
+        },
+    )
+    .await;
+    let wl = id("/workload");
+    server.workload_entry(&agent_id, &wl, &uid_selector());
+    agent.wait_x509(&wl, 60).await;
+
+    // Everything each collector got once the agent reported its uptime (for comparing runs).
+    a_dog
+        .wait_for("agent DogStatsd uptime", "spire_agent.uptime_in_ms:")
+        .await;
+    for (c, name) in [
+        (&s_statsd, "server-statsd"),
+        (&s_dog, "server-dogstatsd"),
+        (&a_statsd, "agent-statsd"),
+        (&a_dog, "agent-dogstatsd"),
+    ] {
+        std::fs::write(sc.path().join(format!("{name}.all")), c.lines().join("\n")).ok();
+    }
+    let want = [
+        (
+            &s_dog,
+            "server DogStatsd",
+            "spire_server.rpc.agent.v1.agent.attest_agent:1|c|#status:OK,host:<host>",
+        ),
+        (
+            &s_statsd,
+            "server Statsd",
+            "spire_server.rpc.agent.v1.agent.attest_agent.OK.<host>:1.000000|c",
+        ),
+        (
+            &s_dog,
+            "server DogStatsd",
+            "spire_server.started:1|g|#version:",
+        ),
+        (&s_statsd, "server Statsd", "spire_server.started.1_13_3"),
+        (
+            &a_dog,
+            "agent DogStatsd",
+            "spire_agent.node.attestor.new_svid:1|c|#attestor:join_token,status:OK,host:<host>",
+        ),
+        (
+            &a_statsd,
+            "agent Statsd",
+            "spire_agent.node.attestor.new_svid.join_token.OK.<host>:1.000000|c",
+        ),
+        (&a_dog, "agent DogStatsd", "spire_agent.uptime_in_ms:"),
+    ];
+    for (collector, what, needle) in want {
+        let lines = collector.wait_for(what, needle).await;
+        std::fs::write(
+            sc.path().join(format!("{}.lines", what.replace(' ', "-"))),
+            lines.join("\n"),
+        )
+        .ok();
+    }
+    // Timers: DogStatsd's six-decimal milliseconds.
+    let lines = s_dog
+        .wait_for(
+            "server DogStatsd timer",
+            "spire_server.rpc.agent.v1.agent.attest_agent.elapsed_time:",
+        )
+        .await;
+    let timer = lines
+        .iter()
+        .find(|l| l.starts_with("spire_server.rpc.agent.v1.agent.attest_agent.elapsed_time:"))
+        .cloned()
+        .unwrap_or_default();
+    let value = timer
+        .split_once(':')
+        .and_then(|(_, r)| r.split_once('|'))
+        .map(|(v, _)| v.to_string())
+        .unwrap_or_default();
+    assert!(
+        value.split_once('.').is_some_and(|(_, d)| d.len() == 6),
+        "{} timer {timer:?}",
+        server.imp.name()
+    );
+    assert!(timer.ends_with("|ms|#status:OK,host:<host>"), "{timer}");
+}

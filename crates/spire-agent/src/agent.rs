@@ -590,7 +590,10 @@ async fn attest_or_load(
     )?;
     let csr = spire_pki::make_csr_with_signer(key.signer.clone(), None)
         .map_err(|e| AttestError::Csr(e.to_string()))?;
-    let mut call = s.manager.metrics.start_call(&["node_attestor", "new_svid"]);
+    let mut call = s
+        .manager
+        .metrics
+        .start_call(&["node", "attestor", "new_svid"]);
     call.add_label("attestor", &s.node_attestor.0);
     let attested = attest(
         &s.server_address,

@@ -17,6 +17,7 @@ pub mod names;
 mod process;
 mod prometheus;
 pub mod rpc;
+pub mod statsd;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ pub const ELAPSED_TIME: &str = "elapsed_time";
 pub enum TelemetryError {
     /// A sink kind spire-rs does not implement.
     #[error(
-        "telemetry sink {0} is not supported by spire-rs (only Prometheus is; see the known deviations)"
+        "telemetry sink {0} is not supported by spire-rs (Prometheus, Statsd and DogStatsd are; see the known deviations)"
     )]
     UnsupportedSink(&'static str),
     /// The Prometheus port is outside 0..=65535.
@@ -50,6 +51,9 @@ pub enum TelemetryError {
     /// The exporter refused its settings.
     #[error("unable to set up the Prometheus sink: {0}")]
     Exporter(String),
+    /// A `Statsd` / `DogStatsd` sink could not be set up (address).
+    #[error("unable to set up the {0} sink: {1}")]
+    Sink(&'static str, String),
 }
 
 /// Which program is emitting: the default metric prefix.
@@ -92,7 +96,10 @@ struct Inner {
     /// `trust_domain` label value, when `EnableTrustDomainLabel`.
     trust_domain: Option<String>,
     filter: Filter,
-    recorder: PrometheusRecorder,
+    /// The Prometheus sink, when configured.
+    recorder: Option<PrometheusRecorder>,
+    /// The `Statsd` and `DogStatsd` sinks.
+    udp: Vec<statsd::UdpSink>,
     described: RwLock<HashSet<String>>,
 }
 
@@ -109,7 +116,7 @@ pub struct Telemetry {
 }
 
 enum Kind {
-    Counter(u64),
+    Counter(f32),
     Gauge(f64),
     Sample(f64),
 }
@@ -133,12 +140,6 @@ impl Metrics {
         trust_domain: &str,
         hostname: Option<String>,
     ) -> Result<Telemetry, TelemetryError> {
-        if !config.dogstatsd.is_empty() {
-            return Err(TelemetryError::UnsupportedSink("DogStatsd"));
-        }
-        if !config.statsd.is_empty() {
-            return Err(TelemetryError::UnsupportedSink("Statsd"));
-        }
         if !config.m3.is_empty() {
             return Err(TelemetryError::UnsupportedSink("M3"));
         }
@@ -149,17 +150,36 @@ impl Metrics {
                     .to_owned(),
             );
         }
-        let Some(prom) = &config.prometheus else {
+        let mut udp = Vec::new();
+        for (format, sinks) in [
+            (statsd::Format::Statsd, &config.statsd),
+            (statsd::Format::DogStatsd, &config.dogstatsd),
+        ] {
+            for sink in sinks {
+                udp.push(
+                    statsd::UdpSink::start(format, &sink.address)
+                        .map_err(|e| TelemetryError::Sink(format.name(), e))?,
+                );
+            }
+        }
+        let (recorder, listener) = match &config.prometheus {
+            Some(prom) => {
+                let port =
+                    u16::try_from(prom.port).map_err(|_| TelemetryError::InvalidPort(prom.port))?;
+                let recorder =
+                    prometheus::recorder().map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+                let listener = PrometheusListener::new(prom.host.clone(), port, recorder.handle());
+                (Some(recorder), Some(listener))
+            }
+            None => (None, None),
+        };
+        if recorder.is_none() && udp.is_empty() {
             return Ok(Telemetry {
                 metrics: Metrics::disabled(),
                 prometheus: None,
                 warnings,
             });
-        };
-        let port = u16::try_from(prom.port).map_err(|_| TelemetryError::InvalidPort(prom.port))?;
-        let recorder =
-            prometheus::recorder().map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-        let handle = recorder.handle();
+        }
         let prefix = config
             .metric_prefix
             .clone()
@@ -180,20 +200,21 @@ impl Metrics {
                     &config.blocked_labels,
                 ),
                 recorder,
+                udp,
                 described: RwLock::new(HashSet::new()),
             })),
         };
         Ok(Telemetry {
             metrics,
-            prometheus: Some(PrometheusListener::new(prom.host.clone(), port, handle)),
+            prometheus: listener,
             warnings,
         })
     }
 
     /// The Prometheus exposition of everything recorded so far (empty when disabled).
     pub fn render(&self) -> String {
-        match &self.inner {
-            Some(inner) => inner.recorder.handle().render(),
+        match self.inner.as_ref().and_then(|i| i.recorder.as_ref()) {
+            Some(recorder) => recorder.handle().render(),
             None => String::new(),
         }
     }
@@ -201,7 +222,7 @@ impl Metrics {
     /// `IncrCounterWithLabels`.
     pub fn incr_counter(&self, key: &[&str], val: f32, labels: &[Label<'_>]) {
         if self.inner.is_some() && val >= 0.0 {
-            self.emit(key, labels, Kind::Counter(val as u64));
+            self.emit(key, labels, Kind::Counter(val));
         }
     }
 
@@ -318,20 +339,38 @@ impl Metrics {
         if let Some(host) = &inner.host {
             push("host".to_owned(), host.clone());
         }
+        if !inner.udp.is_empty() {
+            // go-metrics hands the sinks the labels in emission order.
+            let ordered: Vec<(String, String)> = out
+                .iter()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            let value = match kind {
+                Kind::Counter(v) => statsd::Value::Counter(v),
+                Kind::Gauge(v) => statsd::Value::Gauge(v),
+                Kind::Sample(v) => statsd::Value::Sample(v as f32),
+            };
+            for sink in &inner.udp {
+                sink.emit(&parts, &ordered, value);
+            }
+        }
+        let Some(recorder) = &inner.recorder else {
+            return;
+        };
         out.sort_by(|a, b| a.key().cmp(b.key()));
         out.dedup_by(|a, b| a.key() == b.key());
-        self.describe(inner, &name, &kind);
+        self.describe(inner, recorder, &name, &kind);
         let k = Key::from_parts(name, out);
         let meta = Metadata::new(module_path!(), metrics::Level::INFO, None);
         match kind {
-            Kind::Counter(v) => inner.recorder.register_counter(&k, &meta).increment(v),
-            Kind::Gauge(v) => inner.recorder.register_gauge(&k, &meta).set(v),
-            Kind::Sample(v) => inner.recorder.register_histogram(&k, &meta).record(v),
+            Kind::Counter(v) => recorder.register_counter(&k, &meta).increment(v as u64),
+            Kind::Gauge(v) => recorder.register_gauge(&k, &meta).set(v),
+            Kind::Sample(v) => recorder.register_histogram(&k, &meta).record(v),
         }
     }
 
     /// The Prometheus client writes `# HELP <name> <name>` for go-metrics' metrics.
-    fn describe(&self, inner: &Inner, name: &str, kind: &Kind) {
+    fn describe(&self, inner: &Inner, recorder: &PrometheusRecorder, name: &str, kind: &Kind) {
         if inner.described.read().contains(name) {
             return;
         }
@@ -342,9 +381,9 @@ impl Metrics {
         let key = KeyName::from(name.to_owned());
         let help = SharedString::from(name.to_owned());
         match kind {
-            Kind::Counter(_) => inner.recorder.describe_counter(key, None, help),
-            Kind::Gauge(_) => inner.recorder.describe_gauge(key, None, help),
-            Kind::Sample(_) => inner.recorder.describe_histogram(key, None, help),
+            Kind::Counter(_) => recorder.describe_counter(key, None, help),
+            Kind::Gauge(_) => recorder.describe_gauge(key, None, help),
+            Kind::Sample(_) => recorder.describe_histogram(key, None, help),
         }
     }
 }

@@ -39,13 +39,22 @@ fn no_sink_means_disabled_and_silent() {
 #[test]
 fn unsupported_sinks_are_refused() {
     let mut cfg = config();
-    cfg.statsd = vec![spire_config::StatsdConfig {
-        address: "127.0.0.1:8125".into(),
+    cfg.m3 = vec![spire_config::M3Config {
+        address: "127.0.0.1:9052".into(),
+        env: "prod".into(),
     }];
     assert_eq!(
         Metrics::configure(&cfg, Service::Server, "td", None).err(),
-        Some(TelemetryError::UnsupportedSink("Statsd"))
+        Some(TelemetryError::UnsupportedSink("M3"))
     );
+    let mut cfg = config();
+    cfg.statsd = vec![spire_config::StatsdConfig {
+        address: "nowhere".into(),
+    }];
+    assert!(matches!(
+        Metrics::configure(&cfg, Service::Server, "td", None).err(),
+        Some(TelemetryError::Sink("Statsd", _))
+    ));
     let mut cfg = config();
     cfg.prometheus = Some(PrometheusConfig {
         host: "localhost".into(),
@@ -95,7 +104,7 @@ fn started_gauge_and_counters_render_as_spire_s() {
 #[test]
 fn calls_emit_a_counter_and_an_elapsed_time_summary() {
     let m = metrics(&config(), Service::Agent);
-    let mut call = m.start_call(&["node_attestor", "new_svid"]);
+    let mut call = m.start_call(&["node", "attestor", "new_svid"]);
     call.add_label("attestor", "join_token");
     call.done(tonic::Code::Ok);
     let out = lines(&m);
@@ -199,4 +208,47 @@ async fn a_port_in_use_is_an_error_to_report() {
     };
     let err = listener.start().await.err();
     assert_eq!(err.map(|e| e.kind()), Some(std::io::ErrorKind::AddrInUse));
+}
+
+#[test]
+fn statsd_and_dogstatsd_sinks_get_what_prometheus_gets() {
+    let statsd = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&statsd, &dog] {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+    }
+    let cfg = TelemetryConfig {
+        statsd: vec![spire_config::StatsdConfig {
+            address: statsd.local_addr().unwrap().to_string(),
+        }],
+        dogstatsd: vec![spire_config::StatsdConfig {
+            address: dog.local_addr().unwrap().to_string(),
+        }],
+        enable_hostname_label: true,
+        enable_trust_domain_label: true,
+        blocked_prefixes: vec!["spire_server.blocked".into()],
+        ..Default::default()
+    };
+    let Ok(t) = Metrics::configure(&cfg, Service::Server, "example.org", Some("vm".into())) else {
+        unreachable!()
+    };
+    assert!(t.metrics.enabled() && t.prometheus.is_none());
+    t.metrics.incr_counter(&["blocked"], 1.0, &[]);
+    t.metrics
+        .incr_counter(&["node", "attest"], 1.0, &[("attestor", "join_token")]);
+    let recv = |s: &std::net::UdpSocket| {
+        let mut buf = [0u8; 2048];
+        let n = s.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert_eq!(
+        recv(&statsd),
+        "spire_server.node.attest.join_token.example_org.vm:1.000000|c"
+    );
+    assert_eq!(
+        recv(&dog),
+        "spire_server.node.attest:1|c|#attestor:join_token,trust_domain:example_org,host:vm"
+    );
+    assert_eq!(t.metrics.render(), "");
 }
