@@ -18,6 +18,13 @@ use crate::support::{
 /// Families reference SPIRE's server emits for the workload that spire-rs emits too.
 const SERVER_FAMILIES: &[(&str, &str)] = &[
     ("spire_server_started", "gauge"),
+    ("spire_server_datastore_node_fetch", "counter"),
+    ("spire_server_datastore_node_fetch_elapsed_time", "summary"),
+    ("spire_server_datastore_join_token_create", "counter"),
+    ("spire_server_datastore_registration_entry_create", "counter"),
+    ("spire_server_datastore_node_selectors_set", "counter"),
+    ("spire_server_datastore_bundle_fetch", "counter"),
+    ("spire_server_datastore_ca_journal_set", "counter"),
     ("spire_server_uptime_in_ms", "gauge"),
     ("spire_server_rpc_agent_v1_agent_attest_agent", "counter"),
     (
@@ -144,10 +151,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
         "go-metrics' Go runtime gauges and summaries (runtime_*): there is no Go runtime",
     ),
     ("spire_agent_runtime_num_goroutines", "as above"),
-    (
-        "spire_server_datastore_node_fetch",
-        "datastore call metrics (datastore_*) are not instrumented",
-    ),
     (
         "spire_server_entry_cache_reload",
         "the server's entry index is kept current, never reloaded as a whole",
@@ -708,6 +711,16 @@ async fn statsd_and_dogstatsd_sinks() {
             "spire_agent.node.attestor.new_svid.join_token.OK.<host>:1.000000|c",
         ),
         (&a_dog, "agent DogStatsd", "spire_agent.uptime_in_ms:"),
+        (
+            &s_dog,
+            "server DogStatsd",
+            "spire_server.datastore.node.selectors.set:1|c|#status:OK,host:<host>",
+        ),
+        (
+            &s_statsd,
+            "server Statsd",
+            "spire_server.datastore.registration_entry.create.OK.<host>:1.000000|c",
+        ),
     ];
     for (collector, what, needle) in want {
         let lines = collector.wait_for(what, needle).await;

@@ -210,7 +210,10 @@ pub async fn load(
                     subsystem_name = "catalog",
                     "Configured DataStore"
                 );
-                ds = Some(Arc::new(store));
+                ds = Some(crate::ds_metrics::MetricsDataStore::wrap(
+                    Arc::new(store),
+                    metrics,
+                ));
             }
             ("KeyManager", "memory") => km = Some(Arc::new(LocalKeyManager::memory())),
             ("KeyManager", "disk") => {

@@ -18,6 +18,7 @@ pub mod bundleplugins;
 pub mod ca;
 pub mod catalog;
 pub mod cli;
+pub mod ds_metrics;
 pub mod endpoints;
 pub mod federation;
 pub mod health_http;
