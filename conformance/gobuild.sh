@@ -15,9 +15,12 @@ command -v go >/dev/null || { echo "go is required to build the $what" >&2; exit
 sum="$( (cat "$src/main.go" "$src/go.mod" "$src/go.sum"; echo static) | sha256sum | cut -c1-16)"
 cache="${3:-$HOME/.cache/spire-rs/$name}"
 bin="$cache/$name-$sum"
+mkdir -p "$cache"
+# Scenarios run in parallel: one build at a time per cache, the others wait for it.
+exec 9>"$cache/.lock"
+flock 9
 if [[ ! -x "$bin" ]]; then
-    mkdir -p "$cache"
-    (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -o "$bin.tmp" .) >&2
-    mv "$bin.tmp" "$bin"
+    (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -o "$bin.tmp.$$" .) >&2
+    mv "$bin.tmp.$$" "$bin"
 fi
 echo "$bin"

@@ -9,6 +9,10 @@ command -v go >/dev/null || { echo "go is required to build the test plugins" >&
 cd "$here"
 sum="$(find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-16)"
 cache="${SPIRE_RS_GOPLUGINS_CACHE:-$HOME/.cache/spire-rs/goplugins}"
+# Scenarios run in parallel: one build at a time, the others wait for it.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 out="$cache/$sum"
 if [[ ! -f "$out/.complete" ]]; then
     mkdir -p "$out"

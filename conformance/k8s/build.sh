@@ -10,6 +10,10 @@ set -euo pipefail
 
 version="${SPIRE_RS_K8S_VERSION:-v1.37.2}"
 cache="${SPIRE_RS_K8S_CACHE:-$HOME/.cache/spire-rs/k8s}/$version"
+# Scenarios run in parallel: one build at a time, the others wait for it.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 bin="$cache/bin"
 
 if [[ -x "$bin/kube-apiserver" && -x "$bin/kubelet" && -x "$bin/kubectl" ]]; then

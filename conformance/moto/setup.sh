@@ -6,6 +6,10 @@
 set -euo pipefail
 version=5.2.5
 venv="${SPIRE_RS_CACHE:-$HOME/.cache/spire-rs}/moto-$version"
+# Scenarios run in parallel: one build at a time, the others wait for it and reuse it.
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
 check() { "$1/bin/python" -c 'import moto.server, moto.ec2, moto.iam, moto.sts, moto.organizations, moto.eks, moto.autoscaling' 2>/dev/null; }
 if [[ -x "$venv/bin/python" ]] && check "$venv"; then
     echo "$venv/bin/python"

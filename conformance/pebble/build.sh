@@ -10,6 +10,10 @@ set -euo pipefail
 
 version="${PEBBLE_VERSION:-v2.10.3}"
 cache="${PEBBLE_CACHE:-$HOME/.cache/spire-rs/pebble}/$version"
+# Scenarios run in parallel: one build at a time, the others wait for it.
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 bin="$cache/bin"
 
 if [[ -x "$bin/pebble" && -x "$bin/pebble-challtestsrv" && -f "$cache/pebble.minica.pem" ]]; then
