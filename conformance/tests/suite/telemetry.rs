@@ -21,7 +21,10 @@ const SERVER_FAMILIES: &[(&str, &str)] = &[
     ("spire_server_datastore_node_fetch", "counter"),
     ("spire_server_datastore_node_fetch_elapsed_time", "summary"),
     ("spire_server_datastore_join_token_create", "counter"),
-    ("spire_server_datastore_registration_entry_create", "counter"),
+    (
+        "spire_server_datastore_registration_entry_create",
+        "counter",
+    ),
     ("spire_server_datastore_node_selectors_set", "counter"),
     ("spire_server_datastore_bundle_fetch", "counter"),
     ("spire_server_datastore_ca_journal_set", "counter"),
