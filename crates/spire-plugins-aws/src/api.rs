@@ -249,6 +249,13 @@ pub enum Call {
         /// The query parameters.
         query: Vec<(String, String)>,
     },
+    /// REST-JSON: a POST of a JSON body to a path (tests seed EKS with it).
+    RestPost {
+        /// The escaped path.
+        path: String,
+        /// The JSON body.
+        body: String,
+    },
 }
 
 /// Where one service is called.
@@ -610,6 +617,13 @@ impl AwsClient {
                 Call::RestGet { path, query } => {
                     ("GET", path.clone(), query.clone(), Vec::new(), Vec::new())
                 }
+                Call::RestPost { path, body } => (
+                    "POST",
+                    path.clone(),
+                    Vec::new(),
+                    vec![("content-type".to_string(), "application/json".to_string())],
+                    body.clone().into_bytes(),
+                ),
             };
         let mut url = url::Url::parse(&format!("{base}{path}")).map_err(|e| fail(&e))?;
         if !query.is_empty() {
@@ -721,11 +735,9 @@ impl AwsClient {
         {
             return Ok(c.clone());
         }
-        let nanos = (self.now)()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let session_name = crate::creds::default_session_name(&self.now);
         let creds = self
-            .assume_role(&base, region, &role, &format!("aws-go-sdk-{nanos}"), None)
+            .assume_role(&base, region, &role, &session_name, None)
             .await?;
         cache.insert(role, creds.clone());
         Ok(creds)
@@ -805,7 +817,7 @@ impl AwsClient {
         .await
     }
 
-    /// A signed REST-JSON POST is not needed by SPIRE; tests seed EKS through this helper.
+    /// A signed REST-JSON POST (not a call SPIRE makes; tests seed EKS with it).
     pub async fn rest_json_post(
         &self,
         session: &Session,
@@ -814,42 +826,11 @@ impl AwsClient {
         body: &str,
     ) -> Result<String, String> {
         let creds = self.base_creds(session, svc.region).await?;
-        let url = format!("{}{path}", self.endpoint(svc.env_id, &svc.host));
-        let parsed = url::Url::parse(&url).map_err(|e| e.to_string())?;
-        let host = match (parsed.host_str(), parsed.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            _ => return Err(format!("invalid endpoint {url:?}")),
+        let call = Call::RestPost {
+            path: path.to_string(),
+            body: body.to_string(),
         };
-        let headers = sign(
-            &creds,
-            svc.region,
-            svc.signing,
-            &Signable {
-                method: "POST",
-                path: parsed.path(),
-                query: &[],
-                host: &host,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: body.as_bytes(),
-            },
-            (self.now)(),
-        );
-        let mut req = spire_http::Request::post(&url)
-            .map_err(|e| e.to_string())?
-            .max_body(MAX_BODY);
-        for (k, v) in &headers {
-            req = req.header(k, v).map_err(|e| e.to_string())?;
-        }
-        let resp = self
-            .http
-            .send(req.body(body.as_bytes().to_vec()))
-            .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status.is_success() {
-            return Err(api_error(svc.sdk, "POST", &resp));
-        }
-        resp.text().map(str::to_string).map_err(|e| e.to_string())
+        self.call_text(Some(&creds), svc, "POST", &call).await
     }
 }
 

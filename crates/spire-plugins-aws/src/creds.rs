@@ -80,6 +80,12 @@ impl Credentials {
     }
 }
 
+/// The SDK's role session name when none is configured: `aws-go-sdk-<Unix nanoseconds>`.
+pub fn default_session_name(now: &NowFn) -> String {
+    let nanos = now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("aws-go-sdk-{nanos}")
+}
+
 /// Calls STS on behalf of the chain (the API client implements it).
 #[async_trait::async_trait]
 pub trait Sts: Send + Sync {
@@ -487,15 +493,7 @@ impl Chain {
     }
 
     fn session_name(&self, given: Option<&str>) -> String {
-        match given {
-            Some(s) => s.to_string(),
-            None => {
-                let nanos = (self.now)()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos());
-                format!("aws-go-sdk-{nanos}")
-            }
-        }
+        given.map_or_else(|| default_session_name(&self.now), str::to_string)
     }
 
     async fn assume(

@@ -12,7 +12,7 @@ use futures::stream::BoxStream;
 use spiffe_core::{SpiffeId, TrustDomain};
 use spire_datastore::*;
 use spire_plugin::Selector;
-use spire_telemetry::Metrics;
+use spire_telemetry::{CallCounter, Metrics};
 
 /// Go's `status.Code` of a datastore error: SPIRE's SQL store returns gRPC statuses for
 /// these and plain errors (code Unknown) for the rest.
@@ -46,76 +46,78 @@ impl MetricsDataStore {
         }
     }
 
-    fn done<T>(&self, parts: &[&str], start: std::time::Instant, result: &Result<T>) {
-        let mut key = Vec::with_capacity(parts.len() + 2);
+    /// `telemetry.StartCall` under `datastore`.
+    fn start(&self, parts: &[&str]) -> CallCounter {
+        let mut key = Vec::with_capacity(parts.len() + 1);
         key.push("datastore");
         key.extend_from_slice(parts);
-        let status = spire_gocompat::grpc::code_name(match result {
-            Ok(_) => tonic::Code::Ok,
-            Err(e) => code(e),
-        } as i32);
-        let labels = [("status", status.as_str())];
-        self.metrics.incr_counter(&key, 1.0, &labels);
-        key.push(spire_telemetry::ELAPSED_TIME);
-        self.metrics.measure_since(&key, start, &labels);
+        self.metrics.start_call(&key)
     }
+}
+
+/// `callCounter.Done(&err)`.
+fn done<T>(call: CallCounter, result: &Result<T>) {
+    call.done(match result {
+        Ok(_) => tonic::Code::Ok,
+        Err(e) => code(e),
+    });
 }
 
 #[async_trait::async_trait]
 impl DataStore for MetricsDataStore {
     async fn append_bundle(&self, bundle: StoredBundle) -> Result<StoredBundle> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "append"]);
         let result = self.ds.append_bundle(bundle).await;
-        self.done(&["bundle", "append"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn count_bundles(&self) -> Result<u32> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "count"]);
         let result = self.ds.count_bundles().await;
-        self.done(&["bundle", "count"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn create_bundle(&self, bundle: StoredBundle) -> Result<StoredBundle> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "create"]);
         let result = self.ds.create_bundle(bundle).await;
-        self.done(&["bundle", "create"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn delete_bundle(&self, trust_domain: &TrustDomain, mode: DeleteMode) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "delete"]);
         let result = self.ds.delete_bundle(trust_domain, mode).await;
-        self.done(&["bundle", "delete"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn fetch_bundle(&self, trust_domain: &TrustDomain) -> Result<Option<StoredBundle>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "fetch"]);
         let result = self.ds.fetch_bundle(trust_domain).await;
-        self.done(&["bundle", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn list_bundles(&self, pagination: Option<Pagination>) -> Result<ListBundlesResponse> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "list"]);
         let result = self.ds.list_bundles(pagination).await;
-        self.done(&["bundle", "list"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn prune_bundle(&self, trust_domain: &TrustDomain, expires_before: i64) -> Result<bool> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "prune"]);
         let result = self.ds.prune_bundle(trust_domain, expires_before).await;
-        self.done(&["bundle", "prune"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn set_bundle(&self, bundle: StoredBundle) -> Result<StoredBundle> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "set"]);
         let result = self.ds.set_bundle(bundle).await;
-        self.done(&["bundle", "set"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -124,23 +126,23 @@ impl DataStore for MetricsDataStore {
         bundle: StoredBundle,
         mask: Option<BundleMask>,
     ) -> Result<StoredBundle> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "update"]);
         let result = self.ds.update_bundle(bundle, mask).await;
-        self.done(&["bundle", "update"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn taint_x509_ca(&self, trust_domain: &TrustDomain, subject_key_id: &str) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "x509", "taint"]);
         let result = self.ds.taint_x509_ca(trust_domain, subject_key_id).await;
-        self.done(&["bundle", "x509", "taint"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn revoke_x509_ca(&self, trust_domain: &TrustDomain, subject_key_id: &str) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "x509", "revoke"]);
         let result = self.ds.revoke_x509_ca(trust_domain, subject_key_id).await;
-        self.done(&["bundle", "x509", "revoke"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -149,9 +151,9 @@ impl DataStore for MetricsDataStore {
         trust_domain: &TrustDomain,
         authority_id: &str,
     ) -> Result<JwtSigningKey> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "jwt", "taint"]);
         let result = self.ds.taint_jwt_key(trust_domain, authority_id).await;
-        self.done(&["bundle", "jwt", "taint"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -160,16 +162,16 @@ impl DataStore for MetricsDataStore {
         trust_domain: &TrustDomain,
         authority_id: &str,
     ) -> Result<JwtSigningKey> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["bundle", "jwt", "revoke"]);
         let result = self.ds.revoke_jwt_key(trust_domain, authority_id).await;
-        self.done(&["bundle", "jwt", "revoke"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn count_registration_entries(&self, req: CountEntriesRequest) -> Result<u32> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry", "count"]);
         let result = self.ds.count_registration_entries(req).await;
-        self.done(&["registration_entry", "count"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -177,9 +179,9 @@ impl DataStore for MetricsDataStore {
         &self,
         entry: RegistrationEntry,
     ) -> Result<RegistrationEntry> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry", "create"]);
         let result = self.ds.create_registration_entry(entry).await;
-        self.done(&["registration_entry", "create"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -187,9 +189,9 @@ impl DataStore for MetricsDataStore {
         &self,
         entry: RegistrationEntry,
     ) -> Result<(RegistrationEntry, bool)> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry", "create"]);
         let result = self.ds.create_or_return_registration_entry(entry).await;
-        self.done(&["registration_entry", "create"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -198,30 +200,37 @@ impl DataStore for MetricsDataStore {
         entries: Vec<RegistrationEntry>,
     ) -> Result<Vec<BatchEntryResult>> {
         // SPIRE creates a batch one entry at a time: one count per entry.
-        let start = std::time::Instant::now();
+        let calls: Vec<CallCounter> = entries
+            .iter()
+            .map(|_| self.start(&["registration_entry", "create"]))
+            .collect();
         let result = self.ds.create_or_return_registration_entries(entries).await;
         match &result {
             Ok(each) => {
-                for r in each {
-                    self.done(&["registration_entry", "create"], start, r);
+                for (call, r) in calls.into_iter().zip(each) {
+                    done(call, r);
                 }
             }
-            Err(_) => self.done(&["registration_entry", "create"], start, &result),
+            Err(_) => {
+                for call in calls {
+                    done(call, &result);
+                }
+            }
         }
         result
     }
 
     async fn delete_registration_entry(&self, entry_id: &str) -> Result<RegistrationEntry> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry", "delete"]);
         let result = self.ds.delete_registration_entry(entry_id).await;
-        self.done(&["registration_entry", "delete"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn fetch_registration_entry(&self, entry_id: &str) -> Result<Option<RegistrationEntry>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry", "fetch"]);
         let result = self.ds.fetch_registration_entry(entry_id).await;
-        self.done(&["registration_entry", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -229,9 +238,9 @@ impl DataStore for MetricsDataStore {
         &self,
         entry_ids: &[String],
     ) -> Result<HashMap<String, RegistrationEntry>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry", "fetch"]);
         let result = self.ds.fetch_registration_entries(entry_ids).await;
-        self.done(&["registration_entry", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -239,16 +248,16 @@ impl DataStore for MetricsDataStore {
         &self,
         req: ListEntriesRequest,
     ) -> Result<ListEntriesResponse> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry", "list"]);
         let result = self.ds.list_registration_entries(req).await;
-        self.done(&["registration_entry", "list"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn prune_registration_entries(&self, expires_before: i64) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry", "prune"]);
         let result = self.ds.prune_registration_entries(expires_before).await;
-        self.done(&["registration_entry", "prune"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -257,9 +266,9 @@ impl DataStore for MetricsDataStore {
         entry: RegistrationEntry,
         mask: Option<EntryMask>,
     ) -> Result<RegistrationEntry> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry", "update"]);
         let result = self.ds.update_registration_entry(entry, mask).await;
-        self.done(&["registration_entry", "update"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -274,37 +283,37 @@ impl DataStore for MetricsDataStore {
         &self,
         req: ListEventsRequest,
     ) -> Result<Vec<EntryEvent>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry_event", "list"]);
         let result = self.ds.list_registration_entry_events(req).await;
-        self.done(&["registration_entry_event", "list"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn prune_registration_entry_events(&self, older_than: Duration) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry_event", "prune"]);
         let result = self.ds.prune_registration_entry_events(older_than).await;
-        self.done(&["registration_entry_event", "prune"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn fetch_registration_entry_event(&self, event_id: u64) -> Result<EntryEvent> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry_event", "fetch"]);
         let result = self.ds.fetch_registration_entry_event(event_id).await;
-        self.done(&["registration_entry_event", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn create_registration_entry_event(&self, event: EntryEvent) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry_event", "create"]);
         let result = self.ds.create_registration_entry_event(event).await;
-        self.done(&["registration_entry_event", "create"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn delete_registration_entry_event(&self, event_id: u64) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["registration_entry_event", "delete"]);
         let result = self.ds.delete_registration_entry_event(event_id).await;
-        self.done(&["registration_entry_event", "delete"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -313,37 +322,37 @@ impl DataStore for MetricsDataStore {
     }
 
     async fn count_attested_nodes(&self, req: CountNodesRequest) -> Result<u32> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "count"]);
         let result = self.ds.count_attested_nodes(req).await;
-        self.done(&["node", "count"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn create_attested_node(&self, node: AttestedNode) -> Result<AttestedNode> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "create"]);
         let result = self.ds.create_attested_node(node).await;
-        self.done(&["node", "create"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn delete_attested_node(&self, spiffe_id: &SpiffeId) -> Result<AttestedNode> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "delete"]);
         let result = self.ds.delete_attested_node(spiffe_id).await;
-        self.done(&["node", "delete"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn fetch_attested_node(&self, spiffe_id: &SpiffeId) -> Result<Option<AttestedNode>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "fetch"]);
         let result = self.ds.fetch_attested_node(spiffe_id).await;
-        self.done(&["node", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn list_attested_nodes(&self, req: ListNodesRequest) -> Result<ListNodesResponse> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "list"]);
         let result = self.ds.list_attested_nodes(req).await;
-        self.done(&["node", "list"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -352,9 +361,9 @@ impl DataStore for MetricsDataStore {
         node: AttestedNode,
         mask: Option<NodeMask>,
     ) -> Result<AttestedNode> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "update"]);
         let result = self.ds.update_attested_node(node, mask).await;
-        self.done(&["node", "update"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -363,12 +372,12 @@ impl DataStore for MetricsDataStore {
         expired_before: i64,
         include_non_reattestable: bool,
     ) -> Result<u32> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "prune"]);
         let result = self
             .ds
             .prune_attested_expired_nodes(expired_before, include_non_reattestable)
             .await;
-        self.done(&["node", "prune"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -380,37 +389,37 @@ impl DataStore for MetricsDataStore {
     }
 
     async fn list_attested_node_events(&self, req: ListEventsRequest) -> Result<Vec<NodeEvent>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node_event", "list"]);
         let result = self.ds.list_attested_node_events(req).await;
-        self.done(&["node_event", "list"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn prune_attested_node_events(&self, older_than: Duration) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node_event", "prune"]);
         let result = self.ds.prune_attested_node_events(older_than).await;
-        self.done(&["node_event", "prune"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn fetch_attested_node_event(&self, event_id: u64) -> Result<NodeEvent> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node_event", "fetch"]);
         let result = self.ds.fetch_attested_node_event(event_id).await;
-        self.done(&["node_event", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn create_attested_node_event(&self, event: NodeEvent) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node_event", "create"]);
         let result = self.ds.create_attested_node_event(event).await;
-        self.done(&["node_event", "create"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn delete_attested_node_event(&self, event_id: u64) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node_event", "delete"]);
         let result = self.ds.delete_attested_node_event(event_id).await;
-        self.done(&["node_event", "delete"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -423,9 +432,9 @@ impl DataStore for MetricsDataStore {
         spiffe_id: &SpiffeId,
         consistency: DataConsistency,
     ) -> Result<Vec<Selector>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "selectors", "fetch"]);
         let result = self.ds.get_node_selectors(spiffe_id, consistency).await;
-        self.done(&["node", "selectors", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -433,9 +442,9 @@ impl DataStore for MetricsDataStore {
         &self,
         req: ListNodeSelectorsRequest,
     ) -> Result<HashMap<SpiffeId, Vec<Selector>>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "selectors", "list"]);
         let result = self.ds.list_node_selectors(req).await;
-        self.done(&["node", "selectors", "list"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -444,37 +453,37 @@ impl DataStore for MetricsDataStore {
         spiffe_id: &SpiffeId,
         selectors: Vec<Selector>,
     ) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["node", "selectors", "set"]);
         let result = self.ds.set_node_selectors(spiffe_id, selectors).await;
-        self.done(&["node", "selectors", "set"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn create_join_token(&self, token: JoinToken) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["join_token", "create"]);
         let result = self.ds.create_join_token(token).await;
-        self.done(&["join_token", "create"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn delete_join_token(&self, token: &str) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["join_token", "delete"]);
         let result = self.ds.delete_join_token(token).await;
-        self.done(&["join_token", "delete"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn fetch_join_token(&self, token: &str) -> Result<Option<JoinToken>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["join_token", "fetch"]);
         let result = self.ds.fetch_join_token(token).await;
-        self.done(&["join_token", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn prune_join_tokens(&self, expires_before: i64) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["join_token", "prune"]);
         let result = self.ds.prune_join_tokens(expires_before).await;
-        self.done(&["join_token", "prune"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -482,9 +491,9 @@ impl DataStore for MetricsDataStore {
         &self,
         fr: FederationRelationship,
     ) -> Result<FederationRelationship> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["federation_relationship", "create"]);
         let result = self.ds.create_federation_relationship(fr).await;
-        self.done(&["federation_relationship", "create"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -492,9 +501,9 @@ impl DataStore for MetricsDataStore {
         &self,
         trust_domain: &TrustDomain,
     ) -> Result<Option<FederationRelationship>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["federation_relationship", "fetch"]);
         let result = self.ds.fetch_federation_relationship(trust_domain).await;
-        self.done(&["federation_relationship", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -502,16 +511,16 @@ impl DataStore for MetricsDataStore {
         &self,
         pagination: Option<Pagination>,
     ) -> Result<ListFederationRelationshipsResponse> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["federation_relationship", "list"]);
         let result = self.ds.list_federation_relationships(pagination).await;
-        self.done(&["federation_relationship", "list"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn delete_federation_relationship(&self, trust_domain: &TrustDomain) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["federation_relationship", "delete"]);
         let result = self.ds.delete_federation_relationship(trust_domain).await;
-        self.done(&["federation_relationship", "delete"], start, &result);
+        done(call, &result);
         result
     }
 
@@ -520,37 +529,37 @@ impl DataStore for MetricsDataStore {
         fr: FederationRelationship,
         mask: FederationRelationshipMask,
     ) -> Result<FederationRelationship> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["federation_relationship", "update"]);
         let result = self.ds.update_federation_relationship(fr, mask).await;
-        self.done(&["federation_relationship", "update"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn set_ca_journal(&self, journal: CaJournal) -> Result<CaJournal> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["ca_journal", "set"]);
         let result = self.ds.set_ca_journal(journal).await;
-        self.done(&["ca_journal", "set"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn fetch_ca_journal(&self, active_x509_authority_id: &str) -> Result<Option<CaJournal>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["ca_journal", "fetch"]);
         let result = self.ds.fetch_ca_journal(active_x509_authority_id).await;
-        self.done(&["ca_journal", "fetch"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn prune_ca_journals(&self, all_cas_expire_before: i64) -> Result<()> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["ca_journal", "prune"]);
         let result = self.ds.prune_ca_journals(all_cas_expire_before).await;
-        self.done(&["ca_journal", "prune"], start, &result);
+        done(call, &result);
         result
     }
 
     async fn list_ca_journals(&self) -> Result<Vec<CaJournal>> {
-        let start = std::time::Instant::now();
+        let call = self.start(&["ca_journal", "list"]);
         let result = self.ds.list_ca_journals().await;
-        self.done(&["ca_journal", "list"], start, &result);
+        done(call, &result);
         result
     }
 

@@ -10,7 +10,7 @@
 //! when 4096 are queued (a slow or absent collector never blocks a caller).
 
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 /// How often queued lines are sent.
@@ -153,9 +153,8 @@ impl UdpSink {
 
     /// Queues one metric; dropped when the queue is full.
     pub fn emit(&self, parts: &[&str], labels: &[(String, String)], value: Value) {
-        match self.tx.try_send(line(self.format, parts, labels, value)) {
-            Ok(()) | Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {}
-        }
+        // A full queue or a stopped sender drops the metric, as go-metrics' sinks do.
+        let _ = self.tx.try_send(line(self.format, parts, labels, value));
     }
 }
 
