@@ -728,22 +728,22 @@ async fn issuer_prefix_and_key_use_options_match_reference() {
 
 /// Pebble (Let's Encrypt's test ACME server) and its DNS server, built by
 /// `conformance/pebble/build.sh`; `None` (a visible skip) when they cannot be built.
-struct Pebble {
+pub(crate) struct Pebble {
     /// The directory URL.
-    directory: String,
+    pub(crate) directory: String,
     /// The management port (`/roots/0` is the issuing root).
     management: u16,
     /// The root of pebble's own HTTPS listeners.
-    minica: PathBuf,
+    pub(crate) minica: PathBuf,
     /// The ACME server.
-    proc: Proc,
+    pub(crate) proc: Proc,
     _dns: Proc,
 }
 
 impl Pebble {
     /// Starts pebble issuing certificates valid `validity` seconds, validating TLS-ALPN-01
     /// on `tls_port`.
-    fn start(sc: &Scenario, tls_port: u16, validity: u64) -> Option<Pebble> {
+    pub(crate) fn start(sc: &Scenario, tls_port: u16, validity: u64) -> Option<Pebble> {
         let script = workspace_root().join("conformance/pebble/build.sh");
         let out = match Command::new("bash").arg(&script).output() {
             Ok(o) => o,
@@ -830,7 +830,7 @@ impl Pebble {
     }
 
     /// The root pebble issues under, from its management interface.
-    async fn issuing_root(&mut self) -> String {
+    pub(crate) async fn issuing_root(&mut self) -> String {
         let (mgmt, minica) = (self.management, self.minica.clone());
         wait_until("pebble's issuing root", 30, || {
             let out = Command::new("curl")

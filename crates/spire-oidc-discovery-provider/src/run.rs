@@ -207,18 +207,13 @@ pub async fn run(cfg: config::Config, clock: SharedClock) -> Result<(), String> 
             })
         }
         Listen::Acme(a) => {
-            let http = crate::acme::AcmeHttp::new()?;
-            let manager = crate::acme::Manager::new(
-                &crate::acme::Settings {
-                    domains: cfg.domains.clone(),
-                    directory_url: a.directory_url.clone(),
-                    email: a.email.clone(),
-                    cache_dir: a.cache_dir.clone(),
-                },
-                http,
+            let manager = crate::acme::manager(
+                &cfg.domains,
+                &a.directory_url,
+                &a.email,
+                &a.cache_dir,
                 clock.clone(),
-                crate::acme::random_jitter,
-            );
+            )?;
             let port = crate::acme::listen_port()?;
             let l = match tokio::net::TcpListener::bind(("::", port)).await {
                 Ok(l) => l,

@@ -988,6 +988,21 @@ pub fn make_csr_with_signer(
     Ok(csr.der().to_vec())
 }
 
+/// The CSR an ACME client sends for a TLS certificate (Go's autocert `certRequest`): the
+/// DNS name as common name and as the only SAN, signed by `signer`.
+pub fn make_dns_csr(signer: Arc<dyn Signer>, dns_name: &str) -> Result<Vec<u8>, PkiError> {
+    let rc = RcgenSigner::new(signer)?;
+    let mut p = CertificateParams::new(vec![dns_name.to_string()])
+        .map_err(|e| PkiError::Build(e.to_string()))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, dns_name);
+    p.distinguished_name = dn;
+    let csr = p
+        .serialize_request(&rc)
+        .map_err(|e| PkiError::Signing(e.to_string()))?;
+    Ok(csr.der().to_vec())
+}
+
 /// The CSR SPIRE's CA manager sends its UpstreamAuthority: `subject`, the trust domain's
 /// ID as URI SAN and `extensions`, signed by the new CA key `signer`.
 pub fn make_ca_csr(

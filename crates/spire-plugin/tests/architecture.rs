@@ -165,6 +165,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("spire-plugin-host", 4),
     ("spire-plugin-sdk", 4),
     ("spire-http", 4),
+    ("spire-acme", 5),
     ("spire-plugins", 5),
     ("spire-plugins-k8s", 5),
     ("spire-plugins-docker", 5),

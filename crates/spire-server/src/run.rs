@@ -241,6 +241,7 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
     let (bundle_changes, _) = tokio::sync::watch::channel(0u64);
     let bundle_changes = Arc::new(bundle_changes);
     let notify = bundle_changes.clone();
+    let bundle_km = cat.km.clone();
     let ca_manager = CaManager::load(
         ManagerConfig {
             trust_domain: td.clone(),
@@ -460,7 +461,7 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
     }
 
     if let Some(be) = config.federation.bundle_endpoint.clone() {
-        let (_, serve) = crate::federation::endpoint::start(server.clone(), be)
+        let (_, serve) = crate::federation::endpoint::start(server.clone(), be, bundle_km)
             .await
             .map_err(|e| RunError::Other(e.to_string()))?;
         tokio::spawn(serve);

@@ -292,6 +292,11 @@ impl Server {
             .cloned()
     }
 
+    /// The server's clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// The current time, from the server's clock.
     pub fn now(&self) -> SystemTime {
         self.clock.now()

@@ -25,6 +25,10 @@ pub struct ServerOpts {
     /// `(database_type, connection_string)` of the `sql` DataStore, in place of the
     /// server's own SQLite file (several servers on one database).
     pub sql: Option<(String, String)>,
+    /// A file to see as `/etc/hosts` (names the system cannot resolve, such as an ACME
+    /// domain on loopback): the process runs in its own mount namespace with the file
+    /// bind-mounted there (`unshare`), so nothing outside it changes.
+    pub hosts: Option<PathBuf>,
 }
 
 /// A server: its files, its configuration and (when started) its process.
@@ -138,17 +142,45 @@ plugins {{
             .collect()
     }
 
+    /// The server process (`run -config conf`), under its own `/etc/hosts` when one is
+    /// set (`sh` execs the server, so the PID is the server's).
+    fn spawn(&self, conf: &str) -> Proc {
+        let Some(hosts) = &self.opts.hosts else {
+            return Proc::spawn(
+                &self.bin,
+                &["run", "-config", conf],
+                self.log_path(self.runs),
+                &self.env(),
+            );
+        };
+        // As root a mount namespace is enough; otherwise a user namespace maps us to root.
+        let ns = if runs_as_root() { "-m" } else { "-rm" };
+        let hosts = hosts.display().to_string();
+        let bin = self.bin.display().to_string();
+        Proc::spawn(
+            Path::new("unshare"),
+            &[
+                ns,
+                "sh",
+                "-c",
+                "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+                &hosts,
+                &bin,
+                "run",
+                "-config",
+                conf,
+            ],
+            self.log_path(self.runs),
+            &self.env(),
+        )
+    }
+
     /// Starts the process and waits until `bundle show` answers over the socket.
     pub async fn start(&mut self) {
         assert!(self.proc.is_none(), "server {} already running", self.label);
         self.runs += 1;
         let conf = self.conf.display().to_string();
-        self.proc = Some(Proc::spawn(
-            &self.bin,
-            &["run", "-config", &conf],
-            self.log_path(self.runs),
-            &self.env(),
-        ));
+        self.proc = Some(self.spawn(&conf));
         let d = Deadline::new(
             format!("{} spire-server {} to serve", self.imp.name(), self.label),
             60,
@@ -178,12 +210,7 @@ plugins {{
         assert!(self.proc.is_none(), "server {} already running", self.label);
         self.runs += 1;
         let conf = self.conf.display().to_string();
-        let mut proc = Proc::spawn(
-            &self.bin,
-            &["run", "-config", &conf],
-            self.log_path(self.runs),
-            &self.env(),
-        );
+        let mut proc = self.spawn(&conf);
         let d = Deadline::new(
             format!("{} spire-server {} to exit", self.imp.name(), self.label),
             secs,
@@ -355,4 +382,33 @@ pub fn agent_id(agent: &Value) -> String {
         agent["id"]["trust_domain"].as_str().unwrap_or_default(),
         agent["id"]["path"].as_str().unwrap_or_default()
     )
+}
+
+/// Whether this process runs as root (from `/proc/self/status`, without libc).
+fn runs_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether a process can be given its own `/etc/hosts` here (see [`ServerOpts::hosts`]).
+pub fn private_hosts_available() -> Result<(), String> {
+    let ns = if runs_as_root() { "-m" } else { "-rm" };
+    let out = std::process::Command::new("unshare")
+        .args([ns, "sh", "-c", "mount --bind /etc/hosts /etc/hosts"])
+        .output()
+        .map_err(|e| format!("unshare: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "unshare {ns} cannot bind-mount /etc/hosts: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }

@@ -2,7 +2,11 @@
 //! SPIFFE bundle format over HTTPS, for servers of other trust domains that federate with
 //! us. `https_spiffe` presents the server's own X509-SVID; `https_web` with
 //! `serving_cert_file` presents a certificate read from files and re-read when their
-//! modification times change (checked every `file_sync_interval`).
+//! modification times change (checked every `file_sync_interval`); `https_web` with `acme`
+//! presents a certificate for `domain_name` from the ACME CA, obtained on the first
+//! ClientHello (TLS-ALPN-01 answered on this listener) and renewed 30 days before expiry,
+//! its keys in the server's KeyManager and its chain in `<data_dir>/bundle-acme`, as
+//! SPIRE's fork of autocert keeps them.
 //!
 //! As SPIRE's endpoint: `GET /` only (other methods 405, other paths 404), the bundle as
 //! stored with `spiffe_refresh_hint` set to the configured hint (seconds), indented JSON.
@@ -26,9 +30,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use spire_config::{BundleEndpointConfig, BundleEndpointProfile, ServingCertFile};
+use spire_config::{AcmeConfig, BundleEndpointConfig, BundleEndpointProfile, ServingCertFile};
 use spire_datastore::StoredBundle;
 use spire_gocompat::{GoDuration, format_go_duration};
+use spire_plugin::KeyManager;
 use spire_tls::SvidResolver;
 use tokio::net::TcpListener;
 
@@ -36,6 +41,8 @@ use crate::api::convert;
 use crate::state::Server;
 
 const SUBSYSTEM: &str = "bundle_endpoint";
+/// The `subsystem_name` of the ACME manager's log lines, as SPIRE's.
+const ACME_SUBSYSTEM: &str = "bundle_acme";
 
 /// Request header: how long (seconds) to hold a request whose `If-None-Match` is current.
 pub const WAIT_HEADER: &str = "x-spire-rs-bundle-wait";
@@ -138,9 +145,9 @@ pub enum EndpointError {
     /// The TLS configuration could not be built.
     #[error("{0}")]
     Tls(#[from] spire_tls::TlsError),
-    /// The profile is not served by this build.
+    /// The ACME client could not be set up.
     #[error("{0}")]
-    Unsupported(&'static str),
+    Acme(String),
 }
 
 /// Go's `time.Duration.String()` of a duration.
@@ -370,27 +377,100 @@ async fn bind(config: &BundleEndpointConfig) -> Result<TcpListener, EndpointErro
     }
 }
 
+/// How connections are secured.
+enum Tls {
+    /// One rustls configuration (the server's SVID, or the serving certificate files).
+    Fixed(Arc<rustls::ServerConfig>),
+    /// Certificates from an ACME CA, chosen once the ClientHello is read.
+    Acme(Arc<spire_acme::Manager>),
+}
+
+/// The User-Agent the server sends its ACME CA (`SPIRE-<version>`, as SPIRE's).
+pub fn acme_user_agent() -> String {
+    format!("SPIRE-{}", spire_cli::VERSION)
+}
+
+/// The ACME manager for `https_web { acme { } }`: keys in `km` (SPIRE's `bundle-acme-`
+/// key IDs), certificates in `<data_dir>/bundle-acme`, only `domain_name` served, and the
+/// terms of service accepted only with `tos_accepted` (logged as SPIRE logs it).
+pub fn acme_manager(
+    acme: &AcmeConfig,
+    km: Arc<dyn KeyManager>,
+    http: spire_acme::AcmeHttp,
+    clock: spire_clock::SharedClock,
+) -> Arc<spire_acme::Manager> {
+    if !acme.tos_accepted {
+        tracing::warn!(
+            subsystem_name = ACME_SUBSYSTEM,
+            "ACME Terms of Service have not been accepted. See the `tos_accepted` configurable"
+        );
+    }
+    let (directory_url, email, accepted) = (
+        acme.directory_url.clone(),
+        acme.email.clone(),
+        acme.tos_accepted,
+    );
+    let prompt = move |tos_url: &str| {
+        if accepted {
+            tracing::info!(
+                directory_url = %directory_url,
+                tos_url = %tos_url,
+                email = %email,
+                subsystem_name = ACME_SUBSYSTEM,
+                "ACME Terms of Service accepted"
+            );
+        } else {
+            tracing::warn!(
+                directory_url = %directory_url,
+                tos_url = %tos_url,
+                email = %email,
+                subsystem_name = ACME_SUBSYSTEM,
+                "ACME Terms of Service have not been accepted. See the `tos_accepted` configurable"
+            );
+        }
+        accepted
+    };
+    spire_acme::Manager::new(
+        spire_acme::Settings {
+            domains: vec![acme.domain_name.clone()],
+            directory_url: acme.directory_url.clone(),
+            email: acme.email.clone(),
+            prompt: Box::new(prompt),
+        },
+        Arc::new(spire_acme::KeyManagerStore::new(
+            km,
+            acme.cache_dir.clone(),
+            ACME_SUBSYSTEM,
+        )),
+        http,
+        clock,
+        spire_acme::random_jitter,
+    )
+}
+
 /// Binds the bundle endpoint and returns the task serving it (and, for a serving
-/// certificate file, watching it).
+/// certificate file, watching it). `km` holds the ACME keys of `https_web { acme }`.
 pub async fn start(
     server: Arc<Server>,
     config: BundleEndpointConfig,
+    km: Arc<dyn KeyManager>,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = ()> + Send), EndpointError> {
-    let resolver = match &config.profile {
-        BundleEndpointProfile::HttpsSpiffe => server.svid().clone(),
+    let tls = match &config.profile {
+        BundleEndpointProfile::HttpsSpiffe => {
+            Tls::Fixed(spire_tls::https_server_config(server.svid().clone())?)
+        }
         BundleEndpointProfile::HttpsWebServingCert(files) => {
             let cert = ServingCert::load(files.clone())?;
             let resolver = cert.resolver();
             tokio::spawn(cert.watch());
-            resolver
+            Tls::Fixed(spire_tls::https_server_config(resolver)?)
         }
-        BundleEndpointProfile::HttpsWebAcme(_) => {
-            return Err(EndpointError::Unsupported(
-                "the bundle endpoint's https_web profile with acme is not supported yet",
-            ));
+        BundleEndpointProfile::HttpsWebAcme(acme) => {
+            let http =
+                spire_acme::AcmeHttp::new(&acme_user_agent()).map_err(EndpointError::Acme)?;
+            Tls::Acme(acme_manager(acme, km, http, server.clock().clone()))
         }
     };
-    let tls = spire_tls::https_server_config(resolver)?;
     let listener = bind(&config).await?;
     let local = listener
         .local_addr()
@@ -406,26 +486,42 @@ pub async fn start(
     Ok((local, serve(server, listener, tls, config.refresh_hint)))
 }
 
-async fn serve(
-    server: Arc<Server>,
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    refresh_hint: Duration,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+async fn serve(server: Arc<Server>, listener: TcpListener, tls: Tls, refresh_hint: Duration) {
     let waiters = Arc::new(tokio::sync::Semaphore::new(MAX_WAITERS));
+    let tls = Arc::new(tls);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             continue;
         };
-        let acceptor = acceptor.clone();
+        let tls = tls.clone();
         let server = server.clone();
         let waiters = waiters.clone();
         tokio::spawn(async move {
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
-            else {
-                return;
+            let stream = match &*tls {
+                Tls::Fixed(config) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => s,
+                        _ => return,
+                    }
+                }
+                Tls::Acme(manager) => {
+                    match spire_acme::accept(stream, manager, &[b"http/1.1"]).await {
+                        Ok(Some(s)) => s,
+                        Ok(None) => return,
+                        Err(e) => {
+                            // SPIRE's Go HTTP server prints these (unleveled) to stderr;
+                            // they are how an operator sees a certificate not obtained.
+                            tracing::info!(
+                                subsystem_name = ACME_SUBSYSTEM,
+                                "http: TLS handshake error from {peer}: {e}"
+                            );
+                            return;
+                        }
+                    }
+                }
             };
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let server = server.clone();
@@ -441,7 +537,7 @@ async fn serve(
             let _ = http1::Builder::new()
                 .header_read_timeout(Duration::from_secs(10))
                 .timer(hyper_util::rt::TokioTimer::new())
-                .serve_connection(TokioIo::new(tls), svc)
+                .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
     }

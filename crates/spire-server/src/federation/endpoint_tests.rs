@@ -275,3 +275,53 @@ async fn a_wait_on_the_current_tag_is_held_until_the_bundle_changes_or_the_wait_
     }
     assert_eq!(t.elapsed(), Duration::ZERO);
 }
+
+#[tokio::test]
+async fn acme_keys_go_to_the_keymanager_under_spires_ids() {
+    use spire_plugin::KeyManager as _;
+    let d = tempfile::tempdir().unwrap();
+    let km = Arc::new(spire_plugins::keymanager::LocalKeyManager::memory());
+    assert_eq!(acme_user_agent(), "SPIRE-1.13.3");
+    let acme = AcmeConfig {
+        directory_url: "https://127.0.0.1:1/directory".into(),
+        domain_name: "bundle.example.org".into(),
+        email: "admin@example.org".into(),
+        tos_accepted: false,
+        cache_dir: d.path().join("bundle-acme"),
+    };
+    let http = spire_acme::AcmeHttp::with_tls(
+        spire_tls::web_client_config(&[self_signed("ca.example.org").0.der().clone()]).unwrap(),
+        &acme_user_agent(),
+    )
+    .unwrap();
+    let m = acme_manager(&acme, km.clone(), http, Arc::new(spire_clock::SystemClock));
+    // Another name than domain_name gets nothing; the domain's first hello makes the
+    // certificate key and the account key in the KeyManager, then fails on the
+    // unreachable CA (and nothing is cached).
+    let other = m.get_certificate(Some("other.example.org"), &[]).await;
+    assert!(
+        matches!(other, Err(spire_acme::HelloError::NotAllowed(_))),
+        "{other:?}"
+    );
+    let err = m
+        .get_certificate(Some("bundle.example.org"), &[])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    let mut ids: Vec<String> = km
+        .get_public_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "bundle-acme-acme_account+key",
+            "bundle-acme-bundle.example.org"
+        ]
+    );
+    assert!(!d.path().join("bundle-acme/bundle.example.org").exists());
+}
