@@ -16,10 +16,10 @@ use crate::support::{
     join_token_pair, pki, run, server_subject, uid_selector, workspace_root,
 };
 
-const DELEGATED_SELECTOR: &str = "unix:uid:4242";
+pub(crate) const DELEGATED_SELECTOR: &str = "unix:uid:4242";
 const OTHER_TD: &str = "spiffe://other.org";
 
-fn delegated_client(sc: &Scenario) -> Option<PathBuf> {
+pub(crate) fn delegated_client(sc: &Scenario) -> Option<PathBuf> {
     let script = workspace_root().join("conformance/delegatedclient/build.sh");
     let out = run(Path::new("bash"), &[&script.display().to_string()], None);
     if !out.ok() {
@@ -34,7 +34,7 @@ fn delegated_client(sc: &Scenario) -> Option<PathBuf> {
 }
 
 /// The admin agent configuration: the admin socket and `/delegate` as the only delegate.
-fn agent_opts() -> AgentOpts {
+pub(crate) fn agent_opts() -> AgentOpts {
     AgentOpts {
         admin_socket: true,
         extra_agent: format!("authorized_delegates = [\"{}\"]", id("/delegate")),
@@ -42,13 +42,13 @@ fn agent_opts() -> AgentOpts {
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     bin: PathBuf,
     socket: String,
 }
 
 impl Client {
-    fn new(bin: PathBuf, agent: &Agent) -> Client {
+    pub(crate) fn new(bin: PathBuf, agent: &Agent) -> Client {
         Client {
             bin,
             socket: agent
@@ -76,7 +76,7 @@ impl Client {
     }
 
     /// The first line of a call.
-    fn first(&self, cmd: &str, args: &[&str]) -> Value {
+    pub(crate) fn first(&self, cmd: &str, args: &[&str]) -> Value {
         self.call(cmd, args)
             .into_iter()
             .next()
@@ -111,7 +111,7 @@ fn expect_error(v: &Value, code: &str, message: &str, what: &str) {
 }
 
 /// The SPIFFE IDs of an x509svids or jwtsvids line.
-fn svid_ids(v: &Value) -> Vec<String> {
+pub(crate) fn svid_ids(v: &Value) -> Vec<String> {
     let mut ids: Vec<String> = v["svids"]
         .as_array()
         .map(|a| {
@@ -125,7 +125,7 @@ fn svid_ids(v: &Value) -> Vec<String> {
 }
 
 /// Polls `cmd args` until `done` holds for its first line.
-async fn wait_for(
+pub(crate) async fn wait_for(
     c: &Client,
     what: &str,
     cmd: &str,

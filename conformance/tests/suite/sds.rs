@@ -19,7 +19,7 @@ use crate::support::{
 
 const OTHER_TD: &str = "spiffe://other.org";
 
-fn sds_client(sc: &Scenario) -> Option<PathBuf> {
+pub(crate) fn sds_client(sc: &Scenario) -> Option<PathBuf> {
     let script = workspace_root().join("conformance/sdsclient/build.sh");
     let out = run(
         std::path::Path::new("bash"),
@@ -47,7 +47,7 @@ fn sds(bin: &Path, agent: &Agent, mode: &str, args: &[&str]) -> Vec<Value> {
 }
 
 /// One FetchSecrets answer (retrying SPIRE's "not authorized" while SVIDs are minted).
-fn fetch(bin: &Path, agent: &Agent, args: &[&str]) -> Value {
+pub(crate) fn fetch(bin: &Path, agent: &Agent, args: &[&str]) -> Value {
     let mut a = vec!["-retry", "20s"];
     a.extend_from_slice(args);
     let mut out = sds(bin, agent, "fetch", &a);

@@ -73,6 +73,8 @@ const SERVER_FAMILIES: &[(&str, &str)] = &[
     ),
     ("spire_server_server_ca_sign_x509_svid", "counter"),
     ("spire_server_svid_rotate", "counter"),
+    ("spire_server_entry_cache_reload", "counter"),
+    ("spire_server_entry_cache_reload_elapsed_time", "summary"),
     ("spire_server_svid_rotate_elapsed_time", "summary"),
     ("spire_server_ca_manager_x509_ca_prepare", "counter"),
     (
@@ -154,10 +156,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
         "go-metrics' Go runtime gauges and summaries (runtime_*): there is no Go runtime",
     ),
     ("spire_agent_runtime_num_goroutines", "as above"),
-    (
-        "spire_server_entry_cache_reload",
-        "the server's entry index is kept current, never reloaded as a whole",
-    ),
 ];
 
 /// The kinds of `promtool check metrics` findings reference SPIRE's output has.
@@ -756,4 +754,159 @@ async fn statsd_and_dogstatsd_sinks() {
         server.imp.name()
     );
     assert!(timer.ends_with("|ms|#status:OK,host:<host>"), "{timer}");
+}
+
+/// The value of the one sample of `family` in an exposition.
+fn sample_value(exposition: &str, family: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The events-based cache's gauges on the server, and on the agent the SDS and Delegated
+/// Identity "connection" metrics, the Delegated Identity API's RPC metrics and its
+/// first-update latency, after an SDS fetch and a delegated X509-SVID subscription: the
+/// families reference SPIRE emits, with the same gauge values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn cache_sds_and_delegated_identity_metrics() {
+    let sc = Scenario::new("telemetry::cache_sds_and_delegated_identity_metrics");
+    let Some(sds_bin) = crate::sds::sds_client(&sc) else {
+        return;
+    };
+    let Some(di_bin) = crate::delegated_identity::delegated_client(&sc) else {
+        return;
+    };
+    let (server_metrics, agent_metrics) = (free_port(), free_port());
+    let mut agent_opts = crate::delegated_identity::agent_opts();
+    agent_opts.extra_top = telemetry_block(agent_metrics);
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts {
+            extra_server: "experimental {\n        events_based_cache = true\n    }".into(),
+            extra_top: telemetry_block(server_metrics),
+            ..Default::default()
+        },
+        agent_opts,
+    )
+    .await;
+    let delegate = id("/delegate");
+    server.workload_entry(&agent_id, &delegate, &uid_selector());
+    let dw = id("/delegated/workload");
+    server.entry_create(&[
+        "-parentID",
+        &agent_id,
+        "-spiffeID",
+        &dw,
+        "-selector",
+        crate::delegated_identity::DELEGATED_SELECTOR,
+    ]);
+    agent.wait_x509(&delegate, 60).await;
+
+    // One SDS fetch, and a delegated subscription that gets the workload's SVID.
+    let sds = crate::sds::fetch(&sds_bin, &agent, &["-names", "default"]);
+    assert!(sds.get("error").is_none(), "{sds}");
+    let c = crate::delegated_identity::Client::new(di_bin, &agent);
+    let sel = ["-selector", crate::delegated_identity::DELEGATED_SELECTOR];
+    crate::delegated_identity::wait_for(&c, "the delegated X509-SVID", "x509svids", &sel, |v| {
+        crate::delegated_identity::svid_ids(v) == [dw.clone()]
+    })
+    .await;
+
+    // The gauges follow the cache at its refresh pace (SPIRE's 5 s, our event poll's 1 s).
+    let server_out = {
+        let family = "spire_server_entry_entries_by_entryid_cache_count";
+        let d = Deadline::new("the server's entry cache gauge to reach 2", 60);
+        loop {
+            let last = match http_get(server_metrics, "/metrics").await {
+                Ok((200, _, body)) if sample_value(&body, family) == Some(2.0) => break body,
+                Ok((code, _, body)) => {
+                    format!("HTTP {code}: {}", crate::support::tail(&body, 2000))
+                }
+                Err(e) => e,
+            };
+            d.tick(last).await;
+        }
+    };
+    let agent_out = scrape_until(
+        agent_metrics,
+        "agent",
+        "spire_agent_delegated_identity_api_subscribe_x509_svids_first_update_elapsed_time",
+    )
+    .await;
+    std::fs::write(sc.path().join("server.metrics"), &server_out).ok();
+    std::fs::write(sc.path().join("agent.metrics"), &agent_out).ok();
+    let server_families: &[(&str, &str)] = &[
+        ("spire_server_node_agents_by_id_cache_count", "gauge"),
+        ("spire_server_node_agents_by_expiresat_cache_count", "gauge"),
+        ("spire_server_entry_entries_by_entryid_cache_count", "gauge"),
+        (
+            "spire_server_entry_entries_by_parentid_cache_count",
+            "gauge",
+        ),
+        (
+            "spire_server_entry_nodealiases_by_entryid_cache_count",
+            "gauge",
+        ),
+        (
+            "spire_server_entry_nodealiases_by_selector_cache_count",
+            "gauge",
+        ),
+        ("spire_server_entry_skipped_entry_event_ids_count", "gauge"),
+        ("spire_server_node_skipped_node_event_ids_count", "gauge"),
+    ];
+    check_families(&sc, "server", server.imp, &server_out, server_families);
+    let agent_families: &[(&str, &str)] = &[
+        ("spire_agent_sds_api_connection", "counter"),
+        ("spire_agent_sds_api_connections", "gauge"),
+        ("spire_agent_delegated_identity_api_connection", "counter"),
+        ("spire_agent_delegated_identity_api_connections", "gauge"),
+        (
+            "spire_agent_delegated_identity_api_subscribe_x509_svids_first_update_elapsed_time",
+            "summary",
+        ),
+        (
+            "spire_agent_rpc_delegated_identity_subscribe_to_x509_svids",
+            "counter",
+        ),
+        (
+            "spire_agent_rpc_delegated_identity_subscribe_to_x509_svids_elapsed_time",
+            "summary",
+        ),
+        ("spire_agent_rpc_sds_v3_fetch_secrets", "counter"),
+    ];
+    check_families(&sc, "agent", agent.imp, &agent_out, agent_families);
+    // The gauges count what the cache holds: one agent, two entries (no node aliases).
+    for (family, want) in [
+        ("spire_server_node_agents_by_id_cache_count", 1.0),
+        ("spire_server_node_agents_by_expiresat_cache_count", 1.0),
+        ("spire_server_entry_entries_by_entryid_cache_count", 2.0),
+        ("spire_server_entry_entries_by_parentid_cache_count", 2.0),
+        ("spire_server_entry_nodealiases_by_entryid_cache_count", 0.0),
+        ("spire_server_entry_skipped_entry_event_ids_count", 0.0),
+    ] {
+        assert_eq!(
+            sample_value(&server_out, family),
+            Some(want),
+            "{family}: {server_out}"
+        );
+    }
+    // The calls have ended: nothing open.
+    for family in [
+        "spire_agent_sds_api_connections",
+        "spire_agent_delegated_identity_api_connections",
+    ] {
+        assert_eq!(
+            sample_value(&agent_out, family),
+            Some(0.0),
+            "{family}: {agent_out}"
+        );
+    }
 }

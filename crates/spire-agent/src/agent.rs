@@ -894,6 +894,7 @@ pub async fn run(
                 l,
                 manager.clone(),
                 delegated,
+                s.manager.metrics.clone(),
                 stopped(stop_rx.clone()),
             )))
         }

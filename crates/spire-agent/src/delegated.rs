@@ -383,6 +383,8 @@ impl pb::delegated_identity_server::DelegatedIdentity for DelegatedIdentityServi
         req: Request<pb::SubscribeToX509sviDsRequest>,
     ) -> Result<Response<Self::SubscribeToX509SVIDsStream>, Status> {
         const METHOD: &str = "SubscribeToX509SVIDs";
+        // SPIRE times the first update that carries an SVID, from the call's start.
+        let started = std::time::Instant::now();
         let caller = self.authorize_caller(&req, METHOD).await?;
         let r = req.get_ref();
         let selectors = self
@@ -394,12 +396,26 @@ impl pb::delegated_identity_server::DelegatedIdentity for DelegatedIdentityServi
         Ok(Response::new(Self::stream(move |tx| async move {
             // SPIRE's subscription waits until every matching entry has its SVID.
             sub.wait_ready().await;
+            let mut first_measured = false;
             loop {
                 if let Err(e) = this.check_delegate(&caller, METHOD) {
                     let _ = tx.send(Err(e.into())).await;
                     return;
                 }
                 let update = sub.update();
+                if !first_measured && !update.identities.is_empty() {
+                    first_measured = true;
+                    this.manager.metrics().measure_since(
+                        &[
+                            "delegated_identity_api",
+                            "subscribe_x509_svids",
+                            "first_update",
+                            "elapsed_time",
+                        ],
+                        started,
+                        &[],
+                    );
+                }
                 let msg = x509_svids_response(&update).map_err(Status::from);
                 let failed = msg.is_err();
                 if let Ok(m) = &msg {

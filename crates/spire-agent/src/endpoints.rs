@@ -66,7 +66,7 @@ pub async fn serve_workload_api(
     // grpc-go's 4 MiB receive limit (tonic's default too), refused with grpc-go's code.
     tonic::transport::Server::builder()
         .layer(spire_uds::limits::OversizeLayer)
-        .layer(spire_telemetry::rpc::RpcMetricsLayer::new(metrics).with_workload_api_connections())
+        .layer(spire_telemetry::rpc::RpcMetricsLayer::new(metrics).with_connection_metrics())
         .add_service(SpiffeWorkloadApiServer::new(api))
         .add_service(
             spire_proto::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer::new(sds),
@@ -206,10 +206,14 @@ pub async fn serve_admin_api(
     listener: UnixListener,
     manager: Arc<Manager>,
     delegated: DelegatedIdentityService,
+    metrics: spire_telemetry::Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), EndpointError> {
+    // SPIRE's admin endpoints run the same middleware as the Workload API's: RPC metrics,
+    // and the Delegated Identity API's "connection" metrics.
     tonic::transport::Server::builder()
         .layer(spire_uds::limits::OversizeLayer)
+        .layer(spire_telemetry::rpc::RpcMetricsLayer::new(metrics).with_connection_metrics())
         .add_service(debugv1::debug_server::DebugServer::new(DebugService::new(
             manager,
         )))

@@ -54,6 +54,17 @@ impl AgentRecord {
     }
 }
 
+/// See [`EntryIndex::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Agents (SPIRE's `AgentsByID` and `AgentsByExpiresAt`).
+    pub agents: usize,
+    /// Node-alias records (`AliasesByEntryID` and `AliasesBySelector`).
+    pub alias_records: usize,
+    /// Entries that are not node aliases (`EntriesByEntryID` and `EntriesByParentID`).
+    pub entries: usize,
+}
+
 /// The index. Not synchronised: the server wraps it in a lock.
 #[derive(Debug)]
 pub struct EntryIndex {
@@ -117,6 +128,20 @@ impl EntryIndex {
     /// Number of agents.
     pub fn agent_count(&self) -> usize {
         self.agents.len()
+    }
+
+    /// The sizes SPIRE's events-based cache reports (`authorizedentries.CacheStats`):
+    /// agents, node-alias records (one per alias entry and selector) and the other entries.
+    pub fn stats(&self) -> CacheStats {
+        let alias_entries = self
+            .by_parent
+            .get(self.server_id.as_str())
+            .map_or(0, BTreeSet::len);
+        CacheStats {
+            agents: self.agents.len(),
+            alias_records: self.aliases_by_selector.values().map(BTreeSet::len).sum(),
+            entries: self.entries.len().saturating_sub(alias_entries),
+        }
     }
 
     /// Inserts or replaces an entry.
@@ -411,6 +436,32 @@ mod tests {
             selectors: vec![],
             can_reattest: false,
         }
+    }
+
+    #[test]
+    fn stats_count_as_spires_events_based_cache() {
+        let mut ix = EntryIndex::new(&id("/spire/server"));
+        assert_eq!(ix.stats(), CacheStats::default());
+        ix.upsert_agent(&node("/spire/agent/a"), None);
+        ix.upsert_entry(entry("1", "/web", "/spire/agent/a", &["unix:uid:1"]));
+        // Node aliases: one record per alias entry and selector.
+        ix.upsert_entry(entry(
+            "2",
+            "/cluster",
+            "/spire/server",
+            &["k8s:ns:x", "k8s:c:1"],
+        ));
+        ix.upsert_entry(entry("3", "/cluster2", "/spire/server", &["k8s:ns:x"]));
+        assert_eq!(
+            ix.stats(),
+            CacheStats {
+                agents: 1,
+                alias_records: 3,
+                entries: 1
+            }
+        );
+        ix.remove_entry("2");
+        assert_eq!(ix.stats().alias_records, 1);
     }
 
     fn ids(v: &[Arc<RegistrationEntry>]) -> Vec<&str> {

@@ -307,7 +307,20 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         subsystem_name = "endpoints",
         "Building in-memory entry cache"
     );
-    server.registry().load().await?;
+    {
+        // SPIRE's full cache times each build as `entry_cache_reload`; ours is built once
+        // and then follows the event tables. The events-based cache emits gauges instead.
+        let call = (!config.experimental.events_based_cache)
+            .then(|| server.metrics().start_call(&["entry", "cache", "reload"]));
+        let loaded = server.registry().load().await;
+        if let Some(call) = call {
+            call.done(match &loaded {
+                Ok(()) => tonic::Code::Ok,
+                Err(_) => tonic::Code::Internal,
+            });
+        }
+        loaded?;
+    }
     tracing::info!(
         subsystem_name = "endpoints",
         "Completed building in-memory entry cache"
@@ -426,6 +439,10 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
         server.registry().clone(),
         crate::registry::events::Cursor::new(last_entry_event),
         crate::registry::events::Cursor::new(last_node_event),
+        config
+            .experimental
+            .events_based_cache
+            .then(|| server.metrics().clone()),
     ));
 
     // Bundles other servers write (each appends its own CA and JWT keys; any of them may

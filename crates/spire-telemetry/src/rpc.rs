@@ -23,9 +23,23 @@ use crate::{CallCounter, Metrics, names};
 pub struct RpcMetricsLayer {
     metrics: Metrics,
     keys: Arc<RwLock<HashMap<String, Arc<Vec<String>>>>>,
-    /// The agent's per-service "connection" metrics: Workload API calls in progress.
-    workload_api_calls: Option<Arc<AtomicI64>>,
+    /// The agent's per-service "connection" metrics: calls in progress per API.
+    connections: Option<Arc<[AtomicI64; CONNECTION_APIS.len()]>>,
 }
+
+/// The APIs SPIRE's agent counts "connections" (calls) for: the gRPC path prefix and the
+/// metric key prefix (`<prefix>_connection` counter, `<prefix>_connections` gauge).
+pub const CONNECTION_APIS: [(&str, &str); 3] = [
+    ("/SpiffeWorkloadAPI/", "workload_api"),
+    (
+        "/envoy.service.secret.v3.SecretDiscoveryService/",
+        "sds_api",
+    ),
+    (
+        "/spire.api.agent.delegatedidentity.v1.DelegatedIdentity/",
+        "delegated_identity_api",
+    ),
+];
 
 impl RpcMetricsLayer {
     /// Counts calls into `metrics`.
@@ -33,26 +47,30 @@ impl RpcMetricsLayer {
         RpcMetricsLayer {
             metrics,
             keys: Arc::default(),
-            workload_api_calls: None,
+            connections: None,
         }
     }
 
-    /// Also emits the agent's `workload_api_connection` counter and
-    /// `workload_api_connections` gauge (SPIRE counts calls there, not connections).
-    pub fn with_workload_api_connections(mut self) -> Self {
-        self.workload_api_calls = Some(Arc::default());
+    /// Also emits the agent's per-API `<api>_connection` counter and `<api>_connections`
+    /// gauge for the Workload API, SDS and the Delegated Identity API (SPIRE counts calls
+    /// there, not connections).
+    pub fn with_connection_metrics(mut self) -> Self {
+        self.connections = Some(Arc::new(Default::default()));
         self
     }
 
     fn start(&self, path: &str) -> Call {
-        let open = match &self.workload_api_calls {
-            Some(n) if path.starts_with("/SpiffeWorkloadAPI/") => {
+        let api = CONNECTION_APIS
+            .iter()
+            .position(|(prefix, _)| path.starts_with(prefix));
+        let open = match (&self.connections, api) {
+            (Some(all), Some(i)) => {
+                let name = CONNECTION_APIS[i].1;
+                self.metrics.incr_counter(&[name, "connection"], 1.0, &[]);
+                let now = all[i].fetch_add(1, Ordering::AcqRel) + 1;
                 self.metrics
-                    .incr_counter(&["workload_api", "connection"], 1.0, &[]);
-                let now = n.fetch_add(1, Ordering::AcqRel) + 1;
-                self.metrics
-                    .set_gauge(&["workload_api", "connections"], now as f64, &[]);
-                Some((self.metrics.clone(), n.clone()))
+                    .set_gauge(&[name, "connections"], now as f64, &[]);
+                Some((self.metrics.clone(), all.clone(), i))
             }
             _ => None,
         };
@@ -137,18 +155,18 @@ where
     }
 }
 
-/// A call in progress: its counter and, for the Workload API, the open-calls gauge.
+/// A call in progress: its counter and, for the counted APIs, the open-calls gauge.
 struct Call {
     counter: CallCounter,
-    open: Option<(Metrics, Arc<AtomicI64>)>,
+    open: Option<(Metrics, Arc<[AtomicI64; CONNECTION_APIS.len()]>, usize)>,
 }
 
 impl Call {
     fn done(self, code: tonic::Code) {
         self.counter.done(code);
-        if let Some((metrics, n)) = self.open {
-            let now = n.fetch_sub(1, Ordering::AcqRel) - 1;
-            metrics.set_gauge(&["workload_api", "connections"], now as f64, &[]);
+        if let Some((metrics, all, i)) = self.open {
+            let now = all[i].fetch_sub(1, Ordering::AcqRel) - 1;
+            metrics.set_gauge(&[CONNECTION_APIS[i].1, "connections"], now as f64, &[]);
         }
     }
 }

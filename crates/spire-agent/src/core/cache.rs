@@ -89,6 +89,10 @@ pub struct EntriesOutcome {
     pub bundles_changed: Vec<TrustDomain>,
     /// Entries whose SVID was evicted to honour the size limit.
     pub evicted: Vec<String>,
+    /// Held SVIDs due for rotation (SPIRE's "expiring").
+    pub expiring: usize,
+    /// Held SVIDs, not yet due, whose entry changed (SPIRE's "outdated").
+    pub outdated: usize,
 }
 
 #[derive(Debug)]
@@ -344,12 +348,17 @@ impl Cache {
         }
 
         for (id, svid) in &self.svids {
-            let rotate = outdated.contains(id)
-                || self
-                    .records
-                    .get(id)
-                    .is_some_and(|r| should_rotate(&r.entry, svid));
-            if rotate {
+            // Counted as SPIRE counts them: due for rotation first, else changed.
+            let due = self
+                .records
+                .get(id)
+                .is_some_and(|r| should_rotate(&r.entry, svid));
+            if due {
+                out.expiring += 1;
+            } else if outdated.contains(id) {
+                out.outdated += 1;
+            }
+            if due || outdated.contains(id) {
                 self.stale.insert(id.clone());
             }
         }

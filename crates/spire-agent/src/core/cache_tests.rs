@@ -125,6 +125,8 @@ fn revision_change_and_rotation_mark_stale() {
         &mut |e: &Entry, _: &X509SvidRecord| e.id == "b",
     );
     assert_eq!(out.updated.len(), 1);
+    // Counted as SPIRE's cache manager counts them: "b" due, "a" changed.
+    assert_eq!((out.expiring, out.outdated), (1, 1));
     let stale = c.stale_entries();
     assert_eq!(stale.len(), 2);
     assert_eq!(

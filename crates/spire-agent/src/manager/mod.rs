@@ -243,6 +243,11 @@ impl std::fmt::Debug for Manager {
 }
 
 impl Manager {
+    /// The agent's telemetry.
+    pub fn metrics(&self) -> &spire_telemetry::Metrics {
+        &self.cfg.metrics
+    }
+
     /// The current time, from the agent's clock.
     pub fn now(&self) -> SystemTime {
         self.cfg.clock.now()

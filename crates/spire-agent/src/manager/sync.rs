@@ -113,6 +113,31 @@ impl Manager {
                 &[],
             );
             m.set_gauge(&["lru_cache_svid_map_size"], cache.svid_count() as f64, &[]);
+            drop(cache);
+            if outcome.expiring > 0 {
+                m.add_sample(
+                    &["cache_manager", "expiring_svids", "workload"],
+                    outcome.expiring as f32,
+                    &[],
+                );
+                tracing::debug!(
+                    subsystem_name = "manager",
+                    expiring_svids = outcome.expiring,
+                    "Updating expiring SVIDs in cache"
+                );
+            }
+            if outcome.outdated > 0 {
+                m.add_sample(
+                    &["cache_manager", "outdated_svids", "workload"],
+                    outcome.outdated as f32,
+                    &[],
+                );
+                tracing::debug!(
+                    subsystem_name = "manager",
+                    outdated_svids = outcome.outdated,
+                    "Updating SVIDs with outdated attributes in cache"
+                );
+            }
         }
         for e in &outcome.created {
             tracing::debug!(subsystem_name = "cache_manager", entry = e.id.as_str(), spiffe_id = %e.spiffe_id, "Entry created");

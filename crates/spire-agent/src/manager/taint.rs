@@ -49,6 +49,7 @@ impl Manager {
                 "New tainted JWT authorities found"
             );
             let removed = self.jwt.lock().remove_signed_by(&newly.all_jwt_key_ids);
+            let total: usize = removed.iter().map(|(_, n)| *n).sum();
             for (kid, count) in removed {
                 tracing::info!(
                     subsystem_name = "cache_manager",
@@ -57,6 +58,11 @@ impl Manager {
                     "JWT-SVIDs were removed from the JWT cache because they were issued by a tainted authority"
                 );
             }
+            self.cfg.metrics.add_sample(
+                &["cache_manager", "tainted_jwt_svids", "workload"],
+                total as f32,
+                &[],
+            );
             self.taints.lock().jwt_processed(&newly);
         }
         Ok(())
@@ -133,6 +139,11 @@ impl Manager {
             for (id, e) in &out.errors {
                 tracing::error!(subsystem_name = "cache_manager", entry_id = id.as_str(), error = %e, "Failed to check if SVID is signed by tainted authority");
             }
+            self.cfg.metrics.add_sample(
+                &["cache_manager", "tainted_x509_svids", "workload"],
+                out.dropped.len() as f32,
+                &[],
+            );
             tracing::info!(
                 subsystem_name = "cache_manager",
                 tainted_x509_svids = out.dropped.len(),

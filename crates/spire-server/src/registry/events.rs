@@ -213,22 +213,149 @@ async fn poll(table: &dyn Table, cur: &mut Cursor, now: Instant) {
     }
 }
 
-/// Follows both tables from the cursors given, for ever.
-pub async fn follow(registry: Arc<Registry>, mut entries: Cursor, mut nodes: Cursor) {
+/// The gauges SPIRE's events-based cache emits, each set when its value changes
+/// (`node_agents_by_id_cache_count`, `entry_skipped_entry_event_ids_count`, ...).
+#[derive(Debug, Default)]
+pub struct CacheGauges {
+    last: Option<([usize; 2], crate::index::CacheStats)>,
+}
+
+impl CacheGauges {
+    /// Sets every gauge on the first call (zeros included, as SPIRE's cache build does),
+    /// then those whose value differs from the last call's.
+    pub fn emit(
+        &mut self,
+        metrics: &spire_telemetry::Metrics,
+        skipped: [usize; 2],
+        stats: crate::index::CacheStats,
+    ) {
+        let first = self.last.is_none();
+        let (last_skipped, last) = self.last.unwrap_or_default();
+        let set = |key: &[&str], now: usize, before: usize| {
+            if first || now != before {
+                metrics.set_gauge(key, now as f64, &[]);
+            }
+        };
+        set(
+            &["node", "skipped_node_event_ids", "count"],
+            skipped[1],
+            last_skipped[1],
+        );
+        set(
+            &["node", "agents_by_id_cache", "count"],
+            stats.agents,
+            last.agents,
+        );
+        set(
+            &["node", "agents_by_expiresat_cache", "count"],
+            stats.agents,
+            last.agents,
+        );
+        set(
+            &["entry", "skipped_entry_event_ids", "count"],
+            skipped[0],
+            last_skipped[0],
+        );
+        set(
+            &["entry", "nodealiases_by_entryid_cache", "count"],
+            stats.alias_records,
+            last.alias_records,
+        );
+        set(
+            &["entry", "nodealiases_by_selector_cache", "count"],
+            stats.alias_records,
+            last.alias_records,
+        );
+        set(
+            &["entry", "entries_by_entryid_cache", "count"],
+            stats.entries,
+            last.entries,
+        );
+        set(
+            &["entry", "entries_by_parentid_cache", "count"],
+            stats.entries,
+            last.entries,
+        );
+        self.last = Some((skipped, stats));
+    }
+}
+
+/// Follows both tables from the cursors given, for ever. With `gauges` (SPIRE's
+/// `events_based_cache`), the cache gauges are emitted after every poll.
+pub async fn follow(
+    registry: Arc<Registry>,
+    mut entries: Cursor,
+    mut nodes: Cursor,
+    gauges: Option<spire_telemetry::Metrics>,
+) {
     let entry_table = Entries(registry.clone());
-    let node_table = Nodes(registry);
+    let node_table = Nodes(registry.clone());
     let mut tick = tokio::time::interval(POLL_INTERVAL);
+    let mut emitted = CacheGauges::default();
     loop {
         tick.tick().await;
         let now = Instant::now();
         poll(&entry_table, &mut entries, now).await;
         poll(&node_table, &mut nodes, now).await;
+        if let Some(m) = &gauges
+            && m.enabled()
+        {
+            let skipped = [entries.gaps().count(), nodes.gaps().count()];
+            emitted.emit(m, skipped, registry.cache_stats());
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_gauges_start_with_every_value_then_follow_changes() {
+        let cfg = spire_config::TelemetryConfig {
+            prometheus: Some(spire_config::PrometheusConfig {
+                host: "127.0.0.1".into(),
+                port: 0,
+            }),
+            ..Default::default()
+        };
+        let m = spire_telemetry::Metrics::configure(
+            &cfg,
+            spire_telemetry::Service::Server,
+            "example.org",
+            None,
+        )
+        .unwrap()
+        .metrics;
+        let mut g = CacheGauges::default();
+        g.emit(&m, [0, 0], crate::index::CacheStats::default());
+        let out = m.render();
+        for family in [
+            "spire_server_node_agents_by_id_cache_count 0",
+            "spire_server_entry_skipped_entry_event_ids_count 0",
+            "spire_server_entry_nodealiases_by_selector_cache_count 0",
+            "spire_server_entry_entries_by_parentid_cache_count 0",
+        ] {
+            assert!(out.contains(family), "{family}: {out}");
+        }
+        g.emit(
+            &m,
+            [2, 0],
+            crate::index::CacheStats {
+                agents: 1,
+                alias_records: 0,
+                entries: 5,
+            },
+        );
+        let out = m.render();
+        for family in [
+            "spire_server_node_agents_by_expiresat_cache_count 1",
+            "spire_server_entry_skipped_entry_event_ids_count 2",
+            "spire_server_entry_entries_by_entryid_cache_count 5",
+        ] {
+            assert!(out.contains(family), "{family}: {out}");
+        }
+    }
 
     #[test]
     fn in_order_events_leave_no_gaps() {

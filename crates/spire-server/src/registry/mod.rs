@@ -176,6 +176,11 @@ impl Registry {
         self.index.read().authorized_subset(agent_id, ids)
     }
 
+    /// The index's sizes, as SPIRE's events-based cache reports them.
+    pub fn cache_stats(&self) -> crate::index::CacheStats {
+        self.index.read().stats()
+    }
+
     /// Whether an entry for `id` is marked admin.
     pub fn is_admin(&self, id: &str) -> bool {
         self.index.read().is_admin(id)
