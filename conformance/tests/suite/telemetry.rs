@@ -910,3 +910,118 @@ async fn cache_sds_and_delegated_identity_metrics() {
         );
     }
 }
+
+/// `(kind, name)` of go-metrics' InMem dump lines in a log (`[<interval>][G|C|S] '<name>': ...`),
+/// each line's format checked on the way.
+fn inmem_lines(log: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for line in log.lines() {
+        let Some(i) = line.find("msg=\"[") else {
+            continue;
+        };
+        let msg = &line[i + 5..];
+        let Some((when, rest)) = msg[1..].split_once("][") else {
+            continue;
+        };
+        if !(when.len() == 29 && when.ends_with(" +0000 UTC")) {
+            continue;
+        }
+        let (kind, rest) = rest.split_at(1);
+        let Some(rest) = rest.strip_prefix("] '") else {
+            continue;
+        };
+        let Some((name, value)) = rest.split_once("': ") else {
+            continue;
+        };
+        let ok = match kind {
+            "G" => value.trim_end_matches('"').contains('.'),
+            "C" | "S" => value.starts_with("Count: ") && value.contains(" LastUpdated: "),
+            _ => false,
+        };
+        assert!(ok, "malformed InMem line: {line}");
+        out.insert((kind.to_string(), name.to_string()));
+    }
+    out
+}
+
+/// `telemetry { InMem {} }` alone: SIGUSR1 writes go-metrics' dump of the finished
+/// one-second intervals to the log, one info line per metric, names dotted with the label
+/// values after them, as reference SPIRE's InmemSignal does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn inmem_sink_dumps_on_sigusr1() {
+    let sc = Scenario::new("telemetry::inmem_sink_dumps_on_sigusr1");
+    let inmem = "telemetry {\n    InMem {}\n}\n".to_string();
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts {
+            extra_top: inmem.clone(),
+            ..Default::default()
+        },
+        AgentOpts {
+            extra_top: inmem,
+            ..Default::default()
+        },
+    )
+    .await;
+    let wl = id("/workload");
+    server.workload_entry(&agent_id, &wl, &uid_selector());
+    agent.wait_x509(&wl, 60).await;
+    // The interval being filled is not dumped: let the workload's close.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let signal = |pid: Option<u32>| {
+        let pid = pid.expect("running").to_string();
+        let out = std::process::Command::new("kill")
+            .args(["-USR1", &pid])
+            .output()
+            .expect("kill");
+        assert!(out.status.success(), "kill -USR1 {pid}: {out:?}");
+    };
+    signal(server.pid());
+    signal(agent.pid());
+    let want_server = [
+        ("C", "spire_server.rpc.agent.v1.agent.attest_agent"),
+        (
+            "S",
+            "spire_server.rpc.agent.v1.agent.attest_agent.elapsed_time",
+        ),
+        ("C", "spire_server.rpc.svid.v1.svid.batch_new_x509svid"),
+        ("C", "spire_server.datastore.registration_entry.create"),
+    ];
+    let want_agent = [
+        ("C", "spire_agent.node.attestor.new_svid"),
+        ("C", "spire_agent.manager.sync.fetch_entries_updates"),
+        ("G", "spire_agent.lru_cache_record_map_size"),
+    ];
+    for (what, want, log) in [
+        (
+            "server",
+            &want_server[..],
+            Box::new(|| server.log()) as Box<dyn Fn() -> String>,
+        ),
+        ("agent", &want_agent[..], Box::new(|| agent.log())),
+    ] {
+        let d = Deadline::new(format!("the {what}'s InMem dump"), 30);
+        loop {
+            let lines = inmem_lines(&log());
+            // Names carry the label values after them (status, host, ...): match prefixes.
+            let missing: Vec<String> = want
+                .iter()
+                .filter(|(k, n)| {
+                    !lines
+                        .iter()
+                        .any(|(lk, ln)| lk == k && (ln == n || ln.starts_with(&format!("{n}."))))
+                })
+                .map(|(k, n)| format!("[{k}] {n}"))
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            d.tick(format!("missing {missing:?} in {lines:?}")).await;
+        }
+    }
+    // The process goes on serving after the dump.
+    assert!(server.cli(&["bundle", "show"]).ok());
+}

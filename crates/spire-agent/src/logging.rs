@@ -31,6 +31,7 @@ pub fn init(
         .with_target("spire_plugins", level)
         .with_target("spire_plugin", level)
         .with_target("spire_plugin_host", level)
+        .with_target("spire_telemetry", level)
         .with_default(deps);
     let _ = tracing_subscriber::registry()
         .with(LogrusLayer::new(format, sink).with_filter(targets))

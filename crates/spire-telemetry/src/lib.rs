@@ -13,6 +13,7 @@
 //! (`rpc_<service>_<method>` with a `status` label, and its `_elapsed_time` summary).
 
 mod filter;
+pub mod inmem;
 pub mod names;
 mod process;
 mod prometheus;
@@ -100,6 +101,8 @@ struct Inner {
     recorder: Option<PrometheusRecorder>,
     /// The `Statsd` and `DogStatsd` sinks.
     udp: Vec<statsd::UdpSink>,
+    /// The `InMem` sink.
+    inmem: Option<Arc<inmem::InmemSink>>,
     described: RwLock<HashSet<String>>,
 }
 
@@ -143,13 +146,8 @@ impl Metrics {
         if !config.m3.is_empty() {
             return Err(TelemetryError::UnsupportedSink("M3"));
         }
-        let mut warnings = Vec::new();
-        if config.in_mem {
-            warnings.push(
-                "The InMem telemetry sink is accepted but records nothing in spire-rs (no SIGUSR1 dump)"
-                    .to_owned(),
-            );
-        }
+        let warnings = Vec::new();
+        let inmem = config.in_mem.then(|| Arc::new(inmem::InmemSink::new()));
         let mut udp = Vec::new();
         for (format, sinks) in [
             (statsd::Format::Statsd, &config.statsd),
@@ -173,7 +171,7 @@ impl Metrics {
             }
             None => (None, None),
         };
-        if recorder.is_none() && udp.is_empty() {
+        if recorder.is_none() && udp.is_empty() && inmem.is_none() {
             return Ok(Telemetry {
                 metrics: Metrics::disabled(),
                 prometheus: None,
@@ -201,6 +199,7 @@ impl Metrics {
                 ),
                 recorder,
                 udp,
+                inmem,
                 described: RwLock::new(HashSet::new()),
             })),
         };
@@ -339,7 +338,7 @@ impl Metrics {
         if let Some(host) = &inner.host {
             push("host".to_owned(), host.clone());
         }
-        if !inner.udp.is_empty() {
+        if !inner.udp.is_empty() || inner.inmem.is_some() {
             // go-metrics hands the sinks the labels in emission order.
             let ordered: Vec<(String, String)> = out
                 .iter()
@@ -351,6 +350,9 @@ impl Metrics {
                 Kind::Sample(v) => statsd::Value::Sample(v as f32),
             };
             for sink in &inner.udp {
+                sink.emit(&parts, &ordered, value);
+            }
+            if let Some(sink) = &inner.inmem {
                 sink.emit(&parts, &ordered, value);
             }
         }
@@ -498,5 +500,24 @@ pub async fn start(
     let started = Instant::now();
     let m = metrics.clone();
     tokio::spawn(async move { m.report_uptime(started, std::future::pending()).await });
+    if let Some(sink) = metrics.inner.as_ref().and_then(|i| i.inmem.clone()) {
+        // go-metrics' InmemSignal: SIGUSR1 writes the finished intervals to the log.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+            Ok(mut sig) => {
+                tokio::spawn(async move {
+                    while sig.recv().await.is_some() {
+                        for line in sink.dump() {
+                            tracing::info!(subsystem_name = "telemetry", "{line}");
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(
+                subsystem_name = "telemetry",
+                error = %e,
+                "Unable to listen for SIGUSR1; the InMem sink cannot be dumped"
+            ),
+        }
+    }
     Ok(metrics)
 }

@@ -67,16 +67,31 @@ fn unsupported_sinks_are_refused() {
 }
 
 #[test]
-fn in_mem_alone_is_accepted_with_a_warning() {
+fn in_mem_alone_records_for_the_sigusr1_dump() {
     let cfg = TelemetryConfig {
         in_mem: true,
         ..Default::default()
     };
-    let Ok(t) = Metrics::configure(&cfg, Service::Server, "td", None) else {
+    let Ok(t) = Metrics::configure(&cfg, Service::Server, "td", Some("h".into())) else {
         unreachable!()
     };
-    assert!(!t.metrics.enabled());
-    assert_eq!(t.warnings.len(), 1);
+    assert!(t.metrics.enabled());
+    assert!(t.warnings.is_empty());
+    t.metrics
+        .incr_counter(&["rpc", "x"], 1.0, &[("status", "OK")]);
+    let sink = t
+        .metrics
+        .inner
+        .as_ref()
+        .and_then(|i| i.inmem.clone())
+        .unwrap_or_default();
+    // A second later the interval is finished and dumped.
+    let dump = sink.dump_at(std::time::SystemTime::now() + std::time::Duration::from_secs(2));
+    assert_eq!(dump.len(), 1, "{dump:?}");
+    assert!(
+        dump[0].contains("[C] 'spire_server.rpc.x.OK.h': Count: 1 Sum: 1.000 LastUpdated: "),
+        "{dump:?}"
+    );
 }
 
 #[test]

@@ -272,6 +272,11 @@ plugins {{
         self.log_path(self.runs)
     }
 
+    /// The running process's PID.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
     /// The log of the current (last) run.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path(self.runs)).unwrap_or_default()

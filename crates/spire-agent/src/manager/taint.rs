@@ -49,7 +49,7 @@ impl Manager {
                 "New tainted JWT authorities found"
             );
             let removed = self.jwt.lock().remove_signed_by(&newly.all_jwt_key_ids);
-            let total: usize = removed.iter().map(|(_, n)| *n).sum();
+            let total: usize = removed.values().sum();
             for (kid, count) in removed {
                 tracing::info!(
                     subsystem_name = "cache_manager",
