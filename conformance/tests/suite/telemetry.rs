@@ -1025,3 +1025,164 @@ async fn inmem_sink_dumps_on_sigusr1() {
     // The process goes on serving after the dump.
     assert!(server.cli(&["bundle", "show"]).ok());
 }
+
+/// The OpenTelemetry receiver (OpenTelemetry's own Python bindings, a venv built by
+/// `conformance/otlp/setup.sh`), listening on a free port: (process, port).
+fn otlp_receiver(sc: &Scenario, name: &str) -> Option<(crate::support::Proc, u16)> {
+    let root = crate::support::workspace_root();
+    let out = crate::support::run(
+        std::path::Path::new("bash"),
+        &[&root.join("conformance/otlp/setup.sh").display().to_string()],
+        None,
+    );
+    if !out.ok() {
+        client_unavailable(sc, "OTLP receiver (opentelemetry-proto)", &out.to_string());
+        return None;
+    }
+    let python = std::path::PathBuf::from(out.stdout.trim());
+    let port = free_port();
+    let p = crate::support::Proc::spawn(
+        &python,
+        &[
+            &root
+                .join("conformance/otlp/receiver.py")
+                .display()
+                .to_string(),
+            &port.to_string(),
+        ],
+        sc.path().join(format!("{name}.otlp")),
+        &[],
+    );
+    Some((p, port))
+}
+
+/// The last data point's value of `metric` in the receiver's requests, with the kind of
+/// metric it came as.
+fn otlp_point(lines: &str, metric: &str) -> Option<(String, serde_json::Value)> {
+    let mut found = None;
+    for line in lines.lines().filter(|l| l.starts_with('{')) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for rm in v["resourceMetrics"].as_array().into_iter().flatten() {
+            for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                for m in sm["metrics"].as_array().into_iter().flatten() {
+                    if m["name"] != metric {
+                        continue;
+                    }
+                    for kind in ["sum", "gauge", "summary"] {
+                        if let Some(p) = m[kind]["dataPoints"].as_array().and_then(|a| a.last()) {
+                            let mut p = p.clone();
+                            p["service"] =
+                                rm["resource"]["attributes"][0]["value"]["stringValue"].clone();
+                            found = Some((kind.to_string(), p));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A spire-rs addition: `telemetry { OpenTelemetry { endpoint, export_interval } }` exports
+/// the metrics over OTLP/gRPC, read here by a collector on OpenTelemetry's own protocol
+/// bindings: counters as cumulative sums with their labels as attributes, timers as
+/// summaries in milliseconds, gauges as gauges, and `service.name` on the resource.
+/// Reference SPIRE has no such export (and ignores the block), so only our programs are
+/// checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn opentelemetry_export() {
+    let sc = Scenario::new("telemetry::opentelemetry_export");
+    if server_subject() == Impl::Reference && agent_subject() == Impl::Reference {
+        crate::support::skip(&sc, "reference SPIRE has no OpenTelemetry export");
+        return;
+    }
+    let Some((server_rx, server_port)) = otlp_receiver(&sc, "server") else {
+        return;
+    };
+    let Some((agent_rx, agent_port)) = otlp_receiver(&sc, "agent") else {
+        return;
+    };
+    let block = |port: u16| {
+        format!(
+            "telemetry {{\n    OpenTelemetry {{\n        endpoint = \"http://127.0.0.1:{port}\"\n        export_interval = \"1s\"\n    }}\n}}\n"
+        )
+    };
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        ServerOpts {
+            extra_top: block(server_port),
+            ..Default::default()
+        },
+        AgentOpts {
+            extra_top: block(agent_port),
+            ..Default::default()
+        },
+    )
+    .await;
+    let wl = id("/workload");
+    server.workload_entry(&agent_id, &wl, &uid_selector());
+    agent.wait_x509(&wl, 60).await;
+    type Check<'a> = (&'a str, &'a crate::support::Proc, &'a [(&'a str, &'a str)]);
+    let mut checks: Vec<Check<'_>> = Vec::new();
+    let server_want: &[(&str, &str)] = &[
+        ("spire_server_rpc_agent_v1_agent_attest_agent", "sum"),
+        (
+            "spire_server_rpc_agent_v1_agent_attest_agent_elapsed_time",
+            "summary",
+        ),
+        ("spire_server_started", "gauge"),
+        ("spire_server_rpc_svid_v1_svid_batch_new_x509svid", "sum"),
+    ];
+    let agent_want: &[(&str, &str)] = &[
+        ("spire_agent_node_attestor_new_svid", "sum"),
+        ("spire_agent_started", "gauge"),
+        ("spire_agent_rpc_workload_api_fetch_x509svid", "sum"),
+    ];
+    if server.imp == Impl::SpireRs {
+        checks.push(("spire-server", &server_rx, server_want));
+    }
+    if agent.imp == Impl::SpireRs {
+        checks.push(("spire-agent", &agent_rx, agent_want));
+    }
+    for (service, rx, want) in checks {
+        let d = Deadline::new(format!("{service}'s metrics at the OTLP receiver"), 60);
+        loop {
+            let got = rx.output();
+            let missing: Vec<String> = want
+                .iter()
+                .filter(|(m, kind)| {
+                    otlp_point(&got, m).is_none_or(|(k, p)| k != *kind || p["service"] != *service)
+                })
+                .map(|(m, k)| format!("{m} ({k})"))
+                .collect();
+            if missing.is_empty() {
+                let (_, p) = otlp_point(&got, want[0].0).expect("point");
+                assert!(p["asDouble"].as_f64().unwrap_or(0.0) >= 1.0, "{p}");
+                let attrs: Vec<String> = p["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        format!(
+                            "{}={}",
+                            a["key"].as_str().unwrap_or(""),
+                            a["value"]["stringValue"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                assert!(attrs.iter().any(|a| a == "status=OK"), "{attrs:?}");
+                break;
+            }
+            d.tick(format!(
+                "missing {missing:?}; received: {}",
+                crate::support::tail(&got, 1500)
+            ))
+            .await;
+        }
+    }
+}

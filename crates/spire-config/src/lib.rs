@@ -81,7 +81,8 @@ pub use server::{
     ServerOverrides, ServingCertFile, load_server_config, load_server_config_file,
 };
 pub use telemetry::{
-    HealthChecksConfig, M3Config, PrometheusConfig, StatsdConfig, TelemetryConfig,
+    HealthChecksConfig, M3Config, OpenTelemetryConfig, PrometheusConfig, StatsdConfig,
+    TelemetryConfig,
 };
 
 use std::str::FromStr;

@@ -78,6 +78,7 @@ fn section(path: &str) -> (String, bool, usize) {
         ".telemetry.Statsd" => checked("Statsd", 8),
         ".telemetry.M3" => checked("M3", 9),
         ".telemetry.InMem" => checked("InMem", 10),
+        ".telemetry.OpenTelemetry" => checked("OpenTelemetry", 10),
         ".health_checks" => checked("health check", 11),
         other => {
             let name = other.trim_start_matches('.');

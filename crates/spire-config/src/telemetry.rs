@@ -16,6 +16,8 @@ pub(crate) struct RawTelemetry {
     m3: Vec<RawM3>,
     #[serde(rename = "InMem")]
     in_mem: Option<RawInMem>,
+    #[serde(rename = "OpenTelemetry")]
+    open_telemetry: Option<RawOpenTelemetry>,
     #[serde(rename = "MetricPrefix")]
     metric_prefix: String,
     #[serde(rename = "EnableTrustDomainLabel")]
@@ -55,6 +57,13 @@ struct RawM3 {
 #[derive(Debug, Default, Deserialize)]
 struct RawInMem {}
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawOpenTelemetry {
+    endpoint: String,
+    export_interval: String,
+}
+
 /// `telemetry { ... }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryConfig {
@@ -68,6 +77,9 @@ pub struct TelemetryConfig {
     pub m3: Vec<M3Config>,
     /// `InMem {}`: the in-memory sink is enabled only when the block is present.
     pub in_mem: bool,
+    /// `OpenTelemetry { endpoint, export_interval }` (a spire-rs addition: OTLP/gRPC metrics
+    /// export; SPIRE ignores the block).
+    pub open_telemetry: Option<OpenTelemetryConfig>,
     /// `MetricPrefix`; `None` means the service name (`spire_server` / `spire_agent`).
     pub metric_prefix: Option<String>,
     /// `EnableTrustDomainLabel` (default false).
@@ -92,6 +104,7 @@ impl Default for TelemetryConfig {
             statsd: Vec::new(),
             m3: Vec::new(),
             in_mem: false,
+            open_telemetry: None,
             metric_prefix: None,
             enable_trust_domain_label: false,
             enable_hostname_label: true,
@@ -117,6 +130,17 @@ pub struct PrometheusConfig {
 pub struct StatsdConfig {
     /// `address` (`host:port`).
     pub address: String,
+}
+
+/// `OpenTelemetry { }`: where and how often to export metrics over OTLP/gRPC. The values
+/// are checked when telemetry starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTelemetryConfig {
+    /// `endpoint`: the collector's `http://` or `https://` URL (default
+    /// `http://localhost:4317`, OTLP/gRPC's).
+    pub endpoint: String,
+    /// `export_interval`: a Go duration (default `10s`).
+    pub export_interval: String,
 }
 
 /// One `M3` sink.
@@ -158,6 +182,18 @@ impl RawTelemetry {
                 })
                 .collect(),
             in_mem: self.in_mem.is_some(),
+            open_telemetry: self.open_telemetry.map(|o| OpenTelemetryConfig {
+                endpoint: if o.endpoint.is_empty() {
+                    "http://localhost:4317".to_owned()
+                } else {
+                    o.endpoint
+                },
+                export_interval: if o.export_interval.is_empty() {
+                    "10s".to_owned()
+                } else {
+                    o.export_interval
+                },
+            }),
             metric_prefix: (!self.metric_prefix.is_empty()).then_some(self.metric_prefix),
             enable_trust_domain_label: self.enable_trust_domain_label.unwrap_or(false),
             enable_hostname_label: self.enable_hostname_label.unwrap_or(true),

@@ -67,6 +67,7 @@ fn defaults_are_spires() {
     assert!(c.telemetry.enable_hostname_label);
     assert!(!c.telemetry.enable_trust_domain_label);
     assert!(!c.telemetry.in_mem);
+    assert_eq!(c.telemetry.open_telemetry, None);
     assert_eq!(c.telemetry.metric_prefix, None);
     assert!(!c.health_checks.listener_enabled);
     assert_eq!(c.health_checks.bind_address, "localhost");
@@ -163,6 +164,7 @@ telemetry {
   Statsd = [{ address = "a:1" }, { address = "b:2" }]
   M3 = [{ address = "m3:9052", env = "prod" }]
   InMem {}
+  OpenTelemetry { endpoint = "http://otel:4317" }
   MetricPrefix = "prefix"
   EnableTrustDomainLabel = true
   EnableHostnameLabel = false
@@ -244,6 +246,11 @@ health_checks {
         }
     );
     let t = &c.telemetry;
+    let otel = t.open_telemetry.as_ref().unwrap();
+    assert_eq!(
+        (otel.endpoint.as_str(), otel.export_interval.as_str()),
+        ("http://otel:4317", "10s")
+    );
     assert_eq!(t.prometheus.as_ref().unwrap().host, "localhost");
     assert_eq!(t.prometheus.as_ref().unwrap().port, 9988);
     assert_eq!(t.dogstatsd[0].address, "localhost:8125");

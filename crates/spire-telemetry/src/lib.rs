@@ -15,6 +15,7 @@
 mod filter;
 pub mod inmem;
 pub mod names;
+pub mod otlp;
 mod process;
 mod prometheus;
 pub mod rpc;
@@ -55,6 +56,9 @@ pub enum TelemetryError {
     /// A `Statsd` / `DogStatsd` sink could not be set up (address).
     #[error("unable to set up the {0} sink: {1}")]
     Sink(&'static str, String),
+    /// `OpenTelemetry { }` has an invalid endpoint or interval.
+    #[error("{0}")]
+    OpenTelemetry(String),
 }
 
 /// Which program is emitting: the default metric prefix.
@@ -103,6 +107,8 @@ struct Inner {
     udp: Vec<statsd::UdpSink>,
     /// The `InMem` sink.
     inmem: Option<Arc<inmem::InmemSink>>,
+    /// The OpenTelemetry exporter's state, and where it exports.
+    otlp: Option<(Arc<otlp::OtlpSink>, otlp::Target)>,
     described: RwLock<HashSet<String>>,
 }
 
@@ -148,6 +154,20 @@ impl Metrics {
         }
         let warnings = Vec::new();
         let inmem = config.in_mem.then(|| Arc::new(inmem::InmemSink::new()));
+        let otlp = match &config.open_telemetry {
+            Some(o) => {
+                let target = otlp::Target::parse(o).map_err(TelemetryError::OpenTelemetry)?;
+                let name = match service {
+                    Service::Server => "spire-server",
+                    Service::Agent => "spire-agent",
+                };
+                Some((
+                    Arc::new(otlp::OtlpSink::new(name, std::time::SystemTime::now())),
+                    target,
+                ))
+            }
+            None => None,
+        };
         let mut udp = Vec::new();
         for (format, sinks) in [
             (statsd::Format::Statsd, &config.statsd),
@@ -171,7 +191,7 @@ impl Metrics {
             }
             None => (None, None),
         };
-        if recorder.is_none() && udp.is_empty() && inmem.is_none() {
+        if recorder.is_none() && udp.is_empty() && inmem.is_none() && otlp.is_none() {
             return Ok(Telemetry {
                 metrics: Metrics::disabled(),
                 prometheus: None,
@@ -200,6 +220,7 @@ impl Metrics {
                 recorder,
                 udp,
                 inmem,
+                otlp,
                 described: RwLock::new(HashSet::new()),
             })),
         };
@@ -356,11 +377,26 @@ impl Metrics {
                 sink.emit(&parts, &ordered, value);
             }
         }
+        if inner.recorder.is_none() && inner.otlp.is_none() {
+            return;
+        }
+        out.sort_by(|a, b| a.key().cmp(b.key()));
+        out.dedup_by(|a, b| a.key() == b.key());
+        if let Some((sink, _)) = &inner.otlp {
+            let labels = out
+                .iter()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            let value = match kind {
+                Kind::Counter(v) => statsd::Value::Counter(v),
+                Kind::Gauge(v) => statsd::Value::Gauge(v),
+                Kind::Sample(v) => statsd::Value::Sample(v as f32),
+            };
+            sink.emit(&name, labels, value);
+        }
         let Some(recorder) = &inner.recorder else {
             return;
         };
-        out.sort_by(|a, b| a.key().cmp(b.key()));
-        out.dedup_by(|a, b| a.key() == b.key());
         self.describe(inner, recorder, &name, &kind);
         let k = Key::from_parts(name, out);
         let meta = Metadata::new(module_path!(), metrics::Level::INFO, None);
@@ -500,6 +536,15 @@ pub async fn start(
     let started = Instant::now();
     let m = metrics.clone();
     tokio::spawn(async move { m.report_uptime(started, std::future::pending()).await });
+    if let Some((sink, target)) = metrics.inner.as_ref().and_then(|i| i.otlp.clone()) {
+        tracing::info!(
+            subsystem_name = "telemetry",
+            endpoint = %target.endpoint,
+            interval = ?target.interval,
+            "Exporting metrics over OpenTelemetry"
+        );
+        tokio::spawn(otlp::run(sink, target));
+    }
     if let Some(sink) = metrics.inner.as_ref().and_then(|i| i.inmem.clone()) {
         // go-metrics' InmemSignal: SIGUSR1 writes the finished intervals to the log.
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {

@@ -267,3 +267,30 @@ fn statsd_and_dogstatsd_sinks_get_what_prometheus_gets() {
     );
     assert_eq!(t.metrics.render(), "");
 }
+
+#[test]
+fn open_telemetry_settings_are_checked_at_configure() {
+    let cfg = TelemetryConfig {
+        open_telemetry: Some(spire_config::OpenTelemetryConfig {
+            endpoint: "localhost:4317".into(),
+            export_interval: "10s".into(),
+        }),
+        ..Default::default()
+    };
+    let err = Metrics::configure(&cfg, Service::Agent, "td", None).unwrap_err();
+    assert!(
+        err.to_string().contains("invalid OpenTelemetry endpoint"),
+        "{err}"
+    );
+    let cfg = TelemetryConfig {
+        open_telemetry: Some(spire_config::OpenTelemetryConfig {
+            endpoint: "http://localhost:4317".into(),
+            export_interval: "10s".into(),
+        }),
+        ..Default::default()
+    };
+    let Ok(t) = Metrics::configure(&cfg, Service::Agent, "td", None) else {
+        unreachable!()
+    };
+    assert!(t.metrics.enabled());
+}
