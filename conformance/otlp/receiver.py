@@ -1,7 +1,8 @@
-"""An OTLP/gRPC metrics collector for tests, on OpenTelemetry's own Python bindings.
+"""An OTLP/gRPC collector for tests, on OpenTelemetry's own Python bindings.
 
 Usage: receiver.py <port>. Prints "listening" once serving, then one JSON line per
-ExportMetricsServiceRequest (protobuf's JSON mapping of the decoded request).
+ExportMetricsServiceRequest or ExportTraceServiceRequest (protobuf's JSON mapping of the
+decoded request: metrics lines hold "resourceMetrics", trace lines "resourceSpans").
 """
 import sys
 from concurrent import futures
@@ -9,11 +10,17 @@ from concurrent import futures
 import grpc
 from google.protobuf.json_format import MessageToJson
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as svc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tsvc
 
 
 def export(request, context):
     print(MessageToJson(request, indent=None), flush=True)
     return svc.ExportMetricsServiceResponse()
+
+
+def export_traces(request, context):
+    print(MessageToJson(request, indent=None), flush=True)
+    return tsvc.ExportTraceServiceResponse()
 
 
 def main():
@@ -28,8 +35,18 @@ def main():
             )
         },
     )
+    traces = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                export_traces,
+                request_deserializer=tsvc.ExportTraceServiceRequest.FromString,
+                response_serializer=tsvc.ExportTraceServiceResponse.SerializeToString,
+            )
+        },
+    )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((handler,))
+    server.add_generic_rpc_handlers((handler, traces))
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     print("listening", flush=True)

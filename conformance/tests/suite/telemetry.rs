@@ -1085,10 +1085,31 @@ fn otlp_point(lines: &str, metric: &str) -> Option<(String, serde_json::Value)> 
     found
 }
 
+/// The server spans named `name` in the receiver's trace requests (their JSON).
+fn otlp_spans(lines: &str, name: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for line in lines.lines().filter(|l| l.contains("\"resourceSpans\"")) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for sp in ss["spans"].as_array().into_iter().flatten() {
+                    if sp["name"] == name {
+                        out.push(sp.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A spire-rs addition: `telemetry { OpenTelemetry { endpoint, export_interval } }` exports
-/// the metrics over OTLP/gRPC, read here by a collector on OpenTelemetry's own protocol
-/// bindings: counters as cumulative sums with their labels as attributes, timers as
-/// summaries in milliseconds, gauges as gauges, and `service.name` on the resource.
+/// the metrics and a server span per gRPC call over OTLP/gRPC, read here by a collector on
+/// OpenTelemetry's own protocol bindings: counters as cumulative sums with their labels as
+/// attributes, timers as summaries in milliseconds, gauges as gauges, `service.name` on
+/// the resource, and spans named `<service>/<method>` with the gRPC status code.
 /// Reference SPIRE has no such export (and ignores the block), so only our programs are
 /// checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1129,6 +1150,13 @@ async fn opentelemetry_export() {
     agent.wait_x509(&wl, 60).await;
     type Check<'a> = (&'a str, &'a crate::support::Proc, &'a [(&'a str, &'a str)]);
     let mut checks: Vec<Check<'_>> = Vec::new();
+    let spans: &[(&str, &str)] = &[
+        (
+            "spire-server",
+            "spire.api.server.agent.v1.Agent/AttestAgent",
+        ),
+        ("spire-agent", "SpiffeWorkloadAPI/FetchX509SVID"),
+    ];
     let server_want: &[(&str, &str)] = &[
         ("spire_server_rpc_agent_v1_agent_attest_agent", "sum"),
         (
@@ -1176,7 +1204,26 @@ async fn opentelemetry_export() {
                     })
                     .collect();
                 assert!(attrs.iter().any(|a| a == "status=OK"), "{attrs:?}");
-                break;
+                let span_name = spans
+                    .iter()
+                    .find(|(s, _)| *s == service)
+                    .map(|(_, n)| *n)
+                    .unwrap_or_default();
+                if let Some(sp) = otlp_spans(&got, span_name).first() {
+                    assert_eq!(sp["kind"], "SPAN_KIND_SERVER", "{sp}");
+                    let code = sp["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|a| a["key"] == "rpc.grpc.status_code")
+                        .map(|a| a["value"]["intValue"].clone());
+                    assert!(code.is_some(), "{sp}");
+                    assert!(
+                        sp["traceId"].as_str().is_some_and(|t| !t.is_empty()),
+                        "{sp}"
+                    );
+                    break;
+                }
             }
             d.tick(format!(
                 "missing {missing:?}; received: {}",

@@ -239,6 +239,24 @@ impl Metrics {
         }
     }
 
+    /// A server span for a gRPC call to `path` when spans are exported (OpenTelemetry).
+    pub fn start_span(&self, path: &str, traceparent: Option<&str>) -> Option<otlp::SpanStart> {
+        let inner = self.inner.as_ref()?;
+        inner.otlp.as_ref()?;
+        Some(otlp::SpanStart::new(
+            path,
+            traceparent,
+            std::time::SystemTime::now(),
+        ))
+    }
+
+    /// Finishes a span started by [`Metrics::start_span`].
+    pub fn finish_span(&self, span: otlp::SpanStart, code: tonic::Code) {
+        if let Some((sink, _)) = self.inner.as_ref().and_then(|i| i.otlp.as_ref()) {
+            sink.record_span(span.finish(code, std::time::SystemTime::now()));
+        }
+    }
+
     /// `IncrCounterWithLabels`.
     pub fn incr_counter(&self, key: &[&str], val: f32, labels: &[Label<'_>]) {
         if self.inner.is_some() && val >= 0.0 {
@@ -437,6 +455,11 @@ pub struct CallCounter {
 }
 
 impl CallCounter {
+    /// The handle it emits to.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Adds a label emitted with the counter and its timing.
     pub fn add_label(&mut self, name: &str, value: &str) {
         if self.metrics.enabled() {

@@ -8,6 +8,11 @@
 //! - samples (timers in milliseconds) as cumulative summaries: count and sum since start,
 //!   and the interval's minimum and maximum as the 0 and 1 quantiles.
 //!
+//! Every gRPC call the programs serve is also a server span (OpenTelemetry's gRPC
+//! conventions: `rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`),
+//! continuing the caller's trace when it sends a W3C `traceparent`, exported over OTLP's
+//! trace service after the metrics.
+//!
 //! The resource carries `service.name` (`spire-server` / `spire-agent`). Each export is
 //! bounded by [`EXPORT_TIMEOUT`]; a failed one is logged once until an export succeeds
 //! again, and the data stays cumulative, so nothing is lost but resolution.
@@ -27,12 +32,15 @@ pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.Metrics
 
 /// The OTLP messages this exporter sends (field numbers from the OTLP protocol).
 pub mod proto {
-    /// `opentelemetry.proto.common.v1.AnyValue` (the string case).
+    /// `opentelemetry.proto.common.v1.AnyValue` (the string and integer cases; one is set).
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct AnyValue {
         /// `string_value`.
-        #[prost(string, tag = "1")]
-        pub string_value: String,
+        #[prost(string, optional, tag = "1")]
+        pub string_value: Option<String>,
+        /// `int_value`.
+        #[prost(int64, optional, tag = "3")]
+        pub int_value: Option<i64>,
     }
     /// `opentelemetry.proto.common.v1.KeyValue`.
     #[derive(Clone, PartialEq, prost::Message)]
@@ -199,6 +207,78 @@ pub mod proto {
         #[prost(string, tag = "2")]
         pub error_message: String,
     }
+
+    /// `opentelemetry.proto.trace.v1.ResourceSpans`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceSpans {
+        /// `resource`.
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
+        /// `scope_spans`.
+        #[prost(message, repeated, tag = "2")]
+        pub scope_spans: Vec<ScopeSpans>,
+    }
+    /// `opentelemetry.proto.trace.v1.ScopeSpans`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeSpans {
+        /// `scope`.
+        #[prost(message, optional, tag = "1")]
+        pub scope: Option<InstrumentationScope>,
+        /// `spans`.
+        #[prost(message, repeated, tag = "2")]
+        pub spans: Vec<Span>,
+    }
+    /// `opentelemetry.proto.trace.v1.Span`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Span {
+        /// `trace_id` (16 bytes).
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        /// `span_id` (8 bytes).
+        #[prost(bytes = "vec", tag = "2")]
+        pub span_id: Vec<u8>,
+        /// `parent_span_id` (empty for a root span).
+        #[prost(bytes = "vec", tag = "4")]
+        pub parent_span_id: Vec<u8>,
+        /// `name`.
+        #[prost(string, tag = "5")]
+        pub name: String,
+        /// `kind` (2: server).
+        #[prost(int32, tag = "6")]
+        pub kind: i32,
+        /// `start_time_unix_nano`.
+        #[prost(fixed64, tag = "7")]
+        pub start_time_unix_nano: u64,
+        /// `end_time_unix_nano`.
+        #[prost(fixed64, tag = "8")]
+        pub end_time_unix_nano: u64,
+        /// `attributes`.
+        #[prost(message, repeated, tag = "9")]
+        pub attributes: Vec<KeyValue>,
+        /// `status`.
+        #[prost(message, optional, tag = "15")]
+        pub status: Option<Status>,
+    }
+    /// `opentelemetry.proto.trace.v1.Status`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        /// `message`.
+        #[prost(string, tag = "2")]
+        pub message: String,
+        /// `code` (0 unset, 1 ok, 2 error).
+        #[prost(int32, tag = "3")]
+        pub code: i32,
+    }
+    /// `opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportTraceServiceRequest {
+        /// `resource_spans`.
+        #[prost(message, repeated, tag = "1")]
+        pub resource_spans: Vec<ResourceSpans>,
+    }
+    /// `opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportTraceServiceResponse {}
 }
 
 /// Where the sink exports, parsed from the configuration.
@@ -263,6 +343,117 @@ pub struct OtlpSink {
     service: &'static str,
     started: SystemTime,
     state: Mutex<BTreeMap<SeriesKey, State>>,
+    /// Finished spans not exported yet (at most [`MAX_SPANS`]; more are dropped).
+    spans: Mutex<Vec<proto::Span>>,
+}
+
+/// The most finished spans held between two exports.
+pub const MAX_SPANS: usize = 4096;
+/// The trace export's gRPC method.
+pub const TRACE_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A gRPC call's server span, started when the request arrived.
+#[derive(Debug, Clone)]
+pub struct SpanStart {
+    path: String,
+    trace_id: [u8; 16],
+    parent: Option<[u8; 8]>,
+    span_id: [u8; 8],
+    start: SystemTime,
+}
+
+/// W3C Trace Context's `traceparent` (`00-<trace id>-<parent id>-<flags>`): the trace and
+/// parent span IDs, when well formed and not all zeros.
+pub fn parse_traceparent(v: &str) -> Option<([u8; 16], [u8; 8])> {
+    let mut it = v.trim().split('-');
+    let (version, trace, parent, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    if version.len() != 2 || version == "ff" || flags.len() != 2 {
+        return None;
+    }
+    let hex = |s: &str, out: &mut [u8]| -> Option<()> {
+        if s.len() != out.len() * 2 {
+            return None;
+        }
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(())
+    };
+    let mut t = [0u8; 16];
+    let mut p = [0u8; 8];
+    hex(trace, &mut t)?;
+    hex(parent, &mut p)?;
+    if t == [0; 16] || p == [0; 8] {
+        return None;
+    }
+    Some((t, p))
+}
+
+impl SpanStart {
+    /// A span for the call to `path`, continuing the caller's trace when it sent a
+    /// `traceparent`.
+    pub fn new(path: &str, traceparent: Option<&str>, now: SystemTime) -> SpanStart {
+        let (trace_id, parent) = match traceparent.and_then(parse_traceparent) {
+            Some((t, p)) => (t, Some(p)),
+            None => (rand::random(), None),
+        };
+        SpanStart {
+            path: path.to_owned(),
+            trace_id,
+            parent,
+            span_id: rand::random(),
+            start: now,
+        }
+    }
+
+    /// The finished span, as OpenTelemetry's gRPC conventions describe a server call.
+    pub fn finish(self, code: tonic::Code, now: SystemTime) -> proto::Span {
+        let name = self.path.trim_start_matches('/').to_owned();
+        let (service, method) = name.split_once('/').unwrap_or((name.as_str(), ""));
+        let text = |k: &str, v: &str| proto::KeyValue {
+            key: k.into(),
+            value: Some(proto::AnyValue {
+                string_value: Some(v.into()),
+                int_value: None,
+            }),
+        };
+        let attributes = vec![
+            text("rpc.system", "grpc"),
+            text("rpc.service", service),
+            text("rpc.method", method),
+            proto::KeyValue {
+                key: "rpc.grpc.status_code".into(),
+                value: Some(proto::AnyValue {
+                    string_value: None,
+                    int_value: Some(i64::from(code as i32)),
+                }),
+            },
+        ];
+        // Server spans are errors for the codes that mean the server failed.
+        let error = matches!(
+            code,
+            tonic::Code::Unknown
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unimplemented
+                | tonic::Code::Internal
+                | tonic::Code::Unavailable
+                | tonic::Code::DataLoss
+        );
+        proto::Span {
+            trace_id: self.trace_id.to_vec(),
+            span_id: self.span_id.to_vec(),
+            parent_span_id: self.parent.map(|p| p.to_vec()).unwrap_or_default(),
+            name: name.clone(),
+            kind: 2,
+            start_time_unix_nano: nanos(self.start),
+            end_time_unix_nano: nanos(now),
+            attributes,
+            status: Some(proto::Status {
+                message: String::new(),
+                code: if error { 2 } else { 0 },
+            }),
+        }
+    }
 }
 
 fn nanos(t: SystemTime) -> u64 {
@@ -277,7 +468,8 @@ fn attributes(labels: &[(String, String)]) -> Vec<proto::KeyValue> {
         .map(|(k, v)| proto::KeyValue {
             key: k.clone(),
             value: Some(proto::AnyValue {
-                string_value: v.clone(),
+                string_value: Some(v.clone()),
+                int_value: None,
             }),
         })
         .collect()
@@ -290,7 +482,46 @@ impl OtlpSink {
             service,
             started,
             state: Mutex::new(BTreeMap::new()),
+            spans: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Holds a finished span for the next export (dropped when [`MAX_SPANS`] wait).
+    pub fn record_span(&self, span: proto::Span) {
+        let mut spans = self.spans.lock();
+        if spans.len() < MAX_SPANS {
+            spans.push(span);
+        }
+    }
+
+    fn resource(&self) -> proto::Resource {
+        proto::Resource {
+            attributes: attributes(&[("service.name".into(), self.service.into())]),
+        }
+    }
+
+    fn scope() -> proto::InstrumentationScope {
+        proto::InstrumentationScope {
+            name: "spire-rs".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// The spans finished since the last call, as one request (`None` when there are none).
+    pub fn trace_request(&self) -> Option<proto::ExportTraceServiceRequest> {
+        let spans = std::mem::take(&mut *self.spans.lock());
+        if spans.is_empty() {
+            return None;
+        }
+        Some(proto::ExportTraceServiceRequest {
+            resource_spans: vec![proto::ResourceSpans {
+                resource: Some(self.resource()),
+                scope_spans: vec![proto::ScopeSpans {
+                    scope: Some(OtlpSink::scope()),
+                    spans,
+                }],
+            }],
+        })
     }
 
     /// Records one emission under its Prometheus-style `name` and sorted `labels`.
@@ -402,14 +633,9 @@ impl OtlpSink {
         drop(st);
         proto::ExportMetricsServiceRequest {
             resource_metrics: vec![proto::ResourceMetrics {
-                resource: Some(proto::Resource {
-                    attributes: attributes(&[("service.name".into(), self.service.into())]),
-                }),
+                resource: Some(self.resource()),
                 scope_metrics: vec![proto::ScopeMetrics {
-                    scope: Some(proto::InstrumentationScope {
-                        name: "spire-rs".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                    }),
+                    scope: Some(OtlpSink::scope()),
                     metrics: metrics.into_values().collect(),
                 }],
             }],
@@ -417,20 +643,22 @@ impl OtlpSink {
     }
 }
 
-/// One export to `channel`.
-pub async fn export(
+/// One unary OTLP export of `req` to `channel` at `path`.
+pub async fn export<Req, Rsp>(
     channel: tonic::transport::Channel,
-    req: proto::ExportMetricsServiceRequest,
-) -> Result<proto::ExportMetricsServiceResponse, tonic::Status> {
+    path: &'static str,
+    req: Req,
+) -> Result<Rsp, tonic::Status>
+where
+    Req: prost::Message + Send + Sync + 'static,
+    Rsp: prost::Message + Default + Send + Sync + 'static,
+{
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("collector not ready: {e}")))?;
-    let codec = tonic_prost::ProstCodec::<
-        proto::ExportMetricsServiceRequest,
-        proto::ExportMetricsServiceResponse,
-    >::default();
-    let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+    let codec = tonic_prost::ProstCodec::<Req, Rsp>::default();
+    let path = http::uri::PathAndQuery::from_static(path);
     grpc.unary(tonic::Request::new(req), path, codec)
         .await
         .map(tonic::Response::into_inner)
@@ -478,9 +706,32 @@ pub async fn run(sink: Arc<OtlpSink>, target: Target) {
     let mut failing = false;
     loop {
         tick.tick().await;
-        let req = sink.request(SystemTime::now());
-        match tokio::time::timeout(EXPORT_TIMEOUT, export(channel.clone(), req)).await {
-            Ok(Ok(rsp)) => {
+        let metrics = export::<_, proto::ExportMetricsServiceResponse>(
+            channel.clone(),
+            EXPORT_PATH,
+            sink.request(SystemTime::now()),
+        );
+        let mut result = tokio::time::timeout(EXPORT_TIMEOUT, metrics).await;
+        if let Ok(Ok(rsp)) = &result
+            && let Some(p) = &rsp.partial_success
+            && p.rejected_data_points > 0
+        {
+            tracing::warn!(subsystem_name = "telemetry", rejected = p.rejected_data_points, error = %p.error_message, "The OpenTelemetry collector rejected data points");
+        }
+        if let (Ok(Ok(_)), Some(req)) = (&result, sink.trace_request()) {
+            let traces = export::<_, proto::ExportTraceServiceResponse>(
+                channel.clone(),
+                TRACE_EXPORT_PATH,
+                req,
+            );
+            result = match tokio::time::timeout(EXPORT_TIMEOUT, traces).await {
+                Ok(Ok(_)) => result,
+                Ok(Err(e)) => Ok(Err(e)),
+                Err(e) => Err(e),
+            };
+        }
+        match result {
+            Ok(Ok(_)) => {
                 if failing {
                     tracing::info!(
                         subsystem_name = "telemetry",
@@ -488,11 +739,6 @@ pub async fn run(sink: Arc<OtlpSink>, target: Target) {
                     );
                 }
                 failing = false;
-                if let Some(p) = rsp.partial_success
-                    && p.rejected_data_points > 0
-                {
-                    tracing::warn!(subsystem_name = "telemetry", rejected = p.rejected_data_points, error = %p.error_message, "The OpenTelemetry collector rejected data points");
-                }
             }
             Ok(Err(status)) => {
                 if !failing {
@@ -521,6 +767,71 @@ mod tests {
             endpoint: endpoint.into(),
             export_interval: interval.into(),
         }
+    }
+
+    #[test]
+    fn traceparent_and_server_spans() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (t, p) = parse_traceparent(tp).unwrap();
+        assert_eq!(t[0], 0x4b);
+        assert_eq!(p[7], 0xb7);
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "{bad}");
+        }
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let child = SpanStart::new(
+            "/spire.api.server.svid.v1.SVID/BatchNewX509SVID",
+            Some(tp),
+            t0,
+        )
+        .finish(tonic::Code::Internal, t0 + Duration::from_millis(3));
+        assert_eq!(child.trace_id, t.to_vec());
+        assert_eq!(child.parent_span_id, p.to_vec());
+        assert_eq!(child.span_id.len(), 8);
+        assert_eq!(child.name, "spire.api.server.svid.v1.SVID/BatchNewX509SVID");
+        assert_eq!(child.kind, 2);
+        assert_eq!(
+            child.end_time_unix_nano - child.start_time_unix_nano,
+            3_000_000
+        );
+        assert_eq!(child.status.as_ref().unwrap().code, 2);
+        let attr = |k: &str| {
+            child
+                .attributes
+                .iter()
+                .find(|a| a.key == k)
+                .unwrap()
+                .value
+                .clone()
+                .unwrap()
+        };
+        assert_eq!(
+            attr("rpc.service").string_value.as_deref(),
+            Some("spire.api.server.svid.v1.SVID")
+        );
+        assert_eq!(
+            attr("rpc.method").string_value.as_deref(),
+            Some("BatchNewX509SVID")
+        );
+        assert_eq!(attr("rpc.grpc.status_code").int_value, Some(13));
+        // Without a caller's trace: a new root; a denied call is not a server error.
+        let root = SpanStart::new("/x.Y/Z", None, t0).finish(tonic::Code::PermissionDenied, t0);
+        assert!(root.parent_span_id.is_empty());
+        assert_eq!(root.trace_id.len(), 16);
+        assert_eq!(root.status.unwrap().code, 0);
+        // Held until taken, once.
+        let s = OtlpSink::new("spire-agent", t0);
+        assert!(s.trace_request().is_none());
+        s.record_span(child);
+        let req = s.trace_request().unwrap();
+        assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 1);
+        assert!(s.trace_request().is_none());
     }
 
     #[test]

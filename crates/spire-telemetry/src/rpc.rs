@@ -59,7 +59,7 @@ impl RpcMetricsLayer {
         self
     }
 
-    fn start(&self, path: &str) -> Call {
+    fn start(&self, path: &str, traceparent: Option<&str>) -> Call {
         let api = CONNECTION_APIS
             .iter()
             .position(|(prefix, _)| path.starts_with(prefix));
@@ -77,6 +77,7 @@ impl RpcMetricsLayer {
         Call {
             counter: self.counter(path),
             open,
+            span: self.metrics.start_span(path, traceparent),
         }
     }
 
@@ -131,7 +132,11 @@ where
         if !self.layer.metrics.enabled() {
             return Box::pin(self.inner.call(req));
         }
-        let call = Pending(Some(self.layer.start(req.uri().path())));
+        let traceparent = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok());
+        let call = Pending(Some(self.layer.start(req.uri().path(), traceparent)));
         let fut = self.inner.call(req);
         Box::pin(async move {
             let mut call = call;
@@ -159,10 +164,14 @@ where
 struct Call {
     counter: CallCounter,
     open: Option<(Metrics, Arc<[AtomicI64; CONNECTION_APIS.len()]>, usize)>,
+    span: Option<crate::otlp::SpanStart>,
 }
 
 impl Call {
     fn done(self, code: tonic::Code) {
+        if let Some(span) = self.span {
+            self.counter.metrics().finish_span(span, code);
+        }
         self.counter.done(code);
         if let Some((metrics, all, i)) = self.open {
             let now = all[i].fetch_sub(1, Ordering::AcqRel) - 1;
