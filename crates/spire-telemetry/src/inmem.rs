@@ -124,6 +124,24 @@ fn truncate(t: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+/// go-metrics' `getInterval`: makes `now`'s second the newest interval (a clock that went
+/// back keeps filling the newest), dropping those older than [`RETENTION`].
+fn roll(all: &mut VecDeque<Interval>, now: SystemTime) {
+    let start = truncate(now);
+    if all.back().is_none_or(|i| i.start < start) {
+        all.push_back(Interval {
+            start,
+            gauges: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            samples: BTreeMap::new(),
+        });
+        let keep = (RETENTION.as_secs() / INTERVAL.as_secs()) as usize;
+        while all.len() > keep {
+            all.pop_front();
+        }
+    }
+}
+
 /// Go's `time.Time.String()` in UTC without a monotonic reading.
 pub fn go_time(t: SystemTime) -> String {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -190,20 +208,8 @@ impl InmemSink {
             let _ = write!(key, ";{n}={v}");
         }
         let key = key.replace(' ', "_");
-        let start = truncate(now);
         let mut all = self.intervals.lock();
-        if all.back().is_none_or(|i| i.start != start) {
-            all.push_back(Interval {
-                start,
-                gauges: BTreeMap::new(),
-                counters: BTreeMap::new(),
-                samples: BTreeMap::new(),
-            });
-            let keep = (RETENTION.as_secs() / INTERVAL.as_secs()) as usize;
-            while all.len() > keep {
-                all.pop_front();
-            }
-        }
+        roll(&mut all, now);
         let Some(cur) = all.back_mut() else {
             return;
         };
@@ -243,19 +249,7 @@ impl InmemSink {
     /// is created first (so a quiet second ago is finished and dumped).
     pub fn dump_at(&self, now: SystemTime) -> Vec<String> {
         let mut all = self.intervals.lock();
-        let start = truncate(now);
-        if all.back().is_none_or(|i| i.start < start) {
-            all.push_back(Interval {
-                start,
-                gauges: BTreeMap::new(),
-                counters: BTreeMap::new(),
-                samples: BTreeMap::new(),
-            });
-            let keep = (RETENTION.as_secs() / INTERVAL.as_secs()) as usize;
-            while all.len() > keep {
-                all.pop_front();
-            }
-        }
+        roll(&mut all, now);
         let mut out = Vec::new();
         let finished = all.len().saturating_sub(1);
         for intv in all.iter().take(finished) {

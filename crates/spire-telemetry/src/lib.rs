@@ -377,17 +377,19 @@ impl Metrics {
         if let Some(host) = &inner.host {
             push("host".to_owned(), host.clone());
         }
+        let pairs = |out: &[MLabel]| -> Vec<(String, String)> {
+            out.iter()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect()
+        };
+        let value = match kind {
+            Kind::Counter(v) => statsd::Value::Counter(v),
+            Kind::Gauge(v) => statsd::Value::Gauge(v),
+            Kind::Sample(v) => statsd::Value::Sample(v as f32),
+        };
         if !inner.udp.is_empty() || inner.inmem.is_some() {
             // go-metrics hands the sinks the labels in emission order.
-            let ordered: Vec<(String, String)> = out
-                .iter()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            let value = match kind {
-                Kind::Counter(v) => statsd::Value::Counter(v),
-                Kind::Gauge(v) => statsd::Value::Gauge(v),
-                Kind::Sample(v) => statsd::Value::Sample(v as f32),
-            };
+            let ordered = pairs(&out);
             for sink in &inner.udp {
                 sink.emit(&parts, &ordered, value);
             }
@@ -401,16 +403,7 @@ impl Metrics {
         out.sort_by(|a, b| a.key().cmp(b.key()));
         out.dedup_by(|a, b| a.key() == b.key());
         if let Some((sink, _)) = &inner.otlp {
-            let labels = out
-                .iter()
-                .map(|l| (l.key().to_owned(), l.value().to_owned()))
-                .collect();
-            let value = match kind {
-                Kind::Counter(v) => statsd::Value::Counter(v),
-                Kind::Gauge(v) => statsd::Value::Gauge(v),
-                Kind::Sample(v) => statsd::Value::Sample(v as f32),
-            };
-            sink.emit(&name, labels, value);
+            sink.emit(&name, pairs(&out), value);
         }
         let Some(recorder) = &inner.recorder else {
             return;
