@@ -7,13 +7,16 @@
 //! rendered in the Prometheus exposition by `metrics-exporter-prometheus` as go-metrics'
 //! Prometheus sink does: names joined with `_`, counters without a `_total` suffix,
 //! samples as summaries with the 0.5, 0.9 and 0.99 quantiles over the last 10 seconds,
-//! `# HELP` repeating the name. A disabled handle (no sink configured) costs one branch.
+//! `# HELP` repeating the name. The `Statsd` and `DogStatsd` sinks ([`statsd`]) and the `M3`
+//! sink ([`m3`], which sees the key with its metric type as SPIRE's M3 instance does) get
+//! every emission too. A disabled handle (no sink configured) costs one branch.
 //!
 //! [`rpc::RpcMetricsLayer`] counts every gRPC call as SPIRE's RPC middleware does
 //! (`rpc_<service>_<method>` with a `status` label, and its `_elapsed_time` summary).
 
 mod filter;
 pub mod inmem;
+pub mod m3;
 pub mod names;
 pub mod otlp;
 mod process;
@@ -44,7 +47,7 @@ pub const ELAPSED_TIME: &str = "elapsed_time";
 pub enum TelemetryError {
     /// A sink kind spire-rs does not implement.
     #[error(
-        "telemetry sink {0} is not supported by spire-rs (Prometheus, Statsd and DogStatsd are; see the known deviations)"
+        "telemetry sink {0} is not supported by spire-rs (Prometheus, Statsd, DogStatsd and M3 are; see the known deviations)"
     )]
     UnsupportedSink(&'static str),
     /// The Prometheus port is outside 0..=65535.
@@ -53,7 +56,7 @@ pub enum TelemetryError {
     /// The exporter refused its settings.
     #[error("unable to set up the Prometheus sink: {0}")]
     Exporter(String),
-    /// A `Statsd` / `DogStatsd` sink could not be set up (address).
+    /// A `Statsd`, `DogStatsd` or `M3` sink could not be set up (address, `env`).
     #[error("unable to set up the {0} sink: {1}")]
     Sink(&'static str, String),
     /// `OpenTelemetry { }` has an invalid endpoint or interval.
@@ -109,6 +112,8 @@ struct Inner {
     inmem: Option<Arc<inmem::InmemSink>>,
     /// The OpenTelemetry exporter's state, and where it exports.
     otlp: Option<(Arc<otlp::OtlpSink>, otlp::Target)>,
+    /// The `M3` sinks.
+    m3: Vec<m3::M3Sink>,
     described: RwLock<HashSet<String>>,
 }
 
@@ -127,7 +132,23 @@ pub struct Telemetry {
 enum Kind {
     Counter(f32),
     Gauge(f64),
+    /// `AddSample`.
     Sample(f64),
+    /// `MeasureSince` (a sample in milliseconds).
+    Timer(f64),
+}
+
+impl Kind {
+    /// The key part go-metrics puts after the prefix when a sink asks for the type
+    /// (`EnableTypePrefix`, which SPIRE sets for M3 only).
+    fn type_prefix(&self) -> &'static str {
+        match self {
+            Kind::Counter(_) => "counter",
+            Kind::Gauge(_) => "gauge",
+            Kind::Sample(_) => "sample",
+            Kind::Timer(_) => "timer",
+        }
+    }
 }
 
 impl Metrics {
@@ -149,9 +170,6 @@ impl Metrics {
         trust_domain: &str,
         hostname: Option<String>,
     ) -> Result<Telemetry, TelemetryError> {
-        if !config.m3.is_empty() {
-            return Err(TelemetryError::UnsupportedSink("M3"));
-        }
         let warnings = Vec::new();
         let inmem = config.in_mem.then(|| Arc::new(inmem::InmemSink::new()));
         let otlp = match &config.open_telemetry {
@@ -180,6 +198,14 @@ impl Metrics {
                 );
             }
         }
+        let mut m3_sinks = Vec::new();
+        for sink in &config.m3 {
+            // tally's `service` tag is the service name even when `metric_prefix` is set.
+            m3_sinks.push(
+                m3::M3Sink::start(service.name(), &sink.address, &sink.env)
+                    .map_err(|e| TelemetryError::Sink("M3", e))?,
+            );
+        }
         let (recorder, listener) = match &config.prometheus {
             Some(prom) => {
                 let port =
@@ -191,7 +217,12 @@ impl Metrics {
             }
             None => (None, None),
         };
-        if recorder.is_none() && udp.is_empty() && inmem.is_none() && otlp.is_none() {
+        if recorder.is_none()
+            && udp.is_empty()
+            && m3_sinks.is_empty()
+            && inmem.is_none()
+            && otlp.is_none()
+        {
             return Ok(Telemetry {
                 metrics: Metrics::disabled(),
                 prometheus: None,
@@ -221,6 +252,7 @@ impl Metrics {
                 udp,
                 inmem,
                 otlp,
+                m3: m3_sinks,
                 described: RwLock::new(HashSet::new()),
             })),
         };
@@ -282,7 +314,7 @@ impl Metrics {
     pub fn measure_since(&self, key: &[&str], start: Instant, labels: &[Label<'_>]) {
         if self.inner.is_some() {
             let ms = start.elapsed().as_nanos() as f64 / 1_000_000.0;
-            self.emit(key, labels, Kind::Sample(f64::from(ms as f32)));
+            self.emit(key, labels, Kind::Timer(f64::from(ms as f32)));
         }
     }
 
@@ -299,7 +331,7 @@ impl Metrics {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i64);
             let ms = now.saturating_sub(start_unix_nanos).max(0) as f64 / 1_000_000.0;
-            self.emit(key, labels, Kind::Sample(f64::from(ms as f32)));
+            self.emit(key, labels, Kind::Timer(f64::from(ms as f32)));
         }
     }
 
@@ -356,7 +388,18 @@ impl Metrics {
         let mut parts: Vec<&str> = Vec::with_capacity(key.len() + 1);
         parts.push(&inner.prefix);
         parts.extend_from_slice(key);
-        if !inner.filter.allows(&parts) {
+        let allowed = inner.filter.allows(&parts);
+        // SPIRE's M3 go-metrics instance puts the type after the prefix and filters that key.
+        let typed: Option<Vec<&str>> = if inner.m3.is_empty() {
+            None
+        } else {
+            let mut typed = Vec::with_capacity(parts.len() + 1);
+            typed.push(inner.prefix.as_str());
+            typed.push(kind.type_prefix());
+            typed.extend_from_slice(key);
+            inner.filter.allows(&typed).then_some(typed)
+        };
+        if !allowed && typed.is_none() {
             return;
         }
         let name = names::flatten_key(&parts);
@@ -385,19 +428,27 @@ impl Metrics {
         let value = match kind {
             Kind::Counter(v) => statsd::Value::Counter(v),
             Kind::Gauge(v) => statsd::Value::Gauge(v),
-            Kind::Sample(v) => statsd::Value::Sample(v as f32),
+            Kind::Sample(v) | Kind::Timer(v) => statsd::Value::Sample(v as f32),
         };
-        if !inner.udp.is_empty() || inner.inmem.is_some() {
+        let udp = allowed && (!inner.udp.is_empty() || inner.inmem.is_some());
+        if udp || typed.is_some() {
             // go-metrics hands the sinks the labels in emission order.
             let ordered = pairs(&out);
-            for sink in &inner.udp {
-                sink.emit(&parts, &ordered, value);
+            if udp {
+                for sink in &inner.udp {
+                    sink.emit(&parts, &ordered, value);
+                }
+                if let Some(sink) = &inner.inmem {
+                    sink.emit(&parts, &ordered, value);
+                }
             }
-            if let Some(sink) = &inner.inmem {
-                sink.emit(&parts, &ordered, value);
+            if let Some(typed) = &typed {
+                for sink in &inner.m3 {
+                    sink.emit(typed, &ordered, value);
+                }
             }
         }
-        if inner.recorder.is_none() && inner.otlp.is_none() {
+        if !allowed || (inner.recorder.is_none() && inner.otlp.is_none()) {
             return;
         }
         out.sort_by(|a, b| a.key().cmp(b.key()));
@@ -414,7 +465,7 @@ impl Metrics {
         match kind {
             Kind::Counter(v) => recorder.register_counter(&k, &meta).increment(v as u64),
             Kind::Gauge(v) => recorder.register_gauge(&k, &meta).set(v),
-            Kind::Sample(v) => recorder.register_histogram(&k, &meta).record(v),
+            Kind::Sample(v) | Kind::Timer(v) => recorder.register_histogram(&k, &meta).record(v),
         }
     }
 
@@ -432,7 +483,7 @@ impl Metrics {
         match kind {
             Kind::Counter(_) => recorder.describe_counter(key, None, help),
             Kind::Gauge(_) => recorder.describe_gauge(key, None, help),
-            Kind::Sample(_) => recorder.describe_histogram(key, None, help),
+            Kind::Sample(_) | Kind::Timer(_) => recorder.describe_histogram(key, None, help),
         }
     }
 }

@@ -43,10 +43,12 @@ fn unsupported_sinks_are_refused() {
         address: "127.0.0.1:9052".into(),
         env: "prod".into(),
     }];
-    assert_eq!(
+    assert!(Metrics::configure(&cfg, Service::Server, "td", None).is_ok());
+    cfg.m3[0].env = String::new();
+    assert!(matches!(
         Metrics::configure(&cfg, Service::Server, "td", None).err(),
-        Some(TelemetryError::UnsupportedSink("M3"))
-    );
+        Some(TelemetryError::Sink("M3", _))
+    ));
     let mut cfg = config();
     cfg.statsd = vec![spire_config::StatsdConfig {
         address: "nowhere".into(),
