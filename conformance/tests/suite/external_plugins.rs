@@ -526,6 +526,37 @@ async fn go_sdk_svid_store_keeps_stored_svids() {
     // The agent's Debug GetInfo counts it among the SVID store's SVIDs.
     wait_svidstore_count(&agent, 1).await;
 
+    // The authority that signed it is tainted: the agent stores a new SVID from the next one.
+    let prepared = server.cli_json(&["localauthority", "x509", "prepare"]);
+    let new = prepared["prepared_authority"]["authority_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let active = server.cli_json(&["localauthority", "x509", "show"]);
+    let old = active["active"]["authority_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!new.is_empty() && !old.is_empty(), "{prepared} {active}");
+    server.cli_json(&["localauthority", "x509", "activate", "-authorityID", &new]);
+    server.cli_json(&["localauthority", "x509", "taint", "-authorityID", &old]);
+    let before = chain[0].clone();
+    wait_until(
+        "the stored SVID to be minted again after the taint",
+        90,
+        || {
+            let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            let now = b64_list(&v["cert_chain"]);
+            if now.first() != Some(&before) {
+                Ok(())
+            } else {
+                Err("still the SVID from the tainted authority".to_owned())
+            }
+        },
+    )
+    .await;
+
     // The entry goes: the stored SVID goes.
     server.cli_ok(&["entry", "delete", "-entryID", &entry_id]);
     wait_until("the stored SVID to be deleted", 60, || {

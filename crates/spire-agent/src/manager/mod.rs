@@ -232,6 +232,8 @@ pub struct Manager {
     tainted_svids: Mutex<TaintedSvidJobs>,
     taint_now: Notify,
     agent_svid_tainted: AtomicBool,
+    /// Authorities newly tainted, for the next SVIDStore sync to check its SVIDs against.
+    store_taints: Mutex<Vec<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -305,6 +307,7 @@ impl Manager {
             tainted_svids: Mutex::new(TaintedSvidJobs::new()),
             taint_now: Notify::new(),
             agent_svid_tainted: AtomicBool::new(false),
+            store_taints: Mutex::new(Vec::new()),
             cfg,
         }))
     }

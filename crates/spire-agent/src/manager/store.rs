@@ -19,6 +19,8 @@ pub(super) struct StoredRecord {
     bundles: StoreBundles,
     /// Whether the plugin accepted it.
     stored: bool,
+    /// Signed by a tainted authority: minted again at the next sync.
+    tainted: bool,
 }
 
 /// The X.509 authorities stored with an SVID: its trust domain's, and those of the trust
@@ -147,6 +149,43 @@ impl Manager {
 
     /// One pass of the store service over the `store_svid` entries of the last sync, with
     /// the bundles fetched then.
+    /// SPIRE's SVIDStore cache `TaintX509SVIDs`: the stored SVIDs that chain to one of
+    /// `authorities` are marked for minting again.
+    fn taint_stored(
+        &self,
+        stored: &mut HashMap<String, StoredRecord>,
+        authorities: &[Vec<u8>],
+        now: SystemTime,
+    ) {
+        let m = &self.cfg.metrics;
+        let call = m.start_call(&["cache_manager", "svid_store", "process_tainted_x509_svids"]);
+        let mut tainted = 0usize;
+        for (id, record) in stored.iter_mut().filter(|(_, r)| !r.tainted) {
+            match crate::core::taint::signed_by_any(&record.svid.chain, authorities, now) {
+                Ok(true) => {
+                    record.tainted = true;
+                    tainted += 1;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(subsystem_name = "cache_manager", entry_id = id.as_str(), error = %e, "Failed to check if SVID is signed by tainted authority");
+                }
+            }
+        }
+        // SPIRE counts these as the SVIDStore cache's "expiring" SVIDs.
+        m.add_sample(
+            &["cache_manager", "expiring_svids", "svid_store"],
+            tainted as f32,
+            &[],
+        );
+        call.done(tonic::Code::Ok);
+        tracing::info!(
+            subsystem_name = "cache_manager",
+            tainted_x509_svids = tainted,
+            "Tainted X.509 SVIDs"
+        );
+    }
+
     pub(super) async fn update_stored_svids(
         &self,
         entries: Vec<Arc<Entry>>,
@@ -157,6 +196,10 @@ impl Manager {
         }
         let mut stored = self.stored.lock().await;
         let now = self.now();
+        let taints = std::mem::take(&mut *self.store_taints.lock());
+        if !taints.is_empty() {
+            self.taint_stored(&mut stored, &taints, now);
+        }
         // Entries that went away: delete what was stored for them.
         let live: HashMap<&str, &Arc<Entry>> = entries.iter().map(|e| (e.id.as_str(), e)).collect();
         let gone: Vec<String> = stored
@@ -189,12 +232,13 @@ impl Manager {
             };
             match stored.get_mut(&entry.id) {
                 Some(record)
-                    if !self.cfg.rotation.should_rotate_x509(
-                        now,
-                        record.svid.not_before,
-                        record.svid.not_after,
-                        rand::random(),
-                    ) =>
+                    if !record.tainted
+                        && !self.cfg.rotation.should_rotate_x509(
+                            now,
+                            record.svid.not_before,
+                            record.svid.not_after,
+                            rand::random(),
+                        ) =>
                 {
                     let changed = record.entry.revision_number != entry.revision_number
                         || record.entry.selectors != entry.selectors;
@@ -267,6 +311,7 @@ impl Manager {
                         },
                         bundles: wanted,
                         stored: false,
+                        tainted: false,
                     },
                 );
                 put.push(entry.id.clone());

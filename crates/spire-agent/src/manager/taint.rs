@@ -39,6 +39,11 @@ impl Manager {
                     "No SVID entries to process for tainted X.509 authorities"
                 );
             }
+            if !self.cfg.svid_stores.is_empty() {
+                self.store_taints
+                    .lock()
+                    .extend(newly.x509_authorities.iter().cloned());
+            }
             self.check_agent_svid_tainted(&newly.x509_authorities, now)?;
             self.taints.lock().x509_processed(&newly);
         }
@@ -48,7 +53,13 @@ impl Manager {
                 jwt_authority_key_ids = newly.jwt_key_ids.join(",").as_str(),
                 "New tainted JWT authorities found"
             );
+            let call = self.cfg.metrics.start_call(&[
+                "cache_manager",
+                "workload",
+                "process_tainted_jwt_svids",
+            ]);
             let removed = self.jwt.lock().remove_signed_by(&newly.all_jwt_key_ids);
+            call.done(tonic::Code::Ok);
             let total: usize = removed.values().sum();
             for (kid, count) in removed {
                 tracing::info!(
@@ -132,10 +143,16 @@ impl Manager {
             .due_batches(now, TAINTED_BATCH_SIZE);
         let mut dropped = false;
         for batch in batches {
+            let call = self.cfg.metrics.start_call(&[
+                "cache_manager",
+                "workload",
+                "process_tainted_x509_svids",
+            ]);
             let out =
                 self.cache
                     .lock()
                     .drop_tainted_svids(&batch.entry_ids, &batch.authorities, now);
+            call.done(tonic::Code::Ok);
             for (id, e) in &out.errors {
                 tracing::error!(subsystem_name = "cache_manager", entry_id = id.as_str(), error = %e, "Failed to check if SVID is signed by tainted authority");
             }
