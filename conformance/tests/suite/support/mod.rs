@@ -224,7 +224,28 @@ impl Drop for Scenario {
         if keep && let Some(dir) = self.dir.take() {
             let kept = dir.keep();
             eprintln!("scenario {}: files kept in {}", self.name, kept.display());
+        } else if let Some(dir) = &self.dir {
+            unmount_under(dir.path());
         }
+    }
+}
+
+/// Lazily unmounts whatever is still mounted under `dir` (deepest first), so that the
+/// directory can be removed: a container engine's CLI may mount its storage again after
+/// the engine was stopped (podman binds its overlay directory onto itself).
+fn unmount_under(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(1))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    points.sort_unstable_by(|a, b| b.cmp(a));
+    for m in points {
+        let _ = Command::new("umount").args(["-l", m]).output();
     }
 }
 
