@@ -344,16 +344,11 @@ impl Manager {
                 None => Err(HelloError::NoTokenCert(quote(&name))),
             };
         }
+        // The host policy comes first (autocert checks it only before issuing): state is
+        // kept per allowed name only, so random server names cannot grow it.
+        self.policy.check(&name)?;
         let domain = name.trim_end_matches('.').to_string();
-        let slot = self.slots.lock().get(&domain).cloned();
-        if let Some(slot) = &slot
-            && let Some(i) = &slot.lock().await.current
-        {
-            return Ok(HelloCert::Site(i.certified.clone()));
-        }
-        // A cached certificate is served whatever the host policy says (as autocert).
-        let slot =
-            slot.unwrap_or_else(|| self.slots.lock().entry(domain.clone()).or_default().clone());
+        let slot = self.slots.lock().entry(domain.clone()).or_default().clone();
         let mut s = slot.lock().await;
         if let Some(i) = &s.current {
             return Ok(HelloCert::Site(i.certified.clone()));
@@ -363,7 +358,6 @@ impl Manager {
             self.start_renew(&domain, &mut s, slot.clone());
             return Ok(HelloCert::Site(i.certified));
         }
-        self.policy.check(&name)?;
         let now = self.clock.now();
         if let Some(at) = s.failed
             && now < at + RETRY_AFTER
