@@ -127,6 +127,12 @@ stop)
     kill -TERM "$ENGINE_PID" 2>/dev/null || true
     for _ in $(seq 1 300); do running "$ENGINE_PID" || break; sleep 0.1; done
     kill -KILL -- "-$ENGINE_PID" 2>/dev/null || true
+    # podman's conmon processes and the `container cleanup` runs they start name DIR in
+    # their arguments and outlive the service (and mount the storage again): end them.
+    for _ in 1 2 3; do
+        pkill -KILL -f -- "$dir/" 2>/dev/null || true
+        sleep 0.2
+    done
     # Whatever the daemon left mounted under DIR (overlay layers, shm, netns).
     { grep -F " $dir/" /proc/self/mounts || true; } | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -f "$dir/engine.env"
