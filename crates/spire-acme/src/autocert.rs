@@ -398,7 +398,7 @@ impl Manager {
     }
 
     async fn cache_put(&self, domain: &str, i: &Issued) {
-        if let Err(e) = self.store.save(domain, &i.key, &i.chain).await {
+        if let Err(e) = self.store.save(domain, &i.chain).await {
             tracing::warn!(error = %e, "Failed to write the ACME cache");
         }
     }
@@ -827,7 +827,7 @@ mod tests {
         let kp = ExternalKey(key.clone());
         let cert = kp.self_signed("td.example.org");
         store
-            .save("td.example.org", &key, std::slice::from_ref(&cert))
+            .save("td.example.org", std::slice::from_ref(&cert))
             .await
             .unwrap();
         let text = std::fs::read_to_string(d.path().join("bundle-acme/td.example.org")).unwrap();

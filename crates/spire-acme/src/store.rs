@@ -36,13 +36,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn new_key(&self, domain: &str) -> Result<Arc<dyn Signer>, String>;
     /// The stored chain for `domain` and its key; `None` when absent or unusable.
     async fn load(&self, domain: &str) -> Option<(Vec<Vec<u8>>, Arc<dyn Signer>)>;
-    /// Stores `domain`'s chain, whose key is `key`.
-    async fn save(
-        &self,
-        domain: &str,
-        key: &Arc<dyn Signer>,
-        chain: &[Vec<u8>],
-    ) -> Result<(), String>;
+    /// Stores `domain`'s chain (its key is the one [`Store::new_key`] or [`Store::load`]
+    /// last gave for `domain`).
+    async fn save(&self, domain: &str, chain: &[Vec<u8>]) -> Result<(), String>;
 }
 
 /// autocert's `DirCache`.
@@ -60,6 +56,17 @@ impl DirCache {
                 &self.0.join(name).display().to_string(),
                 &e,
             )),
+        }
+    }
+
+    /// The entry `name` for a cache lookup: `None` when absent or unreadable (logged).
+    pub fn entry(&self, name: &str) -> Option<Vec<u8>> {
+        match self.get(name) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "Failed to read the ACME cache");
+                None
+            }
         }
     }
 
@@ -219,13 +226,7 @@ impl Store for FileStore {
     }
 
     async fn load(&self, domain: &str) -> Option<(Vec<Vec<u8>>, Arc<dyn Signer>)> {
-        let data = match self.cache.as_ref()?.get(domain) {
-            Ok(d) => d?,
-            Err(e) => {
-                tracing::warn!(error = %e, "Failed to read the ACME cache");
-                return None;
-            }
-        };
+        let data = self.cache.as_ref()?.entry(domain)?;
         let (key, chain) = FileStore::decode_entry(&data)?;
         self.keys
             .lock()
@@ -233,12 +234,7 @@ impl Store for FileStore {
         Some((chain, signer(domain, key)))
     }
 
-    async fn save(
-        &self,
-        domain: &str,
-        _key: &Arc<dyn Signer>,
-        chain: &[Vec<u8>],
-    ) -> Result<(), String> {
+    async fn save(&self, domain: &str, chain: &[Vec<u8>]) -> Result<(), String> {
         let Some(cache) = &self.cache else {
             return Ok(());
         };
@@ -324,24 +320,13 @@ impl Store for KeyManagerStore {
     }
 
     async fn load(&self, domain: &str) -> Option<(Vec<Vec<u8>>, Arc<dyn Signer>)> {
-        let data = match self.cache.get(domain) {
-            Ok(d) => d?,
-            Err(e) => {
-                tracing::warn!(error = %e, "Failed to read the ACME cache");
-                return None;
-            }
-        };
+        let data = self.cache.entry(domain)?;
         let chain = KeyManagerStore::decode_entry(&data)?;
         let key = self.existing(domain).await.ok()??;
         Some((chain, key))
     }
 
-    async fn save(
-        &self,
-        domain: &str,
-        _key: &Arc<dyn Signer>,
-        chain: &[Vec<u8>],
-    ) -> Result<(), String> {
+    async fn save(&self, domain: &str, chain: &[Vec<u8>]) -> Result<(), String> {
         let data: String = chain.iter().map(|c| pem_block("CERTIFICATE", c)).collect();
         self.cache.put(domain, data.as_bytes())
     }

@@ -45,11 +45,6 @@ pub const ELAPSED_TIME: &str = "elapsed_time";
 /// Telemetry configurations spire-rs refuses at start-up.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TelemetryError {
-    /// A sink kind spire-rs does not implement.
-    #[error(
-        "telemetry sink {0} is not supported by spire-rs (Prometheus, Statsd, DogStatsd and M3 are; see the known deviations)"
-    )]
-    UnsupportedSink(&'static str),
     /// The Prometheus port is outside 0..=65535.
     #[error("invalid Prometheus port {0}")]
     InvalidPort(i64),

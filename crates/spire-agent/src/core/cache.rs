@@ -353,12 +353,13 @@ impl Cache {
                 .records
                 .get(id)
                 .is_some_and(|r| should_rotate(&r.entry, svid));
+            let changed = outdated.contains(id);
             if due {
                 out.expiring += 1;
-            } else if outdated.contains(id) {
+            } else if changed {
                 out.outdated += 1;
             }
-            if due || outdated.contains(id) {
+            if due || changed {
                 self.stale.insert(id.clone());
             }
         }
