@@ -9,6 +9,16 @@
 #   scripts/test-databases.sh pg-start DIR PostgreSQL only (for outage tests: started
 #                                          again, it comes back on the port it had)
 #   scripts/test-databases.sh pg-stop DIR  stop PostgreSQL only
+#   scripts/test-databases.sh pg-ha-start DIR   a PostgreSQL primary (DIR/primary) and a
+#                                          streaming standby (DIR/standby) for failover
+#                                          tests; prints SPIRE_RS_TEST_PG_PRIMARY_PORT,
+#                                          SPIRE_RS_TEST_PG_STANDBY_PORT and
+#                                          SPIRE_RS_TEST_PG_HA_URL (both hosts,
+#                                          target_session_attrs=read-write)
+#   scripts/test-databases.sh pg-ha-stop-primary DIR  stop the primary (fast shutdown)
+#   scripts/test-databases.sh pg-ha-promote DIR       promote the standby, wait until it
+#                                          takes writes
+#   scripts/test-databases.sh pg-ha-stop DIR    stop both
 #
 # DIR defaults to /tmp/spire-rs-dbs. Run as root on Debian: missing packages are
 # installed with apt-get (mariadb-server; postgresql when no PostgreSQL binaries
@@ -25,7 +35,7 @@ set -euo pipefail
 
 cmd="start"
 case "${1:-}" in
-start | stop | env | pg-start | pg-stop)
+start | stop | env | pg-start | pg-stop | pg-ha-start | pg-ha-stop-primary | pg-ha-promote | pg-ha-stop)
     cmd="$1"
     shift
     ;;
@@ -167,6 +177,122 @@ pg_stop() {
     fi
 }
 
+# ------------------------------------------------- PostgreSQL primary + standby
+
+ha_psql() {
+    # ha_psql PORT SQL: one statement as postgres, unaligned output.
+    "$1"/psql -h 127.0.0.1 -p "$2" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt -c "$3"
+}
+
+ha_node_running() {
+    # ha_node_running BIN NAME
+    [ -f "$DIR/$2/PG_VERSION" ] && as_user "$PG_USER_OS" "$1/pg_ctl" -D "$DIR/$2" status >/dev/null 2>&1
+}
+
+ha_node_start() {
+    # ha_node_start BIN NAME: starts DIR/NAME on the port in DIR/NAME.port.
+    local bin="$1" name="$2"
+    as_user "$PG_USER_OS" "$bin/pg_ctl" -D "$DIR/$name" -l "$DIR/$name.log" -w -t 60 start >&2 ||
+        { tail -20 "$DIR/$name.log" >&2; die "PostgreSQL $name did not start"; }
+}
+
+ha_port() {
+    # ha_port NAME: the port kept for DIR/NAME, or a free one (kept from now on).
+    local f="$DIR/$1.port"
+    if [ ! -f "$f" ]; then
+        free_port >"$f"
+    fi
+    cat "$f"
+}
+
+pg_ha_start() {
+    local bin p s i
+    bin="$(find_pg_bin)" || die "PostgreSQL binaries not found"
+    ensure_os_user "$PG_USER_OS"
+    mkdir -p "$DIR"
+    # The clusters run as postgres, which must reach DIR.
+    chmod 755 "$DIR"
+    p="$(ha_port primary)"
+    if [ ! -f "$DIR/primary/PG_VERSION" ]; then
+        log "initialising the primary in $DIR/primary"
+        install -d -o "$PG_USER_OS" -m 700 "$DIR/primary"
+        as_user "$PG_USER_OS" "$bin/initdb" -D "$DIR/primary" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+            >"$DIR/primary.initdb.log" 2>&1 || { cat "$DIR/primary.initdb.log" >&2; die "initdb failed"; }
+        cat >>"$DIR/primary/postgresql.conf" <<CONF
+port = $p
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$DIR'
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+max_connections = 200
+CONF
+        echo "host replication all 127.0.0.1/32 trust" >>"$DIR/primary/pg_hba.conf"
+    fi
+    touch "$DIR/primary.log" "$DIR/standby.log"
+    chown "$PG_USER_OS" "$DIR" "$DIR/primary.log" "$DIR/standby.log"
+    if ! ha_node_running "$bin" primary; then
+        log "starting the primary on 127.0.0.1:$p"
+        ha_node_start "$bin" primary
+    fi
+    if [ "$(ha_psql "$bin" "$p" "SELECT 1 FROM pg_roles WHERE rolname='spire'")" != "1" ]; then
+        ha_psql "$bin" "$p" "CREATE ROLE spire LOGIN SUPERUSER PASSWORD 'spire'" >&2
+    fi
+    if [ "$(ha_psql "$bin" "$p" "SELECT 1 FROM pg_database WHERE datname='spire'")" != "1" ]; then
+        ha_psql "$bin" "$p" "CREATE DATABASE spire OWNER spire" >&2
+    fi
+    s="$(ha_port standby)"
+    if [ ! -f "$DIR/standby/PG_VERSION" ]; then
+        # -c fast: a spread checkpoint would hold the copy up for a minute and more.
+        log "copying the primary into the standby in $DIR/standby"
+        install -d -o "$PG_USER_OS" -m 700 "$DIR/standby"
+        as_user "$PG_USER_OS" "$bin/pg_basebackup" -h 127.0.0.1 -p "$p" -U postgres -D "$DIR/standby" -R -X stream -c fast >&2 ||
+            die "pg_basebackup failed"
+        echo "port = $s" >>"$DIR/standby/postgresql.conf"
+    fi
+    if ! ha_node_running "$bin" standby; then
+        log "starting the standby on 127.0.0.1:$s"
+        ha_node_start "$bin" standby
+    fi
+    # Ready once the standby is in recovery and has replayed the role and database.
+    for ((i = 0; i < 120; i++)); do
+        if [ "$(ha_psql "$bin" "$s" "SELECT pg_is_in_recovery()::text || (SELECT count(*) FROM pg_database WHERE datname='spire')" 2>/dev/null)" = "true1" ]; then
+            break
+        fi
+        sleep 0.25
+    done
+    [ "$(ha_psql "$bin" "$s" "SELECT pg_is_in_recovery()::text" 2>/dev/null)" = "true" ] ||
+        die "the standby is not replicating"
+    echo "export SPIRE_RS_TEST_PG_PRIMARY_PORT=$p"
+    echo "export SPIRE_RS_TEST_PG_STANDBY_PORT=$s"
+    echo "export SPIRE_RS_TEST_PG_HA_URL='postgres://spire:spire@127.0.0.1:$p,127.0.0.1:$s/spire?sslmode=disable&target_session_attrs=read-write'"
+}
+
+pg_ha_stop_node() {
+    # pg_ha_stop_node NAME
+    local bin
+    bin="$(find_pg_bin)" || return 0
+    if ha_node_running "$bin" "$1"; then
+        log "stopping PostgreSQL $1"
+        as_user "$PG_USER_OS" "$bin/pg_ctl" -D "$DIR/$1" -m fast -w stop >&2 || true
+    fi
+}
+
+pg_ha_promote() {
+    local bin s i
+    bin="$(find_pg_bin)" || die "PostgreSQL binaries not found"
+    s="$(cat "$DIR/standby.port")"
+    log "promoting the standby on 127.0.0.1:$s"
+    as_user "$PG_USER_OS" "$bin/pg_ctl" -D "$DIR/standby" -w -t 60 promote >&2 || die "promotion failed"
+    for ((i = 0; i < 240; i++)); do
+        if [ "$(ha_psql "$bin" "$s" "SELECT pg_is_in_recovery()::text" 2>/dev/null)" = "false" ]; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "the standby is still in recovery"
+}
+
 # ---------------------------------------------------------------- MariaDB
 
 mariadbd_bin() {
@@ -278,5 +404,19 @@ pg-start)
     ;;
 pg-stop)
     pg_stop
+    ;;
+pg-ha-start)
+    ensure_packages
+    pg_ha_start
+    ;;
+pg-ha-stop-primary)
+    pg_ha_stop_node primary
+    ;;
+pg-ha-promote)
+    pg_ha_promote
+    ;;
+pg-ha-stop)
+    pg_ha_stop_node standby
+    pg_ha_stop_node primary
     ;;
 esac

@@ -21,6 +21,9 @@ log "reference SPIRE in $SPIRE_REF_BIN_DIR"
 eval "$(scripts/test-databases.sh start)"
 export SPIRE_RS_REQUIRE_DBS=1
 
+# toxiproxy (Go, built once per machine) for the database latency and cut tests.
+scripts/toxiproxy.sh >/dev/null
+
 # py-spiffe and go-spiffe, independent Workload API clients: required, not skipped.
 conformance/pyclient/setup.sh
 export SPIRE_RS_REQUIRE_PY=1 SPIRE_RS_REQUIRE_CLIENTS=1

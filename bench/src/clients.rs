@@ -250,6 +250,29 @@ impl Admin {
         }
     }
 
+    /// The IDs of every entry (ListEntries, pages of 1000).
+    pub(crate) async fn entry_ids(&self) -> Result<std::collections::HashSet<String>> {
+        let mut ids = std::collections::HashSet::new();
+        let mut page_token = String::new();
+        loop {
+            let resp = timed(
+                "ListEntries",
+                self.entries().list_entries(entryv1::ListEntriesRequest {
+                    page_size: 1000,
+                    page_token: page_token.clone(),
+                    ..Default::default()
+                }),
+            )
+            .await?
+            .into_inner();
+            ids.extend(resp.entries.into_iter().map(|e| e.id));
+            if resp.next_page_token.is_empty() {
+                return Ok(ids);
+            }
+            page_token = resp.next_page_token;
+        }
+    }
+
     /// The first page of ListEntries with `page_size` entries; how many came.
     pub(crate) async fn list_page(&self, page_size: i32) -> Result<usize> {
         let resp = timed(

@@ -7,7 +7,7 @@
 //!             [--ours-dir DIR] [--out FILE] [--cache-dir DIR] [size overrides]
 //! ```
 //! Scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds,
-//! telemetry, pkcs11, cloud, federation, fleet, ha. The report
+//! telemetry, pkcs11, cloud, federation, fleet, ha, failover. The report
 //! (Markdown) goes to stdout and, with `--out`, to a file; text in that file below the
 //! "kept" marker survives a rewrite. Exits non-zero if any scenario failed (in `--smoke`,
 //! also if any spire-rs figure is missing).
@@ -34,7 +34,7 @@ use crate::procs::Implementation;
 use crate::report::Section;
 use crate::scenarios::{Ctx, Sizes};
 
-const SCENARIOS: [&str; 16] = [
+const SCENARIOS: [&str; 17] = [
     "footprint",
     "workload",
     "signing",
@@ -51,6 +51,7 @@ const SCENARIOS: [&str; 16] = [
     "federation",
     "fleet",
     "ha",
+    "failover",
 ];
 
 /// The line of RESULTS.md after which text is kept when the harness rewrites the file.
@@ -61,8 +62,8 @@ const USAGE: &str = "usage: spire-bench all|SCENARIO[,SCENARIO...] [--smoke | --
         [--work-dir DIR] [--calls N] [--sign-secs S] [--samples N] [--entries N] [--agent-entries N]
         [--svids N] [--starts N] [--cold-entries N] [--cold-timeout-min M] [--agents N]
 scenarios: footprint, workload, signing, propagation, scale, coldstart, plugins, k8s, docker, sds,
-telemetry, pkcs11, cloud, federation, fleet, ha
-(cloud's aws_iid rows need Python for moto: conformance/moto/setup.sh; ha needs SPIRE_RS_TEST_POSTGRES_URL: scripts/test-databases.sh; pkcs11 needs Debian's softhsm2; plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s and docker need
+telemetry, pkcs11, cloud, federation, fleet, ha, failover
+(cloud's aws_iid rows need Python for moto: conformance/moto/setup.sh; ha needs SPIRE_RS_TEST_POSTGRES_URL: scripts/test-databases.sh; failover needs root and PostgreSQL's binaries; pkcs11 needs Debian's softhsm2; plugins needs SPIRE_RS_GOPLUGINS_DIR: conformance/goplugins/build.sh; k8s and docker need
 root; docker needs Debian's docker.io)";
 
 static START: OnceLock<Instant> = OnceLock::new();
@@ -325,6 +326,7 @@ async fn run(args: &Args, ctx: &Ctx) -> Vec<Section> {
             "federation" => scenarios::federation::run(ctx).await,
             "fleet" => scenarios::fleet::run(ctx).await,
             "ha" => scenarios::ha::run(ctx).await,
+            "failover" => scenarios::failover::run(ctx).await,
             _ => scenarios::coldstart::run(ctx).await,
         };
         log(&format!(

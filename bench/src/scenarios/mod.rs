@@ -4,6 +4,7 @@
 pub(crate) mod cloud;
 pub(crate) mod coldstart;
 pub(crate) mod docker;
+pub(crate) mod failover;
 pub(crate) mod federation;
 pub(crate) mod fleet;
 pub(crate) mod footprint;
@@ -53,6 +54,8 @@ pub(crate) struct Sizes {
     pub(crate) cold_timeout: Duration,
     /// Simulated agents in the fleet scenario.
     pub(crate) fleet_agents: usize,
+    /// Failovers measured, each on a fresh primary/standby pair.
+    pub(crate) failover_samples: usize,
 }
 
 impl Sizes {
@@ -70,6 +73,7 @@ impl Sizes {
             cold_entries: 1_000_000,
             cold_timeout: Duration::from_secs(600),
             fleet_agents: 5_000,
+            failover_samples: 3,
         }
     }
 
@@ -87,6 +91,7 @@ impl Sizes {
             cold_entries: 2_000,
             cold_timeout: Duration::from_secs(60),
             fleet_agents: 50,
+            failover_samples: 1,
         }
     }
 
@@ -104,6 +109,7 @@ impl Sizes {
             cold_entries: 5_000_000,
             cold_timeout: Duration::from_secs(1800),
             fleet_agents: 20_000,
+            failover_samples: 5,
         }
     }
 }

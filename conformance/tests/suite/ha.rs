@@ -476,6 +476,207 @@ async fn mysql_mixed() {
     two_servers("ha::mysql_mixed", Kind::Mysql, true).await;
 }
 
+/// Waits until every server lists `n` X.509 authorities in the bundle.
+async fn wait_bundle_size(servers: &[&Server], n: usize) {
+    for s in servers {
+        let d = Deadline::new(format!("server {} to list {n} CAs", s.label), 60);
+        loop {
+            let have = pki::pem_certs(&s.bundle_pem()).len();
+            if have == n {
+                break;
+            }
+            d.tick(format!("{have} X.509 authorities")).await;
+        }
+    }
+}
+
+/// The authority key ID at the top of the chain `server` presents on its TCP port.
+fn served_svid_authority(server: &Server) -> Option<String> {
+    let out = Command::new("openssl")
+        .args(["s_client", "-showcerts", "-connect"])
+        .arg(format!("127.0.0.1:{}", server.port))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let pems = pki::pem_certs(&String::from_utf8_lossy(&out.stdout));
+    pems.last().map(|c| pki::facts(c).akid)
+}
+
+/// Waits until each agent delivers, with its workload's SVID, a bundle that `want` accepts
+/// (by the authorities' subject key IDs).
+async fn all_deliver(
+    agents: &[(Agent, String)],
+    workloads: &[String],
+    want: impl Fn(&[String]) -> bool,
+    what: &str,
+) {
+    let d = Deadline::new(what.to_string(), 90);
+    for ((agent, _), wl) in agents.iter().zip(workloads) {
+        loop {
+            match svid_and_bundle(agent, wl) {
+                Ok((_, skids)) if want(&skids) => break,
+                other => d.tick(format!("{}: {other:?}", agent.label)).await,
+            }
+        }
+    }
+}
+
+/// Three servers on one database (A and C the pairing's server, B the other
+/// implementation), an agent on each, entries written on one server for another's agent;
+/// then A's X.509 authority is rotated by hand (prepare, activate, taint, revoke) and every
+/// server and every agent follows it through the shared bundle.
+async fn three_servers(name: &str, kind: Kind) {
+    let sc = Scenario::new(name);
+    let Some(db) = Db::create(&sc, kind) else {
+        return;
+    };
+    let imp_a = server_subject();
+    let imps = [imp_a, other(imp_a), imp_a];
+    let opts = ServerOpts {
+        sql: Some(db.datastore()),
+        ..Default::default()
+    };
+    let mut servers = Vec::new();
+    for (label, imp) in ["server-a", "server-b", "server-c"].into_iter().zip(imps) {
+        servers.push(Server::start_new(&sc, label, imp, opts.clone()).await);
+    }
+    let [a, b, c] = [&servers[0], &servers[1], &servers[2]];
+    eprintln!(
+        "ha: servers {}, {} and {} on one {kind:?} database",
+        imps[0].name(),
+        imps[1].name(),
+        imps[2].name()
+    );
+    wait_bundle_size(&[a, b, c], 3).await;
+    let journals = db.query("SELECT count(*) FROM ca_journals");
+    assert_eq!(journals.trim(), "3", "one ca_journals row per server");
+
+    // An agent on each server; each one's entry written on the next server.
+    let agent_imp = agent_subject();
+    let sel = uid_selector();
+    let mut agents = Vec::new();
+    let mut workloads = Vec::new();
+    for (i, s) in [a, b, c].into_iter().enumerate() {
+        let token = s.token(None);
+        let agent = Agent::start_new(
+            &sc,
+            &format!("agent-{i}"),
+            agent_imp,
+            s,
+            &Attestor::JoinToken(token.clone()),
+            AgentOpts::default(),
+        )
+        .await;
+        let agent_id = id(&format!("/spire/agent/join_token/{token}"));
+        for s in [a, b, c] {
+            wait_agent_listed(s, &agent_id, 30).await;
+        }
+        let wl = id(&format!("/ha/three-{i}"));
+        [a, b, c][(i + 1) % 3].workload_entry(&agent_id, &wl, &sel);
+        agents.push((agent, agent_id));
+        workloads.push(wl);
+    }
+    let mut own_ca = Vec::new();
+    for ((agent, _), wl) in agents.iter().zip(&workloads) {
+        agent.wait_x509(wl, 60).await;
+        own_ca.push(svid_and_bundle(agent, wl).expect("SVID").0);
+    }
+    for s in [a, b, c] {
+        assert!(
+            own_ca.contains(&s.active_x509_authority()),
+            "every server signs its agents' SVIDs"
+        );
+    }
+
+    // Prepare on A: the new authority joins the shared bundle, for every server and agent.
+    let old = a.active_x509_authority();
+    let prepared = a.cli_json(&["localauthority", "x509", "prepare"]);
+    let new = prepared["prepared_authority"]["authority_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("prepare output: {prepared}"))
+        .to_string();
+    assert_ne!(new, old);
+    wait_bundle_size(&[a, b, c], 4).await;
+    all_deliver(
+        &agents,
+        &workloads,
+        |skids| skids.len() == 4 && skids.contains(&new),
+        "A's prepared authority to reach every agent",
+    )
+    .await;
+
+    // Activate and taint on A: A's agent moves to the new authority; the others keep
+    // their own servers' CAs.
+    a.cli_json(&["localauthority", "x509", "activate", "-authorityID", &new]);
+    a.cli_json(&["localauthority", "x509", "taint", "-authorityID", &old]);
+    for s in [b, c] {
+        let d = Deadline::new(format!("server {} to see A's taint", s.label), 60);
+        loop {
+            let bundle = s.cli_json(&["bundle", "show"]);
+            let tainted = bundle["x509_authorities"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|x| x["tainted"] == true).count());
+            if tainted == 1 {
+                break;
+            }
+            d.tick(format!("{bundle}")).await;
+        }
+    }
+    let d = Deadline::new("A's agent SVID to move to the new authority", 90);
+    loop {
+        match svid_and_bundle(&agents[0].0, &workloads[0]) {
+            Ok((akid, _)) if akid == new => break,
+            other => d.tick(format!("{other:?}")).await,
+        }
+    }
+    for i in [1, 2] {
+        let (akid, _) = svid_and_bundle(&agents[i].0, &workloads[i]).expect("SVID");
+        assert_eq!(akid, own_ca[i], "an agent of another server was re-minted");
+    }
+    // As an operator would, revoke only once A serves agents with an SVID of the new
+    // authority (both implementations rotate it within their 5 s rotator interval).
+    let d = Deadline::new("server A's own SVID to move to the new authority", 60);
+    loop {
+        match served_svid_authority(a) {
+            Some(akid) if akid == new => break,
+            other => d.tick(format!("{other:?}")).await,
+        }
+    }
+
+    // Revoke on A: the old authority leaves every server's bundle and every agent's.
+    a.cli_json(&["localauthority", "x509", "revoke", "-authorityID", &old]);
+    wait_bundle_size(&[a, b, c], 3).await;
+    all_deliver(
+        &agents,
+        &workloads,
+        |skids| skids.len() == 3 && !skids.contains(&old) && skids.contains(&new),
+        "the revoked authority to leave every agent's bundle",
+    )
+    .await;
+
+    // The servers still follow each other: an entry written on C reaches A's agent, signed
+    // by A's new authority.
+    let after = id("/ha/three-after-rotation");
+    c.workload_entry(&agents[0].1, &after, &sel);
+    agents[0].0.wait_x509(&after, 60).await;
+    assert_eq!(svid_and_bundle(&agents[0].0, &after).expect("SVID").0, new);
+    drop(agents);
+    drop(servers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn postgres_three_servers_ca_rotation() {
+    three_servers("ha::postgres_three_servers_ca_rotation", Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn mysql_three_servers_ca_rotation() {
+    three_servers("ha::mysql_three_servers_ca_rotation", Kind::Mysql).await;
+}
+
 #[test]
 fn mysql_dsn_is_split() {
     assert_eq!(

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::error::{DataStoreError, Result};
+use crate::sql::pghosts::{self, PgHosts, SessionAttrs};
 
 /// Default `max_open_conns` (SPIRE's).
 pub const DEFAULT_MAX_OPEN_CONNS: u32 = 100;
@@ -393,30 +394,40 @@ fn bad_escape(s: &str) -> DataStoreError {
 }
 
 /// Parses a PostgreSQL connection string: a URL, or libpq `key=value` pairs
-/// (values may be single-quoted with `\` escapes).
-pub(crate) fn parse_postgres(conn: &str) -> Result<PgConnectOptions> {
+/// (values may be single-quoted with `\` escapes). Either may list several hosts
+/// (`h1:5432,h2:5432` in a URL, `host=h1,h2 port=5432,5433` as pairs) and set
+/// `target_session_attrs`, as pgx reads them; see `sql/pghosts.rs`.
+pub(crate) fn parse_postgres(conn: &str) -> Result<PgHosts> {
     let trimmed = conn.trim();
+    let invalid = |e: sqlx::Error| {
+        DataStoreError::InvalidArgument(format!("datastore-sql: invalid connection string: {e}"))
+    };
     if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        return PgConnectOptions::from_str(trimmed).map_err(|e| {
-            DataStoreError::InvalidArgument(format!(
-                "datastore-sql: invalid connection string: {e}"
-            ))
+        let (url, hosts, attrs) = pghosts::split_url(trimmed)?;
+        let base = PgConnectOptions::from_str(&url).map_err(invalid)?;
+        return Ok(PgHosts {
+            hosts: with_hosts(base, hosts),
+            attrs,
         });
     }
     let mut opts = PgConnectOptions::new();
+    let mut hosts = None;
+    let mut ports = None;
+    let mut attrs = SessionAttrs::Any;
     for (k, v) in parse_libpq_pairs(trimmed)? {
         opts = match k.as_str() {
-            "host" => {
-                if v.starts_with('/') {
-                    opts.socket(v)
-                } else {
-                    opts.host(&v)
-                }
+            "host" | "hostaddr" => {
+                hosts = Some(v);
+                opts
             }
-            "hostaddr" => opts.host(&v),
-            "port" => opts.port(v.parse().map_err(|_| {
-                DataStoreError::InvalidArgument(format!("datastore-sql: invalid port {v:?}"))
-            })?),
+            "port" => {
+                ports = Some(v);
+                opts
+            }
+            "target_session_attrs" => {
+                attrs = SessionAttrs::parse(&v)?;
+                opts
+            }
             "user" => opts.username(&v),
             "password" => opts.password(&v),
             "dbname" => opts.database(&v),
@@ -431,7 +442,48 @@ pub(crate) fn parse_postgres(conn: &str) -> Result<PgConnectOptions> {
             _ => opts,
         };
     }
-    Ok(opts)
+    let list = match hosts {
+        Some(h) => pghosts::pair_lists(&h, ports.as_deref())?,
+        None => {
+            if let Some(p) = ports {
+                opts = opts.port(p.parse().map_err(|_| {
+                    DataStoreError::InvalidArgument(format!("datastore-sql: invalid port {p:?}"))
+                })?);
+            }
+            Vec::new()
+        }
+    };
+    Ok(PgHosts {
+        hosts: with_hosts(opts, list),
+        attrs,
+    })
+}
+
+/// libpq's default port: `PGPORT`, else 5432.
+fn default_pg_port() -> u16 {
+    std::env::var("PGPORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5432)
+}
+
+/// One set of options per host (the base's own host when the list is empty).
+fn with_hosts(base: PgConnectOptions, hosts: Vec<pghosts::HostPort>) -> Vec<PgConnectOptions> {
+    if hosts.is_empty() {
+        return vec![base];
+    }
+    hosts
+        .into_iter()
+        .map(|(h, port)| {
+            let o = if h.starts_with('/') {
+                base.clone().socket(&h)
+            } else {
+                base.clone().host(&h)
+            };
+            // A host without a port takes libpq's default.
+            o.port(port.unwrap_or_else(default_pg_port))
+        })
+        .collect()
 }
 
 fn parse_libpq_pairs(s: &str) -> Result<Vec<(String, String)>> {
@@ -643,6 +695,8 @@ mod tests {
         );
         assert!(cfg.disable_migration);
         let pg = parse_postgres(&cfg.connection_string).unwrap();
+        assert_eq!(pg.hosts.len(), 1);
+        let pg = &pg.hosts[0];
         assert_eq!(pg.get_database(), Some("spire"));
         assert_eq!(pg.get_port(), 5432);
         assert_eq!(pg.get_username(), "spire");
@@ -663,6 +717,45 @@ mod tests {
         assert_eq!(
             missing.validate().unwrap_err().to_string(),
             "datastore-sql: database_type must be set"
+        );
+    }
+
+    #[test]
+    fn postgres_host_lists() {
+        let url = parse_postgres(
+            "postgres://spire:pw@127.0.0.1:26501,db2/spire?sslmode=disable&target_session_attrs=read-write",
+        )
+        .unwrap();
+        assert_eq!(url.attrs, SessionAttrs::ReadWrite);
+        let hosts: Vec<(String, u16)> = url
+            .hosts
+            .iter()
+            .map(|h| (h.get_host().to_string(), h.get_port()))
+            .collect();
+        assert_eq!(
+            hosts,
+            vec![("127.0.0.1".to_string(), 26501), ("db2".to_string(), 5432)]
+        );
+        for h in &url.hosts {
+            assert_eq!(h.get_database(), Some("spire"));
+            assert_eq!(h.get_username(), "spire");
+        }
+        let kv = parse_postgres(
+            "host=a,b port=1,2 dbname=spire user=u target_session_attrs=prefer-standby",
+        )
+        .unwrap();
+        assert_eq!(kv.attrs, SessionAttrs::PreferStandby);
+        assert_eq!(kv.hosts.len(), 2);
+        assert_eq!((kv.hosts[1].get_host(), kv.hosts[1].get_port()), ("b", 2));
+        assert_eq!(kv.hosts[1].get_database(), Some("spire"));
+        let one = parse_postgres("dbname=spire port=5433").unwrap();
+        assert_eq!(one.hosts.len(), 1);
+        assert_eq!(one.hosts[0].get_port(), 5433);
+        assert_eq!(
+            parse_postgres("host=a,b port=1,2,3")
+                .unwrap_err()
+                .to_string(),
+            "datastore-sql: could not match 3 port numbers to 2 hosts"
         );
     }
 

@@ -75,25 +75,25 @@ fn bind_address(config: &ServerConfig) -> Result<SocketAddr, RunError> {
 /// How often the server SVID rotator looks at its SVID at the least (SPIRE's interval).
 const SVID_ROTATOR_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Whether the server's SVID chains to a tainted root of its own bundle.
-fn server_svid_signed_by_tainted(server: &Server) -> bool {
-    let Some(bundle) = server.own_bundle() else {
-        return false;
-    };
-    let tainted: Vec<Vec<u8>> = bundle
-        .root_cas
-        .into_iter()
-        .filter(|r| r.tainted)
-        .map(|r| r.der)
-        .collect();
-    if tainted.is_empty() {
-        return false;
-    }
+/// Whether the server's SVID chains to a root of its own bundle: to an untainted one
+/// (`Some(true)`), to a tainted one only (`Some(false)`), or to none (`None`: revoked
+/// since, or an upstream chain that does not reach the bundle's roots).
+fn server_svid_trust(server: &Server) -> Option<bool> {
+    let bundle = server.own_bundle()?;
     let chain = server.svid_chain().load();
-    let Some((leaf, intermediates)) = chain.split_first() else {
-        return false;
+    let (leaf, intermediates) = chain.split_first()?;
+    let (tainted, trusted): (Vec<_>, Vec<_>) = bundle.root_cas.into_iter().partition(|r| r.tainted);
+    let verifies = |roots: Vec<spire_datastore::RootCa>| {
+        let roots: Vec<Vec<u8>> = roots.into_iter().map(|r| r.der).collect();
+        spiffe_core::x509svid::verify_x509_path(leaf, intermediates, &roots, server.now()).is_ok()
     };
-    spiffe_core::x509svid::verify_x509_path(leaf, intermediates, &tainted, server.now()).is_ok()
+    if verifies(trusted) {
+        Some(true)
+    } else if verifies(tainted) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Signs a fresh server SVID and installs it for TLS; returns when it should next rotate.
@@ -352,8 +352,12 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
     {
         // The server SVID rotates at half life (checked at least every 5 s, SPIRE's
         // rotator interval, so short TTLs are honoured) or when its authority is tainted.
+        // An SVID that chained to a trusted root when issued and no longer chains to any
+        // was signed by an authority revoked since: rotated as a tainted one is (SPIRE
+        // latches the taint notice, so a revoke soon after the taint has the same result).
         let server = server.clone();
         tokio::spawn(async move {
+            let mut was_trusted = server_svid_trust(&server) == Some(true);
             loop {
                 let wait = next_svid_rotation
                     .duration_since(server.now())
@@ -361,19 +365,23 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
                     .min(SVID_ROTATOR_INTERVAL);
                 tokio::time::sleep(wait).await;
                 let now = server.now();
-                let tainted = server_svid_signed_by_tainted(&server);
+                let trust = server_svid_trust(&server);
+                let tainted = trust == Some(false) || (was_trusted && trust.is_none());
                 if now < next_svid_rotation && !tainted {
                     continue;
                 }
                 if tainted {
                     tracing::info!(
                         subsystem_name = "svid_rotator",
-                        "Server SVID signed by a tainted authority; rotating"
+                        "Server SVID signed using a tainted authority, forcing rotation of the Server SVID"
                     );
                 }
                 tracing::debug!(subsystem_name = "svid_rotator", "Rotating server SVID");
                 match rotate_server_svid(&server).await {
-                    Ok(next) => next_svid_rotation = next,
+                    Ok(next) => {
+                        next_svid_rotation = next;
+                        was_trusted = server_svid_trust(&server) == Some(true);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, subsystem_name = "svid_rotator", "Could not rotate server SVID");
                         next_svid_rotation = now + Duration::from_secs(1);

@@ -10,6 +10,7 @@ mod entries;
 mod filter;
 mod misc;
 mod nodes;
+pub(crate) mod pghosts;
 mod reach;
 pub(crate) mod schema;
 pub(crate) mod timefmt;
@@ -169,29 +170,47 @@ impl SqlStore {
                 (Pool::Sqlite(writer, target.in_memory), readers)
             }
             DatabaseType::Postgres => {
-                let mk = |conn: &str| -> Result<PgPool> {
-                    let mut opts = parse_postgres(conn)?;
+                let mk = |conn: &str| -> Result<(PgPool, Arc<Reach>)> {
+                    let mut target = parse_postgres(conn)?;
                     if !config.log_sql {
-                        opts = opts.disable_statement_logging();
+                        for h in &mut target.hosts {
+                            *h = h.clone().disable_statement_logging();
+                        }
                     }
-                    Ok(PgPoolOptions::new()
+                    let attrs = target.attrs;
+                    let first = target.hosts[0].clone();
+                    let pool = PgPoolOptions::new()
                         .max_connections(config.max_connections())
                         .idle_timeout(Some(config.idle_timeout()))
                         .max_lifetime(lifetime)
-                        .connect_lazy_with(opts))
+                        .after_connect(move |conn, _| {
+                            Box::pin(async move {
+                                // A host may have changed roles since it was chosen.
+                                attrs.check(conn).await.map_err(|e| {
+                                    sqlx::Error::Protocol(format!(
+                                        "target_session_attrs={}: {e}",
+                                        attrs.as_str()
+                                    ))
+                                })
+                            })
+                        })
+                        .connect_lazy_with(first);
+                    Ok((pool, Arc::new(Reach::with_hosts(&target))))
                 };
-                let primary = mk(&config.connection_string)?;
-                // Connect now so configuration errors surface at open.
+                let (primary, reach) = mk(&config.connection_string)?;
+                // Choose the host (with several) and connect now, so configuration errors
+                // surface at open.
+                if reach.chooses() {
+                    reach.probe(&primary).await?;
+                }
                 primary.acquire().await?;
                 let ro = if config.ro_connection_string.is_empty() {
                     None
                 } else {
-                    Some(Pool::Postgres(
-                        mk(&config.ro_connection_string)?,
-                        Arc::default(),
-                    ))
+                    let (pool, reach) = mk(&config.ro_connection_string)?;
+                    Some(Pool::Postgres(pool, reach))
                 };
-                (Pool::Postgres(primary, Arc::default()), ro)
+                (Pool::Postgres(primary, reach), ro)
             }
             DatabaseType::MySql => {
                 let mk = |conn: &str| -> Result<MySqlPool> {

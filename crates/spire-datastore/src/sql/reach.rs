@@ -7,15 +7,24 @@
 //! by every waiting call); if that fails the database is marked away and the waiting calls
 //! fail with its error. While away, each call first tries a direct connection (again shared,
 //! and reused for a short while), so the first call after the database is back succeeds.
+//!
+//! With several PostgreSQL hosts or `target_session_attrs` (see `pghosts.rs`), the probe is
+//! libpq's host choice: the first host that answers and qualifies becomes the pool's host.
+//! That is how a primary failover is followed: the old primary refuses, the promoted
+//! standby now qualifies, and the next connections go there.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use sqlx::mysql::MySql;
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::Postgres;
 use sqlx::{ConnectOptions, Connection, Database};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::pghosts::{self, PgHosts};
 use crate::error::{DataStoreError, Result};
 
 /// How long an acquire may wait before we check that the database is there at all.
@@ -30,16 +39,103 @@ const PROBE_REUSE: Duration = Duration::from_millis(250);
 pub(crate) struct Reach {
     away: AtomicBool,
     last: Mutex<Option<(Instant, std::result::Result<(), String>)>>,
+    /// PostgreSQL hosts to choose among, when there is a choice to make.
+    hosts: Option<PgHosts>,
+}
+
+/// Why a direct connection attempt did not succeed.
+#[derive(Debug, Clone)]
+pub(crate) enum Unreached {
+    /// The database answered with an error (refused, authentication, not qualifying).
+    Refused(String),
+    /// No answer within [`PROBE_TIMEOUT`]: slow or away, which cannot be told apart, so
+    /// callers keep waiting on the pool (bounded by its acquire timeout) rather than fail
+    /// during a latency spike.
+    Slow,
+}
+
+/// One direct connection attempt on a database kind.
+pub(crate) trait Probe: Database {
+    fn reach<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        hosts: Option<&'a PgHosts>,
+    ) -> BoxFuture<'a, std::result::Result<(), Unreached>>;
+}
+
+/// Connects once to the pool's host and says goodbye.
+async fn connect_once<DB: Database>(pool: &sqlx::Pool<DB>) -> std::result::Result<(), Unreached> {
+    let opts = pool.connect_options();
+    match tokio::time::timeout(PROBE_TIMEOUT, opts.connect()).await {
+        Ok(Ok(conn)) => {
+            // Closing says goodbye to the server; no caller waits for it.
+            tokio::spawn(async move {
+                let _ = conn.close().await;
+            });
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Unreached::Refused(e.to_string())),
+        Err(_) => Err(Unreached::Slow),
+    }
+}
+
+impl Probe for MySql {
+    fn reach<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        _hosts: Option<&'a PgHosts>,
+    ) -> BoxFuture<'a, std::result::Result<(), Unreached>> {
+        Box::pin(connect_once(pool))
+    }
+}
+
+impl Probe for Postgres {
+    fn reach<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        hosts: Option<&'a PgHosts>,
+    ) -> BoxFuture<'a, std::result::Result<(), Unreached>> {
+        Box::pin(async move {
+            let Some(hosts) = hosts else {
+                return connect_once(pool).await;
+            };
+            let i = match hosts.choose(PROBE_TIMEOUT).await {
+                Ok(Some(i)) => i,
+                Ok(None) => return Err(Unreached::Slow),
+                Err(e) => return Err(Unreached::Refused(e)),
+            };
+            let chosen = &hosts.hosts[i];
+            if !pghosts::same_server(&pool.connect_options(), chosen) {
+                tracing::info!(
+                    host = %pghosts::describe(chosen),
+                    target_session_attrs = hosts.attrs.as_str(),
+                    "Switching database connections to another host"
+                );
+                pool.set_connect_options(chosen.clone());
+            }
+            Ok(())
+        })
+    }
 }
 
 impl Reach {
+    /// A probe that chooses among `hosts` (when there is a choice to make).
+    pub(crate) fn with_hosts(hosts: &PgHosts) -> Reach {
+        Reach {
+            hosts: hosts.needs_choice().then(|| hosts.clone()),
+            ..Reach::default()
+        }
+    }
+
+    /// Whether this probe chooses among PostgreSQL hosts.
+    pub(crate) fn chooses(&self) -> bool {
+        self.hosts.is_some()
+    }
+
     /// True while the last probe failed.
     pub(crate) fn is_away(&self) -> bool {
         self.away.load(Ordering::Acquire)
     }
 
     /// A connection from `pool`, or the database's error at once when it is away.
-    pub(crate) async fn acquire<DB: Database>(
+    pub(crate) async fn acquire<DB: Probe>(
         &self,
         pool: &sqlx::Pool<DB>,
     ) -> Result<PoolConnection<DB>> {
@@ -65,27 +161,20 @@ impl Reach {
     }
 
     /// One direct connection attempt, shared by concurrent callers and reused briefly.
-    pub(crate) async fn probe<DB: Database>(&self, pool: &sqlx::Pool<DB>) -> Result<()> {
+    pub(crate) async fn probe<DB: Probe>(&self, pool: &sqlx::Pool<DB>) -> Result<()> {
         let mut last = self.last.lock().await;
         if let Some((at, res)) = last.as_ref()
             && at.elapsed() < PROBE_REUSE
         {
             return res.clone().map_err(DataStoreError::sql);
         }
-        let opts = pool.connect_options();
-        let res = match tokio::time::timeout(PROBE_TIMEOUT, opts.connect()).await {
-            Ok(Ok(conn)) => {
-                // Closing says goodbye to the server; no caller waits for it.
-                tokio::spawn(async move {
-                    let _ = conn.close().await;
-                });
+        let res = match DB::reach(pool, self.hosts.as_ref()).await {
+            Ok(()) => Ok(()),
+            Err(Unreached::Refused(e)) => Err(e),
+            Err(Unreached::Slow) => {
+                tracing::debug!("Database is slow to answer; waiting on the pool");
                 Ok(())
             }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "timed out after {}s connecting to the database",
-                PROBE_TIMEOUT.as_secs()
-            )),
         };
         let was_away = self.away.swap(res.is_err(), Ordering::AcqRel);
         match (&res, was_away) {

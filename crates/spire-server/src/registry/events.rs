@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use spire_datastore::{DataStoreError, ListEventsRequest};
+use spire_datastore::{DataConsistency, DataStoreError, ListEventsRequest};
 use tokio::time::Instant;
 
 use super::Registry;
@@ -96,6 +96,11 @@ impl Cursor {
 trait Table: Send + Sync {
     /// `entry` or `node`, for logs.
     fn kind(&self) -> &'static str;
+    /// Where the scan for new events reads: SPIRE reads new node events from the read
+    /// replica (`ro_connection_string`) and new entry events from the primary.
+    fn scan_consistency(&self) -> DataConsistency {
+        DataConsistency::RequireCurrent
+    }
     /// Events in the bounds, as (event ID, key), lowest ID first.
     fn list(
         &self,
@@ -136,6 +141,9 @@ impl Table for Nodes {
     fn kind(&self) -> &'static str {
         "node"
     }
+    fn scan_consistency(&self) -> DataConsistency {
+        DataConsistency::TolerateStale
+    }
     fn list(
         &self,
         req: ListEventsRequest,
@@ -168,6 +176,7 @@ async fn poll(table: &dyn Table, cur: &mut Cursor, now: Instant) {
     match table
         .list(ListEventsRequest {
             greater_than_event_id: cur.last(),
+            data_consistency: table.scan_consistency(),
             ..Default::default()
         })
         .await

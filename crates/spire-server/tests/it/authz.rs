@@ -46,7 +46,7 @@ pub(crate) async fn tcp_channel(
         .unwrap()
 }
 
-fn csr_for(key: &PrivateKey, id: Option<&SpiffeId>) -> Vec<u8> {
+pub(crate) fn csr_for(key: &PrivateKey, id: Option<&SpiffeId>) -> Vec<u8> {
     spire_pki::make_csr(PrivateKey::from_pkcs8_der(key.pkcs8_der()).unwrap(), id).unwrap()
 }
 

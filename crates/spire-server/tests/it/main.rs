@@ -14,6 +14,7 @@ mod support;
 mod authz;
 mod backends;
 mod events;
+mod failover;
 mod lifecycle;
 mod limits;
 mod mint;

@@ -107,6 +107,8 @@ pub struct TestServer {
     pub extra_server_config: String,
     /// Top-level blocks after `plugins {}` (e.g. `health_checks {}`).
     pub extra_top_level: String,
+    /// More `plugin_data` lines of the `sql` DataStore (e.g. `ro_connection_string`).
+    pub datastore_extra: String,
     child: Option<Child>,
 }
 
@@ -128,6 +130,7 @@ impl TestServer {
             db,
             extra_server_config: extra_server_config.to_string(),
             extra_top_level: String::new(),
+            datastore_extra: String::new(),
             dir,
             child: None,
         }
@@ -158,6 +161,7 @@ plugins {{
         plugin_data {{
             database_type = "{kind}"
             connection_string = "{conn}"
+            {ds_extra}
         }}
     }}
     KeyManager "disk" {{
@@ -177,6 +181,7 @@ plugins {{
             top = self.extra_top_level,
             kind = self.db.kind,
             conn = self.db.connection_string,
+            ds_extra = self.datastore_extra,
         );
         std::fs::write(self.config_path(), conf).unwrap();
     }
