@@ -30,7 +30,10 @@
 // roots are then the upstream certificate and that one (an upstream root rotation, as a
 // host sees it).
 //
-// SubscribeToLocalBundle: Unimplemented (as SPIRE's disk plugin; SPIRE then stops asking).
+// SubscribeToLocalBundle: Unimplemented (as SPIRE's disk plugin; SPIRE then stops asking),
+// unless `local_bundle_root_file_path` (a PEM certificate) is set: then one answer with the
+// upstream roots (the upstream certificate and that one) and the JWT keys published so
+// far, and the stream stays open until the host closes it.
 // Every RPC fails with FailedPrecondition "not configured" before Configure.
 package main
 
@@ -71,6 +74,8 @@ type Config struct {
 	PublishJWTKey     bool   `hcl:"publish_jwt_key"`
 	LaterRootFilePath string `hcl:"later_root_file_path"`
 	LaterAfterSeconds int    `hcl:"later_after_seconds"`
+
+	LocalBundleRootFilePath string `hcl:"local_bundle_root_file_path"`
 }
 
 // state is what Configure loaded; it is replaced whole on reconfiguration.
@@ -80,6 +85,7 @@ type state struct {
 	cert        *x509.Certificate
 	signer      crypto.Signer
 	laterRoot   *x509.Certificate
+	localRoot   *x509.Certificate
 }
 
 type Plugin struct {
@@ -218,10 +224,24 @@ func (p *Plugin) PublishJWTKeyAndSubscribe(req *upstreamauthorityv1.PublishJWTKe
 }
 
 func (p *Plugin) SubscribeToLocalBundle(req *upstreamauthorityv1.SubscribeToLocalBundleRequest, stream upstreamauthorityv1.UpstreamAuthority_SubscribeToLocalBundleServer) error {
-	if _, err := p.getState(); err != nil {
+	s, err := p.getState()
+	if err != nil {
 		return err
 	}
-	return status.Error(codes.Unimplemented, "fetching the upstream bundle is not supported")
+	if s.localRoot == nil {
+		return status.Error(codes.Unimplemented, "fetching the upstream bundle is not supported")
+	}
+	p.jwtMtx.Lock()
+	keys := append([]*types.JWTKey(nil), p.jwtKeys...)
+	p.jwtMtx.Unlock()
+	if err := stream.Send(&upstreamauthorityv1.SubscribeToLocalBundleResponse{
+		UpstreamX509Roots: []*types.X509Certificate{{Asn1: s.cert.Raw}, {Asn1: s.localRoot.Raw}},
+		UpstreamJwtKeys:   keys,
+	}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
 }
 
 // validTrustDomain says whether name is a SPIFFE trust domain name: lower-case letters,
@@ -370,6 +390,12 @@ func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) 
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
+	var localRoot *x509.Certificate
+	if config.LocalBundleRootFilePath != "" {
+		if localRoot, err = loadCert(config.LocalBundleRootFilePath); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
 	if config.LaterAfterSeconds < 0 {
 		return nil, status.Error(codes.InvalidArgument, "later_after_seconds cannot be negative")
 	}
@@ -380,6 +406,7 @@ func (p *Plugin) Configure(ctx context.Context, req *configv1.ConfigureRequest) 
 		cert:        cert,
 		signer:      signer,
 		laterRoot:   laterRoot,
+		localRoot:   localRoot,
 	}
 	p.mtx.Unlock()
 	return &configv1.ConfigureResponse{}, nil

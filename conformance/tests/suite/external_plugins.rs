@@ -273,6 +273,9 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
     let upstream_key = upstream.write_key();
     // A root the upstream adds 3 s after minting (on the open stream): it joins the bundle.
     let later = pki::NodeCa::new(&sc.subdir("upstream-later"));
+    // A root only the upstream's local bundle holds (SubscribeToLocalBundle, which the
+    // server asks for 5 s after start): it joins the bundle too.
+    let local = pki::NodeCa::new(&sc.subdir("upstream-local"));
     let out = sc.subdir("out");
     let events = out.join("notifier.jsonl");
     let published = out.join("published.json");
@@ -284,6 +287,7 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
             key_file_path = "{key}"
             later_root_file_path = "{later}"
             later_after_seconds = 3
+            local_bundle_root_file_path = "{local}"
         }}
     }}
     CredentialComposer "addclaim" {{
@@ -311,6 +315,7 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
         cert = upstream.ca_path.display(),
         key = upstream_key.display(),
         later = later.ca_path.display(),
+        local = local.ca_path.display(),
         cc = goplugin("credentialcomposer-addclaim").display(),
         notifier = goplugin("notifier-bundlefile").display(),
         events = events.display(),
@@ -435,6 +440,16 @@ async fn go_sdk_server_plugins_shape_and_follow_the_ca() {
             .find(|e| b64_list(&e["x509_authorities"]).contains(&later_root))
             .map(|_| ())
             .ok_or_else(|| "not yet".to_owned())
+    })
+    .await;
+    // The root of the upstream's local bundle arrives through SubscribeToLocalBundle.
+    let local_root = local.der();
+    wait_until("the upstream's local-bundle root in the bundle", 30, || {
+        let certs = pki::pem_certs(&server.bundle_pem());
+        certs
+            .contains(&local_root)
+            .then_some(())
+            .ok_or_else(|| format!("{} authorities", certs.len()))
     })
     .await;
 

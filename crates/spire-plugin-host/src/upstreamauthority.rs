@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use spire_plugin::{
-    Code, JwtKey, PluginError, PluginResult, UpstreamAuthority, UpstreamUpdates, UpstreamX509Ca,
-    X509Authority,
+    Code, JwtKey, PluginError, PluginResult, UpstreamAuthority, UpstreamLocalBundle,
+    UpstreamUpdates, UpstreamX509Ca, X509Authority,
 };
 use spire_proto::spire::plugin::server::upstreamauthority::v1 as uav1;
 use tokio::task::AbortHandle;
@@ -32,6 +32,7 @@ pub struct ExternalUpstreamAuthority {
     client: Client,
     mint_stream: Mutex<Option<AbortHandle>>,
     publish_stream: Mutex<Option<AbortHandle>>,
+    local_bundle_stream: Mutex<Option<AbortHandle>>,
 }
 
 impl ExternalUpstreamAuthority {
@@ -43,6 +44,7 @@ impl ExternalUpstreamAuthority {
             client: Client::new(channel),
             mint_stream: Mutex::new(None),
             publish_stream: Mutex::new(None),
+            local_bundle_stream: Mutex::new(None),
         })
     }
 
@@ -121,7 +123,20 @@ impl Drop for ExternalUpstreamAuthority {
     fn drop(&mut self) {
         Self::stop(&self.mint_stream);
         Self::stop(&self.publish_stream);
+        Self::stop(&self.local_bundle_stream);
     }
+}
+
+fn authorities(
+    certs: Vec<spire_proto::spire::plugin::types::X509Certificate>,
+) -> Vec<X509Authority> {
+    certs
+        .into_iter()
+        .map(|c| X509Authority {
+            der: c.asn1,
+            tainted: c.tainted,
+        })
+        .collect()
 }
 
 fn internal(message: &str) -> PluginError {
@@ -163,16 +178,7 @@ impl UpstreamAuthority for ExternalUpstreamAuthority {
                 tracing::error!(plugin_name = %name, error = "plugin response missing upstream X.509 roots", subsystem_name = "ca_manager", "The upstream authority plugin sent a malformed update");
                 return;
             }
-            updates.x509_roots(
-                update
-                    .upstream_x509_roots
-                    .into_iter()
-                    .map(|c| X509Authority {
-                        der: c.asn1,
-                        tainted: c.tainted,
-                    })
-                    .collect(),
-            );
+            updates.x509_roots(authorities(update.upstream_x509_roots));
         });
         Ok(UpstreamX509Ca {
             x509_ca_chain: first.x509_ca_chain.into_iter().map(|c| c.asn1).collect(),
@@ -213,5 +219,46 @@ impl UpstreamAuthority for ExternalUpstreamAuthority {
             .into_iter()
             .map(jwt_key_from_proto)
             .collect())
+    }
+
+    async fn subscribe_to_local_bundle(
+        &self,
+        updates: Arc<dyn UpstreamUpdates>,
+    ) -> PluginResult<UpstreamLocalBundle> {
+        Self::stop(&self.local_bundle_stream);
+        let mut client = self.client.clone();
+        let mut stream = self
+            .plugin
+            .call(client.subscribe_to_local_bundle(uav1::SubscribeToLocalBundleRequest {}))
+            .await?;
+        let first = self.first(&mut stream).await?;
+        // Later answers carry what changed: roots, keys or both.
+        self.keep(
+            &self.local_bundle_stream,
+            stream,
+            "local bundle",
+            move |update| {
+                if !update.upstream_x509_roots.is_empty() {
+                    updates.x509_roots(authorities(update.upstream_x509_roots));
+                }
+                if !update.upstream_jwt_keys.is_empty() {
+                    updates.jwt_keys(
+                        update
+                            .upstream_jwt_keys
+                            .into_iter()
+                            .map(jwt_key_from_proto)
+                            .collect(),
+                    );
+                }
+            },
+        );
+        Ok(UpstreamLocalBundle {
+            x509_roots: authorities(first.upstream_x509_roots),
+            jwt_keys: first
+                .upstream_jwt_keys
+                .into_iter()
+                .map(jwt_key_from_proto)
+                .collect(),
+        })
     }
 }

@@ -187,7 +187,7 @@ async fn an_upstream_authority_mints_our_ca_and_refuses_what_it_cannot_sign() {
         .iter()
         .map(|r| r.der.clone())
         .collect();
-    assert_eq!(later_roots, vec![upstream.clone(), later]);
+    assert_eq!(later_roots, vec![upstream.clone(), later.clone()]);
 
     // A CSR that does not verify: the plugin's refusal, code kept.
     let mut bad = csr.clone();
@@ -205,11 +205,37 @@ async fn an_upstream_authority_mints_our_ca_and_refuses_what_it_cannot_sign() {
                 expires_at: 0,
                 tainted: false,
             },
-            news,
+            news.clone(),
         )
         .await
         .unwrap_err();
     assert_eq!(err.code, Code::Unimplemented, "{err:?}");
+    // Nor does it stream its local bundle unless configured to.
+    let err = ua
+        .subscribe_to_local_bundle(news.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::Unimplemented, "{err:?}");
+
+    // Configured with a local-bundle root: the first answer holds the upstream roots.
+    let ua = start(
+        "upstreamauthority-diskca",
+        "UpstreamAuthority",
+        &format!(
+            "cert_file_path = \"{}\"\nkey_file_path = \"{}\"\nlocal_bundle_root_file_path = \"{}\"",
+            cert_path.display(),
+            key_path.display(),
+            later_path.display()
+        ),
+        HostServices::none(),
+        ExternalUpstreamAuthority::bind,
+    )
+    .await
+    .unwrap();
+    let local = ua.subscribe_to_local_bundle(news).await.unwrap();
+    let roots: Vec<Vec<u8>> = local.x509_roots.iter().map(|r| r.der.clone()).collect();
+    assert_eq!(roots, vec![upstream, later]);
+    assert!(local.jwt_keys.is_empty());
 }
 
 /// The server identity the IdentityProvider host service hands out in these tests.

@@ -366,9 +366,28 @@ impl ua::upstream_authority_server::UpstreamAuthority for UpstreamAuthorityServi
         &self,
         _request: Request<ua::SubscribeToLocalBundleRequest>,
     ) -> Result<Response<Self::SubscribeToLocalBundleStream>, Status> {
-        Err(Status::unimplemented(
-            "this upstream authority does not stream the local bundle",
-        ))
+        let (tx, rx) = mpsc::unbounded_channel();
+        let updates = Arc::new(StreamUpdates {
+            out: tx.clone(),
+            make: |roots, keys| {
+                (!roots.is_empty() || !keys.is_empty()).then(|| {
+                    ua::SubscribeToLocalBundleResponse {
+                        upstream_x509_roots: certificates(roots),
+                        upstream_jwt_keys: keys.iter().map(jwt_key_to_proto).collect(),
+                    }
+                })
+            },
+        });
+        let first = self
+            .0
+            .subscribe_to_local_bundle(updates)
+            .await
+            .map_err(status)?;
+        let _ = tx.send(Ok(ua::SubscribeToLocalBundleResponse {
+            upstream_x509_roots: certificates(first.x509_roots),
+            upstream_jwt_keys: first.jwt_keys.iter().map(jwt_key_to_proto).collect(),
+        }));
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
     }
 }
 

@@ -321,6 +321,16 @@ pub struct JwtKey {
     pub tainted: bool,
 }
 
+/// The first answer of [`UpstreamAuthority::subscribe_to_local_bundle`]: the upstream's
+/// X.509 roots and JWT keys now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamLocalBundle {
+    /// The upstream X.509 roots.
+    pub x509_roots: Vec<X509Authority>,
+    /// The upstream JWT keys.
+    pub jwt_keys: Vec<JwtKey>,
+}
+
 /// Where an UpstreamAuthority's later news goes (the upstream rotated its roots, or has
 /// new JWT keys): the server's bundle.
 pub trait UpstreamUpdates: Send + Sync + fmt::Debug {
@@ -349,6 +359,19 @@ pub trait UpstreamAuthority: Send + Sync + fmt::Debug {
         key: &JwtKey,
         updates: Arc<dyn UpstreamUpdates>,
     ) -> PluginResult<Vec<JwtKey>>;
+    /// `SubscribeToLocalBundle`: the upstream's roots and JWT keys now, then what changes
+    /// afterwards to `updates`. The server asks once, 5 s after start; `Unimplemented`
+    /// (the default) means there is nothing to follow beyond what minting brings.
+    async fn subscribe_to_local_bundle(
+        &self,
+        updates: Arc<dyn UpstreamUpdates>,
+    ) -> PluginResult<UpstreamLocalBundle> {
+        let _ = updates;
+        Err(PluginError::new(
+            Code::Unimplemented,
+            "this upstream authority does not stream the local bundle",
+        ))
+    }
 }
 
 // === Notifier, BundlePublisher ===

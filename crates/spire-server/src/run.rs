@@ -441,6 +441,25 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
             }
         });
     }
+    {
+        // SPIRE's rotator asks the UpstreamAuthority for its local bundle 5 s after start,
+        // once; an upstream that does not stream it answers Unimplemented. A failure is
+        // retried every 5 s (SPIRE's server would stop).
+        let server = server.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                match server.ca_manager().subscribe_to_local_bundle().await {
+                    Ok(_) => return,
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        subsystem_name = "ca_manager",
+                        "Failed to subscribe to the upstream authority's local bundle; retrying"
+                    ),
+                }
+            }
+        });
+    }
     // Writes by other servers sharing the database reach our index through the event
     // tables (our own writes are applied directly too).
     tokio::spawn(crate::registry::events::follow(

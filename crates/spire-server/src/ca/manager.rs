@@ -882,6 +882,30 @@ impl CaManager {
         self.append_bundle(vec![], vec![key]).await
     }
 
+    /// SPIRE's `SubscribeToLocalBundle`: the UpstreamAuthority's roots and JWT keys join the
+    /// bundle, and so do its later changes. `Ok(false)` when there is no upstream or it
+    /// does not stream its bundle (`Unimplemented`: SPIRE then stops asking).
+    pub async fn subscribe_to_local_bundle(&self) -> Result<bool, ManagerError> {
+        let Some(upstream) = &self.upstream else {
+            return Ok(false);
+        };
+        match upstream
+            .subscribe_to_local_bundle(self.upstream_inbox.clone())
+            .await
+        {
+            Ok(first) => {
+                let roots = checked_roots(first.x509_roots).map_err(ManagerError::Upstream)?;
+                let keys = checked_jwt_keys(first.jwt_keys).map_err(ManagerError::Upstream)?;
+                if !roots.is_empty() || !keys.is_empty() {
+                    self.append_bundle(roots, keys).await?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.code == spire_plugin::Code::Unimplemented => Ok(false),
+            Err(e) => Err(ManagerError::Upstream(e.to_string())),
+        }
+    }
+
     async fn append_bundle(
         &self,
         roots: Vec<RootCa>,
