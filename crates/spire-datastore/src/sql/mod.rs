@@ -280,11 +280,12 @@ impl SqlStore {
     }
 
     /// Whether the database answers now: a direct connection attempt on networked
-    /// databases (bounded, and failing at once when refused), a trivial read on SQLite.
+    /// databases (failing at once when refused, and after 5 s without an answer), a trivial
+    /// read on SQLite.
     pub async fn check_health(&self) -> Result<()> {
         match &self.inner.primary {
-            Pool::Postgres(p, r) => r.probe(p).await,
-            Pool::MySql(p, r) => r.probe(p).await,
+            Pool::Postgres(p, r) => r.check(p).await,
+            Pool::MySql(p, r) => r.check(p).await,
             Pool::Sqlite(..) => {
                 let mut tx = self.begin_read(DataConsistency::TolerateStale).await?;
                 let mut q = tx.sql();

@@ -33,6 +33,9 @@ const SLOW_ACQUIRE: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a probe's answer is reused by later calls.
 const PROBE_REUSE: Duration = Duration::from_millis(250);
+/// How long the health check waits for a connection before it reports the database away
+/// (a database that drops packets never refuses, so slowness must end somewhere).
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether the database answers; see the module docs.
 #[derive(Debug, Default)]
@@ -59,13 +62,17 @@ pub(crate) trait Probe: Database {
     fn reach<'a>(
         pool: &'a sqlx::Pool<Self>,
         hosts: Option<&'a PgHosts>,
+        timeout: Duration,
     ) -> BoxFuture<'a, std::result::Result<(), Unreached>>;
 }
 
 /// Connects once to the pool's host and says goodbye.
-async fn connect_once<DB: Database>(pool: &sqlx::Pool<DB>) -> std::result::Result<(), Unreached> {
+async fn connect_once<DB: Database>(
+    pool: &sqlx::Pool<DB>,
+    timeout: Duration,
+) -> std::result::Result<(), Unreached> {
     let opts = pool.connect_options();
-    match tokio::time::timeout(PROBE_TIMEOUT, opts.connect()).await {
+    match tokio::time::timeout(timeout, opts.connect()).await {
         Ok(Ok(conn)) => {
             // Closing says goodbye to the server; no caller waits for it.
             tokio::spawn(async move {
@@ -82,8 +89,9 @@ impl Probe for MySql {
     fn reach<'a>(
         pool: &'a sqlx::Pool<Self>,
         _hosts: Option<&'a PgHosts>,
+        timeout: Duration,
     ) -> BoxFuture<'a, std::result::Result<(), Unreached>> {
-        Box::pin(connect_once(pool))
+        Box::pin(connect_once(pool, timeout))
     }
 }
 
@@ -91,12 +99,13 @@ impl Probe for Postgres {
     fn reach<'a>(
         pool: &'a sqlx::Pool<Self>,
         hosts: Option<&'a PgHosts>,
+        timeout: Duration,
     ) -> BoxFuture<'a, std::result::Result<(), Unreached>> {
         Box::pin(async move {
             let Some(hosts) = hosts else {
-                return connect_once(pool).await;
+                return connect_once(pool, timeout).await;
             };
-            let i = match hosts.choose(PROBE_TIMEOUT).await {
+            let i = match hosts.choose(timeout).await {
                 Ok(Some(i)) => i,
                 Ok(None) => return Err(Unreached::Slow),
                 Err(e) => return Err(Unreached::Refused(e)),
@@ -168,7 +177,7 @@ impl Reach {
         {
             return res.clone().map_err(DataStoreError::sql);
         }
-        let res = match DB::reach(pool, self.hosts.as_ref()).await {
+        let res = match DB::reach(pool, self.hosts.as_ref(), PROBE_TIMEOUT).await {
             Ok(()) => Ok(()),
             Err(Unreached::Refused(e)) => Err(e),
             Err(Unreached::Slow) => {
@@ -176,13 +185,33 @@ impl Reach {
                 Ok(())
             }
         };
+        self.record(&res);
+        *last = Some((Instant::now(), res.clone()));
+        res.map_err(DataStoreError::sql)
+    }
+
+    /// The health check's probe: like [`Reach::probe`], but a database that does not
+    /// answer within [`HEALTH_TIMEOUT`] is reported away.
+    pub(crate) async fn check<DB: Probe>(&self, pool: &sqlx::Pool<DB>) -> Result<()> {
+        let res = match DB::reach(pool, self.hosts.as_ref(), HEALTH_TIMEOUT).await {
+            Ok(()) => Ok(()),
+            Err(Unreached::Refused(e)) => Err(e),
+            Err(Unreached::Slow) => Err(format!(
+                "no answer from the database within {}s",
+                HEALTH_TIMEOUT.as_secs()
+            )),
+        };
+        self.record(&res);
+        res.map_err(DataStoreError::sql)
+    }
+
+    /// Marks the database away or back, logging the change.
+    fn record(&self, res: &std::result::Result<(), String>) {
         let was_away = self.away.swap(res.is_err(), Ordering::AcqRel);
-        match (&res, was_away) {
+        match (res, was_away) {
             (Err(e), false) => tracing::error!(error = %e, "Database is unreachable"),
             (Ok(()), true) => tracing::info!("Database is reachable again"),
             _ => {}
         }
-        *last = Some((Instant::now(), res.clone()));
-        res.map_err(DataStoreError::sql)
     }
 }

@@ -492,6 +492,27 @@ async fn latency_and_cut(db: Db) {
     toxi.call("DELETE", "/proxies/pg/toxics/slow", serde_json::Value::Null)
         .await;
 
+    // A black hole (nothing answers, nothing is refused): health says so after its 5 s
+    // bound, while agents are still served.
+    toxi.call(
+        "POST",
+        "/proxies/pg/toxics",
+        serde_json::json!({
+            "name": "hole",
+            "type": "timeout",
+            "stream": "upstream",
+            "attributes": {"timeout": 0},
+        }),
+    )
+    .await;
+    assert_eq!(
+        crate::outage::grpc_health(&server).await,
+        spire_proto::grpc::health::v1::health_check_response::ServingStatus::NotServing as i32
+    );
+    assert_eq!(agent.authorized().await.unwrap().len(), 11);
+    toxi.call("DELETE", "/proxies/pg/toxics/hole", serde_json::Value::Null)
+        .await;
+
     // Cut: the proxy stops accepting and drops its connections.
     toxi.call("POST", "/proxies/pg", serde_json::json!({"enabled": false}))
         .await;

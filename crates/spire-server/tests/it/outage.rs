@@ -106,7 +106,7 @@ async fn http_health(port: u16, path: &str) -> u16 {
     out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap()
 }
 
-async fn grpc_health(server: &TestServer) -> i32 {
+pub(crate) async fn grpc_health(server: &TestServer) -> i32 {
     health::health_client::HealthClient::new(server.channel().await)
         .check(health::HealthCheckRequest::default())
         .await
