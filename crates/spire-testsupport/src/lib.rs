@@ -8,6 +8,7 @@
 //! `~/.cache/spire-rs` and prints the directory.
 
 pub mod ca;
+pub mod toxiproxy;
 pub mod vault;
 
 use std::path::{Path, PathBuf};

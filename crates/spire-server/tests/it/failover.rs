@@ -17,12 +17,13 @@
 //! (`scripts/toxiproxy.sh`, built once per machine).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spiffe_core::{KeyType, PrivateKey};
 use spire_proto::spire::api::server::entry::v1 as entryv1;
 use spire_proto::spire::api::server::svid::v1 as svidv1;
+use spire_testsupport::toxiproxy::Toxiproxy;
 use sqlx::Connection as _;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -37,7 +38,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// Runs `scripts/test-databases.sh CMD DIR`; its `export K=V` lines.
-fn databases(cmd: &str, dir: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn databases(cmd: &str, dir: &std::path::Path) -> Result<Vec<(String, String)>, String> {
     let out = Command::new("bash")
         .arg(script("test-databases.sh"))
         .arg(cmd)
@@ -316,110 +317,36 @@ async fn postgres_failover_to_a_promoted_standby_without_restart_or_lost_writes(
     server.stop();
 }
 
-/// toxiproxy of the test's own, driven through its HTTP API.
-struct Toxiproxy {
-    child: Child,
-    api: u16,
-}
-
-impl Toxiproxy {
-    fn start() -> Result<Toxiproxy, String> {
-        let out = Command::new("bash")
-            .arg(script("toxiproxy.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot run toxiproxy.sh: {e}"))?;
-        if !out.status.success() {
-            return Err("toxiproxy.sh failed".into());
-        }
-        let bin =
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("toxiproxy-server");
-        let api = free_port();
-        let child = Command::new(&bin)
-            .args(["-host", "127.0.0.1", "-port", &api.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let t = Toxiproxy { child, api };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", api)).is_err() {
-            if Instant::now() > deadline {
-                return Err("toxiproxy did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(t)
-    }
-
-    /// One API call (HTTP/1.0, JSON body); panics unless it succeeds.
-    async fn call(&self, method: &str, path: &str, body: serde_json::Value) {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let body = if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let exchange = async {
-            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.api)).await?;
-            s.write_all(
-                format!(
-                    "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).await?;
-            Ok::<_, std::io::Error>(out)
-        };
-        let out = tokio::time::timeout(Duration::from_secs(10), exchange)
-            .await
+/// The port of a datastore's connection string (a PostgreSQL URL or a MySQL DSN).
+fn upstream_port(db: &Db) -> u16 {
+    if db.kind == "postgres" {
+        url::Url::parse(&db.connection_string)
             .unwrap()
-            .unwrap();
-        let status: u16 = out
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        assert!(
-            (200..300).contains(&status),
-            "toxiproxy {method} {path}: {out}"
-        );
-    }
-}
-
-impl Drop for Toxiproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The upstream port of a datastore's connection string, and the string rewritten to
-/// go through `proxy_port` instead.
-fn through_proxy(db: &Db, proxy_port: u16) -> (u16, Db) {
-    let connection_string = db.connection_string.clone();
-    let (upstream, rewritten) = if db.kind == "postgres" {
-        let mut u = url::Url::parse(&connection_string).unwrap();
-        let port = u.port().unwrap();
-        u.set_port(Some(proxy_port)).unwrap();
-        (port, u.to_string())
+            .port()
+            .unwrap()
     } else {
         // user:pass@tcp(127.0.0.1:PORT)/db?params
-        let (head, tail) = connection_string.split_once("tcp(").unwrap();
-        let (addr, rest) = tail.split_once(')').unwrap();
-        let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
-        (port, format!("{head}tcp(127.0.0.1:{proxy_port}){rest}"))
+        let (_, tail) = db.connection_string.split_once("tcp(").unwrap();
+        let (addr, _) = tail.split_once(')').unwrap();
+        addr.rsplit_once(':').unwrap().1.parse().unwrap()
+    }
+}
+
+/// The datastore's connection string rewritten to go through `proxy_port`.
+fn through_proxy(db: &Db, proxy_port: u16) -> Db {
+    let connection_string = if db.kind == "postgres" {
+        let mut u = url::Url::parse(&db.connection_string).unwrap();
+        u.set_port(Some(proxy_port)).unwrap();
+        u.to_string()
+    } else {
+        let (head, tail) = db.connection_string.split_once("tcp(").unwrap();
+        let (_, rest) = tail.split_once(')').unwrap();
+        format!("{head}tcp(127.0.0.1:{proxy_port}){rest}")
     };
-    (
-        upstream,
-        Db {
-            kind: db.kind,
-            connection_string: rewritten,
-        },
-    )
+    Db {
+        kind: db.kind,
+        connection_string,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,20 +362,12 @@ async fn mariadb_latency_and_cut_leave_agents_served_from_memory() {
 }
 
 async fn latency_and_cut(db: Db) {
-    let toxi = Toxiproxy::start().unwrap_or_else(|e| panic!("toxiproxy is required: {e}"));
-    let proxy_port = free_port();
-    let (upstream_port, proxied) = through_proxy(&db, proxy_port);
-    toxi.call(
-        "POST",
-        "/proxies",
-        serde_json::json!({
-            "name": "pg",
-            "listen": format!("127.0.0.1:{proxy_port}"),
-            "upstream": format!("127.0.0.1:{upstream_port}"),
-            "enabled": true,
-        }),
-    )
-    .await;
+    let toxi = Toxiproxy::start()
+        .await
+        .unwrap_or_else(|e| panic!("toxiproxy is required: {e}"));
+    // The proxy's port is known only once it exists: make it, then point the server at it.
+    let proxy_port = toxi.proxy("pg", upstream_port(&db)).await.unwrap();
+    let proxied = through_proxy(&db, proxy_port);
     let mut server = TestServer::new(Some(proxied), "");
     server.start().await;
     let pid = server.pid();
@@ -463,17 +382,17 @@ async fn latency_and_cut(db: Db) {
     // Latency: 1.5 s on every answer from the database (longer than the 1 s a direct
     // connection attempt is given to tell a database away from a slow one).
     const LATENCY_MS: u64 = 1500;
-    toxi.call(
-        "POST",
-        "/proxies/pg/toxics",
-        serde_json::json!({
+    toxi.add_toxic(
+        "pg",
+        &serde_json::json!({
             "name": "slow",
             "type": "latency",
             "stream": "downstream",
             "attributes": {"latency": LATENCY_MS, "jitter": 0},
         }),
     )
-    .await;
+    .await
+    .unwrap();
     // Agent calls do not wait on the database: each answers in less than one
     // database round trip would take.
     for _ in 0..3 {
@@ -489,33 +408,32 @@ async fn latency_and_cut(db: Db) {
     // Writes still succeed, slowly, and reach the agent.
     written.push(try_create(&mut entries, &agent.path, 10).await.unwrap());
     agent.wait_for(11, &server).await;
-    toxi.call("DELETE", "/proxies/pg/toxics/slow", serde_json::Value::Null)
-        .await;
+    toxi.remove_toxic("pg", "slow").await.unwrap();
 
     // A black hole (nothing answers, nothing is refused): health says so after its 5 s
     // bound, while agents are still served.
-    toxi.call(
-        "POST",
-        "/proxies/pg/toxics",
-        serde_json::json!({
+    toxi.add_toxic(
+        "pg",
+        &serde_json::json!({
             "name": "hole",
             "type": "timeout",
             "stream": "upstream",
             "attributes": {"timeout": 0},
         }),
     )
-    .await;
+    .await
+    .unwrap();
     assert_eq!(
         crate::outage::grpc_health(&server).await,
         spire_proto::grpc::health::v1::health_check_response::ServingStatus::NotServing as i32
     );
     assert_eq!(agent.authorized().await.unwrap().len(), 11);
-    toxi.call("DELETE", "/proxies/pg/toxics/hole", serde_json::Value::Null)
-        .await;
+    toxi.remove_toxic("pg", "hole").await.unwrap();
 
     // Cut: the proxy stops accepting and drops its connections.
-    toxi.call("POST", "/proxies/pg", serde_json::json!({"enabled": false}))
-        .await;
+    toxi.update("pg", &serde_json::json!({"enabled": false}))
+        .await
+        .unwrap();
     assert_eq!(agent.authorized().await.unwrap().len(), 11);
     assert_eq!(agent.sign(&written[0]).await.unwrap(), 0);
     let started = Instant::now();
@@ -530,8 +448,9 @@ async fn latency_and_cut(db: Db) {
     );
 
     // Back: writes succeed in the same process, and nothing acknowledged is lost.
-    toxi.call("POST", "/proxies/pg", serde_json::json!({"enabled": true}))
-        .await;
+    toxi.update("pg", &serde_json::json!({"enabled": true}))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let id = loop {
         match try_create(&mut entries, &agent.path, 11).await {

@@ -6,7 +6,6 @@
 //! The test runs a PostgreSQL of its own (through `scripts/test-databases.sh pg-start`,
 //! which comes back on the same port), so stopping it disturbs no other test.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,10 +19,6 @@ use crate::support::*;
 struct OwnPostgres {
     dir: tempfile::TempDir,
     url: String,
-}
-
-fn script() -> PathBuf {
-    spire_testsupport::workspace_root().join("scripts/test-databases.sh")
 }
 
 impl OwnPostgres {
@@ -41,24 +36,13 @@ impl OwnPostgres {
         Ok(pg)
     }
 
+    /// Runs `scripts/test-databases.sh CMD` on the cluster; the URL it prints, if any.
     fn run(&self, cmd: &str) -> Result<String, String> {
-        let out = Command::new("bash")
-            .arg(script())
-            .arg(cmd)
-            .arg(self.dir.path())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script().display()))?;
-        if !out.status.success() {
-            return Err(format!(
-                "test-databases.sh {cmd} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("export SPIRE_RS_TEST_POSTGRES_URL="))
-            .unwrap_or_default()
-            .to_string())
+        Ok(crate::failover::databases(cmd, self.dir.path())?
+            .into_iter()
+            .find(|(k, _)| k == "SPIRE_RS_TEST_POSTGRES_URL")
+            .map(|(_, v)| v)
+            .unwrap_or_default())
     }
 }
 
