@@ -898,16 +898,24 @@ async fn cache_sds_and_delegated_identity_metrics() {
             "{family}: {server_out}"
         );
     }
-    // The calls have ended: nothing open.
-    for family in [
-        "spire_agent_sds_api_connections",
-        "spire_agent_delegated_identity_api_connections",
-    ] {
-        assert_eq!(
-            sample_value(&agent_out, family),
-            Some(0.0),
-            "{family}: {agent_out}"
-        );
+    // The calls have ended: nothing stays open. Either agent lowers the gauge only once its
+    // stream handler has seen the client go, which may come after the scrape above.
+    let d = Deadline::new("the agent's connection gauges to fall to 0", 30);
+    let mut out = agent_out;
+    loop {
+        let open: Vec<(&str, Option<f64>)> = [
+            "spire_agent_sds_api_connections",
+            "spire_agent_delegated_identity_api_connections",
+        ]
+        .into_iter()
+        .map(|family| (family, sample_value(&out, family)))
+        .filter(|(_, v)| *v != Some(0.0))
+        .collect();
+        if open.is_empty() {
+            break;
+        }
+        d.tick(format!("{open:?}")).await;
+        out = scrape_until(agent_metrics, "agent", "spire_agent_sds_api_connections").await;
     }
 }
 
