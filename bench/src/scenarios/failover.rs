@@ -199,6 +199,38 @@ enum Route {
     MultiHost,
 }
 
+impl Route {
+    const ALL: [Route; 2] = [Route::Proxy, Route::MultiHost];
+
+    /// The prefix of the route's metric keys.
+    fn prefix(self) -> &'static str {
+        match self {
+            Route::Proxy => "proxy",
+            Route::MultiHost => "multi",
+        }
+    }
+}
+
+/// The metrics of one route: key (after the route's prefix), label, unit, whether 0 is
+/// the goal. The first label is completed by the route's name.
+const ROUTE_ROWS: [(&str, &str, Unit, bool); 5] = [
+    (
+        "failover",
+        "primary lost → first successful write, median",
+        Unit::Secs,
+        false,
+    ),
+    ("failover_max", "… max", Unit::Secs, false),
+    (
+        "promote",
+        "… of which promoting (and re-pointing), median",
+        Unit::Secs,
+        false,
+    ),
+    ("refused", "… writes refused, mean", Unit::Count, false),
+    ("lost", "… acknowledged entries lost", Unit::Count, true),
+];
+
 /// What the writer saw: acknowledged entry IDs with the time of the answer, and refusals.
 #[derive(Default)]
 struct Writes {
@@ -320,9 +352,10 @@ const LIBPQ_REFUSES: &str = "not supported (lib/pq: one host only)";
 
 async fn measure(imp: Implementation, ours: &'static str, samples: usize) -> Result<Metrics> {
     let mut m = Metrics::default();
-    for (route, prefix) in [(Route::Proxy, "proxy"), (Route::MultiHost, "multi")] {
+    for route in Route::ALL {
+        let prefix = route.prefix();
         if route == Route::MultiHost && imp.name != ours {
-            for k in ["failover", "failover_max", "promote", "refused", "lost"] {
+            for (k, ..) in ROUTE_ROWS {
                 m.missing(format!("{prefix}_{k}"), LIBPQ_REFUSES);
             }
             continue;
@@ -374,34 +407,27 @@ pub(crate) async fn run(ctx: &Ctx) -> crate::report::Section {
          `postgres://…@primary,standby/spire?target_session_attrs=read-write`, which only \
          spire-rs takes."
     );
-    let rows = vec![
-        row(
-            "proxy_failover",
-            "through a proxy: primary lost → first successful write, median",
-            Unit::Secs,
-        ),
-        row("proxy_failover_max", "… max", Unit::Secs),
-        row(
-            "proxy_promote",
-            "… of which promoting and re-pointing, median",
-            Unit::Secs,
-        ),
-        row("proxy_refused", "… writes refused, mean", Unit::Count),
-        row("proxy_lost", "… acknowledged entries lost", Unit::Count).goal(Goal::AtMost(0.0)),
-        row(
-            "multi_failover",
-            "multi-host URL: primary lost → first successful write, median",
-            Unit::Secs,
-        ),
-        row("multi_failover_max", "… max", Unit::Secs),
-        row(
-            "multi_promote",
-            "… of which promoting the standby, median",
-            Unit::Secs,
-        ),
-        row("multi_refused", "… writes refused, mean", Unit::Count),
-        row("multi_lost", "… acknowledged entries lost", Unit::Count).goal(Goal::AtMost(0.0)),
-    ];
+    let rows = Route::ALL
+        .into_iter()
+        .flat_map(|route| {
+            let name = match route {
+                Route::Proxy => "through a proxy",
+                Route::MultiHost => "multi-host URL",
+            };
+            ROUTE_ROWS
+                .into_iter()
+                .enumerate()
+                .map(move |(i, (key, label, unit, zero))| {
+                    let label = if i == 0 {
+                        format!("{name}: {label}")
+                    } else {
+                        label.to_string()
+                    };
+                    let r = row(format!("{}_{key}", route.prefix()), label, unit);
+                    if zero { r.goal(Goal::AtMost(0.0)) } else { r }
+                })
+        })
+        .collect();
     let notes = vec![
         "Reference SPIRE 1.13 opens PostgreSQL through lib/pq, which takes one host: given \
          the multi-host URL it fails at start with `dial tcp: lookup \

@@ -450,7 +450,7 @@ pub async fn run(config: ServerConfig, log: LogHandle, clock: SharedClock) -> Re
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 match server.ca_manager().subscribe_to_local_bundle().await {
-                    Ok(_) => return,
+                    Ok(()) => return,
                     Err(e) => tracing::error!(
                         error = %e,
                         subsystem_name = "ca_manager",

@@ -883,11 +883,11 @@ impl CaManager {
     }
 
     /// SPIRE's `SubscribeToLocalBundle`: the UpstreamAuthority's roots and JWT keys join the
-    /// bundle, and so do its later changes. `Ok(false)` when there is no upstream or it
-    /// does not stream its bundle (`Unimplemented`: SPIRE then stops asking).
-    pub async fn subscribe_to_local_bundle(&self) -> Result<bool, ManagerError> {
+    /// bundle, and so do its later changes. Nothing to do (`Ok`) when there is no upstream
+    /// or it does not stream its bundle (`Unimplemented`: SPIRE then stops asking).
+    pub async fn subscribe_to_local_bundle(&self) -> Result<(), ManagerError> {
         let Some(upstream) = &self.upstream else {
-            return Ok(false);
+            return Ok(());
         };
         match upstream
             .subscribe_to_local_bundle(self.upstream_inbox.clone())
@@ -899,9 +899,9 @@ impl CaManager {
                 if !roots.is_empty() || !keys.is_empty() {
                     self.append_bundle(roots, keys).await?;
                 }
-                Ok(true)
+                Ok(())
             }
-            Err(e) if e.code == spire_plugin::Code::Unimplemented => Ok(false),
+            Err(e) if e.code == spire_plugin::Code::Unimplemented => Ok(()),
             Err(e) => Err(ManagerError::Upstream(e.to_string())),
         }
     }
