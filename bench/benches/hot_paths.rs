@@ -171,7 +171,7 @@ fn server_index_authorized(c: &mut Criterion) {
             selectors(i),
         );
         e.entry_id = format!("entry-{i:06}");
-        index.upsert_entry(e);
+        index.upsert_entry(&e);
     }
     c.bench_function("server_index_authorized_entries_100_of_100k", |b| {
         b.iter(|| {

@@ -402,6 +402,73 @@ pub fn entry_to_proto(e: &RegistrationEntry, mask: Option<&types::EntryMask>) ->
     }
 }
 
+/// `spiffe://td/path` as the API's `{trust_domain, path}`.
+fn proto_id_str(id: &str) -> types::Spiffeid {
+    let (trust_domain, path) = crate::index::split_id(id);
+    types::Spiffeid {
+        trust_domain: trust_domain.to_string(),
+        path: path.to_string(),
+    }
+}
+
+/// [`entry_to_proto`] for the in-memory index's form of an entry (what agents' syncs send).
+pub fn indexed_entry_to_proto(
+    e: &crate::index::IndexedEntry,
+    mask: Option<&types::EntryMask>,
+) -> types::Entry {
+    let full = full_entry_mask();
+    let m = mask.unwrap_or(&full);
+    types::Entry {
+        id: e.entry_id().to_string(),
+        spiffe_id: m.spiffe_id.then(|| proto_id_str(e.spiffe_id())),
+        parent_id: m.parent_id.then(|| proto_id_str(e.parent_id())),
+        selectors: if m.selectors {
+            e.selectors()
+                .map(|(t, v)| types::Selector {
+                    r#type: t.to_string(),
+                    value: v.to_string(),
+                })
+                .collect()
+        } else {
+            vec![]
+        },
+        x509_svid_ttl: if m.x509_svid_ttl {
+            e.x509_svid_ttl()
+        } else {
+            0
+        },
+        federates_with: if m.federates_with {
+            e.federates_with()
+                .iter()
+                .map(|t| t.name().to_string())
+                .collect()
+        } else {
+            vec![]
+        },
+        admin: m.admin && e.admin(),
+        downstream: m.downstream && e.downstream(),
+        expires_at: if m.expires_at { e.entry_expiry() } else { 0 },
+        dns_names: if m.dns_names {
+            e.dns_names().to_vec()
+        } else {
+            vec![]
+        },
+        revision_number: if m.revision_number {
+            e.revision_number()
+        } else {
+            0
+        },
+        store_svid: m.store_svid && e.store_svid(),
+        jwt_svid_ttl: if m.jwt_svid_ttl { e.jwt_svid_ttl() } else { 0 },
+        hint: if m.hint {
+            e.hint().to_string()
+        } else {
+            String::new()
+        },
+        created_at: if m.created_at { e.created_at() } else { 0 },
+    }
+}
+
 /// An agent for the API, keeping only the fields in `mask` (the ID always).
 pub fn agent_to_proto(n: &AttestedNode, mask: Option<&types::AgentMask>) -> types::Agent {
     let all = types::AgentMask {

@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use futures::Stream;
 use spire_datastore::{
     ByFederatesWith, BySelectors, CountEntriesRequest, DataStoreError, ListEntriesRequest,
-    RegistrationEntry,
 };
 use spire_proto::spire::api::server::entry::v1 as pb;
 use spire_proto::spire::api::types;
@@ -20,6 +19,7 @@ use super::agent::match_behavior;
 use super::convert;
 use super::error::{ApiError, ok};
 use crate::auth;
+use crate::index::EntryRef;
 use crate::state::Server;
 
 /// Entries per SyncAuthorizedEntries page, as SPIRE.
@@ -122,7 +122,7 @@ fn filters(
 }
 
 impl EntryService {
-    fn authorized(&self, caller: &auth::Caller) -> Result<Vec<Arc<RegistrationEntry>>, ApiError> {
+    fn authorized(&self, caller: &auth::Caller) -> Result<Vec<EntryRef>, ApiError> {
         let id = caller
             .id
             .as_ref()
@@ -135,7 +135,7 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Runs SPIRE's SyncAuthorizedEntries exchange over `entries` (sorted by ID).
 async fn sync_authorized(
-    entries: Vec<Arc<RegistrationEntry>>,
+    entries: Vec<EntryRef>,
     rx: &mut Streaming<pb::SyncAuthorizedEntriesRequest>,
     tx: &mpsc::Sender<Result<pb::SyncAuthorizedEntriesResponse, Status>>,
 ) -> Result<(), Status> {
@@ -171,22 +171,22 @@ async fn sync_authorized(
         let resp = pb::SyncAuthorizedEntriesResponse {
             entries: entries
                 .iter()
-                .map(|e| convert::entry_to_proto(e, mask.as_ref()))
+                .map(|e| convert::indexed_entry_to_proto(e, mask.as_ref()))
                 .collect(),
             ..Default::default()
         };
         return send(resp).await;
     }
-    let pages: Vec<&[Arc<RegistrationEntry>]> = entries.chunks(ENTRY_PAGE_SIZE).collect();
+    let pages: Vec<&[EntryRef]> = entries.chunks(ENTRY_PAGE_SIZE).collect();
     let last = pages.len() - 1;
     for (i, page) in pages.into_iter().enumerate() {
         send(pb::SyncAuthorizedEntriesResponse {
             entry_revisions: page
                 .iter()
                 .map(|e| pb::EntryRevision {
-                    id: e.entry_id.clone(),
-                    revision_number: e.revision_number,
-                    created_at: e.created_at,
+                    id: e.entry_id().to_string(),
+                    revision_number: e.revision_number(),
+                    created_at: e.created_at(),
                 })
                 .collect(),
             entries: vec![],
@@ -205,7 +205,7 @@ async fn sync_authorized(
         ids.sort();
         let mut resp = pb::SyncAuthorizedEntriesResponse::default();
         for id in &ids {
-            let Ok(i) = entries.binary_search_by(|e| e.entry_id.as_str().cmp(id)) else {
+            let Ok(i) = entries.binary_search_by(|e| e.entry_id().cmp(id)) else {
                 continue;
             };
             if resp.entries.len() == ENTRY_PAGE_SIZE {
@@ -213,7 +213,7 @@ async fn sync_authorized(
                 send(std::mem::take(&mut resp)).await?;
             }
             resp.entries
-                .push(convert::entry_to_proto(&entries[i], mask.as_ref()));
+                .push(convert::indexed_entry_to_proto(&entries[i], mask.as_ref()));
         }
         resp.more = false;
         send(resp).await?;
@@ -463,7 +463,7 @@ impl pb::entry_server::Entry for EntryService {
         Ok(Response::new(pb::GetAuthorizedEntriesResponse {
             entries: entries
                 .iter()
-                .map(|e| convert::entry_to_proto(e, req.output_mask.as_ref()))
+                .map(|e| convert::indexed_entry_to_proto(e, req.output_mask.as_ref()))
                 .collect(),
         }))
     }

@@ -69,7 +69,7 @@ impl SvidService {
         &self,
         caller: &auth::Caller,
         ids: &[&str],
-    ) -> Result<HashMap<String, Arc<RegistrationEntry>>, ApiError> {
+    ) -> Result<HashMap<String, RegistrationEntry>, ApiError> {
         let caller_id = caller
             .id
             .as_ref()
@@ -78,16 +78,21 @@ impl SvidService {
             .server
             .registry()
             .authorized_subset(caller_id.as_str(), ids);
-        Ok(authorized
+        authorized
             .into_iter()
-            .map(|e| (e.entry_id.clone(), e))
-            .collect())
+            .map(|e| {
+                let e = e
+                    .to_entry()
+                    .map_err(|err| ApiError::internal("failed to read entry").with(err))?;
+                Ok((e.entry_id.clone(), e))
+            })
+            .collect()
     }
 
     async fn new_x509_svid(
         &self,
         p: &pb::NewX509svidParams,
-        entries: &HashMap<String, Arc<RegistrationEntry>>,
+        entries: &HashMap<String, RegistrationEntry>,
         now: SystemTime,
     ) -> pb::batch_new_x509svid_response::Result {
         let fail = |e: ApiError| pb::batch_new_x509svid_response::Result {

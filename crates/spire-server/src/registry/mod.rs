@@ -15,13 +15,13 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use spiffe_core::SpiffeId;
 use spire_datastore::{
-    AttestedNode, DataConsistency, DataStore, DataStoreError, EntryMask, NodeMask,
-    RegistrationEntry,
+    AttestedNode, CountEntriesRequest, DataConsistency, DataStore, DataStoreError, EntryMask,
+    NodeMask, RegistrationEntry,
 };
 use spire_plugin::Selector;
 use tokio::sync::watch;
 
-use crate::index::EntryIndex;
+use crate::index::{EntryIndex, EntryRef};
 
 /// What agents watching for changes see (our `spirers.sync.v1` extension).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -110,13 +110,34 @@ impl Registry {
     pub async fn load(&self) -> Result<(), DataStoreError> {
         use futures::StreamExt as _;
         let mut ix = EntryIndex::new(&self.server_id);
-        let mut entries = self.ds.stream_all_registration_entries(10_000);
-        while let Some(page) = entries.next().await {
+        let count = self
+            .ds
+            .count_registration_entries(CountEntriesRequest::default())
+            .await?;
+        ix.reserve(count as usize);
+        // The next page is read and decoded while this one is indexed: each side is about
+        // half of a cold start, and they run on different cores.
+        let (pages_tx, mut pages) = tokio::sync::mpsc::channel(1);
+        let ds = self.ds.clone();
+        let reader = tokio::spawn(async move {
+            let mut stream = ds.stream_all_registration_entries(10_000);
+            while let Some(page) = stream.next().await {
+                let failed = page.is_err();
+                if pages_tx.send(page).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        while let Some(page) = pages.recv().await {
             for e in page? {
-                ix.upsert_entry(e);
+                ix.upsert_entry(&e);
             }
         }
-        drop(entries);
+        // The pages ended; so did the reader, unless it panicked, which would have cut the
+        // pages short.
+        reader
+            .await
+            .map_err(|e| DataStoreError::Internal(format!("reading entries stopped: {e}")))?;
         let mut nodes = self.ds.stream_all_attested_nodes(10_000);
         while let Some(page) = nodes.next().await {
             for n in page? {
@@ -136,7 +157,7 @@ impl Registry {
         {
             let mut ix = self.index.write();
             match e {
-                Some(e) => ix.upsert_entry(e),
+                Some(e) => ix.upsert_entry(&e),
                 None => {
                     ix.remove_entry(entry_id);
                 }
@@ -167,12 +188,12 @@ impl Registry {
     // ---- Questions answered from the index ----
 
     /// Every entry `agent_id` may see (SyncAuthorizedEntries, GetAuthorizedEntries).
-    pub fn authorized_entries(&self, agent_id: &str) -> Vec<Arc<RegistrationEntry>> {
+    pub fn authorized_entries(&self, agent_id: &str) -> Vec<EntryRef> {
         self.index.read().authorized_entries(agent_id)
     }
 
     /// Those of `ids` that `agent_id` may have signed.
-    pub fn authorized_subset(&self, agent_id: &str, ids: &[&str]) -> Vec<Arc<RegistrationEntry>> {
+    pub fn authorized_subset(&self, agent_id: &str, ids: &[&str]) -> Vec<EntryRef> {
         self.index.read().authorized_subset(agent_id, ids)
     }
 
@@ -213,7 +234,7 @@ impl Registry {
             let mut ix = self.index.write();
             for (entry, existed) in created.iter().flatten() {
                 if !existed {
-                    ix.upsert_entry(entry.clone());
+                    ix.upsert_entry(entry);
                     changed = true;
                 }
             }
@@ -230,7 +251,7 @@ impl Registry {
         entry: RegistrationEntry,
     ) -> Result<RegistrationEntry, DataStoreError> {
         let created = self.ds.create_registration_entry(entry).await?;
-        self.index.write().upsert_entry(created.clone());
+        self.index.write().upsert_entry(&created);
         self.entries_changed();
         Ok(created)
     }
@@ -242,7 +263,7 @@ impl Registry {
         mask: Option<EntryMask>,
     ) -> Result<RegistrationEntry, DataStoreError> {
         let updated = self.ds.update_registration_entry(entry, mask).await?;
-        self.index.write().upsert_entry(updated.clone());
+        self.index.write().upsert_entry(&updated);
         self.entries_changed();
         Ok(updated)
     }
