@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
@@ -24,7 +23,7 @@ pub struct RpcMetricsLayer {
     metrics: Metrics,
     keys: Arc<RwLock<HashMap<String, Arc<Vec<String>>>>>,
     /// The agent's per-service "connection" metrics: calls in progress per API.
-    connections: Option<Arc<[AtomicI64; CONNECTION_APIS.len()]>>,
+    connections: Option<OpenCalls>,
 }
 
 /// The APIs SPIRE's agent counts "connections" (calls) for: the gRPC path prefix and the
@@ -40,6 +39,18 @@ pub const CONNECTION_APIS: [(&str, &str); 3] = [
         "delegated_identity_api",
     ),
 ];
+
+/// Calls in progress per API of [`CONNECTION_APIS`].
+type OpenCalls = Arc<parking_lot::Mutex<[i64; CONNECTION_APIS.len()]>>;
+
+/// Changes API `i`'s count of calls in progress and sets its gauge, both under one lock:
+/// with the count an atomic and the gauge set after it, two calls ending together could
+/// set the gauge in the other order and leave it at 1 with nothing open.
+fn open_calls_add(metrics: &Metrics, all: &OpenCalls, i: usize, by: i64) {
+    let mut open = all.lock();
+    open[i] += by;
+    metrics.set_gauge(&[CONNECTION_APIS[i].1, "connections"], open[i] as f64, &[]);
+}
 
 impl RpcMetricsLayer {
     /// Counts calls into `metrics`.
@@ -67,9 +78,7 @@ impl RpcMetricsLayer {
             (Some(all), Some(i)) => {
                 let name = CONNECTION_APIS[i].1;
                 self.metrics.incr_counter(&[name, "connection"], 1.0, &[]);
-                let now = all[i].fetch_add(1, Ordering::AcqRel) + 1;
-                self.metrics
-                    .set_gauge(&[name, "connections"], now as f64, &[]);
+                open_calls_add(&self.metrics, all, i, 1);
                 Some((self.metrics.clone(), all.clone(), i))
             }
             _ => None,
@@ -163,7 +172,7 @@ where
 /// A call in progress: its counter and, for the counted APIs, the open-calls gauge.
 struct Call {
     counter: CallCounter,
-    open: Option<(Metrics, Arc<[AtomicI64; CONNECTION_APIS.len()]>, usize)>,
+    open: Option<(Metrics, OpenCalls, usize)>,
     span: Option<crate::otlp::SpanStart>,
 }
 
@@ -174,8 +183,7 @@ impl Call {
         }
         self.counter.done(code);
         if let Some((metrics, all, i)) = self.open {
-            let now = all[i].fetch_sub(1, Ordering::AcqRel) - 1;
-            metrics.set_gauge(&[CONNECTION_APIS[i].1, "connections"], now as f64, &[]);
+            open_calls_add(&metrics, &all, i, -1);
         }
     }
 }
