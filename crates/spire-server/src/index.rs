@@ -241,11 +241,6 @@ impl EntryIndex {
         self.entries_by_spiffe_id(id).iter().any(|e| e.downstream())
     }
 
-    /// Distinct selectors the entries hold (each stored once).
-    pub fn distinct_selectors(&self) -> usize {
-        self.selectors.len()
-    }
-
     /// Inserts or replaces an agent, keeping its selectors if `selectors` is `None`.
     pub fn upsert_agent(&mut self, node: &AttestedNode, selectors: Option<Vec<Selector>>) {
         let id = node.spiffe_id.to_string();

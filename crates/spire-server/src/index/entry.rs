@@ -81,6 +81,7 @@ impl Interner {
     }
 
     /// Distinct strings held.
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.set.len()
     }
@@ -180,11 +181,6 @@ impl IndexedEntry {
 
     /// The parent ID, as a string.
     pub fn parent_id(&self) -> &str {
-        &self.parent_id
-    }
-
-    /// The shared parent ID.
-    pub fn parent_key(&self) -> &ArcStr {
         &self.parent_id
     }
 
