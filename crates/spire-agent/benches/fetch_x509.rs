@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use hyper_util::rt::TokioIo;
 use spiffe_core::{Bundle, KeyType, PrivateKey, SpiffeId, TrustDomain};
 use spire_agent::core::entry::{Entry, X509SvidRecord};
+use spire_agent::core::sync::EntryMap;
 use spire_agent::keys::SlotKey;
 use spire_agent::manager::{AgentCreds, Manager, ManagerConfig};
 use spire_agent::peertracker::ProcFs;
@@ -108,19 +109,14 @@ fn bench(c: &mut Criterion) {
         )
         .unwrap()
     };
-    let entry = Entry {
-        id: "bench".into(),
-        spiffe_id: SpiffeId::parse("spiffe://example.org/bench").unwrap(),
-        selectors: vec![Selector::parse(&format!("unix:uid:{}", uid())).unwrap()],
-        federates_with: vec![],
-        revision_number: 1,
-        created_at: 1,
-        hint: String::new(),
-        admin: false,
-        downstream: false,
-        store_svid: false,
-    };
-    let mut entries = HashMap::new();
+    let mut entry = Entry::new(
+        "bench",
+        SpiffeId::parse("spiffe://example.org/bench").unwrap(),
+        &[Selector::parse(&format!("unix:uid:{}", uid())).unwrap()],
+    );
+    entry.revision_number = 1;
+    entry.created_at = 1;
+    let mut entries = EntryMap::default();
     entries.insert(entry.id.clone(), std::sync::Arc::new(entry));
     let mut bundles = BTreeMap::new();
     bundles.insert(td.clone(), bundle);

@@ -3,7 +3,7 @@
 //! sequence (entry sync, bundles, SVID minting, renewal) and our `spirers.sync.v1` change
 //! stream.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +21,9 @@ use spire_tls::{Authorize, BundleProvider, PeerVerifier, SvidResolver, TlsConnec
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use crate::core::entry::{Entry, from_unix};
+use crate::core::entry::from_unix;
 use crate::core::jwt_cache::CachedJwtSvid;
-use crate::core::sync::{self, EntrySync, SyncError, SyncStats, SyncStep};
+use crate::core::sync::{self, EntrySync, Mirror, SyncError, SyncStats, SyncStep};
 
 /// SPIRE's per-RPC timeout for agent calls.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -287,7 +287,7 @@ impl ServerClient {
     /// `Entry/SyncAuthorizedEntries` over the mirror of authorized entries.
     pub async fn sync_entries(
         &self,
-        mirror: &mut HashMap<String, Arc<Entry>>,
+        mirror: &mut Mirror,
     ) -> Result<(SyncStats, Vec<sync::Malformed>), ClientError> {
         let r = self.sync_entries_inner(mirror).await;
         self.released(r)
@@ -295,7 +295,7 @@ impl ServerClient {
 
     async fn sync_entries_inner(
         &self,
-        mirror: &mut HashMap<String, Arc<Entry>>,
+        mirror: &mut Mirror,
     ) -> Result<(SyncStats, Vec<sync::Malformed>), ClientError> {
         const CTX: &str = "failed to fetch authorized entries";
         let mut client = entryv1::entry_client::EntryClient::new(self.channel()?)
@@ -338,7 +338,7 @@ impl ServerClient {
     /// `Entry/GetAuthorizedEntries` (with `use_sync_authorized_entries = false`).
     pub async fn get_authorized_entries(
         &self,
-        mirror: &mut HashMap<String, Arc<Entry>>,
+        mirror: &mut Mirror,
     ) -> Result<Vec<sync::Malformed>, ClientError> {
         let r = async {
             let mut client = entryv1::entry_client::EntryClient::new(self.channel()?)

@@ -156,7 +156,7 @@ pub fn x509_svids_response(
                 cert_chain: identity.svid.chain.clone(),
                 id: Some(id_proto(&identity.entry.spiffe_id)),
                 expires_at: to_unix(identity.svid.not_after),
-                hint: identity.entry.hint.clone(),
+                hint: identity.entry.hint().to_string(),
             }),
             x509_svid_key: identity.svid.key_pkcs8.clone(),
         });
@@ -495,7 +495,7 @@ impl pb::delegated_identity_server::DelegatedIdentity for DelegatedIdentityServi
                 id: Some(id_proto(&entry.spiffe_id)),
                 expires_at: to_unix(svid.expires_at),
                 issued_at: to_unix(svid.issued_at),
-                hint: entry.hint.clone(),
+                hint: entry.hint().to_string(),
             });
         }
         if svids.is_empty() {
@@ -636,7 +636,7 @@ mod tests {
 
     fn identity(id: &str, path: &str) -> Identity {
         let mut e = entry(id, path, &["unix:uid:1"], 1);
-        e.hint = format!("hint-{id}");
+        e.set_hint(format!("hint-{id}"));
         Identity {
             entry: Arc::new(e),
             svid: Arc::new(X509SvidRecord {

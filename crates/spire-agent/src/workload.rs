@@ -118,11 +118,11 @@ fn remove_duplicate_hints<T>(
     let mut keep: HashMap<String, (i64, String)> = HashMap::new();
     for item in &items {
         let e = entry(item);
-        if e.hint.is_empty() {
+        if e.hint().is_empty() {
             continue;
         }
-        let cand = (e.created_at, e.id.clone());
-        keep.entry(e.hint.clone())
+        let cand = (e.created_at, e.id.to_string());
+        keep.entry(e.hint().to_string())
             .and_modify(|cur| {
                 if cand < *cur {
                     *cur = cand.clone();
@@ -134,14 +134,16 @@ fn remove_duplicate_hints<T>(
         .into_iter()
         .filter(|item| {
             let e = entry(item);
-            if e.hint.is_empty() {
+            if e.hint().is_empty() {
                 return true;
             }
-            let ok = keep.get(&e.hint).is_some_and(|(_, id)| *id == e.id);
+            let ok = keep
+                .get(e.hint())
+                .is_some_and(|(_, id)| id.as_str() == e.id.as_str());
             if !ok {
                 tracing::warn!(
                     subsystem_name = "endpoints",
-                    hint = e.hint.as_str(),
+                    hint = e.hint(),
                     registration_id = e.id.as_str(),
                     "Ignoring entry with duplicate hint"
                 );
@@ -169,7 +171,7 @@ pub fn x509_svid_response(update: &WorkloadUpdate) -> Option<workload::X509svidR
             x509_svid: der_concat(&i.svid.chain),
             x509_svid_key: i.svid.key_pkcs8.clone(),
             bundle: bundle.clone(),
-            hint: i.entry.hint.clone(),
+            hint: i.entry.hint().to_string(),
         })
         .collect();
     let federated_bundles = update
@@ -396,7 +398,7 @@ impl SpiffeWorkloadApi for WorkloadApi {
             svids.push(workload::Jwtsvid {
                 spiffe_id: entry.spiffe_id.to_string(),
                 svid: svid.token,
-                hint: entry.hint.clone(),
+                hint: entry.hint().to_string(),
             });
         }
         if svids.is_empty() {
@@ -526,7 +528,7 @@ mod tests {
 
     fn identity(id: &str, hint: &str, created: i64) -> Identity {
         let mut e = entry(id, &format!("/{id}"), &["unix:uid:1"], 1);
-        e.hint = hint.into();
+        e.set_hint(hint);
         e.created_at = created;
         Identity {
             entry: Arc::new(e),

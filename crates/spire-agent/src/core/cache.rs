@@ -17,7 +17,10 @@ use spiffe_core::x509svid::X509SvidError;
 use spiffe_core::{Bundle, TrustDomain};
 use spire_plugin::Selector;
 
-use crate::core::entry::{Entry, X509SvidRecord};
+use arcstr::ArcStr;
+
+use crate::core::entry::{Entry, SelectorKey, X509SvidRecord, selector_key};
+use crate::core::sync::EntryMap;
 use crate::core::taint::signed_by_any;
 
 /// SPIRE's default `x509_svid_cache_max_size`.
@@ -95,22 +98,82 @@ pub struct EntriesOutcome {
     pub outdated: usize,
 }
 
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<T> = HashSet<T, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 struct Record {
     entry: Arc<Entry>,
     last_access_ms: i64,
 }
 
-#[derive(Debug, Default)]
-struct Index {
-    records: HashSet<String>,
-    subs: HashSet<SubscriberId>,
+/// The entries that have one selector. Nearly always one (an entry's own selector), so
+/// one pointer, and a boxed set for a selector many entries share.
+#[derive(Debug)]
+enum Holders {
+    /// One entry.
+    One(ArcStr),
+    /// Several (never fewer than two).
+    Many(Box<Set<ArcStr>>),
 }
 
-impl Index {
-    fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.subs.is_empty()
+impl Holders {
+    fn add(&mut self, id: &ArcStr) {
+        match self {
+            Self::One(first) if first == id => {}
+            Self::One(first) => {
+                let mut set = Set::default();
+                set.insert(first.clone());
+                set.insert(id.clone());
+                *self = Self::Many(Box::new(set));
+            }
+            Self::Many(set) => {
+                set.insert(id.clone());
+            }
+        }
     }
+
+    /// Removes `id`; whether none is left.
+    fn remove(&mut self, id: &str) -> bool {
+        match self {
+            Self::One(only) => only.as_str() == id,
+            Self::Many(set) => {
+                set.remove(id);
+                if set.len() > 1 {
+                    return false;
+                }
+                match set.iter().next().cloned() {
+                    Some(last) => {
+                        *self = Self::One(last);
+                        false
+                    }
+                    None => true,
+                }
+            }
+        }
+    }
+
+    fn ids(&self) -> impl Iterator<Item = &ArcStr> {
+        let (one, many) = match self {
+            Self::One(id) => (Some(id), None),
+            Self::Many(set) => (None, Some(set.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+/// A subscriber's selectors, also as `type:value` keys for matching against entries.
+#[derive(Debug)]
+struct Subscriber {
+    selectors: SelectorSet,
+    keys: Set<String>,
+}
+
+fn keys_of(selectors: &SelectorSet) -> Set<String> {
+    selectors
+        .iter()
+        .map(|s| selector_key(s.selector_type(), s.value()))
+        .collect()
 }
 
 /// The cache.
@@ -118,12 +181,16 @@ impl Index {
 pub struct Cache {
     trust_domain: TrustDomain,
     max_svids: usize,
-    records: HashMap<String, Record>,
-    index: HashMap<Selector, Index>,
-    subs: HashMap<SubscriberId, SelectorSet>,
+    /// Entries by ID; the key is the entry's `id`.
+    records: Map<ArcStr, Record>,
+    /// Entries by selector; the key is the entries' own (interned) selector.
+    index: Map<SelectorKey, Holders>,
+    /// Subscribers by selector (`type:value`).
+    sub_index: Map<String, Set<SubscriberId>>,
+    subs: Map<SubscriberId, Subscriber>,
     next_sub: SubscriberId,
-    svids: HashMap<String, Arc<X509SvidRecord>>,
-    stale: HashSet<String>,
+    svids: Map<String, Arc<X509SvidRecord>>,
+    stale: Set<String>,
     bundles: BTreeMap<TrustDomain, Arc<Bundle>>,
 }
 
@@ -140,12 +207,13 @@ impl Cache {
             } else {
                 max_svids
             },
-            records: HashMap::new(),
-            index: HashMap::new(),
-            subs: HashMap::new(),
+            records: Map::default(),
+            index: Map::default(),
+            sub_index: Map::default(),
+            subs: Map::default(),
             next_sub: 1,
-            svids: HashMap::new(),
-            stale: HashSet::new(),
+            svids: Map::default(),
+            stale: Set::default(),
             bundles,
         }
     }
@@ -183,7 +251,7 @@ impl Cache {
             .records
             .iter()
             .filter_map(|(id, r)| {
-                self.svids.get(id).map(|s| Identity {
+                self.svids.get(id.as_str()).map(|s| Identity {
                     entry: r.entry.clone(),
                     svid: s.clone(),
                 })
@@ -195,11 +263,10 @@ impl Cache {
 
     /// Applies a sync: the complete set of authorized entries (SVIDStore entries already
     /// removed) and the complete set of bundles. `should_rotate` says whether a held SVID is
-    /// due for rotation at this point (the caller applies the rotation strategy and `now`);
-    /// `now_ms` stamps nothing here but keeps the signature uniform with subscriptions.
+    /// due for rotation at this point (the caller applies the rotation strategy and `now`).
     pub fn update_entries(
         &mut self,
-        entries: &HashMap<String, Arc<Entry>>,
+        entries: &EntryMap,
         bundles: BTreeMap<TrustDomain, Bundle>,
         should_rotate: &mut dyn FnMut(&Entry, &X509SvidRecord) -> bool,
     ) -> EntriesOutcome {
@@ -227,80 +294,79 @@ impl Cache {
         }
         let own_bundle_changed = changed_tds.contains(&self.trust_domain);
 
-        let mut notify_sets: Vec<SelectorSet> = Vec::new();
+        // Subscribers to notify, collected as entries change (no subscriber changes here).
+        let mut notify: BTreeSet<SubscriberId> = BTreeSet::new();
 
         // Entries no longer authorized.
-        let gone: Vec<String> = self
+        let gone: Vec<ArcStr> = self
             .records
             .keys()
-            .filter(|id| !entries.contains_key(*id))
+            .filter(|id| !entries.contains_key(id.as_str()))
             .cloned()
             .collect();
         for id in gone {
-            if let Some(record) = self.records.remove(&id) {
-                for s in &record.entry.selectors {
+            if let Some(record) = self.records.remove(id.as_str()) {
+                for s in record.entry.selector_keys() {
                     self.del_index_record(s, &id);
                 }
-                notify_sets.push(record.entry.selectors.iter().cloned().collect());
+                self.add_subscribers(record.entry.selector_keys(), &mut notify);
                 out.removed.push(record.entry);
             }
-            self.svids.remove(&id);
-            self.stale.remove(&id);
+            self.svids.remove(id.as_str());
+            self.stale.remove(id.as_str());
         }
 
         // New and changed entries.
-        let mut outdated: HashSet<String> = HashSet::new();
-        let mut ids: Vec<&String> = entries.keys().collect();
+        let mut outdated: Set<ArcStr> = Set::default();
+        let mut ids: Vec<&ArcStr> = entries.keys().collect();
         ids.sort();
         for id in ids {
-            let Some(new_entry) = entries.get(id) else {
+            let Some(new_entry) = entries.get(id.as_str()) else {
                 continue;
             };
-            let existing = self.records.get(id).map(|r| r.entry.clone());
+            let existing = self.records.get(id.as_str()).map(|r| r.entry.clone());
             if existing.as_ref() == Some(new_entry) {
                 // Unchanged, but a federated bundle it uses may have changed.
                 if new_entry
-                    .federates_with
+                    .federates_with()
                     .iter()
                     .any(|td| changed_tds.contains(td))
                 {
-                    notify_sets.push(new_entry.selectors.iter().cloned().collect());
+                    self.add_subscribers(new_entry.selector_keys(), &mut notify);
                 }
                 continue;
             }
             // The mirror's allocation, shared rather than copied.
             let new_entry = new_entry.clone();
-            let old_sel: SelectorSet = existing
-                .as_ref()
-                .map(|e| e.selectors.iter().cloned().collect())
-                .unwrap_or_default();
-            let new_sel: SelectorSet = new_entry.selectors.iter().cloned().collect();
-            for s in new_sel.difference(&old_sel) {
-                self.index
-                    .entry(s.clone())
-                    .or_default()
-                    .records
-                    .insert(id.clone());
+            let old_sel: &[SelectorKey] = existing.as_ref().map_or(&[], |e| e.selector_keys());
+            let new_sel = new_entry.selector_keys();
+            for s in new_sel {
+                if !old_sel.contains(s) {
+                    self.add_index_record(s, id);
+                }
             }
-            for s in old_sel.difference(&new_sel) {
-                self.del_index_record(s, id);
+            for s in old_sel {
+                if !new_sel.contains(s) {
+                    self.del_index_record(s, id);
+                }
             }
+            // Both are sorted and without duplicates.
             let selectors_changed = old_sel != new_sel;
             let old_fed: BTreeSet<&TrustDomain> = existing
                 .as_ref()
-                .map(|e| e.federates_with.iter().collect())
+                .map(|e| e.federates_with().iter().collect())
                 .unwrap_or_default();
-            let new_fed: BTreeSet<&TrustDomain> = new_entry.federates_with.iter().collect();
+            let new_fed: BTreeSet<&TrustDomain> = new_entry.federates_with().iter().collect();
             let federation_changed = old_fed != new_fed
                 || new_entry
-                    .federates_with
+                    .federates_with()
                     .iter()
                     .any(|td| changed_tds.contains(td));
             if selectors_changed && existing.is_some() {
-                notify_sets.push(old_sel);
+                self.add_subscribers(old_sel, &mut notify);
             }
             // Any change of an entry (hint, revision, ...) can change what a workload sees.
-            notify_sets.push(new_sel);
+            self.add_subscribers(new_sel, &mut notify);
             let revision_changed = existing
                 .as_ref()
                 .is_some_and(|e| e.revision_number != new_entry.revision_number);
@@ -314,7 +380,7 @@ impl Cache {
                 }
                 Some(_) => {}
             }
-            match self.records.get_mut(id) {
+            match self.records.get_mut(id.as_str()) {
                 Some(r) => r.entry = new_entry,
                 None => {
                     self.records.insert(
@@ -328,22 +394,31 @@ impl Cache {
             }
         }
 
-        let (active, mut by_access) = self.sync_svids_with_subscribers();
+        let active = self.sync_svids_with_subscribers();
 
         // Soft size limit: drop SVIDs of the least recently used entries without an active
         // subscriber.
         let mut extra = self.svids.len().saturating_sub(self.max_svids);
         if extra > 0 {
+            let mut by_access: Vec<(i64, &ArcStr)> = self
+                .records
+                .iter()
+                .map(|(id, r)| (r.last_access_ms, id))
+                .collect();
             by_access.sort();
+            let mut evict = Vec::new();
             for (_, id) in by_access {
                 if extra == 0 {
                     break;
                 }
-                if self.svids.contains_key(&id) && !active.contains(&id) {
-                    self.svids.remove(&id);
-                    out.evicted.push(id);
+                if self.svids.contains_key(id.as_str()) && !active.contains(id.as_str()) {
+                    evict.push(id.to_string());
                     extra -= 1;
                 }
+            }
+            for id in evict {
+                self.svids.remove(&id);
+                out.evicted.push(id);
             }
         }
 
@@ -351,9 +426,9 @@ impl Cache {
             // Counted as SPIRE counts them: due for rotation first, else changed.
             let due = self
                 .records
-                .get(id)
+                .get(id.as_str())
                 .is_some_and(|r| should_rotate(&r.entry, svid));
-            let changed = outdated.contains(id);
+            let changed = outdated.contains(id.as_str());
             if due {
                 out.expiring += 1;
             } else if changed {
@@ -369,7 +444,7 @@ impl Cache {
             all.sort_unstable();
             all
         } else {
-            self.subscribers_for(&notify_sets)
+            notify.into_iter().collect()
         };
         out.created.sort_by(|a, b| a.id.cmp(&b.id));
         out.updated.sort_by(|a, b| a.id.cmp(&b.id));
@@ -378,37 +453,38 @@ impl Cache {
     }
 
     /// Marks for issuance the entries that active subscribers need and, while the size limit
-    /// allows, any entry without an SVID. Returns the entries with an active subscriber and
-    /// every record's last access (for eviction).
-    fn sync_svids_with_subscribers(&mut self) -> (HashSet<String>, Vec<(i64, String)>) {
-        let mut active = HashSet::new();
-        let mut by_access = Vec::with_capacity(self.records.len());
-        for (id, record) in &self.records {
-            let has_sub = record.entry.selectors.iter().any(|s| {
-                self.index
-                    .get(s)
-                    .is_some_and(|index| !index.subs.is_empty())
-            });
-            if has_sub {
-                if !self.svids.contains_key(id) {
-                    self.stale.insert(id.clone());
+    /// allows, any entry without an SVID. Returns the entries with an active subscriber.
+    fn sync_svids_with_subscribers(&mut self) -> Set<ArcStr> {
+        let mut active = Set::default();
+        if !self.sub_index.is_empty() {
+            for (id, record) in &self.records {
+                let has_sub = record
+                    .entry
+                    .selector_keys()
+                    .iter()
+                    .any(|s| self.sub_index.contains_key(s.as_str()));
+                if has_sub {
+                    if !self.svids.contains_key(id.as_str()) {
+                        self.stale.insert(id.to_string());
+                    }
+                    active.insert(id.clone());
                 }
-                active.insert(id.clone());
             }
-            by_access.push((record.last_access_ms, id.clone()));
         }
         let remainder = self.max_svids.saturating_sub(self.svids.len());
-        let mut ids: Vec<&String> = self.records.keys().collect();
-        ids.sort();
-        for id in ids {
-            if self.stale.len() >= remainder {
-                break;
-            }
-            if !self.svids.contains_key(id) {
-                self.stale.insert(id.clone());
+        if self.stale.len() < remainder {
+            let mut ids: Vec<&ArcStr> = self.records.keys().collect();
+            ids.sort();
+            for id in ids {
+                if self.stale.len() >= remainder {
+                    break;
+                }
+                if !self.svids.contains_key(id.as_str()) && !self.stale.contains(id.as_str()) {
+                    self.stale.insert(id.to_string());
+                }
             }
         }
-        (active, by_access)
+        active
     }
 
     /// The periodic SVID check (SPIRE's `SyncSVIDsWithSubscribers`, every 500ms).
@@ -419,12 +495,12 @@ impl Cache {
     /// Entries whose SVID must be issued, ordered by entry ID.
     pub fn stale_entries(&mut self) -> Vec<StaleEntry> {
         let records = &self.records;
-        self.stale.retain(|id| records.contains_key(id));
+        self.stale.retain(|id| records.contains_key(id.as_str()));
         let mut out: Vec<StaleEntry> = self
             .stale
             .iter()
             .filter_map(|id| {
-                self.records.get(id).map(|r| StaleEntry {
+                self.records.get(id.as_str()).map(|r| StaleEntry {
                     entry: r.entry.clone(),
                     svid_expires_at: self.svids.get(id).map(|s| s.not_after),
                 })
@@ -440,18 +516,18 @@ impl Cache {
         &mut self,
         svids: Vec<(String, X509SvidRecord)>,
     ) -> (Vec<SubscriberId>, Vec<String>) {
-        let mut sets = Vec::new();
+        let mut notify = BTreeSet::new();
         let mut unknown = Vec::new();
         for (id, svid) in svids {
-            let Some(record) = self.records.get(&id) else {
+            let Some(record) = self.records.get(id.as_str()) else {
                 unknown.push(id);
                 continue;
             };
-            sets.push(record.entry.selectors.iter().cloned().collect());
-            self.svids.insert(id.clone(), Arc::new(svid));
+            self.add_subscribers(record.entry.selector_keys(), &mut notify);
             self.stale.remove(&id);
+            self.svids.insert(id, Arc::new(svid));
         }
-        (self.subscribers_for(&sets), unknown)
+        (notify.into_iter().collect(), unknown)
     }
 
     /// Entries that hold an SVID, ordered by ID.
@@ -491,7 +567,7 @@ impl Cache {
     /// Marks the SVIDs of `ids` stale (forced rotation, e.g. a tainted authority).
     pub fn mark_stale(&mut self, ids: &[String]) {
         for id in ids {
-            if self.records.contains_key(id) {
+            if self.records.contains_key(id.as_str()) {
                 self.stale.insert(id.clone());
             }
         }
@@ -503,26 +579,33 @@ impl Cache {
         let id = self.next_sub;
         self.next_sub += 1;
         let set: SelectorSet = selectors.iter().cloned().collect();
-        for s in &set {
-            self.index.entry(s.clone()).or_default().subs.insert(id);
+        let keys = keys_of(&set);
+        for k in &keys {
+            self.sub_index.entry(k.clone()).or_default().insert(id);
         }
-        for rid in self.records_for(&set) {
-            if let Some(r) = self.records.get_mut(&rid) {
+        for rid in self.records_for(&keys) {
+            if let Some(r) = self.records.get_mut(rid.as_str()) {
                 r.last_access_ms = now_ms;
             }
         }
-        self.subs.insert(id, set);
+        self.subs.insert(
+            id,
+            Subscriber {
+                selectors: set,
+                keys,
+            },
+        );
         id
     }
 
     /// Removes a subscriber.
     pub fn unsubscribe(&mut self, id: SubscriberId) {
-        if let Some(set) = self.subs.remove(&id) {
-            for s in set {
-                if let Some(index) = self.index.get_mut(&s) {
-                    index.subs.remove(&id);
-                    if index.is_empty() {
-                        self.index.remove(&s);
+        if let Some(sub) = self.subs.remove(&id) {
+            for k in sub.keys {
+                if let Some(subs) = self.sub_index.get_mut(&k) {
+                    subs.remove(&id);
+                    if subs.is_empty() {
+                        self.sub_index.remove(&k);
                     }
                 }
             }
@@ -531,9 +614,9 @@ impl Cache {
 
     /// Stamps the access time of the entries matching `selectors` (a one-shot fetch).
     pub fn touch(&mut self, selectors: &[Selector], now_ms: i64) {
-        let set: SelectorSet = selectors.iter().cloned().collect();
-        for rid in self.records_for(&set) {
-            if let Some(r) = self.records.get_mut(&rid) {
+        let keys = keys_of(&selectors.iter().cloned().collect());
+        for rid in self.records_for(&keys) {
+            if let Some(r) = self.records.get_mut(rid.as_str()) {
                 r.last_access_ms = now_ms;
             }
         }
@@ -541,34 +624,34 @@ impl Cache {
 
     /// The selectors of a subscriber.
     pub fn subscriber_selectors(&self, id: SubscriberId) -> Option<&SelectorSet> {
-        self.subs.get(&id)
+        self.subs.get(&id).map(|s| &s.selectors)
     }
 
     /// Whether some entry matching `selectors` has no SVID yet.
     pub fn missing_svids(&self, selectors: &SelectorSet) -> bool {
-        self.records_for(selectors)
+        self.records_for(&keys_of(selectors))
             .iter()
-            .any(|id| !self.svids.contains_key(id))
+            .any(|id| !self.svids.contains_key(id.as_str()))
     }
 
     /// Entries matching `selectors` (entry selectors ⊆ workload selectors), by ID.
     pub fn matching_entries(&self, selectors: &SelectorSet) -> Vec<Arc<Entry>> {
-        let mut ids = self.records_for(selectors);
+        let mut ids = self.records_for(&keys_of(selectors));
         ids.sort();
         ids.iter()
-            .filter_map(|id| self.records.get(id).map(|r| r.entry.clone()))
+            .filter_map(|id| self.records.get(id.as_str()).map(|r| r.entry.clone()))
             .collect()
     }
 
     /// What a workload with `selectors` gets now.
     pub fn workload_update(&self, selectors: &SelectorSet) -> WorkloadUpdate {
-        let mut ids = self.records_for(selectors);
+        let mut ids = self.records_for(&keys_of(selectors));
         ids.sort();
         let identities: Vec<Identity> = ids
             .iter()
             .filter_map(|id| {
-                let r = self.records.get(id)?;
-                let svid = self.svids.get(id)?;
+                let r = self.records.get(id.as_str())?;
+                let svid = self.svids.get(id.as_str())?;
                 Some(Identity {
                     entry: r.entry.clone(),
                     svid: svid.clone(),
@@ -577,7 +660,7 @@ impl Cache {
             .collect();
         let mut federated_bundles = BTreeMap::new();
         for identity in &identities {
-            for td in &identity.entry.federates_with {
+            for td in identity.entry.federates_with() {
                 if let Some(b) = self.bundles.get(td) {
                     federated_bundles.insert(td.clone(), b.clone());
                 }
@@ -590,50 +673,64 @@ impl Cache {
         }
     }
 
-    fn records_for(&self, set: &SelectorSet) -> Vec<String> {
-        let mut candidates: HashSet<&String> = HashSet::new();
-        for s in set {
-            if let Some(index) = self.index.get(s) {
-                candidates.extend(index.records.iter());
+    /// The entries whose selectors are all among `keys` (`type:value`).
+    fn records_for(&self, keys: &Set<String>) -> Vec<ArcStr> {
+        let mut candidates: Set<&ArcStr> = Set::default();
+        for k in keys {
+            if let Some(holders) = self.index.get(k.as_str()) {
+                candidates.extend(holders.ids());
             }
         }
         candidates
             .into_iter()
             .filter(|id| {
-                self.records
-                    .get(*id)
-                    .is_some_and(|r| r.entry.selectors.iter().all(|s| set.contains(s)))
+                self.records.get(id.as_str()).is_some_and(|r| {
+                    r.entry
+                        .selector_keys()
+                        .iter()
+                        .all(|s| keys.contains(s.as_str()))
+                })
             })
             .cloned()
             .collect()
     }
 
-    fn subscribers_for(&self, sets: &[SelectorSet]) -> Vec<SubscriberId> {
-        let mut out: BTreeSet<SubscriberId> = BTreeSet::new();
-        for set in sets {
-            for s in set {
-                let Some(index) = self.index.get(s) else {
+    /// Adds to `out` the subscribers an entry with selectors `keys` matches (its
+    /// selectors ⊆ the subscriber's).
+    fn add_subscribers(&self, keys: &[SelectorKey], out: &mut BTreeSet<SubscriberId>) {
+        for k in keys {
+            let Some(subs) = self.sub_index.get(k.as_str()) else {
+                continue;
+            };
+            for sub in subs {
+                if out.contains(sub) {
                     continue;
-                };
-                for sub in &index.subs {
-                    if out.contains(sub) {
-                        continue;
-                    }
-                    if self.subs.get(sub).is_some_and(|ss| set.is_subset(ss)) {
-                        out.insert(*sub);
-                    }
+                }
+                if self
+                    .subs
+                    .get(sub)
+                    .is_some_and(|s| keys.iter().all(|k| s.keys.contains(k.as_str())))
+                {
+                    out.insert(*sub);
                 }
             }
         }
-        out.into_iter().collect()
     }
 
-    fn del_index_record(&mut self, s: &Selector, id: &str) {
-        if let Some(index) = self.index.get_mut(s) {
-            index.records.remove(id);
-            if index.is_empty() {
-                self.index.remove(s);
+    fn add_index_record(&mut self, s: &SelectorKey, id: &ArcStr) {
+        match self.index.get_mut(s.as_str()) {
+            Some(holders) => holders.add(id),
+            None => {
+                self.index.insert(s.clone(), Holders::One(id.clone()));
             }
+        }
+    }
+
+    fn del_index_record(&mut self, s: &str, id: &str) {
+        if let Some(holders) = self.index.get_mut(s)
+            && holders.remove(id)
+        {
+            self.index.remove(s);
         }
     }
 }

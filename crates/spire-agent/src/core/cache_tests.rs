@@ -24,7 +24,7 @@ fn set(s: &[&str]) -> SelectorSet {
     sel(s).into_iter().collect()
 }
 
-fn entries(list: &[Entry]) -> HashMap<String, Arc<Entry>> {
+fn entries(list: &[Entry]) -> EntryMap {
     list.iter()
         .map(|e| (e.id.clone(), Arc::new(e.clone())))
         .collect()
@@ -171,7 +171,7 @@ fn federated_bundles_only_for_federates_with() {
     let fed = TrustDomain::new("other.org").unwrap();
     let mut c = Cache::new(td(), Bundle::new(td()), 0);
     let mut a = entry("a", "/a", &["unix:uid:1"], 1);
-    a.federates_with = vec![fed.clone()];
+    a.set_federates_with(vec![fed.clone()]);
     let b = entry("b", "/b", &["unix:uid:2"], 1);
     let mut bundles = own_bundles();
     bundles.insert(fed.clone(), Bundle::new(fed.clone()));
@@ -319,4 +319,60 @@ fn selector_change_moves_the_entry() {
     assert!(c.workload_update(&set(&["unix:uid:2"])).has_identity());
     c.mark_stale(&["a".into(), "nope".into()]);
     assert_eq!(c.stale_entries().len(), 1);
+}
+
+/// A selector many entries share is indexed once, with every holder; holders leave as
+/// their entries go or change, and the slot goes with the last one.
+#[test]
+fn shared_selector_index_follows_its_entries() {
+    let mut c = Cache::new(td(), Bundle::new(td()), 0);
+    let all = [
+        entry("a", "/a", &["unix:uid:1"], 1),
+        entry("b", "/b", &["unix:uid:1"], 1),
+        entry("c", "/c", &["unix:uid:1", "unix:gid:2"], 1),
+    ];
+    c.update_entries(&entries(&all), own_bundles(), &mut never);
+    assert_eq!(c.index.len(), 2);
+    assert!(matches!(c.index.get("unix:uid:1"), Some(Holders::Many(s)) if s.len() == 3));
+    let ids = |c: &Cache, s: &[&str]| -> Vec<String> {
+        c.matching_entries(&set(s))
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect()
+    };
+    assert_eq!(ids(&c, &["unix:uid:1"]), ["a", "b"]);
+    assert_eq!(ids(&c, &["unix:uid:1", "unix:gid:2"]), ["a", "b", "c"]);
+
+    // b goes, c moves to another selector: a alone holds uid:1.
+    let next = [
+        all[0].clone(),
+        entry("c", "/c", &["unix:uid:9", "unix:gid:2"], 2),
+    ];
+    let out = c.update_entries(&entries(&next), own_bundles(), &mut never);
+    assert_eq!(out.removed.len(), 1);
+    assert_eq!(out.updated.len(), 1);
+    assert!(matches!(c.index.get("unix:uid:1"), Some(Holders::One(id)) if id == "a"));
+    assert_eq!(ids(&c, &["unix:uid:1", "unix:gid:2"]), ["a"]);
+    assert_eq!(ids(&c, &["unix:uid:9", "unix:gid:2"]), ["c"]);
+
+    // Nothing left: no slot left either.
+    c.update_entries(&EntryMap::default(), own_bundles(), &mut never);
+    assert!(c.index.is_empty());
+    assert_eq!(c.entry_count(), 0);
+}
+
+/// The cache keys its records and index slots with the entry's own strings, so a large
+/// cache holds each ID and each selector once.
+#[test]
+fn keys_share_the_entries_strings() {
+    let mut c = Cache::new(td(), Bundle::new(td()), 0);
+    let es = entries(&[entry("a", "/a", &["unix:uid:1"], 1)]);
+    c.update_entries(&es, own_bundles(), &mut never);
+    let e = &es["a"];
+    let (key, record) = c.records.get_key_value("a").unwrap();
+    assert!(ArcStr::ptr_eq(key, &e.id));
+    assert!(Arc::ptr_eq(&record.entry, e));
+    let (sel, holders) = c.index.get_key_value("unix:uid:1").unwrap();
+    assert!(ArcStr::ptr_eq(sel, &e.selector_keys()[0]));
+    assert!(matches!(holders, Holders::One(id) if ArcStr::ptr_eq(id, &e.id)));
 }

@@ -10,14 +10,70 @@
 //! touches the network.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Deref;
 use std::sync::Arc;
 
+use arcstr::ArcStr;
 use spire_proto::spire::api::server::entry::v1::{
     EntryRevision, SyncAuthorizedEntriesRequest, SyncAuthorizedEntriesResponse,
 };
 use spire_proto::spire::api::types;
 
-use crate::core::entry::{Entry, EntryError};
+use crate::core::entry::{Entry, EntryError, Interner};
+
+/// Entries by ID; the key is the entry's own `id`, shared.
+pub type EntryMap = HashMap<ArcStr, Arc<Entry>, foldhash::fast::RandomState>;
+
+/// The agent's copy of the entries it is authorized for, with the interner that lets
+/// entries with the same selector share it. Read it as an [`EntryMap`].
+#[derive(Debug, Default)]
+pub struct Mirror {
+    entries: EntryMap,
+    selectors: Interner,
+}
+
+impl Deref for Mirror {
+    type Target = EntryMap;
+
+    fn deref(&self) -> &EntryMap {
+        &self.entries
+    }
+}
+
+impl Mirror {
+    /// An empty mirror.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Converts a server entry, sharing selectors with the entries held.
+    fn convert(&mut self, e: &types::Entry) -> Result<Entry, EntryError> {
+        Entry::from_proto_interned(e, &mut self.selectors)
+    }
+
+    /// Stores `entry`, keeping the allocation already there when nothing changed: the
+    /// cache shares the mirror's `Arc`s, so an unchanged entry stays stored once. A changed
+    /// entry takes over the ID string already shared with the cache.
+    pub fn insert(&mut self, mut entry: Entry) {
+        if let Some(cached) = self.entries.get(entry.id.as_str()) {
+            entry.id = cached.id.clone();
+            if **cached == entry {
+                return;
+            }
+        }
+        self.entries.insert(entry.id.clone(), Arc::new(entry));
+    }
+
+    /// Removes the entry with ID `id`.
+    pub fn remove(&mut self, id: &str) -> Option<Arc<Entry>> {
+        self.entries.remove(id)
+    }
+
+    /// Drops interned selectors no entry uses any more.
+    fn sweep(&mut self) {
+        self.selectors.sweep();
+    }
+}
 
 /// The output mask SPIRE's agent sends (`client.go` `entryOutputMask`).
 pub fn entry_output_mask() -> types::EntryMask {
@@ -104,7 +160,7 @@ pub struct Malformed {
 #[derive(Debug)]
 pub struct EntrySync {
     phase: Phase,
-    to_remove: HashSet<String>,
+    to_remove: HashSet<ArcStr, foldhash::fast::RandomState>,
     need_full: Vec<String>,
     page_size: usize,
     stats: SyncStats,
@@ -120,7 +176,7 @@ fn is_stale(cached: &Entry, revision: i64, created_at: i64) -> bool {
 
 impl EntrySync {
     /// Starts a sync over `mirror`; send [`first_request`] next.
-    pub fn new(mirror: &HashMap<String, Arc<Entry>>) -> Self {
+    pub fn new(mirror: &Mirror) -> Self {
         Self {
             phase: Phase::First,
             to_remove: mirror.keys().cloned().collect(),
@@ -139,7 +195,7 @@ impl EntrySync {
     /// Feeds one server response; updates `mirror` and says what to do next.
     pub fn on_response(
         &mut self,
-        mirror: &mut HashMap<String, Arc<Entry>>,
+        mirror: &mut Mirror,
         resp: SyncAuthorizedEntriesResponse,
     ) -> Result<SyncStep, SyncError> {
         match self.phase {
@@ -174,11 +230,7 @@ impl EntrySync {
         }
     }
 
-    fn after_revisions(
-        &mut self,
-        mirror: &mut HashMap<String, Arc<Entry>>,
-        more: bool,
-    ) -> Result<SyncStep, SyncError> {
+    fn after_revisions(&mut self, mirror: &mut Mirror, more: bool) -> Result<SyncStep, SyncError> {
         if more {
             return Ok(SyncStep::Receive);
         }
@@ -190,7 +242,7 @@ impl EntrySync {
         Ok(self.next_request(mirror))
     }
 
-    fn next_request(&mut self, mirror: &mut HashMap<String, Arc<Entry>>) -> SyncStep {
+    fn next_request(&mut self, mirror: &mut Mirror) -> SyncStep {
         if self.need_full.is_empty() {
             return self.finish(mirror);
         }
@@ -204,7 +256,7 @@ impl EntrySync {
         })
     }
 
-    fn process_revisions(&mut self, mirror: &HashMap<String, Arc<Entry>>, revs: &[EntryRevision]) {
+    fn process_revisions(&mut self, mirror: &Mirror, revs: &[EntryRevision]) {
         for rev in revs {
             if rev.id.is_empty() || rev.revision_number < 0 {
                 self.malformed.push(Malformed {
@@ -213,21 +265,17 @@ impl EntrySync {
                 });
                 continue;
             }
-            self.to_remove.remove(&rev.id);
-            match mirror.get(&rev.id) {
+            self.to_remove.remove(rev.id.as_str());
+            match mirror.get(rev.id.as_str()) {
                 Some(cached) if !is_stale(cached, rev.revision_number, rev.created_at) => {}
                 _ => self.need_full.push(rev.id.clone()),
             }
         }
     }
 
-    fn process_entries(
-        &mut self,
-        mirror: &mut HashMap<String, Arc<Entry>>,
-        entries: &[types::Entry],
-    ) {
+    fn process_entries(&mut self, mirror: &mut Mirror, entries: &[types::Entry]) {
         for e in entries {
-            let entry = match Entry::from_proto(e) {
+            let entry = match mirror.convert(e) {
                 Ok(entry) => entry,
                 Err(error) => {
                     self.malformed.push(Malformed {
@@ -237,57 +285,40 @@ impl EntrySync {
                     continue;
                 }
             };
-            self.to_remove.remove(&entry.id);
-            match mirror.get(&entry.id) {
+            self.to_remove.remove(entry.id.as_str());
+            match mirror.get(entry.id.as_str()) {
                 None => self.stats.missing += 1,
                 Some(cached) if is_stale(cached, entry.revision_number, entry.created_at) => {
                     self.stats.stale += 1
                 }
                 Some(_) => {}
             }
-            insert_shared(mirror, entry);
+            mirror.insert(entry);
         }
     }
 
-    fn finish(&mut self, mirror: &mut HashMap<String, Arc<Entry>>) -> SyncStep {
+    fn finish(&mut self, mirror: &mut Mirror) -> SyncStep {
         self.phase = Phase::Done;
         self.stats.dropped = self.to_remove.len();
         for id in self.to_remove.drain() {
             mirror.remove(&id);
         }
+        mirror.sweep();
         self.stats.total = mirror.len();
         SyncStep::Done(self.stats)
     }
 }
 
-/// Puts `entry` in the mirror, keeping the allocation already there when nothing changed:
-/// the cache shares the mirror's `Arc`s, so an unchanged entry stays stored once.
-fn insert_shared(mirror: &mut HashMap<String, Arc<Entry>>, entry: Entry) {
-    if mirror
-        .get(&entry.id)
-        .is_some_and(|cached| **cached == entry)
-    {
-        return;
-    }
-    mirror.insert(entry.id.clone(), Arc::new(entry));
-}
-
 /// Replaces the mirror with a full `GetAuthorizedEntries` answer (the pre-1.10 path, used
 /// with `use_sync_authorized_entries = false`). Returns the malformed entries skipped.
-pub fn replace_all(
-    mirror: &mut HashMap<String, Arc<Entry>>,
-    entries: &[types::Entry],
-) -> Vec<Malformed> {
-    let mut out = HashMap::with_capacity(entries.len());
+pub fn replace_all(mirror: &mut Mirror, entries: &[types::Entry]) -> Vec<Malformed> {
     let mut malformed = Vec::new();
+    let mut seen: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
     for e in entries {
-        match Entry::from_proto(e) {
+        match mirror.convert(e) {
             Ok(entry) => {
-                let entry = match mirror.get(&entry.id) {
-                    Some(cached) if **cached == entry => cached.clone(),
-                    _ => Arc::new(entry),
-                };
-                out.insert(entry.id.clone(), entry);
+                seen.insert(e.id.as_str());
+                mirror.insert(entry);
             }
             Err(error) => malformed.push(Malformed {
                 id: e.id.clone(),
@@ -295,7 +326,8 @@ pub fn replace_all(
             }),
         }
     }
-    *mirror = out;
+    mirror.entries.retain(|id, _| seen.contains(id.as_str()));
+    mirror.sweep();
     malformed
 }
 
@@ -330,7 +362,7 @@ mod tests {
 
     #[test]
     fn full_response_replaces_the_mirror() {
-        let mut mirror = HashMap::new();
+        let mut mirror = Mirror::new();
         replace_all(&mut mirror, &[pe("old", 1), pe("keep", 1)]);
         let mut s = EntrySync::new(&mirror);
         let step = s
@@ -362,7 +394,7 @@ mod tests {
     /// allocation so it is not stored twice, a changed one gets a new one.
     #[test]
     fn unchanged_entries_keep_their_allocation() {
-        let mut mirror = HashMap::new();
+        let mut mirror = Mirror::new();
         replace_all(&mut mirror, &[pe("same", 1), pe("changed", 1)]);
         let (same, changed) = (mirror["same"].clone(), mirror["changed"].clone());
         replace_all(&mut mirror, &[pe("same", 1), pe("changed", 2)]);
@@ -384,7 +416,7 @@ mod tests {
 
     #[test]
     fn sparse_paging_requests_only_missing_and_stale() {
-        let mut mirror = HashMap::new();
+        let mut mirror = Mirror::new();
         replace_all(&mut mirror, &[pe("a", 1), pe("b", 1), pe("gone", 1)]);
         let mut s = EntrySync::new(&mirror);
         // Page size 2 (the server's first page), two revision pages.
@@ -464,7 +496,7 @@ mod tests {
 
     #[test]
     fn recreated_entry_with_same_revision_is_stale() {
-        let mut mirror = HashMap::new();
+        let mut mirror = Mirror::new();
         replace_all(&mut mirror, &[pe("a", 1)]);
         let mut s = EntrySync::new(&mirror);
         let step = s
@@ -485,7 +517,7 @@ mod tests {
 
     #[test]
     fn nothing_to_fetch_finishes_after_revisions() {
-        let mut mirror = HashMap::new();
+        let mut mirror = Mirror::new();
         replace_all(&mut mirror, &[pe("a", 1)]);
         let mut s = EntrySync::new(&mirror);
         let step = s
@@ -502,7 +534,7 @@ mod tests {
 
     #[test]
     fn protocol_violations() {
-        let mut mirror = HashMap::new();
+        let mut mirror = Mirror::new();
         let mut s = EntrySync::new(&mirror);
         s.on_response(
             &mut mirror,
@@ -548,7 +580,7 @@ mod tests {
 
     #[test]
     fn malformed_entries_are_skipped() {
-        let mut mirror = HashMap::new();
+        let mut mirror = Mirror::new();
         let mut s = EntrySync::new(&mirror);
         let mut bad = pe("x", 1);
         bad.selectors.clear();

@@ -25,6 +25,7 @@ use crate::core::cache::{Cache, SelectorSet, SubscriberId, WorkloadUpdate};
 use crate::core::entry::{Entry, X509SvidRecord, from_unix};
 use crate::core::jwt_cache::{CachedJwtSvid, JwtCache};
 use crate::core::rotation::{AgentSvidAction, RotationStrategy, jwt_expired, x509_expired};
+use crate::core::sync::{EntryMap, Mirror};
 use crate::core::taint::{TAINTED_BATCH_SIZE, TaintTracker, TaintedSvidJobs, signed_by_any};
 use crate::keys::{KeyStoreError, SlotKey, SvidKeyStore};
 use crate::storage::{Storage, StorageError};
@@ -218,7 +219,7 @@ pub struct Manager {
     creds: Mutex<AgentCreds>,
     /// What workloads see (SVID cache, subscribers); shared with their streams.
     cache: Arc<WorkloadCache>,
-    mirror: tokio::sync::Mutex<HashMap<String, Arc<Entry>>>,
+    mirror: tokio::sync::Mutex<Mirror>,
     /// What the SVID store service stored, by entry ID.
     stored: tokio::sync::Mutex<HashMap<String, store::StoredRecord>>,
     jwt: Mutex<JwtCache>,
@@ -294,7 +295,7 @@ impl Manager {
             client,
             creds: Mutex::new(creds),
             cache,
-            mirror: tokio::sync::Mutex::new(HashMap::new()),
+            mirror: tokio::sync::Mutex::new(Mirror::new()),
             stored: tokio::sync::Mutex::new(HashMap::new()),
             jwt: Mutex::new(jwt),
             svid_update: tokio::sync::Mutex::new(()),

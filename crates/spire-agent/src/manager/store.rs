@@ -33,18 +33,17 @@ pub(super) struct StoreBundles {
 
 /// The plugin named by an entry's selectors, and the metadata (selector values).
 fn store_of(entry: &Entry) -> Result<(String, Vec<String>), &'static str> {
-    let Some(first) = entry.selectors.first() else {
+    let Some((name, _)) = entry.selectors().next() else {
         return Err("no selectors found");
     };
-    let name = first.selector_type().to_string();
-    let mut metadata = Vec::with_capacity(entry.selectors.len());
-    for s in &entry.selectors {
-        if s.selector_type() != name {
+    let mut metadata = Vec::with_capacity(entry.selector_keys().len());
+    for (selector_type, value) in entry.selectors() {
+        if selector_type != name {
             return Err("selector contains multiple types");
         }
-        metadata.push(s.value().to_string());
+        metadata.push(value.to_string());
     }
-    Ok((name, metadata))
+    Ok((name.to_string(), metadata))
 }
 
 impl Manager {
@@ -141,7 +140,7 @@ impl Manager {
             .await
             .values()
             .filter(|e| e.store_svid)
-            .map(|e| e.id.clone())
+            .map(|e| e.id.to_string())
             .collect();
         ids.extend(self.stored.lock().await.keys().cloned());
         ids.len()
@@ -224,13 +223,13 @@ impl Manager {
             let wanted = StoreBundles {
                 own: own.map(Bundle::x509_ders).unwrap_or_default(),
                 federated: entry
-                    .federates_with
+                    .federates_with()
                     .iter()
                     .filter(|td| **td != self.cfg.trust_domain)
                     .filter_map(|td| bundles.get(td).map(|b| (td.clone(), b.x509_ders())))
                     .collect(),
             };
-            match stored.get_mut(&entry.id) {
+            match stored.get_mut(entry.id.as_str()) {
                 Some(record)
                     if !record.tainted
                         && !self.cfg.rotation.should_rotate_x509(
@@ -241,8 +240,11 @@ impl Manager {
                         ) =>
                 {
                     let changed = record.entry.revision_number != entry.revision_number
-                        || record.entry.selectors != entry.selectors;
-                    if changed && record.entry.selectors != entry.selectors && record.stored {
+                        || record.entry.selector_keys() != entry.selector_keys();
+                    if changed
+                        && record.entry.selector_keys() != entry.selector_keys()
+                        && record.stored
+                    {
                         // SPIRE deletes under the old selectors before storing anew.
                         self.delete_stored(&record.entry).await;
                     }
@@ -250,7 +252,7 @@ impl Manager {
                         record.entry = entry.clone();
                         record.bundles = wanted;
                         record.stored = false;
-                        put.push(entry.id.clone());
+                        put.push(entry.id.to_string());
                     }
                 }
                 _ => mint.push((entry.clone(), wanted)),
@@ -259,7 +261,7 @@ impl Manager {
         if !mint.is_empty() {
             let ids: Vec<(String, SpiffeId)> = mint
                 .iter()
-                .map(|(e, _)| (e.id.clone(), e.spiffe_id.clone()))
+                .map(|(e, _)| (e.id.to_string(), e.spiffe_id.clone()))
                 .collect();
             let (mut keys, csrs) = self.keys_and_csrs(ids).await?;
             let mut results = Vec::with_capacity(csrs.len());
@@ -280,9 +282,10 @@ impl Manager {
                 }
             }
             for (entry, wanted) in mint {
-                let (Some(chain), Some(key_pkcs8)) =
-                    (minted.remove(&entry.id), keys.remove(&entry.id))
-                else {
+                let (Some(chain), Some(key_pkcs8)) = (
+                    minted.remove(entry.id.as_str()),
+                    keys.remove(entry.id.as_str()),
+                ) else {
                     continue;
                 };
                 let Some(leaf) = chain.first() else { continue };
@@ -293,14 +296,14 @@ impl Manager {
                         continue;
                     }
                 };
-                if let Some(old) = stored.get(&entry.id)
+                if let Some(old) = stored.get(entry.id.as_str())
                     && old.stored
-                    && old.entry.selectors != entry.selectors
+                    && old.entry.selector_keys() != entry.selector_keys()
                 {
                     self.delete_stored(&old.entry).await;
                 }
                 stored.insert(
-                    entry.id.clone(),
+                    entry.id.to_string(),
                     StoredRecord {
                         entry: entry.clone(),
                         svid: X509SvidRecord {
@@ -314,7 +317,7 @@ impl Manager {
                         tainted: false,
                     },
                 );
-                put.push(entry.id.clone());
+                put.push(entry.id.to_string());
             }
         }
         for id in put {
@@ -335,21 +338,18 @@ mod tests {
     use super::*;
 
     fn entry(selectors: &[(&str, &str)]) -> Entry {
-        Entry {
-            id: "e".into(),
-            spiffe_id: SpiffeId::parse("spiffe://example.org/w").unwrap(),
-            selectors: selectors
-                .iter()
-                .map(|(t, v)| Selector::new(t, v).unwrap())
-                .collect(),
-            federates_with: vec![],
-            revision_number: 1,
-            created_at: 0,
-            hint: String::new(),
-            admin: false,
-            downstream: false,
-            store_svid: true,
-        }
+        let selectors: Vec<Selector> = selectors
+            .iter()
+            .map(|(t, v)| Selector::new(t, v).unwrap())
+            .collect();
+        let mut e = Entry::new(
+            "e",
+            SpiffeId::parse("spiffe://example.org/w").unwrap(),
+            &selectors,
+        );
+        e.revision_number = 1;
+        e.store_svid = true;
+        e
     }
 
     #[test]

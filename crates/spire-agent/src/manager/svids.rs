@@ -28,7 +28,7 @@ impl Manager {
                     tracing::info!(subsystem_name = "manager", entry_id = s.entry.id.as_str(), expires_at = rfc3339(exp).as_str(), spiffe_id = %s.entry.spiffe_id, "Renewing X509-SVID")
                 }
             }
-            requests.push((s.entry.id.clone(), s.entry.spiffe_id.clone()));
+            requests.push((s.entry.id.to_string(), s.entry.spiffe_id.clone()));
         }
         let (mut keys, csrs) = self.keys_and_csrs(requests).await?;
         let call = self

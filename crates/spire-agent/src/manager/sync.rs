@@ -40,7 +40,7 @@ impl Manager {
             }
             let federated: BTreeSet<TrustDomain> = mirror
                 .values()
-                .flat_map(|e| e.federates_with.iter().cloned())
+                .flat_map(|e| e.federates_with().iter().cloned())
                 .collect();
             let federated: Vec<TrustDomain> = federated.into_iter().collect();
             let (bundles, not_found) = self.client.fetch_bundles(&federated).await?;
@@ -73,12 +73,12 @@ impl Manager {
         let store_bundles =
             (store_entries || !self.cfg.svid_stores.is_empty()).then(|| bundles.clone());
         let filtered;
-        let entries: &HashMap<String, Arc<Entry>> = if store_entries {
+        let entries: &EntryMap = if store_entries {
             filtered = mirror
                 .iter()
                 .filter(|(_, e)| !e.store_svid)
                 .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<HashMap<_, _>>();
+                .collect::<EntryMap>();
             &filtered
         } else {
             &mirror

@@ -12,7 +12,7 @@ impl Manager {
     #[doc(hidden)]
     pub fn preload(
         &self,
-        entries: &HashMap<String, Arc<Entry>>,
+        entries: &EntryMap,
         bundles: std::collections::BTreeMap<TrustDomain, Bundle>,
         svids: Vec<(String, X509SvidRecord)>,
     ) {
