@@ -10,7 +10,7 @@
     reason = "benchmark set-up: a failure should abort the run"
 )]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,6 +21,7 @@ use spiffe_core::jwt::JwtSvidClaims;
 use spiffe_core::{Bundle, JwsAlgorithm, JwtSvid, KeyType, PrivateKey, SpiffeId, TrustDomain};
 use spire_agent::core::cache::Cache;
 use spire_agent::core::entry::Entry;
+use spire_agent::core::sync::EntryMap;
 use spire_datastore::RegistrationEntry;
 use spire_pki::{Subject, SvidRequest, X509Authority, make_csr, parse_csr, self_signed_x509_ca};
 use spire_plugin::{LocalSigner, Selector, Signer};
@@ -118,20 +119,15 @@ fn selectors(i: usize) -> Vec<Selector> {
 fn agent_cache_matching(c: &mut Criterion) {
     let td = TrustDomain::new("example.org").unwrap();
     let mut cache = Cache::new(td.clone(), Bundle::new(td.clone()), 1000);
-    let entries: HashMap<String, Arc<Entry>> = (0..ENTRIES)
+    let entries: EntryMap = (0..ENTRIES)
         .map(|i| {
-            let e = Entry {
-                id: format!("entry-{i:06}"),
-                spiffe_id: SpiffeId::parse(&format!("spiffe://example.org/w/{i}")).unwrap(),
-                selectors: selectors(i),
-                federates_with: vec![],
-                revision_number: 1,
-                created_at: 1,
-                hint: String::new(),
-                admin: false,
-                downstream: false,
-                store_svid: false,
-            };
+            let mut e = Entry::new(
+                &format!("entry-{i:06}"),
+                SpiffeId::parse(&format!("spiffe://example.org/w/{i}")).unwrap(),
+                &selectors(i),
+            );
+            e.revision_number = 1;
+            e.created_at = 1;
             (e.id.clone(), Arc::new(e))
         })
         .collect();

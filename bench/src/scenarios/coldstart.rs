@@ -273,7 +273,7 @@ mod tests {
         let mut out = Vec::new();
         let mut pages = store.stream_all_registration_entries(5_000);
         while let Some(page) = pages.next().await {
-            out.extend(page.unwrap());
+            out.extend(page.unwrap().to_entries().unwrap());
         }
         drop(pages);
         store.close().await;

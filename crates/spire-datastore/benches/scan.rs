@@ -163,7 +163,7 @@ fn bench(c: &mut Criterion) {
                 let mut s = store.stream_all_registration_entries(10_000);
                 while let Some(page) = s.try_next().await.unwrap() {
                     n += page.len();
-                    selectors += page.iter().map(|e| e.selectors.len()).sum::<usize>();
+                    selectors += page.iter().map(|e| e.selector_keys().len()).sum::<usize>();
                 }
                 assert_eq!(n, entries);
                 assert_eq!(selectors, entries * 3);

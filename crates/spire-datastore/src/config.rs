@@ -262,6 +262,10 @@ pub(crate) struct SqliteTarget {
     pub(crate) in_memory: bool,
     /// File to create the parent directory of.
     pub(crate) path: Option<PathBuf>,
+    /// Busy timeout.
+    pub(crate) busy: Duration,
+    /// `mode=ro`.
+    pub(crate) read_only: bool,
 }
 
 /// Parses SPIRE's SQLite connection string: a plain path, or a `file:` URI
@@ -340,6 +344,8 @@ pub(crate) fn parse_sqlite(conn: &str) -> Result<SqliteTarget> {
             options,
             in_memory,
             path: None,
+            busy,
+            read_only: false,
         });
     }
     let path = PathBuf::from(&path_part);
@@ -352,6 +358,8 @@ pub(crate) fn parse_sqlite(conn: &str) -> Result<SqliteTarget> {
         options,
         in_memory,
         path: Some(path),
+        busy,
+        read_only: mode == "ro",
     })
 }
 

@@ -115,14 +115,14 @@ pub trait DataStore: Send + Sync + std::fmt::Debug {
         mask: Option<EntryMask>,
     ) -> Result<RegistrationEntry>;
     /// Every entry with its selectors, DNS names and federated trust
-    /// domains, in pages of `page_size`, ordered by row ID: for building an
+    /// domains, in blocks of up to `page_size`, ordered by row ID: for building an
     /// in-memory index. Note the last entry event ID first
     /// ([`DataStore::latest_registration_entry_event_id`]) and replay events
     /// after it once the stream ends.
     fn stream_all_registration_entries(
         &self,
         page_size: u32,
-    ) -> BoxStream<'_, Result<Vec<RegistrationEntry>>>;
+    ) -> BoxStream<'_, Result<crate::EntryBlock>>;
 
     // ------------------------------------------------------------ entry events
 

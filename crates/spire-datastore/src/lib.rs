@@ -22,6 +22,7 @@
 //! - [`error`]: [`DataStoreError`] with SPIRE's messages;
 //! - `sql`: [`SqlStore`] (schema, migrations checks, queries per table).
 
+pub mod block;
 pub mod config;
 mod convert;
 pub mod datastore;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod model;
 mod sql;
 
+pub use block::{EntryBlock, EntryColumns, EntryFields, EntryView};
 pub use config::{DatabaseType, SqlConfig};
 pub use datastore::{BatchEntryResult, DataStore};
 pub use error::{DataStoreError, Result};

@@ -792,17 +792,26 @@ async fn stream_all_entries_pages_through_everything() {
             .entry_id
             .clone();
         store.delete_registration_entry(&victim).await.unwrap();
-        let pages: Vec<Vec<RegistrationEntry>> = store
+        let blocks: Vec<spire_datastore::EntryBlock> = store
             .stream_all_registration_entries(1000)
             .try_collect()
             .await
             .unwrap();
+        let pages: Vec<Vec<RegistrationEntry>> =
+            blocks.iter().map(|b| b.to_entries().unwrap()).collect();
         assert_eq!(
             pages.iter().map(Vec::len).collect::<Vec<_>>(),
             vec![1000, 1000, 499],
             "[{n}]"
         );
         let all: Vec<RegistrationEntry> = pages.into_iter().flatten().collect();
+        // Every field as listing reads it (SQLite files take a reader of their own).
+        let listed = store
+            .list_registration_entries(ListEntriesRequest::default())
+            .await
+            .unwrap()
+            .entries;
+        assert_eq!(all, listed, "[{n}]");
         let seen: HashSet<&str> = all.iter().map(|e| e.spiffe_id.path()).collect();
         assert_eq!(seen.len(), 2499);
         for e in &all {
@@ -822,6 +831,55 @@ async fn stream_all_entries_pages_through_everything() {
                 .unwrap()
                 .unwrap() as usize,
             2501
+        );
+    });
+}
+
+#[tokio::test]
+async fn stream_all_entries_fails_on_a_bad_row_rather_than_skipping_it() {
+    on_all_backends!(|db, store| {
+        let n = db.name;
+        let mut batch = Vec::new();
+        for i in 0..30u32 {
+            batch.push(entry(
+                &format!("spiffe://example.org/b{i}"),
+                "spiffe://example.org/p",
+                &["a:1"],
+            ));
+        }
+        for r in store
+            .create_or_return_registration_entries(batch)
+            .await
+            .unwrap()
+        {
+            r.unwrap();
+        }
+        let read = |store: &spire_datastore::SqlStore| {
+            let store = store.clone();
+            async move {
+                store
+                    .stream_all_registration_entries(10)
+                    .try_collect::<Vec<_>>()
+                    .await
+            }
+        };
+        assert_eq!(read(&store).await.unwrap().len(), 3, "[{n}]");
+
+        store
+            .raw_execute("UPDATE selectors SET type = '' WHERE id = 25")
+            .await
+            .unwrap();
+        let err = read(&store).await.unwrap_err().to_string();
+        assert!(err.contains("invalid selector"), "[{n}] {err}");
+
+        store
+            .raw_execute("UPDATE registered_entries SET spiffe_id = 'not-an-id' WHERE id = 15")
+            .await
+            .unwrap();
+        let err = read(&store).await.unwrap_err().to_string();
+        assert!(
+            err.contains("invalid SPIFFE ID \"not-an-id\" in registered_entries row 15"),
+            "[{n}] {err}"
         );
     });
 }

@@ -275,7 +275,7 @@ impl DataStore for MetricsDataStore {
     fn stream_all_registration_entries(
         &self,
         page_size: u32,
-    ) -> BoxStream<'_, Result<Vec<RegistrationEntry>>> {
+    ) -> BoxStream<'_, Result<spire_datastore::EntryBlock>> {
         self.ds.stream_all_registration_entries(page_size)
     }
 

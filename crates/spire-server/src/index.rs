@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arcstr::ArcStr;
 
 use spiffe_core::SpiffeId;
-use spire_datastore::{AttestedNode, RegistrationEntry};
+use spire_datastore::{AttestedNode, EntryFields};
 use spire_plugin::Selector;
 
 use entry::{ById, BySpiffeId, Interner, selector_key};
@@ -169,9 +169,9 @@ impl EntryIndex {
     }
 
     /// Inserts or replaces an entry.
-    pub fn upsert_entry(&mut self, entry: &RegistrationEntry) {
-        self.remove_entry(&entry.entry_id);
-        let parent = entry.parent_id.as_str();
+    pub fn upsert_entry(&mut self, entry: &(impl EntryFields + ?Sized)) {
+        self.remove_entry(entry.entry_id());
+        let parent = entry.parent_id();
         let parent_key = match self.by_parent.get_key_value(parent) {
             Some((k, _)) => k.clone(),
             None => ArcStr::from(parent),
@@ -414,6 +414,7 @@ impl EntryIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spire_datastore::RegistrationEntry;
 
     fn id(s: &str) -> SpiffeId {
         SpiffeId::parse(&format!("spiffe://example.org{s}")).unwrap()

@@ -203,6 +203,15 @@ impl DbRow {
         }
     }
 
+    /// [`DbRow::text`] without a copy when the column holds text.
+    pub(crate) fn text_ref(&self, i: usize) -> Result<std::borrow::Cow<'_, str>> {
+        match self.get(i)? {
+            Val::Text(s) => Ok(std::borrow::Cow::Borrowed(s)),
+            Val::Null => Ok(std::borrow::Cow::Borrowed("")),
+            _ => self.text(i).map(std::borrow::Cow::Owned),
+        }
+    }
+
     pub(crate) fn opt_text(&self, i: usize) -> Result<Option<String>> {
         match self.get(i)? {
             Val::Null => Ok(None),

@@ -1,6 +1,7 @@
 //! `SqlStore`: the DataStore on SQLite, PostgreSQL or MySQL/MariaDB, with
 //! SPIRE 1.13's schema and behaviour.
 
+mod bulk;
 mod bundles;
 pub(crate) mod bundles_codec {
     pub use super::bundles::{decode_bundle, encode_bundle};
@@ -103,6 +104,8 @@ struct Inner {
     migration: MigrationOutcome,
     /// Stamps rows (created_at, updated_at, event times) and measures event ages.
     clock: SharedClock,
+    /// A SQLite file: read in bulk by a reader of our own (see `bulk`).
+    bulk: Option<bulk::BulkSource>,
 }
 
 /// SPIRE's `sql` DataStore. Cheap to clone (shared pools).
@@ -122,6 +125,7 @@ impl SqlStore {
     pub async fn open_with_clock(config: &SqlConfig, clock: SharedClock) -> Result<SqlStore> {
         let database_type = config.validate()?;
         let lifetime = config.conn_max_lifetime()?;
+        let mut bulk = None;
         let (primary, secondary) = match database_type {
             DatabaseType::Sqlite3 => {
                 let target = parse_sqlite(&config.connection_string)?;
@@ -167,6 +171,13 @@ impl SqlStore {
                         false,
                     ))
                 };
+                if let (Some(path), false) = (&target.path, target.in_memory) {
+                    bulk = Some(bulk::BulkSource {
+                        path: path.clone(),
+                        busy: target.busy,
+                        read_only: target.read_only,
+                    });
+                }
                 (Pool::Sqlite(writer, target.in_memory), readers)
             }
             DatabaseType::Postgres => {
@@ -270,6 +281,7 @@ impl SqlStore {
                 secondary,
                 migration,
                 clock,
+                bulk,
             }),
         })
     }

@@ -9,6 +9,7 @@ use spire_plugin::Selector;
 
 use super::misc::EventTable;
 use super::{SqlStore, bundles, check_page_size, entries, misc, nodes};
+use crate::block::EntryBlock;
 use crate::datastore::{BatchEntryResult, DataStore};
 use crate::error::{DataStoreError, Result};
 use crate::model::*;
@@ -297,19 +298,22 @@ impl DataStore for SqlStore {
             .await)
     }
 
-    fn stream_all_registration_entries(
-        &self,
-        page_size: u32,
-    ) -> BoxStream<'_, Result<Vec<RegistrationEntry>>> {
-        let filter = entries::EntryFilter::default();
-        self.stream_pages(page_size, move |after, size| {
-            let filter = filter.clone();
-            async move {
-                read_tx!(self, DataConsistency::RequireCurrent, |tx| {
-                    entries::list_page(&mut tx, &filter, after, Some(size)).await
-                })
-            }
+    fn stream_all_registration_entries(&self, page_size: u32) -> BoxStream<'_, Result<EntryBlock>> {
+        if let Some(src) = &self.inner.bulk {
+            return super::bulk::entry_blocks(src.clone(), page_size);
+        }
+        let page_size = page_size.max(1);
+        stream::try_unfold(Some(0i64), move |state| async move {
+            let Some(after) = state else { return Ok(None) };
+            let block = read_tx!(self, DataConsistency::RequireCurrent, |tx| {
+                entries::list_block(&mut tx, after, page_size).await
+            })?;
+            let next = block
+                .last_row_id()
+                .filter(|_| block.len() == page_size as usize);
+            Ok((!block.is_empty()).then_some((block, next)))
         })
+        .boxed()
     }
 
     async fn list_registration_entry_events(

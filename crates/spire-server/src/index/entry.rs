@@ -17,7 +17,7 @@ use std::sync::Arc;
 use arcstr::ArcStr;
 
 use spiffe_core::{IdError, SpiffeId, TrustDomain};
-use spire_datastore::RegistrationEntry;
+use spire_datastore::{EntryFields, RegistrationEntry};
 use spire_plugin::{Selector, SelectorError};
 
 /// Why [`IndexedEntry::to_entry`] could not rebuild an entry (a broken invariant: both were
@@ -120,51 +120,42 @@ impl IndexedEntry {
     /// The compact form of `e`; `parent_id` is the shared copy of its parent ID and
     /// `intern` gives the shared copy of each selector key.
     pub fn new(
-        e: &RegistrationEntry,
+        e: &(impl EntryFields + ?Sized),
         parent_id: ArcStr,
         mut intern: impl FnMut(&str) -> SelectorKey,
     ) -> Self {
-        let mut ids = String::with_capacity(e.entry_id.len() + e.spiffe_id.as_str().len());
-        ids.push_str(&e.entry_id);
-        ids.push_str(e.spiffe_id.as_str());
-        let mut key = String::new();
-        let selectors = e
-            .selectors
-            .iter()
-            .map(|s| {
-                key.clear();
-                key.push_str(s.selector_type());
-                key.push(':');
-                key.push_str(s.value());
-                intern(&key)
-            })
-            .collect();
-        let extras = (!e.dns_names.is_empty()
-            || !e.hint.is_empty()
-            || !e.federates_with.is_empty())
-        .then(|| {
-            Box::new(Extras {
-                dns_names: e.dns_names.clone(),
-                hint: e.hint.clone(),
-                federates_with: e.federates_with.clone(),
-            })
-        });
-        let flags = (u8::from(e.admin) * ADMIN)
-            | (u8::from(e.downstream) * DOWNSTREAM)
-            | (u8::from(e.store_svid) * STORE_SVID);
+        let (entry_id, spiffe_id) = (e.entry_id(), e.spiffe_id());
+        let mut ids = String::with_capacity(entry_id.len() + spiffe_id.len());
+        ids.push_str(entry_id);
+        ids.push_str(spiffe_id);
+        let mut selectors = Vec::with_capacity(e.selector_count());
+        e.for_each_selector_key(&mut |k| selectors.push(intern(k)));
+        let (hint, federates_with) = (e.hint(), e.federated());
+        let dns_names = e.dns_name_list();
+        let extras = (!dns_names.is_empty() || !hint.is_empty() || !federates_with.is_empty())
+            .then(|| {
+                Box::new(Extras {
+                    dns_names,
+                    hint: hint.to_string(),
+                    federates_with: federates_with.to_vec(),
+                })
+            });
+        let flags = (u8::from(e.admin()) * ADMIN)
+            | (u8::from(e.downstream()) * DOWNSTREAM)
+            | (u8::from(e.store_svid()) * STORE_SVID);
         Self {
             ids: ids.into_boxed_str(),
             // Entry IDs are at most 255 bytes (the API refuses longer ones) and SPIFFE
             // IDs at most 2048, so this never saturates.
-            id_len: u32::try_from(e.entry_id.len()).unwrap_or(u32::MAX),
-            x509_svid_ttl: e.x509_svid_ttl,
-            jwt_svid_ttl: e.jwt_svid_ttl,
+            id_len: u32::try_from(entry_id.len()).unwrap_or(u32::MAX),
+            x509_svid_ttl: e.x509_svid_ttl(),
+            jwt_svid_ttl: e.jwt_svid_ttl(),
             flags,
-            revision_number: e.revision_number,
-            created_at: e.created_at,
-            entry_expiry: e.entry_expiry,
+            revision_number: e.revision_number(),
+            created_at: e.created_at(),
+            entry_expiry: e.entry_expiry(),
             parent_id,
-            selectors,
+            selectors: selectors.into_boxed_slice(),
             extras,
         }
     }

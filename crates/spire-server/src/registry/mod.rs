@@ -128,8 +128,8 @@ impl Registry {
                 }
             }
         });
-        while let Some(page) = pages.recv().await {
-            for e in page? {
+        while let Some(block) = pages.recv().await {
+            for e in block?.iter() {
                 ix.upsert_entry(&e);
             }
         }
