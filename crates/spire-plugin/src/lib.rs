@@ -19,8 +19,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use spiffe_core::{JwsAlgorithm, KeyType, PublicKey, SpiffeId, TrustDomain};
 
+mod interner;
 mod selector;
 
+pub use interner::{Interner, SelectorKey};
 pub use selector::{Selector, SelectorError};
 
 /// The status codes a plugin can fail with; they map one to one onto gRPC codes, as the

@@ -8,7 +8,6 @@
 //! - the fields most entries leave empty (hint, federated trust domains) sit behind one
 //!   optional box.
 
-use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arcstr::ArcStr;
@@ -16,8 +15,7 @@ use spiffe_core::{SpiffeId, TrustDomain};
 use spire_plugin::Selector;
 use spire_proto::spire::api::types;
 
-/// A selector as entries and the cache hold it: `type:value` (a type never contains `:`).
-pub type SelectorKey = ArcStr;
+pub use spire_plugin::{Interner, SelectorKey};
 
 /// `type:value` for a selector's two parts.
 pub fn selector_key(selector_type: &str, value: &str) -> String {
@@ -31,47 +29,6 @@ pub fn selector_key(selector_type: &str, value: &str) -> String {
 /// The two parts of a `type:value` key.
 pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once(':').unwrap_or((key, ""))
-}
-
-/// Shares one allocation per distinct selector. Strings stay while anything else holds
-/// them; [`Interner::sweep`] drops those nothing else holds any more.
-#[derive(Debug, Default)]
-pub struct Interner {
-    set: HashSet<ArcStr, foldhash::fast::RandomState>,
-    /// Size after the last sweep; the next one runs when the set has grown past twice it.
-    swept_at: usize,
-}
-
-impl Interner {
-    /// The shared copy of `key`.
-    pub fn intern(&mut self, key: &str) -> SelectorKey {
-        if let Some(k) = self.set.get(key) {
-            return k.clone();
-        }
-        if self.set.len() >= 2 * self.swept_at.max(1024) {
-            self.sweep();
-        }
-        let k = ArcStr::from(key);
-        self.set.insert(k.clone());
-        k
-    }
-
-    /// Drops the strings only the interner holds.
-    pub fn sweep(&mut self) {
-        self.set
-            .retain(|k| ArcStr::strong_count(k).is_none_or(|n| n > 1));
-        self.swept_at = self.set.len();
-    }
-
-    /// Distinct strings held.
-    pub fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    /// Whether no string is held.
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
-    }
 }
 
 /// What most entries leave empty.

@@ -32,8 +32,7 @@ pub enum RebuildError {
     Selector(#[from] SelectorError),
 }
 
-/// An interned selector, `type:value` (a selector type never contains `:`).
-pub(super) type SelectorKey = ArcStr;
+pub(super) use spire_plugin::{Interner, SelectorKey};
 
 /// The selector's interned form as a string (also what agents' selector sets hold).
 pub(super) fn selector_key(s: &Selector) -> String {
@@ -43,48 +42,6 @@ pub(super) fn selector_key(s: &Selector) -> String {
     k.push(':');
     k.push_str(v);
     k
-}
-
-/// Shares one allocation per distinct string. Strings stay while anything else holds
-/// them; [`Interner::sweep`] drops those nothing else holds any more.
-#[derive(Debug, Default)]
-pub(super) struct Interner {
-    set: super::Set<ArcStr>,
-    /// Size after the last sweep; the next one runs when the set has grown past twice it.
-    swept_at: usize,
-}
-
-impl Interner {
-    /// The shared copy of `s`.
-    pub(super) fn intern(&mut self, s: &str) -> ArcStr {
-        if let Some(k) = self.set.get(s) {
-            return k.clone();
-        }
-        if self.set.len() >= 2 * self.swept_at.max(1024) {
-            self.sweep();
-        }
-        let k = ArcStr::from(s);
-        self.set.insert(k.clone());
-        k
-    }
-
-    /// Makes room for `n` more strings.
-    pub(super) fn reserve(&mut self, n: usize) {
-        self.set.reserve(n);
-    }
-
-    /// Drops the strings only the interner holds.
-    pub(super) fn sweep(&mut self) {
-        self.set
-            .retain(|k| ArcStr::strong_count(k).is_none_or(|n| n > 1));
-        self.swept_at = self.set.len();
-    }
-
-    /// Distinct strings held.
-    #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
-        self.set.len()
-    }
 }
 
 const ADMIN: u8 = 1;
@@ -429,20 +386,6 @@ mod tests {
         }
         // The two entries share their selectors.
         assert_eq!(interner.len(), 2);
-    }
-
-    #[test]
-    fn interner_shares_and_sweeps() {
-        let mut i = Interner::default();
-        let a = i.intern("k8s:ns:a");
-        let b = i.intern("k8s:ns:a");
-        assert!(ArcStr::ptr_eq(&a, &b));
-        drop(i.intern("k8s:ns:b"));
-        i.sweep();
-        assert_eq!(i.len(), 1);
-        drop((a, b));
-        i.sweep();
-        assert_eq!(i.len(), 0);
     }
 
     #[test]

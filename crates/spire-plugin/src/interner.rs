@@ -1,0 +1,90 @@
+//! Shared `type:value` selector strings for the server's index and the agent's cache.
+
+use std::collections::HashSet;
+
+use arcstr::ArcStr;
+
+/// A selector as an index holds it: one `type:value` string (a selector type never
+/// contains `:`), shared by every entry that has the selector.
+pub type SelectorKey = ArcStr;
+
+/// Shares one allocation per distinct string. Strings stay while anything else holds
+/// them; [`Interner::sweep`] drops those nothing else holds any more, and runs by itself
+/// whenever the set has doubled since the last one.
+#[derive(Debug, Default)]
+pub struct Interner {
+    set: HashSet<ArcStr, foldhash::fast::RandomState>,
+    /// Size after the last sweep.
+    swept_at: usize,
+}
+
+impl Interner {
+    /// The shared copy of `s`.
+    pub fn intern(&mut self, s: &str) -> SelectorKey {
+        if let Some(k) = self.set.get(s) {
+            return k.clone();
+        }
+        if self.set.len() >= 2 * self.swept_at.max(1024) {
+            self.sweep();
+        }
+        let k = ArcStr::from(s);
+        self.set.insert(k.clone());
+        k
+    }
+
+    /// Makes room for `n` more strings.
+    pub fn reserve(&mut self, n: usize) {
+        self.set.reserve(n);
+    }
+
+    /// Drops the strings only the interner holds.
+    pub fn sweep(&mut self) {
+        self.set
+            .retain(|k| ArcStr::strong_count(k).is_none_or(|n| n > 1));
+        self.swept_at = self.set.len();
+    }
+
+    /// Distinct strings held.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether no string is held.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_and_sweeps() {
+        let mut i = Interner::default();
+        let a = i.intern("k8s:ns:a");
+        let b = i.intern("k8s:ns:a");
+        assert!(ArcStr::ptr_eq(&a, &b));
+        drop(i.intern("k8s:ns:b"));
+        assert_eq!(i.len(), 2);
+        i.sweep();
+        assert_eq!(i.len(), 1);
+        drop((a, b));
+        i.sweep();
+        assert!(i.is_empty());
+    }
+
+    #[test]
+    fn sweeps_by_itself_when_the_set_doubles() {
+        let mut i = Interner::default();
+        // The first sweep comes at 2 048 strings (twice the floor of 1 024).
+        for n in 0..2048 {
+            drop(i.intern(&format!("unix:uid:{n}")));
+        }
+        assert_eq!(i.len(), 2048);
+        let kept = i.intern("unix:uid:kept");
+        // The next string found 2 048 unused ones and swept them first.
+        assert_eq!(i.len(), 1);
+        assert!(ArcStr::ptr_eq(&kept, &i.intern("unix:uid:kept")));
+    }
+}
