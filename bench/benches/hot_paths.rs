@@ -19,7 +19,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use spiffe_core::bundle::JwtAuthority;
 use spiffe_core::jwt::JwtSvidClaims;
 use spiffe_core::{Bundle, JwsAlgorithm, JwtSvid, KeyType, PrivateKey, SpiffeId, TrustDomain};
-use spire_agent::core::cache::Cache;
+use spire_agent::core::cache::{Cache, SelectorKeys};
 use spire_agent::core::entry::Entry;
 use spire_agent::core::sync::EntryMap;
 use spire_datastore::RegistrationEntry;
@@ -146,7 +146,8 @@ fn agent_cache_matching(c: &mut Criterion) {
     }
     c.bench_function("agent_cache_matching_entries_100k", |b| {
         b.iter(|| {
-            let m = cache.matching_entries(black_box(&workload));
+            // Keys are built per request, as the Workload API does.
+            let m = cache.matching_entries(&SelectorKeys::new(black_box(&workload)));
             assert_eq!(m.len(), 1);
             m
         })

@@ -348,15 +348,22 @@ impl<'a> EntryView<'a> {
 
     /// The entry as a datastore entry.
     pub fn to_entry(&self) -> Result<RegistrationEntry> {
-        let id = |s: &str| SpiffeId::parse(s).map_err(|e| DataStoreError::Internal(e.to_string()));
+        // Both were checked on the way into the block; an error is a broken invariant.
+        let row = self.row_id();
+        let bad = |what: &str, s: &str, e: &dyn std::fmt::Display| {
+            DataStoreError::Internal(format!(
+                "datastore-sql: invalid {what} {s:?} in registered_entries row {row}: {e}"
+            ))
+        };
+        let id = |what: &str, s: &str| SpiffeId::parse(s).map_err(|e| bad(what, s, &e));
         let selectors = self
             .selector_keys()
-            .map(|k| Selector::parse(k).map_err(|e| DataStoreError::Internal(e.to_string())))
+            .map(|k| Selector::parse(k).map_err(|e| bad("selector", k, &e)))
             .collect::<Result<Vec<_>>>()?;
         Ok(RegistrationEntry {
             entry_id: self.entry_id().to_string(),
-            spiffe_id: id(self.spiffe_id())?,
-            parent_id: id(self.parent_id())?,
+            spiffe_id: id("SPIFFE ID", self.spiffe_id())?,
+            parent_id: id("parent ID", self.parent_id())?,
             selectors,
             x509_svid_ttl: self.row.x509_svid_ttl,
             jwt_svid_ttl: self.row.jwt_svid_ttl,
@@ -482,10 +489,7 @@ impl EntryFields for RegistrationEntry {
     fn for_each_selector_key(&self, f: &mut dyn FnMut(&str)) {
         let mut key = String::new();
         for s in &self.selectors {
-            key.clear();
-            key.push_str(s.selector_type());
-            key.push(':');
-            key.push_str(s.value());
+            spire_plugin::write_selector_key(&mut key, s.selector_type(), s.value());
             f(&key);
         }
     }

@@ -8,6 +8,29 @@ use arcstr::ArcStr;
 /// contains `:`), shared by every entry that has the selector.
 pub type SelectorKey = ArcStr;
 
+/// Writes `type:value` into `buf`, which is cleared first (to build keys in one reused
+/// buffer).
+pub fn write_selector_key(buf: &mut String, selector_type: &str, value: &str) {
+    buf.clear();
+    buf.reserve(selector_type.len() + 1 + value.len());
+    buf.push_str(selector_type);
+    buf.push(':');
+    buf.push_str(value);
+}
+
+/// `type:value` for a selector's two parts.
+pub fn selector_key(selector_type: &str, value: &str) -> String {
+    let mut k = String::new();
+    write_selector_key(&mut k, selector_type, value);
+    k
+}
+
+/// The two parts of a `type:value` key. The split is exact because a selector type never
+/// contains `:`.
+pub fn split_selector_key(key: &str) -> (&str, &str) {
+    key.split_once(':').unwrap_or((key, ""))
+}
+
 /// Shares one allocation per distinct string. Strings stay while anything else holds
 /// them; [`Interner::sweep`] drops those nothing else holds any more, and runs by itself
 /// whenever the set has doubled since the last one.
@@ -58,6 +81,16 @@ impl Interner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_split_at_the_first_colon() {
+        let k = selector_key("k8s", "pod-label:app:web");
+        assert_eq!(k, "k8s:pod-label:app:web");
+        assert_eq!(split_selector_key(&k), ("k8s", "pod-label:app:web"));
+        let mut buf = String::from("left over");
+        write_selector_key(&mut buf, "unix", "uid:0");
+        assert_eq!(buf, "unix:uid:0");
+    }
 
     #[test]
     fn shares_and_sweeps() {

@@ -22,7 +22,7 @@ use spiffe_core::{JwsAlgorithm, KeyType, PublicKey, SpiffeId, TrustDomain};
 mod interner;
 mod selector;
 
-pub use interner::{Interner, SelectorKey};
+pub use interner::{Interner, SelectorKey, selector_key, split_selector_key, write_selector_key};
 pub use selector::{Selector, SelectorError};
 
 /// The status codes a plugin can fail with; they map one to one onto gRPC codes, as the

@@ -19,8 +19,10 @@ use spiffe_core::SpiffeId;
 use spire_datastore::{AttestedNode, EntryFields};
 use spire_plugin::Selector;
 
-use entry::{ById, BySpiffeId, Interner, selector_key};
-pub use entry::{EntryRef, IndexedEntry, RebuildError, split_id};
+#[cfg(test)]
+pub use entry::RebuildError;
+use entry::{ById, BySpiffeId, Interner};
+pub use entry::{EntryRef, IndexedEntry, split_id};
 
 /// The index's maps hash with foldhash: keyed by IDs the admin API accepts, hashed several
 /// times per entry at start-up (a tenth of the cold-start time with SipHash).
@@ -73,7 +75,7 @@ fn agent_selectors(selectors: Vec<Selector>) -> AgentSelectors {
     Arc::new(
         selectors
             .iter()
-            .map(|s| selector_key(s).into_boxed_str())
+            .map(|s| spire_plugin::selector_key(s.selector_type(), s.value()).into_boxed_str())
             .collect(),
     )
 }

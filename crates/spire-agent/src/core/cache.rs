@@ -162,18 +162,36 @@ impl Holders {
     }
 }
 
-/// A subscriber's selectors, also as `type:value` keys for matching against entries.
+/// A workload's selectors as the cache matches entries against them: `type:value` keys.
+/// Built once per request, before the cache's lock is taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectorKeys(Set<String>);
+
+impl SelectorKeys {
+    /// The keys of `selectors`.
+    pub fn new<'a>(selectors: impl IntoIterator<Item = &'a Selector>) -> Self {
+        Self(
+            selectors
+                .into_iter()
+                .map(|s| selector_key(s.selector_type(), s.value()))
+                .collect(),
+        )
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.0.contains(key)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+}
+
+/// A subscriber's selectors, also as keys for matching against entries.
 #[derive(Debug)]
 struct Subscriber {
     selectors: SelectorSet,
-    keys: Set<String>,
-}
-
-fn keys_of(selectors: &SelectorSet) -> Set<String> {
-    selectors
-        .iter()
-        .map(|s| selector_key(s.selector_type(), s.value()))
-        .collect()
+    keys: SelectorKeys,
 }
 
 /// The cache.
@@ -579,15 +597,11 @@ impl Cache {
         let id = self.next_sub;
         self.next_sub += 1;
         let set: SelectorSet = selectors.iter().cloned().collect();
-        let keys = keys_of(&set);
-        for k in &keys {
+        let keys = SelectorKeys::new(&set);
+        for k in keys.iter() {
             self.sub_index.entry(k.clone()).or_default().insert(id);
         }
-        for rid in self.records_for(&keys) {
-            if let Some(r) = self.records.get_mut(rid.as_str()) {
-                r.last_access_ms = now_ms;
-            }
-        }
+        self.touch(&keys, now_ms);
         self.subs.insert(
             id,
             Subscriber {
@@ -601,21 +615,20 @@ impl Cache {
     /// Removes a subscriber.
     pub fn unsubscribe(&mut self, id: SubscriberId) {
         if let Some(sub) = self.subs.remove(&id) {
-            for k in sub.keys {
-                if let Some(subs) = self.sub_index.get_mut(&k) {
+            for k in sub.keys.iter() {
+                if let Some(subs) = self.sub_index.get_mut(k) {
                     subs.remove(&id);
                     if subs.is_empty() {
-                        self.sub_index.remove(&k);
+                        self.sub_index.remove(k);
                     }
                 }
             }
         }
     }
 
-    /// Stamps the access time of the entries matching `selectors` (a one-shot fetch).
-    pub fn touch(&mut self, selectors: &[Selector], now_ms: i64) {
-        let keys = keys_of(&selectors.iter().cloned().collect());
-        for rid in self.records_for(&keys) {
+    /// Stamps the access time of the entries matching `keys` (a one-shot fetch).
+    pub fn touch(&mut self, keys: &SelectorKeys, now_ms: i64) {
+        for rid in self.records_for(keys) {
             if let Some(r) = self.records.get_mut(rid.as_str()) {
                 r.last_access_ms = now_ms;
             }
@@ -627,25 +640,25 @@ impl Cache {
         self.subs.get(&id).map(|s| &s.selectors)
     }
 
-    /// Whether some entry matching `selectors` has no SVID yet.
-    pub fn missing_svids(&self, selectors: &SelectorSet) -> bool {
-        self.records_for(&keys_of(selectors))
+    /// Whether some entry matching `keys` has no SVID yet.
+    pub fn missing_svids(&self, keys: &SelectorKeys) -> bool {
+        self.records_for(keys)
             .iter()
             .any(|id| !self.svids.contains_key(id.as_str()))
     }
 
-    /// Entries matching `selectors` (entry selectors ⊆ workload selectors), by ID.
-    pub fn matching_entries(&self, selectors: &SelectorSet) -> Vec<Arc<Entry>> {
-        let mut ids = self.records_for(&keys_of(selectors));
+    /// Entries matching `keys` (entry selectors ⊆ workload selectors), by ID.
+    pub fn matching_entries(&self, keys: &SelectorKeys) -> Vec<Arc<Entry>> {
+        let mut ids = self.records_for(keys);
         ids.sort();
         ids.iter()
             .filter_map(|id| self.records.get(id.as_str()).map(|r| r.entry.clone()))
             .collect()
     }
 
-    /// What a workload with `selectors` gets now.
-    pub fn workload_update(&self, selectors: &SelectorSet) -> WorkloadUpdate {
-        let mut ids = self.records_for(&keys_of(selectors));
+    /// What a workload with `keys` gets now.
+    pub fn workload_update(&self, keys: &SelectorKeys) -> WorkloadUpdate {
+        let mut ids = self.records_for(keys);
         ids.sort();
         let identities: Vec<Identity> = ids
             .iter()
@@ -674,9 +687,9 @@ impl Cache {
     }
 
     /// The entries whose selectors are all among `keys` (`type:value`).
-    fn records_for(&self, keys: &Set<String>) -> Vec<ArcStr> {
+    fn records_for(&self, keys: &SelectorKeys) -> Vec<ArcStr> {
         let mut candidates: Set<&ArcStr> = Set::default();
-        for k in keys {
+        for k in keys.iter() {
             if let Some(holders) = self.index.get(k.as_str()) {
                 candidates.extend(holders.ids());
             }

@@ -20,8 +20,8 @@ fn sel(s: &[&str]) -> Vec<Selector> {
     s.iter().map(|x| Selector::parse(x).unwrap()).collect()
 }
 
-fn set(s: &[&str]) -> SelectorSet {
-    sel(s).into_iter().collect()
+fn set(s: &[&str]) -> SelectorKeys {
+    SelectorKeys::new(&sel(s))
 }
 
 fn entries(list: &[Entry]) -> EntryMap {
@@ -227,7 +227,7 @@ fn lru_eviction_spares_active_subscribers() {
     assert_eq!(stale, ["a", "b"]);
     c.update_svids(vec![("a".into(), svid(1)), ("b".into(), svid(2))]);
     // a was used recently, b not; a subscriber for c arrives.
-    c.touch(&sel(&["unix:uid:1"]), 100);
+    c.touch(&set(&["unix:uid:1"]), 100);
     let sub = c.subscribe(&sel(&["unix:uid:3"]), 200);
     c.refresh_stale_for_subscribers();
     let stale: Vec<_> = c

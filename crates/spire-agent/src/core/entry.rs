@@ -15,21 +15,7 @@ use spiffe_core::{SpiffeId, TrustDomain};
 use spire_plugin::Selector;
 use spire_proto::spire::api::types;
 
-pub use spire_plugin::{Interner, SelectorKey};
-
-/// `type:value` for a selector's two parts.
-pub fn selector_key(selector_type: &str, value: &str) -> String {
-    let mut k = String::with_capacity(selector_type.len() + 1 + value.len());
-    k.push_str(selector_type);
-    k.push(':');
-    k.push_str(value);
-    k
-}
-
-/// The two parts of a `type:value` key.
-pub fn split_key(key: &str) -> (&str, &str) {
-    key.split_once(':').unwrap_or((key, ""))
-}
+pub use spire_plugin::{Interner, SelectorKey, selector_key, split_selector_key};
 
 /// What most entries leave empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,7 +69,7 @@ pub enum EntryError {
 /// Sorts `(type, value)` keys as [`Selector`]s sort (by type, then value) and drops
 /// duplicates.
 fn normalise(keys: &mut Vec<SelectorKey>) {
-    keys.sort_by(|a, b| split_key(a).cmp(&split_key(b)));
+    keys.sort_by(|a, b| split_selector_key(a).cmp(&split_selector_key(b)));
     keys.dedup();
 }
 
@@ -139,10 +125,7 @@ impl Entry {
             // The checks SPIRE applies to a selector.
             Selector::new(&s.r#type, &s.value)
                 .map_err(|err| EntryError::Selectors(err.to_string()))?;
-            key.clear();
-            key.push_str(&s.r#type);
-            key.push(':');
-            key.push_str(&s.value);
+            spire_plugin::write_selector_key(&mut key, &s.r#type, &s.value);
             selectors.push(interner.intern(&key));
         }
         normalise(&mut selectors);
@@ -176,7 +159,7 @@ impl Entry {
 
     /// The selectors as `(type, value)`, sorted by type then value.
     pub fn selectors(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.selectors.iter().map(|k| split_key(k))
+        self.selectors.iter().map(|k| split_selector_key(k))
     }
 
     /// Workload hint.

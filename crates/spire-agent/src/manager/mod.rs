@@ -21,7 +21,7 @@ use crate::attest::{AttestError, attest};
 use crate::client::{self, ClientError, ServerClient};
 use crate::core::backoff::{Backoff, SizeLimit};
 use crate::core::bootstrap::{Disagreement, RebootstrapMode, disagreement};
-use crate::core::cache::{Cache, SelectorSet, SubscriberId, WorkloadUpdate};
+use crate::core::cache::{Cache, SelectorKeys, SubscriberId, WorkloadUpdate};
 use crate::core::entry::{Entry, X509SvidRecord, from_unix};
 use crate::core::jwt_cache::{CachedJwtSvid, JwtCache};
 use crate::core::rotation::{AgentSvidAction, RotationStrategy, jwt_expired, x509_expired};

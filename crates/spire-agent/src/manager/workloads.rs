@@ -149,14 +149,14 @@ impl WorkloadCache {
 
     /// Subscribes a workload with `selectors` to its updates.
     pub fn subscribe(self: &Arc<Self>, selectors: &[Selector]) -> Subscription {
-        let set: SelectorSet = selectors.iter().cloned().collect();
+        let keys = SelectorKeys::new(selectors);
         let (tx, rx) = watch::channel(0u64);
         let (id, missing) = {
             let mut cache = self.cache.lock();
             let id = cache.subscribe(selectors, self.now_ms());
             self.subscribers.lock().insert(id, tx);
             cache.refresh_stale_for_subscribers();
-            (id, cache.missing_svids(&set))
+            (id, cache.missing_svids(&keys))
         };
         if missing {
             self.want_svids();
@@ -165,22 +165,23 @@ impl WorkloadCache {
             id,
             cache: self.clone(),
             rx,
-            selectors: set,
+            keys,
         }
     }
 
     /// What a workload with `selectors` gets now (one-shot calls).
     pub fn fetch_workload_update(&self, selectors: &[Selector]) -> WorkloadUpdate {
-        let set: SelectorSet = selectors.iter().cloned().collect();
+        let keys = SelectorKeys::new(selectors);
+        let now_ms = self.now_ms();
         let mut cache = self.cache.lock();
-        cache.touch(selectors, self.now_ms());
-        cache.workload_update(&set)
+        cache.touch(&keys, now_ms);
+        cache.workload_update(&keys)
     }
 
     /// Entries matching `selectors`.
     pub fn matching_entries(&self, selectors: &[Selector]) -> Vec<Arc<Entry>> {
-        let set: SelectorSet = selectors.iter().cloned().collect();
-        self.cache.lock().matching_entries(&set)
+        let keys = SelectorKeys::new(selectors);
+        self.cache.lock().matching_entries(&keys)
     }
 }
 
@@ -190,7 +191,7 @@ pub struct Subscription {
     id: SubscriberId,
     cache: Arc<WorkloadCache>,
     rx: watch::Receiver<u64>,
-    selectors: SelectorSet,
+    keys: SelectorKeys,
 }
 
 impl Subscription {
@@ -199,7 +200,7 @@ impl Subscription {
     pub async fn wait_ready(&mut self) {
         let mut logged = false;
         loop {
-            let missing = self.cache.lock().missing_svids(&self.selectors);
+            let missing = self.cache.lock().missing_svids(&self.keys);
             if !missing {
                 return;
             }
@@ -220,7 +221,7 @@ impl Subscription {
 
     /// The current update.
     pub fn update(&self) -> WorkloadUpdate {
-        self.cache.lock().workload_update(&self.selectors)
+        self.cache.lock().workload_update(&self.keys)
     }
 
     /// The current update, with every change notice so far taken as seen (so that

@@ -4,10 +4,10 @@
 use spiffe_core::id::go_compat;
 use spiffe_core::{PublicKey, SpiffeId, TrustDomain};
 use spire_datastore::{
-    AttestedNode, BundleEndpointProfile, EntryMask, FederationRelationship, JwtSigningKey,
-    RegistrationEntry, RootCa, StoredBundle,
+    AttestedNode, BundleEndpointProfile, EntryFields, EntryMask, FederationRelationship,
+    JwtSigningKey, RegistrationEntry, RootCa, StoredBundle,
 };
-use spire_plugin::Selector;
+use spire_plugin::{Selector, split_selector_key};
 use spire_proto::spire::api::types;
 
 /// SPIRE's limit on entry hints.
@@ -356,92 +356,37 @@ pub fn entry_from_proto(
     Ok((out, ds_mask))
 }
 
-/// An entry for the API, keeping only the fields in `mask` (the ID always).
-pub fn entry_to_proto(e: &RegistrationEntry, mask: Option<&types::EntryMask>) -> types::Entry {
-    let full = full_entry_mask();
-    let m = mask.unwrap_or(&full);
-    types::Entry {
-        id: e.entry_id.clone(),
-        spiffe_id: m.spiffe_id.then(|| proto_id(&e.spiffe_id)),
-        parent_id: m.parent_id.then(|| proto_id(&e.parent_id)),
-        selectors: if m.selectors {
-            proto_selectors(&e.selectors)
-        } else {
-            vec![]
-        },
-        x509_svid_ttl: if m.x509_svid_ttl { e.x509_svid_ttl } else { 0 },
-        federates_with: if m.federates_with {
-            e.federates_with
-                .iter()
-                .map(|t| t.name().to_string())
-                .collect()
-        } else {
-            vec![]
-        },
-        admin: m.admin && e.admin,
-        downstream: m.downstream && e.downstream,
-        expires_at: if m.expires_at { e.entry_expiry } else { 0 },
-        dns_names: if m.dns_names {
-            e.dns_names.clone()
-        } else {
-            vec![]
-        },
-        revision_number: if m.revision_number {
-            e.revision_number
-        } else {
-            0
-        },
-        store_svid: m.store_svid && e.store_svid,
-        jwt_svid_ttl: if m.jwt_svid_ttl { e.jwt_svid_ttl } else { 0 },
-        hint: if m.hint {
-            e.hint.clone()
-        } else {
-            String::new()
-        },
-        created_at: if m.created_at { e.created_at } else { 0 },
-    }
-}
-
-/// `spiffe://td/path` as the API's `{trust_domain, path}`.
-fn proto_id_str(id: &str) -> types::Spiffeid {
-    let (trust_domain, path) = crate::index::split_id(id);
-    types::Spiffeid {
-        trust_domain: trust_domain.to_string(),
-        path: path.to_string(),
-    }
-}
-
-/// [`entry_to_proto`] for the in-memory index's form of an entry (what agents' syncs send).
-pub fn indexed_entry_to_proto(
-    e: &crate::index::IndexedEntry,
+/// An entry for the API, from the datastore's form or the in-memory index's (what agents'
+/// syncs send), keeping only the fields in `mask` (the ID always).
+pub fn entry_to_proto(
+    e: &(impl EntryFields + ?Sized),
     mask: Option<&types::EntryMask>,
 ) -> types::Entry {
     let full = full_entry_mask();
     let m = mask.unwrap_or(&full);
+    let mut selectors = Vec::new();
+    if m.selectors {
+        selectors.reserve(e.selector_count());
+        e.for_each_selector_key(&mut |k| {
+            let (t, v) = split_selector_key(k);
+            selectors.push(types::Selector {
+                r#type: t.to_string(),
+                value: v.to_string(),
+            });
+        });
+    }
     types::Entry {
         id: e.entry_id().to_string(),
         spiffe_id: m.spiffe_id.then(|| proto_id_str(e.spiffe_id())),
         parent_id: m.parent_id.then(|| proto_id_str(e.parent_id())),
-        selectors: if m.selectors {
-            e.selectors()
-                .map(|(t, v)| types::Selector {
-                    r#type: t.to_string(),
-                    value: v.to_string(),
-                })
-                .collect()
-        } else {
-            vec![]
-        },
+        selectors,
         x509_svid_ttl: if m.x509_svid_ttl {
             e.x509_svid_ttl()
         } else {
             0
         },
         federates_with: if m.federates_with {
-            e.federates_with()
-                .iter()
-                .map(|t| t.name().to_string())
-                .collect()
+            e.federated().iter().map(|t| t.name().to_string()).collect()
         } else {
             vec![]
         },
@@ -449,7 +394,7 @@ pub fn indexed_entry_to_proto(
         downstream: m.downstream && e.downstream(),
         expires_at: if m.expires_at { e.entry_expiry() } else { 0 },
         dns_names: if m.dns_names {
-            e.dns_names().to_vec()
+            e.dns_name_list()
         } else {
             vec![]
         },
@@ -466,6 +411,15 @@ pub fn indexed_entry_to_proto(
             String::new()
         },
         created_at: if m.created_at { e.created_at() } else { 0 },
+    }
+}
+
+/// `spiffe://td/path` as the API's `{trust_domain, path}`.
+fn proto_id_str(id: &str) -> types::Spiffeid {
+    let (trust_domain, path) = crate::index::split_id(id);
+    types::Spiffeid {
+        trust_domain: trust_domain.to_string(),
+        path: path.to_string(),
     }
 }
 

@@ -171,7 +171,7 @@ async fn sync_authorized(
         let resp = pb::SyncAuthorizedEntriesResponse {
             entries: entries
                 .iter()
-                .map(|e| convert::indexed_entry_to_proto(e, mask.as_ref()))
+                .map(|e| convert::entry_to_proto(e.as_ref(), mask.as_ref()))
                 .collect(),
             ..Default::default()
         };
@@ -213,7 +213,7 @@ async fn sync_authorized(
                 send(std::mem::take(&mut resp)).await?;
             }
             resp.entries
-                .push(convert::indexed_entry_to_proto(&entries[i], mask.as_ref()));
+                .push(convert::entry_to_proto(entries[i].as_ref(), mask.as_ref()));
         }
         resp.more = false;
         send(resp).await?;
@@ -463,7 +463,7 @@ impl pb::entry_server::Entry for EntryService {
         Ok(Response::new(pb::GetAuthorizedEntriesResponse {
             entries: entries
                 .iter()
-                .map(|e| convert::indexed_entry_to_proto(e, req.output_mask.as_ref()))
+                .map(|e| convert::entry_to_proto(e.as_ref(), req.output_mask.as_ref()))
                 .collect(),
         }))
     }

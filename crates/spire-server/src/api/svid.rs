@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use spiffe_core::SpiffeId;
-use spire_datastore::RegistrationEntry;
 use spire_pki::PkiError;
 use spire_proto::spire::api::server::svid::v1 as pb;
 use spire_proto::spire::api::types;
@@ -16,6 +15,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, proto_id};
 use super::error::{ApiError, ok};
 use crate::auth;
+use crate::index::EntryRef;
 use crate::ratelimit::{self, RateLimits};
 use crate::state::Server;
 
@@ -64,12 +64,19 @@ fn ttl(secs: i32) -> Duration {
     Duration::from_secs(secs.max(0) as u64)
 }
 
+/// An authorized entry with its SPIFFE ID parsed: what signing needs, without rebuilding
+/// the rest of the entry.
+struct Signable {
+    entry: EntryRef,
+    spiffe_id: SpiffeId,
+}
+
 impl SvidService {
     fn authorized_entries(
         &self,
         caller: &auth::Caller,
         ids: &[&str],
-    ) -> Result<HashMap<String, RegistrationEntry>, ApiError> {
+    ) -> Result<HashMap<String, Signable>, ApiError> {
         let caller_id = caller
             .id
             .as_ref()
@@ -80,11 +87,10 @@ impl SvidService {
             .authorized_subset(caller_id.as_str(), ids);
         authorized
             .into_iter()
-            .map(|e| {
-                let e = e
-                    .to_entry()
+            .map(|entry| {
+                let spiffe_id = SpiffeId::parse(entry.spiffe_id())
                     .map_err(|err| ApiError::internal("failed to read entry").with(err))?;
-                Ok((e.entry_id.clone(), e))
+                Ok((entry.entry_id().to_string(), Signable { entry, spiffe_id }))
             })
             .collect()
     }
@@ -92,7 +98,7 @@ impl SvidService {
     async fn new_x509_svid(
         &self,
         p: &pb::NewX509svidParams,
-        entries: &HashMap<String, RegistrationEntry>,
+        entries: &HashMap<String, Signable>,
         now: SystemTime,
     ) -> pb::batch_new_x509svid_response::Result {
         let fail = |e: ApiError| pb::batch_new_x509svid_response::Result {
@@ -118,16 +124,16 @@ impl SvidService {
             .sign_workload_x509_svid(
                 &entry.spiffe_id,
                 &csr.public_key,
-                &entry.dns_names,
-                ttl(entry.x509_svid_ttl),
+                entry.entry.dns_names(),
+                ttl(entry.entry.x509_svid_ttl()),
                 now,
             )
             .await
         {
             Ok(issued) => {
                 tracing::debug!(
-                    registration_id = %entry.entry_id,
-                    revision_number = entry.revision_number,
+                    registration_id = %entry.entry.entry_id(),
+                    revision_number = entry.entry.revision_number(),
                     spiffe_id = %entry.spiffe_id,
                     "Signed X509 SVID"
                 );
@@ -306,7 +312,7 @@ impl pb::svid_server::Svid for SvidService {
             .mint_jwt(
                 Some(&proto_id(&entry.spiffe_id)),
                 &req.audience,
-                entry.jwt_svid_ttl,
+                entry.entry.jwt_svid_ttl(),
             )
             .await?;
         Ok(Response::new(pb::NewJwtsvidResponse { svid: Some(svid) }))

@@ -16,12 +16,18 @@ use std::sync::Arc;
 
 use arcstr::ArcStr;
 
-use spiffe_core::{IdError, SpiffeId, TrustDomain};
-use spire_datastore::{EntryFields, RegistrationEntry};
+use spiffe_core::TrustDomain;
+#[cfg(test)]
+use spiffe_core::{IdError, SpiffeId};
+use spire_datastore::EntryFields;
+#[cfg(test)]
+use spire_datastore::RegistrationEntry;
+#[cfg(test)]
 use spire_plugin::{Selector, SelectorError};
 
 /// Why [`IndexedEntry::to_entry`] could not rebuild an entry (a broken invariant: both were
 /// parsed when the entry was stored).
+#[cfg(test)]
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
     /// A stored ID no longer parses.
@@ -32,17 +38,8 @@ pub enum RebuildError {
     Selector(#[from] SelectorError),
 }
 
+use spire_plugin::split_selector_key;
 pub(super) use spire_plugin::{Interner, SelectorKey};
-
-/// The selector's interned form as a string (also what agents' selector sets hold).
-pub(super) fn selector_key(s: &Selector) -> String {
-    let (t, v) = (s.selector_type(), s.value());
-    let mut k = String::with_capacity(t.len() + 1 + v.len());
-    k.push_str(t);
-    k.push(':');
-    k.push_str(v);
-    k
-}
 
 const ADMIN: u8 = 1;
 const DOWNSTREAM: u8 = 2;
@@ -139,9 +136,7 @@ impl IndexedEntry {
 
     /// The selectors as `(type, value)`, in stored order.
     pub fn selectors(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.selectors
-            .iter()
-            .map(|k| k.split_once(':').unwrap_or((k, "")))
+        self.selectors.iter().map(|k| split_selector_key(k))
     }
 
     /// X509-SVID TTL in seconds (0: the server default).
@@ -199,8 +194,10 @@ impl IndexedEntry {
         self.extras.as_ref().map_or(&[], |x| &x.federates_with)
     }
 
-    /// The datastore's form again. The IDs and selectors were parsed when the entry was
-    /// stored, so the errors only guard against a broken invariant.
+    /// The datastore's form again (for the round-trip tests: serving paths read the fields
+    /// they need). The IDs and selectors were parsed when the entry was stored, so the
+    /// errors only guard against a broken invariant.
+    #[cfg(test)]
     pub fn to_entry(&self) -> Result<RegistrationEntry, RebuildError> {
         let selectors = self
             .selectors()
@@ -224,6 +221,60 @@ impl IndexedEntry {
         e.hint = self.hint().to_string();
         e.federates_with = self.federates_with().to_vec();
         Ok(e)
+    }
+}
+
+/// The API's entry conversion reads both forms through this.
+impl EntryFields for IndexedEntry {
+    fn entry_id(&self) -> &str {
+        IndexedEntry::entry_id(self)
+    }
+    fn spiffe_id(&self) -> &str {
+        IndexedEntry::spiffe_id(self)
+    }
+    fn parent_id(&self) -> &str {
+        IndexedEntry::parent_id(self)
+    }
+    fn hint(&self) -> &str {
+        IndexedEntry::hint(self)
+    }
+    fn selector_count(&self) -> usize {
+        self.selectors.len()
+    }
+    fn for_each_selector_key(&self, f: &mut dyn FnMut(&str)) {
+        for k in self.selectors.iter() {
+            f(k);
+        }
+    }
+    fn dns_name_list(&self) -> Vec<String> {
+        self.dns_names().to_vec()
+    }
+    fn federated(&self) -> &[TrustDomain] {
+        self.federates_with()
+    }
+    fn x509_svid_ttl(&self) -> i32 {
+        self.x509_svid_ttl
+    }
+    fn jwt_svid_ttl(&self) -> i32 {
+        self.jwt_svid_ttl
+    }
+    fn admin(&self) -> bool {
+        IndexedEntry::admin(self)
+    }
+    fn downstream(&self) -> bool {
+        IndexedEntry::downstream(self)
+    }
+    fn store_svid(&self) -> bool {
+        IndexedEntry::store_svid(self)
+    }
+    fn entry_expiry(&self) -> i64 {
+        self.entry_expiry
+    }
+    fn revision_number(&self) -> i64 {
+        self.revision_number
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
     }
 }
 

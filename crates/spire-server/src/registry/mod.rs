@@ -115,8 +115,9 @@ impl Registry {
             .count_registration_entries(CountEntriesRequest::default())
             .await?;
         ix.reserve(count as usize);
-        // The next page is read and decoded while this one is indexed: each side is about
-        // half of a cold start, and they run on different cores.
+        // The next block of entries is read while this one is indexed, on the other core.
+        // (A SQLite file's reader already runs on a thread of its own; this task gives the
+        // same overlap to the other databases, whose reads are async.)
         let (pages_tx, mut pages) = tokio::sync::mpsc::channel(1);
         let ds = self.ds.clone();
         let reader = tokio::spawn(async move {
