@@ -126,24 +126,50 @@ async fn node_and_workload_attestors(name: &str, plugins: Attestors) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
 async fn go_sdk_key_managers_hold_the_signing_keys() {
-    let sc = Scenario::new("external_plugins::go_sdk_key_managers_hold_the_signing_keys");
+    key_managers_hold_the_signing_keys(
+        "external_plugins::go_sdk_key_managers_hold_the_signing_keys",
+        key_manager_block(&goplugin("server-keymanager-memkeys"), None),
+        key_manager_block(&goplugin("agent-keymanager-memkeys"), None),
+    )
+    .await;
+}
+
+/// The Rust SDK's KeyManager example: one executable, its side chosen by `plugin_args`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn rust_sdk_key_managers_hold_the_signing_keys() {
+    let exe = rust_example("keymanager_rust_memkeys");
+    key_managers_hold_the_signing_keys(
+        "external_plugins::rust_sdk_key_managers_hold_the_signing_keys",
+        key_manager_block(&exe, Some("server")),
+        key_manager_block(&exe, Some("agent")),
+    )
+    .await;
+}
+
+fn key_manager_block(cmd: &std::path::Path, side: Option<&str>) -> String {
+    let args = side
+        .map(|s| format!("\n        plugin_args = [\"{s}\"]"))
+        .unwrap_or_default();
+    format!(
+        "KeyManager \"memkeys\" {{\n        plugin_cmd = \"{}\"{args}\n    }}",
+        cmd.display()
+    )
+}
+
+async fn key_managers_hold_the_signing_keys(name: &str, server_km: String, agent_km: String) {
+    let sc = Scenario::new(name);
     let (server, agent, agent_id) = join_token_pair(
         &sc,
         server_subject(),
         agent_subject(),
         ServerOpts {
-            key_manager: Some(format!(
-                "KeyManager \"memkeys\" {{\n        plugin_cmd = \"{}\"\n    }}",
-                goplugin("server-keymanager-memkeys").display()
-            )),
+            key_manager: Some(server_km),
             ..Default::default()
         },
         AgentOpts {
             // The agent's own SVID key in the agent-side plugin.
-            key_manager: Some(format!(
-                "KeyManager \"memkeys\" {{\n        plugin_cmd = \"{}\"\n    }}",
-                goplugin("agent-keymanager-memkeys").display()
-            )),
+            key_manager: Some(agent_km),
             ..Default::default()
         },
     )

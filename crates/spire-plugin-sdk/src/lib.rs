@@ -35,17 +35,20 @@
 //! 3. Prints the handshake line `1|1|unix|<socket>|grpc|` and serves until the host shuts
 //!    it down or kills it.
 //!
-//! Every `spire-plugin` trait but the KeyManager (whose `Signer` signs messages, where the
-//! plugin protocol hands over digests) can be served: [`Plugin::workload_attestor`],
+//! Every plugin type can be served: [`Plugin::workload_attestor`],
 //! [`Plugin::agent_node_attestor`], [`Plugin::server_node_attestor`],
 //! [`Plugin::upstream_authority`], [`Plugin::notifier`], [`Plugin::bundle_publisher`],
-//! [`Plugin::credential_composer`] and [`Plugin::svid_store`]. `examples/` has a
-//! WorkloadAttestor, both halves of a NodeAttestor and a CredentialComposer.
+//! [`Plugin::credential_composer`] and [`Plugin::svid_store`] take the `spire-plugin` trait
+//! the built-ins implement; [`Plugin::server_key_manager`] and [`Plugin::agent_key_manager`]
+//! take a [`DigestKeyManager`], because the protocol hands a KeyManager digests to sign where
+//! `spire-plugin`'s signers sign messages. `examples/` has a WorkloadAttestor, both halves
+//! of a NodeAttestor, a CredentialComposer and a KeyManager (server or agent).
 //!
 //! [`log`] writes hclog JSON lines on stderr, which both hosts relay into their logs with
 //! the plugin's name.
 
 mod interfaces;
+mod keymanager;
 pub mod log;
 mod services;
 
@@ -55,6 +58,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use spire_plugin::{AgentNodeAttestor, PluginError, PluginResult, ServerNodeAttestor};
 use tonic::service::Routes;
+
+pub use keymanager::{DigestKeyManager, DigestSignature, HashAlgorithm, SignerOpts};
 
 /// The core configuration a host sends with `Configure`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +160,18 @@ impl Plugin {
     pub fn svid_store(p: Arc<dyn spire_plugin::SvidStore>) -> Self {
         let (name, routes) = interfaces::svid_store(p);
         Self::new("SVIDStore", name, routes)
+    }
+
+    /// A server KeyManager.
+    pub fn server_key_manager(p: Arc<dyn DigestKeyManager>) -> Self {
+        let (name, routes) = keymanager::server_key_manager(p);
+        Self::new("KeyManager", name, routes)
+    }
+
+    /// An agent KeyManager.
+    pub fn agent_key_manager(p: Arc<dyn DigestKeyManager>) -> Self {
+        let (name, routes) = keymanager::agent_key_manager(p);
+        Self::new("KeyManager", name, routes)
     }
 
     /// Serves the configuration interface with `c` (without it, a host refuses any

@@ -176,3 +176,208 @@ async fn the_rust_credential_composer_example_adds_its_claim_and_passes_the_rest
         attrs
     );
 }
+
+/// The KeyManager example, `side` (`server` or `agent`) as `plugin_args` chooses.
+async fn key_manager(side: &str) -> spire_plugin_host::keymanager::ExternalKeyManager {
+    use spire_plugin_host::keymanager::ExternalKeyManager;
+    let spec = LaunchSpec::new(
+        "rustkeys",
+        "KeyManager",
+        &example("keymanager_rust_memkeys").display().to_string(),
+        &[side.to_owned()],
+        None,
+        Path::new("/"),
+    )
+    .unwrap();
+    type Bind = fn(Arc<ExternalPlugin>) -> Result<ExternalKeyManager, spire_plugin_host::HostError>;
+    let bind: Bind = match side {
+        "agent" => ExternalKeyManager::bind_agent,
+        _ => ExternalKeyManager::bind,
+    };
+    ExternalPlugin::start(&spec, &core(), None, HostServices::none(), bind)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_key_manager_example_signs_digests_for_both_sides() {
+    use spiffe_core::{JwsAlgorithm, KeyType};
+    use spire_plugin::{KeyManager as _, SignatureKind};
+    for side in ["server", "agent"] {
+        let km = key_manager(side).await;
+        assert!(km.get_public_keys().await.unwrap().is_empty());
+        assert!(km.get_public_key("x509-CA-A").await.unwrap().is_none());
+        let cases = [
+            ("ec256", KeyType::EcP256, JwsAlgorithm::ES256),
+            ("ec384", KeyType::EcP384, JwsAlgorithm::ES384),
+            ("rsa", KeyType::Rsa2048, JwsAlgorithm::RS256),
+        ];
+        for (id, key_type, _) in cases {
+            let key = km.generate_key(id, key_type).await.unwrap();
+            assert_eq!((key.id.as_str(), key.key_type), (id, key_type));
+            // The fingerprint is the hex SHA-256 of the PKIX key.
+            let sum =
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.public_key.spki_der());
+            assert_eq!(key.fingerprint, hex::encode(sum));
+        }
+        let listed: Vec<String> = km
+            .get_public_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(listed, ["ec256", "ec384", "rsa"], "{side}");
+
+        let message = b"the bytes a certificate or a token signs";
+        for (id, _, jws) in cases {
+            let signer = km.signer(id).await.unwrap();
+            let x509 = signer
+                .sign_async(message, SignatureKind::X509)
+                .await
+                .unwrap();
+            assert!(
+                signer.public_key().verify_x509(message, &x509),
+                "{side} {id}"
+            );
+            let token = signer
+                .sign_async(message, SignatureKind::Jws(jws))
+                .await
+                .unwrap();
+            assert!(
+                signer.public_key().verify_jws(jws, message, &token),
+                "{side} {id}"
+            );
+        }
+        // RSA-PSS and RS512 through the same key; a curve the key does not have is refused
+        // by the host before any call.
+        let rsa = km.signer("rsa").await.unwrap();
+        for jws in [
+            JwsAlgorithm::PS256,
+            JwsAlgorithm::PS512,
+            JwsAlgorithm::RS512,
+        ] {
+            let token = rsa
+                .sign_async(message, SignatureKind::Jws(jws))
+                .await
+                .unwrap();
+            assert!(
+                rsa.public_key().verify_jws(jws, message, &token),
+                "{side} {jws}"
+            );
+        }
+        assert!(
+            rsa.sign_async(message, SignatureKind::Jws(JwsAlgorithm::ES256))
+                .await
+                .is_err()
+        );
+
+        // A key replaced after its signer was made: the fingerprint no longer matches.
+        let old = km.signer("ec256").await.unwrap();
+        km.generate_key("ec256", KeyType::EcP256).await.unwrap();
+        let err = old
+            .sign_async(message, SignatureKind::X509)
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("does not match"), "{err}");
+        // An unknown key: the plugin's NotFound.
+        let err = km.signer("nope").await.unwrap_err();
+        assert_eq!(err.code, Code::NotFound);
+    }
+}
+
+/// The example's service refuses what the protocol forbids before the plugin sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_key_manager_example_refuses_malformed_requests() {
+    use spire_proto::spire::plugin::server::keymanager::v1 as km;
+    let spec = LaunchSpec::new(
+        "rustkeys",
+        "KeyManager",
+        &example("keymanager_rust_memkeys").display().to_string(),
+        &[],
+        None,
+        Path::new("/"),
+    )
+    .unwrap();
+    let plugin = Arc::new(
+        ExternalPlugin::load(&spec, &HostOptions::default(), HostServices::none())
+            .await
+            .unwrap(),
+    );
+    let channel = plugin
+        .bind("spire.plugin.server.keymanager.v1.KeyManager")
+        .unwrap();
+    let mut client = km::key_manager_client::KeyManagerClient::new(channel);
+    let generated = client
+        .generate_key(km::GenerateKeyRequest {
+            key_id: "k".into(),
+            key_type: km::KeyType::EcP256 as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .public_key
+        .unwrap();
+    let sign = |data: Vec<u8>, opts| km::SignDataRequest {
+        key_id: "k".into(),
+        data,
+        signer_opts: opts,
+    };
+    use km::sign_data_request::SignerOpts as O;
+    let sha256 = Some(O::HashAlgorithm(km::HashAlgorithm::Sha256 as i32));
+    let cases = [
+        (
+            km::SignDataRequest {
+                key_id: String::new(),
+                ..sign(vec![0; 32], sha256)
+            },
+            "key id is required",
+        ),
+        (sign(vec![0; 32], None), "signer opts is required"),
+        (
+            sign(vec![0; 31], sha256),
+            "digest is 31 bytes long, Sha256 digests are 32",
+        ),
+        (
+            sign(
+                vec![0; 32],
+                Some(O::HashAlgorithm(
+                    km::HashAlgorithm::UnspecifiedHashAlgorithm as i32,
+                )),
+            ),
+            "unsupported hash algorithm 0",
+        ),
+        (
+            sign(
+                vec![0; 48],
+                Some(O::HashAlgorithm(km::HashAlgorithm::Sha384 as i32)),
+            ),
+            "key \"k\" does not sign Sha384 digests",
+        ),
+    ];
+    for (request, want) in cases {
+        let err = client.sign_data(request).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{want}");
+        assert_eq!(err.message(), want);
+    }
+    let err = client
+        .generate_key(km::GenerateKeyRequest {
+            key_id: "k2".into(),
+            key_type: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message(),
+        "unable to generate key \"k2\" for unknown key type 0"
+    );
+    // A well-formed request still signs.
+    let signed = client
+        .sign_data(sign(vec![7; 32], sha256))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(signed.key_fingerprint, generated.fingerprint);
+    drop(client);
+    Arc::try_unwrap(plugin).unwrap().shutdown().await;
+}
