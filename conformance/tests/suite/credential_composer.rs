@@ -119,3 +119,80 @@ async fn uniqueid_refuses_plugin_data() {
         tail(&log, 3000)
     );
 }
+
+/// `ca_subject` with several values of one attribute: the CA's subject is written as Go
+/// writes it (all values of a type in one multi-valued RDN, members in DER order), so the
+/// subject server's CA has reference SPIRE's subject byte for byte, and every SVID it issues
+/// (minted, or served by the agent) names that exact subject as its issuer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a conformance scenario: conformance/run.sh runs it for each pairing"]
+async fn ca_subject_with_several_values_matches_reference() {
+    let sc = Scenario::new("credential_composer::ca_subject_with_several_values_matches_reference");
+    let opts = ServerOpts {
+        extra_server: "ca_subject {\n        country = [\"US\", \"DE\"]\n        organization = [\"Zeta\", \"Alpha Org\", \"Mid\"]\n        common_name = \"Several Values CA\"\n    }".into(),
+        ..Default::default()
+    };
+    let (server, agent, agent_id) = join_token_pair(
+        &sc,
+        server_subject(),
+        agent_subject(),
+        opts.clone(),
+        AgentOpts::default(),
+    )
+    .await;
+    let reference = Server::start_new(&sc, "reference", Impl::Reference, opts).await;
+
+    // The CA's subject: its raw DER, and each RDN as its members (type, string tag, value)
+    // in encoded order, without the serialNumber SPIRE sets to the CA's random serial.
+    let ca_subject = |s: &Server| {
+        let certs = pki::pem_certs(&s.bundle_pem());
+        let ca = certs.first().expect("a CA certificate");
+        let (_, c) = x509_parser::parse_x509_certificate(ca).expect("parse CA");
+        let rdns: Vec<Vec<(String, u32, Vec<u8>)>> = c
+            .subject()
+            .iter()
+            .map(|rdn| {
+                rdn.iter()
+                    .map(|a| {
+                        let v = a.attr_value();
+                        (
+                            a.attr_type().to_id_string(),
+                            v.header.tag().0,
+                            v.data.to_vec(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|rdn| rdn.iter().all(|(oid, _, _)| oid != "2.5.4.5"))
+            .collect();
+        (c.subject().as_raw().to_vec(), rdns)
+    };
+    let (ours, our_rdns) = ca_subject(&server);
+    let (_, their_rdns) = ca_subject(&reference);
+    assert_eq!(our_rdns, their_rdns, "CA subject RDNs");
+    // C (two values), O (three values), CN; PrintableStrings (tag 19).
+    let shape: Vec<(usize, u32)> = our_rdns.iter().map(|r| (r.len(), r[0].1)).collect();
+    assert_eq!(shape, [(2, 19), (3, 19), (1, 19)]);
+
+    let issuer_of = |leaf: &[u8]| {
+        let (_, c) = x509_parser::parse_x509_certificate(leaf).expect("parse leaf");
+        c.issuer().as_raw().to_vec()
+    };
+    let minted = mint_leaf(&sc, &server, &id("/minted"));
+    assert_eq!(
+        pki::hex(&issuer_of(&minted)),
+        pki::hex(&ours),
+        "minted issuer"
+    );
+
+    let workload = id("/workload");
+    server.workload_entry(&agent_id, &workload, &uid_selector());
+    let svid = agent.wait_x509(&workload, 60).await;
+    check_svid_json(&svid, &workload);
+    let chain = pki::split_der(&pki::b64(svid["x509_svid"].as_str().unwrap_or_default()));
+    assert_eq!(
+        pki::hex(&issuer_of(&chain[0])),
+        pki::hex(&ours),
+        "served issuer"
+    );
+}

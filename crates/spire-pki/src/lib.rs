@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose, PublicKeyData, SanType,
     SerialNumber, SignatureAlgorithm, SigningKey,
 };
@@ -101,26 +101,26 @@ fn rcgen_algorithm(key: &PublicKey) -> Result<&'static SignatureAlgorithm, PkiEr
     }
 }
 
-/// Adapts a [`Signer`] (and its public key bits) to rcgen.
-struct RcgenSigner {
-    signer: Arc<dyn Signer>,
+/// A public key as rcgen needs it. It also stands in for the signing key while rcgen
+/// assembles a certificate or CSR: rcgen's signature is left empty, and the real one is made
+/// over the to-be-signed bytes once our names are in them (see [`Draft`]).
+struct KeyInfo {
     bits: Vec<u8>,
     algorithm: &'static SignatureAlgorithm,
+    spki: Vec<u8>,
 }
 
-impl RcgenSigner {
-    fn new(signer: Arc<dyn Signer>) -> Result<Self, PkiError> {
-        let bits = public_key_bits(signer.public_key().spki_der())?;
-        let algorithm = rcgen_algorithm(signer.public_key())?;
+impl KeyInfo {
+    fn new(key: &PublicKey) -> Result<Self, PkiError> {
         Ok(Self {
-            signer,
-            bits,
-            algorithm,
+            bits: public_key_bits(key.spki_der())?,
+            algorithm: rcgen_algorithm(key)?,
+            spki: key.spki_der().to_vec(),
         })
     }
 }
 
-impl PublicKeyData for RcgenSigner {
+impl PublicKeyData for KeyInfo {
     fn der_bytes(&self) -> &[u8] {
         &self.bits
     }
@@ -129,36 +129,8 @@ impl PublicKeyData for RcgenSigner {
     }
 }
 
-impl SigningKey for RcgenSigner {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.signer
-            .sign(msg, SignatureKind::X509)
-            .map_err(|_| rcgen::Error::RemoteKeyError)
-    }
-}
-
-thread_local! {
-    /// What [`CaptureSigner`] was last asked to sign on this thread.
-    static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Stands in for a remote signer while a certificate is assembled: it records the bytes to
-/// be signed (the TBSCertificate) and returns an empty signature, which is replaced once the
-/// real one is made without blocking (see [`X509Authority::issue_x509_svid_template_async`]).
-struct CaptureSigner(RcgenSigner);
-
-impl PublicKeyData for CaptureSigner {
-    fn der_bytes(&self) -> &[u8] {
-        self.0.der_bytes()
-    }
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        self.0.algorithm()
-    }
-}
-
-impl SigningKey for CaptureSigner {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        CAPTURED.with(|c| *c.borrow_mut() = Some(msg.to_vec()));
+impl SigningKey for KeyInfo {
+    fn sign(&self, _msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         Ok(Vec::new())
     }
 }
@@ -183,54 +155,98 @@ fn der_tlv_len(b: &[u8]) -> Option<(usize, usize)> {
     (total <= b.len()).then_some((header, total))
 }
 
-/// Replaces the signature of a DER certificate (SEQUENCE { tbs, algorithm, BIT STRING }).
-fn with_signature(cert: &[u8], signature: &[u8]) -> Result<Vec<u8>, PkiError> {
-    let bad = || PkiError::Build("unexpected certificate encoding".into());
-    let (outer_header, outer_total) = der_tlv_len(cert).ok_or_else(bad)?;
-    if cert.first() != Some(&0x30) || outer_total != cert.len() {
-        return Err(bad());
+/// The elements (whole TLVs) inside the constructed DER value `b`, which must span all of `b`.
+fn der_elements(b: &[u8]) -> Option<Vec<&[u8]>> {
+    let (header, total) = der_tlv_len(b)?;
+    if total != b.len() {
+        return None;
     }
-    let body = &cert[outer_header..];
-    let (_, tbs_len) = der_tlv_len(body).ok_or_else(bad)?;
-    let (_, alg_len) = der_tlv_len(&body[tbs_len..]).ok_or_else(bad)?;
-    let mut content = body[..tbs_len + alg_len].to_vec();
-    let mut bits = Vec::with_capacity(signature.len() + 1);
-    bits.push(0);
-    bits.extend_from_slice(signature);
-    der_tlv(0x03, &bits, &mut content);
-    let mut out = Vec::with_capacity(content.len() + 6);
-    der_tlv(0x30, &content, &mut out);
-    Ok(out)
+    let mut rest = &b[header..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (_, len) = der_tlv_len(rest)?;
+        let (element, tail) = rest.split_at(len);
+        out.push(element);
+        rest = tail;
+    }
+    Some(out)
 }
 
-/// A public key that will go into a certificate.
-struct SubjectKey {
-    bits: Vec<u8>,
-    algorithm: &'static SignatureAlgorithm,
-    spki: Vec<u8>,
+/// Where the names sit among the TBSCertificate's elements: version, serial, signature
+/// algorithm, issuer, validity, subject, public key, extensions.
+const TBS_ISSUER: usize = 3;
+const TBS_SUBJECT: usize = 5;
+/// Where the subject sits in a CertificationRequestInfo: version, subject, public key,
+/// attributes.
+const CSR_SUBJECT: usize = 1;
+/// An empty Name: SEQUENCE {}.
+const EMPTY_NAME: &[u8] = &[0x30, 0x00];
+
+/// A certificate or CSR that rcgen assembled around placeholder names, taken apart: the
+/// to-be-signed part (TBSCertificate or CertificationRequestInfo) with the real names put
+/// in, and the signature algorithm, waiting for a signature.
+struct Draft {
+    tbs: Vec<u8>,
+    algorithm: Vec<u8>,
 }
 
-impl SubjectKey {
-    fn new(key: &PublicKey) -> Result<Self, PkiError> {
+impl Draft {
+    /// `der` is SEQUENCE { to-be-signed, algorithm, signature }; each of `names` is the
+    /// position of an element of the to-be-signed part and the DER that replaces it.
+    fn new(der: &[u8], names: &[(usize, &[u8])]) -> Result<Self, PkiError> {
+        let bad = || PkiError::Build("unexpected encoding from the certificate builder".into());
+        let outer = der_elements(der).ok_or_else(bad)?;
+        let [tbs, algorithm, _signature] = outer.as_slice() else {
+            return Err(bad());
+        };
+        let mut fields = der_elements(tbs).ok_or_else(bad)?;
+        for &(at, name) in names {
+            *fields.get_mut(at).ok_or_else(bad)? = name;
+        }
+        let mut tbs = Vec::with_capacity(tbs.len() + 64);
+        der_tlv(0x30, &fields.concat(), &mut tbs);
         Ok(Self {
-            bits: public_key_bits(key.spki_der())?,
-            algorithm: rcgen_algorithm(key)?,
-            spki: key.spki_der().to_vec(),
+            tbs,
+            algorithm: algorithm.to_vec(),
         })
     }
+
+    /// Signs the draft with `signer` and assembles it.
+    fn signed_by(&self, signer: &dyn Signer) -> Result<Vec<u8>, PkiError> {
+        let signature = signer
+            .sign(&self.tbs, SignatureKind::X509)
+            .map_err(|e| PkiError::Signing(e.to_string()))?;
+        Ok(self.with_signature(&signature))
+    }
+
+    /// The certificate or CSR: SEQUENCE { to-be-signed, algorithm, BIT STRING signature }.
+    fn with_signature(&self, signature: &[u8]) -> Vec<u8> {
+        let mut content = Vec::with_capacity(self.tbs.len() + self.algorithm.len() + 80);
+        content.extend_from_slice(&self.tbs);
+        content.extend_from_slice(&self.algorithm);
+        let mut bits = Vec::with_capacity(signature.len() + 1);
+        bits.push(0); // no unused bits
+        bits.extend_from_slice(signature);
+        der_tlv(0x03, &bits, &mut content);
+        let mut out = Vec::with_capacity(content.len() + 6);
+        der_tlv(0x30, &content, &mut out);
+        out
+    }
 }
 
-impl PublicKeyData for SubjectKey {
-    fn der_bytes(&self) -> &[u8] {
-        &self.bits
+/// The name rcgen writes where ours will go. rcgen, like Go's `CreateCertificate`, marks the
+/// subjectAltName extension critical when the subject is empty, so the placeholder must be
+/// empty exactly when our subject is.
+fn placeholder_name(empty: bool) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    if !empty {
+        dn.push(DnType::CommonName, "placeholder");
     }
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        self.algorithm
-    }
+    dn
 }
 
-/// A distinguished name as SPIRE's configuration describes it (`ca_subject`), written in Go's
-/// attribute order (C, O, OU, CN, serialNumber).
+/// A distinguished name as SPIRE's configuration describes it (`ca_subject`), written as Go
+/// writes a `pkix.Name` (see [`Subject::to_der`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subject {
     /// `C` values.
@@ -288,43 +304,76 @@ impl Subject {
             && self.extra_names.is_empty()
     }
 
-    /// In Go's `pkix.Name.ToRDNSequence` order: C, ST, L, street, postalCode, O, OU, CN,
-    /// serialNumber, then the extra names.
-    fn to_rcgen(&self) -> Result<DistinguishedName, PkiError> {
-        let mut dn = DistinguishedName::new();
-        let custom = |arcs: &[u64]| DnType::CustomDnType(arcs.to_vec());
-        for c in &self.country {
-            dn.push(DnType::CountryName, go_string(c));
+    /// The DER X.509 Name Go's `x509.CreateCertificate` and `CreateCertificateRequest` write
+    /// for this subject (`asn1.Marshal(name.ToRDNSequence())`): one RDN per attribute type,
+    /// in the order C, ST, L, street, postalCode, O, OU, CN, serialNumber, holding all of its
+    /// values (a multi-valued RDN, whose members DER sorts by their encoding); then one RDN
+    /// per extra name, in order. A type that also appears among the extra names is left out.
+    fn to_der(&self) -> Result<Vec<u8>, PkiError> {
+        let extra = self
+            .extra_names
+            .iter()
+            .map(|(oid, v)| Ok((parse_oid(oid)?, v.as_str())))
+            .collect::<Result<Vec<_>, PkiError>>()?;
+        // The common name and serial number are written only when set.
+        fn one(s: &String) -> &[String] {
+            if s.is_empty() {
+                &[]
+            } else {
+                std::slice::from_ref(s)
+            }
         }
-        for v in &self.province {
-            dn.push(DnType::StateOrProvinceName, go_string(v));
+        let standard: [(&[u64], &[String]); 9] = [
+            (&[2, 5, 4, 6], &self.country),
+            (&[2, 5, 4, 8], &self.province),
+            (&[2, 5, 4, 7], &self.locality),
+            (&[2, 5, 4, 9], &self.street_address),
+            (&[2, 5, 4, 17], &self.postal_code),
+            (&[2, 5, 4, 10], &self.organization),
+            (&[2, 5, 4, 11], &self.organizational_unit),
+            (&[2, 5, 4, 3], one(&self.common_name)),
+            (&[2, 5, 4, 5], one(&self.serial_number)),
+        ];
+        let mut rdns = Vec::new();
+        for (oid, values) in standard {
+            if values.is_empty() || extra.iter().any(|(o, _)| o == oid) {
+                continue;
+            }
+            let mut members: Vec<Vec<u8>> = values.iter().map(|v| attribute(oid, v)).collect();
+            // DER orders a SET OF by the members' encodings, compared byte by byte (Go's
+            // encoding/asn1 sorts with bytes.Compare); Vec<u8> orders the same way.
+            members.sort();
+            der_tlv(0x31, &members.concat(), &mut rdns);
         }
-        for v in &self.locality {
-            dn.push(DnType::LocalityName, go_string(v));
+        for (oid, v) in &extra {
+            der_tlv(0x31, &attribute(oid, v), &mut rdns);
         }
-        for v in &self.street_address {
-            dn.push(custom(&[2, 5, 4, 9]), go_string(v));
-        }
-        for v in &self.postal_code {
-            dn.push(custom(&[2, 5, 4, 17]), go_string(v));
-        }
-        for o in &self.organization {
-            dn.push(DnType::OrganizationName, go_string(o));
-        }
-        for ou in &self.organizational_unit {
-            dn.push(DnType::OrganizationalUnitName, go_string(ou));
-        }
-        if !self.common_name.is_empty() {
-            dn.push(DnType::CommonName, go_string(&self.common_name));
-        }
-        if !self.serial_number.is_empty() {
-            dn.push(custom(&[2, 5, 4, 5]), go_string(&self.serial_number));
-        }
-        for (oid, v) in &self.extra_names {
-            dn.push(DnType::CustomDnType(parse_oid(oid)?), go_string(v));
-        }
-        Ok(dn)
+        let mut out = Vec::with_capacity(rdns.len() + 4);
+        der_tlv(0x30, &rdns, &mut out);
+        Ok(out)
     }
+}
+
+/// An AttributeTypeAndValue: SEQUENCE { OID, string }. Go writes a string as PrintableString
+/// when every character is in that set, else as UTF8String.
+fn attribute(oid: &[u64], value: &str) -> Vec<u8> {
+    let printable = value.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b' ' | b'\'' | b'(' | b')' | b'+' | b',' | b'-' | b'.' | b'/' | b':' | b'=' | b'?'
+            )
+    });
+    let mut content = Vec::new();
+    der_oid(oid, &mut content);
+    der_tlv(
+        if printable { 0x13 } else { 0x0c },
+        value.as_bytes(),
+        &mut content,
+    );
+    let mut out = Vec::with_capacity(content.len() + 2);
+    der_tlv(0x30, &content, &mut out);
+    out
 }
 
 /// An extra certificate extension (a CredentialComposer's).
@@ -439,14 +488,6 @@ fn add_extensions(p: &mut CertificateParams, extensions: &[Extension]) -> Result
     Ok(())
 }
 
-/// Go encodes a name attribute as PrintableString when it can, else UTF8String.
-fn go_string(s: &str) -> DnValue {
-    match rcgen::string::PrintableString::try_from(s) {
-        Ok(p) => DnValue::PrintableString(p),
-        Err(_) => DnValue::Utf8String(s.to_string()),
-    }
-}
-
 fn to_offset(t: SystemTime) -> time::OffsetDateTime {
     let secs = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
@@ -490,7 +531,7 @@ pub fn capped_lifetime(
 
 fn base_params(
     id: &SpiffeId,
-    subject_key: &SubjectKey,
+    subject_key: &KeyInfo,
     serial: u128,
     not_before: SystemTime,
     not_after: SystemTime,
@@ -522,10 +563,13 @@ pub struct X509Authority {
     trust_domain: TrustDomain,
     not_after: SystemTime,
     subject_key_id: Vec<u8>,
-    issuer: Issuer<'static, RcgenSigner>,
+    /// The CA's subject exactly as its certificate has it, which becomes the issuer of what
+    /// it signs: chain building matches the bytes.
+    subject: Vec<u8>,
+    /// rcgen's view of this CA: its key identifier (written as the authority key ID) and key
+    /// usages. Its name is a placeholder; `subject` replaces it.
+    issuer: Issuer<'static, KeyInfo>,
     signer: Arc<dyn Signer>,
-    /// For a remote signer: the same issuer, assembling certificates to be signed later.
-    capture: Option<Issuer<'static, CaptureSigner>>,
 }
 
 impl std::fmt::Debug for X509Authority {
@@ -540,6 +584,28 @@ impl std::fmt::Debug for X509Authority {
 /// Lower-case hex, as SPIRE prints authority IDs.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A certificate's key usages in rcgen's terms.
+fn key_usages(cert: &X509Certificate<'_>) -> Vec<KeyUsagePurpose> {
+    let Ok(Some(ku)) = cert.key_usage() else {
+        return Vec::new();
+    };
+    let ku = ku.value;
+    [
+        (ku.digital_signature(), KeyUsagePurpose::DigitalSignature),
+        (ku.non_repudiation(), KeyUsagePurpose::ContentCommitment),
+        (ku.key_encipherment(), KeyUsagePurpose::KeyEncipherment),
+        (ku.data_encipherment(), KeyUsagePurpose::DataEncipherment),
+        (ku.key_agreement(), KeyUsagePurpose::KeyAgreement),
+        (ku.key_cert_sign(), KeyUsagePurpose::KeyCertSign),
+        (ku.crl_sign(), KeyUsagePurpose::CrlSign),
+        (ku.encipher_only(), KeyUsagePurpose::EncipherOnly),
+        (ku.decipher_only(), KeyUsagePurpose::DecipherOnly),
+    ]
+    .into_iter()
+    .filter_map(|(set, usage)| set.then_some(usage))
+    .collect()
 }
 
 impl X509Authority {
@@ -558,33 +624,32 @@ impl X509Authority {
         }
         let not_after =
             UNIX_EPOCH + Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
-        let subject_key_id = cert
+        let written_key_id = cert
             .iter_extensions()
             .find_map(|e| match e.parsed_extension() {
                 ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
                 _ => None,
-            })
-            .map_or_else(|| subject_key_id(cert.public_key().raw), Ok)?;
-        let rcgen_cert = rustls_pki_types::CertificateDer::from(cert_der.clone());
-        let issuer = Issuer::from_ca_cert_der(&rcgen_cert, RcgenSigner::new(signer.clone())?)
-            .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
-        let capture = if signer.is_remote() {
-            let key = CaptureSigner(RcgenSigner::new(signer.clone())?);
-            Some(
-                Issuer::from_ca_cert_der(&rcgen_cert, key)
-                    .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?,
-            )
-        } else {
-            None
+            });
+        let subject_key_id = match &written_key_id {
+            Some(id) => id.clone(),
+            None => subject_key_id(cert.public_key().raw)?,
         };
+        let mut params = CertificateParams::default();
+        // As rcgen's `Issuer::from_ca_cert_der` has it: children's authority key ID is the
+        // CA's subject key ID, or a SHA-256 one when the CA certificate has none.
+        params.key_identifier_method =
+            written_key_id.map_or(KeyIdMethod::Sha256, KeyIdMethod::PreSpecified);
+        params.key_usages = key_usages(&cert);
+        let issuer = Issuer::new(params, KeyInfo::new(signer.public_key())?);
+        let subject = cert.subject().as_raw().to_vec();
         Ok(Self {
             cert_der,
             trust_domain,
             not_after,
             subject_key_id,
+            subject,
             issuer,
             signer,
-            capture,
         })
     }
 
@@ -606,6 +671,25 @@ impl X509Authority {
     /// The trust domain.
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
+    }
+
+    /// Assembles a certificate signed by this CA for `key`, with `subject`, and returns it
+    /// unsigned: its issuer is this CA's subject, byte for byte.
+    fn draft(
+        &self,
+        mut p: CertificateParams,
+        key: &KeyInfo,
+        subject: &Subject,
+    ) -> Result<Draft, PkiError> {
+        let name = subject.to_der()?;
+        p.distinguished_name = placeholder_name(name == EMPTY_NAME);
+        let unsigned = p
+            .signed_by(key, &self.issuer)
+            .map_err(|e| PkiError::Build(e.to_string()))?;
+        Draft::new(
+            unsigned.der(),
+            &[(TBS_ISSUER, &self.subject), (TBS_SUBJECT, &name)],
+        )
     }
 
     /// Signs an X509-SVID for `public_key`. `ttl` is capped at the CA's expiry.
@@ -633,12 +717,9 @@ impl X509Authority {
     /// Issues an X509-SVID exactly as `t` describes it (subject, DNS SANs and extra
     /// extensions as given; a CredentialComposer may have changed them).
     pub fn issue_x509_svid_template(&self, t: &SvidTemplate<'_>) -> Result<Issued, PkiError> {
-        let (p, key, serial, not_after) = self.svid_params(t)?;
-        let cert = p
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| PkiError::Signing(e.to_string()))?;
+        let (draft, serial, not_after) = self.svid_draft(t)?;
         Ok(Issued {
-            der: cert.der().to_vec(),
+            der: draft.signed_by(&*self.signer)?,
             serial,
             not_after: unix_secs(not_after),
         })
@@ -647,7 +728,7 @@ impl X509Authority {
     /// Whether the CA key is signed with in another process (a KeyManager plugin): then
     /// [`X509Authority::issue_x509_svid_template_async`] does not block a thread.
     pub fn is_remote(&self) -> bool {
-        self.capture.is_some()
+        self.signer.is_remote()
     }
 
     /// [`X509Authority::issue_x509_svid_template`] with the signature made by
@@ -657,50 +738,38 @@ impl X509Authority {
         &self,
         t: &SvidTemplate<'_>,
     ) -> Result<Issued, PkiError> {
-        let Some(capture) = &self.capture else {
+        if !self.is_remote() {
             return self.issue_x509_svid_template(t);
-        };
-        CAPTURED.with(|c| c.borrow_mut().take());
-        let (p, key, serial, not_after) = self.svid_params(t)?;
-        let unsigned = p
-            .signed_by(&key, capture)
-            .map_err(|e| PkiError::Signing(e.to_string()))?;
-        let tbs = CAPTURED
-            .with(|c| c.borrow_mut().take())
-            .ok_or_else(|| PkiError::Signing("the certificate was not signed".into()))?;
+        }
+        let (draft, serial, not_after) = self.svid_draft(t)?;
         let signature = self
             .signer
-            .sign_async(&tbs, SignatureKind::X509)
+            .sign_async(&draft.tbs, SignatureKind::X509)
             .await
             .map_err(|e| PkiError::Signing(e.to_string()))?;
         // What another process signed is checked before it is handed out (Go's
         // CreateCertificate checks its signer too).
-        if !self.signer.public_key().verify_x509(&tbs, &signature) {
+        if !self.signer.public_key().verify_x509(&draft.tbs, &signature) {
             return Err(PkiError::Signing(
                 "signature returned by signer is invalid".into(),
             ));
         }
-        let der = with_signature(unsigned.der(), &signature)?;
         Ok(Issued {
-            der,
+            der: draft.with_signature(&signature),
             serial,
             not_after: unix_secs(not_after),
         })
     }
 
-    /// The certificate parameters of an X509-SVID: (parameters, subject key, serial,
-    /// notAfter).
-    fn svid_params(
-        &self,
-        t: &SvidTemplate<'_>,
-    ) -> Result<(CertificateParams, SubjectKey, u128, SystemTime), PkiError> {
+    /// An X509-SVID assembled and waiting for its signature: (draft, serial, notAfter).
+    fn svid_draft(&self, t: &SvidTemplate<'_>) -> Result<(Draft, u128, SystemTime), PkiError> {
         if !t.id.is_member_of(&self.trust_domain) {
             return Err(PkiError::WrongTrustDomain {
                 id: t.id.clone(),
                 trust_domain: self.trust_domain.clone(),
             });
         }
-        let key = SubjectKey::new(t.public_key)?;
+        let key = KeyInfo::new(t.public_key)?;
         let (nb, na) = capped_lifetime(t.now, t.ttl, Some(self.not_after));
         let serial = new_serial_number();
         let mut p = base_params(t.id, &key, serial, nb, na)?;
@@ -711,7 +780,6 @@ impl X509Authority {
                 .map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
             p.subject_alt_names.push(SanType::DnsName(name));
         }
-        p.distinguished_name = t.subject.to_rcgen()?;
         add_extensions(&mut p, t.extensions)?;
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![
@@ -724,13 +792,13 @@ impl X509Authority {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         p.use_authority_key_identifier_extension = true;
-        Ok((p, key, serial, na))
+        Ok((self.draft(p, &key, t.subject)?, serial, na))
     }
 
     /// Signs an intermediate CA for `public_key` (a downstream server, or our own CA under an
     /// upstream). SPIRE gives downstream CAs the parent's subject plus `OU=DOWNSTREAM-<n>`.
     pub fn sign_x509_ca(&self, req: &CaRequest<'_>) -> Result<Vec<u8>, PkiError> {
-        let key = SubjectKey::new(req.public_key)?;
+        let key = KeyInfo::new(req.public_key)?;
         let (nb, na) = capped_lifetime(req.now, req.ttl, Some(self.not_after));
         let serial = new_serial_number();
         let mut p = base_params(&self.trust_domain.id(), &key, serial, nb, na)?;
@@ -738,15 +806,11 @@ impl X509Authority {
         if subject.serial_number.is_empty() {
             subject.serial_number = serial.to_string();
         }
-        p.distinguished_name = subject.to_rcgen()?;
         add_extensions(&mut p, &req.extensions)?;
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         p.use_authority_key_identifier_extension = true;
-        let cert = p
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| PkiError::Signing(e.to_string()))?;
-        Ok(cert.der().to_vec())
+        self.draft(p, &key, &subject)?.signed_by(&*self.signer)
     }
 }
 
@@ -802,19 +866,15 @@ impl X509Authority {
         } else {
             preferred_ttl
         };
-        let key = SubjectKey::new(&csr.public_key)?;
+        let key = KeyInfo::new(&csr.public_key)?;
         let (nb, na) = capped_lifetime(now, ttl, Some(self.not_after));
         let serial = new_serial_number();
         let mut p = base_params(&want, &key, serial, nb, na)?;
-        p.distinguished_name = subject.to_rcgen()?;
         add_extensions(&mut p, &extensions)?;
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         p.use_authority_key_identifier_extension = true;
-        let cert = p
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| PkiError::Signing(e.to_string()))?;
-        Ok(cert.der().to_vec())
+        self.draft(p, &key, &subject)?.signed_by(&*self.signer)
     }
 }
 
@@ -897,7 +957,7 @@ pub fn self_signed_x509_ca(
     ttl: Duration,
     now: SystemTime,
 ) -> Result<Vec<u8>, PkiError> {
-    let key = SubjectKey::new(signer.public_key())?;
+    let key = KeyInfo::new(signer.public_key())?;
     let (nb, na) = capped_lifetime(now, ttl, None);
     let serial = new_serial_number();
     let mut p = base_params(&trust_domain.id(), &key, serial, nb, na)?;
@@ -905,15 +965,30 @@ pub fn self_signed_x509_ca(
     if subject.serial_number.is_empty() {
         subject.serial_number = serial.to_string();
     }
-    p.distinguished_name = subject.to_rcgen()?;
     add_extensions(&mut p, extensions)?;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let rc = RcgenSigner::new(signer)?;
-    let cert = p
-        .self_signed(&rc)
-        .map_err(|e| PkiError::Signing(e.to_string()))?;
-    Ok(cert.der().to_vec())
+    let name = subject.to_der()?;
+    p.distinguished_name = placeholder_name(name == EMPTY_NAME);
+    let unsigned = p
+        .self_signed(&key)
+        .map_err(|e| PkiError::Build(e.to_string()))?;
+    Draft::new(unsigned.der(), &[(TBS_ISSUER, &name), (TBS_SUBJECT, &name)])?.signed_by(&*signer)
+}
+
+/// Assembles the CSR `p` describes for `signer`'s key with `subject`, and signs it.
+fn signed_csr(
+    mut p: CertificateParams,
+    signer: &dyn Signer,
+    subject: &Subject,
+) -> Result<Vec<u8>, PkiError> {
+    let name = subject.to_der()?;
+    // Go never marks the subjectAltName of a CSR critical, so the placeholder is never empty.
+    p.distinguished_name = placeholder_name(false);
+    let unsigned = p
+        .serialize_request(&KeyInfo::new(signer.public_key())?)
+        .map_err(|e| PkiError::Build(e.to_string()))?;
+    Draft::new(unsigned.der(), &[(CSR_SUBJECT, &name)])?.signed_by(signer)
 }
 
 /// What a CSR asks for, after its signature was checked.
@@ -972,9 +1047,7 @@ pub fn make_csr_with_signer(
     signer: Arc<dyn Signer>,
     id: Option<&SpiffeId>,
 ) -> Result<Vec<u8>, PkiError> {
-    let rc = RcgenSigner::new(signer)?;
     let mut p = CertificateParams::default();
-    p.distinguished_name = DistinguishedName::new();
     if let Some(id) = id {
         let uri = id
             .to_string()
@@ -982,25 +1055,19 @@ pub fn make_csr_with_signer(
             .map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
         p.subject_alt_names = vec![SanType::URI(uri)];
     }
-    let csr = p
-        .serialize_request(&rc)
-        .map_err(|e| PkiError::Signing(e.to_string()))?;
-    Ok(csr.der().to_vec())
+    signed_csr(p, &*signer, &Subject::default())
 }
 
 /// The CSR an ACME client sends for a TLS certificate (Go's autocert `certRequest`): the
 /// DNS name as common name and as the only SAN, signed by `signer`.
 pub fn make_dns_csr(signer: Arc<dyn Signer>, dns_name: &str) -> Result<Vec<u8>, PkiError> {
-    let rc = RcgenSigner::new(signer)?;
-    let mut p = CertificateParams::new(vec![dns_name.to_string()])
+    let p = CertificateParams::new(vec![dns_name.to_string()])
         .map_err(|e| PkiError::Build(e.to_string()))?;
-    let mut dn = DistinguishedName::new();
-    dn.push(rcgen::DnType::CommonName, dns_name);
-    p.distinguished_name = dn;
-    let csr = p
-        .serialize_request(&rc)
-        .map_err(|e| PkiError::Signing(e.to_string()))?;
-    Ok(csr.der().to_vec())
+    let subject = Subject {
+        common_name: dns_name.to_string(),
+        ..Subject::default()
+    };
+    signed_csr(p, &*signer, &subject)
 }
 
 /// The CSR SPIRE's CA manager sends its UpstreamAuthority: `subject`, the trust domain's
@@ -1011,9 +1078,7 @@ pub fn make_ca_csr(
     subject: &Subject,
     extensions: &[Extension],
 ) -> Result<Vec<u8>, PkiError> {
-    let rc = RcgenSigner::new(signer)?;
     let mut p = CertificateParams::default();
-    p.distinguished_name = subject.to_rcgen()?;
     let uri = trust_domain
         .id()
         .to_string()
@@ -1021,10 +1086,7 @@ pub fn make_ca_csr(
         .map_err(|e: rcgen::Error| PkiError::Build(e.to_string()))?;
     p.subject_alt_names = vec![SanType::URI(uri)];
     add_extensions(&mut p, extensions)?;
-    let csr = p
-        .serialize_request(&rc)
-        .map_err(|e| PkiError::Signing(e.to_string()))?;
-    Ok(csr.der().to_vec())
+    signed_csr(p, &*signer, subject)
 }
 
 /// Whether a DER certificate is a CA that may sign certificates (basic constraints CA, and
@@ -1108,7 +1170,11 @@ pub fn certificate_facts(der: &[u8]) -> Result<CertificateFacts, PkiError> {
     })
 }
 
-/// The subject of a DER certificate, in the attributes [`Subject`] models.
+/// The subject of a DER certificate as Go parses it into a `pkix.Name`: attributes without
+/// a field of their own (`DC`, `emailAddress`, …) are left out, since Go keeps them in
+/// `Names` and never writes them again from a parsed name. SPIRE builds the subjects of
+/// downstream and upstream-signed CAs from parsed names, so those attributes are dropped
+/// there too.
 pub fn subject_of(der: &[u8]) -> Result<Subject, PkiError> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| PkiError::MalformedCertificate(e.to_string()))?;
@@ -1130,7 +1196,7 @@ fn subject_from_name(name: &x509_parser::x509::X509Name<'_>) -> Subject {
                 "2.5.4.17" => s.postal_code.push(v),
                 "2.5.4.3" => s.common_name = v,
                 "2.5.4.5" => s.serial_number = v,
-                other => s.extra_names.push((other.to_string(), v)),
+                _ => {}
             }
         }
     }

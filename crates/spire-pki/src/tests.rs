@@ -360,7 +360,7 @@ fn a_remote_signer_signs_the_assembled_certificate_without_blocking() {
 fn a_signature_is_replaced_in_a_der_certificate() {
     let ca = ca(KeyType::EcP256, Duration::from_secs(86_400));
     let cert = ca.certificate();
-    let replaced = with_signature(cert, &[7; 200]).unwrap();
+    let replaced = Draft::new(cert, &[]).unwrap().with_signature(&[7; 200]);
     let (_, parsed) = X509Certificate::from_der(&replaced).unwrap();
     assert_eq!(parsed.signature_value.data.as_ref(), &[7; 200][..]);
     let (_, original) = X509Certificate::from_der(cert).unwrap();
@@ -368,7 +368,7 @@ fn a_signature_is_replaced_in_a_der_certificate() {
         parsed.tbs_certificate.as_ref(),
         original.tbs_certificate.as_ref()
     );
-    assert!(with_signature(&cert[..cert.len() - 1], &[1]).is_err());
+    assert!(Draft::new(&cert[..cert.len() - 1], &[]).is_err());
 }
 
 #[test]
@@ -405,4 +405,411 @@ fn extra_extensions_the_ca_writes_itself_or_twice_are_refused() {
         cert.iter_extensions()
             .any(|e| e.oid.to_id_string() == "1.2.3.4")
     );
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+// Fixtures: `asn1.Marshal(name.ToRDNSequence())` as printed by Go 1.26's encoding/asn1 for
+// the pkix.Name in each comment, which is what x509.CreateCertificate and
+// CreateCertificateRequest write as the subject.
+
+/// pkix.Name{Country: {"US"}, Organization: {"Zeta", "Alpha", "Mid"}}
+const GO_SEVERAL_O: &str = "3036310b30090603550406130255533127300a060355040a13034d6964300b060355040a13045a657461300c060355040a1305416c706861";
+/// pkix.Name{Country: {"US"}, Organization: {"Zeta", "Alpha", "Mid"}, SerialNumber: "42"}
+const GO_SEVERAL_O_SERIAL: &str = "3043310b30090603550406130255533127300a060355040a13034d6964300b060355040a13045a657461300c060355040a1305416c706861310b3009060355040513023432";
+/// pkix.Name{SerialNumber: "7", ExtraNames: {DC=example, DC=com, OU=a, OU=b}}
+/// (DC is 0.9.2342.19200300.100.1.25, OU 2.5.4.11)
+const GO_DC_OU: &str = "3052310a3008060355040513013731173015060a0992268993f22c64011913076578616d706c6531133011060a0992268993f22c6401191303636f6d310a3008060355040b130161310a3008060355040b130162";
+
+fn several_o() -> Subject {
+    Subject {
+        country: strings(&["US"]),
+        organization: strings(&["Zeta", "Alpha", "Mid"]),
+        ..Subject::default()
+    }
+}
+
+fn dc_ou() -> Subject {
+    let dc = "0.9.2342.19200300.100.1.25";
+    Subject {
+        serial_number: "7".into(),
+        extra_names: vec![
+            (dc.into(), "example".into()),
+            (dc.into(), "com".into()),
+            ("2.5.4.11".into(), "a".into()),
+            ("2.5.4.11".into(), "b".into()),
+        ],
+        ..Subject::default()
+    }
+}
+
+#[test]
+fn names_are_encoded_byte_for_byte_as_go_encodes_them() {
+    let cases: Vec<(Subject, &str)> = vec![
+        (several_o(), GO_SEVERAL_O),
+        (
+            Subject {
+                serial_number: "42".into(),
+                ..several_o()
+            },
+            GO_SEVERAL_O_SERIAL,
+        ),
+        // pkix.Name{Organization: {"Ünïcode", "Plain"}, OrganizationalUnit: {"a*b", "x&y", "ok"}}
+        // ('*' and '&' are not PrintableString characters: UTF8String).
+        (
+            Subject {
+                organization: strings(&["Ünïcode", "Plain"]),
+                organizational_unit: strings(&["a*b", "x&y", "ok"]),
+                ..Subject::default()
+            },
+            "30473120300c060355040a1305506c61696e3010060355040a0c09c39c6ec3af636f646531233009060355040b13026f6b300a060355040b0c03612a62300a060355040b0c03782679",
+        ),
+        // pkix.Name{Country: {"US"}, Organization: {"SPIFFE"}, CommonName: "example",
+        // SerialNumber: "12345"}
+        (
+            Subject {
+                common_name: "example".into(),
+                serial_number: "12345".into(),
+                ..Subject::default_ca()
+            },
+            "3040310b3009060355040613025553310f300d060355040a13065350494646453110300e060355040313076578616d706c65310e300c060355040513053132333435",
+        ),
+        // pkix.Name{Country: {"US"}, Province: {"CA"}, Locality: {"SF"},
+        // StreetAddress: {"1 Main St"}, PostalCode: {"94105"}, Organization: {"O"},
+        // OrganizationalUnit: {"OU"}, CommonName: "CN", SerialNumber: "7"}
+        (
+            Subject {
+                country: strings(&["US"]),
+                province: strings(&["CA"]),
+                locality: strings(&["SF"]),
+                street_address: strings(&["1 Main St"]),
+                postal_code: strings(&["94105"]),
+                organization: strings(&["O"]),
+                organizational_unit: strings(&["OU"]),
+                common_name: "CN".into(),
+                serial_number: "7".into(),
+                extra_names: vec![],
+            },
+            "307d310b3009060355040613025553310b3009060355040813024341310b3009060355040713025346311230100603550409130931204d61696e205374310e300c060355041113053934313035310a3008060355040a13014f310b3009060355040b13024f55310b300906035504031302434e310a30080603550405130137",
+        ),
+        // pkix.Name{Organization: {"SPIFFE"}, CommonName: "cn", ExtraNames: {1.2.3.4.200000=custom,
+        // 0.9.2342.19200300.100.1.25=example, 0.9.2342.19200300.100.1.25=com}}
+        (
+            Subject {
+                organization: strings(&["SPIFFE"]),
+                common_name: "cn".into(),
+                extra_names: vec![
+                    ("1.2.3.4.200000".into(), "custom".into()),
+                    ("0.9.2342.19200300.100.1.25".into(), "example".into()),
+                    ("0.9.2342.19200300.100.1.25".into(), "com".into()),
+                ],
+                ..Subject::default()
+            },
+            "3060310f300d060355040a1306535049464645310b300906035504031302636e3112301006062a03048c9a401306637573746f6d31173015060a0992268993f22c64011913076578616d706c6531133011060a0992268993f22c6401191303636f6d",
+        ),
+        // pkix.Name{Country: {"US"}, Organization: {"Dropped", "Also"},
+        // ExtraNames: {2.5.4.10=Kept}}: an extra name replaces the field of its type.
+        (
+            Subject {
+                country: strings(&["US"]),
+                organization: strings(&["Dropped", "Also"]),
+                extra_names: vec![("2.5.4.10".into(), "Kept".into())],
+                ..Subject::default()
+            },
+            "301c310b3009060355040613025553310d300b060355040a13044b657074",
+        ),
+        (dc_ou(), GO_DC_OU),
+        // pkix.Name{}
+        (Subject::default(), "3000"),
+    ];
+    for (subject, go) in cases {
+        assert_eq!(hex(&subject.to_der().unwrap()), go, "{subject:?}");
+    }
+    let bad = Subject {
+        extra_names: vec![("not.an.oid".into(), "x".into())],
+        ..Subject::default()
+    };
+    assert!(bad.to_der().is_err());
+}
+
+/// The (type, value) pairs of each RDN of a name, in order.
+fn rdns(name: &x509_parser::x509::X509Name<'_>) -> Vec<Vec<(String, String)>> {
+    name.iter()
+        .map(|rdn| {
+            rdn.iter()
+                .map(|atv| {
+                    (
+                        atv.attr_type().to_id_string(),
+                        atv.as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn signer(kt: KeyType) -> Arc<dyn Signer> {
+    Arc::new(LocalSigner::new("k", PrivateKey::generate(kt).unwrap()))
+}
+
+#[test]
+fn several_values_of_one_attribute_survive_everywhere() {
+    let o = |v: &str| ("2.5.4.10".to_string(), v.to_string());
+    let want_rdns = vec![
+        vec![("2.5.4.6".to_string(), "US".to_string())],
+        vec![o("Mid"), o("Zeta"), o("Alpha")],
+        vec![("2.5.4.5".to_string(), "42".to_string())],
+    ];
+    let with_serial = Subject {
+        serial_number: "42".into(),
+        ..several_o()
+    };
+
+    // A self-signed CA.
+    let root_signer = signer(KeyType::EcP256);
+    let root_der = self_signed_x509_ca(
+        root_signer.clone(),
+        &td(),
+        &with_serial,
+        &[],
+        Duration::from_secs(86_400),
+        now(),
+    )
+    .unwrap();
+    let (_, root) = X509Certificate::from_der(&root_der).unwrap();
+    assert_eq!(hex(root.subject().as_raw()), GO_SEVERAL_O_SERIAL);
+    assert_eq!(root.issuer().as_raw(), root.subject().as_raw());
+    assert_eq!(rdns(root.subject()), want_rdns);
+    root.verify_signature(None).unwrap();
+    let ca = X509Authority::new(root_der.clone(), root_signer, td()).unwrap();
+
+    // An X509-SVID.
+    let leaf_key = PrivateKey::generate(KeyType::EcP256).unwrap();
+    let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+    let subject = several_o();
+    let svid = ca
+        .sign_x509_svid(&SvidRequest {
+            id: &id,
+            public_key: leaf_key.public_key(),
+            dns_names: &[],
+            subject: Some(&subject),
+            ttl: Duration::from_secs(60),
+            now: now(),
+        })
+        .unwrap();
+    let (_, leaf) = X509Certificate::from_der(&svid).unwrap();
+    assert_eq!(hex(leaf.subject().as_raw()), GO_SEVERAL_O);
+    assert_eq!(leaf.issuer().as_raw(), root.subject().as_raw());
+    assert_eq!(
+        subject_of(&svid).unwrap().organization,
+        ["Mid", "Zeta", "Alpha"]
+    );
+    assert_eq!(
+        x509svid::verify_chain(std::slice::from_ref(&svid), &bundle(&ca), now()).unwrap(),
+        id
+    );
+
+    // A downstream CA.
+    let down_key = PrivateKey::generate(KeyType::EcP256).unwrap();
+    let down = ca
+        .sign_x509_ca(&CaRequest {
+            public_key: down_key.public_key(),
+            subject: with_serial.clone(),
+            extensions: vec![],
+            ttl: Duration::from_secs(600),
+            now: now(),
+        })
+        .unwrap();
+    let (_, down) = X509Certificate::from_der(&down).unwrap();
+    assert_eq!(hex(down.subject().as_raw()), GO_SEVERAL_O_SERIAL);
+    down.verify_signature(Some(root.public_key())).unwrap();
+
+    // A CA CSR, and the CA an upstream signs from it.
+    let csr_signer = signer(KeyType::EcP384);
+    let csr = make_ca_csr(csr_signer.clone(), &td(), &with_serial, &[]).unwrap();
+    let (_, req) = X509CertificationRequest::from_der(&csr).unwrap();
+    assert_eq!(
+        hex(req.certification_request_info.subject.as_raw()),
+        GO_SEVERAL_O_SERIAL
+    );
+    req.verify_signature().unwrap();
+    let upstream_signed = ca
+        .sign_upstream_ca_csr(&csr, &td(), Duration::ZERO, now())
+        .unwrap();
+    let (_, up) = X509Certificate::from_der(&upstream_signed).unwrap();
+    assert_eq!(hex(up.subject().as_raw()), GO_SEVERAL_O_SERIAL);
+    assert_eq!(rdns(up.subject()), want_rdns);
+    assert_eq!(up.issuer().as_raw(), root.subject().as_raw());
+    up.verify_signature(Some(root.public_key())).unwrap();
+    assert_eq!(
+        up.public_key().raw,
+        csr_signer.public_key().spki_der(),
+        "the CSR's key"
+    );
+}
+
+/// The authority key ID a certificate carries.
+fn akid(cert: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    cert.iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+}
+
+/// Checks that `child` was issued by `ca`: its issuer is the CA's subject byte for byte,
+/// the CA's key signed it, and it names the CA's key ID.
+fn assert_issued_by(child: &[u8], ca: &X509Authority) {
+    let (_, parent) = X509Certificate::from_der(ca.certificate()).unwrap();
+    let (_, child) = X509Certificate::from_der(child).unwrap();
+    assert_eq!(child.issuer().as_raw(), parent.subject().as_raw());
+    child.verify_signature(Some(parent.public_key())).unwrap();
+    assert_eq!(akid(&child).as_deref(), Some(ca.subject_key_id()));
+}
+
+#[test]
+fn a_ca_whose_subject_repeats_attribute_types_issues_children_that_chain() {
+    for kt in [KeyType::EcP256, KeyType::Rsa2048] {
+        let s = signer(kt);
+        let der = self_signed_x509_ca(
+            s.clone(),
+            &td(),
+            &dc_ou(),
+            &[],
+            Duration::from_secs(86_400),
+            now(),
+        )
+        .unwrap();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(hex(cert.subject().as_raw()), GO_DC_OU);
+        assert_eq!(rdns(cert.subject()).len(), 5, "one RDN per attribute");
+        let ca = X509Authority::new(der, s, td()).unwrap();
+
+        let leaf_key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+        let svid = ca
+            .sign_x509_svid(&SvidRequest {
+                id: &id,
+                public_key: leaf_key.public_key(),
+                dns_names: &[],
+                subject: None,
+                ttl: Duration::from_secs(60),
+                now: now(),
+            })
+            .unwrap();
+        assert_issued_by(&svid, &ca);
+        assert_eq!(
+            x509svid::verify_chain(std::slice::from_ref(&svid), &bundle(&ca), now()).unwrap(),
+            id
+        );
+
+        let mut subject = subject_of(ca.certificate()).unwrap();
+        subject.organizational_unit.push("DOWNSTREAM-1".into());
+        let down_key = PrivateKey::generate(KeyType::EcP256).unwrap();
+        let down = ca
+            .sign_x509_ca(&CaRequest {
+                public_key: down_key.public_key(),
+                subject,
+                extensions: vec![],
+                ttl: Duration::from_secs(600),
+                now: now(),
+            })
+            .unwrap();
+        assert_issued_by(&down, &ca);
+    }
+}
+
+#[test]
+fn a_ca_whose_subject_has_a_multi_valued_rdn_is_an_issuer() {
+    let s = Arc::new(RemoteLike {
+        inner: LocalSigner::new("k", PrivateKey::generate(KeyType::EcP256).unwrap()),
+        sync_calls: Default::default(),
+        async_calls: Default::default(),
+    });
+    let der = self_signed_x509_ca(
+        s.clone(),
+        &td(),
+        &several_o(),
+        &[],
+        Duration::from_secs(86_400),
+        now(),
+    )
+    .unwrap();
+    let ca = X509Authority::new(der, s, td()).unwrap();
+    let leaf_key = PrivateKey::generate(KeyType::EcP256).unwrap();
+    let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+    let subject = Subject::default_svid();
+    let template = SvidTemplate {
+        id: &id,
+        public_key: leaf_key.public_key(),
+        subject: &subject,
+        dns_names: &[],
+        extensions: &[],
+        ttl: Duration::from_secs(60),
+        now: now(),
+    };
+    let sync = ca.issue_x509_svid_template(&template).unwrap();
+    let remote = ready(ca.issue_x509_svid_template_async(&template)).unwrap();
+    for der in [sync.der, remote.der] {
+        assert_issued_by(&der, &ca);
+        assert_eq!(
+            x509svid::verify_chain(std::slice::from_ref(&der), &bundle(&ca), now()).unwrap(),
+            id
+        );
+    }
+}
+
+#[test]
+fn the_subject_alt_name_is_critical_as_go_marks_it() {
+    // Certificates: critical exactly when the subject is empty.
+    let ca = ca(KeyType::EcP256, Duration::from_secs(86_400));
+    let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+    let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+    for (subject, critical) in [(Subject::default(), true), (Subject::default_svid(), false)] {
+        let der = ca
+            .sign_x509_svid(&SvidRequest {
+                id: &id,
+                public_key: key.public_key(),
+                dns_names: &[],
+                subject: Some(&subject),
+                ttl: Duration::from_secs(60),
+                now: now(),
+            })
+            .unwrap();
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(cert.subject().as_raw(), subject.to_der().unwrap());
+        let san = cert
+            .extensions()
+            .iter()
+            .find(|e| e.oid.to_id_string() == "2.5.29.17")
+            .unwrap();
+        assert_eq!(san.critical, critical);
+        assert_issued_by(&der, &ca);
+    }
+    // CSRs: never (Go's CreateCertificateRequest does not mark it).
+    let csr = make_csr(PrivateKey::generate(KeyType::EcP256).unwrap(), Some(&id)).unwrap();
+    let (_, req) = X509CertificationRequest::from_der(&csr).unwrap();
+    assert_eq!(req.certification_request_info.subject.as_raw(), [0x30, 0]);
+    let san = csr_raw_extensions(&req)
+        .into_iter()
+        .find(|e| e.oid == "2.5.29.17")
+        .unwrap();
+    assert!(!san.critical);
+    assert_eq!(parse_csr(&csr).unwrap().uris, vec![id.to_string()]);
+    let dns = make_dns_csr(signer(KeyType::EcP256), "web.example.org").unwrap();
+    let (_, req) = X509CertificationRequest::from_der(&dns).unwrap();
+    assert_eq!(
+        req.certification_request_info.subject.as_raw(),
+        Subject {
+            common_name: "web.example.org".into(),
+            ..Subject::default()
+        }
+        .to_der()
+        .unwrap()
+    );
+    assert_eq!(parse_csr(&dns).unwrap().dns_names, ["web.example.org"]);
 }
