@@ -35,6 +35,24 @@ fn bundle(ca: &X509Authority) -> Bundle {
     b
 }
 
+/// An X509-SVID for `spiffe://example.org/w` from `ca` (a fresh P-256 key, one minute, no
+/// DNS names).
+fn svid_w(ca: &X509Authority, subject: Option<&Subject>) -> (SpiffeId, Vec<u8>) {
+    let key = PrivateKey::generate(KeyType::EcP256).unwrap();
+    let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
+    let der = ca
+        .sign_x509_svid(&SvidRequest {
+            id: &id,
+            public_key: key.public_key(),
+            dns_names: &[],
+            subject,
+            ttl: Duration::from_secs(60),
+            now: now(),
+        })
+        .unwrap();
+    (id, der)
+}
+
 #[test]
 fn self_signed_ca_looks_like_spires() {
     let ca = ca(KeyType::EcP256, Duration::from_secs(86_400));
@@ -187,18 +205,7 @@ fn intermediate_ca_chains_to_the_root() {
         .unwrap();
     let isigner: Arc<dyn Signer> = Arc::new(LocalSigner::new("i", ikey));
     let inter = X509Authority::new(ider.clone(), isigner, td()).unwrap();
-    let leaf_key = PrivateKey::generate(KeyType::EcP256).unwrap();
-    let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
-    let leaf = inter
-        .sign_x509_svid(&SvidRequest {
-            id: &id,
-            public_key: leaf_key.public_key(),
-            dns_names: &[],
-            subject: None,
-            ttl: Duration::from_secs(60),
-            now: now(),
-        })
-        .unwrap();
+    let (id, leaf) = svid_w(&inter, None);
     assert_eq!(
         x509svid::verify_chain(&[leaf, ider.clone()], &bundle(&root), now()).unwrap(),
         id
@@ -586,19 +593,7 @@ fn several_values_of_one_attribute_survive_everywhere() {
     let ca = X509Authority::new(root_der.clone(), root_signer, td()).unwrap();
 
     // An X509-SVID.
-    let leaf_key = PrivateKey::generate(KeyType::EcP256).unwrap();
-    let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
-    let subject = several_o();
-    let svid = ca
-        .sign_x509_svid(&SvidRequest {
-            id: &id,
-            public_key: leaf_key.public_key(),
-            dns_names: &[],
-            subject: Some(&subject),
-            ttl: Duration::from_secs(60),
-            now: now(),
-        })
-        .unwrap();
+    let (id, svid) = svid_w(&ca, Some(&several_o()));
     let (_, leaf) = X509Certificate::from_der(&svid).unwrap();
     assert_eq!(hex(leaf.subject().as_raw()), GO_SEVERAL_O);
     assert_eq!(leaf.issuer().as_raw(), root.subject().as_raw());
@@ -689,18 +684,7 @@ fn a_ca_whose_subject_repeats_attribute_types_issues_children_that_chain() {
         assert_eq!(rdns(cert.subject()).len(), 5, "one RDN per attribute");
         let ca = X509Authority::new(der, s, td()).unwrap();
 
-        let leaf_key = PrivateKey::generate(KeyType::EcP256).unwrap();
-        let id = SpiffeId::parse("spiffe://example.org/w").unwrap();
-        let svid = ca
-            .sign_x509_svid(&SvidRequest {
-                id: &id,
-                public_key: leaf_key.public_key(),
-                dns_names: &[],
-                subject: None,
-                ttl: Duration::from_secs(60),
-                now: now(),
-            })
-            .unwrap();
+        let (id, svid) = svid_w(&ca, None);
         assert_issued_by(&svid, &ca);
         assert_eq!(
             x509svid::verify_chain(std::slice::from_ref(&svid), &bundle(&ca), now()).unwrap(),

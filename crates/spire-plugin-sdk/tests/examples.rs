@@ -20,6 +20,20 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// How `plugin_cmd` (with `plugin_args`) would start the example `exe` as plugin `name`.
+fn example_spec(name: &str, plugin_type: &str, exe: &str, args: &[&str]) -> LaunchSpec {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    LaunchSpec::new(
+        name,
+        plugin_type,
+        &example(exe).display().to_string(),
+        &args,
+        None,
+        Path::new("/"),
+    )
+    .unwrap()
+}
+
 fn core() -> CoreConfig {
     CoreConfig {
         trust_domain: "example.org".into(),
@@ -28,17 +42,12 @@ fn core() -> CoreConfig {
 
 #[tokio::test]
 async fn the_rust_workload_attestor_example_loads_configures_and_attests() {
-    let spec = LaunchSpec::new(
+    let spec = example_spec(
         "rustpid",
         "WorkloadAttestor",
-        &example("workloadattestor_rust_pidinfo")
-            .display()
-            .to_string(),
+        "workloadattestor_rust_pidinfo",
         &[],
-        None,
-        Path::new("/"),
-    )
-    .unwrap();
+    );
     let plugin = Arc::new(
         ExternalPlugin::load(&spec, &HostOptions::default(), HostServices::none())
             .await
@@ -108,17 +117,12 @@ fn run_by_hand_the_example_refuses_to_start() {
 async fn the_rust_credential_composer_example_adds_its_claim_and_passes_the_rest() {
     use spire_plugin::CredentialComposer as _;
     use spire_plugin_host::credentialcomposer::ExternalCredentialComposer;
-    let spec = LaunchSpec::new(
+    let spec = example_spec(
         "rustclaim",
         "CredentialComposer",
-        &example("credentialcomposer_rust_addclaim")
-            .display()
-            .to_string(),
+        "credentialcomposer_rust_addclaim",
         &[],
-        None,
-        Path::new("/"),
-    )
-    .unwrap();
+    );
     // Configuration is checked by the plugin.
     let err = ExternalPlugin::start(
         &spec,
@@ -180,15 +184,7 @@ async fn the_rust_credential_composer_example_adds_its_claim_and_passes_the_rest
 /// The KeyManager example, `side` (`server` or `agent`) as `plugin_args` chooses.
 async fn key_manager(side: &str) -> spire_plugin_host::keymanager::ExternalKeyManager {
     use spire_plugin_host::keymanager::ExternalKeyManager;
-    let spec = LaunchSpec::new(
-        "rustkeys",
-        "KeyManager",
-        &example("keymanager_rust_memkeys").display().to_string(),
-        &[side.to_owned()],
-        None,
-        Path::new("/"),
-    )
-    .unwrap();
+    let spec = example_spec("rustkeys", "KeyManager", "keymanager_rust_memkeys", &[side]);
     type Bind = fn(Arc<ExternalPlugin>) -> Result<ExternalKeyManager, spire_plugin_host::HostError>;
     let bind: Bind = match side {
         "agent" => ExternalKeyManager::bind_agent,
@@ -290,15 +286,7 @@ async fn the_rust_key_manager_example_signs_digests_for_both_sides() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rust_key_manager_example_refuses_malformed_requests() {
     use spire_proto::spire::plugin::server::keymanager::v1 as km;
-    let spec = LaunchSpec::new(
-        "rustkeys",
-        "KeyManager",
-        &example("keymanager_rust_memkeys").display().to_string(),
-        &[],
-        None,
-        Path::new("/"),
-    )
-    .unwrap();
+    let spec = example_spec("rustkeys", "KeyManager", "keymanager_rust_memkeys", &[]);
     let plugin = Arc::new(
         ExternalPlugin::load(&spec, &HostOptions::default(), HostServices::none())
             .await
