@@ -19,6 +19,7 @@ use spiffe_core::{JwsAlgorithm, KeyType, PublicKey};
 use spire_plugin::{
     Code, KeyManager, ManagedKey, PluginError, PluginResult, SignatureKind, Signer,
 };
+use spire_plugin_wire::keymanager::{key_type_from_proto, key_type_to_proto};
 use spire_proto::spire::plugin::server::keymanager::v1 as kmv1;
 
 use crate::{ExternalPlugin, HostError};
@@ -65,28 +66,9 @@ fn internal(message: String) -> PluginError {
     PluginError::new(Code::Internal, message)
 }
 
-fn proto_key_type(t: KeyType) -> kmv1::KeyType {
-    match t {
-        KeyType::EcP256 => kmv1::KeyType::EcP256,
-        KeyType::EcP384 => kmv1::KeyType::EcP384,
-        KeyType::Rsa2048 => kmv1::KeyType::Rsa2048,
-        KeyType::Rsa4096 => kmv1::KeyType::Rsa4096,
-    }
-}
-
-fn key_type_of(t: i32) -> Option<KeyType> {
-    match kmv1::KeyType::try_from(t).ok()? {
-        kmv1::KeyType::EcP256 => Some(KeyType::EcP256),
-        kmv1::KeyType::EcP384 => Some(KeyType::EcP384),
-        kmv1::KeyType::Rsa2048 => Some(KeyType::Rsa2048),
-        kmv1::KeyType::Rsa4096 => Some(KeyType::Rsa4096),
-        kmv1::KeyType::UnspecifiedKeyType => None,
-    }
-}
-
 /// A key as the plugin described it, checked: a known type and a PKIX key that parses.
 fn managed_key(k: kmv1::PublicKey) -> PluginResult<ManagedKey> {
-    let key_type = key_type_of(k.r#type).ok_or_else(|| {
+    let key_type = key_type_from_proto(k.r#type).ok_or_else(|| {
         internal(format!(
             "plugin returned key {:?} with an unknown key type {}",
             k.id, k.r#type
@@ -155,7 +137,7 @@ impl KeyManager for ExternalKeyManager {
     async fn generate_key(&self, key_id: &str, key_type: KeyType) -> PluginResult<ManagedKey> {
         let request = kmv1::GenerateKeyRequest {
             key_id: key_id.to_owned(),
-            key_type: proto_key_type(key_type) as i32,
+            key_type: key_type_to_proto(key_type),
         };
         let response: kmv1::GenerateKeyResponse = self
             .call(|mut c| async move { c.unary("GenerateKey", request).await })

@@ -20,6 +20,8 @@ use spire_plugin::{ManagedKey, PluginError, PluginResult};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 
+use spire_plugin_wire::keymanager::{key_type_from_proto, key_type_to_proto};
+
 use crate::services::status;
 
 /// The hash a host computed the digest with (`HashAlgorithm` of the KeyManager protocol).
@@ -132,25 +134,6 @@ pub trait DigestKeyManager: Send + Sync + 'static {
     ) -> PluginResult<DigestSignature>;
 }
 
-fn key_type_from_wire(v: i32) -> Option<KeyType> {
-    Some(match v {
-        1 => KeyType::EcP256,
-        2 => KeyType::EcP384,
-        3 => KeyType::Rsa2048,
-        4 => KeyType::Rsa4096,
-        _ => return None,
-    })
-}
-
-fn key_type_to_wire(t: KeyType) -> i32 {
-    match t {
-        KeyType::EcP256 => 1,
-        KeyType::EcP384 => 2,
-        KeyType::Rsa2048 => 3,
-        KeyType::Rsa4096 => 4,
-    }
-}
-
 fn key_id(id: &str) -> Result<&str, Status> {
     if id.is_empty() {
         return Err(Status::invalid_argument("key id is required"));
@@ -198,7 +181,7 @@ macro_rules! key_manager_service {
             fn public_key(k: ManagedKey) -> $km::PublicKey {
                 $km::PublicKey {
                     pkix_data: PublicKey::spki_der(&k.public_key).to_vec(),
-                    r#type: key_type_to_wire(k.key_type),
+                    r#type: key_type_to_proto(k.key_type),
                     id: k.id,
                     fingerprint: k.fingerprint,
                 }
@@ -218,7 +201,7 @@ macro_rules! key_manager_service {
             ) -> Result<Response<$km::GenerateKeyResponse>, Status> {
                 let r = request.into_inner();
                 let id = key_id(&r.key_id)?;
-                let key_type = key_type_from_wire(r.key_type).ok_or_else(|| {
+                let key_type = key_type_from_proto(r.key_type).ok_or_else(|| {
                     Status::invalid_argument(format!(
                         "unable to generate key {id:?} for unknown key type {}",
                         r.key_type
@@ -336,10 +319,10 @@ mod tests {
             (K::Rsa2048, KeyType::Rsa2048),
             (K::Rsa4096, KeyType::Rsa4096),
         ] {
-            assert_eq!(key_type_from_wire(w as i32), Some(t));
-            assert_eq!(key_type_to_wire(t), w as i32);
+            assert_eq!(key_type_from_proto(w as i32), Some(t));
+            assert_eq!(key_type_to_proto(t), w as i32);
         }
-        assert_eq!(key_type_from_wire(K::UnspecifiedKeyType as i32), None);
+        assert_eq!(key_type_from_proto(K::UnspecifiedKeyType as i32), None);
     }
 
     #[test]

@@ -11,4 +11,5 @@
 
 pub mod bundle;
 pub mod composer;
+pub mod keymanager;
 pub mod svidstore;
